@@ -1,0 +1,237 @@
+//! Broker configuration: embedded defaults, overridden by a TOML file (`--config`), then by
+//! `SPATE_*` environment variables, then by command-line flags.
+//!
+//! clap reads a flag and its environment variable into the same `Option`, with the flag
+//! winning; anything still `None` falls back to the file, then to the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+
+/// Broker settings as a file may give them. Every field is optional; see [`BrokerConfig`]
+/// for meanings and defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    advertised_host: Option<String>,
+    smp: Option<usize>,
+    node_id: Option<i32>,
+    default_partitions: Option<i32>,
+    auto_create_topics: Option<bool>,
+    socket_request_max_bytes: Option<usize>,
+    segment_bytes: Option<u64>,
+    max_message_bytes: Option<u32>,
+}
+
+/// `spate serve` flags. Each can also be set by the environment variable named in `--help`
+/// or by the same key (with underscores) in the `--config` TOML file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys use underscores: `data_dir = "..."`).
+    #[arg(long, env = "SPATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding topic metadata and partition logs. [default: ./spate-data]
+    #[arg(long, env = "SPATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Bootstrap address. Shard s of this node listens on the same host at port PORT+s and is
+    /// advertised to clients as its own broker. [default: 127.0.0.1:9092]
+    #[arg(long, env = "SPATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Host name advertised to clients in Metadata. [default: the --listen host, or
+    /// 127.0.0.1 when listening on 0.0.0.0]
+    #[arg(long, env = "SPATE_ADVERTISED_HOST")]
+    pub advertised_host: Option<String>,
+    /// Number of shards (one pinned thread each). [default: one per CPU this process may run
+    /// on, so `taskset` and cgroup cpusets are honoured]
+    #[arg(long, env = "SPATE_SMP")]
+    pub smp: Option<usize>,
+    /// This node's id; broker ids advertised to clients are node_id * 1024 + shard. [default: 0]
+    #[arg(long, env = "SPATE_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Partitions of a topic created automatically or without an explicit count (Kafka's
+    /// num.partitions). [default: 1]
+    #[arg(long, env = "SPATE_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<i32>,
+    /// Create topics on first use by Metadata or Produce (Kafka's
+    /// auto.create.topics.enable). [default: true]
+    #[arg(long, env = "SPATE_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Largest request frame accepted; larger ones close the connection (Kafka's
+    /// socket.request.max.bytes). [default: 104857600]
+    #[arg(long, env = "SPATE_SOCKET_REQUEST_MAX_BYTES")]
+    pub socket_request_max_bytes: Option<usize>,
+    /// Default segment size before a new segment file is started (Kafka's log.segment.bytes).
+    /// [default: 1073741824]
+    #[arg(long, env = "SPATE_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default largest record batch accepted (Kafka's message.max.bytes). [default: 1048588]
+    #[arg(long, env = "SPATE_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u32>,
+}
+
+/// Settings the broker runs with, after every source has been applied.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Root of the data directory.
+    pub data_dir: PathBuf,
+    /// Bootstrap address; shard s listens on port + s.
+    pub listen: SocketAddr,
+    /// Host advertised in Metadata.
+    pub advertised_host: String,
+    /// Shard count, if fixed by the operator; otherwise one per available CPU.
+    pub smp: Option<usize>,
+    /// This node's id.
+    pub node_id: i32,
+    /// Partitions of an automatically created topic.
+    pub default_partitions: i32,
+    /// Whether Metadata and Produce create unknown topics.
+    pub auto_create_topics: bool,
+    /// Largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// Broker default for segment.bytes.
+    pub segment_bytes: u64,
+    /// Broker default for max.message.bytes.
+    pub max_message_bytes: u32,
+}
+
+impl ServeArgs {
+    /// Resolves flags, environment, file and defaults into one configuration.
+    pub fn resolve(self) -> anyhow::Result<BrokerConfig> {
+        let file = match &self.config {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
+        let advertised_host = self
+            .advertised_host
+            .or(file.advertised_host)
+            .unwrap_or_else(|| match listen.ip() {
+                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+                ip => ip.to_string(),
+            });
+        let config = BrokerConfig {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("spate-data")),
+            listen,
+            advertised_host,
+            smp: self.smp.or(file.smp),
+            node_id: self.node_id.or(file.node_id).unwrap_or(0),
+            default_partitions: self
+                .default_partitions
+                .or(file.default_partitions)
+                .unwrap_or(1),
+            auto_create_topics: self
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
+            socket_request_max_bytes: self
+                .socket_request_max_bytes
+                .or(file.socket_request_max_bytes)
+                .unwrap_or(100 * 1024 * 1024),
+            segment_bytes: self.segment_bytes.or(file.segment_bytes).unwrap_or(1 << 30),
+            max_message_bytes: self
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(1_048_588),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl BrokerConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.default_partitions >= 1,
+            "default partitions must be at least 1, got {}",
+            self.default_partitions
+        );
+        anyhow::ensure!(
+            (0..=1_000_000).contains(&self.node_id),
+            "node id must be between 0 and 1000000, got {}",
+            self.node_id
+        );
+        anyhow::ensure!(
+            self.smp != Some(0),
+            "--smp must be at least 1 (or left out for one shard per CPU)"
+        );
+        anyhow::ensure!(
+            self.segment_bytes >= 64 * 1024,
+            "segment bytes must be at least 65536, got {}",
+            self.segment_bytes
+        );
+        anyhow::ensure!(
+            self.socket_request_max_bytes >= 1024,
+            "socket request max bytes must be at least 1024"
+        );
+        Ok(())
+    }
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn defaults_need_no_config() {
+        let config = Harness::parse_from(["spate"]).serve.resolve().unwrap();
+        assert_eq!(config.listen.port(), 9092);
+        assert_eq!(config.data_dir, PathBuf::from("spate-data"));
+        assert!(config.auto_create_topics);
+        assert_eq!(config.advertised_host, "127.0.0.1");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spate.toml");
+        std::fs::write(&path, "default_partitions = 7\nnode_id = 3\n").unwrap();
+        let config = Harness::parse_from([
+            "spate",
+            "--config",
+            path.to_str().unwrap(),
+            "--node-id",
+            "5",
+        ])
+        .serve
+        .resolve()
+        .unwrap();
+        assert_eq!(config.default_partitions, 7);
+        assert_eq!(config.node_id, 5);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spate.toml");
+        std::fs::write(&path, "data_dri = \"x\"\n").unwrap();
+        let error = Harness::parse_from(["spate", "--config", path.to_str().unwrap()])
+            .serve
+            .resolve()
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("data_dri"));
+    }
+}

@@ -1,0 +1,114 @@
+//! One client connection: read requests, dispatch them in order, write responses in order.
+//!
+//! Kafka clients pipeline requests (up to `max.in.flight` produce requests per connection)
+//! and expect responses in request order. The reader task dispatches each request before
+//! reading the next, so side effects (offset assignment, topic creation) happen in request
+//! order; what a request still has to wait for (the group commit that makes a produce
+//! durable) is a [`Pending`] future that the writer task awaits, in order, while the reader
+//! moves on. That lets one connection's pipelined produces share a group commit, where
+//! Kafka mutes the connection until each response is sent.
+
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use futures_lite::AsyncWriteExt;
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::TcpStream;
+use spate_net::FrameReader;
+
+use crate::handlers;
+use crate::shard::Shard;
+
+/// Requests dispatched but not yet answered, per connection. Bounds the memory a client
+/// can pin by pipelining.
+const PIPELINE_DEPTH: usize = 32;
+
+/// Why a connection is closed instead of answered. Logged once, as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseReason {
+    /// The request could not be parsed, or asks for an API or version we do not serve.
+    #[error(transparent)]
+    Request(#[from] spate_net::RequestError),
+    /// The request is well-formed but Kafka's rules say to close (for example an error on
+    /// an acks=0 produce, which has no response to carry it).
+    #[error("{0}")]
+    Protocol(String),
+    /// The response could not be encoded (a bug, but not one worth a shard).
+    #[error("cannot encode response: {0:#}")]
+    Encode(anyhow::Error),
+}
+
+/// What is left of a request after dispatch: the response frame, once ready (`None` when
+/// the request has no response, as for acks=0).
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, CloseReason>>>>;
+
+/// Serves a connection until the client closes it or breaks the protocol.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|address| address.to_string())
+        .unwrap_or_else(|_| "unknown peer".into());
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    // The writer gets its own descriptor for the same socket so that reading and writing
+    // proceed independently; dropping both closes the socket.
+    let writer_fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if writer_fd < 0 {
+        tracing::warn!(%peer, error = %std::io::Error::last_os_error(), "closing connection: cannot duplicate socket");
+        return;
+    }
+    // SAFETY: `writer_fd` is a freshly duplicated descriptor of a connected TCP socket that
+    // nothing else owns.
+    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd) };
+    let (sender, receiver) = local_channel::new_bounded(PIPELINE_DEPTH);
+    let writer = glommio::spawn_local(write_responses(writer_stream, receiver, peer.clone()));
+
+    let mut stream = stream;
+    let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes);
+    loop {
+        let frame = match frames.next_frame(&mut stream).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::info!(%peer, %error, "closing connection");
+                break;
+            }
+        };
+        match handlers::dispatch(&shard, frame).await {
+            Ok(pending) => {
+                if sender.send(pending).await.is_err() {
+                    break; // the writer stopped: the socket is gone
+                }
+            }
+            Err(reason) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                break;
+            }
+        }
+    }
+    drop(sender);
+    writer.await;
+}
+
+async fn write_responses(mut stream: TcpStream, receiver: LocalReceiver<Pending>, peer: String) {
+    while let Some(pending) = receiver.recv().await {
+        match pending.await {
+            Ok(Some(frame)) => {
+                if let Err(error) = stream.write_all(&frame).await {
+                    tracing::debug!(%peer, %error, "client went away before its response");
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::info!(%peer, %reason, "closing connection");
+                break;
+            }
+        }
+    }
+    // Wake the reader if it is blocked on a socket we are giving up on.
+    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+}

@@ -1,0 +1,49 @@
+//! DescribeCluster (key 60): the node's shards as brokers, the cluster id and controller.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{ApiSpec, RequestContext};
+use crate::placement::{broker_id, ShardId};
+use crate::shard::Shard;
+
+/// Served versions.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeCluster, 0, 1);
+
+/// endpoint_type for brokers (v1); controllers (2) are not separately addressable here.
+const ENDPOINT_BROKERS: i8 = 1;
+
+/// Describes the node.
+pub fn handle(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(ENDPOINT_BROKERS)
+        .with_cluster_authorized_operations(i32::MIN);
+    if context.version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
+        return response
+            .with_error_code(ResponseError::UnsupportedEndpointType.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "Only broker endpoints are served",
+            )));
+    }
+    let brokers = super::metadata::brokers(shard)
+        .into_iter()
+        .map(|broker| {
+            DescribeClusterBroker::default()
+                .with_broker_id(broker.node_id)
+                .with_host(broker.host)
+                .with_port(broker.port)
+        })
+        .collect();
+    response
+        .with_cluster_id(StrBytes::from_string(shard.catalog().cluster_id.clone()))
+        .with_controller_id(BrokerId(broker_id(shard.node.node_id(), ShardId(0))))
+        .with_brokers(brokers)
+}

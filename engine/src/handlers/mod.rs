@@ -1,0 +1,170 @@
+//! The Kafka API handlers, one module per API, and the one table that lists them.
+//!
+//! [`APIS`] is the only place that says which APIs and versions Spate serves; the
+//! ApiVersions response is built from it and [`dispatch`] checks every request against it.
+//! Each handler module declares its `SPEC` (API key and version range) next to its code.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use std::rc::Rc;
+
+use crate::connection::{CloseReason, Pending};
+use crate::shard::Shard;
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod errors;
+pub mod fetch;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+/// The versions of one API that Spate serves.
+#[derive(Clone, Copy, Debug)]
+pub struct ApiSpec {
+    /// The API.
+    pub key: ApiKey,
+    /// Lowest version advertised in ApiVersions. Below `min` only for Produce, where Kafka
+    /// 4 advertises 0 but serves 3+ (KAFKA-18659: librdkafka before 2.11.1 disables
+    /// compression when Produce's minimum is above 0).
+    pub advertised_min: i16,
+    /// Lowest version served.
+    pub min: i16,
+    /// Highest version served.
+    pub max: i16,
+}
+
+impl ApiSpec {
+    /// An API served over exactly the versions it advertises.
+    pub const fn new(key: ApiKey, min: i16, max: i16) -> ApiSpec {
+        ApiSpec {
+            key,
+            advertised_min: min,
+            min,
+            max,
+        }
+    }
+}
+
+/// Every API Spate serves.
+pub const APIS: &[ApiSpec] = &[
+    produce::SPEC,
+    fetch::SPEC,
+    list_offsets::SPEC,
+    metadata::SPEC,
+    api_versions::SPEC,
+    create_topics::SPEC,
+    delete_topics::SPEC,
+    init_producer_id::SPEC,
+    offset_for_leader_epoch::SPEC,
+    describe_configs::SPEC,
+    create_partitions::SPEC,
+    describe_cluster::SPEC,
+];
+
+/// What a handler learns from the request header.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// The API.
+    pub api_key: ApiKey,
+    /// The request's version.
+    pub version: i16,
+    /// Echoed in the response header.
+    pub correlation_id: i32,
+    /// The client's self-declared id, for logs.
+    pub client_id: Option<String>,
+}
+
+/// Decodes a request, runs its handler's in-order part, and returns what remains.
+pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CloseReason> {
+    let request = spate_net::Request::decode_header(frame)?;
+    let version = request.version();
+    let context = RequestContext {
+        api_key: request.api_key,
+        version,
+        correlation_id: request.header.correlation_id,
+        client_id: request.header.client_id.as_ref().map(|id| id.to_string()),
+    };
+    let spec = APIS
+        .iter()
+        .find(|spec| spec.key == request.api_key)
+        .ok_or_else(|| CloseReason::Protocol(format!("unsupported API {:?}", request.api_key)))?;
+    if request.api_key == ApiKey::ApiVersions && version > spec.max {
+        return Ok(ready(Some(api_versions::unsupported_version_reply(
+            &context,
+        ))));
+    }
+    if version < spec.min || version > spec.max {
+        return Err(CloseReason::Protocol(format!(
+            "unsupported version {version} of {:?} (served: {}..={})",
+            request.api_key, spec.min, spec.max
+        )));
+    }
+    let body = request.decode_body()?;
+    let response = match body {
+        RequestKind::Produce(body) => return produce::handle(shard, context, body).await,
+        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(shard, &context, body).await),
+        RequestKind::ListOffsets(body) => {
+            ResponseKind::ListOffsets(list_offsets::handle(shard, &context, body).await)
+        }
+        RequestKind::Metadata(body) => {
+            ResponseKind::Metadata(metadata::handle(shard, &context, body))
+        }
+        RequestKind::ApiVersions(body) => {
+            ResponseKind::ApiVersions(api_versions::handle(&context, body))
+        }
+        RequestKind::CreateTopics(body) => {
+            ResponseKind::CreateTopics(create_topics::handle(shard, &context, body))
+        }
+        RequestKind::DeleteTopics(body) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(shard, &context, body))
+        }
+        RequestKind::InitProducerId(body) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(shard, &context, body))
+        }
+        RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(shard, &context, body).await,
+        ),
+        RequestKind::DescribeConfigs(body) => {
+            ResponseKind::DescribeConfigs(describe_configs::handle(shard, &context, body))
+        }
+        RequestKind::CreatePartitions(body) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(shard, &context, body))
+        }
+        RequestKind::DescribeCluster(body) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(shard, &context, body))
+        }
+        other => {
+            return Err(CloseReason::Protocol(format!(
+                "no handler for {:?}",
+                std::mem::discriminant(&other)
+            )))
+        }
+    };
+    Ok(ready(Some(encode(&context, &response)?)))
+}
+
+/// Encodes a response frame for a request.
+pub fn encode(
+    context: &RequestContext,
+    response: &ResponseKind,
+) -> Result<bytes::BytesMut, CloseReason> {
+    spate_net::encode_response(
+        context.api_key,
+        context.version,
+        context.correlation_id,
+        response,
+    )
+    .map_err(CloseReason::Encode)
+}
+
+/// A pending response that is already complete.
+pub fn ready(frame: Option<bytes::BytesMut>) -> Pending {
+    Box::pin(std::future::ready(Ok(frame)))
+}

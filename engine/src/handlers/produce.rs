@@ -1,0 +1,193 @@
+//! Produce (key 0): validate, append, wait for the group commit, acknowledge.
+//!
+//! The handler runs in two phases, like Redpanda's two-phase produce: the in-order part
+//! (topic lookup, validation, offset assignment, copy into the partition's write buffer)
+//! runs before the connection reads its next request; the rest (waiting until the batch is
+//! written and fdatasync'ed) is the [`Pending`] future that the connection's writer awaits.
+//! Every ack level waits for durability: acks=1 is answered after the same group commit as
+//! acks=all on a single node, which costs little because the commit is shared.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::ResponseError;
+use spate_storage::{Offset, PartitionLog, StorageError};
+
+use super::errors::{storage_error_code, NONE};
+use super::{encode, ApiSpec, RequestContext};
+use crate::connection::{CloseReason, Pending};
+use crate::shard::Shard;
+
+/// Served versions: advertised from 0 as Kafka 4 does, served from 3 (magic 2 only).
+pub const SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::Produce,
+    advertised_min: 0,
+    min: 3,
+    max: 11,
+};
+
+/// The compression codec number of zstd in a batch's attributes.
+const ZSTD: i16 = 4;
+/// Produce v7 is the first that may carry zstd.
+const ZSTD_MIN_PRODUCE_VERSION: i16 = 7;
+
+/// A partition that was appended to and must be durable before the response.
+struct Appended {
+    log: PartitionLog,
+    last_offset: Offset,
+}
+
+/// Runs the in-order phase and returns the wait-and-respond phase.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    context: RequestContext,
+    request: ProduceRequest,
+) -> Result<Pending, CloseReason> {
+    let acks = request.acks;
+    let mut waits: Vec<Appended> = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let name = topic_data.name.0.to_string();
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        let topic = shard.topic_or_create(&name, true);
+        for partition_data in topic_data.partition_data {
+            let partition = partition_data.index;
+            let result = if !matches!(acks, -1..=1) {
+                Err(ResponseError::InvalidRequiredAcks.code())
+            } else if request.transactional_id.is_some() {
+                // Transactions are not implemented yet: InitProducerId refuses transactional
+                // ids, so a client never gets this far with one.
+                Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+            } else {
+                match &topic {
+                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    Some(topic) if partition < 0 || partition >= topic.partitions => {
+                        Err(ResponseError::UnknownTopicOrPartition.code())
+                    }
+                    Some(_) if !shard.owns(&name, partition) => {
+                        Err(ResponseError::NotLeaderOrFollower.code())
+                    }
+                    Some(topic) => {
+                        append(
+                            shard,
+                            &context,
+                            topic,
+                            partition,
+                            partition_data.records.as_deref(),
+                            &mut waits,
+                        )
+                        .await
+                    }
+                }
+            };
+            partition_responses.push(partition_response(partition, result));
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    let shard = shard.clone();
+    Ok(Box::pin(async move {
+        for appended in &waits {
+            if let Err(error) = appended.log.wait_durable(appended.last_offset).await {
+                crate::fatal(&format!("cannot make produced data durable: {error}"));
+            }
+        }
+        if !waits.is_empty() {
+            shard.data_arrived.notify_all();
+        }
+        if acks == 0 {
+            let failed = responses
+                .iter()
+                .flat_map(|topic| &topic.partition_responses)
+                .find(|partition| partition.error_code != NONE);
+            return match failed {
+                // acks=0 has no response to carry an error: Kafka closes the connection.
+                Some(partition) => Err(CloseReason::Protocol(format!(
+                    "acks=0 produce failed with error {} on partition {}",
+                    partition.error_code, partition.index
+                ))),
+                None => Ok(None),
+            };
+        }
+        let response = ProduceResponse::default().with_responses(responses);
+        encode(&context, &ResponseKind::Produce(response)).map(Some)
+    }))
+}
+
+/// Validates and appends one partition's batch. Ok is the batch's base offset and the
+/// partition's log start offset.
+async fn append(
+    shard: &Shard,
+    context: &RequestContext,
+    topic: &crate::catalog::TopicMeta,
+    partition: i32,
+    records: Option<&[u8]>,
+    waits: &mut Vec<Appended>,
+) -> Result<(i64, i64), i16> {
+    let records = records.ok_or(if context.version >= 8 {
+        ResponseError::InvalidRecord.code()
+    } else {
+        ResponseError::CorruptMessage.code()
+    })?;
+    if compression_of(records) == Some(ZSTD) && context.version < ZSTD_MIN_PRODUCE_VERSION {
+        return Err(ResponseError::UnsupportedCompressionType.code());
+    }
+    let log = shard
+        .log(topic, partition)
+        .await
+        .map_err(|error| log_error(context, topic, partition, &error))?;
+    let appended = log
+        .append(records, crate::LEADER_EPOCH)
+        .map_err(|error| log_error(context, topic, partition, &error))?;
+    let log_start = log.log_start_offset().0;
+    // A retried duplicate is answered with the original's offset, and only once the
+    // original is durable: it may still be in the same group commit.
+    waits.push(Appended {
+        log,
+        last_offset: appended.last_offset,
+    });
+    Ok((appended.base_offset.0, log_start))
+}
+
+fn log_error(
+    context: &RequestContext,
+    topic: &crate::catalog::TopicMeta,
+    partition: i32,
+    error: &StorageError,
+) -> i16 {
+    match error {
+        StorageError::Io(_) => {
+            tracing::error!(topic = %topic.name, partition, %error, "storage error on produce")
+        }
+        _ => {
+            tracing::debug!(topic = %topic.name, partition, %error, client = ?context.client_id, "produce rejected")
+        }
+    }
+    storage_error_code(error, context.version)
+}
+
+/// The codec bits of a batch's attributes, if the batch is long enough to have them.
+fn compression_of(batch: &[u8]) -> Option<i16> {
+    const ATTRIBUTES_AT: usize = 21;
+    let attributes = batch.get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)?;
+    Some(i16::from_be_bytes([attributes[0], attributes[1]]) & 0x7)
+}
+
+fn partition_response(partition: i32, result: Result<(i64, i64), i16>) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default()
+        .with_index(partition)
+        .with_log_append_time_ms(-1);
+    match result {
+        Ok((base_offset, log_start_offset)) => response
+            .with_base_offset(base_offset)
+            .with_log_start_offset(log_start_offset),
+        Err(code) => response
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_log_start_offset(-1),
+    }
+}

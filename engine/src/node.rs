@@ -1,0 +1,339 @@
+//! Starting and stopping a node: preflight checks, one pinned executor per shard, signal
+//! handling, clean shutdown.
+//!
+//! Every check that can fail at start does so before any shard serves a client, with one
+//! line that says what is wrong and how to fix it.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::catalog::SharedCatalog;
+use crate::config::BrokerConfig;
+use crate::connection;
+use crate::placement::{ShardId, MAX_SHARDS_PER_NODE};
+use crate::shard::{NodeContext, Shard};
+
+/// glommio refuses to start below this locked-memory limit (its io_uring rings).
+const MEMLOCK_MIN_BYTES: u64 = 512 * 1024;
+/// Shards whose executor is running; a shard that stops before shutdown (a panic, which
+/// is a bug) makes the main thread stop the whole node rather than serve with a hole.
+static RUNNING_SHARDS: AtomicUsize = AtomicUsize::new(0);
+
+/// Decrements [`RUNNING_SHARDS`] when a shard's future ends, even by unwinding.
+struct RunningShard;
+
+impl RunningShard {
+    fn enter() -> RunningShard {
+        RUNNING_SHARDS.fetch_add(1, Ordering::AcqRel);
+        RunningShard
+    }
+}
+
+impl Drop for RunningShard {
+    fn drop(&mut self) {
+        RUNNING_SHARDS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often shards look for shutdown and catalog changes.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs a broker until SIGINT or SIGTERM.
+pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    raise_memlock_limit()?;
+    check_io_uring()?;
+    prepare_data_dir(&config.data_dir)?;
+    let cpus = allowed_cpus()?;
+    let shard_count = config.smp.unwrap_or(cpus.len());
+    if shard_count > MAX_SHARDS_PER_NODE as usize {
+        bail!("--smp {shard_count} is above the maximum of {MAX_SHARDS_PER_NODE} shards per node");
+    }
+    if shard_count > cpus.len() {
+        tracing::warn!(
+            shard_count,
+            cpus = cpus.len(),
+            "more shards than CPUs: some CPUs run several shards"
+        );
+    }
+    let listeners = bind_listeners(config.listen, shard_count)?;
+    let catalog = SharedCatalog::load(&config.data_dir)?;
+    let node = Arc::new(NodeContext {
+        config,
+        catalog,
+        shard_count: shard_count as u32,
+        shutdown: AtomicBool::new(false),
+    });
+    block_termination_signals()?;
+    let (ready_sender, ready) = mpsc::channel::<Result<ShardId, String>>();
+    let mut handles = Vec::with_capacity(shard_count);
+    for (index, listener_fd) in listeners.into_iter().enumerate() {
+        let shard = ShardId(index as u32);
+        let cpu = cpus[index % cpus.len()];
+        let node = node.clone();
+        let ready_sender = ready_sender.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{index}"))
+            .spawn(move || run_shard(shard, node, listener_fd, ready_sender))
+            .map_err(|error| executor_error(&error))?;
+        handles.push(handle);
+    }
+    drop(ready_sender);
+    for _ in 0..shard_count {
+        match ready.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(message)) => bail!(message),
+            Err(_) => bail!("a shard stopped during start-up (see the log above); if it mentions io_uring or memory, raise `ulimit -l`"),
+        }
+    }
+    let listen = node.config.listen;
+    tracing::info!(
+        shards = shard_count,
+        bootstrap = %listen,
+        ports = %format!("{}..={}", listen.port(), listen.port() as usize + shard_count - 1),
+        data_dir = %node.config.data_dir.display(),
+        "spate is serving"
+    );
+    wait_for_termination_signal(&RUNNING_SHARDS, shard_count);
+    tracing::info!("shutting down: flushing and closing partition logs");
+    node.shutdown.store(true, Ordering::Release);
+    for handle in handles {
+        if handle.join().is_err() {
+            bail!("a shard failed while shutting down");
+        }
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn run_shard(
+    id: ShardId,
+    node: Arc<NodeContext>,
+    listener_fd: RawFd,
+    ready: mpsc::Sender<Result<ShardId, String>>,
+) {
+    let _running = RunningShard::enter();
+    let shard = Rc::new(Shard::new(id, node.clone()));
+    shard.sync_with_catalog().await;
+    // SAFETY: the descriptor is a bound, listening socket handed to this shard alone.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
+    let _ = ready.send(Ok(id));
+    let maintenance = glommio::spawn_local(maintain(shard.clone()));
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            maintenance_tick_until_shutdown(&node).await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+            }
+            Some(Err(error)) => {
+                tracing::warn!(shard = id.0, %error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    maintenance.await;
+    shard.close_all().await;
+}
+
+/// Keeps the shard's logs in line with the catalog (new partitions opened, deleted topics'
+/// logs removed) until shutdown.
+async fn maintain(shard: Rc<Shard>) {
+    let mut seen_version = shard.node.catalog.version();
+    while !shard.node.shutdown.load(Ordering::Acquire) {
+        glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
+        let version = shard.node.catalog.version();
+        if version != seen_version {
+            seen_version = version;
+            shard.sync_with_catalog().await;
+        }
+    }
+}
+
+async fn maintenance_tick_until_shutdown(node: &NodeContext) {
+    while !node.shutdown.load(Ordering::Acquire) {
+        glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
+    }
+}
+
+fn executor_error(error: &glommio::GlommioError<()>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot start a shard executor: {error}. Spate needs io_uring and locked memory: run as root or raise the limit with `ulimit -l unlimited` (or LimitMEMLOCK=infinity in a systemd unit)"
+    )
+}
+
+/// glommio locks memory for its io_uring rings and DMA buffers. Raise the soft limit to
+/// the hard limit (root may raise both to unlimited).
+fn raise_memlock_limit() -> anyhow::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            bail!(
+                "cannot read the locked-memory limit: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) == 0 {
+            return Ok(());
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+            limit = raised;
+        }
+    }
+    if limit.rlim_cur < MEMLOCK_MIN_BYTES {
+        bail!(
+            "the locked-memory limit is {} KiB and cannot be raised; Spate needs at least {} KiB (io_uring): run `ulimit -l unlimited` as root before starting, or set `memlock` in /etc/security/limits.conf",
+            limit.rlim_cur / 1024,
+            MEMLOCK_MIN_BYTES / 1024
+        );
+    }
+    tracing::info!(memlock_kib = limit.rlim_cur / 1024, "locked-memory limit");
+    Ok(())
+}
+
+fn check_io_uring() -> anyhow::Result<()> {
+    if let Ok(value) = fs::read_to_string("/proc/sys/kernel/io_uring_disabled") {
+        if value.trim() == "2" {
+            bail!("io_uring is disabled on this host (kernel.io_uring_disabled = 2); enable it with `sysctl kernel.io_uring_disabled=0`");
+        }
+    }
+    Ok(())
+}
+
+/// Creates the data directory and checks that files in it can be opened with O_DIRECT
+/// (tmpfs, for example, refuses O_DIRECT).
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}: choose another with --data-dir",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".spate-write-probe");
+    let opened = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe);
+    let result = match opened {
+        Ok(_) => Ok(()),
+        Err(error) if error.raw_os_error() == Some(libc::EINVAL) => Err(anyhow::anyhow!(
+            "the data directory {} is on a file system without O_DIRECT support (tmpfs?); choose a directory on a disk with --data-dir",
+            dir.display()
+        )),
+        Err(error) => Err(anyhow::anyhow!(
+            "the data directory {} is not writable ({error}); fix its permissions or choose another with --data-dir",
+            dir.display()
+        )),
+    };
+    let _ = fs::remove_file(&probe);
+    result
+}
+
+/// The CPUs this process may run on (honours `taskset` and cgroup cpusets).
+fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
+    // SAFETY: `set` is a zeroed cpu_set_t filled in by the kernel.
+    let cpus: Vec<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            bail!(
+                "cannot read the CPU affinity mask: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    };
+    if cpus.is_empty() {
+        bail!("the CPU affinity mask is empty");
+    }
+    Ok(cpus)
+}
+
+/// Binds every shard's port before any shard starts, so a port in use stops the start with
+/// a clear message. std's listener does not set SO_REUSEPORT, so a second broker on the
+/// same ports fails here rather than silently sharing connections.
+fn bind_listeners(bootstrap: SocketAddr, shard_count: usize) -> anyhow::Result<Vec<RawFd>> {
+    (0..shard_count)
+        .map(|shard| {
+            let port = usize::from(bootstrap.port()) + shard;
+            let port = u16::try_from(port).context("shard ports run past 65535; choose a lower --listen port")?;
+            let address = SocketAddr::new(bootstrap.ip(), port);
+            let listener = TcpListener::bind(address).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot listen on {address} for shard {shard}: {error}. Is another broker running? Choose another port with --listen (shard s uses port+s)"
+                )
+            })?;
+            Ok(listener.into_raw_fd())
+        })
+        .collect()
+}
+
+fn termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local value.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// Blocks SIGINT and SIGTERM in this thread before the shards are spawned, so they inherit
+/// the mask and only the main thread receives the signals (through `sigtimedwait`).
+fn block_termination_signals() -> anyhow::Result<()> {
+    let set = termination_signals();
+    // SAFETY: setting this thread's signal mask.
+    let result = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if result != 0 {
+        bail!("cannot block termination signals: error {result}");
+    }
+    Ok(())
+}
+
+fn wait_for_termination_signal(running_shards: &AtomicUsize, shard_count: usize) {
+    let set = termination_signals();
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    loop {
+        // SAFETY: waiting for blocked signals with a timeout.
+        let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+        if signal == libc::SIGINT || signal == libc::SIGTERM {
+            return;
+        }
+        if running_shards.load(Ordering::Acquire) < shard_count {
+            tracing::error!("a shard stopped unexpectedly; shutting the node down");
+            return;
+        }
+    }
+}

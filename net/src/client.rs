@@ -1,0 +1,79 @@
+//! A small blocking Kafka client over `std::net::TcpStream`.
+//!
+//! It sends one request at a time and waits for its response. That is all the CLI, the
+//! engine's integration tests and control-plane tools need; the bench harness will bring
+//! its own pipelined, shard-pinned client.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+
+use crate::codec::encode_request;
+
+/// A connection to one broker.
+pub struct Client {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    client_id: StrBytes,
+}
+
+impl Client {
+    /// Connects with a timeout, and sets the same timeout on reads and writes.
+    pub fn connect(address: impl ToSocketAddrs, timeout: Duration) -> anyhow::Result<Client> {
+        let address = address
+            .to_socket_addrs()?
+            .next()
+            .context("the broker address resolves to nothing")?;
+        let stream = TcpStream::connect_timeout(&address, timeout)
+            .with_context(|| format!("cannot connect to {address}"))?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            next_correlation_id: 1,
+            client_id: StrBytes::from_static_str("spate"),
+        })
+    }
+
+    /// Sends `body` at `version` and waits for its response.
+    pub fn send<T: Request>(&mut self, version: i16, body: &T) -> anyhow::Result<T::Response> {
+        let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("bad key"))?;
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(T::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let frame = encode_request(&header, api_key, body)?;
+        self.stream.write_all(&frame)?;
+        let mut response = self.read_frame()?;
+        let response_header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))?;
+        if response_header.correlation_id != correlation_id {
+            bail!(
+                "correlation id mismatch: sent {correlation_id}, got {}",
+                response_header.correlation_id
+            );
+        }
+        T::Response::decode(&mut response, version)
+    }
+
+    fn read_frame(&mut self) -> anyhow::Result<Bytes> {
+        let mut prefix = [0u8; 4];
+        self.stream.read_exact(&mut prefix)?;
+        let size = (&prefix[..]).get_i32();
+        if !(0..=1 << 30).contains(&size) {
+            bail!("broker sent a frame of invalid size {size}");
+        }
+        let mut payload = vec![0u8; size as usize];
+        self.stream.read_exact(&mut payload)?;
+        Ok(Bytes::from(payload))
+    }
+}

@@ -1,0 +1,23 @@
+//! The Kafka wire protocol for Spate, in both directions.
+//!
+//! A tour of the crate:
+//! - [`frame::FrameReader`] cuts a byte stream into size-prefixed frames and refuses frames
+//!   whose size prefix is negative, zero or over the configured maximum
+//!   (`socket.request.max.bytes`), so a lying client can never make us allocate what it claims.
+//! - [`codec`] turns a frame into a typed request ([`codec::Request`]: the header plus a
+//!   `kafka_protocol` [`RequestKind`](kafka_protocol::messages::RequestKind)), and a typed
+//!   response back into a size-prefixed frame. It also builds the special reply that
+//!   KIP-511 prescribes when a client asks for an ApiVersions version we do not speak.
+//! - [`client::Client`] is a small blocking client over `std::net::TcpStream`, used by the
+//!   CLI, the tests and (later) the bench harness.
+//!
+//! This crate knows nothing about partitions, groups or disks; which API versions the
+//! broker serves is decided by the engine's handler table, not here.
+
+pub mod client;
+pub mod codec;
+pub mod frame;
+
+pub use codec::{encode_response, Request, RequestError};
+pub use frame::{FrameError, FrameReader};
+pub use kafka_protocol;

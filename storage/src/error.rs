@@ -1,0 +1,65 @@
+//! The operating errors of the storage crate. Bugs are `assert!`s, not variants here.
+
+use crate::Offset;
+
+/// Why a client-sent record batch was refused. The batch is not appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The bytes are damaged: truncated, a `batchLength` that disagrees with the bytes received,
+    /// or a CRC-32C mismatch. The engine answers `CORRUPT_MESSAGE` (2).
+    #[error("corrupt record batch: {0}")]
+    Corrupt(&'static str),
+    /// The bytes are intact but break the rules for a producer's batch: magic other than 2,
+    /// more than one batch, a record count that disagrees with `lastOffsetDelta`, the control
+    /// bit set, an unknown compression codec, or a producer id without a sequence. The engine
+    /// answers `INVALID_RECORD` (87), or `CORRUPT_MESSAGE` for Produce below v8.
+    #[error("invalid record batch: {0}")]
+    InvalidRecord(&'static str),
+    /// The batch is larger than the topic's `max.message.bytes`. The engine answers
+    /// `MESSAGE_TOO_LARGE` (10).
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge {
+        /// Size of the batch received, in bytes.
+        size: usize,
+        /// The limit in force.
+        max: u32,
+    },
+}
+
+/// Errors of [`crate::PartitionLog`] operations.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The batch was refused before anything was appended; see [`BatchError`] for the error
+    /// code to answer.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// An idempotent producer sent a sequence number that does not follow its last batch (a
+    /// gap, or a retry older than the five batches kept). The engine answers
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER` (45); nothing was appended.
+    #[error("out of order sequence number")]
+    OutOfOrderSequence,
+    /// An idempotent producer sent an epoch older than the one this partition has seen: it was
+    /// fenced by a newer instance. The engine answers `INVALID_PRODUCER_EPOCH` (47).
+    #[error("producer epoch is older than the current one")]
+    InvalidProducerEpoch,
+    /// A read asked for an offset below the log start or above the high watermark. The engine
+    /// answers `OFFSET_OUT_OF_RANGE` (1).
+    #[error("offset {requested} out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: Offset,
+        /// The first offset still in the log.
+        log_start: Offset,
+        /// The high watermark when the read was made.
+        high_watermark: Offset,
+    },
+    /// The log is closing, closed or deleted. The engine answers `NOT_LEADER_OR_FOLLOWER` (6)
+    /// so that the client refreshes its metadata.
+    #[error("partition log is closed")]
+    Closed,
+    /// The disk failed us (write, sync, read, open). A failed write or `fdatasync` leaves the
+    /// log unable to keep its durability promise: every later append and `wait_durable` returns
+    /// this error too, and the engine exits the process with a clear message.
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

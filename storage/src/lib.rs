@@ -1,0 +1,114 @@
+//! `spate-storage`: one partition's log on disk.
+//!
+//! # A tour
+//!
+//! - [`PartitionLog`] is the handle the engine holds for one partition. It is owned by the shard
+//!   (glommio `LocalExecutor`) that leads the partition, is `!Send`, and is cheap to clone
+//!   (an `Rc` inside). It offers `append` (synchronous: validate, assign offsets, copy into the
+//!   pending buffer), `wait_durable` (resolves after the group commit that covers an offset),
+//!   `read` (whole batches below the high watermark), `close` and `delete`.
+//! - [`batch`] validates Kafka record batches (magic v2) through a zero-copy view of the 61-byte
+//!   header ([`batch::BatchHeader`]) and describes them as [`batch::BatchInfo`].
+//! - `producer_state` keeps, per idempotent producer, its epoch and last five batches, so that
+//!   retries are answered with the original offsets and gaps are refused.
+//! - `appender` owns the pending write buffer: 4 KiB-aligned DMA chunks that `append` copies
+//!   batches into (the only copy of the payload), including the rule for rolling segments.
+//! - `flusher` is the background task of each log: it takes everything pending, writes it with
+//!   O_DIRECT, issues one `fdatasync` (the group commit), advances the high watermark and wakes
+//!   `wait_durable` callers.
+//! - `segment` is one `.log` file plus its `.index`; `index` is the sparse offset index in
+//!   Kafka's 8-byte format; `reader` walks stored batches to serve fetches.
+//! - `recovery` rebuilds the in-memory state on open: it scans the last segment, truncates a
+//!   torn tail, rebuilds indexes and the producer state.
+//! - `segment` also holds a workaround for a glommio 0.9 bug (its polled-I/O probe is fooled by
+//!   an empty first file, after which every O_DIRECT read fails with EOPNOTSUPP on disks
+//!   without poll queues): `PartitionLog::open` runs it before opening any `DmaFile`.
+//! - [`StorageError`] and [`BatchError`] are the operating errors; each variant says what the
+//!   caller does about it.
+//!
+//! On-disk layout, as Kafka operators know it: `<dir>/00000000000000000000.log` and `.index`,
+//! file names being the segment's base offset padded to 20 digits.
+
+#![deny(missing_docs)]
+
+mod appender;
+pub mod batch;
+mod error;
+mod flusher;
+mod index;
+mod log;
+mod producer_state;
+mod reader;
+mod recovery;
+mod segment;
+#[cfg(test)]
+mod testing;
+
+pub use error::{BatchError, StorageError};
+pub use log::{Appended, PartitionLog};
+
+use std::fmt;
+
+/// A Kafka offset: the position of a record in a partition's sequence of records.
+///
+/// A byte position in a file is not an offset; positions are plain `u64`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct Offset(pub i64);
+
+impl Offset {
+    /// The offset right after this one.
+    pub fn next(self) -> Offset {
+        Offset(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Offset {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+/// Per-partition log settings, named after Kafka's topic configs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: a new segment starts when appending a batch would take the active
+    /// (non-empty) segment over this size. At most `i32::MAX`, as in Kafka.
+    pub segment_bytes: u64,
+    /// `index.interval.bytes`: roughly how many bytes of batches lie between two index entries.
+    pub index_interval_bytes: u64,
+    /// `max.message.bytes`: the largest batch a producer may send, header included.
+    pub max_message_bytes: u32,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1024 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the relations the on-disk format relies on: index positions are `u32`, so a
+    /// segment (at most `segment_bytes` plus one batch) must stay well below 4 GiB.
+    pub(crate) fn check(&self) -> std::io::Result<()> {
+        let invalid = |message: &str| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid log config: {message}"),
+            ))
+        };
+        if self.segment_bytes < batch::HEADER_BYTES as u64 || self.segment_bytes > i32::MAX as u64 {
+            return invalid("segment.bytes must be in 61..=2147483647");
+        }
+        if self.max_message_bytes as u64 > i32::MAX as u64 {
+            return invalid("max.message.bytes must be at most 2147483647");
+        }
+        if self.index_interval_bytes > i32::MAX as u64 {
+            return invalid("index.interval.bytes must be at most 2147483647");
+        }
+        Ok(())
+    }
+}

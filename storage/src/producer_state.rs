@@ -1,0 +1,266 @@
+//! Idempotent producer state: per producer id, its epoch and its last five batches.
+//!
+//! Owned by the partition's shard inside `LogState`; only touched synchronously from `append`
+//! and from recovery, never across an `.await`.
+//!
+//! Choice for unknown producer ids: like Kafka 3.x and later, a producer id this partition has
+//! no state for is accepted at any sequence number. Its state may have been lost to retention
+//! or (here) to a restart that did not scan the segment holding its batches, and refusing it
+//! would wedge the producer. The price is that a retry of a batch whose state is gone is
+//! appended again.
+//!
+//! Not done yet: producer-id expiration (`producer.id.expiration.ms`); the table grows with
+//! the number of distinct producer ids seen since the log was opened.
+
+use crate::batch::{increment_sequence, BatchInfo};
+use crate::error::StorageError;
+use crate::Offset;
+use std::collections::{HashMap, VecDeque};
+
+/// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`; clients cap in-flight requests at 5.
+pub(crate) const RETAINED_BATCHES_PER_PRODUCER: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RetainedBatch {
+    first_sequence: i32,
+    last_sequence: i32,
+    base_offset: Offset,
+    last_offset: Offset,
+}
+
+#[derive(Debug)]
+struct ProducerEntry {
+    epoch: i16,
+    /// Oldest first; never empty; at most `RETAINED_BATCHES_PER_PRODUCER`.
+    batches: VecDeque<RetainedBatch>,
+}
+
+/// What `append` does with a batch that passed the sequence checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// A retry of a batch already in the log: append nothing, answer with its offsets.
+    Duplicate {
+        base_offset: Offset,
+        last_offset: Offset,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ProducerStateTable {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStateTable {
+    /// Checks a validated client batch against the producer's state, changing nothing.
+    pub fn check(&self, batch: &BatchInfo) -> Result<SequenceCheck, StorageError> {
+        if batch.producer_id < 0 {
+            return Ok(SequenceCheck::Append);
+        }
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            return Ok(SequenceCheck::Append);
+        };
+        if batch.producer_epoch < entry.epoch {
+            return Err(StorageError::InvalidProducerEpoch);
+        }
+        if batch.producer_epoch > entry.epoch {
+            return if batch.base_sequence == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(StorageError::OutOfOrderSequence)
+            };
+        }
+        let last_sequence = batch.last_sequence();
+        if let Some(retained) = entry.batches.iter().find(|retained| {
+            retained.first_sequence == batch.base_sequence
+                && retained.last_sequence == last_sequence
+        }) {
+            return Ok(SequenceCheck::Duplicate {
+                base_offset: retained.base_offset,
+                last_offset: retained.last_offset,
+            });
+        }
+        let latest = entry.batches.back().map(|retained| retained.last_sequence);
+        match latest {
+            Some(latest) if batch.base_sequence != increment_sequence(latest, 1) => {
+                Err(StorageError::OutOfOrderSequence)
+            }
+            _ => Ok(SequenceCheck::Append),
+        }
+    }
+
+    /// Records a batch that was appended at `base_offset ..= last_offset` (or, in recovery,
+    /// found in the log). A newer epoch replaces the retained batches.
+    pub fn record(&mut self, batch: &BatchInfo, base_offset: Offset, last_offset: Offset) {
+        if batch.producer_id < 0 || batch.base_sequence < 0 {
+            return;
+        }
+        let retained = RetainedBatch {
+            first_sequence: batch.base_sequence,
+            last_sequence: batch.last_sequence(),
+            base_offset,
+            last_offset,
+        };
+        let entry = self
+            .producers
+            .entry(batch.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: batch.producer_epoch,
+                batches: VecDeque::with_capacity(RETAINED_BATCHES_PER_PRODUCER),
+            });
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == RETAINED_BATCHES_PER_PRODUCER {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(retained);
+        assert!(entry.batches.len() <= RETAINED_BATCHES_PER_PRODUCER);
+    }
+
+    /// Number of producer ids with state.
+    #[cfg(test)]
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(producer_id: i64, epoch: i16, base_sequence: i32, record_count: i32) -> BatchInfo {
+        BatchInfo {
+            record_count,
+            last_offset_delta: record_count - 1,
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence,
+            attributes: 0,
+            max_timestamp: 0,
+            first_timestamp: 0,
+            batch_bytes: 100,
+            base_offset: 0,
+            partition_leader_epoch: 0,
+        }
+    }
+
+    fn append(table: &mut ProducerStateTable, info: &BatchInfo, base: i64) -> SequenceCheck {
+        let check = table.check(info).unwrap();
+        if check == SequenceCheck::Append {
+            table.record(
+                info,
+                Offset(base),
+                Offset(base + info.last_offset_delta as i64),
+            );
+        }
+        check
+    }
+
+    #[test]
+    fn unknown_producers_start_anywhere_and_then_must_be_contiguous() {
+        let mut table = ProducerStateTable::default();
+        assert_eq!(
+            append(&mut table, &batch(1, 0, 42, 3), 0),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            append(&mut table, &batch(1, 0, 45, 2), 3),
+            SequenceCheck::Append
+        );
+        assert!(matches!(
+            table.check(&batch(1, 0, 48, 1)),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+        assert!(matches!(
+            table.check(&batch(1, 0, 46, 1)),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+        assert_eq!(
+            table.check(&batch(-1, -1, -1, 1)).unwrap(),
+            SequenceCheck::Append
+        );
+    }
+
+    #[test]
+    fn duplicates_of_the_last_five_batches_return_their_offsets() {
+        let mut table = ProducerStateTable::default();
+        for index in 0..7 {
+            append(&mut table, &batch(9, 2, index * 2, 2), index as i64 * 2);
+        }
+        // Batches 2..=6 are retained, 0 and 1 are not.
+        assert_eq!(
+            table.check(&batch(9, 2, 4, 2)).unwrap(),
+            SequenceCheck::Duplicate {
+                base_offset: Offset(4),
+                last_offset: Offset(5)
+            }
+        );
+        assert_eq!(
+            table.check(&batch(9, 2, 12, 2)).unwrap(),
+            SequenceCheck::Duplicate {
+                base_offset: Offset(12),
+                last_offset: Offset(13)
+            }
+        );
+        assert!(matches!(
+            table.check(&batch(9, 2, 2, 2)),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+        // Same first sequence but a different range is not a duplicate.
+        assert!(matches!(
+            table.check(&batch(9, 2, 12, 3)),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+    }
+
+    #[test]
+    fn epochs_fence_old_producers_and_restart_sequences() {
+        let mut table = ProducerStateTable::default();
+        append(&mut table, &batch(3, 5, 0, 10), 0);
+        assert!(matches!(
+            table.check(&batch(3, 4, 10, 1)),
+            Err(StorageError::InvalidProducerEpoch)
+        ));
+        assert!(matches!(
+            table.check(&batch(3, 6, 10, 1)),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+        assert_eq!(
+            append(&mut table, &batch(3, 6, 0, 1), 10),
+            SequenceCheck::Append
+        );
+        assert!(matches!(
+            table.check(&batch(3, 5, 10, 1)),
+            Err(StorageError::InvalidProducerEpoch)
+        ));
+        assert_eq!(
+            table.check(&batch(3, 6, 1, 1)).unwrap(),
+            SequenceCheck::Append
+        );
+        assert_eq!(table.producer_count(), 1);
+    }
+
+    #[test]
+    fn sequences_wrap_to_zero_after_i32_max() {
+        let mut table = ProducerStateTable::default();
+        append(&mut table, &batch(4, 0, i32::MAX - 1, 2), 0);
+        assert_eq!(
+            table.check(&batch(4, 0, 0, 5)).unwrap(),
+            SequenceCheck::Append
+        );
+        // A batch that itself wraps.
+        let mut wrap = ProducerStateTable::default();
+        append(&mut wrap, &batch(4, 0, i32::MAX - 1, 4), 0);
+        assert_eq!(
+            wrap.check(&batch(4, 0, 2, 1)).unwrap(),
+            SequenceCheck::Append
+        );
+        assert!(matches!(
+            wrap.check(&batch(4, 0, i32::MAX - 1, 4)).unwrap(),
+            SequenceCheck::Duplicate { .. }
+        ));
+    }
+}

@@ -1,0 +1,179 @@
+//! Test helpers: a hand-written v2 batch encoder and a glommio executor runner.
+
+use crate::batch::{CRC_COVERAGE_START, HEADER_BYTES};
+use std::future::Future;
+use std::sync::Once;
+
+/// What to put in a test batch.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchSpec {
+    pub record_count: i32,
+    pub value_bytes: usize,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    /// Byte written into every value, so batches can be told apart.
+    pub fill: u8,
+}
+
+impl BatchSpec {
+    pub fn records(record_count: i32, value_bytes: usize) -> BatchSpec {
+        BatchSpec {
+            record_count,
+            value_bytes,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            fill: 0x5A,
+        }
+    }
+
+    pub fn producer(mut self, producer_id: i64, epoch: i16, base_sequence: i32) -> BatchSpec {
+        self.producer_id = producer_id;
+        self.producer_epoch = epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    pub fn fill(mut self, fill: u8) -> BatchSpec {
+        self.fill = fill;
+        self
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        if zigzag < 0x80 {
+            out.push(zigzag as u8);
+            return;
+        }
+        out.push((zigzag as u8 & 0x7F) | 0x80);
+        zigzag >>= 7;
+    }
+}
+
+/// Encodes an uncompressed v2 batch with `baseOffset` 0, as a producer would send it.
+pub(crate) fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
+    let base_timestamp: i64 = 1_700_000_000_000;
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    for delta in 0..spec.record_count {
+        record.clear();
+        record.push(0); // attributes
+        put_varint(&mut record, delta as i64); // timestampDelta
+        put_varint(&mut record, delta as i64); // offsetDelta
+        put_varint(&mut record, -1); // null key
+        put_varint(&mut record, spec.value_bytes as i64);
+        record.extend(std::iter::repeat_n(spec.fill, spec.value_bytes));
+        put_varint(&mut record, 0); // no headers
+        put_varint(&mut records, record.len() as i64);
+        records.extend_from_slice(&record);
+    }
+    let total = HEADER_BYTES + records.len();
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(&0i64.to_be_bytes());
+    bytes.extend_from_slice(&((total - 12) as i32).to_be_bytes());
+    bytes.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+    bytes.push(2); // magic
+    bytes.extend_from_slice(&[0; 4]); // crc, filled below
+    bytes.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    bytes.extend_from_slice(&(spec.record_count - 1).to_be_bytes());
+    bytes.extend_from_slice(&base_timestamp.to_be_bytes());
+    let max_timestamp = base_timestamp + (spec.record_count as i64 - 1).max(0);
+    bytes.extend_from_slice(&max_timestamp.to_be_bytes());
+    bytes.extend_from_slice(&spec.producer_id.to_be_bytes());
+    bytes.extend_from_slice(&spec.producer_epoch.to_be_bytes());
+    bytes.extend_from_slice(&spec.base_sequence.to_be_bytes());
+    bytes.extend_from_slice(&spec.record_count.to_be_bytes());
+    bytes.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&bytes[CRC_COVERAGE_START..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(bytes.len(), total);
+    bytes
+}
+
+/// Runs `future` on a fresh glommio executor, after lifting the locked-memory limit that
+/// glommio's io_uring buffers need (the tests run as root).
+pub(crate) fn run<F, T>(future: F) -> T
+where
+    F: Future<Output = T> + 'static,
+    T: 'static,
+{
+    static RAISE_MEMLOCK: Once = Once::new();
+    RAISE_MEMLOCK.call_once(|| {
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit and getrlimit only read or fill the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+            // Without CAP_SYS_RESOURCE (some containers, even as root) the hard limit stays;
+            // raise the soft limit to it. glommio runs within the default 8 MiB.
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } == 0 {
+                limit.rlim_cur = limit.rlim_max;
+                unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) };
+            }
+        }
+    });
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .unwrap()
+        .run(future)
+}
+
+/// A temporary directory on the real disk (O_DIRECT does not work on tmpfs).
+pub(crate) fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("spate-storage-test")
+        .tempdir()
+        .unwrap()
+}
+
+/// Every stored batch in `bytes`, which must hold whole batches only.
+pub(crate) fn split_batches(mut bytes: &[u8]) -> Vec<(crate::batch::BatchInfo, Vec<u8>)> {
+    let mut batches = Vec::new();
+    while !bytes.is_empty() {
+        let info =
+            crate::batch::parse_stored_batch(bytes).expect("reads return whole, intact batches");
+        batches.push((info, bytes[..info.batch_bytes].to_vec()));
+        bytes = &bytes[info.batch_bytes..];
+    }
+    batches
+}
+
+/// Reads the whole log, from its start to the high watermark, in fetches of `max_bytes`.
+pub(crate) async fn read_all(
+    log: &crate::PartitionLog,
+    max_bytes: usize,
+) -> Vec<(crate::batch::BatchInfo, Vec<u8>)> {
+    let mut batches = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.high_watermark() {
+        let bytes = log.read(next, max_bytes).await.unwrap();
+        let fetched = split_batches(&bytes);
+        assert!(
+            !fetched.is_empty(),
+            "a read below the high watermark returns a batch"
+        );
+        for (info, batch) in fetched {
+            assert_eq!(info.base_offset, next.0, "batches are contiguous");
+            next = crate::Offset(info.last_offset() + 1);
+            batches.push((info, batch));
+        }
+    }
+    batches
+}
+
+/// Whether a stored batch is the client batch `sent`, apart from the bytes the broker rewrites.
+pub(crate) fn same_batch(stored: &[u8], sent: &[u8]) -> bool {
+    use crate::batch::{BASE_OFFSET_BYTES, LEADER_EPOCH_BYTES};
+    stored.len() == sent.len()
+        && stored[BASE_OFFSET_BYTES.end..LEADER_EPOCH_BYTES.start]
+            == sent[BASE_OFFSET_BYTES.end..LEADER_EPOCH_BYTES.start]
+        && stored[LEADER_EPOCH_BYTES.end..] == sent[LEADER_EPOCH_BYTES.end..]
+}
