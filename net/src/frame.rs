@@ -43,9 +43,10 @@ const READ_AHEAD_BYTES: usize = 64 * 1024;
 
 /// Reads size-prefixed frames from one connection. Owned by the connection's task.
 pub struct FrameReader {
+    /// Bytes read from the socket and not yet handed out. Its length is exactly what was
+    /// read, so when it has to grow into a new allocation (the previous frames still being
+    /// referenced), only unread bytes are copied.
     buffer: BytesMut,
-    /// Bytes at the front of `buffer` that hold data read from the socket.
-    filled: usize,
     max_frame_bytes: usize,
 }
 
@@ -54,7 +55,6 @@ impl FrameReader {
     pub fn new(max_frame_bytes: usize) -> FrameReader {
         FrameReader {
             buffer: BytesMut::new(),
-            filled: 0,
             max_frame_bytes,
         }
     }
@@ -71,7 +71,7 @@ impl FrameReader {
             }
             let wanted = self.bytes_wanted();
             if !self.fill(reader, wanted).await? {
-                return match self.filled {
+                return match self.buffer.len() {
                     0 => Ok(None),
                     received => Err(FrameError::Truncated {
                         received,
@@ -84,7 +84,7 @@ impl FrameReader {
 
     /// The announced size of the frame at the front of the buffer, checked against limits.
     fn announced_size(&self) -> Result<Option<usize>, FrameError> {
-        if self.filled < SIZE_PREFIX_BYTES {
+        if self.buffer.len() < SIZE_PREFIX_BYTES {
             return Ok(None);
         }
         let size = (&self.buffer[..SIZE_PREFIX_BYTES]).get_i32();
@@ -113,38 +113,37 @@ impl FrameReader {
         Ok(self
             .announced_size()?
             .map(|size| size + SIZE_PREFIX_BYTES)
-            .filter(|&total| total <= self.filled))
+            .filter(|&total| total <= self.buffer.len()))
     }
 
-    /// How many bytes the buffer should hold before the next frame can be complete; we read
-    /// at least [`READ_AHEAD_BYTES`] so that several small frames come in one read.
+    /// How many bytes to ask the socket for: the rest of the current frame, and at least
+    /// [`READ_AHEAD_BYTES`] so that several small frames come in one read.
     fn bytes_wanted(&self) -> usize {
         let frame_total = self.expected_len().unwrap_or(SIZE_PREFIX_BYTES);
-        frame_total.max(self.filled + READ_AHEAD_BYTES)
+        frame_total
+            .saturating_sub(self.buffer.len())
+            .max(READ_AHEAD_BYTES)
     }
 
     fn take_frame(&mut self, frame_len: usize) -> Bytes {
         let mut frame = self.buffer.split_to(frame_len);
-        self.filled -= frame_len;
         frame.advance(SIZE_PREFIX_BYTES);
         frame.freeze()
     }
 
-    /// Reads once from the socket into the buffer, growing it to `wanted` bytes. Returns
-    /// false at end of stream.
+    /// Reads once from the socket, up to `wanted` more bytes. Returns false at end of stream.
     async fn fill<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
         wanted: usize,
     ) -> Result<bool, FrameError> {
-        if self.buffer.len() < wanted {
-            // Zeroing new space costs a memset, far below the socket copy; it keeps this
-            // code free of `unsafe` reads into uninitialised memory.
-            self.buffer.resize(wanted, 0);
-        }
-        let read = reader.read(&mut self.buffer[self.filled..]).await?;
-        self.filled += read;
-        Ok(read > 0)
+        let filled = self.buffer.len();
+        // Zeroing the space costs a memset, well below the socket copy; it keeps this code
+        // free of `unsafe` reads into uninitialised memory.
+        self.buffer.resize(filled + wanted, 0);
+        let read = reader.read(&mut self.buffer[filled..]).await;
+        self.buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
+        Ok(read? > 0)
     }
 }
 
