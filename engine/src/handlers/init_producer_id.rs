@@ -26,6 +26,14 @@ pub fn handle(
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    // Kafka's transaction coordinator answers an empty transactional id with INVALID_REQUEST.
+    if request
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.0.is_empty())
+    {
+        return response.with_error_code(ResponseError::InvalidRequest.code());
+    }
     if request.transactional_id.is_some() {
         tracing::info!(client = ?context.client_id, "refusing transactional producer: transactions are not supported yet");
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());

@@ -1,0 +1,267 @@
+//! Starts a real `spate serve` process on free ports with its own data directory, and
+//! stops it (SIGTERM, then kill) when dropped.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use spate_net::client::Client;
+
+pub struct Broker {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub smp: usize,
+}
+
+impl Broker {
+    pub fn start(smp: usize) -> Broker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port_range(smp);
+        let mut broker = Broker {
+            child: None,
+            dir,
+            port,
+            smp,
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("broker.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(["serve", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--smp", &self.smp.to_string(), "--default-partitions", "2"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn spate");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for shard in 0..self.smp {
+            let address = self.address(shard);
+            while TcpStream::connect(address).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "broker did not start:\n{}",
+                    self.log()
+                );
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|child| child.try_wait().ok().flatten())
+                {
+                    panic!("broker exited with {status}:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn address(&self, shard: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port + shard as u16))
+    }
+
+    pub fn client(&self, shard: usize) -> Client {
+        Client::connect(self.address(shard), Duration::from_secs(10)).expect("connect")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not stop within 10 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A port P such that P..P+count are free right now.
+fn free_port_range(count: usize) -> u16 {
+    for _ in 0..100 {
+        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = probe.local_addr().expect("addr").port();
+        drop(probe);
+        if base as usize + count >= 65535 {
+            continue;
+        }
+        let all_free =
+            (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset as u16)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let response = client.send(7, &request).expect("create topics");
+    assert_eq!(
+        response.topics[0].error_code, 0,
+        "{:?}",
+        response.topics[0].error_message
+    );
+}
+
+/// A v2 batch of `values`, optionally idempotent.
+pub fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
+    let (producer_id, producer_epoch, first_sequence) = producer.unwrap_or((-1, -1, 0));
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            sequence: first_sequence + index as i32,
+            timestamp: 1_700_000_000_000 + index as i64,
+            key: Some(Bytes::from(format!("key-{index}"))),
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buffer.freeze()
+}
+
+pub fn produce(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    acks: i16,
+) -> ProduceResponse {
+    let request = ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    client.send(9, &request).expect("produce")
+}
+
+pub fn fetch(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> FetchResponse {
+    let request = FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    client.send(11, &request).expect("fetch")
+}
+
+/// Values of every record in fetched bytes, with their offsets.
+pub fn decode_values(records: &Bytes) -> Vec<(i64, String)> {
+    let mut bytes = records.clone();
+    let mut out = Vec::new();
+    for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).expect("decode")
+    {
+        for record in set.records {
+            out.push((
+                record.offset,
+                String::from_utf8(record.value.expect("value").to_vec()).expect("utf8"),
+            ));
+        }
+    }
+    out
+}
+
+pub fn temp_path(broker: &Broker, name: &str) -> PathBuf {
+    broker.dir.path().join(name)
+}
