@@ -228,6 +228,7 @@ impl Shard {
             max_message_bytes: setting("max.message.bytes")
                 .parse()
                 .unwrap_or(defaults.max_message_bytes),
+            log_append_time: setting("message.timestamp.type") == "LogAppendTime",
         }
     }
 

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use harness::{batch, create_topic, decode_values, fetch, produce, Broker};
+use harness::{
+    batch, create_topic, create_topic_with_configs, decode_values, fetch, produce, Broker,
+};
 use kafka_protocol::messages::{ApiVersionsRequest, InitProducerIdRequest};
 use spate_engine::placement::shard_for;
 
@@ -268,5 +270,29 @@ fn hostile_frames_close_only_their_connection() {
             .filter(|line| line.contains("closing connection"))
             .count()
             >= 3
+    );
+}
+
+#[test]
+fn log_append_time_topics_are_stamped_by_the_broker() {
+    let broker = Broker::start(1);
+    let mut client = broker.client(0);
+    create_topic_with_configs(
+        &mut client,
+        "stamped",
+        1,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let response = produce(&mut client, "stamped", 0, batch(&["a", "b"], None), -1);
+    let stamp = response.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(stamp > 1_700_000_000_000, "log_append_time_ms {stamp}");
+    let fetched = fetch(&mut client, "stamped", 0, 0, 0);
+    let records = fetched.responses[0].partitions[0].records.clone().unwrap();
+    // Clients read a LogAppendTime batch's record timestamps from its maxTimestamp.
+    let info = spate_storage::batch::parse_stored_batch(&records).expect("valid stored batch");
+    assert_eq!(info.max_timestamp, stamp);
+    assert_ne!(
+        info.attributes & spate_storage::batch::TIMESTAMP_TYPE_LOG_APPEND_TIME,
+        0
     );
 }

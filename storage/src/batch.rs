@@ -220,6 +220,25 @@ pub fn validate_client_batch(
     Ok(info)
 }
 
+/// Attributes bit that marks LogAppendTime batches.
+pub const TIMESTAMP_TYPE_LOG_APPEND_TIME: i16 = 1 << 3;
+/// Where the attributes and maxTimestamp sit in the header.
+const ATTRIBUTES_BYTES: std::ops::Range<usize> = 21..23;
+const MAX_TIMESTAMP_BYTES: std::ops::Range<usize> = 35..43;
+const CRC_BYTES: std::ops::Range<usize> = 17..21;
+
+/// Marks a batch as LogAppendTime stamped at `now_ms`: sets attributes bit 3 and
+/// maxTimestamp, and recomputes the CRC over the patched header and the unchanged records
+/// (Kafka's `DefaultRecordBatch.setMaxTimestamp`). Returns `now_ms`.
+pub fn stamp_log_append_time(header: &mut [u8; HEADER_BYTES], records: &[u8], now_ms: i64) -> i64 {
+    let attributes = i16::from_be_bytes([header[21], header[22]]) | TIMESTAMP_TYPE_LOG_APPEND_TIME;
+    header[ATTRIBUTES_BYTES].copy_from_slice(&attributes.to_be_bytes());
+    header[MAX_TIMESTAMP_BYTES].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_COVERAGE_START..]), records);
+    header[CRC_BYTES].copy_from_slice(&crc.to_be_bytes());
+    now_ms
+}
+
 /// Parses the stored batch at the start of `bytes` (more bytes may follow it), checking the
 /// header and the CRC but none of the rules that apply to producers only (control batches and
 /// compacted batches are legal here).
@@ -490,5 +509,18 @@ mod tests {
             let _ = validate_client_batch(&bytes, MAX);
             let _ = parse_stored_batch(&bytes);
         }
+    }
+
+    #[test]
+    fn log_append_time_stamp_keeps_the_batch_valid() {
+        let original = encode_batch(&BatchSpec::records(3, 10));
+        let mut header = [0u8; HEADER_BYTES];
+        header.copy_from_slice(&original[..HEADER_BYTES]);
+        stamp_log_append_time(&mut header, &original[HEADER_BYTES..], 1_234_567);
+        let mut stamped = header.to_vec();
+        stamped.extend_from_slice(&original[HEADER_BYTES..]);
+        let info = validate_client_batch(&stamped, u32::MAX).expect("still valid");
+        assert_eq!(info.max_timestamp, 1_234_567);
+        assert_ne!(info.attributes & TIMESTAMP_TYPE_LOG_APPEND_TIME, 0);
     }
 }

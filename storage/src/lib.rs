@@ -78,6 +78,9 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// `max.message.bytes`: the largest batch a producer may send, header included.
     pub max_message_bytes: u32,
+    /// `message.timestamp.type=LogAppendTime`: the broker stamps each batch with its
+    /// append time (attributes bit 3 and maxTimestamp, CRC recomputed), as Kafka does.
+    pub log_append_time: bool,
 }
 
 impl Default for LogConfig {
@@ -86,6 +89,7 @@ impl Default for LogConfig {
             segment_bytes: 1024 * 1024 * 1024,
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
+            log_append_time: false,
         }
     }
 }

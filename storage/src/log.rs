@@ -29,6 +29,9 @@ pub struct Appended {
     pub last_offset: Offset,
     /// True when the batch was a retry of one already in the log: nothing was appended.
     pub duplicate: bool,
+    /// The time stamped on the batch when the log uses LogAppendTime (milliseconds since
+    /// the epoch); `None` for CreateTime logs and for duplicates.
+    pub log_append_time_ms: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,6 +212,7 @@ impl PartitionLog {
                 base_offset,
                 last_offset,
                 duplicate: true,
+                log_append_time_ms: None,
             });
         }
         let base_offset = state.log_end;
@@ -218,6 +222,9 @@ impl PartitionLog {
         header[BASE_OFFSET_BYTES].copy_from_slice(&base_offset.0.to_be_bytes());
         header[LEADER_EPOCH_BYTES].copy_from_slice(&leader_epoch.to_be_bytes());
         let config = &self.shared.config;
+        let log_append_time_ms = config
+            .log_append_time
+            .then(|| batch::stamp_log_append_time(&mut header, &batch[HEADER_BYTES..], now_ms()));
         state.appender.append(
             &header,
             &batch[HEADER_BYTES..],
@@ -232,6 +239,7 @@ impl PartitionLog {
             base_offset,
             last_offset,
             duplicate: false,
+            log_append_time_ms,
         })
     }
 
@@ -385,6 +393,13 @@ impl PartitionLog {
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch, for LogAppendTime.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +434,32 @@ mod tests {
                 encode_batch(&spec.fill(number as u8))
             })
             .collect()
+    }
+
+    #[test]
+    fn log_append_time_logs_stamp_batches_and_keep_them_valid() {
+        run(async {
+            let dir = temp_dir();
+            let config = LogConfig {
+                log_append_time: true,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(dir.path().join("stamped-0"), config)
+                .await
+                .unwrap();
+            let before = now_ms();
+            let appended = log
+                .append(&encode_batch(&BatchSpec::records(3, 10)), 0)
+                .unwrap();
+            let stamp = appended.log_append_time_ms.expect("stamped");
+            assert!(stamp >= before);
+            log.wait_durable(appended.last_offset).await.unwrap();
+            let stored = log.read(Offset(0), 1 << 20).await.unwrap();
+            let info = batch::parse_stored_batch(&stored).expect("valid CRC after stamping");
+            assert_eq!(info.max_timestamp, stamp);
+            assert_ne!(info.attributes & batch::TIMESTAMP_TYPE_LOG_APPEND_TIME, 0);
+            log.close().await.unwrap();
+        });
     }
 
     #[test]
@@ -570,7 +611,8 @@ mod tests {
                 Appended {
                     base_offset: Offset(0),
                     last_offset: Offset(2),
-                    duplicate: true
+                    duplicate: true,
+                    log_append_time_ms: None,
                 }
             );
             assert_eq!(log.append(&second, 0).unwrap().base_offset, Offset(3));
@@ -604,7 +646,8 @@ mod tests {
                 Appended {
                     base_offset: Offset(5),
                     last_offset: Offset(5),
-                    duplicate: true
+                    duplicate: true,
+                    log_append_time_ms: None,
                 }
             );
             assert!(matches!(

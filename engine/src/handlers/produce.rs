@@ -118,8 +118,15 @@ pub async fn handle(
     }))
 }
 
-/// Validates and appends one partition's batch. Ok is the batch's base offset and the
-/// partition's log start offset.
+/// What a successful append tells the producer.
+struct Accepted {
+    base_offset: i64,
+    log_start_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    log_append_time_ms: i64,
+}
+
+/// Validates and appends one partition's batch.
 async fn append(
     shard: &Shard,
     context: &RequestContext,
@@ -127,7 +134,7 @@ async fn append(
     partition: i32,
     records: Option<&[u8]>,
     waits: &mut Vec<Appended>,
-) -> Result<(i64, i64), i16> {
+) -> Result<Accepted, i16> {
     let records = records.ok_or(if context.version >= 8 {
         ResponseError::InvalidRecord.code()
     } else {
@@ -150,7 +157,11 @@ async fn append(
         log,
         last_offset: appended.last_offset,
     });
-    Ok((appended.base_offset.0, log_start))
+    Ok(Accepted {
+        base_offset: appended.base_offset.0,
+        log_start_offset: log_start,
+        log_append_time_ms: appended.log_append_time_ms.unwrap_or(-1),
+    })
 }
 
 fn log_error(
@@ -177,14 +188,15 @@ fn compression_of(batch: &[u8]) -> Option<i16> {
     Some(i16::from_be_bytes([attributes[0], attributes[1]]) & 0x7)
 }
 
-fn partition_response(partition: i32, result: Result<(i64, i64), i16>) -> PartitionProduceResponse {
+fn partition_response(partition: i32, result: Result<Accepted, i16>) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
         .with_index(partition)
         .with_log_append_time_ms(-1);
     match result {
-        Ok((base_offset, log_start_offset)) => response
-            .with_base_offset(base_offset)
-            .with_log_start_offset(log_start_offset),
+        Ok(accepted) => response
+            .with_base_offset(accepted.base_offset)
+            .with_log_start_offset(accepted.log_start_offset)
+            .with_log_append_time_ms(accepted.log_append_time_ms),
         Err(code) => response
             .with_error_code(code)
             .with_base_offset(-1)

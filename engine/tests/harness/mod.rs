@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -161,10 +161,28 @@ pub fn topic_name(name: &str) -> TopicName {
 }
 
 pub fn create_topic(client: &mut Client, name: &str, partitions: i32) {
+    create_topic_with_configs(client, name, partitions, &[]);
+}
+
+pub fn create_topic_with_configs(
+    client: &mut Client,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let configs = configs
+        .iter()
+        .map(|(key, value)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(key.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string())))
+        })
+        .collect();
     let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(topic_name(name))
         .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
+        .with_replication_factor(1)
+        .with_configs(configs)]);
     let response = client.send(7, &request).expect("create topics");
     assert_eq!(
         response.topics[0].error_code, 0,
