@@ -26,6 +26,7 @@ pub struct ConfigFile {
     socket_request_max_bytes: Option<usize>,
     segment_bytes: Option<u64>,
     max_message_bytes: Option<u32>,
+    io_properties: Option<PathBuf>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -72,6 +73,10 @@ pub struct ServeArgs {
     /// Default largest record batch accepted (Kafka's message.max.bytes). [default: 1048588]
     #[arg(long, env = "SPATE_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<u32>,
+    /// Disk properties measured by `spate-tune iotune`; they size the writes each partition
+    /// keeps in flight. [default: <data-dir>/io-properties.toml when it exists]
+    #[arg(long, env = "SPATE_IO_PROPERTIES")]
+    pub io_properties: Option<PathBuf>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -97,6 +102,11 @@ pub struct BrokerConfig {
     pub segment_bytes: u64,
     /// Broker default for max.message.bytes.
     pub max_message_bytes: u32,
+    /// An io-properties file named by the operator.
+    pub io_properties: Option<PathBuf>,
+    /// Bytes of writes a partition's flush keeps in flight (from io-properties, or the
+    /// default), set by the node at start.
+    pub write_in_flight_bytes_max: usize,
 }
 
 impl ServeArgs {
@@ -143,6 +153,8 @@ impl ServeArgs {
                 .max_message_bytes
                 .or(file.max_message_bytes)
                 .unwrap_or(1_048_588),
+            io_properties: self.io_properties.or(file.io_properties),
+            write_in_flight_bytes_max: crate::host::DEFAULT_WRITE_IN_FLIGHT_BYTES,
         };
         config.validate()?;
         Ok(config)

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod config;
 pub mod connection;
 pub mod handlers;
+pub mod host;
 pub mod node;
 pub mod notify;
 pub mod placement;

@@ -49,12 +49,18 @@ impl Drop for RunningShard {
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs a broker until SIGINT or SIGTERM.
-pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
-    raise_memlock_limit()?;
+pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    let memlock_bytes = raise_memlock_limit()?;
     check_io_uring()?;
     prepare_data_dir(&config.data_dir)?;
+    if let Some(io) =
+        crate::host::load_io_properties(config.io_properties.as_deref(), &config.data_dir)?
+    {
+        config.write_in_flight_bytes_max = io.write_in_flight_bytes_max;
+    }
     let cpus = allowed_cpus()?;
     let shard_count = config.smp.unwrap_or(cpus.len());
+    crate::host::warn_about_host(shard_count, memlock_bytes);
     if shard_count > MAX_SHARDS_PER_NODE as usize {
         bail!("--smp {shard_count} is above the maximum of {MAX_SHARDS_PER_NODE} shards per node");
     }
@@ -176,8 +182,8 @@ fn executor_error(error: &glommio::GlommioError<()>) -> anyhow::Error {
 }
 
 /// glommio locks memory for its io_uring rings and DMA buffers. Raise the soft limit to
-/// the hard limit (root may raise both to unlimited).
-fn raise_memlock_limit() -> anyhow::Result<()> {
+/// the hard limit (root may raise both to unlimited). Returns the limit in force.
+fn raise_memlock_limit() -> anyhow::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -195,7 +201,7 @@ fn raise_memlock_limit() -> anyhow::Result<()> {
             rlim_max: libc::RLIM_INFINITY,
         };
         if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) == 0 {
-            return Ok(());
+            return Ok(u64::MAX);
         }
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
@@ -213,7 +219,7 @@ fn raise_memlock_limit() -> anyhow::Result<()> {
         );
     }
     tracing::info!(memlock_kib = limit.rlim_cur / 1024, "locked-memory limit");
-    Ok(())
+    Ok(limit.rlim_cur)
 }
 
 fn check_io_uring() -> anyhow::Result<()> {

@@ -229,6 +229,7 @@ impl Shard {
                 .parse()
                 .unwrap_or(defaults.max_message_bytes),
             log_append_time: setting("message.timestamp.type") == "LogAppendTime",
+            write_in_flight_bytes_max: broker.write_in_flight_bytes_max,
         }
     }
 

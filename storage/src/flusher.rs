@@ -96,7 +96,9 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             end_offset: write.end_offset,
             index_entries: std::mem::take(&mut write.index_entries),
         });
-        write.write_to(&file).await?;
+        write
+            .write_to(&file, shared.config.write_in_flight_bytes_max)
+            .await?;
         file.fdatasync().await?;
     }
     let index_writes = publish(shared, synced);
