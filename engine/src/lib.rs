@@ -13,6 +13,7 @@
 //! Data path rule: a produce or fetch is served entirely by the shard that owns the
 //! partition; nothing on that path crosses threads.
 
+pub mod acl;
 pub mod catalog;
 pub mod config;
 pub mod connection;

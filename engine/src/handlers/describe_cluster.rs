@@ -25,7 +25,10 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_BROKERS)
-        .with_cluster_authorized_operations(i32::MIN);
+        .with_cluster_authorized_operations(crate::acl::if_requested(
+            request.include_cluster_authorized_operations,
+            crate::acl::cluster_operations(),
+        ));
     if context.version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         return response
             .with_error_code(ResponseError::UnsupportedEndpointType.code())

@@ -14,15 +14,13 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
+use crate::acl;
 use crate::catalog::{validate_topic_name, TopicMeta};
 use crate::placement::{broker_id, ShardId};
 use crate::shard::Shard;
 
 /// Served versions (13 changes nothing we need; 12 is what PROTOCOL.md recommends).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 12);
-
-/// Kafka's value for "authorized operations not requested".
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
 /// Describes the requested topics (all of them when the list is null, or empty at v0).
 pub fn handle(
@@ -43,18 +41,22 @@ pub fn handle(
     };
     // Before v4 there is no flag and brokers create topics when configured to.
     let allow_create = context.version < 4 || request.allow_auto_topic_creation;
+    let topic_operations = acl::if_requested(
+        request.include_topic_authorized_operations,
+        acl::topic_operations(),
+    );
     let topics = match requested {
         None => catalog
             .topics
             .values()
-            .map(|topic| describe_topic(shard, topic))
+            .map(|topic| describe_topic(shard, topic, topic_operations))
             .collect(),
         Some(names) => names
             .iter()
             .map(|name| match validate_topic_name(name) {
                 Err(_) => topic_error(name, ResponseError::InvalidTopicException),
                 Ok(()) => match shard.topic_or_create(name, allow_create) {
-                    Some(topic) => describe_topic(shard, &topic),
+                    Some(topic) => describe_topic(shard, &topic, topic_operations),
                     None => topic_error(name, ResponseError::UnknownTopicOrPartition),
                 },
             })
@@ -65,7 +67,10 @@ pub fn handle(
         .with_cluster_id(Some(StrBytes::from_string(catalog.cluster_id.clone())))
         .with_controller_id(BrokerId(broker_id(shard.node.node_id(), ShardId(0))))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(acl::if_requested(
+            request.include_cluster_authorized_operations,
+            acl::cluster_operations(),
+        ))
 }
 
 /// Every shard of this node, as a broker.
@@ -82,7 +87,11 @@ pub fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-fn describe_topic(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
+fn describe_topic(
+    shard: &Shard,
+    topic: &TopicMeta,
+    authorized_operations: i32,
+) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|partition| {
             let leader = BrokerId(shard.node.leader_broker_id(&topic.name, partition));
@@ -99,12 +108,12 @@ fn describe_topic(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
         .with_topic_id(topic.id)
         .with_is_internal(topic.name.starts_with("__"))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(authorized_operations)
 }
 
 fn topic_error(name: &str, error: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(error.code())
         .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
-        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(acl::NOT_REQUESTED)
 }

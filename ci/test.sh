@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Spate's whole test suite, from a fresh Debian machine (run as root) to a verdict:
+#   1. install what is missing: kcat (always), and python3/pip/venv, node/npm only if absent;
+#   2. the Python clients in ci/.venv (ci/requirements.txt) and kafkajs in ci/node (npm ci);
+#   3. cargo build --release, cargo test --workspace --release;
+#   4. pytest ci/compat: real clients against real `target/release/spate` processes.
+# Any failing step stops the run with a message naming it, and the exit code is non-zero.
+#
+# Arguments are passed to pytest, e.g. `ci/test.sh -k kcat` or `ci/test.sh -x`.
+# SPATE_CI_SKIP_CARGO=1 skips the cargo build and tests (for iterating on the Python suite).
+
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CI_DIR="$REPO_ROOT/ci"
+VENV="$CI_DIR/.venv"
+PYTEST_TIMEOUT_S=300
+START_S=$SECONDS
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() {
+    printf '\nci/test.sh: FAILED at step: %s (after %ss)\n' "$1" "$((SECONDS - START_S))" >&2
+    exit 1
+}
+# run STEP-NAME COMMAND...: run a command, and stop the whole run if it fails.
+run() {
+    local name="$1"
+    shift
+    "$@" || fail "$name (exit code $?)"
+}
+
+# --- 1. system packages ---------------------------------------------------------------------
+wait_for_apt() {
+    # Another apt/dpkg (for instance an unattended upgrade at boot) may hold the locks; apt waits
+    # for the dpkg lock with DPkg::Lock::Timeout, and we retry the whole command for the rest.
+    local attempt
+    for attempt in $(seq 1 30); do
+        if apt-get -o DPkg::Lock::Timeout=600 "$@"; then
+            return 0
+        fi
+        echo "apt-get $* failed (attempt $attempt); retrying in 10 s" >&2
+        sleep 10
+    done
+    return 1
+}
+
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if ! command -v python3 >/dev/null 2>&1; then
+    missing+=(python3 python3-venv python3-pip)
+else
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    { command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 \
+        || python3 -m pip --version >/dev/null 2>&1; } || missing+=(python3-pip)
+fi
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+if ((${#missing[@]})); then
+    step "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    run "apt-get update" wait_for_apt update -q
+    run "apt-get install ${missing[*]}" wait_for_apt install -y -q --no-install-recommends "${missing[@]}"
+else
+    step "system packages present (kcat, python3, pip, venv, node, npm)"
+fi
+
+# --- 2. client libraries --------------------------------------------------------------------
+if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    step "creating $VENV"
+    rm -rf "$VENV"
+    run "python3 -m venv" python3 -m venv "$VENV"
+fi
+step "pip install -r ci/requirements.txt"
+run "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+    -r "$CI_DIR/requirements.txt"
+
+step "npm ci (kafkajs) in ci/node"
+run "npm ci" bash -c "cd '$CI_DIR/node' && npm ci --no-audit --no-fund --loglevel=error"
+
+# --- 3. the broker --------------------------------------------------------------------------
+# glommio locks memory for its io_uring buffers; the default RLIMIT_MEMLOCK (often 8 MiB) is
+# too small for one ring per shard. The broker raises its own limit when it runs as root; this
+# covers running the suite where it cannot, and cargo test's in-process glommio executors.
+ulimit -l unlimited 2>/dev/null || echo "warning: could not raise ulimit -l (now $(ulimit -l))" >&2
+
+cd "$REPO_ROOT"
+if [[ "${SPATE_CI_SKIP_CARGO:-0}" != 1 ]]; then
+    step "cargo build --release"
+    run "cargo build --release" cargo build --release
+    step "cargo test --workspace --release"
+    run "cargo test --workspace --release" cargo test --workspace --release
+else
+    step "skipping cargo build and test (SPATE_CI_SKIP_CARGO=1)"
+fi
+[[ -x "$REPO_ROOT/target/release/spate" ]] || fail "target/release/spate was not built"
+
+# --- 4. compatibility and crash tests -------------------------------------------------------
+step "pytest ci/compat (timeout ${PYTEST_TIMEOUT_S}s per test)"
+# Broker data dirs and logs of earlier runs (kept there when a test failed).
+rm -rf "$REPO_ROOT/target/ci-tmp"
+pytest_log="$(mktemp)"
+trap 'rm -f "$pytest_log"' EXIT
+set +e
+"$VENV/bin/python" -m pytest "$CI_DIR/compat" -v --timeout="$PYTEST_TIMEOUT_S" --durations=10 "$@" 2>&1 \
+    | tee "$pytest_log"
+pytest_status=${PIPESTATUS[0]}
+set -e
+
+elapsed=$((SECONDS - START_S))
+case "$pytest_status" in
+    0) printf '\nci/test.sh: all steps passed in %ss\n' "$elapsed" ;;
+    5) printf '\nci/test.sh: FAILED: pytest collected no tests (after %ss)\n' "$elapsed" >&2 ;;
+    *) printf '\nci/test.sh: FAILED: pytest exited %s (after %ss)\n' "$pytest_status" "$elapsed" >&2 ;;
+esac
+# End on pytest's own summary line ("N passed, M failed in Ts"), which CI reads.
+summary="$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* in [0-9.]+s' "$pytest_log" | tail -n 1 || true)"
+[[ -n "$summary" ]] && printf '%s\n' "$summary"
+if [[ "$pytest_status" == 0 ]]; then exit 0; else exit 1; fi
