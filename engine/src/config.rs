@@ -27,6 +27,11 @@ pub struct ConfigFile {
     segment_bytes: Option<u64>,
     max_message_bytes: Option<u32>,
     io_properties: Option<PathBuf>,
+    group_initial_rebalance_delay_ms: Option<u64>,
+    group_min_session_timeout_ms: Option<i32>,
+    group_max_session_timeout_ms: Option<i32>,
+    offsets_topic_partitions: Option<i32>,
+    offsets_retention_minutes: Option<i64>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -77,6 +82,26 @@ pub struct ServeArgs {
     /// keeps in flight. [default: <data-dir>/io-properties.toml when it exists]
     #[arg(long, env = "SPATE_IO_PROPERTIES")]
     pub io_properties: Option<PathBuf>,
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// (Kafka's group.initial.rebalance.delay.ms). [default: 3000]
+    #[arg(long, env = "SPATE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a consumer may ask for (group.min.session.timeout.ms).
+    /// [default: 6000]
+    #[arg(long, env = "SPATE_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Largest session timeout a consumer may ask for (group.max.session.timeout.ms).
+    /// [default: 1800000]
+    #[arg(long, env = "SPATE_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// Partitions of __consumer_offsets when it is first created
+    /// (offsets.topic.num.partitions). [default: 50]
+    #[arg(long, env = "SPATE_OFFSETS_TOPIC_PARTITIONS")]
+    pub offsets_topic_partitions: Option<i32>,
+    /// How long committed offsets of an empty group are kept (offsets.retention.minutes).
+    /// [default: 10080]
+    #[arg(long, env = "SPATE_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<i64>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -107,6 +132,12 @@ pub struct BrokerConfig {
     /// Bytes of writes a partition's flush keeps in flight (from io-properties, or the
     /// default), set by the node at start.
     pub write_in_flight_bytes_max: usize,
+    /// Consumer group timing.
+    pub groups: crate::groups::group::GroupConfig,
+    /// Partitions of __consumer_offsets when created.
+    pub offsets_topic_partitions: i32,
+    /// offsets.retention.minutes.
+    pub offsets_retention_minutes: i64,
 }
 
 impl ServeArgs {
@@ -155,6 +186,28 @@ impl ServeArgs {
                 .unwrap_or(1_048_588),
             io_properties: self.io_properties.or(file.io_properties),
             write_in_flight_bytes_max: crate::host::DEFAULT_WRITE_IN_FLIGHT_BYTES,
+            groups: crate::groups::group::GroupConfig {
+                initial_rebalance_delay_ms: self
+                    .group_initial_rebalance_delay_ms
+                    .or(file.group_initial_rebalance_delay_ms)
+                    .unwrap_or(3_000),
+                min_session_timeout_ms: self
+                    .group_min_session_timeout_ms
+                    .or(file.group_min_session_timeout_ms)
+                    .unwrap_or(6_000),
+                max_session_timeout_ms: self
+                    .group_max_session_timeout_ms
+                    .or(file.group_max_session_timeout_ms)
+                    .unwrap_or(1_800_000),
+            },
+            offsets_topic_partitions: self
+                .offsets_topic_partitions
+                .or(file.offsets_topic_partitions)
+                .unwrap_or(crate::groups::offsets_topic::DEFAULT_PARTITIONS),
+            offsets_retention_minutes: self
+                .offsets_retention_minutes
+                .or(file.offsets_retention_minutes)
+                .unwrap_or(10_080),
         };
         config.validate()?;
         Ok(config)
@@ -181,6 +234,14 @@ impl BrokerConfig {
             self.segment_bytes >= 64 * 1024,
             "segment bytes must be at least 65536, got {}",
             self.segment_bytes
+        );
+        anyhow::ensure!(
+            self.offsets_topic_partitions >= 1,
+            "offsets topic partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.groups.min_session_timeout_ms <= self.groups.max_session_timeout_ms,
+            "group min session timeout is above the max"
         );
         anyhow::ensure!(
             self.socket_request_max_bytes >= 1024,

@@ -46,10 +46,10 @@ pub type Pending =
 
 /// Serves a connection until the client closes it or breaks the protocol.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|address| address.to_string())
-        .unwrap_or_else(|_| "unknown peer".into());
+    let peer_address = stream.peer_addr().ok();
+    let peer =
+        peer_address.map_or_else(|| "unknown peer".to_string(), |address| address.to_string());
+    let client_host = peer_address.map_or_else(String::new, |address| format!("/{}", address.ip()));
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
@@ -77,7 +77,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 break;
             }
         };
-        match handlers::dispatch(&shard, frame).await {
+        match handlers::dispatch(&shard, frame, &client_host).await {
             Ok(pending) => {
                 if sender.send(pending).await.is_err() {
                     break; // the writer stopped: the socket is gone

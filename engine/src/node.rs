@@ -73,6 +73,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
     let listeners = bind_listeners(config.listen, shard_count)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
+    ensure_offsets_topic(&catalog, config.offsets_topic_partitions)?;
     let node = Arc::new(NodeContext {
         config,
         catalog,
@@ -130,6 +131,7 @@ async fn run_shard(
     let _running = RunningShard::enter();
     let shard = Rc::new(Shard::new(id, node.clone()));
     shard.sync_with_catalog().await;
+    shard.groups.load(&shard).await;
     // SAFETY: the descriptor is a bound, listening socket handed to this shard alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
     let _ = ready.send(Ok(id));
@@ -161,6 +163,7 @@ async fn maintain(shard: Rc<Shard>) {
     let mut seen_version = shard.node.catalog.version();
     while !shard.node.shutdown.load(Ordering::Acquire) {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
+        shard.groups.tick(&shard);
         let version = shard.node.catalog.version();
         if version != seen_version {
             seen_version = version;
@@ -173,6 +176,27 @@ async fn maintenance_tick_until_shutdown(node: &NodeContext) {
     while !node.shutdown.load(Ordering::Acquire) {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
     }
+}
+
+/// Creates `__consumer_offsets` (compacted, as in Kafka) on first start.
+fn ensure_offsets_topic(catalog: &SharedCatalog, partitions: i32) -> anyhow::Result<()> {
+    let topic = crate::groups::offsets_topic::TOPIC;
+    if let Some(existing) = catalog.snapshot().topic(topic) {
+        if existing.partitions != partitions {
+            tracing::info!(
+                existing = existing.partitions,
+                "__consumer_offsets keeps the partition count it was created with"
+            );
+        }
+        return Ok(());
+    }
+    let configs = [("cleanup.policy".to_string(), "compact".to_string())]
+        .into_iter()
+        .collect();
+    catalog
+        .create_topic(topic, partitions, configs, false)
+        .map(|_| ())
+        .map_err(|error| anyhow::anyhow!("cannot create {topic}: {error}"))
 }
 
 fn executor_error(error: &glommio::GlommioError<()>) -> anyhow::Error {

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::catalog::{Catalog, SharedCatalog, TopicMeta};
 use crate::config::BrokerConfig;
+use crate::groups::coordinator::Coordinator;
 use crate::notify::Notify;
 use crate::placement::{broker_id, shard_for, NodeId, ShardId};
 use crate::topic_config;
@@ -72,13 +73,26 @@ pub struct Shard {
     open_lock: glommio::sync::Semaphore,
     /// Fired when any partition of this shard gets new durable data.
     pub data_arrived: Notify,
+    /// The consumer groups whose `__consumer_offsets` partitions this shard owns.
+    pub groups: Coordinator,
 }
 
 impl Shard {
     /// A shard with no open logs yet; call [`Shard::sync_with_catalog`] to open its partitions.
     pub fn new(id: ShardId, node: Arc<NodeContext>) -> Shard {
         let catalog = (node.catalog.version(), node.catalog.snapshot());
+        let groups = Coordinator::new(
+            node.config.groups.clone(),
+            catalog
+                .1
+                .topic(crate::groups::offsets_topic::TOPIC)
+                .map_or(node.config.offsets_topic_partitions, |topic| {
+                    topic.partitions
+                }),
+            node.config.offsets_retention_minutes.saturating_mul(60_000),
+        );
         Shard {
+            groups,
             id,
             node,
             catalog: RefCell::new(catalog),
@@ -96,6 +110,18 @@ impl Shard {
             *cached = (version, self.node.catalog.snapshot());
         }
         cached.1.clone()
+    }
+
+    /// The shard that coordinates a consumer group (owns its `__consumer_offsets`
+    /// partition), and that partition.
+    pub fn group_coordinator(&self, group_id: &str) -> (ShardId, i32) {
+        let partition = self.groups.partition_for(group_id);
+        let shard = shard_for(
+            crate::groups::offsets_topic::TOPIC,
+            partition,
+            self.node.shard_count,
+        );
+        (shard, partition)
     }
 
     /// Whether this shard leads the partition.

@@ -12,10 +12,11 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
-use spate_storage::{batch::parse_stored_batch, Offset, PartitionLog, StorageError};
+use spate_storage::{PartitionLog, StorageError};
 
 use super::errors::storage_error_code;
 use super::{ApiSpec, RequestContext};
+use crate::log_scan::scan_batches;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -24,8 +25,6 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 7);
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
-/// How much of the log one scan step reads.
-const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
 /// Answers each partition.
 pub async fn handle(
@@ -99,7 +98,7 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<(i64, i64)>
         EARLIEST => Ok(Some((log.log_start_offset().0, -1))),
         MAX_TIMESTAMP => {
             let mut best: Option<(i64, bytes::Bytes)> = None;
-            scan(log, |max_timestamp, batch| {
+            scan_batches(log, |max_timestamp, batch| {
                 if best.as_ref().is_none_or(|(time, _)| max_timestamp > *time) {
                     best = Some((max_timestamp, batch.clone()));
                 }
@@ -111,7 +110,7 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<(i64, i64)>
         }
         target if target >= 0 => {
             let mut found = None;
-            scan(log, |max_timestamp, batch| {
+            scan_batches(log, |max_timestamp, batch| {
                 if max_timestamp >= target {
                     found = Some(batch.clone());
                 }
@@ -122,34 +121,6 @@ async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<(i64, i64)>
         }
         _ => Ok(None),
     }
-}
-
-/// Calls `visit(max_timestamp, batch)` for each stored batch below the high watermark,
-/// in offset order, until it returns true.
-async fn scan(
-    log: &PartitionLog,
-    mut visit: impl FnMut(i64, &bytes::Bytes) -> bool,
-) -> Result<(), StorageError> {
-    let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let chunk = log.read(offset, SCAN_CHUNK_BYTES).await?;
-        let mut position = 0;
-        let mut progressed = false;
-        while let Some(info) = parse_stored_batch(&chunk[position..]) {
-            let batch = chunk.slice(position..position + info.batch_bytes);
-            let base_offset = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
-            if visit(info.max_timestamp, &batch) {
-                return Ok(());
-            }
-            position += info.batch_bytes;
-            offset = Offset(base_offset + i64::from(info.last_offset_delta) + 1);
-            progressed = true;
-        }
-        if !progressed {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// The first record of a stored batch whose timestamp is at least `target`.

@@ -14,16 +14,28 @@ use crate::shard::Shard;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod group_common;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 /// The versions of one API that Spate serves.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +78,17 @@ pub const APIS: &[ApiSpec] = &[
     describe_configs::SPEC,
     create_partitions::SPEC,
     describe_cluster::SPEC,
+    find_coordinator::SPEC,
+    join_group::SPEC,
+    sync_group::SPEC,
+    heartbeat::SPEC,
+    leave_group::SPEC,
+    offset_commit::SPEC,
+    offset_fetch::SPEC,
+    list_groups::SPEC,
+    describe_groups::SPEC,
+    delete_groups::SPEC,
+    offset_delete::SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -77,12 +100,18 @@ pub struct RequestContext {
     pub version: i16,
     /// Echoed in the response header.
     pub correlation_id: i32,
-    /// The client's self-declared id, for logs.
+    /// The client's self-declared id, for logs and group membership.
     pub client_id: Option<String>,
+    /// The client's address as Kafka reports it in groups ("/127.0.0.1").
+    pub client_host: String,
 }
 
 /// Decodes a request, runs its handler's in-order part, and returns what remains.
-pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CloseReason> {
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    client_host: &str,
+) -> Result<Pending, CloseReason> {
     let request = spate_net::Request::decode_header(frame)?;
     let version = request.version();
     let context = RequestContext {
@@ -90,6 +119,7 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CloseR
         version,
         correlation_id: request.header.correlation_id,
         client_id: request.header.client_id.as_ref().map(|id| id.to_string()),
+        client_host: client_host.to_string(),
     };
     let spec = APIS
         .iter()
@@ -139,6 +169,39 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Result<Pending, CloseR
         }
         RequestKind::DescribeCluster(body) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(shard, &context, body))
+        }
+        RequestKind::FindCoordinator(body) => {
+            ResponseKind::FindCoordinator(find_coordinator::handle(shard, &context, body))
+        }
+        RequestKind::JoinGroup(body) => {
+            ResponseKind::JoinGroup(join_group::handle(shard, &context, body).await)
+        }
+        RequestKind::SyncGroup(body) => {
+            ResponseKind::SyncGroup(sync_group::handle(shard, &context, body).await)
+        }
+        RequestKind::Heartbeat(body) => {
+            ResponseKind::Heartbeat(heartbeat::handle(shard, &context, body))
+        }
+        RequestKind::LeaveGroup(body) => {
+            ResponseKind::LeaveGroup(leave_group::handle(shard, &context, body))
+        }
+        RequestKind::OffsetCommit(body) => {
+            ResponseKind::OffsetCommit(offset_commit::handle(shard, &context, body).await)
+        }
+        RequestKind::OffsetFetch(body) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(shard, &context, body))
+        }
+        RequestKind::ListGroups(body) => {
+            ResponseKind::ListGroups(list_groups::handle(shard, &context, body))
+        }
+        RequestKind::DescribeGroups(body) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(shard, &context, body))
+        }
+        RequestKind::DeleteGroups(body) => {
+            ResponseKind::DeleteGroups(delete_groups::handle(shard, &context, body).await)
+        }
+        RequestKind::OffsetDelete(body) => {
+            ResponseKind::OffsetDelete(offset_delete::handle(shard, &context, body).await)
         }
         other => {
             return Err(CloseReason::Protocol(format!(

@@ -1,0 +1,711 @@
+//! The group coordinator of one shard: the groups whose `__consumer_offsets` partition this
+//! shard owns, their committed offsets, and the plumbing between the handlers and each
+//! group's state machine ([`Group`]).
+//!
+//! Concurrency contract: owned by its [`Shard`] (`!Send`); its maps are borrowed only
+//! between awaits. Held JoinGroup/SyncGroup requests wait on one-shot channels keyed by
+//! [`Waiter`] tokens; the state machine's [`Completions`] fill them. Offset commits are
+//! appended to the group's `__consumer_offsets` partition and acknowledged once durable,
+//! like any produce.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::group::{
+    code, Completions, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Member, Reply,
+    SyncRequest, SyncResult, Waiter,
+};
+use super::offsets_topic::{self, OffsetValue, OffsetsRecord};
+use super::oneshot;
+use crate::shard::Shard;
+
+/// Kafka's `offset.metadata.max.bytes`.
+pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+const NON_EMPTY_GROUP: i16 = 68;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+
+/// A group and its committed offsets.
+pub struct GroupEntry {
+    /// Membership state.
+    pub group: Group,
+    /// Committed offsets by (topic, partition).
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+enum Slot {
+    Join(oneshot::Sender<JoinResult>),
+    Sync(oneshot::Sender<SyncResult>),
+}
+
+/// A snapshot of a group for DescribeGroups and ListGroups.
+pub struct GroupSummary {
+    /// Group id.
+    pub group_id: String,
+    /// Kafka's state name ("Dead" for an unknown group).
+    pub state: &'static str,
+    /// "consumer" or empty.
+    pub protocol_type: String,
+    /// The chosen protocol or empty.
+    pub protocol_name: String,
+    /// The members.
+    pub members: Vec<Member>,
+}
+
+/// Committed offsets by topic: (topic, [(partition, offset if committed)]).
+pub type CommittedByTopic = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+/// One shard's coordinator; see the module docs.
+pub struct Coordinator {
+    config: GroupConfig,
+    offsets_partitions: i32,
+    offsets_retention_ms: i64,
+    groups: RefCell<HashMap<String, GroupEntry>>,
+    slots: RefCell<HashMap<Waiter, Slot>>,
+    next_waiter: Cell<Waiter>,
+    epoch: Instant,
+}
+
+impl Coordinator {
+    /// A coordinator with no groups yet (see [`Coordinator::load`]).
+    pub fn new(
+        config: GroupConfig,
+        offsets_partitions: i32,
+        offsets_retention_ms: i64,
+    ) -> Coordinator {
+        Coordinator {
+            config,
+            offsets_partitions,
+            offsets_retention_ms,
+            groups: RefCell::new(HashMap::new()),
+            slots: RefCell::new(HashMap::new()),
+            next_waiter: Cell::new(1),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The `__consumer_offsets` partition that holds a group.
+    pub fn partition_for(&self, group_id: &str) -> i32 {
+        offsets_topic::partition_for(group_id, self.offsets_partitions)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn new_waiter(&self) -> Waiter {
+        let waiter = self.next_waiter.get();
+        self.next_waiter.set(waiter + 1);
+        waiter
+    }
+
+    fn with_group<T>(&self, group_id: &str, action: impl FnOnce(&mut GroupEntry) -> T) -> T {
+        let mut groups = self.groups.borrow_mut();
+        let entry = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| GroupEntry {
+                group: Group::new(group_id, self.config.clone()),
+                offsets: BTreeMap::new(),
+            });
+        action(entry)
+    }
+
+    /// JoinGroup: answered at once, or when the rebalance completes.
+    pub async fn join(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        request: JoinRequest,
+    ) -> JoinResult {
+        let waiter = self.new_waiter();
+        let (sender, receiver) = oneshot::channel();
+        self.slots.borrow_mut().insert(waiter, Slot::Join(sender));
+        let now = self.now_ms();
+        let (reply, done) =
+            self.with_group(group_id, |entry| entry.group.join(now, request, waiter));
+        self.deliver(shard, group_id, done);
+        match reply {
+            Reply::Now(result) => {
+                self.slots.borrow_mut().remove(&waiter);
+                result
+            }
+            Reply::Later => receiver.await.unwrap_or_else(|| JoinResult {
+                error_code: code::COORDINATOR_NOT_AVAILABLE,
+                generation_id: -1,
+                ..JoinResult::default()
+            }),
+        }
+    }
+
+    /// SyncGroup: answered at once, or when the leader's assignments arrive.
+    pub async fn sync(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        request: SyncRequest,
+    ) -> SyncResult {
+        if !self.groups.borrow().contains_key(group_id) {
+            return SyncResult {
+                error_code: code::UNKNOWN_MEMBER_ID,
+                ..SyncResult::default()
+            };
+        }
+        let waiter = self.new_waiter();
+        let (sender, receiver) = oneshot::channel();
+        self.slots.borrow_mut().insert(waiter, Slot::Sync(sender));
+        let now = self.now_ms();
+        let (reply, done) =
+            self.with_group(group_id, |entry| entry.group.sync(now, request, waiter));
+        self.deliver(shard, group_id, done);
+        match reply {
+            Reply::Now(result) => {
+                self.slots.borrow_mut().remove(&waiter);
+                result
+            }
+            Reply::Later => receiver.await.unwrap_or_else(|| SyncResult {
+                error_code: code::COORDINATOR_NOT_AVAILABLE,
+                ..SyncResult::default()
+            }),
+        }
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> i16 {
+        let now = self.now_ms();
+        match self.groups.borrow_mut().get_mut(group_id) {
+            Some(entry) => entry
+                .group
+                .heartbeat(now, member_id, group_instance_id, generation_id),
+            None => code::UNKNOWN_MEMBER_ID,
+        }
+    }
+
+    /// LeaveGroup for each (member id, instance id); returns each member's error code.
+    pub fn leave(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<i16> {
+        let now = self.now_ms();
+        let mut done = Completions::default();
+        let codes = match self.groups.borrow_mut().get_mut(group_id) {
+            Some(entry) => members
+                .iter()
+                .map(|(member_id, instance)| {
+                    entry
+                        .group
+                        .leave(now, member_id, instance.as_deref(), &mut done)
+                })
+                .collect(),
+            None => vec![code::UNKNOWN_MEMBER_ID; members.len()],
+        };
+        self.deliver(shard, group_id, done);
+        codes
+    }
+
+    /// Answers waiting requests and persists group metadata when the state machine asks.
+    fn deliver(&self, shard: &Rc<Shard>, group_id: &str, done: Completions) {
+        let mut slots = self.slots.borrow_mut();
+        for (waiter, result) in done.joins {
+            if let Some(Slot::Join(sender)) = slots.remove(&waiter) {
+                sender.send(result);
+            }
+        }
+        for (waiter, result) in done.syncs {
+            if let Some(Slot::Sync(sender)) = slots.remove(&waiter) {
+                sender.send(result);
+            }
+        }
+        drop(slots);
+        if done.persist {
+            let record = self.groups.borrow().get(group_id).map(|entry| {
+                let group = &entry.group;
+                offsets_topic::group_record(
+                    group_id,
+                    Some((
+                        group.protocol_type().unwrap_or(""),
+                        group.generation_id(),
+                        group.protocol_name(),
+                        wall_clock_ms(),
+                    )),
+                )
+            });
+            if let Some(record) = record {
+                let shard = shard.clone();
+                let group_id = group_id.to_string();
+                glommio::spawn_local(async move {
+                    if let Err(error_code) = shard.groups.append(&shard, &group_id, vec![record]).await {
+                        tracing::warn!(group = %group_id, error_code, "cannot persist group metadata");
+                    }
+                })
+                .detach();
+            }
+        }
+    }
+
+    /// OffsetCommit: checks membership, then makes the offsets durable in
+    /// `__consumer_offsets`. Returns one error code for the whole request, or per-partition
+    /// codes in request order.
+    pub async fn commit(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        member: (&str, Option<&str>, i32),
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Result<Vec<i16>, i16> {
+        let (member_id, group_instance_id, generation_id) = member;
+        let now = self.now_ms();
+        let check = self.with_group(group_id, |entry| {
+            entry
+                .group
+                .check_commit(now, member_id, group_instance_id, generation_id)
+        });
+        if check != code::NONE {
+            self.forget_if_unused(group_id);
+            return Err(check);
+        }
+        let codes: Vec<i16> = offsets
+            .iter()
+            .map(|(_, _, value)| {
+                if value.metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                    OFFSET_METADATA_TOO_LARGE
+                } else {
+                    code::NONE
+                }
+            })
+            .collect();
+        let accepted: Vec<&(String, i32, OffsetValue)> = offsets
+            .iter()
+            .zip(&codes)
+            .filter(|(_, code)| **code == code::NONE)
+            .map(|(offset, _)| offset)
+            .collect();
+        let records = accepted
+            .iter()
+            .map(|(topic, partition, value)| {
+                offsets_topic::offset_record(group_id, topic, *partition, Some(value))
+            })
+            .collect();
+        self.append(shard, group_id, records).await?;
+        self.with_group(group_id, |entry| {
+            for (topic, partition, value) in accepted {
+                entry
+                    .offsets
+                    .insert((topic.clone(), *partition), value.clone());
+            }
+        });
+        Ok(codes)
+    }
+
+    /// Committed offsets of a group: the named partitions, or all of them.
+    pub fn committed(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> CommittedByTopic {
+        let groups = self.groups.borrow();
+        let offsets = groups.get(group_id).map(|entry| &entry.offsets);
+        match topics {
+            Some(topics) => topics
+                .iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .iter()
+                        .map(|partition| {
+                            (
+                                *partition,
+                                offsets.and_then(|offsets| {
+                                    offsets.get(&(topic.clone(), *partition)).cloned()
+                                }),
+                            )
+                        })
+                        .collect();
+                    (topic.clone(), found)
+                })
+                .collect(),
+            None => {
+                let mut by_topic: BTreeMap<String, Vec<(i32, Option<OffsetValue>)>> =
+                    BTreeMap::new();
+                for ((topic, partition), value) in offsets.into_iter().flatten() {
+                    by_topic
+                        .entry(topic.clone())
+                        .or_default()
+                        .push((*partition, Some(value.clone())));
+                }
+                by_topic.into_iter().collect()
+            }
+        }
+    }
+
+    /// Every group this shard coordinates (ListGroups).
+    pub fn list(&self) -> Vec<GroupSummary> {
+        self.groups
+            .borrow()
+            .keys()
+            .filter_map(|group_id| self.describe(group_id))
+            .collect()
+    }
+
+    /// One group, or `None` if this shard has never heard of it.
+    pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
+        let groups = self.groups.borrow();
+        let group = &groups.get(group_id)?.group;
+        Some(GroupSummary {
+            group_id: group_id.to_string(),
+            state: group.state().name(),
+            protocol_type: group.protocol_type().unwrap_or("").to_string(),
+            protocol_name: if group.state() == GroupState::Stable
+                || group.state() == GroupState::CompletingRebalance
+            {
+                group.protocol_name().unwrap_or("").to_string()
+            } else {
+                String::new()
+            },
+            members: group.members().cloned().collect(),
+        })
+    }
+
+    /// DeleteGroups: only an empty group can go; its offsets go with it (tombstones).
+    pub async fn delete(&self, shard: &Rc<Shard>, group_id: &str) -> i16 {
+        let offsets: Vec<(String, i32)> = {
+            let groups = self.groups.borrow();
+            let Some(entry) = groups.get(group_id) else {
+                return GROUP_ID_NOT_FOUND;
+            };
+            if !entry.group.is_empty() {
+                return NON_EMPTY_GROUP;
+            }
+            entry.offsets.keys().cloned().collect()
+        };
+        let mut records: Vec<(Bytes, Option<Bytes>)> = offsets
+            .iter()
+            .map(|(topic, partition)| {
+                offsets_topic::offset_record(group_id, topic, *partition, None)
+            })
+            .collect();
+        records.push(offsets_topic::group_record(group_id, None));
+        if let Err(error_code) = self.append(shard, group_id, records).await {
+            return error_code;
+        }
+        self.groups.borrow_mut().remove(group_id);
+        code::NONE
+    }
+
+    /// OffsetDelete: removes committed offsets of partitions the group does not consume.
+    pub async fn delete_offsets(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<i16>, i16> {
+        let subscribed = {
+            let groups = self.groups.borrow();
+            let Some(entry) = groups.get(group_id) else {
+                return Err(GROUP_ID_NOT_FOUND);
+            };
+            subscribed_topics(&entry.group)
+        };
+        let codes: Vec<i16> = partitions
+            .iter()
+            .map(|(topic, _)| {
+                if subscribed.contains(topic) {
+                    GROUP_SUBSCRIBED_TO_TOPIC
+                } else {
+                    code::NONE
+                }
+            })
+            .collect();
+        let doomed: Vec<&(String, i32)> = partitions
+            .iter()
+            .zip(&codes)
+            .filter(|(_, code)| **code == code::NONE)
+            .map(|(partition, _)| partition)
+            .collect();
+        let records = doomed
+            .iter()
+            .map(|(topic, partition)| {
+                offsets_topic::offset_record(group_id, topic, *partition, None)
+            })
+            .collect();
+        self.append(shard, group_id, records).await?;
+        if let Some(entry) = self.groups.borrow_mut().get_mut(group_id) {
+            for (topic, partition) in doomed {
+                entry.offsets.remove(&(topic.clone(), *partition));
+            }
+        }
+        Ok(codes)
+    }
+
+    /// Expires members and rebalances (every group), forgets groups with nothing left, and
+    /// expires offsets of empty groups after `offsets.retention.minutes`.
+    pub fn tick(&self, shard: &Rc<Shard>) {
+        let now = self.now_ms();
+        let group_ids: Vec<String> = self.groups.borrow().keys().cloned().collect();
+        for group_id in group_ids {
+            let done = match self.groups.borrow_mut().get_mut(&group_id) {
+                Some(entry) => entry.group.tick(now),
+                None => continue,
+            };
+            self.deliver(shard, &group_id, done);
+            self.expire_offsets(shard, &group_id);
+        }
+    }
+
+    fn expire_offsets(&self, shard: &Rc<Shard>, group_id: &str) {
+        let cutoff = wall_clock_ms() - self.offsets_retention_ms;
+        let expired: Vec<(String, i32)> = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(entry) = groups.get_mut(group_id) else {
+                return;
+            };
+            if !entry.group.is_empty() {
+                return;
+            }
+            let expired: Vec<(String, i32)> = entry
+                .offsets
+                .iter()
+                .filter(|(_, value)| value.commit_timestamp_ms < cutoff)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in &expired {
+                entry.offsets.remove(key);
+            }
+            expired
+        };
+        self.forget_if_unused(group_id);
+        if expired.is_empty() {
+            return;
+        }
+        let records = expired
+            .iter()
+            .map(|(topic, partition)| {
+                offsets_topic::offset_record(group_id, topic, *partition, None)
+            })
+            .collect();
+        let shard = shard.clone();
+        let group_id = group_id.to_string();
+        glommio::spawn_local(async move {
+            if let Err(error_code) = shard.groups.append(&shard, &group_id, records).await {
+                tracing::warn!(group = %group_id, error_code, "cannot write expired-offset tombstones");
+            }
+        })
+        .detach();
+    }
+
+    /// Drops a group with no members and no offsets (a new group whose first request failed,
+    /// or one whose offsets expired).
+    fn forget_if_unused(&self, group_id: &str) {
+        let mut groups = self.groups.borrow_mut();
+        if groups.get(group_id).is_some_and(|entry| {
+            entry.group.is_empty()
+                && entry.offsets.is_empty()
+                && entry.group.state() == GroupState::Empty
+        }) {
+            groups.remove(group_id);
+        }
+    }
+
+    /// Appends records to the group's `__consumer_offsets` partition and waits until they
+    /// are durable.
+    async fn append(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), i16> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let partition = self.partition_for(group_id);
+        let topic = shard
+            .catalog()
+            .topic(offsets_topic::TOPIC)
+            .cloned()
+            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
+        let log = shard.log(&topic, partition).await.map_err(|error| {
+            tracing::error!(%error, "cannot open __consumer_offsets");
+            code::COORDINATOR_NOT_AVAILABLE
+        })?;
+        let batch = encode_batch(&records).map_err(|_| code::COORDINATOR_NOT_AVAILABLE)?;
+        let appended = log.append(&batch, crate::LEADER_EPOCH).map_err(|error| {
+            tracing::error!(%error, "cannot append to __consumer_offsets");
+            code::COORDINATOR_NOT_AVAILABLE
+        })?;
+        if let Err(error) = log.wait_durable(appended.last_offset).await {
+            crate::fatal(&format!("cannot make __consumer_offsets durable: {error}"));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds groups and offsets from the `__consumer_offsets` partitions this shard owns.
+    pub async fn load(&self, shard: &Rc<Shard>) {
+        let Some(topic) = shard.catalog().topic(offsets_topic::TOPIC).cloned() else {
+            return;
+        };
+        let mut records = 0usize;
+        for partition in 0..topic.partitions {
+            if !shard.owns(&topic.name, partition) {
+                continue;
+            }
+            let log = match shard.log(&topic, partition).await {
+                Ok(log) => log,
+                Err(error) => {
+                    tracing::error!(partition, %error, "cannot load __consumer_offsets partition");
+                    continue;
+                }
+            };
+            let scanned = crate::log_scan::scan_batches(&log, |_, batch| {
+                let mut bytes = batch.clone();
+                if let Ok(set) = RecordBatchDecoder::decode(&mut bytes) {
+                    for record in set.records {
+                        if let Some(key) = &record.key {
+                            if let Some(decoded) =
+                                offsets_topic::decode(key, record.value.as_deref())
+                            {
+                                self.apply(decoded);
+                                records += 1;
+                            }
+                        }
+                    }
+                }
+                false
+            })
+            .await;
+            if let Err(error) = scanned {
+                tracing::error!(partition, %error, "error reading __consumer_offsets");
+            }
+        }
+        if records > 0 {
+            tracing::info!(
+                groups = self.groups.borrow().len(),
+                records,
+                "loaded consumer groups"
+            );
+        }
+    }
+
+    fn apply(&self, record: OffsetsRecord) {
+        match record {
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value: Some(value),
+            } => {
+                self.with_group(&group, |entry| {
+                    entry.offsets.insert((topic, partition), value)
+                });
+            }
+            OffsetsRecord::Offset {
+                group,
+                topic,
+                partition,
+                value: None,
+            } => {
+                self.with_group(&group, |entry| entry.offsets.remove(&(topic, partition)));
+                self.forget_if_unused(&group);
+            }
+            OffsetsRecord::Group {
+                group,
+                value: Some((protocol_type, generation)),
+            } => {
+                let protocol_type = (!protocol_type.is_empty()).then_some(protocol_type);
+                let config = self.config.clone();
+                self.with_group(&group, |entry| {
+                    entry.group = Group::restored(&group, config, generation, protocol_type)
+                });
+            }
+            OffsetsRecord::Group { group, value: None } => {
+                self.groups.borrow_mut().remove(&group);
+            }
+        }
+    }
+}
+
+/// Topics a consumer group's members subscribe to, from their ConsumerProtocolSubscription
+/// metadata (`version: i16, topics: [string], ...`, never flexible).
+fn subscribed_topics(group: &Group) -> Vec<String> {
+    if group.protocol_type() != Some("consumer") {
+        return Vec::new();
+    }
+    let protocol = group.protocol_name().unwrap_or_default().to_string();
+    let mut topics = Vec::new();
+    for member in group.members() {
+        let metadata = member.metadata_for(&protocol);
+        let mut bytes: &[u8] = &metadata;
+        if bytes.len() < 6 {
+            continue;
+        }
+        bytes = &bytes[2..];
+        let count = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        bytes = &bytes[4..];
+        for _ in 0..count.max(0) {
+            if bytes.len() < 2 {
+                break;
+            }
+            let length = i16::from_be_bytes([bytes[0], bytes[1]]).max(0) as usize;
+            if bytes.len() < 2 + length {
+                break;
+            }
+            topics.push(String::from_utf8_lossy(&bytes[2..2 + length]).into_owned());
+            bytes = &bytes[2 + length..];
+        }
+    }
+    topics
+}
+
+/// One v2 batch holding the records (no compression, no producer id).
+fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<BytesMut> {
+    let timestamp = wall_clock_ms();
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(index, (key, value))| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: index as i64,
+            // The encoder starts a new batch whenever offset - sequence changes.
+            sequence: index as i32,
+            timestamp,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buffer = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buffer,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
+    Ok(buffer)
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

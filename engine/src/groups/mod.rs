@@ -1,0 +1,9 @@
+//! Consumer groups: the classic group coordinator.
+//!
+//! - [`group::Group`] is one group's state machine, free of I/O and clocks.
+//! - [`offsets_topic`] encodes and decodes the `__consumer_offsets` records.
+
+pub mod coordinator;
+pub mod group;
+pub mod offsets_topic;
+pub mod oneshot;

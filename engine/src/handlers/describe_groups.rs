@@ -1,0 +1,63 @@
+//! DescribeGroups (key 15): state, protocol and members with their assignments.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::group_common::check_coordinator;
+use super::{ApiSpec, RequestContext};
+use crate::shard::Shard;
+
+/// Served versions.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeGroups, 0, 5);
+
+/// Describes each group; an unknown group is reported as "Dead", as Kafka does.
+pub fn handle(
+    shard: &Rc<Shard>,
+    _context: &RequestContext,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let operations = crate::acl::if_requested(
+        request.include_authorized_operations,
+        crate::acl::group_operations(),
+    );
+    let groups = request
+        .groups
+        .into_iter()
+        .map(|group_id| {
+            let described = DescribedGroup::default()
+                .with_group_id(group_id.clone())
+                .with_authorized_operations(operations);
+            if let Err(error_code) = check_coordinator(shard, &group_id) {
+                return described.with_error_code(error_code);
+            }
+            let Some(summary) = shard.groups.describe(&group_id) else {
+                return described.with_group_state(StrBytes::from_static_str("Dead"));
+            };
+            let protocol = summary.protocol_name.clone();
+            let members = summary
+                .members
+                .iter()
+                .map(|member| {
+                    DescribedGroupMember::default()
+                        .with_member_id(StrBytes::from_string(member.member_id.clone()))
+                        .with_group_instance_id(
+                            member.group_instance_id.clone().map(StrBytes::from_string),
+                        )
+                        .with_client_id(StrBytes::from_string(member.client_id.clone()))
+                        .with_client_host(StrBytes::from_string(member.client_host.clone()))
+                        .with_member_metadata(member.metadata_for(&protocol))
+                        .with_member_assignment(member.assignment.clone())
+                })
+                .collect();
+            described
+                .with_group_state(StrBytes::from_static_str(summary.state))
+                .with_protocol_type(StrBytes::from_string(summary.protocol_type))
+                .with_protocol_data(StrBytes::from_string(summary.protocol_name))
+                .with_members(members)
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

@@ -1,0 +1,72 @@
+//! FindCoordinator (key 10): which broker (shard) coordinates a consumer group: the shard
+//! that owns the group's `__consumer_offsets` partition.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{ApiSpec, RequestContext};
+use crate::placement::broker_id;
+use crate::shard::Shard;
+
+/// Served versions (v4 batches keys).
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 4);
+
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// Finds the coordinator of each key.
+pub fn handle(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = if context.version >= 4 {
+        request.coordinator_keys.clone()
+    } else {
+        vec![request.key.clone()]
+    };
+    let coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| find(shard, request.key_type, key))
+        .collect();
+    if context.version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let Some(only) = coordinators.into_iter().next() else {
+        return FindCoordinatorResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    };
+    FindCoordinatorResponse::default()
+        .with_error_code(only.error_code)
+        .with_error_message(only.error_message.filter(|_| context.version >= 1))
+        .with_node_id(only.node_id)
+        .with_host(only.host)
+        .with_port(only.port)
+}
+
+fn find(shard: &Shard, key_type: i8, key: StrBytes) -> Coordinator {
+    let answer = Coordinator::default()
+        .with_key(key.clone())
+        .with_node_id(BrokerId(-1))
+        .with_port(-1);
+    match key_type {
+        KEY_TYPE_GROUP => {
+            let (owner, _) = shard.group_coordinator(&key);
+            let node = &shard.node;
+            answer
+                .with_node_id(BrokerId(broker_id(node.node_id(), owner)))
+                .with_host(StrBytes::from_string(node.config.advertised_host.clone()))
+                .with_port(i32::from(node.shard_port(owner)))
+        }
+        KEY_TYPE_TRANSACTION => answer
+            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_error_message(Some(StrBytes::from_static_str(
+                "transactions are not supported yet",
+            ))),
+        _ => answer.with_error_code(ResponseError::InvalidRequest.code()),
+    }
+}

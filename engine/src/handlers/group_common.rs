@@ -1,0 +1,32 @@
+//! What the group handlers share: checking that this shard coordinates the group.
+
+use kafka_protocol::ResponseError;
+
+use crate::shard::Shard;
+
+/// NOT_COORDINATOR unless this shard owns the group's `__consumer_offsets` partition.
+pub fn check_coordinator(shard: &Shard, group_id: &str) -> Result<(), i16> {
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId.code());
+    }
+    let (owner, _) = shard.group_coordinator(group_id);
+    if owner == shard.id {
+        Ok(())
+    } else {
+        Err(ResponseError::NotCoordinator.code())
+    }
+}
+
+/// An optional protocol string as the codec needs it: nullable from `nullable_since`,
+/// an empty string before.
+pub fn version_string(
+    value: Option<String>,
+    version: i16,
+    nullable_since: i16,
+) -> Option<kafka_protocol::protocol::StrBytes> {
+    match value {
+        Some(text) => Some(kafka_protocol::protocol::StrBytes::from_string(text)),
+        None if version >= nullable_since => None,
+        None => Some(kafka_protocol::protocol::StrBytes::default()),
+    }
+}

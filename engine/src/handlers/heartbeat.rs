@@ -1,0 +1,31 @@
+//! Heartbeat (key 12): keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to
+//! rejoin.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
+
+use super::group_common::check_coordinator;
+use super::{ApiSpec, RequestContext};
+use crate::shard::Shard;
+
+/// Served versions.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Heartbeat, 0, 4);
+
+/// Records the heartbeat.
+pub fn handle(
+    shard: &Rc<Shard>,
+    _context: &RequestContext,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let error_code = match check_coordinator(shard, &request.group_id) {
+        Err(error_code) => error_code,
+        Ok(()) => shard.groups.heartbeat(
+            &request.group_id,
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            request.generation_id,
+        ),
+    };
+    HeartbeatResponse::default().with_error_code(error_code)
+}
