@@ -229,6 +229,32 @@ impl SharedCatalog {
         })
     }
 
+    /// Replaces a topic's config overrides with `configs` (after validation).
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), CatalogError> {
+        crate::topic_config::validate(&configs).map_err(CatalogError::InvalidConfig)?;
+        let mut state = self.lock();
+        let topic = state
+            .catalog
+            .topic(name)
+            .cloned()
+            .ok_or(CatalogError::UnknownTopic)?;
+        if validate_only || topic.configs == configs {
+            return Ok(());
+        }
+        let changed = Arc::new(TopicMeta {
+            configs,
+            ..(*topic).clone()
+        });
+        self.update(&mut state, |catalog| {
+            catalog.topics.insert(name.to_string(), changed);
+        })
+    }
+
     /// A producer id never handed out before on this node.
     pub fn allocate_producer_id(&self) -> Result<i64, CatalogError> {
         let mut state = self.lock();

@@ -279,11 +279,38 @@ impl Shard {
             let _permit = self.open_lock.acquire_permit(1).await;
             self.delete_topic_logs(&name).await;
         }
+        self.apply_config_changes(&catalog);
         for topic in catalog.topics.values() {
             for partition in 0..topic.partitions {
                 if self.owns(&topic.name, partition) {
                     if let Err(error) = self.log(topic, partition).await {
                         tracing::error!(topic = %topic.name, partition, %error, "cannot open partition log");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Open logs take changed topic configs in place (AlterConfigs).
+    fn apply_config_changes(&self, catalog: &Catalog) {
+        let topics = self.topics.borrow();
+        for (name, logs) in topics.iter() {
+            let Some(topic) = catalog
+                .topic(name)
+                .filter(|topic| topic.id == logs.topic_id)
+            else {
+                continue;
+            };
+            let wanted = self.log_config(topic);
+            for (partition, log) in &logs.logs {
+                if log.config() != wanted {
+                    match log.set_config(wanted) {
+                        Ok(()) => {
+                            tracing::info!(topic = %name, partition, "applied changed topic configs")
+                        }
+                        Err(error) => {
+                            tracing::warn!(topic = %name, partition, %error, "cannot apply topic configs")
+                        }
                     }
                 }
             }

@@ -296,3 +296,53 @@ fn log_append_time_topics_are_stamped_by_the_broker() {
         0
     );
 }
+
+#[test]
+fn altered_topic_configs_take_effect_on_open_logs() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::protocol::StrBytes;
+    const MESSAGE_TOO_LARGE: i16 = 10;
+
+    let broker = Broker::start(1);
+    let mut client = broker.client(0);
+    create_topic(&mut client, "tunable", 1);
+    let big = vec!["x".repeat(2000).leak() as &str; 4];
+    let accepted = produce(&mut client, "tunable", 0, batch(&big, None), -1);
+    assert_eq!(
+        accepted.responses[0].partition_responses[0].error_code,
+        NONE
+    );
+
+    let request = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("tunable"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("max.message.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("1000")))]),
+    ]);
+    let altered = client.send(1, &request).unwrap();
+    assert_eq!(
+        altered.responses[0].error_code, NONE,
+        "{:?}",
+        altered.responses[0].error_message
+    );
+
+    // The shard applies catalog changes within its 100 ms maintenance tick.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let refused = produce(&mut client, "tunable", 0, batch(&big, None), -1);
+        if refused.responses[0].partition_responses[0].error_code == MESSAGE_TOO_LARGE {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "max.message.bytes=1000 never took effect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

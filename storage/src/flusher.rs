@@ -97,7 +97,7 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             index_entries: std::mem::take(&mut write.index_entries),
         });
         write
-            .write_to(&file, shared.config.write_in_flight_bytes_max)
+            .write_to(&file, shared.config.get().write_in_flight_bytes_max)
             .await?;
         file.fdatasync().await?;
     }
@@ -170,9 +170,11 @@ async fn preallocate(
     allocated_bytes: u64,
     end_position: u64,
 ) {
-    let Some(target) =
-        preallocation_target(allocated_bytes, end_position, shared.config.segment_bytes)
-    else {
+    let Some(target) = preallocation_target(
+        allocated_bytes,
+        end_position,
+        shared.config.get().segment_bytes,
+    ) else {
         return;
     };
     if let Err(error) = file.pre_allocate(target, false).await {

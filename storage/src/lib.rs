@@ -69,7 +69,7 @@ impl fmt::Display for Offset {
 }
 
 /// Per-partition log settings, named after Kafka's topic configs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogConfig {
     /// `segment.bytes`: a new segment starts when appending a batch would take the active
     /// (non-empty) segment over this size. At most `i32::MAX`, as in Kafka.

@@ -14,7 +14,7 @@ use crate::segment::{self, Segment};
 use crate::{flusher, reader, LogConfig, Offset};
 use futures_lite::future::poll_fn;
 use glommio::task::JoinHandle;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -124,7 +124,9 @@ impl LogState {
 /// The part of a log shared by its handles and its flusher.
 pub(crate) struct LogShared {
     pub dir: PathBuf,
-    pub config: LogConfig,
+    /// Changed in place by [`PartitionLog::set_config`] when a topic's configs change; every
+    /// use reads it afresh.
+    pub config: Cell<LogConfig>,
     pub state: RefCell<LogState>,
 }
 
@@ -179,7 +181,7 @@ impl PartitionLog {
         };
         let shared = Rc::new(LogShared {
             dir,
-            config,
+            config: Cell::new(config),
             state: RefCell::new(state),
         });
         let flusher = glommio::spawn_local(flusher::run(Rc::downgrade(&shared))).detach();
@@ -195,7 +197,7 @@ impl PartitionLog {
     /// A retry of one of the producer's last five batches appends nothing and returns the
     /// original offsets with `duplicate: true`.
     pub fn append(&self, batch: &[u8], leader_epoch: i32) -> Result<Appended, StorageError> {
-        let info = batch::validate_client_batch(batch, self.shared.config.max_message_bytes)?;
+        let info = batch::validate_client_batch(batch, self.shared.config.get().max_message_bytes)?;
         let mut state = self.shared.state.borrow_mut();
         if let Some(failure) = &state.failure {
             return Err(StorageError::Io(failure.to_error()));
@@ -221,7 +223,7 @@ impl PartitionLog {
         header.copy_from_slice(&batch[..HEADER_BYTES]);
         header[BASE_OFFSET_BYTES].copy_from_slice(&base_offset.0.to_be_bytes());
         header[LEADER_EPOCH_BYTES].copy_from_slice(&leader_epoch.to_be_bytes());
-        let config = &self.shared.config;
+        let config = &self.shared.config.get();
         let log_append_time_ms = config
             .log_append_time
             .then(|| batch::stamp_log_append_time(&mut header, &batch[HEADER_BYTES..], now_ms()));
@@ -262,6 +264,20 @@ impl PartitionLog {
             Poll::Pending
         })
         .await
+    }
+
+    /// Applies changed topic settings (`segment.bytes`, `max.message.bytes`,
+    /// `message.timestamp.type`, ...) to an open log: they take effect from the next append,
+    /// roll and read. Nothing already written changes.
+    pub fn set_config(&self, config: LogConfig) -> Result<(), StorageError> {
+        config.check()?;
+        self.shared.config.set(config);
+        Ok(())
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> LogConfig {
+        self.shared.config.get()
     }
 
     /// The first offset in the log.

@@ -147,7 +147,8 @@ pub(crate) async fn read(
                 end_position: segment.size_bytes,
             }
         };
-        let read_bytes = max_bytes.saturating_add(shared.config.index_interval_bytes as usize);
+        let read_bytes =
+            max_bytes.saturating_add(shared.config.get().index_interval_bytes as usize);
         let read_bytes = read_bytes.clamp(READ_WINDOW_BYTES / 16, FETCH_READ_BYTES_MAX);
         if let Some(bytes) = read_segment(&plan, fetch_offset, max_bytes, read_bytes).await? {
             return Ok(bytes);

@@ -294,7 +294,7 @@ mod tests {
     /// Opens the damaged log and checks it holds exactly `batches[..kept]`, then that appends
     /// continue right after them and survive another reopen.
     async fn check_recovered(path: &Path, batches: &[Vec<u8>], kept: usize, config: LogConfig) {
-        let log = PartitionLog::open(path.to_path_buf(), config.clone())
+        let log = PartitionLog::open(path.to_path_buf(), config)
             .await
             .unwrap();
         let expected_end: i64 = batches[..kept]
@@ -417,7 +417,7 @@ mod tests {
             let batches: Vec<Vec<u8>> = (0..24u8)
                 .map(|number| encode_batch(&BatchSpec::records(2, 30).fill(number)))
                 .collect();
-            write_log(&path, &batches, config.clone()).await;
+            write_log(&path, &batches, config).await;
             let mut bases: Vec<Offset> = std::fs::read_dir(&path)
                 .unwrap()
                 .filter_map(|entry| {
@@ -438,7 +438,7 @@ mod tests {
             for base in &bases {
                 std::fs::remove_file(index_file_path(&path, *base)).unwrap();
             }
-            check_recovered(&path, &batches, batches.len(), config.clone()).await;
+            check_recovered(&path, &batches, batches.len(), config).await;
             for (base, index) in bases.iter().zip(&indexes).take(bases.len() - 1) {
                 assert_eq!(
                     &std::fs::read(index_file_path(&path, *base)).unwrap(),
@@ -465,7 +465,7 @@ mod tests {
                 all.push(encode_batch(&BatchSpec::records(2, 33).fill(0xC3)));
                 all
             };
-            check_recovered(&path, &batches_now, batches_now.len(), config.clone()).await;
+            check_recovered(&path, &batches_now, batches_now.len(), config).await;
             assert_eq!(
                 &std::fs::read(index_file_path(&path, bases[0])).unwrap(),
                 &indexes[0]
@@ -477,9 +477,7 @@ mod tests {
             let mut padded = std::fs::read(&sealed).unwrap();
             padded.resize(align_up(size) as usize, 0);
             std::fs::write(&sealed, padded).unwrap();
-            let log = PartitionLog::open(path.clone(), config.clone())
-                .await
-                .unwrap();
+            let log = PartitionLog::open(path.clone(), config).await.unwrap();
             assert_eq!(std::fs::metadata(&sealed).unwrap().len(), size);
             assert_eq!(read_all(&log, 1 << 20).await.len(), batches_now.len() + 1);
             log.close().await.unwrap();

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use crate::connection::{CloseReason, Pending};
 use crate::shard::Shard;
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -89,6 +90,8 @@ pub const APIS: &[ApiSpec] = &[
     describe_groups::SPEC,
     delete_groups::SPEC,
     offset_delete::SPEC,
+    alter_configs::SPEC,
+    alter_configs::INCREMENTAL_SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -203,6 +206,12 @@ pub async fn dispatch(
         RequestKind::OffsetDelete(body) => {
             ResponseKind::OffsetDelete(offset_delete::handle(shard, &context, body).await)
         }
+        RequestKind::AlterConfigs(body) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(shard, &context, body))
+        }
+        RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
+            alter_configs::handle_incremental(shard, &context, body),
+        ),
         other => {
             return Err(CloseReason::Protocol(format!(
                 "no handler for {:?}",
