@@ -17,6 +17,7 @@
 pub mod client;
 pub mod codec;
 pub mod frame;
+pub mod records;
 
 pub use codec::{encode_response, Request, RequestError};
 pub use frame::{FrameError, FrameReader};

@@ -14,9 +14,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use spate_net::records::plain_record;
 
 use super::group::{
     code, Completions, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Member, Reply,
@@ -672,40 +671,16 @@ fn subscribed_topics(group: &Group) -> Vec<String> {
 /// One v2 batch holding the records (no compression, no producer id).
 fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<BytesMut> {
     let timestamp = wall_clock_ms();
-    let records: Vec<Record> = records
+    let records: Vec<_> = records
         .iter()
         .enumerate()
-        .map(|(index, (key, value))| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: index as i32,
-            timestamp,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
-            delete_horizon: false,
+        .map(|(index, (key, value))| {
+            plain_record(index, Some(key.clone()), value.clone(), timestamp)
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    Ok(buffer)
+    spate_net::records::encode_batch(&records, Compression::None)
 }
 
 fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+    spate_net::records::now_ms()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -16,9 +16,7 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use spate_net::client::Client;
 
 pub struct Broker {
@@ -194,36 +192,25 @@ pub fn create_topic_with_configs(
 /// A v2 batch of `values`, optionally idempotent.
 pub fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
     let (producer_id, producer_epoch, first_sequence) = producer.unwrap_or((-1, -1, 0));
-    let records: Vec<Record> = values
+    let records: Vec<_> = values
         .iter()
         .enumerate()
-        .map(|(index, value)| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: index as i64,
-            sequence: first_sequence + index as i32,
-            timestamp: 1_700_000_000_000 + index as i64,
-            key: Some(Bytes::from(format!("key-{index}"))),
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
-            delete_horizon: false,
+        .map(|(index, value)| {
+            let mut record = spate_net::records::plain_record(
+                index,
+                Some(Bytes::from(format!("key-{index}"))),
+                Some(Bytes::from(value.to_string())),
+                1_700_000_000_000 + index as i64,
+            );
+            record.producer_id = producer_id;
+            record.producer_epoch = producer_epoch;
+            record.sequence = first_sequence + index as i32;
+            record
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buffer.freeze()
+    spate_net::records::encode_batch(&records, Compression::None)
+        .expect("encode")
+        .freeze()
 }
 
 pub fn produce(
