@@ -1,5 +1,7 @@
 //! The `spate` command.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -10,7 +12,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Spate: a Kafka-compatible streaming broker, thread-per-core on io_uring.
 #[derive(Parser)]
-#[command(name = "spate", version, about)]
+#[command(
+    name = "spate",
+    version,
+    about,
+    after_help = "The operator commands (topic, group, produce, consume) speak the Kafka protocol to any \
+Kafka-compatible broker: --brokers HOST:PORT (or SPATE_BROKERS; default 127.0.0.1:9092) picks it, \
+--json prints machine-readable output. `spate <command> --help` explains every flag."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,6 +30,14 @@ enum Command {
     /// Run a broker. With no flags: single node, data in ./spate-data, listening on
     /// 127.0.0.1:9092 (shard s on port 9092+s), one shard per CPU.
     Serve(ServeArgs),
+    /// Create, list, describe, delete and reconfigure topics on any Kafka-compatible broker.
+    Topic(cli::topic::TopicArgs),
+    /// List, describe, reset the offsets of, and delete consumer groups.
+    Group(cli::group::GroupArgs),
+    /// Write stdin to a topic, one record per line.
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records on stdout, one per line, alone or as a group member.
+    Consume(cli::consume::ConsumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +52,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => args.resolve().and_then(spate_engine::node::run),
+        Command::Topic(args) => cli::topic::run(args),
+        Command::Group(args) => cli::group::run(args),
+        Command::Produce(args) => cli::produce::run(args),
+        Command::Consume(args) => cli::consume::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

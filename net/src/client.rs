@@ -65,6 +65,39 @@ impl Client {
         T::Response::decode(&mut response, version)
     }
 
+    /// Sends `body` at `version` without waiting for a response. Only for requests the
+    /// broker answers with silence, which is a Produce with acks=0.
+    pub fn send_without_response<T: Request>(
+        &mut self,
+        version: i16,
+        body: &T,
+    ) -> anyhow::Result<()> {
+        let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("bad key"))?;
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(T::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let frame = encode_request(&header, api_key, body)?;
+        self.stream.write_all(&frame)?;
+        Ok(())
+    }
+
+    /// Changes how long a read or write may block, for requests the broker may hold for a
+    /// while (a JoinGroup waits for the whole group to rejoin).
+    pub fn set_timeout(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        Ok(())
+    }
+
+    /// Changes the client id sent in every request header (`spate` by default).
+    pub fn set_client_id(&mut self, client_id: &str) {
+        self.client_id = StrBytes::from_string(client_id.to_string());
+    }
+
     fn read_frame(&mut self) -> anyhow::Result<Bytes> {
         let mut prefix = [0u8; 4];
         self.stream.read_exact(&mut prefix)?;

@@ -3,8 +3,9 @@
 //! harness and tests.
 //!
 //! The `kafka_protocol` encoder starts a new batch whenever `offset - sequence` changes
-//! between records, so records made here carry `sequence = offset` (and producer id -1):
-//! one call, one batch.
+//! between records, and takes the batch's baseSequence from the first record. Records made
+//! here carry `sequence = offset - 1` and producer id -1: one call, one batch, baseSequence
+//! -1, exactly as a non-idempotent Java producer writes it.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::StrBytes;
@@ -27,7 +28,7 @@ pub fn plain_record(
         producer_epoch: -1,
         timestamp_type: TimestampType::Creation,
         offset: index as i64,
-        sequence: index as i32,
+        sequence: index as i32 - 1,
         timestamp: timestamp_ms,
         key,
         value,
@@ -85,5 +86,11 @@ mod tests {
         let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut encoded).unwrap();
         assert_eq!(sets.len(), 1);
         assert_eq!(sets[0].records.len(), 10);
+        let base_sequence = i32::from_be_bytes(
+            encode_batch(&records, Compression::None).unwrap()[53..57]
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(base_sequence, -1);
     }
 }

@@ -1,0 +1,594 @@
+//! `spate group`: list, describe, reset the offsets of, and delete consumer groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args, Subcommand};
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::{
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+};
+use serde_json::json;
+
+use super::broker::{str_bytes, Cluster};
+use super::consumer_protocol::decode_assignment;
+use super::datetime::parse_iso8601_ms;
+use super::group_member::PROTOCOL_TYPE;
+use super::group_offsets::{commit_all, fetch_committed, Committer};
+use super::offsets::{list_offsets, log_bounds};
+use super::output::{offset_cell, offset_json, print_json, print_text, Table};
+use super::{check_error, error_name, ConnectionArgs};
+
+const ERROR_GROUP_ID_NOT_FOUND: i16 = 69;
+const ERROR_NON_EMPTY_GROUP: i16 = 68;
+
+/// `spate group ...`
+#[derive(Args, Debug)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(subcommand)]
+    command: GroupCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// List the groups every broker coordinates.
+    List,
+    /// Show a group's state and members, and per partition its committed offset, log end
+    /// offset and lag.
+    Describe {
+        /// The group id.
+        name: String,
+    },
+    /// Move a group's committed offsets for one topic. Prints the plan unless --execute;
+    /// executing needs the group to have no members, as with Kafka's tool.
+    ///
+    /// Example: spate group reset-offsets billing --topic orders --to-earliest --execute
+    #[command(group(ArgGroup::new("target").required(true).multiple(false)))]
+    ResetOffsets {
+        /// The group id.
+        name: String,
+        /// The topic whose offsets move.
+        #[arg(long)]
+        topic: String,
+        /// Only these partitions (repeat for several; default: all).
+        #[arg(long = "partition", value_name = "N")]
+        partitions: Vec<i32>,
+        /// To the log start offset.
+        #[arg(long, group = "target")]
+        to_earliest: bool,
+        /// To the log end offset.
+        #[arg(long, group = "target")]
+        to_latest: bool,
+        /// To this offset (clamped to the log's start and end).
+        #[arg(long, group = "target", value_name = "N")]
+        to_offset: Option<i64>,
+        /// By this many offsets from the committed one, negative to go back (clamped).
+        #[arg(
+            long,
+            group = "target",
+            value_name = "N",
+            allow_negative_numbers = true
+        )]
+        shift_by: Option<i64>,
+        /// To the first record at or after this time, e.g. 2024-05-01T12:00:00Z (no zone
+        /// means UTC); to the log end when there is none.
+        #[arg(long, group = "target", value_name = "ISO8601", value_parser = parse_iso8601_ms)]
+        to_datetime: Option<i64>,
+        /// Commit the new offsets; without it only the plan is printed.
+        #[arg(long)]
+        execute: bool,
+    },
+    /// Delete a group and its committed offsets; it must have no members.
+    Delete {
+        /// The group id.
+        name: String,
+    },
+}
+
+/// Runs `spate group ...`.
+pub fn run(args: GroupArgs) -> anyhow::Result<()> {
+    let json = args.connection.json;
+    let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    match args.command {
+        GroupCommand::List => list(&mut cluster, json),
+        GroupCommand::Describe { name } => describe(&mut cluster, json, &name),
+        GroupCommand::ResetOffsets {
+            name,
+            topic,
+            partitions,
+            to_earliest,
+            to_latest,
+            to_offset,
+            shift_by,
+            to_datetime,
+            execute,
+        } => {
+            let target = match (to_earliest, to_latest, to_offset, shift_by, to_datetime) {
+                (true, ..) => Target::Earliest,
+                (_, true, ..) => Target::Latest,
+                (_, _, Some(offset), ..) => Target::Offset(offset),
+                (_, _, _, Some(shift), _) => Target::Shift(shift),
+                (_, _, _, _, Some(time_ms)) => Target::Time(time_ms),
+                _ => bail!("give one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime"),
+            };
+            let plan = ResetPlan {
+                group: &name,
+                topic: &topic,
+                partitions: &partitions,
+                target,
+            };
+            reset_offsets(&mut cluster, json, &plan, execute)
+        }
+        GroupCommand::Delete { name } => delete(&mut cluster, json, &name),
+    }
+}
+
+fn list(cluster: &mut Cluster, json: bool) -> anyhow::Result<()> {
+    cluster.metadata(Some(&[]))?;
+    let broker_ids: Vec<i32> = cluster.brokers().keys().copied().collect();
+    // group → (protocol type, state); each coordinator lists only its own groups.
+    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for broker_id in broker_ids {
+        let connection = cluster.broker(broker_id)?;
+        let version = connection.version(ApiKey::ListGroups, 0..=5)?;
+        let response = connection.send(version, &ListGroupsRequest::default())?;
+        check_error(response.error_code, None, || {
+            format!("cannot list the groups of broker {broker_id}")
+        })?;
+        for group in response.groups {
+            groups.insert(
+                group.group_id.0.to_string(),
+                (
+                    group.protocol_type.to_string(),
+                    group.group_state.to_string(),
+                ),
+            );
+        }
+    }
+    if json {
+        let entries: Vec<_> = groups
+            .iter()
+            .map(|(group, (protocol_type, state))| {
+                json!({ "group": group, "protocol_type": protocol_type, "state": state })
+            })
+            .collect();
+        print_json(&json!(entries));
+        return Ok(());
+    }
+    let mut table = Table::new(&["GROUP", "PROTOCOL-TYPE", "STATE"]);
+    for (group, (protocol_type, state)) in groups {
+        table.row(vec![
+            group,
+            protocol_type,
+            if state.is_empty() { "-".into() } else { state },
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// DescribeGroups of one group at its coordinator.
+fn describe_group(cluster: &mut Cluster, name: &str) -> anyhow::Result<DescribedGroup> {
+    let coordinator = cluster.coordinator(name)?;
+    let version = coordinator.version(ApiKey::DescribeGroups, 0..=5)?;
+    let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(name))]);
+    let response = coordinator.send(version, &request)?;
+    let group = response
+        .groups
+        .into_iter()
+        .next()
+        .context("the broker answered DescribeGroups with no group")?;
+    check_error(group.error_code, group.error_message.as_deref(), || {
+        format!("cannot describe group {name}")
+    })?;
+    Ok(group)
+}
+
+/// One member as `group describe` shows it.
+struct MemberRow {
+    member_id: String,
+    client_id: String,
+    host: String,
+    assignment: BTreeMap<String, Vec<i32>>,
+}
+
+/// One partition's offsets as `group describe` shows it.
+struct OffsetRow {
+    topic: String,
+    partition: i32,
+    committed: i64,
+    log_end: i64,
+    member: Option<usize>,
+}
+
+impl OffsetRow {
+    fn lag(&self) -> i64 {
+        if self.committed < 0 || self.log_end < 0 {
+            -1
+        } else {
+            (self.log_end - self.committed).max(0)
+        }
+    }
+}
+
+fn describe(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {
+    let group = match describe_group(cluster, name) {
+        Err(error)
+            if error
+                .to_string()
+                .contains(&error_name(ERROR_GROUP_ID_NOT_FOUND)) =>
+        {
+            bail!("group {name} does not exist")
+        }
+        other => other?,
+    };
+    let members: Vec<MemberRow> = group
+        .members
+        .iter()
+        .map(|member| MemberRow {
+            member_id: member.member_id.to_string(),
+            client_id: member.client_id.to_string(),
+            host: member.client_host.to_string(),
+            assignment: if group.protocol_type.as_str() == PROTOCOL_TYPE {
+                decode_assignment(&member.member_assignment).unwrap_or_default()
+            } else {
+                BTreeMap::new()
+            },
+        })
+        .collect();
+    let coordinator = cluster.coordinator(name)?;
+    let coordinator_address = coordinator.address().to_string();
+    let committed = fetch_committed(coordinator, name, None)?;
+    if group.group_state.as_str() == "Dead" && committed.is_empty() {
+        bail!("group {name} does not exist");
+    }
+    let rows = offset_rows(cluster, &members, &committed)?;
+    if json {
+        print_json(&describe_json(
+            name,
+            &group,
+            &coordinator_address,
+            &members,
+            &rows,
+        ));
+        return Ok(());
+    }
+    let mut text = format!(
+        "Group: {name}  State: {}  Protocol: {}/{}  Coordinator: {coordinator_address}  Members: {}\n",
+        group.group_state,
+        dash_if_empty(group.protocol_type.as_str()),
+        dash_if_empty(group.protocol_data.as_str()),
+        members.len()
+    );
+    if !members.is_empty() {
+        let mut table = Table::new(&["MEMBER-ID", "CLIENT-ID", "HOST", "ASSIGNMENT"]);
+        for member in &members {
+            table.row(vec![
+                member.member_id.clone(),
+                member.client_id.clone(),
+                member.host.clone(),
+                assignment_text(&member.assignment),
+            ]);
+        }
+        text.push('\n');
+        text.push_str(&table.render());
+    }
+    text.push('\n');
+    if rows.is_empty() {
+        text.push_str("No committed offsets and no assigned partitions.\n");
+    } else {
+        let mut table = Table::new(&[
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "MEMBER-ID",
+            "HOST",
+            "CLIENT-ID",
+        ]);
+        for row in &rows {
+            let member = row.member.map(|index| &members[index]);
+            table.row(vec![
+                row.topic.clone(),
+                row.partition.to_string(),
+                offset_cell(row.committed),
+                offset_cell(row.log_end),
+                offset_cell(row.lag()),
+                member.map_or("-".into(), |m| m.member_id.clone()),
+                member.map_or("-".into(), |m| m.host.clone()),
+                member.map_or("-".into(), |m| m.client_id.clone()),
+            ]);
+        }
+        text.push_str(&table.render());
+    }
+    print_text(&text);
+    Ok(())
+}
+
+/// A row for every partition the group has an offset for or a member owns.
+fn offset_rows(
+    cluster: &mut Cluster,
+    members: &[MemberRow],
+    committed: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<Vec<OffsetRow>> {
+    let mut partitions: BTreeSet<(String, i32)> = committed.keys().cloned().collect();
+    let mut owners: BTreeMap<(String, i32), usize> = BTreeMap::new();
+    for (index, member) in members.iter().enumerate() {
+        for (topic, assigned) in &member.assignment {
+            for &partition in assigned {
+                partitions.insert((topic.clone(), partition));
+                owners.insert((topic.clone(), partition), index);
+            }
+        }
+    }
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in &partitions {
+        by_topic.entry(topic.clone()).or_default().push(*partition);
+    }
+    let mut rows = Vec::new();
+    for (topic, indexes) in by_topic {
+        // A deleted topic keeps its committed offsets for a while; show them without an end.
+        let log_ends = match cluster.topic(&topic) {
+            Ok(layout) => {
+                let known: Vec<i32> = indexes
+                    .iter()
+                    .copied()
+                    .filter(|p| layout.leader(*p).is_ok())
+                    .collect();
+                list_offsets(cluster, &layout, &known, super::offsets::LATEST)?
+            }
+            Err(_) => BTreeMap::new(),
+        };
+        for partition in indexes {
+            let key = (topic.clone(), partition);
+            rows.push(OffsetRow {
+                committed: committed.get(&key).copied().unwrap_or(-1),
+                log_end: log_ends.get(&partition).copied().unwrap_or(-1),
+                member: owners.get(&key).copied(),
+                topic: topic.clone(),
+                partition,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+fn describe_json(
+    name: &str,
+    group: &DescribedGroup,
+    coordinator: &str,
+    members: &[MemberRow],
+    rows: &[OffsetRow],
+) -> serde_json::Value {
+    let members_json: Vec<_> = members
+        .iter()
+        .map(|member| {
+            json!({
+                "member_id": member.member_id,
+                "client_id": member.client_id,
+                "host": member.host,
+                "assignment": member.assignment,
+            })
+        })
+        .collect();
+    let offsets: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "topic": row.topic,
+                "partition": row.partition,
+                "committed_offset": offset_json(row.committed),
+                "log_end_offset": offset_json(row.log_end),
+                "lag": offset_json(row.lag()),
+                "member_id": row.member.map(|index| members[index].member_id.clone()),
+            })
+        })
+        .collect();
+    json!({
+        "group": name,
+        "state": group.group_state.to_string(),
+        "protocol_type": group.protocol_type.to_string(),
+        "protocol": group.protocol_data.to_string(),
+        "coordinator": coordinator,
+        "members": members_json,
+        "offsets": offsets,
+    })
+}
+
+fn dash_if_empty(text: &str) -> &str {
+    if text.is_empty() {
+        "-"
+    } else {
+        text
+    }
+}
+
+/// `orders:0,1 payments:2`.
+fn assignment_text(assignment: &BTreeMap<String, Vec<i32>>) -> String {
+    if assignment.is_empty() {
+        return "-".to_string();
+    }
+    assignment
+        .iter()
+        .map(|(topic, partitions)| {
+            let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+            format!("{topic}:{}", list.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Where `reset-offsets` moves each partition.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Earliest,
+    Latest,
+    Offset(i64),
+    Shift(i64),
+    /// Milliseconds since the epoch.
+    Time(i64),
+}
+
+struct ResetPlan<'a> {
+    group: &'a str,
+    topic: &'a str,
+    partitions: &'a [i32],
+    target: Target,
+}
+
+fn reset_offsets(
+    cluster: &mut Cluster,
+    json: bool,
+    plan: &ResetPlan,
+    execute: bool,
+) -> anyhow::Result<()> {
+    let layout = cluster.topic(plan.topic)?;
+    let partitions = if plan.partitions.is_empty() {
+        layout.partition_indexes()
+    } else {
+        plan.partitions.to_vec()
+    };
+    for partition in &partitions {
+        layout.leader(*partition)?;
+    }
+    if execute {
+        let group = describe_group(cluster, plan.group)?;
+        if !group.members.is_empty() {
+            bail!(
+                "group {} has {} active member(s) (state {}); offsets can only be reset while it is empty: stop its consumers first",
+                plan.group,
+                group.members.len(),
+                group.group_state
+            );
+        }
+    }
+    let wanted = BTreeMap::from([(plan.topic.to_string(), partitions.clone())]);
+    let committed = fetch_committed(cluster.coordinator(plan.group)?, plan.group, Some(&wanted))?;
+    let current: BTreeMap<i32, i64> = partitions
+        .iter()
+        .map(|&p| {
+            (
+                p,
+                committed
+                    .get(&(plan.topic.to_string(), p))
+                    .copied()
+                    .unwrap_or(-1),
+            )
+        })
+        .collect();
+    let bounds = log_bounds(cluster, &layout, &partitions)?;
+    let by_time = match plan.target {
+        Target::Time(time_ms) => Some(list_offsets(cluster, &layout, &partitions, time_ms)?),
+        _ => None,
+    };
+    let mut new_offsets = BTreeMap::new();
+    for &partition in &partitions {
+        let (start, end) = bounds[&partition];
+        let clamp = |offset: i64| offset.clamp(start, end.max(start));
+        let new = match plan.target {
+            Target::Earliest => start,
+            Target::Latest => end,
+            Target::Offset(offset) => clamp(offset),
+            Target::Shift(shift) => match current[&partition] {
+                offset if offset >= 0 => clamp(offset.saturating_add(shift)),
+                _ => bail!(
+                    "cannot shift {}-{partition}: group {} has no committed offset for it",
+                    plan.topic,
+                    plan.group
+                ),
+            },
+            Target::Time(_) => match by_time.as_ref().map(|found| found[&partition]) {
+                Some(offset) if offset >= 0 => offset,
+                _ => end,
+            },
+        };
+        new_offsets.insert(partition, new);
+    }
+    if execute {
+        let committer = Committer {
+            group: plan.group,
+            generation: -1,
+            member_id: "",
+        };
+        commit_all(
+            cluster.coordinator(plan.group)?,
+            &committer,
+            plan.topic,
+            &new_offsets,
+        )?;
+    }
+    print_plan(json, plan, &current, &new_offsets, execute);
+    Ok(())
+}
+
+fn print_plan(
+    json: bool,
+    plan: &ResetPlan,
+    current: &BTreeMap<i32, i64>,
+    new_offsets: &BTreeMap<i32, i64>,
+    executed: bool,
+) {
+    if json {
+        let partitions: Vec<_> = new_offsets
+            .iter()
+            .map(|(partition, new)| {
+                json!({
+                    "topic": plan.topic,
+                    "partition": partition,
+                    "current_offset": offset_json(current[partition]),
+                    "new_offset": new,
+                })
+            })
+            .collect();
+        print_json(&json!({ "group": plan.group, "executed": executed, "partitions": partitions }));
+        return;
+    }
+    let mut table = Table::new(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
+    for (partition, new) in new_offsets {
+        table.row(vec![
+            plan.topic.to_string(),
+            partition.to_string(),
+            offset_cell(current[partition]),
+            new.to_string(),
+        ]);
+    }
+    let mut text = table.render();
+    if executed {
+        text.push_str(&format!(
+            "\nCommitted the new offsets for group {}.\n",
+            plan.group
+        ));
+    } else {
+        text.push_str("\nDry run: nothing was changed. Add --execute to commit these offsets.\n");
+    }
+    print_text(&text);
+}
+
+fn delete(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {
+    let coordinator = cluster.coordinator(name)?;
+    let version = coordinator.version(ApiKey::DeleteGroups, 0..=2)?;
+    let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(name))]);
+    let response = coordinator.send(version, &request)?;
+    let result = response
+        .results
+        .first()
+        .context("the broker answered DeleteGroups with no result")?;
+    match result.error_code {
+        0 => {}
+        ERROR_GROUP_ID_NOT_FOUND => bail!("group {name} does not exist"),
+        ERROR_NON_EMPTY_GROUP => bail!(
+            "cannot delete group {name}: {}: it has active members",
+            error_name(ERROR_NON_EMPTY_GROUP)
+        ),
+        code => bail!("cannot delete group {name}: {}", error_name(code)),
+    }
+    if json {
+        print_json(&json!({ "group": name, "deleted": true }));
+    } else {
+        print_text(&format!("Deleted group {name}.\n"));
+    }
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! The operator commands of the `spate` binary: `topic`, `group`, `produce` and `consume`.
+//!
+//! They speak the Kafka protocol to any Kafka-compatible broker, not only to Spate, so they
+//! negotiate every API version with ApiVersions and route each request the way a Kafka
+//! client does (partition leaders from Metadata, group coordinators from FindCoordinator).
+//!
+//! A tour:
+//! - [`broker::Cluster`] is the bootstrap connection plus one [`broker::BrokerConnection`]
+//!   per broker it has talked to; each connection knows the broker's API versions.
+//! - [`offsets`] looks up log start/end offsets and offsets by timestamp (ListOffsets).
+//! - [`topic`], [`group`], [`produce`] and [`consume`] are the commands, one module each;
+//!   [`group_member`] is the classic consumer-group membership that `consume --group`
+//!   runs; [`consumer_protocol`] holds its subscription/assignment codec and the range
+//!   assignor, and [`group_offsets`] commits and fetches group offsets.
+//! - [`records`] encodes and decodes record batches and holds Kafka's murmur2 partitioner.
+//! - [`output`] prints tables and JSON; [`datetime`] parses `--to-datetime`.
+//!
+//! Every command returns `anyhow::Result`; `main` prints an error as one `spate: ...` line
+//! and exits non-zero.
+
+pub mod broker;
+pub mod consume;
+pub mod consumer_protocol;
+pub mod datetime;
+pub mod group;
+pub mod group_member;
+pub mod group_offsets;
+pub mod offsets;
+pub mod output;
+pub mod produce;
+pub mod records;
+pub mod topic;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Args;
+use kafka_protocol::ResponseError;
+
+/// Flags every operator command takes.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Bootstrap broker(s) to connect to, as HOST:PORT; several may be given separated by
+    /// commas and the first that answers is used. Any Kafka-compatible broker works.
+    #[arg(
+        long,
+        global = true,
+        env = "SPATE_BROKERS",
+        default_value = "127.0.0.1:9092",
+        value_name = "HOST:PORT[,HOST:PORT...]"
+    )]
+    pub brokers: String,
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The Kafka name and number of an error code, e.g. `UNKNOWN_TOPIC_OR_PARTITION (3)`.
+pub fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        None => "NONE (0)".to_string(),
+        Some(ResponseError::Unknown(code)) => format!("UNKNOWN_ERROR_CODE ({code})"),
+        Some(error) => format!("{} ({code})", screaming_snake_case(&format!("{error:?}"))),
+    }
+}
+
+/// Fails with `what: NAME (code)[: message]` when `code` is not 0.
+pub fn check_error(
+    code: i16,
+    message: Option<&str>,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    match message.filter(|message| !message.is_empty()) {
+        Some(message) => anyhow::bail!("{}: {}: {message}", what(), error_name(code)),
+        None => anyhow::bail!("{}: {}", what(), error_name(code)),
+    }
+}
+
+/// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, as Kafka's `Errors` names them.
+fn screaming_snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (index, character) in camel.chars().enumerate() {
+        if character.is_ascii_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.push(character.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Parses `key=value` (the value may itself contain `=`).
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    // A second Ctrl-C means "stop now", without the orderly commit and LeaveGroup.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Makes SIGINT and SIGTERM set a flag instead of killing the process, so that a consumer
+/// can commit its offsets and leave its group. A second signal exits at once.
+pub fn catch_interrupts() {
+    let handler = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only touches an atomic and calls the async-signal-safe `_exit`.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_follow_kafka() {
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
+        assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS (36)");
+        assert_eq!(error_name(17), "INVALID_TOPIC_EXCEPTION (17)");
+        assert_eq!(error_name(68), "NON_EMPTY_GROUP (68)");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR (-1)");
+        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE (9999)");
+    }
+
+    #[test]
+    fn key_value_splits_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_key_value("a=b=c"),
+            Ok(("a".to_string(), "b=c".to_string()))
+        );
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}
