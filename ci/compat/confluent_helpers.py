@@ -2,9 +2,10 @@
 
 Several tests (kcat, kafkajs, crash, bad input) use confluent-kafka as the independent
 reader. Consumers here never join a group: they use `assign()` with explicit partitions and
-offsets, because the broker does not implement consumer groups yet. The Python binding refuses
-to build a Consumer without `group.id`, so a placeholder id is set; with `assign()` and
-auto-commit off, librdkafka neither joins nor commits.
+offsets, so a reader's view does not depend on the group coordinator (test_groups.py tests
+that separately). The Python binding refuses to build a Consumer without `group.id`, so a
+placeholder id is set; with `assign()` and auto-commit off, librdkafka neither joins nor
+commits.
 """
 
 from __future__ import annotations

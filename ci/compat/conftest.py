@@ -310,10 +310,21 @@ def make_broker(request, spate_bin, ci_tmp, **options):
                 f"{broker.stderr_tail()}")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "broker_args(*args): extra `spate serve` arguments for the `broker` fixture, "
+        "e.g. @pytest.mark.broker_args('--group-initial-rebalance-delay-ms', '500')")
+
+
 @pytest.fixture
 def broker(request, spate_bin, ci_tmp):
-    """A fresh two-shard broker for one test (bootstrap, ports, data_dir, restart/kill9/stop)."""
-    yield from make_broker(request, spate_bin, ci_tmp)
+    """A fresh two-shard broker for one test (bootstrap, ports, data_dir, restart/kill9/stop).
+
+    A `broker_args` marker on the test (or its module or class) adds `spate serve` arguments.
+    """
+    extra_args = [str(arg) for marker in reversed(list(request.node.iter_markers("broker_args")))
+                  for arg in marker.args]
+    yield from make_broker(request, spate_bin, ci_tmp, extra_args=extra_args)
 
 
 @pytest.fixture

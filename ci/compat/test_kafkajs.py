@@ -1,8 +1,9 @@
 """kafkajs 2.2.4 (Node.js), driven through the scripts in ci/node/.
 
-kafkajs has no group-less consumer and the broker has no consumer groups yet, so every record
+kafkajs has no group-less consumer, so to keep this file about producing, every record
 kafkajs produces is read back with confluent-kafka assign() and checked against the
-(partition, offset) that kafkajs's produce responses imply.
+(partition, offset) that kafkajs's produce responses imply. kafkajs consumer groups are
+tested in test_groups.py.
 
 Codecs: none and gzip are built in; snappy comes from kafkajs-snappy (pure JavaScript) and lz4
 from kafkajs-lz4 (an optional dependency with a native build; skipped if it did not install).

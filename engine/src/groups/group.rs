@@ -106,6 +106,8 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// v4+ clients rejoin with a broker-made id (KIP-394).
     pub requires_known_member_id: bool,
+    /// v9+: a restarted static leader can be told to keep the current assignment.
+    pub supports_skip_assignment: bool,
 }
 
 /// A SyncGroup as the state machine sees it.
@@ -142,6 +144,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// For the leader only: (member id, instance id, metadata for the chosen protocol).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// v9+: the leader must not compute a new assignment (a static leader's restart).
+    pub skip_assignment: bool,
 }
 
 /// A SyncGroup answer.
@@ -334,9 +338,13 @@ impl Group {
                 done,
             );
         }
+        let mut replaced_static = None;
         let member_id = if request.member_id.is_empty() {
             match self.new_member_id(now_ms, &request, &mut done) {
-                Ok(member_id) => member_id,
+                Ok((member_id, replaced)) => {
+                    replaced_static = replaced;
+                    member_id
+                }
                 Err(reply) => return (Reply::Now(*reply), done),
             }
         } else if self.pending_members.remove(&request.member_id).is_some() {
@@ -361,8 +369,45 @@ impl Group {
                 Some(_) => request.member_id.clone(),
             }
         };
+        if let Some(old_id) = replaced_static {
+            if let Some(result) =
+                self.rejoin_static_without_rebalance(&member_id, &old_id, &request)
+            {
+                return (Reply::Now(result), done);
+            }
+        }
         let reply = self.join_known(now_ms, member_id, request, waiter, &mut done);
         (reply, done)
+    }
+
+    /// A restarted static member whose protocols did not change takes its place in a Stable
+    /// group without a rebalance (Kafka's `updateStaticMemberAndRebalance`). A restarted
+    /// leader is told the old leader id below v9, so it acts as a follower and SyncGroup
+    /// hands it the stored assignment; from v9 it leads with `skip_assignment`.
+    fn rejoin_static_without_rebalance(
+        &mut self,
+        member_id: &str,
+        old_id: &str,
+        request: &JoinRequest,
+    ) -> Option<JoinResult> {
+        let member = self.members.get_mut(member_id)?;
+        if self.state != GroupState::Stable || member.protocols != request.protocols {
+            return None;
+        }
+        member.client_id.clone_from(&request.client_id);
+        member.client_host.clone_from(&request.client_host);
+        member.session_timeout_ms = request.session_timeout_ms;
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms;
+        let mut result = self.join_result(member_id);
+        if self.leader.as_deref() == Some(member_id) {
+            if request.supports_skip_assignment {
+                result.skip_assignment = true;
+            } else {
+                result.leader = old_id.to_string();
+                result.members.clear();
+            }
+        }
+        Some(result)
     }
 
     /// Whether the request's protocols can live with the other members'.
@@ -396,19 +441,20 @@ impl Group {
         now_ms: u64,
         request: &JoinRequest,
         done: &mut Completions,
-    ) -> Result<String, Box<JoinResult>> {
+    ) -> Result<(String, Option<String>), Box<JoinResult>> {
         let prefix = request
             .group_instance_id
             .as_deref()
             .unwrap_or(&request.client_id);
         let member_id = format!("{prefix}-{}", uuid::Uuid::new_v4().hyphenated());
         if let Some(instance) = &request.group_instance_id {
-            if let Some(old_id) = self.static_members.get(instance).cloned() {
-                self.replace_static_member(&old_id, &member_id, done);
+            let replaced = self.static_members.get(instance).cloned();
+            if let Some(old_id) = &replaced {
+                self.replace_static_member(old_id, &member_id, done);
             }
             self.static_members
                 .insert(instance.clone(), member_id.clone());
-            return Ok(member_id);
+            return Ok((member_id, replaced));
         }
         if request.requires_known_member_id {
             let deadline = now_ms + request.session_timeout_ms.max(0) as u64;
@@ -420,7 +466,7 @@ impl Group {
                 ..JoinResult::default()
             }));
         }
-        Ok(member_id)
+        Ok((member_id, None))
     }
 
     /// A static member restarted: the new id takes the old member's place and assignment;
@@ -660,6 +706,7 @@ impl Group {
             } else {
                 Vec::new()
             },
+            skip_assignment: false,
         }
     }
 
@@ -960,6 +1007,7 @@ mod tests {
                 .map(|name| (name.to_string(), Bytes::from(format!("meta-{name}"))))
                 .collect(),
             requires_known_member_id: true,
+            supports_skip_assignment: false,
         }
     }
 
@@ -1181,6 +1229,65 @@ mod tests {
                 assignment: Bytes::from("b"),
             })
         );
+    }
+
+    #[test]
+    fn a_restarted_static_leader_takes_its_place_without_a_rebalance() {
+        let mut group = Group::new("g", config());
+        group.join(0, request("", Some("leader"), &["range"]), 1);
+        group.tick(DELAY_MS);
+        let leader = group.leader().unwrap().to_string();
+        group.join(DELAY_MS, request("", Some("follower"), &["range"]), 2);
+        let (_, done) = group.join(DELAY_MS, request(&leader, Some("leader"), &["range"]), 3);
+        let follower = done
+            .joins
+            .iter()
+            .map(|(_, result)| result.member_id.clone())
+            .find(|id| *id != leader)
+            .unwrap();
+        let assignments = vec![
+            (leader.clone(), Bytes::from("L")),
+            (follower.clone(), Bytes::from("F")),
+        ];
+        group.sync(DELAY_MS, sync(&leader, Some("leader"), 2, assignments), 4);
+        assert_eq!(
+            (group.state(), group.generation_id()),
+            (GroupState::Stable, 2)
+        );
+
+        // Below v9 the restarted leader is told the old leader id, so it acts as a follower.
+        let (reply, _) = group.join(DELAY_MS + 10, request("", Some("leader"), &["range"]), 5);
+        let Reply::Now(result) = reply else {
+            panic!("a static leader's restart must not rebalance")
+        };
+        assert_eq!((result.error_code, result.generation_id), (code::NONE, 2));
+        assert_eq!(result.leader, leader, "the old leader id");
+        assert!(result.members.is_empty() && !result.skip_assignment);
+        assert_eq!(
+            (
+                group.state(),
+                group.heartbeat(DELAY_MS + 11, &follower, None, 2)
+            ),
+            (GroupState::Stable, code::NONE)
+        );
+        let (reply, _) = group.sync(
+            DELAY_MS + 11,
+            sync(&result.member_id, Some("leader"), 2, vec![]),
+            6,
+        );
+        assert!(matches!(reply, Reply::Now(SyncResult { assignment, .. }) if assignment == "L"));
+
+        // v9+: the new id leads and is told to skip the assignment.
+        let mut v9 = request("", Some("leader"), &["range"]);
+        v9.supports_skip_assignment = true;
+        let (reply, _) = group.join(DELAY_MS + 20, v9, 7);
+        let Reply::Now(result) = reply else {
+            panic!("no rebalance at v9 either")
+        };
+        assert!(result.skip_assignment);
+        assert_eq!(result.leader, result.member_id);
+        assert_eq!(result.members.len(), 2);
+        assert_eq!(group.generation_id(), 2);
     }
 
     #[test]

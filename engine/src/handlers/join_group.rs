@@ -47,6 +47,7 @@ pub async fn handle(
             .map(|protocol| (protocol.name.to_string(), protocol.metadata.clone()))
             .collect(),
         requires_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     };
     let result = shard.groups.join(shard, &request.group_id, join).await;
     let members = result
@@ -72,6 +73,7 @@ pub async fn handle(
         )
         .with_protocol_name(version_string(result.protocol_name, version, 7))
         .with_leader(StrBytes::from_string(result.leader))
+        .with_skip_assignment(result.skip_assignment && version >= 9)
         .with_member_id(StrBytes::from_string(result.member_id))
         .with_members(members)
 }
