@@ -164,6 +164,7 @@ async fn maintain(shard: Rc<Shard>) {
     while !shard.node.shutdown.load(Ordering::Acquire) {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
         shard.groups.tick(&shard);
+        shard.enforce_retention();
         let version = shard.node.catalog.version();
         if version != seen_version {
             seen_version = version;

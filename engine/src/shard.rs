@@ -256,6 +256,45 @@ impl Shard {
                 .unwrap_or(defaults.max_message_bytes),
             log_append_time: setting("message.timestamp.type") == "LogAppendTime",
             write_in_flight_bytes_max: broker.write_in_flight_bytes_max,
+            segment_ms: setting("segment.ms")
+                .parse::<i64>()
+                .map_or(defaults.segment_ms, |segment_ms| segment_ms.max(1)),
+            retention_delete: setting("cleanup.policy")
+                .split(',')
+                .any(|policy| policy.trim() == "delete"),
+            retention_ms: setting("retention.ms")
+                .parse()
+                .unwrap_or(defaults.retention_ms),
+            retention_bytes: setting("retention.bytes")
+                .parse()
+                .unwrap_or(defaults.retention_bytes),
+            file_delete_delay_ms: setting("file.delete.delay.ms")
+                .parse()
+                .unwrap_or(defaults.file_delete_delay_ms),
+        }
+    }
+
+    /// Applies retention (`retention.ms`, `retention.bytes`, the log start offset) to every
+    /// open log of this shard. Called from the maintenance tick; it does not await: deleted
+    /// segments are renamed at once and unlinked later, off the shard.
+    pub fn enforce_retention(&self) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let topics = self.topics.borrow();
+        for (name, logs) in topics.iter() {
+            for (partition, log) in &logs.logs {
+                match log.enforce_retention(now_ms) {
+                    Ok(outcome) if outcome.segments_deleted > 0 => {
+                        tracing::info!(topic = %name, partition, segments = outcome.segments_deleted,
+                            bytes = outcome.bytes_deleted, log_start = %outcome.log_start, "retention deleted segments")
+                    }
+                    Ok(_) | Err(StorageError::Closed) => {}
+                    Err(error) => {
+                        tracing::warn!(topic = %name, partition, %error, "retention failed")
+                    }
+                }
+            }
         }
     }
 

@@ -14,9 +14,11 @@
 
 use crate::batch::HEADER_BYTES;
 use crate::index::{IndexCadence, IndexEntry};
+use crate::seam::SegmentIo;
 use crate::segment::{align_down, align_up, BLOCK_BYTES};
+use crate::time_index::{TimeIndexEntry, TimeTracker};
 use crate::{LogConfig, Offset};
-use glommio::io::{DmaBuffer, DmaFile};
+use glommio::io::DmaBuffer;
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
@@ -61,6 +63,9 @@ fn release_chunk(chunk: DmaBuffer) {
 pub(crate) struct RolledSegment {
     pub base_offset: Offset,
     pub size_bytes: u64,
+    /// The time index entry that records the segment's largest timestamp, if the last
+    /// cadence entry does not already (Kafka appends it when a segment becomes inactive).
+    pub final_time_entry: Option<TimeIndexEntry>,
 }
 
 /// Pending bytes of one segment, from a block-aligned position on.
@@ -77,6 +82,12 @@ pub(crate) struct PendingWrite {
     pub end_offset: Offset,
     /// Index entries for the batches in these bytes, to add once they are synced.
     pub index_entries: Vec<IndexEntry>,
+    /// Time index entries for the batches in these bytes, likewise.
+    pub time_entries: Vec<TimeIndexEntry>,
+    /// The segment's largest timestamp (and the batch that reached it) once these bytes are
+    /// written.
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: Offset,
     chunks: Vec<DmaBuffer>,
     /// Bytes used in the last chunk.
     last_chunk_bytes: usize,
@@ -92,6 +103,9 @@ impl PendingWrite {
             end_position: start_position,
             end_offset: segment_base,
             index_entries: Vec::new(),
+            time_entries: Vec::new(),
+            max_timestamp: crate::time_index::NO_TIMESTAMP,
+            offset_of_max_timestamp: segment_base,
             chunks: Vec::new(),
             last_chunk_bytes: 0,
         }
@@ -161,7 +175,7 @@ impl PendingWrite {
     /// submitting more only queues in the kernel and pins more buffers. The chunks are dealt
     /// round-robin to lanes that each write their share in order, so the window stays full
     /// without spawning a task per write. Full chunks return to the pool afterwards.
-    pub async fn write_to(self, file: &DmaFile, in_flight_bytes_max: usize) -> io::Result<()> {
+    pub async fn write_to(self, file: SegmentIo<'_>, in_flight_bytes_max: usize) -> io::Result<()> {
         let chunks = self.into_aligned_chunks();
         let lanes = (in_flight_bytes_max / CHUNK_BYTES).clamp(1, chunks.len().max(1));
         let mut lane_chunks: Vec<Vec<(u64, DmaBuffer)>> = (0..lanes).map(|_| Vec::new()).collect();
@@ -185,10 +199,14 @@ impl PendingWrite {
 }
 
 /// One O_DIRECT write of a whole chunk; a short write is an error.
-async fn write_chunk(file: &DmaFile, chunk: DmaBuffer, position: u64) -> io::Result<Rc<DmaBuffer>> {
+async fn write_chunk(
+    file: SegmentIo<'_>,
+    chunk: DmaBuffer,
+    position: u64,
+) -> io::Result<Rc<DmaBuffer>> {
     let chunk = Rc::new(chunk);
     let expected = chunk.len();
-    let written = file.write_rc_at(chunk.clone(), position).await?;
+    let written = file.write_at(chunk.clone(), position).await?;
     if written != expected {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
@@ -231,101 +249,157 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await
 }
 
+/// One batch for [`Appender::append`]: its patched header, the rest of its bytes, and what
+/// the roll and index rules need to know about it.
+pub(crate) struct BatchToAppend<'batch> {
+    pub header: &'batch [u8; HEADER_BYTES],
+    pub body: &'batch [u8],
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    /// The batch's maxTimestamp (after LogAppendTime stamping).
+    pub max_timestamp: i64,
+    /// Wall clock, for `segment.ms` when batches carry no timestamps.
+    pub now_ms: i64,
+}
+
+/// Where the active segment stands when the appender takes over (after recovery or for a
+/// fresh log).
+pub(crate) struct ActiveSegment {
+    pub base_offset: Offset,
+    /// Logical size.
+    pub size_bytes: u64,
+    /// Its partial last block: the bytes from `align_down(size_bytes)`.
+    pub tail: Vec<u8>,
+    pub cadence: IndexCadence,
+    pub time: TimeTracker,
+    /// maxTimestamp of the segment's first batch, `None` while it is empty: `segment.ms`
+    /// counts from it, as Kafka's `rollingBasedTimestamp` does.
+    pub first_batch_timestamp: Option<i64>,
+    /// Wall clock when the segment was created or loaded, for `segment.ms` when its first
+    /// batch carries no timestamp.
+    pub created_ms: i64,
+}
+
+impl ActiveSegment {
+    /// A new, empty segment.
+    pub fn empty(base_offset: Offset, now_ms: i64) -> ActiveSegment {
+        ActiveSegment {
+            base_offset,
+            size_bytes: 0,
+            tail: Vec::new(),
+            cadence: IndexCadence::default(),
+            time: TimeTracker::new(base_offset),
+            first_batch_timestamp: None,
+            created_ms: now_ms,
+        }
+    }
+}
+
 /// Where the active segment stands, counting pending bytes, and what is waiting for the flusher.
 pub(crate) struct Appender {
     /// Pending writes, oldest first: one per segment (two or more only around a roll).
     queue: Vec<PendingWrite>,
-    active_base: Offset,
-    /// Logical size of the active segment including pending bytes.
-    active_bytes: u64,
-    cadence: IndexCadence,
-    /// The partial last block of the active segment that is not in any pending write.
-    tail: Vec<u8>,
+    active: ActiveSegment,
+    /// File position of `active.tail`: the partial last block that is not in any pending
+    /// write.
     tail_position: u64,
 }
 
 impl Appender {
-    /// Resumes after recovery: the active segment, its logical size, its partial last block
-    /// (the bytes from `align_down(active_bytes)`), and the index cadence.
-    pub fn new(
-        active_base: Offset,
-        active_bytes: u64,
-        tail: Vec<u8>,
-        cadence: IndexCadence,
-    ) -> Self {
-        let tail_position = align_down(active_bytes);
-        assert_eq!(tail_position + tail.len() as u64, active_bytes);
+    /// Resumes after recovery (or starts a fresh log) with this active segment.
+    pub fn new(active: ActiveSegment) -> Self {
+        let tail_position = align_down(active.size_bytes);
+        assert_eq!(tail_position + active.tail.len() as u64, active.size_bytes);
         Appender {
             queue: Vec::new(),
-            active_base,
-            active_bytes,
-            cadence,
-            tail,
+            active,
             tail_position,
         }
     }
 
-    /// Copies one batch (its patched header, then the rest) into the pending buffer, rolling to
-    /// a new segment first if the batch would take the active one over `segment_bytes`.
-    pub fn append(
-        &mut self,
-        header: &[u8; HEADER_BYTES],
-        body: &[u8],
-        base: Offset,
-        last: Offset,
-        config: &LogConfig,
-    ) {
-        assert!(last >= base);
-        let batch_bytes = (HEADER_BYTES + body.len()) as u64;
-        let too_big = self.active_bytes + batch_bytes > config.segment_bytes;
-        // Relative offsets in the index are u32; Kafka keeps them within i32 too.
-        let too_many_offsets = last.0 - self.active_base.0 > i32::MAX as i64;
-        if self.active_bytes > 0 && (too_big || too_many_offsets) {
-            self.roll(base);
+    /// Whether the batch must start a new segment: the active one is not empty and the batch
+    /// would take it over `segment.bytes`, its relative offsets would overflow, or the
+    /// segment is older than `segment.ms` (Kafka's `LogSegment.shouldRoll`).
+    fn should_roll(&self, batch: &BatchToAppend<'_>, config: &LogConfig) -> bool {
+        if self.active.size_bytes == 0 {
+            return false;
         }
-        let position = self.active_bytes;
-        let relative_offset = u32::try_from(last.0 - self.active_base.0);
+        let batch_bytes = (HEADER_BYTES + batch.body.len()) as u64;
+        let too_big = self.active.size_bytes + batch_bytes > config.segment_bytes;
+        // Relative offsets in the index are u32; Kafka keeps them within i32 too.
+        let too_many_offsets = batch.last_offset.0 - self.active.base_offset.0 > i32::MAX as i64;
+        let waited_ms = match self.active.first_batch_timestamp {
+            Some(first) if first >= 0 => batch.max_timestamp.saturating_sub(first),
+            _ => batch.now_ms.saturating_sub(self.active.created_ms),
+        };
+        too_big || too_many_offsets || waited_ms > config.segment_ms
+    }
+
+    /// Copies one batch (its patched header, then the rest) into the pending buffer, rolling to
+    /// a new segment first if [`Self::should_roll`] says so.
+    pub fn append(&mut self, batch: &BatchToAppend<'_>, config: &LogConfig) {
+        assert!(batch.last_offset >= batch.base_offset);
+        if self.should_roll(batch, config) {
+            self.roll(batch.base_offset, batch.now_ms);
+        }
+        let batch_bytes = (HEADER_BYTES + batch.body.len()) as u64;
+        let base = self.active.base_offset;
+        let position = self.active.size_bytes;
+        let relative_offset = u32::try_from(batch.last_offset.0 - base.0);
         let indexed = self
+            .active
             .cadence
             .next_batch(batch_bytes, config.index_interval_bytes);
+        let time_entry =
+            self.active
+                .time
+                .next_batch(base, batch.max_timestamp, batch.last_offset, indexed);
+        self.active
+            .first_batch_timestamp
+            .get_or_insert(batch.max_timestamp);
+        let time = self.active.time;
         let write = self.active_write();
         if indexed {
             let (Ok(relative_offset), Ok(position)) = (relative_offset, u32::try_from(position))
             else {
-                panic!("index entry out of range: offset {last} position {position}");
+                panic!(
+                    "index entry out of range: offset {} position {position}",
+                    batch.last_offset
+                );
             };
             write.index_entries.push(IndexEntry {
                 relative_offset,
                 position,
             });
         }
-        write.push_bytes(header);
-        write.push_bytes(body);
-        write.end_offset = last.next();
+        write.time_entries.extend(time_entry);
+        write.max_timestamp = time.max_timestamp;
+        write.offset_of_max_timestamp = time.offset_of_max_timestamp;
+        write.push_bytes(batch.header);
+        write.push_bytes(batch.body);
+        write.end_offset = batch.last_offset.next();
         let end_position = write.end_position;
-        self.active_bytes += batch_bytes;
-        assert_eq!(end_position, self.active_bytes);
+        self.active.size_bytes += batch_bytes;
+        assert_eq!(end_position, self.active.size_bytes);
     }
 
-    fn roll(&mut self, base: Offset) {
+    fn roll(&mut self, base: Offset, now_ms: i64) {
+        let previous_base = self.active.base_offset;
         let rolled = RolledSegment {
-            base_offset: self.active_base,
-            size_bytes: self.active_bytes,
+            base_offset: previous_base,
+            size_bytes: self.active.size_bytes,
+            final_time_entry: self.active.time.entry_if_grown(previous_base),
         };
         self.queue.push(PendingWrite::new(base, Some(rolled), 0));
-        self.active_base = base;
-        self.active_bytes = 0;
-        self.cadence = IndexCadence::default();
-        self.tail.clear();
+        self.active = ActiveSegment::empty(base, now_ms);
         self.tail_position = 0;
     }
 
     fn active_write(&mut self) -> &mut PendingWrite {
-        let continues =
-            matches!(self.queue.last(), Some(write) if write.segment_base == self.active_base);
+        let continues = matches!(self.queue.last(), Some(write) if write.segment_base == self.active.base_offset);
         if !continues {
-            let mut write = PendingWrite::new(self.active_base, None, self.tail_position);
-            write.push_bytes(&self.tail);
+            let mut write = PendingWrite::new(self.active.base_offset, None, self.tail_position);
+            write.push_bytes(&self.active.tail);
             self.queue.push(write);
         }
         let Some(write) = self.queue.last_mut() else {
@@ -343,11 +417,11 @@ impl Appender {
     pub fn take(&mut self) -> Vec<PendingWrite> {
         let writes = std::mem::take(&mut self.queue);
         if let Some(last) = writes.last() {
-            assert_eq!(last.segment_base, self.active_base);
-            assert_eq!(last.end_position, self.active_bytes);
+            assert_eq!(last.segment_base, self.active.base_offset);
+            assert_eq!(last.end_position, self.active.size_bytes);
             let (position, bytes) = last.partial_last_block();
-            self.tail.clear();
-            self.tail.extend_from_slice(bytes);
+            self.active.tail.clear();
+            self.active.tail.extend_from_slice(bytes);
             self.tail_position = position;
         }
         writes
@@ -362,6 +436,29 @@ mod tests {
         [fill; HEADER_BYTES]
     }
 
+    fn fresh(base: u64) -> Appender {
+        Appender::new(ActiveSegment::empty(Offset(base as i64), 0))
+    }
+
+    /// Appends a batch stamped 1000 ms (well within `segment.ms`).
+    fn append(
+        appender: &mut Appender,
+        header: &[u8; HEADER_BYTES],
+        body: &[u8],
+        offsets: (i64, i64),
+        config: &LogConfig,
+    ) {
+        let batch = BatchToAppend {
+            header,
+            body,
+            base_offset: Offset(offsets.0),
+            last_offset: Offset(offsets.1),
+            max_timestamp: 1000,
+            now_ms: 0,
+        };
+        appender.append(&batch, config);
+    }
+
     fn config(segment_bytes: u64) -> LogConfig {
         LogConfig {
             segment_bytes,
@@ -372,14 +469,14 @@ mod tests {
 
     #[test]
     fn batches_are_copied_contiguously_across_chunks() {
-        let mut appender = Appender::new(Offset(0), 0, Vec::new(), IndexCadence::default());
+        let mut appender = fresh(0);
         let body = vec![7u8; CHUNK_BYTES]; // forces a chunk boundary inside the batch
-        appender.append(&header(1), &body, Offset(0), Offset(0), &config(1 << 30));
-        appender.append(
+        append(&mut appender, &header(1), &body, (0, 0), &config(1 << 30));
+        append(
+            &mut appender,
             &header(2),
             &body[..10],
-            Offset(1),
-            Offset(1),
+            (1, 1),
             &config(1 << 30),
         );
         let mut writes = appender.take();
@@ -418,17 +515,23 @@ mod tests {
 
     #[test]
     fn the_partial_block_is_carried_into_the_next_write() {
-        let mut appender = Appender::new(Offset(0), 0, Vec::new(), IndexCadence::default());
-        appender.append(
+        let mut appender = fresh(0);
+        append(
+            &mut appender,
             &header(1),
             &[3; 5000],
-            Offset(0),
-            Offset(4),
+            (0, 4),
             &config(1 << 30),
         );
         let first = appender.take();
         assert_eq!(first[0].end_position, 5061);
-        appender.append(&header(2), &[4; 10], Offset(5), Offset(5), &config(1 << 30));
+        append(
+            &mut appender,
+            &header(2),
+            &[4; 10],
+            (5, 5),
+            &config(1 << 30),
+        );
         let second = appender.take();
         assert_eq!(second[0].start_position, 4096);
         let chunks = second.into_iter().next().unwrap().into_aligned_chunks();
@@ -445,9 +548,14 @@ mod tests {
 
     #[test]
     fn rolls_when_the_segment_would_overflow() {
-        let mut appender = Appender::new(Offset(10), 300, vec![9; 300], IndexCadence::default());
-        appender.append(&header(1), &[0; 100], Offset(10), Offset(10), &config(500));
-        appender.append(&header(1), &[0; 100], Offset(11), Offset(11), &config(500));
+        let mut appender = Appender::new(ActiveSegment {
+            size_bytes: 300,
+            tail: vec![9; 300],
+            first_batch_timestamp: Some(1000),
+            ..ActiveSegment::empty(Offset(10), 0)
+        });
+        append(&mut appender, &header(1), &[0; 100], (10, 10), &config(500));
+        append(&mut appender, &header(1), &[0; 100], (11, 11), &config(500));
         let writes = appender.take();
         assert_eq!(writes.len(), 2);
         assert_eq!(writes[0].segment_base, Offset(10));
@@ -457,14 +565,18 @@ mod tests {
             writes[1].rolled_from,
             Some(RolledSegment {
                 base_offset: Offset(10),
-                size_bytes: 461
+                size_bytes: 461,
+                final_time_entry: Some(crate::time_index::TimeIndexEntry {
+                    timestamp: 1000,
+                    relative_offset: 0
+                }),
             })
         );
         assert_eq!(writes[1].start_position, 0);
         assert_eq!(writes[1].end_position, 161);
         // A batch larger than the segment size goes into an empty segment anyway.
-        let mut empty = Appender::new(Offset(0), 0, Vec::new(), IndexCadence::default());
-        empty.append(&header(1), &[0; 1000], Offset(0), Offset(0), &config(500));
+        let mut empty = fresh(0);
+        append(&mut empty, &header(1), &[0; 1000], (0, 0), &config(500));
         assert_eq!(empty.take().len(), 1);
     }
 }

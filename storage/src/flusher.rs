@@ -15,7 +15,9 @@
 use crate::appender::{PendingWrite, RolledSegment};
 use crate::index;
 use crate::log::{LogShared, Status};
+use crate::seam::SegmentIo;
 use crate::segment::{align_up, Segment, PREALLOCATE_STEP_BYTES};
+use crate::time_index::{self, TimeIndexEntry, TIME_INDEX_ENTRY_BYTES};
 use crate::Offset;
 use futures_lite::future::poll_fn;
 use glommio::io::{BufferedFile, DmaFile};
@@ -28,7 +30,12 @@ pub(crate) async fn run(log: Weak<LogShared>) {
         let Some(shared) = next_work(&log).await else {
             return;
         };
-        let writes = shared.state.borrow_mut().appender.take();
+        let writes = {
+            let mut state = shared.state.borrow_mut();
+            let writes = state.appender.take();
+            state.in_flight_segments = writes.iter().map(|write| write.segment_base).collect();
+            writes
+        };
         if writes.is_empty() {
             return; // closing, and everything appended is durable
         }
@@ -69,6 +76,11 @@ struct Synced {
     end_position: u64,
     end_offset: Offset,
     index_entries: Vec<index::IndexEntry>,
+    time_entries: Vec<TimeIndexEntry>,
+    max_timestamp: i64,
+    offset_of_max_timestamp: Offset,
+    /// The segment this write's segment took over from, with its final time index entry.
+    rolled_from: Option<RolledSegment>,
 }
 
 async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> {
@@ -95,44 +107,106 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             end_position: write.end_position,
             end_offset: write.end_offset,
             index_entries: std::mem::take(&mut write.index_entries),
+            time_entries: std::mem::take(&mut write.time_entries),
+            max_timestamp: write.max_timestamp,
+            offset_of_max_timestamp: write.offset_of_max_timestamp,
+            rolled_from: write.rolled_from,
         });
+        let faults = shared.faults.borrow().clone();
+        let io = SegmentIo {
+            file: &file,
+            faults: faults.as_deref(),
+        };
         write
-            .write_to(&file, shared.config.get().write_in_flight_bytes_max)
+            .write_to(io, shared.config.get().write_in_flight_bytes_max)
             .await?;
-        file.fdatasync().await?;
+        io.fdatasync().await?;
     }
-    let index_writes = publish(shared, synced);
-    for (file, first_entry, entries) in index_writes {
-        index::write_entries(&file, first_entry, &entries).await?;
+    // The time index goes first: recovery trusts a sealed segment's time index up to the
+    // last offset index entry, so the time index must never be behind the offset index.
+    for write in publish(shared, synced) {
+        index::write_bytes_at(&write.file, write.position, write.bytes).await?;
     }
     Ok(())
 }
 
+/// Bytes to write to an index file once the data they describe is durable.
+struct IndexWrite {
+    file: Rc<BufferedFile>,
+    position: u64,
+    bytes: Vec<u8>,
+}
+
 /// Makes synced writes visible: segment sizes, index entries in memory, the high watermark.
-/// Returns the index file writes to do.
-fn publish(
-    shared: &LogShared,
-    synced: Vec<Synced>,
-) -> Vec<(Rc<BufferedFile>, usize, Vec<index::IndexEntry>)> {
+/// Returns the index file writes to do, time index before offset index for each segment.
+fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
     let mut state = shared.state.borrow_mut();
-    let mut index_writes = Vec::new();
+    let mut touched: Vec<Offset> = Vec::with_capacity(synced.len() + 1);
     let mut high_watermark = state.high_watermark;
+    let now_ms = crate::now_ms();
     for done in synced {
+        if let Some(rolled) = done.rolled_from {
+            // The rolled segment's own writes (if any in this flush) were published above.
+            // Retention may have removed it meanwhile: it was sealed and wholly durable.
+            if let Some(previous) = state.find_segment_mut(rolled.base_offset) {
+                if let Some(entry) = rolled
+                    .final_time_entry
+                    .filter(|entry| previous.time_index.accepts(*entry))
+                {
+                    previous.time_index.push(entry);
+                }
+                if !touched.contains(&rolled.base_offset) {
+                    touched.push(rolled.base_offset);
+                }
+            }
+        }
         let segment = state.segment_mut(done.segment_base);
         assert!(done.end_position >= segment.size_bytes && done.end_offset >= segment.end_offset);
         segment.size_bytes = done.end_position;
         segment.end_offset = done.end_offset;
+        segment.last_modified_ms = now_ms;
+        if done.max_timestamp > segment.max_timestamp {
+            segment.max_timestamp = done.max_timestamp;
+            segment.offset_of_max_timestamp = done.offset_of_max_timestamp;
+        }
         for entry in done.index_entries {
             segment.index.push(entry);
         }
-        let first_entry = segment.index_entries_on_disk;
-        if segment.index.len() > first_entry {
-            let entries = segment.index.entries()[first_entry..].to_vec();
-            index_writes.push((segment.index_file.clone(), first_entry, entries));
-            segment.index_entries_on_disk = segment.index.len();
+        for entry in done.time_entries {
+            segment.time_index.push(entry);
+        }
+        if !touched.contains(&done.segment_base) {
+            touched.push(done.segment_base);
         }
         high_watermark = done.end_offset;
     }
+    let mut index_writes = Vec::new();
+    for base in touched {
+        let Some(segment) = state.find_segment_mut(base) else {
+            continue;
+        };
+        let first_time_entry = segment.time_index_entries_on_disk;
+        if segment.time_index.len() > first_time_entry {
+            index_writes.push(IndexWrite {
+                file: segment.time_index_file.clone(),
+                position: (first_time_entry * TIME_INDEX_ENTRY_BYTES) as u64,
+                bytes: time_index::encode_entries(
+                    &segment.time_index.entries()[first_time_entry..],
+                ),
+            });
+            segment.time_index_entries_on_disk = segment.time_index.len();
+        }
+        let first_entry = segment.index_entries_on_disk;
+        if segment.index.len() > first_entry {
+            index_writes.push(IndexWrite {
+                file: segment.index_file.clone(),
+                position: (first_entry * index::INDEX_ENTRY_BYTES) as u64,
+                bytes: index::encode_entries(&segment.index.entries()[first_entry..]),
+            });
+            segment.index_entries_on_disk = segment.index.len();
+        }
+    }
+    state.in_flight_segments.clear();
     assert!(high_watermark >= state.high_watermark && high_watermark <= state.log_end);
     state.high_watermark = high_watermark;
     state.flush_count += 1;

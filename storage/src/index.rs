@@ -141,20 +141,18 @@ pub(crate) async fn read_index_file(file: &BufferedFile) -> io::Result<Vec<u8>> 
     Ok(read.to_vec())
 }
 
-/// Writes entries number `first_entry..` of an index file.
-pub(crate) async fn write_entries(
+/// Writes `bytes` at `position` of an index file (offset or time index); a short write is an
+/// error.
+pub(crate) async fn write_bytes_at(
     file: &BufferedFile,
-    first_entry: usize,
-    entries: &[IndexEntry],
+    position: u64,
+    bytes: Vec<u8>,
 ) -> io::Result<()> {
-    if entries.is_empty() {
+    if bytes.is_empty() {
         return Ok(());
     }
-    let bytes = encode_entries(entries);
     let expected = bytes.len();
-    let written = file
-        .write_at(bytes, (first_entry * INDEX_ENTRY_BYTES) as u64)
-        .await?;
+    let written = file.write_at(bytes, position).await?;
     if written != expected {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
@@ -166,8 +164,13 @@ pub(crate) async fn write_entries(
 
 /// Replaces a whole index file's content.
 pub(crate) async fn rewrite_index_file(file: &BufferedFile, index: &OffsetIndex) -> io::Result<()> {
+    rewrite_file(file, encode_entries(index.entries())).await
+}
+
+/// Replaces a whole index file's content with `bytes`.
+pub(crate) async fn rewrite_file(file: &BufferedFile, bytes: Vec<u8>) -> io::Result<()> {
     file.truncate(0).await?;
-    write_entries(file, 0, index.entries()).await
+    write_bytes_at(file, 0, bytes).await
 }
 
 #[cfg(test)]

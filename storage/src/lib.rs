@@ -6,7 +6,8 @@
 //!   (glommio `LocalExecutor`) that leads the partition, is `!Send`, and is cheap to clone
 //!   (an `Rc` inside). It offers `append` (synchronous: validate, assign offsets, copy into the
 //!   pending buffer), `wait_durable` (resolves after the group commit that covers an offset),
-//!   `read` (whole batches below the high watermark), `close` and `delete`.
+//!   `read` (whole batches below the high watermark), timestamp look-ups, retention,
+//!   `close` and `delete`.
 //! - [`batch`] validates Kafka record batches (magic v2) through a zero-copy view of the 61-byte
 //!   header ([`batch::BatchHeader`]) and describes them as [`batch::BatchInfo`].
 //! - `producer_state` keeps, per idempotent producer, its epoch and last five batches, so that
@@ -16,8 +17,17 @@
 //! - `flusher` is the background task of each log: it takes everything pending, writes it with
 //!   O_DIRECT, issues one `fdatasync` (the group commit), advances the high watermark and wakes
 //!   `wait_durable` callers.
-//! - `segment` is one `.log` file plus its `.index`; `index` is the sparse offset index in
-//!   Kafka's 8-byte format; `reader` walks stored batches to serve fetches.
+//! - `segment` is one `.log` file plus its `.index` and `.timeindex`; `index` is the sparse
+//!   offset index in Kafka's 8-byte format, `time_index` the sparse time index in Kafka's
+//!   12-byte format; `reader` walks stored batches to serve fetches.
+//! - `timestamps` answers ListOffsets by timestamp and max timestamp through the time index
+//!   ([`PartitionLog::offset_for_timestamp`], [`PartitionLog::max_timestamp`]).
+//! - `retention` deletes old segments ([`PartitionLog::enforce_retention`]), moves and persists
+//!   the log start offset (also for DeleteRecords, [`PartitionLog::delete_records_before`]) and
+//!   unlinks deleted files off the shard.
+//! - `seam` is where the flusher's writes and syncs meet the disk, and where tests inject
+//!   faults (ENOSPC, EIO, short and torn writes, failed `fdatasync`); `fuzzing` has the entry
+//!   points of the fuzz targets in `storage/fuzz/`.
 //! - `recovery` rebuilds the in-memory state on open: it scans the last segment, truncates a
 //!   torn tail, rebuilds indexes and the producer state.
 //! - `segment` also holds a workaround for a glommio 0.9 bug (its polled-I/O probe is fooled by
@@ -26,8 +36,9 @@
 //! - [`StorageError`] and [`BatchError`] are the operating errors; each variant says what the
 //!   caller does about it.
 //!
-//! On-disk layout, as Kafka operators know it: `<dir>/00000000000000000000.log` and `.index`,
-//! file names being the segment's base offset padded to 20 digits.
+//! On-disk layout, as Kafka operators know it: `<dir>/00000000000000000000.log`, `.index` and
+//! `.timeindex`, file names being the segment's base offset padded to 20 digits, plus
+//! `<dir>/log-start-offset` once DeleteRecords has moved the log start.
 
 #![deny(missing_docs)]
 
@@ -35,17 +46,31 @@ mod appender;
 pub mod batch;
 mod error;
 mod flusher;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod log;
 mod producer_state;
 mod reader;
 mod recovery;
+mod retention;
+mod seam;
 mod segment;
 #[cfg(test)]
 mod testing;
+mod time_index;
+mod timestamps;
 
 pub use error::{BatchError, StorageError};
 pub use log::{Appended, PartitionLog};
+pub use retention::RetentionOutcome;
+
+/// Wall-clock milliseconds since the Unix epoch (LogAppendTime, `segment.ms`, retention).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
 
 use std::fmt;
 
@@ -85,6 +110,22 @@ pub struct LogConfig {
     /// bandwidth at a few MiB in flight (the knee `spate-tune iotune` reports as
     /// `write_in_flight_bytes`); the broker sets this from its io-properties file.
     pub write_in_flight_bytes_max: usize,
+    /// `segment.ms`: a new segment starts when an appended batch's maxTimestamp is more than
+    /// this much later than the first batch of the active segment (wall clock since the
+    /// segment was created when batches carry no timestamps), as in Kafka.
+    pub segment_ms: i64,
+    /// `cleanup.policy` contains `delete`: [`PartitionLog::enforce_retention`] applies
+    /// `retention.ms` and `retention.bytes`.
+    pub retention_delete: bool,
+    /// `retention.ms`: closed segments whose largest timestamp is older than this are
+    /// deleted; negative means no limit.
+    pub retention_ms: i64,
+    /// `retention.bytes`: the oldest closed segments are deleted while the log is larger than
+    /// this; negative means no limit.
+    pub retention_bytes: i64,
+    /// `file.delete.delay.ms`: how long the files of a deleted segment stay (renamed to
+    /// `*.deleted`) before they are unlinked, so that reads in progress can finish.
+    pub file_delete_delay_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -95,6 +136,11 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             log_append_time: false,
             write_in_flight_bytes_max: 8 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_delete: true,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            file_delete_delay_ms: 60_000,
         }
     }
 }
@@ -117,6 +163,9 @@ impl LogConfig {
         }
         if self.index_interval_bytes > i32::MAX as u64 {
             return invalid("index.interval.bytes must be at most 2147483647");
+        }
+        if self.segment_ms < 1 {
+            return invalid("segment.ms must be at least 1");
         }
         Ok(())
     }

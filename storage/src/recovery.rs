@@ -5,20 +5,27 @@
 //! found by walking batches until the first one that is incomplete, fails its CRC, or does not
 //! carry the next expected offset; the file is then cut there.
 //!
-//! - Sealed (older) segments: their index is loaded; the walk starts at the last index entry,
-//!   once the batch there is checked to end at the entry's offset (otherwise the index is
-//!   rebuilt from position 0). Entries missing after it are added.
-//! - The active (last) segment is walked from position 0: every batch is CRC-checked, its
-//!   index is rebuilt, and the producer state is rebuilt from its batches. Reading the whole
+//! - Sealed (older) segments: their indexes are loaded; the walk starts at the last offset
+//!   index entry, once the batch there is checked to end at the entry's offset (otherwise both
+//!   indexes are rebuilt from position 0). Entries missing after it are added. The time index
+//!   is trusted up to that point, because the flusher writes it before the offset index; its
+//!   last entry gives the segment's largest timestamp so far, and the walk the rest. A segment
+//!   without any time index entry (written before time indexes existed, or whose index was
+//!   lost) is walked from position 0.
+//! - The active (last) segment is walked from position 0: every batch is CRC-checked, both
+//!   indexes are rebuilt, and the producer state is rebuilt from its batches. Reading the whole
 //!   active segment once is the price of rebuilding the producer state without a snapshot
 //!   file (Kafka pays the same after an unclean shutdown).
+//! - Files left by retention (`*.deleted`, indexes without a `.log`) are unlinked in the
+//!   background, off the shard.
 
-use crate::appender::Appender;
+use crate::appender::{ActiveSegment, Appender};
 use crate::batch::{BatchInfo, StoredBatch};
 use crate::index::{self, IndexCadence, IndexEntry, OffsetIndex};
 use crate::producer_state::ProducerStateTable;
 use crate::reader::{SegmentWindow, READ_WINDOW_BYTES};
-use crate::segment::{self, align_down, Segment};
+use crate::segment::{self, align_down, Segment, SegmentFiles};
+use crate::time_index::{self, TimeIndex, TimeIndexEntry, TimeTracker};
 use crate::{LogConfig, Offset};
 use glommio::io::DmaFile;
 use std::io;
@@ -42,9 +49,10 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
     }
     segment::probe_device_once(dir).await?;
     let bases = list_segments(dir)?;
+    crate::retention::unlink_leftovers(dir, &bases)?;
     let Some((&active_base, sealed_bases)) = bases.split_last() else {
         let segment = Segment::create(dir, Offset(0)).await?;
-        let appender = Appender::new(Offset(0), 0, Vec::new(), IndexCadence::default());
+        let appender = Appender::new(ActiveSegment::empty(Offset(0), crate::now_ms()));
         return Ok(RecoveredLog {
             segments: vec![segment],
             producers: ProducerStateTable::default(),
@@ -88,28 +96,42 @@ fn list_segments(dir: &Path) -> io::Result<Vec<Offset>> {
 }
 
 /// Where a walk over a segment ended.
-struct ScanOutcome {
-    end_position: u64,
-    end_offset: Offset,
+pub(crate) struct ScanOutcome {
+    pub end_position: u64,
+    pub end_offset: Offset,
     /// Index entries for the batches walked (Kafka's cadence, from the start of the walk).
-    entries: Vec<IndexEntry>,
-    cadence: IndexCadence,
+    pub entries: Vec<IndexEntry>,
+    pub cadence: IndexCadence,
+    /// Time index entries for the batches walked, and the max timestamp after them.
+    pub time_entries: Vec<TimeIndexEntry>,
+    pub time: TimeTracker,
+    /// maxTimestamp of the first batch walked.
+    pub first_batch_timestamp: Option<i64>,
 }
 
 /// Walks intact batches from `start_position`, whose batch must carry `start_offset`, until
-/// the first that is incomplete, corrupt, or out of sequence.
-async fn scan(
+/// the first that is incomplete, corrupt, or out of sequence. `time` is where the segment's
+/// max timestamp stood before the start.
+pub(crate) async fn scan(
     file: &DmaFile,
     file_bytes: u64,
     segment_base: Offset,
     start: (u64, Offset),
+    time: TimeTracker,
     config: &LogConfig,
     mut on_batch: impl FnMut(&BatchInfo),
 ) -> io::Result<ScanOutcome> {
     let (mut position, mut expected_offset) = start;
     let mut window = SegmentWindow::new(file, file_bytes, READ_WINDOW_BYTES);
-    let mut cadence = IndexCadence::default();
-    let mut entries = Vec::new();
+    let mut outcome = ScanOutcome {
+        end_position: position,
+        end_offset: expected_offset,
+        entries: Vec::new(),
+        cadence: IndexCadence::default(),
+        time_entries: Vec::new(),
+        time,
+        first_batch_timestamp: None,
+    };
     while position < file_bytes {
         let StoredBatch::Complete(info) = window.batch_at(position, true).await? else {
             break;
@@ -122,22 +144,32 @@ async fn scan(
         ) else {
             break;
         };
-        if cadence.next_batch(info.batch_bytes as u64, config.index_interval_bytes) {
-            entries.push(IndexEntry {
+        let indexed = outcome
+            .cadence
+            .next_batch(info.batch_bytes as u64, config.index_interval_bytes);
+        if indexed {
+            outcome.entries.push(IndexEntry {
                 relative_offset,
                 position: index_position,
             });
         }
+        let last_offset = Offset(info.last_offset());
+        outcome.time_entries.extend(outcome.time.next_batch(
+            segment_base,
+            info.max_timestamp,
+            last_offset,
+            indexed,
+        ));
+        outcome
+            .first_batch_timestamp
+            .get_or_insert(info.max_timestamp);
         on_batch(&info);
         position += info.batch_bytes as u64;
-        expected_offset = Offset(info.last_offset() + 1);
+        expected_offset = last_offset.next();
     }
-    Ok(ScanOutcome {
-        end_position: position,
-        end_offset: expected_offset,
-        entries,
-        cadence,
-    })
+    outcome.end_position = position;
+    outcome.end_offset = expected_offset;
+    Ok(outcome)
 }
 
 /// If the batch at `entry.position` is intact and ends at the entry's offset, its base offset.
@@ -164,22 +196,46 @@ async fn recover_sealed_segment(
     next_base: Offset,
     config: &LogConfig,
 ) -> io::Result<Segment> {
-    let (file, file_bytes, index_file, index_bytes) = Segment::open_files(dir, base).await?;
-    let loaded = OffsetIndex::decode(&index_bytes, file_bytes);
+    let files = Segment::open_files(dir, base).await?;
+    let (file, file_bytes) = (&files.log_file, files.log_bytes);
+    let loaded = OffsetIndex::decode(&files.index_bytes, file_bytes);
+    let loaded_time = TimeIndex::decode(&files.time_index_bytes, u64::MAX);
     let mut index = loaded.clone();
-    let checked_start = match index.last() {
-        Some(entry) => check_index_entry(&file, file_bytes, base, entry)
+    let mut time_index = loaded_time.clone();
+    let checked_start = match (index.last(), time_index.last()) {
+        (Some(entry), Some(_)) => check_index_entry(file, file_bytes, base, entry)
             .await?
             .map(|offset| (entry.position as u64, offset)),
-        None => None,
+        _ => None,
     };
     let start = checked_start.unwrap_or_else(|| {
         index = OffsetIndex::default();
+        time_index = TimeIndex::default();
         (0, base)
     });
-    let outcome = scan(&file, file_bytes, base, start, config, |_| {}).await?;
-    for entry in outcome.entries {
-        index.push(entry);
+    let tracker = TimeTracker::resume(base, &time_index);
+    let mut outcome = scan(file, file_bytes, base, start, tracker, config, |_| {}).await?;
+    let relative_end = (outcome.end_offset.0 - base.0).max(0) as u64;
+    if time_index
+        .last()
+        .is_some_and(|last| last.relative_offset as u64 >= relative_end)
+    {
+        // The time index points past the segment's end: trust neither index, walk it all.
+        index = OffsetIndex::default();
+        time_index = TimeIndex::default();
+        let tracker = TimeTracker::new(base);
+        outcome = scan(file, file_bytes, base, (0, base), tracker, config, |_| {}).await?;
+    }
+    for entry in &outcome.entries {
+        index.push(*entry);
+    }
+    // A sealed segment's last entry holds its largest timestamp (appended at the roll).
+    let mut tracker = outcome.time;
+    let final_entry = tracker.entry_if_grown(base);
+    for entry in outcome.time_entries.iter().chain(&final_entry) {
+        if time_index.accepts(*entry) {
+            time_index.push(*entry);
+        }
     }
     if outcome.end_offset != next_base {
         tracing::warn!(segment = %base, end = %outcome.end_offset, next = %next_base,
@@ -187,21 +243,42 @@ async fn recover_sealed_segment(
     }
     if outcome.end_position != file_bytes {
         tracing::info!(segment = %base, logical = outcome.end_position, file = file_bytes, "trimming sealed segment");
-        Segment::trim_file(&file, outcome.end_position).await?;
+        Segment::trim_file(file, outcome.end_position).await?;
     }
     if index != loaded {
-        index::rewrite_index_file(&index_file, &index).await?;
+        index::rewrite_index_file(&files.index_file, &index).await?;
     }
-    Ok(Segment {
-        base_offset: base,
-        log_file: Rc::new(file),
-        index_file: Rc::new(index_file),
+    if time_index != loaded_time {
+        let bytes = time_index::encode_entries(time_index.entries());
+        index::rewrite_file(&files.time_index_file, bytes).await?;
+    }
+    Ok(segment_from(base, files, (index, time_index), &outcome, 0))
+}
+
+/// The in-memory segment for recovered files.
+fn segment_from(
+    base_offset: Offset,
+    files: SegmentFiles,
+    (index, time_index): (OffsetIndex, TimeIndex),
+    outcome: &ScanOutcome,
+    allocated_bytes: u64,
+) -> Segment {
+    Segment {
+        base_offset,
+        log_file: Rc::new(files.log_file),
+        index_file: Rc::new(files.index_file),
         index_entries_on_disk: index.len(),
         index,
+        time_index_file: Rc::new(files.time_index_file),
+        time_index_entries_on_disk: time_index.len(),
+        time_index,
+        max_timestamp: outcome.time.max_timestamp,
+        offset_of_max_timestamp: outcome.time.offset_of_max_timestamp,
+        last_modified_ms: files.modified_ms,
         size_bytes: outcome.end_position,
         end_offset: outcome.end_offset,
-        allocated_bytes: 0,
-    })
+        allocated_bytes,
+    }
 }
 
 async fn recover_active_segment(
@@ -209,10 +286,13 @@ async fn recover_active_segment(
     base: Offset,
     config: &LogConfig,
 ) -> io::Result<(Segment, ProducerStateTable, Appender)> {
-    let (file, file_bytes, index_file, index_bytes) = Segment::open_files(dir, base).await?;
-    let loaded = OffsetIndex::decode(&index_bytes, file_bytes);
+    let files = Segment::open_files(dir, base).await?;
+    let (file, file_bytes) = (&files.log_file, files.log_bytes);
+    let loaded = OffsetIndex::decode(&files.index_bytes, file_bytes);
+    let loaded_time = TimeIndex::decode(&files.time_index_bytes, u64::MAX);
     let mut producers = ProducerStateTable::default();
-    let outcome = scan(&file, file_bytes, base, (0, base), config, |info| {
+    let tracker = TimeTracker::new(base);
+    let outcome = scan(file, file_bytes, base, (0, base), tracker, config, |info| {
         producers.record(info, Offset(info.base_offset), Offset(info.last_offset()));
     })
     .await?;
@@ -220,15 +300,23 @@ async fn recover_active_segment(
     if end_position != file_bytes {
         // Usually zero padding and preallocation; after a crash, also a torn last write.
         tracing::info!(segment = %base, logical = end_position, file = file_bytes, "trimming the active segment");
-        Segment::trim_file(&file, end_position).await?;
+        Segment::trim_file(file, end_position).await?;
         file.fdatasync().await?;
     }
     let mut index = OffsetIndex::default();
-    for entry in outcome.entries {
-        index.push(entry);
+    for entry in &outcome.entries {
+        index.push(*entry);
+    }
+    let mut time_index = TimeIndex::default();
+    for entry in &outcome.time_entries {
+        time_index.push(*entry);
     }
     if index != loaded {
-        index::rewrite_index_file(&index_file, &index).await?;
+        index::rewrite_index_file(&files.index_file, &index).await?;
+    }
+    if time_index != loaded_time {
+        let bytes = time_index::encode_entries(time_index.entries());
+        index::rewrite_file(&files.time_index_file, bytes).await?;
     }
     let tail_position = align_down(end_position);
     let tail = if tail_position == end_position {
@@ -244,18 +332,17 @@ async fn recover_active_segment(
             "short read of the active segment's last block",
         ));
     }
-    let appender = Appender::new(base, end_position, tail, outcome.cadence);
-    let allocated_bytes = file.stat().await?.allocated_file_size;
-    let segment = Segment {
+    let appender = Appender::new(ActiveSegment {
         base_offset: base,
-        log_file: Rc::new(file),
-        index_file: Rc::new(index_file),
-        index_entries_on_disk: index.len(),
-        index,
         size_bytes: end_position,
-        end_offset: outcome.end_offset,
-        allocated_bytes,
-    };
+        tail,
+        cadence: outcome.cadence,
+        time: outcome.time,
+        first_batch_timestamp: outcome.first_batch_timestamp,
+        created_ms: crate::now_ms(),
+    });
+    let allocated_bytes = file.stat().await?.allocated_file_size;
+    let segment = segment_from(base, files, (index, time_index), &outcome, allocated_bytes);
     Ok((segment, producers, appender))
 }
 
@@ -480,6 +567,64 @@ mod tests {
             let log = PartitionLog::open(path.clone(), config).await.unwrap();
             assert_eq!(std::fs::metadata(&sealed).unwrap().len(), size);
             assert_eq!(read_all(&log, 1 << 20).await.len(), batches_now.len() + 1);
+            log.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn missing_and_garbled_time_indexes_are_rebuilt_as_written() {
+        use crate::segment::time_index_file_path;
+        run(async {
+            let dir = temp_dir();
+            let path = dir.path().join("p");
+            let config = LogConfig {
+                segment_bytes: 600,
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            };
+            let batches: Vec<Vec<u8>> = (0..24i64)
+                .map(|number| {
+                    let spec =
+                        BatchSpec::timestamped(&[1_000 + number * 10, 995 + number * 10], 30);
+                    encode_batch(&spec.fill(number as u8))
+                })
+                .collect();
+            write_log(&path, &batches, config).await;
+            let mut bases: Vec<Offset> = std::fs::read_dir(&path)
+                .unwrap()
+                .filter_map(|entry| {
+                    crate::segment::parse_log_file_name(
+                        entry.unwrap().file_name().to_str().unwrap(),
+                    )
+                })
+                .collect();
+            bases.sort();
+            assert!(bases.len() >= 4);
+            let written: Vec<Vec<u8>> = bases
+                .iter()
+                .map(|base| std::fs::read(time_index_file_path(&path, *base)).unwrap())
+                .collect();
+            assert!(written[0].len() >= 24, "cadence entries and the roll entry");
+            // As if written before time indexes existed: no files at all.
+            for base in &bases {
+                std::fs::remove_file(time_index_file_path(&path, *base)).unwrap();
+            }
+            let log = PartitionLog::open(path.clone(), config).await.unwrap();
+            log.close().await.unwrap();
+            for (base, original) in bases.iter().zip(&written).take(bases.len() - 1) {
+                let rebuilt = std::fs::read(time_index_file_path(&path, *base)).unwrap();
+                assert_eq!(&rebuilt, original, "segment {base}");
+            }
+            // Entries that point past the segment's end: the index is rebuilt, not trusted.
+            let garbage = crate::time_index::encode_entries(&[crate::time_index::TimeIndexEntry {
+                timestamp: i64::MAX - 1,
+                relative_offset: 10_000,
+            }]);
+            std::fs::write(time_index_file_path(&path, bases[0]), garbage).unwrap();
+            let log = PartitionLog::open(path.clone(), config).await.unwrap();
+            let (offset, timestamp) = log.max_timestamp().await.unwrap().unwrap();
+            assert_eq!(timestamp, 1_000 + 23 * 10);
+            assert_eq!(offset, Offset(46));
             log.close().await.unwrap();
         });
     }

@@ -1,10 +1,11 @@
 //! One segment: a `.log` file of stored batches, opened as a glommio `DmaFile` (O_DIRECT),
-//! and its `.index`, both named after the segment's base offset.
+//! its `.index` and its `.timeindex`, all named after the segment's base offset.
 //!
 //! Owned by the partition's `LogState` on its shard. The files sit behind `Rc` so that a read
 //! or the flusher can hold a file across an `.await` without holding a `RefCell` borrow.
 
 use crate::index::{self, OffsetIndex};
+use crate::time_index::{TimeIndex, NO_TIMESTAMP};
 use crate::Offset;
 use glommio::io::{BufferedFile, Directory, DmaFile, OpenOptions};
 use std::cell::RefCell;
@@ -27,6 +28,10 @@ const _: () = assert!(PREALLOCATE_STEP_BYTES & (BLOCK_BYTES - 1) == 0);
 
 const LOG_SUFFIX: &str = ".log";
 const INDEX_SUFFIX: &str = ".index";
+const TIME_INDEX_SUFFIX: &str = ".timeindex";
+/// Appended to the names of a segment's files when retention removes it from the log; the
+/// files are unlinked later, off the shard (see `retention`).
+pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 const FILE_NAME_DIGITS: usize = 20;
 
 pub(crate) fn align_down(position: u64) -> u64 {
@@ -45,6 +50,39 @@ pub(crate) fn log_file_path(dir: &Path, base_offset: Offset) -> PathBuf {
 /// `00000000000000000042.index` for base offset 42.
 pub(crate) fn index_file_path(dir: &Path, base_offset: Offset) -> PathBuf {
     dir.join(format!("{:020}{INDEX_SUFFIX}", base_offset.0))
+}
+
+/// `00000000000000000042.timeindex` for base offset 42.
+pub(crate) fn time_index_file_path(dir: &Path, base_offset: Offset) -> PathBuf {
+    dir.join(format!("{:020}{TIME_INDEX_SUFFIX}", base_offset.0))
+}
+
+/// The three files of a segment, `.log` first.
+pub(crate) fn segment_file_paths(dir: &Path, base_offset: Offset) -> [PathBuf; 3] {
+    [
+        log_file_path(dir, base_offset),
+        index_file_path(dir, base_offset),
+        time_index_file_path(dir, base_offset),
+    ]
+}
+
+/// Whether a file in a log directory is left over and may be unlinked: a segment file renamed
+/// for deletion, or an index whose `.log` is gone (`has_log` says whether a base offset still
+/// has one).
+pub(crate) fn is_leftover_file(name: &str, has_log: impl Fn(Offset) -> bool) -> bool {
+    if name.ends_with(DELETED_SUFFIX) {
+        return true;
+    }
+    let digits = name
+        .strip_suffix(INDEX_SUFFIX)
+        .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX));
+    match digits {
+        Some(digits) if digits.len() == FILE_NAME_DIGITS => match digits.parse::<i64>() {
+            Ok(base) => !has_log(Offset(base)),
+            Err(_) => false,
+        },
+        _ => false,
+    }
 }
 
 /// The base offset named by a segment's `.log` file name, or `None` for any other file.
@@ -94,6 +132,19 @@ pub(crate) async fn probe_device_once(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The files of an existing segment as recovery opens them.
+pub(crate) struct SegmentFiles {
+    pub log_file: DmaFile,
+    /// Size of the `.log` file on disk (its logical content may be shorter).
+    pub log_bytes: u64,
+    pub index_file: BufferedFile,
+    pub index_bytes: Vec<u8>,
+    pub time_index_file: BufferedFile,
+    pub time_index_bytes: Vec<u8>,
+    /// The `.log` file's modification time, ms since the epoch.
+    pub modified_ms: i64,
+}
+
 /// One segment of a partition's log.
 pub(crate) struct Segment {
     pub base_offset: Offset,
@@ -103,6 +154,18 @@ pub(crate) struct Segment {
     pub index: OffsetIndex,
     /// How many entries of `index` the index file holds.
     pub index_entries_on_disk: usize,
+    pub time_index_file: Rc<BufferedFile>,
+    /// Time index entries for the batches below `size_bytes` (the file may lag behind).
+    pub time_index: TimeIndex,
+    /// How many entries of `time_index` the time index file holds.
+    pub time_index_entries_on_disk: usize,
+    /// Largest batch max timestamp below `size_bytes`, `NO_TIMESTAMP` if none.
+    pub max_timestamp: i64,
+    /// Last offset of the first batch that reached `max_timestamp`.
+    pub offset_of_max_timestamp: Offset,
+    /// When the segment last got data (wall clock, ms): its age for retention when its
+    /// batches carry no timestamps, as Kafka uses the file's modification time.
+    pub last_modified_ms: i64,
     /// Logical size: every byte below is part of an intact, synced batch. The file itself may
     /// be longer (zero padding up to the next block, preallocation) while the segment is active.
     pub size_bytes: u64,
@@ -124,6 +187,9 @@ impl Segment {
             .await?;
         let index_file = index::open_index_file(&index_file_path(dir, base_offset)).await?;
         index_file.truncate(0).await?;
+        let time_index_file =
+            index::open_index_file(&time_index_file_path(dir, base_offset)).await?;
+        time_index_file.truncate(0).await?;
         sync_directory(dir).await?;
         Ok(Segment {
             base_offset,
@@ -131,6 +197,12 @@ impl Segment {
             index_file: Rc::new(index_file),
             index: OffsetIndex::default(),
             index_entries_on_disk: 0,
+            time_index_file: Rc::new(time_index_file),
+            time_index: TimeIndex::default(),
+            time_index_entries_on_disk: 0,
+            max_timestamp: NO_TIMESTAMP,
+            offset_of_max_timestamp: base_offset,
+            last_modified_ms: crate::now_ms(),
             size_bytes: 0,
             end_offset: base_offset,
             allocated_bytes: 0,
@@ -138,21 +210,34 @@ impl Segment {
     }
 
     /// Opens the files of an existing segment for reading and writing (recovery may truncate
-    /// them); returns the `.log` size on disk and the raw `.index` bytes (empty if the index
-    /// was missing: it is then created).
-    pub async fn open_files(
-        dir: &Path,
-        base_offset: Offset,
-    ) -> io::Result<(DmaFile, u64, BufferedFile, Vec<u8>)> {
+    /// them) and reads both indexes whole (an index that was missing is created empty).
+    pub async fn open_files(dir: &Path, base_offset: Offset) -> io::Result<SegmentFiles> {
+        let log_path = log_file_path(dir, base_offset);
+        let modified_ms = std::fs::metadata(&log_path)?
+            .modified()
+            .ok()
+            .and_then(|modified| modified.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(crate::now_ms, |since| since.as_millis() as i64);
         let log_file = OpenOptions::new()
             .read(true)
             .write(true)
-            .dma_open(log_file_path(dir, base_offset))
+            .dma_open(log_path)
             .await?;
         let log_bytes = log_file.file_size().await?;
         let index_file = index::open_index_file(&index_file_path(dir, base_offset)).await?;
         let index_bytes = index::read_index_file(&index_file).await?;
-        Ok((log_file, log_bytes, index_file, index_bytes))
+        let time_index_file =
+            index::open_index_file(&time_index_file_path(dir, base_offset)).await?;
+        let time_index_bytes = index::read_index_file(&time_index_file).await?;
+        Ok(SegmentFiles {
+            log_file,
+            log_bytes,
+            index_file,
+            index_bytes,
+            time_index_file,
+            time_index_bytes,
+            modified_ms,
+        })
     }
 
     /// Cuts the file down to its logical size, dropping the zero padding and the preallocated
@@ -176,8 +261,13 @@ impl Segment {
             Ok(file) => file.close().await,
             Err(_shared) => Ok(()),
         };
+        let time_index_closed = match Rc::try_unwrap(self.time_index_file) {
+            Ok(file) => file.close().await,
+            Err(_shared) => Ok(()),
+        };
         log_closed?;
-        Ok(index_closed?)
+        index_closed?;
+        Ok(time_index_closed?)
     }
 }
 

@@ -14,6 +14,8 @@ pub(crate) struct BatchSpec {
     pub base_sequence: i32,
     /// Byte written into every value, so batches can be told apart.
     pub fill: u8,
+    /// Each record's timestamp; empty means `1_700_000_000_000 + offset delta`.
+    pub timestamps: Vec<i64>,
 }
 
 impl BatchSpec {
@@ -25,6 +27,26 @@ impl BatchSpec {
             producer_epoch: -1,
             base_sequence: -1,
             fill: 0x5A,
+            timestamps: Vec::new(),
+        }
+    }
+
+    /// One record per timestamp, stamped with them.
+    pub fn timestamped(timestamps: &[i64], value_bytes: usize) -> BatchSpec {
+        BatchSpec {
+            timestamps: timestamps.to_vec(),
+            ..BatchSpec::records(timestamps.len() as i32, value_bytes)
+        }
+    }
+
+    /// Each record's timestamp.
+    pub fn record_timestamps(&self) -> Vec<i64> {
+        if self.timestamps.is_empty() {
+            (0..self.record_count as i64)
+                .map(|delta| 1_700_000_000_000 + delta)
+                .collect()
+        } else {
+            self.timestamps.clone()
         }
     }
 
@@ -55,13 +77,14 @@ fn put_varint(out: &mut Vec<u8>, value: i64) {
 
 /// Encodes an uncompressed v2 batch with `baseOffset` 0, as a producer would send it.
 pub(crate) fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
-    let base_timestamp: i64 = 1_700_000_000_000;
+    let timestamps = spec.record_timestamps();
+    let base_timestamp = timestamps.first().copied().unwrap_or(1_700_000_000_000);
     let mut records = Vec::new();
     let mut record = Vec::new();
     for delta in 0..spec.record_count {
         record.clear();
         record.push(0); // attributes
-        put_varint(&mut record, delta as i64); // timestampDelta
+        put_varint(&mut record, timestamps[delta as usize] - base_timestamp); // timestampDelta
         put_varint(&mut record, delta as i64); // offsetDelta
         put_varint(&mut record, -1); // null key
         put_varint(&mut record, spec.value_bytes as i64);
@@ -80,7 +103,7 @@ pub(crate) fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
     bytes.extend_from_slice(&0i16.to_be_bytes()); // attributes
     bytes.extend_from_slice(&(spec.record_count - 1).to_be_bytes());
     bytes.extend_from_slice(&base_timestamp.to_be_bytes());
-    let max_timestamp = base_timestamp + (spec.record_count as i64 - 1).max(0);
+    let max_timestamp = timestamps.iter().copied().max().unwrap_or(base_timestamp);
     bytes.extend_from_slice(&max_timestamp.to_be_bytes());
     bytes.extend_from_slice(&spec.producer_id.to_be_bytes());
     bytes.extend_from_slice(&spec.producer_epoch.to_be_bytes());

@@ -1,8 +1,9 @@
 //! ListOffsets (key 2): earliest, latest, by timestamp, and max timestamp.
 //!
-//! Earliest and latest come from the log's offsets. Timestamp look-ups scan batch headers
-//! from the start of the log and decode only the one batch that holds the answer; the time
-//! index of the log-lifecycle work will replace the scan.
+//! Earliest and latest come from the log's offsets (earliest is the log start offset, which
+//! retention and DeleteRecords move). Timestamp look-ups use the log's time index
+//! (`PartitionLog::offset_for_timestamp`, `PartitionLog::max_timestamp`): the storage finds
+//! the one batch that holds the answer and decodes it for the exact record.
 
 use std::rc::Rc;
 
@@ -10,13 +11,11 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 use kafka_protocol::ResponseError;
 use spate_storage::{PartitionLog, StorageError};
 
 use super::errors::storage_error_code;
 use super::{ApiSpec, RequestContext};
-use crate::log_scan::scan_batches;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -92,43 +91,13 @@ pub async fn handle(
 
 /// The (offset, timestamp) answer for one partition, or `None` when no record qualifies.
 async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
-    match timestamp {
+    let found = match timestamp {
         // No transactions yet: the last stable offset is the high watermark.
-        LATEST => Ok(Some((log.high_watermark().0, -1))),
-        EARLIEST => Ok(Some((log.log_start_offset().0, -1))),
-        MAX_TIMESTAMP => {
-            let mut best: Option<(i64, bytes::Bytes)> = None;
-            scan_batches(log, |max_timestamp, batch| {
-                if best.as_ref().is_none_or(|(time, _)| max_timestamp > *time) {
-                    best = Some((max_timestamp, batch.clone()));
-                }
-                false
-            })
-            .await?;
-            Ok(best
-                .and_then(|(max_timestamp, batch)| first_record_at_or_after(batch, max_timestamp)))
-        }
-        target if target >= 0 => {
-            let mut found = None;
-            scan_batches(log, |max_timestamp, batch| {
-                if max_timestamp >= target {
-                    found = Some(batch.clone());
-                }
-                found.is_some()
-            })
-            .await?;
-            Ok(found.and_then(|batch| first_record_at_or_after(batch, target)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The first record of a stored batch whose timestamp is at least `target`.
-fn first_record_at_or_after(mut batch: bytes::Bytes, target: i64) -> Option<(i64, i64)> {
-    let records = RecordBatchDecoder::decode(&mut batch).ok()?;
-    records
-        .records
-        .iter()
-        .find(|record| record.timestamp >= target)
-        .map(|record| (record.offset, record.timestamp))
+        LATEST => return Ok(Some((log.high_watermark().0, -1))),
+        EARLIEST => return Ok(Some((log.log_start_offset().0, -1))),
+        MAX_TIMESTAMP => log.max_timestamp().await?,
+        target if target >= 0 => log.offset_for_timestamp(target).await?,
+        _ => None,
+    };
+    Ok(found.map(|(offset, timestamp)| (offset.0, timestamp)))
 }

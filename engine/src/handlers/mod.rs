@@ -16,6 +16,7 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
@@ -74,6 +75,7 @@ pub const APIS: &[ApiSpec] = &[
     api_versions::SPEC,
     create_topics::SPEC,
     delete_topics::SPEC,
+    delete_records::SPEC,
     init_producer_id::SPEC,
     offset_for_leader_epoch::SPEC,
     describe_configs::SPEC,
@@ -157,6 +159,9 @@ pub async fn dispatch(
         }
         RequestKind::DeleteTopics(body) => {
             ResponseKind::DeleteTopics(delete_topics::handle(shard, &context, body))
+        }
+        RequestKind::DeleteRecords(body) => {
+            ResponseKind::DeleteRecords(delete_records::handle(shard, &context, body).await)
         }
         RequestKind::InitProducerId(body) => {
             ResponseKind::InitProducerId(init_producer_id::handle(shard, &context, body))

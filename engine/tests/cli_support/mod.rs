@@ -279,7 +279,7 @@ pub fn wait_for_group(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let output = broker.run(&["group", "describe", group, "--json"], "");
         if output.status.success() {

@@ -1,0 +1,84 @@
+//! DeleteRecords (key 21): moves each partition's log start offset up to the requested
+//! offset (`-1` means the high watermark). Records below it become unreadable at once (a
+//! fetch there gets OFFSET_OUT_OF_RANGE and consumers reset per their policy), the new start
+//! is persisted before the answer, and segments wholly below it are deleted in the background.
+//! The answer carries the new low watermark (the log start offset).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
+use kafka_protocol::ResponseError;
+use spate_storage::{Offset, PartitionLog, StorageError};
+
+use super::errors::storage_error_code;
+use super::{ApiSpec, RequestContext};
+use crate::shard::Shard;
+
+/// Served versions (v2 is the flexible encoding).
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteRecords, 0, 2);
+
+/// Kafka's `DeleteRecordsRequest.HIGH_WATERMARK`: delete everything below the high watermark.
+const HIGH_WATERMARK: i64 = -1;
+
+/// Answers each partition.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let catalog = shard.catalog();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic_request in request.topics {
+        let mut partitions = Vec::with_capacity(topic_request.partitions.len());
+        for partition in topic_request.partitions {
+            let index = partition.partition_index;
+            let answer = DeleteRecordsPartitionResult::default()
+                .with_partition_index(index)
+                .with_low_watermark(-1);
+            let topic = catalog
+                .topic(&topic_request.name.0)
+                .filter(|topic| (0..topic.partitions).contains(&index));
+            let answer = match topic {
+                None => answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                Some(_) if !shard.owns(&topic_request.name.0, index) => {
+                    answer.with_error_code(ResponseError::NotLeaderOrFollower.code())
+                }
+                Some(topic) => {
+                    let result = match shard.log(topic, index).await {
+                        Ok(log) => delete_before(&log, partition.offset).await,
+                        Err(error) => Err(error),
+                    };
+                    match result {
+                        Ok(low_watermark) => answer.with_low_watermark(low_watermark.0),
+                        Err(error) => {
+                            if let StorageError::Io(reason) = &error {
+                                tracing::error!(topic = %topic.name, partition = index, %reason, "DeleteRecords failed");
+                            }
+                            answer.with_error_code(storage_error_code(&error, context.version))
+                        }
+                    }
+                }
+            };
+            partitions.push(answer);
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(topic_request.name)
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Moves the log start of one partition; returns the new low watermark.
+async fn delete_before(log: &PartitionLog, offset: i64) -> Result<Offset, StorageError> {
+    let target = if offset == HIGH_WATERMARK {
+        log.high_watermark()
+    } else {
+        Offset(offset)
+    };
+    log.delete_records_before(target).await
+}

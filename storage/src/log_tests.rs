@@ -1,0 +1,418 @@
+//! Tests of `PartitionLog`: appends, reads, rolls, reopen, idempotence, close and failure.
+use super::*;
+use crate::batch::BatchError;
+use crate::testing::{encode_batch, read_all, run, same_batch, split_batches, temp_dir, BatchSpec};
+
+fn small_segments() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2_000,
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    }
+}
+
+fn segment_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".log"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Batches of 1..=4 records of 20..=200 bytes, told apart by their fill byte.
+fn varied_batches(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|number| {
+            let spec = BatchSpec::records(1 + (number % 4) as i32, 20 + (number * 37) % 181);
+            encode_batch(&spec.fill(number as u8))
+        })
+        .collect()
+}
+
+#[test]
+fn log_append_time_logs_stamp_batches_and_keep_them_valid() {
+    run(async {
+        let dir = temp_dir();
+        let config = LogConfig {
+            log_append_time: true,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path().join("stamped-0"), config)
+            .await
+            .unwrap();
+        let before = crate::now_ms();
+        let appended = log
+            .append(&encode_batch(&BatchSpec::records(3, 10)), 0)
+            .unwrap();
+        let stamp = appended.log_append_time_ms.expect("stamped");
+        assert!(stamp >= before);
+        log.wait_durable(appended.last_offset).await.unwrap();
+        let stored = log.read(Offset(0), 1 << 20).await.unwrap();
+        let info = batch::parse_stored_batch(&stored).expect("valid CRC after stamping");
+        assert_eq!(info.max_timestamp, stamp);
+        assert_ne!(info.attributes & batch::TIMESTAMP_TYPE_LOG_APPEND_TIME, 0);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn round_trip_across_segment_rolls_and_reopen() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("topic-0");
+        let sent = varied_batches(40);
+        let log = PartitionLog::open(path.clone(), small_segments())
+            .await
+            .unwrap();
+        let mut expected_base = 0;
+        for (number, batch) in sent.iter().enumerate() {
+            let appended = log.append(batch, 7).unwrap();
+            assert_eq!(appended.base_offset, Offset(expected_base));
+            assert!(!appended.duplicate);
+            expected_base = appended.last_offset.0 + 1;
+            if number % 3 == 0 {
+                log.wait_durable(appended.last_offset).await.unwrap();
+            }
+        }
+        assert_eq!(log.log_end_offset(), Offset(expected_base));
+        log.wait_durable(Offset(expected_base - 1)).await.unwrap();
+        assert_eq!(log.high_watermark(), Offset(expected_base));
+        let check = |batches: &[(batch::BatchInfo, Vec<u8>)]| {
+            assert_eq!(batches.len(), sent.len());
+            for ((info, stored), original) in batches.iter().zip(&sent) {
+                assert!(same_batch(stored, original));
+                assert_eq!(info.partition_leader_epoch, 7);
+            }
+        };
+        check(&read_all(&log, 1 << 20).await);
+        check(&read_all(&log, 1).await);
+        assert!(segment_files(&path).len() > 3, "small segments roll");
+        log.close().await.unwrap();
+
+        let reopened = PartitionLog::open(path.clone(), small_segments())
+            .await
+            .unwrap();
+        assert_eq!(reopened.log_end_offset(), Offset(expected_base));
+        assert_eq!(reopened.high_watermark(), Offset(expected_base));
+        check(&read_all(&reopened, 700).await);
+        let more = encode_batch(&BatchSpec::records(2, 50));
+        let appended = reopened.append(&more, 8).unwrap();
+        assert_eq!(appended.base_offset, Offset(expected_base));
+        reopened.wait_durable(appended.last_offset).await.unwrap();
+        let all = read_all(&reopened, 1 << 20).await;
+        assert!(same_batch(&all[sent.len()].1, &more));
+        // Sealed segments were trimmed to their logical size on roll.
+        for name in segment_files(&path).iter().rev().skip(1) {
+            let bytes = std::fs::read(path.join(name)).unwrap();
+            assert!(bytes.len() <= 2_000, "{name} is {} bytes", bytes.len());
+            assert!(
+                !split_batches(&bytes).is_empty(),
+                "{name} holds whole batches only"
+            );
+        }
+        reopened.close().await.unwrap();
+    });
+}
+
+#[test]
+fn reads_return_whole_batches_from_the_one_holding_the_offset() {
+    run(async {
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        let sent: Vec<Vec<u8>> = (0..5)
+            .map(|fill| encode_batch(&BatchSpec::records(3, 100).fill(fill)))
+            .collect();
+        for batch in &sent {
+            log.append(batch, 0).unwrap();
+        }
+        log.wait_durable(Offset(14)).await.unwrap();
+        // Tiny max_bytes still gives one whole batch (KIP-74).
+        let one = split_batches(&log.read(Offset(4), 1).await.unwrap());
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].0.base_offset, 3);
+        assert!(same_batch(&one[0].1, &sent[1]));
+        // max_bytes bounds the total otherwise.
+        let two = split_batches(&log.read(Offset(5), 2 * sent[0].len()).await.unwrap());
+        assert_eq!(
+            two.iter()
+                .map(|(info, _)| info.base_offset)
+                .collect::<Vec<_>>(),
+            [3, 6]
+        );
+        let rest = split_batches(&log.read(Offset(9), 1 << 20).await.unwrap());
+        assert_eq!(rest.len(), 2);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn out_of_range_reads_and_unflushed_data() {
+    run(async {
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        assert!(
+            log.read(Offset(0), 100).await.unwrap().is_empty(),
+            "empty log, fetch at HW"
+        );
+        let appended = log
+            .append(&encode_batch(&BatchSpec::records(2, 10)), 0)
+            .unwrap();
+        // Not yet durable: invisible, and offset 1 is above the high watermark.
+        assert_eq!(log.high_watermark(), Offset(0));
+        assert_eq!(log.log_end_offset(), Offset(2));
+        assert!(log.read(Offset(0), 100).await.unwrap().is_empty());
+        log.wait_durable(appended.last_offset).await.unwrap();
+        assert!(!log.read(Offset(0), 100).await.unwrap().is_empty());
+        assert!(log.read(Offset(2), 100).await.unwrap().is_empty());
+        for requested in [Offset(3), Offset(-1), Offset(i64::MAX)] {
+            match log.read(requested, 100).await {
+                Err(StorageError::OffsetOutOfRange {
+                    requested: got,
+                    log_start,
+                    high_watermark,
+                }) => {
+                    assert_eq!(
+                        (got, log_start, high_watermark),
+                        (requested, Offset(0), Offset(2))
+                    );
+                }
+                other => panic!("expected OffsetOutOfRange, got {other:?}"),
+            }
+        }
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn idempotent_producers_duplicates_gaps_and_epochs() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("p");
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let first = encode_batch(&BatchSpec::records(3, 10).producer(11, 0, 0));
+        let second = encode_batch(&BatchSpec::records(2, 10).producer(11, 0, 3));
+        assert_eq!(log.append(&first, 0).unwrap().base_offset, Offset(0));
+        let retry = log.append(&first, 0).unwrap();
+        assert_eq!(
+            retry,
+            Appended {
+                base_offset: Offset(0),
+                last_offset: Offset(2),
+                duplicate: true,
+                log_append_time_ms: None,
+            }
+        );
+        assert_eq!(log.append(&second, 0).unwrap().base_offset, Offset(3));
+        let gap = encode_batch(&BatchSpec::records(1, 10).producer(11, 0, 9));
+        assert!(matches!(
+            log.append(&gap, 0),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+        let new_epoch_bad = encode_batch(&BatchSpec::records(1, 10).producer(11, 1, 5));
+        assert!(matches!(
+            log.append(&new_epoch_bad, 0),
+            Err(StorageError::OutOfOrderSequence)
+        ));
+        let new_epoch = encode_batch(&BatchSpec::records(1, 10).producer(11, 1, 0));
+        assert_eq!(log.append(&new_epoch, 0).unwrap().base_offset, Offset(5));
+        let stale = encode_batch(&BatchSpec::records(1, 10).producer(11, 0, 5));
+        assert!(matches!(
+            log.append(&stale, 0),
+            Err(StorageError::InvalidProducerEpoch)
+        ));
+        assert_eq!(log.log_end_offset(), Offset(6));
+        log.close().await.unwrap();
+
+        // The producer state is rebuilt from the segment on reopen.
+        let reopened = PartitionLog::open(path, LogConfig::default())
+            .await
+            .unwrap();
+        let retry = reopened.append(&new_epoch, 0).unwrap();
+        assert_eq!(
+            retry,
+            Appended {
+                base_offset: Offset(5),
+                last_offset: Offset(5),
+                duplicate: true,
+                log_append_time_ms: None,
+            }
+        );
+        assert!(matches!(
+            reopened.append(&stale, 0),
+            Err(StorageError::InvalidProducerEpoch)
+        ));
+        reopened.close().await.unwrap();
+    });
+}
+
+#[test]
+fn invalid_batches_are_refused_before_anything_is_appended() {
+    run(async {
+        let dir = temp_dir();
+        let config = LogConfig {
+            max_message_bytes: 200,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path().join("p"), config)
+            .await
+            .unwrap();
+        let mut corrupt = encode_batch(&BatchSpec::records(1, 10));
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0xFF;
+        assert!(matches!(
+            log.append(&corrupt, 0),
+            Err(StorageError::Batch(BatchError::Corrupt(_)))
+        ));
+        let large = encode_batch(&BatchSpec::records(1, 300));
+        assert!(matches!(
+            log.append(&large, 0),
+            Err(StorageError::Batch(BatchError::TooLarge { .. }))
+        ));
+        assert_eq!(log.log_end_offset(), Offset(0));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn large_batches_span_chunks_and_group_commits_share_a_sync() {
+    run(async {
+        let dir = temp_dir();
+        let config = LogConfig {
+            max_message_bytes: 4 << 20,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path().join("p"), config)
+            .await
+            .unwrap();
+        let big = encode_batch(&BatchSpec::records(3, 300_000).fill(0xEE));
+        let mut last = Offset(0);
+        for _ in 0..4 {
+            last = log.append(&big, 1).unwrap().last_offset;
+        }
+        let small = encode_batch(&BatchSpec::records(1, 5));
+        last = log
+            .append(&small, 1)
+            .map(|appended| appended.last_offset)
+            .unwrap_or(last);
+        log.wait_durable(last).await.unwrap();
+        let batches = read_all(&log, 1 << 20).await;
+        assert_eq!(batches.len(), 5);
+        assert!(batches[..4]
+            .iter()
+            .all(|(_, stored)| same_batch(stored, &big)));
+        assert!(same_batch(&batches[4].1, &small));
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn close_refuses_further_work_and_delete_removes_the_directory() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("p");
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let appended = log
+            .append(&encode_batch(&BatchSpec::records(1, 10)), 0)
+            .unwrap();
+        let waiter = log.clone();
+        let waiting =
+            glommio::spawn_local(async move { waiter.wait_durable(appended.last_offset).await });
+        log.close().await.unwrap();
+        waiting.await.unwrap(); // close flushed what was pending
+        log.close().await.unwrap(); // idempotent
+        let batch = encode_batch(&BatchSpec::records(1, 10));
+        assert!(matches!(log.append(&batch, 0), Err(StorageError::Closed)));
+        assert!(matches!(
+            log.read(Offset(0), 10).await,
+            Err(StorageError::Closed)
+        ));
+        assert!(matches!(
+            log.wait_durable(Offset(5)).await,
+            Err(StorageError::Closed)
+        ));
+        // The active segment was trimmed to its logical size, preallocation given back.
+        let metadata = std::fs::metadata(path.join("00000000000000000000.log")).unwrap();
+        assert_eq!(metadata.len(), batch.len() as u64);
+        assert!(std::os::unix::fs::MetadataExt::blocks(&metadata) * 512 <= 64 * 1024);
+        log.delete().await.unwrap();
+        assert!(!path.exists());
+    });
+}
+
+#[test]
+fn appends_made_during_a_flush_share_the_next_sync() {
+    run(async {
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        let batch = encode_batch(&BatchSpec::records(1, 100));
+        let mut last = Offset(0);
+        for _ in 0..200 {
+            last = log.append(&batch, 0).unwrap().last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        assert_eq!(
+            log.flush_count(),
+            1,
+            "everything appended before the flusher ran"
+        );
+        // Appends racing with flushes: each flush takes what arrived during the previous.
+        let mut waits = Vec::new();
+        for round in 0..50 {
+            let appended = log.append(&batch, 0).unwrap();
+            let waiter = log.clone();
+            waits.push(glommio::spawn_local(async move {
+                waiter.wait_durable(appended.last_offset).await
+            }));
+            if round % 10 == 0 {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        for wait in waits {
+            wait.await.unwrap();
+        }
+        // At least one flush started during the appends and one took the rest; far
+        // fewer than one per batch.
+        let flushes = log.flush_count();
+        assert!((3..1 + 50).contains(&flushes), "{flushes} flushes");
+        assert_eq!(read_all(&log, 1 << 20).await.len(), 250);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_failed_log_reports_its_failure_everywhere() {
+    run(async {
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        let batch = encode_batch(&BatchSpec::records(1, 10));
+        let appended = log.append(&batch, 0).unwrap();
+        log.wait_durable(appended.last_offset).await.unwrap();
+        // What the flusher does when a write or fdatasync fails.
+        let injected = io::Error::other("injected fdatasync failure");
+        log.shared.state.borrow_mut().fail(&injected);
+        assert!(matches!(log.append(&batch, 0), Err(StorageError::Io(_))));
+        assert!(matches!(
+            log.wait_durable(appended.last_offset.next()).await,
+            Err(StorageError::Io(_))
+        ));
+        log.wait_durable(appended.last_offset).await.unwrap(); // what was synced stays durable
+        match log.close().await {
+            Err(StorageError::Io(error)) => assert!(error.to_string().contains("injected")),
+            other => panic!("expected the failure, got {other:?}"),
+        }
+    });
+}

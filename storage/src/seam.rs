@@ -1,0 +1,134 @@
+//! The seam between the flusher and the disk: every O_DIRECT write and `fdatasync` of a
+//! segment's `.log` file goes through [`SegmentIo`], which forwards to the glommio `DmaFile`
+//! or, when a test installed a [`FaultPlan`] on the log, injects a failure first: an error
+//! before anything is written (EIO, ENOSPC), a short write, a torn write (part written, then
+//! an error), or a failed `fdatasync`.
+//!
+//! This is where the disk can break a durability promise, so it is where faults are injected;
+//! what the storage must do about each is checked by the property tests in `seam_tests.rs`:
+//! the log fails (no acknowledgement after the fault, appends refused), what was acknowledged
+//! before stays readable, and recovery keeps exactly a prefix with everything acknowledged.
+//! Reads and recovery go to the real file: torn and damaged files are what recovery's own
+//! tests feed it.
+//!
+//! Owned by the log's flusher task on its shard; the plan's counters are `Cell`s.
+
+use glommio::io::{DmaBuffer, DmaFile};
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+
+/// One failure to inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) enum Fault {
+    /// The write fails with this OS error (e.g. `libc::ENOSPC`, `libc::EIO`) and writes
+    /// nothing.
+    WriteError(i32),
+    /// The write stores only its first whole blocks and reports that shorter length.
+    ShortWrite,
+    /// The write stores its first whole blocks, then fails with EIO.
+    TornWrite,
+    /// `fdatasync` fails with EIO (the data may or may not be on disk).
+    SyncError,
+}
+
+/// When to inject a fault: at the `at`-th write or sync (counting from 0), once.
+#[derive(Debug)]
+pub(crate) struct FaultPlan {
+    fault: Fault,
+    at: u64,
+    writes: Cell<u64>,
+    syncs: Cell<u64>,
+    fired: Cell<bool>,
+}
+
+#[cfg_attr(not(test), allow(dead_code))]
+impl FaultPlan {
+    pub fn new(fault: Fault, at: u64) -> FaultPlan {
+        FaultPlan {
+            fault,
+            at,
+            writes: Cell::new(0),
+            syncs: Cell::new(0),
+            fired: Cell::new(false),
+        }
+    }
+
+    /// Whether the fault fired.
+    pub fn fired(&self) -> bool {
+        self.fired.get()
+    }
+
+    /// The fault for the next write, if this is its turn.
+    fn next_write(&self) -> Option<Fault> {
+        let number = self.writes.replace(self.writes.get() + 1);
+        let due = !matches!(self.fault, Fault::SyncError) && number == self.at;
+        self.fire(due)
+    }
+
+    /// The fault for the next sync, if this is its turn.
+    fn next_sync(&self) -> Option<Fault> {
+        let number = self.syncs.replace(self.syncs.get() + 1);
+        let due = matches!(self.fault, Fault::SyncError) && number == self.at;
+        self.fire(due)
+    }
+
+    fn fire(&self, due: bool) -> Option<Fault> {
+        if due && !self.fired.get() {
+            self.fired.set(true);
+            Some(self.fault)
+        } else {
+            None
+        }
+    }
+}
+
+/// A segment file as the flusher writes it.
+#[derive(Clone, Copy)]
+pub(crate) struct SegmentIo<'file> {
+    pub file: &'file DmaFile,
+    pub faults: Option<&'file FaultPlan>,
+}
+
+impl SegmentIo<'_> {
+    /// One O_DIRECT write of a whole, block-aligned buffer; returns the bytes written.
+    pub async fn write_at(&self, chunk: Rc<DmaBuffer>, position: u64) -> io::Result<usize> {
+        match self.faults.and_then(FaultPlan::next_write) {
+            None | Some(Fault::SyncError) => Ok(self.file.write_rc_at(chunk, position).await?),
+            Some(Fault::WriteError(errno)) => Err(io::Error::from_raw_os_error(errno)),
+            Some(fault @ (Fault::ShortWrite | Fault::TornWrite)) => {
+                let written = self.write_prefix(&chunk, position).await?;
+                if fault == Fault::TornWrite {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                Ok(written)
+            }
+        }
+    }
+
+    /// Writes the first half of `chunk`'s whole blocks (possibly none).
+    async fn write_prefix(&self, chunk: &DmaBuffer, position: u64) -> io::Result<usize> {
+        let blocks = chunk.len() / crate::segment::BLOCK_BYTES as usize / 2;
+        let length = blocks * crate::segment::BLOCK_BYTES as usize;
+        if length == 0 {
+            return Ok(0);
+        }
+        let mut prefix = glommio::allocate_dma_buffer_global(length);
+        prefix
+            .as_bytes_mut()
+            .copy_from_slice(&chunk.as_bytes()[..length]);
+        Ok(self.file.write_rc_at(Rc::new(prefix), position).await?)
+    }
+
+    pub async fn fdatasync(&self) -> io::Result<()> {
+        match self.faults.and_then(FaultPlan::next_sync) {
+            Some(Fault::SyncError) => Err(io::Error::from_raw_os_error(libc::EIO)),
+            _ => Ok(self.file.fdatasync().await?),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "seam_tests.rs"]
+mod tests;
