@@ -36,6 +36,8 @@ const ZSTD_MIN_PRODUCE_VERSION: i16 = 7;
 struct Appended {
     log: PartitionLog,
     last_offset: Offset,
+    /// Where its answer sits in the response: (topic index, partition index).
+    slot: (usize, usize),
 }
 
 /// Runs the in-order phase and returns the wait-and-respond phase.
@@ -69,12 +71,14 @@ pub async fn handle(
                         Err(ResponseError::NotLeaderOrFollower.code())
                     }
                     Some(topic) => {
+                        let slot = (responses.len(), partition_responses.len());
                         append(
                             shard,
                             &context,
                             topic,
                             partition,
                             partition_data.records.as_deref(),
+                            slot,
                             &mut waits,
                         )
                         .await
@@ -92,8 +96,24 @@ pub async fn handle(
     let shard = shard.clone();
     Ok(Box::pin(async move {
         for appended in &waits {
-            if let Err(error) = appended.log.wait_durable(appended.last_offset).await {
-                crate::fatal(&format!("cannot make produced data durable: {error}"));
+            match appended.log.wait_durable(appended.last_offset).await {
+                Ok(()) => {}
+                Err(error) if is_disk_full(&error) => {
+                    // Nothing of this batch is acknowledged; reads of the log still work, and
+                    // the operator frees space. Kafka answers KAFKA_STORAGE_ERROR likewise.
+                    tracing::error!(%error, "disk full: produce refused");
+                    let (topic, partition) = appended.slot;
+                    if let Some(answer) = responses
+                        .get_mut(topic)
+                        .and_then(|topic| topic.partition_responses.get_mut(partition))
+                    {
+                        *answer = partition_response(
+                            answer.index,
+                            Err(ResponseError::KafkaStorageError.code()),
+                        );
+                    }
+                }
+                Err(error) => crate::fatal(&format!("cannot make produced data durable: {error}")),
             }
         }
         if !waits.is_empty() {
@@ -133,6 +153,7 @@ async fn append(
     topic: &crate::catalog::TopicMeta,
     partition: i32,
     records: Option<&[u8]>,
+    slot: (usize, usize),
     waits: &mut Vec<Appended>,
 ) -> Result<Accepted, i16> {
     let records = records.ok_or(if context.version >= 8 {
@@ -156,6 +177,7 @@ async fn append(
     waits.push(Appended {
         log,
         last_offset: appended.last_offset,
+        slot,
     });
     Ok(Accepted {
         base_offset: appended.base_offset.0,
@@ -179,6 +201,13 @@ fn log_error(
         }
     }
     storage_error_code(error, context.version)
+}
+
+/// A full disk refuses writes without putting acknowledged data at risk; any other
+/// failure to make data durable (a failed fsync) leaves the log's state unknown, and the
+/// broker stops rather than serve it.
+fn is_disk_full(error: &StorageError) -> bool {
+    matches!(error, StorageError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull)
 }
 
 /// The codec bits of a batch's attributes, if the batch is long enough to have them.
