@@ -14,7 +14,7 @@ PARENT="${1:-$ROOT/target/bench}"
 SECONDS_MEASURED="${2:-10}"
 BROKER_CPU=0
 GENERATOR_CPU=1
-PORT=29092
+PORT="${SPATE_BENCH_PORT:-29092}"
 
 command -v fio >/dev/null || { apt-get update -q && apt-get install -y -q fio; }
 cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin spate --bin spate-bench >/dev/null
