@@ -22,6 +22,10 @@ mkdir -p "$PARENT"
 WORK="$(mktemp -d "$PARENT/run.XXXXXX")"
 BROKER_PID=""
 cleanup() {
+    if [ -n "$BROKER_PID" ] && ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        echo "the broker exited during the run; its log:" >&2
+        tail -20 "$WORK/broker.log" >&2
+    fi
     [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
     rm -rf "$WORK"
 }
