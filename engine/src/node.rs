@@ -53,6 +53,15 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let memlock_bytes = raise_memlock_limit()?;
     check_io_uring()?;
     prepare_data_dir(&config.data_dir)?;
+    // Every path below the data directory is made from this one. glommio opens directories
+    // with io_uring's openat and fails on relative paths ("Bad file descriptor"), and the
+    // default (./spate-data) is relative: resolve it once, here.
+    config.data_dir = fs::canonicalize(&config.data_dir).with_context(|| {
+        format!(
+            "cannot resolve the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     if let Some(io) =
         crate::host::load_io_properties(config.io_properties.as_deref(), &config.data_dir)?
     {

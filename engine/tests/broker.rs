@@ -346,3 +346,48 @@ fn altered_topic_configs_take_effect_on_open_logs() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Regression: with a relative --data-dir (the default is ./spate-data), partition
+/// directories failed to open ("Bad file descriptor ... Opening directory") and the broker
+/// stopped on the first produce.
+#[test]
+fn a_relative_data_dir_works() {
+    let workdir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .current_dir(workdir.path())
+        .args(["serve", "--data-dir", "relative-data", "--smp", "1"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = loop {
+        if let Ok(client) =
+            spate_net::client::Client::connect(("127.0.0.1", port), Duration::from_secs(5))
+        {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    create_topic(&mut client, "relative", 1);
+    let response = produce(&mut client, "relative", 0, batch(&["a"], None), -1);
+    let still_running = child.try_wait().unwrap().is_none();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        still_running,
+        "broker died: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        NONE
+    );
+    assert!(workdir.path().join("relative-data/relative-0").is_dir());
+}
