@@ -1,10 +1,17 @@
-//! The result of a run: printed as a summary and written as JSON.
+//! The result of a run: printed as a summary and written as JSON (the field names are a
+//! contract that scripts and `spate-bench compare` read).
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Latencies from 1 us to 10 minutes at 3 significant digits; larger values are clamped
+/// (and would show as a 10-minute max, which no run should come near).
+pub fn new_latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant, valid histogram bounds")
+}
 
 /// Latency percentiles in microseconds.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
     pub p50: u64,
@@ -37,29 +44,116 @@ impl Percentiles {
     }
 }
 
-/// One run's result; the field names are a contract that scripts read.
-#[derive(Debug, Serialize)]
+/// The percentile spectrum for the picture: (percentile, microseconds) at points evenly
+/// spaced on the log-of-1/(1-q) axis, from 0 up to the last "nines" the samples support.
+pub fn spectrum(histogram: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    // With n samples, quantiles beyond 1 - 1/n are the max; stop one step past that.
+    let nines_max = (histogram.len() as f64).log10().clamp(1.0, 6.0);
+    let steps = 60;
+    (0..=steps)
+        .map(|step| {
+            let nines = nines_max * step as f64 / steps as f64;
+            let quantile = 1.0 - 10f64.powf(-nines);
+            (quantile * 100.0, histogram.value_at_quantile(quantile))
+        })
+        .chain(std::iter::once((100.0, histogram.max())))
+        .collect()
+}
+
+/// Facts about the host the run measured on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostFacts {
+    /// CPUs online.
+    pub cpus: usize,
+    /// CPU model name from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Memory in GiB.
+    pub memory_gib: f64,
+}
+
+impl HostFacts {
+    /// Reads them from /proc; anything unreadable is left empty.
+    pub fn probe() -> HostFacts {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name"))
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(_, model)| model.trim().to_string())
+            .unwrap_or_default();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let memory_gib = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map(|kib| kib / (1u64 << 20) as f64)
+            .unwrap_or(0.0);
+        HostFacts {
+            // Online CPUs, not this thread's affinity (the generator is usually pinned).
+            // SAFETY: sysconf has no preconditions.
+            cpus: unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(0) as usize,
+            cpu_model,
+            kernel,
+            memory_gib,
+        }
+    }
+}
+
+/// One run's result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
-    /// Which command produced it.
+    /// Which command produced it: `produce`, `consume` or `e2e`.
     pub scenario: String,
     /// The parameters, as given.
     pub parameters: serde_json::Value,
+    /// The host.
+    pub host: HostFacts,
+    /// Seconds the measurement window lasted.
+    pub measured_s: f64,
     /// Record payload (value bytes) per second, in 10^6 bytes.
     pub throughput_mb_s: f64,
-    /// Records acknowledged per second.
+    /// Records acknowledged (produce) or received (consume, e2e) per second.
     pub records_per_s: f64,
-    /// Produce-acknowledge latency.
+    /// Produce-acknowledge latency for `produce`, fetch round trip for `consume`, and
+    /// produce-to-consume latency for `e2e`.
     pub latency_us: Percentiles,
-    /// Partition errors returned by the broker.
+    /// For `e2e`, the produce-acknowledge latency of the same run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produce_latency_us: Option<Percentiles>,
+    /// Errors: partition errors in responses, and for `e2e` records produced but never
+    /// consumed before the drain deadline.
     pub errors: u64,
     /// Broker CPU seconds per GiB of record payload, when `--broker-pid` was given.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_cpu_s_per_gib: Option<f64>,
     /// Broker CPU seconds used during the measurement window.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_cpu_s: Option<f64>,
-    /// Throughput per one-second bucket, MB/s.
+    /// Throughput per one-second bucket of the measurement window, MB/s.
     pub series_mb_s: Vec<f64>,
+    /// (percentile, microseconds) of `latency_us`, for the picture.
+    pub latency_spectrum_us: Vec<(f64, u64)>,
+    /// The machine's limits, when the suite measured them in the same run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<serde_json::Value>,
+    /// The command line that produced it, when the suite ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 impl RunResult {
@@ -79,9 +173,103 @@ impl RunResult {
             latency.max,
             latency.count
         );
+        if let Some(produce) = &self.produce_latency_us {
+            text.push_str(&format!(
+                "\nproduce-acknowledge us: p50 {} p99 {} p99.9 {} max {}",
+                produce.p50, produce.p99, produce.p999, produce.max
+            ));
+        }
         if let Some(cpu) = self.broker_cpu_s_per_gib {
             text.push_str(&format!("\nbroker CPU: {cpu:.3} s/GiB"));
         }
         text
+    }
+
+    /// Writes the JSON result.
+    pub fn write_json(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample_result() -> RunResult {
+        let mut histogram = new_latency_histogram();
+        for value in 1..=10_000u64 {
+            histogram.record(value).unwrap();
+        }
+        RunResult {
+            scenario: "produce".into(),
+            parameters: serde_json::json!({"record_size": 1024}),
+            host: HostFacts::probe(),
+            measured_s: 10.0,
+            throughput_mb_s: 100.0,
+            records_per_s: 97656.0,
+            latency_us: Percentiles::from_histogram(&histogram),
+            produce_latency_us: None,
+            errors: 0,
+            broker_cpu_s_per_gib: Some(0.5),
+            broker_cpu_s: Some(0.47),
+            series_mb_s: vec![90.0, 100.0, 110.0],
+            latency_spectrum_us: spectrum(&histogram),
+            limits: None,
+            command: None,
+        }
+    }
+
+    #[test]
+    fn percentiles_come_from_the_recorded_values() {
+        let result = sample_result();
+        let latency = &result.latency_us;
+        // 3 significant digits: within 0.1% of the exact order statistic.
+        assert!((4995..=5005).contains(&latency.p50), "{}", latency.p50);
+        assert!((9890..=9910).contains(&latency.p99), "{}", latency.p99);
+        assert!((9990..=10010).contains(&latency.p999), "{}", latency.p999);
+        assert!((9990..=10010).contains(&latency.max));
+        assert_eq!(latency.count, 10_000);
+    }
+
+    #[test]
+    fn spectrum_is_monotonic_and_ends_at_the_max() {
+        let result = sample_result();
+        let points = &result.latency_spectrum_us;
+        assert!(points.len() > 10);
+        assert!(points.windows(2).all(|pair| pair[0].0 <= pair[1].0));
+        assert!(points.windows(2).all(|pair| pair[0].1 <= pair[1].1));
+        assert_eq!(points.last().unwrap().1, result.latency_us.max);
+    }
+
+    #[test]
+    fn json_has_the_contract_fields() {
+        let json = serde_json::to_value(sample_result()).unwrap();
+        for field in [
+            "throughput_mb_s",
+            "records_per_s",
+            "errors",
+            "broker_cpu_s_per_gib",
+            "series_mb_s",
+            "parameters",
+            "host",
+        ] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+        for field in ["p50", "p99", "p999", "p9999", "max"] {
+            assert!(json["latency_us"].get(field).is_some(), "missing {field}");
+        }
+        let back: RunResult = serde_json::from_value(json).unwrap();
+        assert_eq!(back.latency_us.count, 10_000);
+    }
+
+    #[test]
+    fn cpu_per_gib_is_absent_without_a_pid() {
+        let mut result = sample_result();
+        result.broker_cpu_s_per_gib = None;
+        result.broker_cpu_s = None;
+        let json = serde_json::to_value(result).unwrap();
+        assert!(json.get("broker_cpu_s_per_gib").is_none());
     }
 }

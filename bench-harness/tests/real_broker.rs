@@ -1,0 +1,136 @@
+//! One short real run of each load command against a `spate` broker started by the test.
+//!
+//! The broker binary is `target/release/spate` (build it with
+//! `cargo build --release -p spate-engine`); without it the test prints why and passes.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Broker {
+    child: Child,
+    address: String,
+    data_dir: PathBuf,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn start_broker() -> Option<Broker> {
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/spate");
+    if !binary.exists() {
+        eprintln!(
+            "skipping: {} is absent (cargo build --release -p spate-engine)",
+            binary.display()
+        );
+        return None;
+    }
+    // A real disk, not tmpfs: the broker writes with O_DIRECT.
+    let data_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("spate-bench-real-{}", std::process::id()));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let child = Command::new(binary)
+        .args(["serve", "--data-dir"])
+        .arg(&data_dir)
+        .args(["--listen", &address, "--smp", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let broker = Broker {
+        child,
+        address,
+        data_dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&broker.address).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(broker)
+}
+
+fn bench(words: &str, json: &Path) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_spate-bench"))
+        .args(words.split_whitespace())
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("spate-bench runs");
+    assert!(
+        output.status.success(),
+        "spate-bench {words} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(json).expect("JSON written")).expect("valid JSON")
+}
+
+fn assert_contract(result: &serde_json::Value) {
+    for field in [
+        "throughput_mb_s",
+        "records_per_s",
+        "errors",
+        "broker_cpu_s_per_gib",
+    ] {
+        assert!(result.get(field).is_some(), "missing {field} in {result}");
+    }
+    for field in ["p50", "p99", "p999", "p9999", "max"] {
+        assert!(
+            result["latency_us"].get(field).is_some(),
+            "missing latency_us.{field}"
+        );
+    }
+    assert_eq!(result["errors"], 0, "{result}");
+}
+
+#[test]
+fn produce_consume_and_e2e_against_a_real_broker() {
+    let Some(broker) = start_broker() else { return };
+    let pid = broker.child.id();
+    let out = &broker.data_dir;
+    let common = format!("--brokers {} --broker-pid {pid} --quiet", broker.address);
+
+    let produce = bench(
+        &format!("produce {common} --topic real --partitions 2 --producers 2 --duration 2 --warmup 0.5 --rate 20MB/s"),
+        &out.join("produce.json"),
+    );
+    assert_contract(&produce);
+    let records_per_s = produce["records_per_s"].as_f64().unwrap();
+    // Open loop at 20 MB/s of 1 KiB records: about 19,531 records/s.
+    assert!(
+        (15_000.0..=22_000.0).contains(&records_per_s),
+        "{records_per_s}"
+    );
+
+    let consume = bench(
+        &format!("consume {common} --topic real --from beginning --until-caught-up --duration 10 --warmup 0"),
+        &out.join("consume.json"),
+    );
+    assert_contract(&consume);
+    assert!(consume["records_per_s"].as_f64().unwrap() > 0.0);
+
+    let e2e = bench(
+        &format!("e2e {common} --topic real-e2e --partitions 2 --producers 1 --consumers 1 --duration 2 --warmup 0.5 --rate 5000 --fetch-max-wait-ms 50 --svg {}",
+            out.join("e2e.svg").display()),
+        &out.join("e2e.json"),
+    );
+    assert_contract(&e2e);
+    assert!(e2e["latency_us"]["count"].as_u64().unwrap() > 5000);
+    assert!(e2e["produce_latency_us"]["p50"].as_u64().is_some());
+    let svg = std::fs::read_to_string(out.join("e2e.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<path"));
+}
