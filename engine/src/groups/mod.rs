@@ -7,3 +7,4 @@ pub mod coordinator;
 pub mod group;
 pub mod offsets_topic;
 pub mod oneshot;
+pub mod types;
