@@ -32,6 +32,10 @@ pub struct ConfigFile {
     group_max_session_timeout_ms: Option<i32>,
     offsets_topic_partitions: Option<i32>,
     offsets_retention_minutes: Option<i64>,
+    log_cleaner_enable: Option<bool>,
+    log_cleaner_backoff_ms: Option<u64>,
+    log_cleaner_io_max_bytes_per_second: Option<u64>,
+    log_cleaner_dedupe_buffer_size: Option<usize>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -102,6 +106,23 @@ pub struct ServeArgs {
     /// [default: 10080]
     #[arg(long, env = "SPATE_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<i64>,
+    /// Run the log cleaner that compacts topics with cleanup.policy=compact
+    /// (log.cleaner.enable). [default: true]
+    #[arg(long, env = "SPATE_LOG_CLEANER_ENABLE")]
+    pub log_cleaner_enable: Option<bool>,
+    /// How often each shard's cleaner looks for logs due for compaction
+    /// (log.cleaner.backoff.ms). [default: 15000]
+    #[arg(long, env = "SPATE_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
+    /// Most bytes per second each shard's cleaner reads plus writes
+    /// (log.cleaner.io.max.bytes.per.second). [default: unlimited; the cleaner runs at a low
+    /// scheduling share either way]
+    #[arg(long, env = "SPATE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND")]
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// Memory for the key map of one compaction pass, per shard
+    /// (log.cleaner.dedupe.buffer.size). [default: 33554432]
+    #[arg(long, env = "SPATE_LOG_CLEANER_DEDUPE_BUFFER_SIZE")]
+    pub log_cleaner_dedupe_buffer_size: Option<usize>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -138,6 +159,19 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// offsets.retention.minutes.
     pub offsets_retention_minutes: i64,
+    /// The log cleaner's settings.
+    pub cleaner: CleanerConfig,
+}
+
+/// How each shard's log cleaner runs (see `crate::cleaner`).
+#[derive(Clone, Copy, Debug)]
+pub struct CleanerConfig {
+    /// log.cleaner.enable.
+    pub enable: bool,
+    /// log.cleaner.backoff.ms.
+    pub backoff_ms: u64,
+    /// What one compaction pass may use.
+    pub options: spate_storage::CompactionOptions,
 }
 
 impl ServeArgs {
@@ -208,6 +242,25 @@ impl ServeArgs {
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes)
                 .unwrap_or(10_080),
+            cleaner: CleanerConfig {
+                enable: self
+                    .log_cleaner_enable
+                    .or(file.log_cleaner_enable)
+                    .unwrap_or(true),
+                backoff_ms: self
+                    .log_cleaner_backoff_ms
+                    .or(file.log_cleaner_backoff_ms)
+                    .unwrap_or(15_000),
+                options: spate_storage::CompactionOptions {
+                    map_bytes_max: self
+                        .log_cleaner_dedupe_buffer_size
+                        .or(file.log_cleaner_dedupe_buffer_size)
+                        .unwrap_or(spate_storage::CompactionOptions::default().map_bytes_max),
+                    io_bytes_per_second: self
+                        .log_cleaner_io_max_bytes_per_second
+                        .or(file.log_cleaner_io_max_bytes_per_second),
+                },
+            },
         };
         config.validate()?;
         Ok(config)
@@ -242,6 +295,10 @@ impl BrokerConfig {
         anyhow::ensure!(
             self.groups.min_session_timeout_ms <= self.groups.max_session_timeout_ms,
             "group min session timeout is above the max"
+        );
+        anyhow::ensure!(
+            self.cleaner.backoff_ms >= 1,
+            "log cleaner backoff must be at least 1 ms"
         );
         anyhow::ensure!(
             self.socket_request_max_bytes >= 1024,

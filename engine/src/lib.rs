@@ -15,6 +15,7 @@
 
 pub mod acl;
 pub mod catalog;
+pub mod cleaner;
 pub mod config;
 pub mod connection;
 pub mod groups;

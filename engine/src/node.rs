@@ -145,6 +145,7 @@ async fn run_shard(
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
     let _ = ready.send(Ok(id));
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
+    crate::cleaner::spawn(&shard);
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             maintenance_tick_until_shutdown(&node).await;

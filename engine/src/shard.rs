@@ -271,6 +271,25 @@ impl Shard {
             file_delete_delay_ms: setting("file.delete.delay.ms")
                 .parse()
                 .unwrap_or(defaults.file_delete_delay_ms),
+            compact: setting("cleanup.policy")
+                .split(',')
+                .any(|policy| policy.trim() == "compact"),
+            delete_retention_ms: setting("delete.retention.ms")
+                .parse()
+                .unwrap_or(defaults.delete_retention_ms),
+            min_cleanable_dirty_ratio: setting("min.cleanable.dirty.ratio")
+                .parse::<f64>()
+                .ok()
+                .filter(|ratio| ratio.is_finite())
+                .map_or(defaults.min_cleanable_dirty_ratio, |ratio| {
+                    ratio.clamp(0.0, 1.0)
+                }),
+            min_compaction_lag_ms: setting("min.compaction.lag.ms")
+                .parse()
+                .unwrap_or(defaults.min_compaction_lag_ms),
+            max_compaction_lag_ms: setting("max.compaction.lag.ms")
+                .parse()
+                .unwrap_or(defaults.max_compaction_lag_ms),
         }
     }
 
@@ -296,6 +315,21 @@ impl Shard {
                 }
             }
         }
+    }
+
+    /// Every open log of this shard whose topic is compacted, with its name and partition:
+    /// a snapshot, so that the cleaner can await between logs.
+    pub fn compacted_logs(&self) -> Vec<(String, i32, PartitionLog)> {
+        let topics = self.topics.borrow();
+        let mut logs = Vec::new();
+        for (name, topic) in topics.iter() {
+            for (partition, log) in &topic.logs {
+                if log.config().compact {
+                    logs.push((name.clone(), *partition, log.clone()));
+                }
+            }
+        }
+        logs
     }
 
     /// Brings the shard's open logs in line with the catalog: deletes logs of topics that

@@ -25,6 +25,9 @@
 //! - `retention` deletes old segments ([`PartitionLog::enforce_retention`]), moves and persists
 //!   the log start offset (also for DeleteRecords, [`PartitionLog::delete_records_before`]) and
 //!   unlinks deleted files off the shard.
+//! - `compaction` is the log cleaner for `cleanup.policy=compact` ([`PartitionLog::compact`]):
+//!   it rewrites closed segments keeping the latest record per key, with a crash-safe swap;
+//!   `records` reads the records inside a batch in place (keys, tombstones, codecs).
 //! - `seam` is where the flusher's writes and syncs meet the disk, and where tests inject
 //!   faults (ENOSPC, EIO, short and torn writes, failed `fdatasync`); `fuzzing` has the entry
 //!   points of the fuzz targets in `storage/fuzz/`.
@@ -38,12 +41,14 @@
 //!
 //! On-disk layout, as Kafka operators know it: `<dir>/00000000000000000000.log`, `.index` and
 //! `.timeindex`, file names being the segment's base offset padded to 20 digits, plus
-//! `<dir>/log-start-offset` once DeleteRecords has moved the log start.
+//! `<dir>/log-start-offset` once DeleteRecords has moved the log start, and
+//! `<dir>/cleaner-offset-checkpoint` once the cleaner has compacted the log.
 
 #![deny(missing_docs)]
 
 mod appender;
 pub mod batch;
+mod compaction;
 mod error;
 mod flusher;
 #[doc(hidden)]
@@ -52,6 +57,7 @@ mod index;
 mod log;
 mod producer_state;
 mod reader;
+mod records;
 mod recovery;
 mod retention;
 mod seam;
@@ -61,6 +67,7 @@ mod testing;
 mod time_index;
 mod timestamps;
 
+pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};
 pub use log::{Appended, PartitionLog};
 pub use retention::RetentionOutcome;
@@ -94,7 +101,7 @@ impl fmt::Display for Offset {
 }
 
 /// Per-partition log settings, named after Kafka's topic configs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: a new segment starts when appending a batch would take the active
     /// (non-empty) segment over this size. At most `i32::MAX`, as in Kafka.
@@ -126,6 +133,21 @@ pub struct LogConfig {
     /// `file.delete.delay.ms`: how long the files of a deleted segment stay (renamed to
     /// `*.deleted`) before they are unlinked, so that reads in progress can finish.
     pub file_delete_delay_ms: u64,
+    /// `cleanup.policy` contains `compact`: the cleaner keeps the latest record per key (see
+    /// [`PartitionLog::compact`]) and appends refuse records without a key.
+    pub compact: bool,
+    /// `delete.retention.ms`: how long a tombstone stays after its timestamp, so that
+    /// consumers reading the log meanwhile see the deletion.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the share of not-yet-cleaned bytes among the cleanable
+    /// ones at which a compaction pass starts.
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: a segment is cleaned only once its largest timestamp is at
+    /// least this old.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a dirty segment older than this is cleaned whatever the dirty
+    /// ratio; negative means never forced.
+    pub max_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -141,6 +163,11 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
             file_delete_delay_ms: 60_000,
+            compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
         }
     }
 }

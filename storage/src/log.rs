@@ -83,6 +83,12 @@ pub(crate) struct LogState {
     pub flush_count: u64,
     /// Segments the flusher is writing and has not published yet: retention spares them.
     pub in_flight_segments: Vec<Offset>,
+    /// First offset the cleaner has not compacted (see `compaction`).
+    pub cleaner_checkpoint: Offset,
+    /// A compaction pass is rewriting segments: retention waits.
+    pub cleaning: bool,
+    /// When the earliest tombstone kept by the last compaction pass may be dropped.
+    pub tombstone_deadline_ms: Option<i64>,
 }
 
 impl LogState {
@@ -176,8 +182,12 @@ impl PartitionLog {
         // not yet deleted); never past the end, should the tail have been lost.
         let log_start = first
             .base_offset
-            .max(retention::read_log_start(&dir)?.unwrap_or(Offset(0)))
+            .max(retention::read_offset_file(&dir, retention::LOG_START_FILE)?.unwrap_or(Offset(0)))
             .min(log_end);
+        let cleaner_checkpoint =
+            retention::read_offset_file(&dir, crate::compaction::CHECKPOINT_FILE)?
+                .unwrap_or(Offset(0))
+                .min(log_end);
         let state = LogState {
             segments,
             appender,
@@ -194,6 +204,10 @@ impl PartitionLog {
             flusher: None,
             flush_count: 0,
             in_flight_segments: Vec::new(),
+            cleaner_checkpoint,
+            cleaning: false,
+            // A tombstone may have been kept before a restart: let the first pass look.
+            tombstone_deadline_ms: Some(0),
         };
         let shared = Rc::new(LogShared {
             dir,
@@ -215,7 +229,11 @@ impl PartitionLog {
     /// A retry of one of the producer's last five batches appends nothing and returns the
     /// original offsets with `duplicate: true`.
     pub fn append(&self, batch: &[u8], leader_epoch: i32) -> Result<Appended, StorageError> {
-        let info = batch::validate_client_batch(batch, self.shared.config.get().max_message_bytes)?;
+        let config = self.shared.config.get();
+        let info = batch::validate_client_batch(batch, config.max_message_bytes)?;
+        if config.compact && !info.is_control() {
+            crate::records::check_keys(batch, &info)?;
+        }
         let mut state = self.shared.state.borrow_mut();
         if let Some(failure) = &state.failure {
             return Err(StorageError::Io(failure.to_error()));
@@ -241,7 +259,7 @@ impl PartitionLog {
         header.copy_from_slice(&batch[..HEADER_BYTES]);
         header[BASE_OFFSET_BYTES].copy_from_slice(&base_offset.0.to_be_bytes());
         header[LEADER_EPOCH_BYTES].copy_from_slice(&leader_epoch.to_be_bytes());
-        let config = &self.shared.config.get();
+        let config = &config;
         let now_ms = crate::now_ms();
         let log_append_time_ms = config
             .log_append_time

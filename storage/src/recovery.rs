@@ -48,6 +48,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
         }
     }
     segment::probe_device_once(dir).await?;
+    crate::compaction::finish_interrupted_swaps(dir).await?;
     let bases = list_segments(dir)?;
     crate::retention::unlink_leftovers(dir, &bases)?;
     let Some((&active_base, sealed_bases)) = bases.split_last() else {
@@ -109,14 +110,25 @@ pub(crate) struct ScanOutcome {
     pub first_batch_timestamp: Option<i64>,
 }
 
-/// Walks intact batches from `start_position`, whose batch must carry `start_offset`, until
-/// the first that is incomplete, corrupt, or out of sequence. `time` is where the segment's
-/// max timestamp stood before the start.
+/// Which offsets a walk accepts after a batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sequence {
+    /// Exactly the next offset: the active segment, which compaction never touches.
+    Contiguous,
+    /// Any higher offset: sealed segments, where compaction leaves gaps.
+    Gaps,
+}
+
+/// Walks intact batches from `start_position`, whose batch must carry `start_offset` (or, with
+/// gaps, a higher one), until the first that is incomplete, corrupt, or out of sequence.
+/// `time` is where the segment's max timestamp stood before the start.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn scan(
     file: &DmaFile,
     file_bytes: u64,
     segment_base: Offset,
     start: (u64, Offset),
+    sequence: Sequence,
     time: TimeTracker,
     config: &LogConfig,
     mut on_batch: impl FnMut(&BatchInfo),
@@ -137,11 +149,13 @@ pub(crate) async fn scan(
             break;
         };
         let relative_offset = u32::try_from(info.last_offset() - segment_base.0);
-        let (true, Ok(relative_offset), Ok(index_position)) = (
-            info.base_offset == expected_offset.0,
-            relative_offset,
-            u32::try_from(position),
-        ) else {
+        let in_sequence = match sequence {
+            Sequence::Contiguous => info.base_offset == expected_offset.0,
+            Sequence::Gaps => info.base_offset >= expected_offset.0,
+        };
+        let (true, Ok(relative_offset), Ok(index_position)) =
+            (in_sequence, relative_offset, u32::try_from(position))
+        else {
             break;
         };
         let indexed = outcome
@@ -190,7 +204,9 @@ async fn check_index_entry(
     })
 }
 
-async fn recover_sealed_segment(
+/// Opens a sealed segment, checks its end, and repairs its indexes (compaction uses it to
+/// open the segments it writes, whose indexes start empty).
+pub(crate) async fn recover_sealed_segment(
     dir: &Path,
     base: Offset,
     next_base: Offset,
@@ -214,7 +230,8 @@ async fn recover_sealed_segment(
         (0, base)
     });
     let tracker = TimeTracker::resume(base, &time_index);
-    let mut outcome = scan(file, file_bytes, base, start, tracker, config, |_| {}).await?;
+    let gaps = Sequence::Gaps;
+    let mut outcome = scan(file, file_bytes, base, start, gaps, tracker, config, |_| {}).await?;
     let relative_end = (outcome.end_offset.0 - base.0).max(0) as u64;
     if time_index
         .last()
@@ -224,7 +241,17 @@ async fn recover_sealed_segment(
         index = OffsetIndex::default();
         time_index = TimeIndex::default();
         let tracker = TimeTracker::new(base);
-        outcome = scan(file, file_bytes, base, (0, base), tracker, config, |_| {}).await?;
+        outcome = scan(
+            file,
+            file_bytes,
+            base,
+            (0, base),
+            gaps,
+            tracker,
+            config,
+            |_| {},
+        )
+        .await?;
     }
     for entry in &outcome.entries {
         index.push(*entry);
@@ -237,7 +264,7 @@ async fn recover_sealed_segment(
             time_index.push(*entry);
         }
     }
-    if outcome.end_offset != next_base {
+    if outcome.end_offset > next_base {
         tracing::warn!(segment = %base, end = %outcome.end_offset, next = %next_base,
             "sealed segment does not end where the next one starts");
     }
@@ -292,9 +319,19 @@ async fn recover_active_segment(
     let loaded_time = TimeIndex::decode(&files.time_index_bytes, u64::MAX);
     let mut producers = ProducerStateTable::default();
     let tracker = TimeTracker::new(base);
-    let outcome = scan(file, file_bytes, base, (0, base), tracker, config, |info| {
-        producers.record(info, Offset(info.base_offset), Offset(info.last_offset()));
-    })
+    let contiguous = Sequence::Contiguous;
+    let outcome = scan(
+        file,
+        file_bytes,
+        base,
+        (0, base),
+        contiguous,
+        tracker,
+        config,
+        |info| {
+            producers.record(info, Offset(info.base_offset), Offset(info.last_offset()));
+        },
+    )
     .await?;
     let end_position = outcome.end_position;
     if end_position != file_bytes {

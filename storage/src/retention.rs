@@ -35,7 +35,7 @@ use std::time::Duration;
 
 /// Name of the per-partition file holding the log start offset.
 pub(crate) const LOG_START_FILE: &str = "log-start-offset";
-const LOG_START_FORMAT_VERSION: &str = "0";
+const OFFSET_FILE_FORMAT_VERSION: &str = "0";
 /// How often a deletion task checks whether reads still hold a deleted segment's files.
 const FILE_RELEASE_POLL: Duration = Duration::from_millis(100);
 /// A deletion task gives up waiting for readers after this long and unlinks anyway (the
@@ -112,24 +112,34 @@ impl PartitionLog {
             }
             state.log_start = offset;
         }
-        self.persist_log_start().await?;
+        self.persist_offset_file(LOG_START_FILE, self.log_start_offset())
+            .await?;
         self.enforce_retention(crate::now_ms())?;
         Ok(self.log_start_offset())
     }
 
-    /// Writes the current log start offset to its file, durably. Concurrent calls queue; each
-    /// writes the value current when its turn comes, so the file never goes backwards.
-    async fn persist_log_start(&self) -> Result<(), StorageError> {
+    /// Writes an offset checkpoint file (the log start, the cleaner checkpoint) durably.
+    /// Concurrent calls queue, so files are replaced one at a time; callers pass offsets that
+    /// only grow.
+    pub(crate) async fn persist_offset_file(
+        &self,
+        name: &'static str,
+        offset: Offset,
+    ) -> Result<(), StorageError> {
         let _permit = self
             .shared
             .checkpoint_lock
             .acquire_permit(1)
             .await
             .map_err(|_| StorageError::Closed)?;
-        let log_start = self.log_start_offset();
+        let offset = match name {
+            // DeleteRecords calls may finish out of order: write the value current now.
+            LOG_START_FILE => self.log_start_offset(),
+            _ => offset,
+        };
         let dir = self.shared.dir.clone();
         glommio::executor()
-            .spawn_blocking(move || write_log_start(&dir, log_start))
+            .spawn_blocking(move || write_offset_file(&dir, name, offset))
             .await?;
         Ok(())
     }
@@ -137,6 +147,9 @@ impl PartitionLog {
 
 /// How many segments, from the oldest, retention deletes now.
 fn deletable_segments(state: &LogState, config: &LogConfig, now_ms: i64) -> usize {
+    if state.cleaning {
+        return 0; // the cleaner is replacing segments; the next tick applies retention
+    }
     let segments = &state.segments;
     // Never the active segment; only segments wholly durable and not being flushed.
     let closed = segments.len().saturating_sub(1);
@@ -187,7 +200,7 @@ fn deletable_segments(state: &LogState, config: &LogConfig, now_ms: i64) -> usiz
 }
 
 /// `<path>.deleted`.
-fn deleted_path(path: &Path) -> PathBuf {
+pub(crate) fn deleted_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(DELETED_SUFFIX);
     PathBuf::from(name)
@@ -208,6 +221,12 @@ fn schedule_deletion(dir: &Path, segment: Segment, delay_ms: u64) {
             }
         }
     }
+    schedule_unlink(segment, renamed, delay_ms);
+}
+
+/// Closes a segment removed from the log and unlinks its files, already renamed to `renamed`,
+/// after `delay_ms` and once no read holds them, off the shard.
+pub(crate) fn schedule_unlink(segment: Segment, renamed: Vec<PathBuf>, delay_ms: u64) {
     glommio::spawn_local(async move {
         glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
         // Reads that cloned the files before the segment left the log may still use them;
@@ -279,34 +298,34 @@ pub(crate) fn unlink_leftovers(dir: &Path, bases: &[Offset]) -> io::Result<()> {
     Ok(())
 }
 
-/// The persisted log start offset, if any. A file that cannot be parsed is ignored with a
-/// warning (the log then starts at its first segment, as if no records had been deleted).
-pub(crate) fn read_log_start(dir: &Path) -> io::Result<Option<Offset>> {
-    let text = match std::fs::read_to_string(dir.join(LOG_START_FILE)) {
+/// A persisted offset file (`log-start-offset`, `cleaner-offset-checkpoint`), if any. A file
+/// that cannot be parsed is ignored with a warning (for the log start: the log then starts at
+/// its first segment, as if no records had been deleted; for the cleaner: it cleans again).
+pub(crate) fn read_offset_file(dir: &Path, name: &str) -> io::Result<Option<Offset>> {
+    let text = match std::fs::read_to_string(dir.join(name)) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
     let mut lines = text.lines();
     let parsed = match (lines.next(), lines.next().map(str::parse::<i64>)) {
-        (Some(LOG_START_FORMAT_VERSION), Some(Ok(offset))) if offset >= 0 => Some(Offset(offset)),
+        (Some(OFFSET_FILE_FORMAT_VERSION), Some(Ok(offset))) if offset >= 0 => Some(Offset(offset)),
         _ => None,
     };
     if parsed.is_none() {
-        tracing::warn!(dir = %dir.display(), "ignoring an unreadable {LOG_START_FILE} file");
+        tracing::warn!(dir = %dir.display(), "ignoring an unreadable {name} file");
     }
     Ok(parsed)
 }
 
-/// Replaces the log start offset file atomically and durably (blocking: run it off the
-/// shard).
-fn write_log_start(dir: &Path, log_start: Offset) -> io::Result<()> {
-    let temporary = dir.join(format!("{LOG_START_FILE}.tmp"));
+/// Replaces an offset file atomically and durably (blocking: run it off the shard).
+fn write_offset_file(dir: &Path, name: &str, offset: Offset) -> io::Result<()> {
+    let temporary = dir.join(format!("{name}.tmp"));
     let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(format!("{LOG_START_FORMAT_VERSION}\n{}\n", log_start.0).as_bytes())?;
+    file.write_all(format!("{OFFSET_FILE_FORMAT_VERSION}\n{}\n", offset.0).as_bytes())?;
     file.sync_data()?;
     drop(file);
-    std::fs::rename(&temporary, dir.join(LOG_START_FILE))?;
+    std::fs::rename(&temporary, dir.join(name))?;
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -200,3 +200,44 @@ pub(crate) fn same_batch(stored: &[u8], sent: &[u8]) -> bool {
             == sent[BASE_OFFSET_BYTES.end..LEADER_EPOCH_BYTES.start]
         && stored[LEADER_EPOCH_BYTES.end..] == sent[LEADER_EPOCH_BYTES.end..]
 }
+
+/// A record's key and value as a test gives them (`None` value: a tombstone).
+pub(crate) type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// A client batch of keyed records, stamped `timestamp_ms` plus `step_ms` per record, in a
+/// Kafka codec, as the
+/// kafka-protocol encoder writes it (one batch: baseSequence -1 keeps offset - sequence
+/// constant, which is what the encoder groups by).
+pub(crate) fn encode_keyed(
+    records: &[KeyValue],
+    codec: kafka_protocol::records::Compression,
+    (timestamp_ms, step_ms): (i64, i64),
+) -> bytes::Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(number, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: number as i64,
+            sequence: number as i32 - 1,
+            timestamp: timestamp_ms + step_ms * number as i64,
+            key: key.clone().map(bytes::Bytes::from),
+            value: value.clone().map(bytes::Bytes::from),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: codec,
+    };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
+    buffer.freeze()
+}
