@@ -1,5 +1,6 @@
 //! The little admin the harness needs: make sure the topic exists, and learn which broker
-//! leads each partition so every connection talks to a leader.
+//! leads each partition so every connection talks to a leader; delete what a scenario
+//! wrote (the catch-up backlog).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -8,7 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, TopicName};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use spate_net::client::Client;
 
@@ -80,4 +83,20 @@ pub fn partition_leaders(
         }
     }
     Err(anyhow::anyhow!("no leaders for {topic}")).context("metadata never settled")
+}
+
+/// Deletes `topic`; a topic that does not exist is not an error.
+pub fn delete_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    let mut client = Client::connect(bootstrap, TIMEOUT)?;
+    let request = DeleteTopicsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topic_names(vec![TopicName(StrBytes::from_string(topic.to_string()))]);
+    let response = client.send(4, &request)?;
+    for result in response.responses {
+        if result.error_code != 0 && result.error_code != UNKNOWN_TOPIC_OR_PARTITION {
+            bail!("cannot delete topic {topic}: error {}", result.error_code);
+        }
+    }
+    Ok(())
 }

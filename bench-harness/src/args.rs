@@ -40,6 +40,10 @@ pub struct CommonArgs {
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Also report latency percentiles per interval of this many seconds (e.g. 60 for a
+    /// soak): written as `latency_intervals_us` and drawn in the picture.
+    #[arg(long)]
+    pub interval_percentiles: Option<f64>,
 }
 
 /// Flags of the producing side.
@@ -70,6 +74,10 @@ pub struct ProducerArgs {
     /// Record keys: none, random:N (N distinct keys) or sequential.
     #[arg(long, default_value = "none")]
     pub keys: String,
+    /// Stop once this much record payload was sent in all (e.g. 4GiB, to write a
+    /// backlog); the run then ends before --duration.
+    #[arg(long)]
+    pub total_bytes: Option<String>,
 }
 
 /// Flags of the consuming side.

@@ -23,11 +23,13 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
-use crate::produce::{read_frame, ConnectionPlan};
+use crate::intervals::IntervalHistograms;
+use crate::produce::ConnectionPlan;
 use crate::progress::{LatencyRecorder, Progress};
 use crate::records::{complete_batches, read_stamp, BatchView};
 use crate::report::new_latency_histogram;
 use crate::schedule::StartGate;
+use crate::wire::read_frame;
 
 /// Fetch version the consumer speaks (every broker in scope serves it).
 pub const FETCH_VERSION: i16 = 11;
@@ -75,6 +77,8 @@ pub struct ConsumeSettings {
     pub warmup: Duration,
     /// Read send stamps and record end-to-end latency (the `e2e` command).
     pub read_stamps: bool,
+    /// Keep the reported latency per interval of this length (`--interval-percentiles`).
+    pub interval: Option<Duration>,
 }
 
 /// When a consumer stops.
@@ -129,6 +133,9 @@ pub struct ConsumerResult {
     pub fetch_latency_us: Histogram<u64>,
     /// Produce-to-consume latency, microseconds (end-to-end mode).
     pub end_to_end_us: Histogram<u64>,
+    /// The reported latency (end-to-end in that mode, else the fetch round trip) per
+    /// interval, with `--interval-percentiles`.
+    pub latency_intervals: Option<IntervalHistograms>,
     /// Records read.
     pub records: u64,
     /// Record value bytes read.
@@ -230,11 +237,21 @@ pub fn run_consumer(
     } else {
         (shown, None)
     };
-    let mut fetch_latency = LatencyRecorder::new(fetch_shown);
-    let mut end_to_end = LatencyRecorder::new(end_to_end_shown);
+    let intervals = settings
+        .interval
+        .map(|interval| IntervalHistograms::new(measure_from, interval));
+    let (fetch_intervals, end_to_end_intervals) = if settings.read_stamps {
+        (None, intervals)
+    } else {
+        (intervals, None)
+    };
+    let mut fetch_latency = LatencyRecorder::new(fetch_shown).with_intervals(fetch_intervals);
+    let mut end_to_end =
+        LatencyRecorder::new(end_to_end_shown).with_intervals(end_to_end_intervals);
     let mut result = ConsumerResult {
         fetch_latency_us: new_latency_histogram(),
         end_to_end_us: new_latency_histogram(),
+        latency_intervals: None,
         records: 0,
         value_bytes: 0,
         errors: 0,
@@ -321,7 +338,11 @@ pub fn run_consumer(
         }
         context.progress.add_bytes(read.value_bytes);
         if in_window {
-            fetch_latency.record(received_at.duration_since(sent_at).as_micros() as u64, 1);
+            fetch_latency.record(
+                received_at.duration_since(sent_at).as_micros() as u64,
+                1,
+                received_at,
+            );
         }
         let received_ns = received_at.duration_since(start).as_nanos() as u64;
         let window_ns = (
@@ -329,7 +350,7 @@ pub fn run_consumer(
             (settings.warmup + settings.duration).as_nanos() as u64,
         );
         let counted = if settings.read_stamps {
-            read.stamped_in(window_ns, received_ns, &mut end_to_end)
+            read.stamped_in(window_ns, (received_ns, received_at), &mut end_to_end)
         } else if in_window {
             (read.records, read.value_bytes)
         } else {
@@ -353,6 +374,7 @@ pub fn run_consumer(
     result.fetch_latency_us = fetch_latency.total;
     end_to_end.flush();
     result.end_to_end_us = end_to_end.total;
+    result.latency_intervals = fetch_latency.intervals.or(end_to_end.intervals);
     result.finished_at = Instant::now();
     Ok(result)
 }
@@ -393,7 +415,7 @@ impl Tally {
     fn stamped_in(
         &mut self,
         (from_ns, until_ns): (u64, u64),
-        received_ns: u64,
+        (received_ns, received_at): (u64, Instant),
         end_to_end: &mut LatencyRecorder,
     ) -> (u64, u64) {
         let mut counted = (0, 0);
@@ -402,7 +424,7 @@ impl Tally {
                 continue;
             }
             let latency_us = received_ns.saturating_sub(stamp) / 1000;
-            end_to_end.record(latency_us, 1);
+            end_to_end.record(latency_us, 1, received_at);
             counted.0 += 1;
             counted.1 += bytes;
         }

@@ -1,21 +1,26 @@
 //! `spate-bench`: load and latency measurement against any Kafka-compatible broker, beside
 //! the machine's own limits.
 //!
-//! A tour. The load commands (`produce`, `consume`, `e2e`) take their flags from [`args`]
-//! and are run by [`run`], which starts the actors: [`produce`] (one connection, a bounded
-//! window of pre-encoded requests from [`workload`], sent on a [`schedule`]) and [`consume`]
+//! A tour. The load commands (`produce`, `consume`, `e2e`, `soak`) take their flags from
+//! [`args`] and are run by [`run`], which starts the actors: [`produce`] (generator threads,
+//! each a glommio executor with one task per connection, a bounded window of pre-encoded
+//! requests from [`workload`] per connection, sent on a [`schedule`]) and [`consume`]
 //! (one connection, Fetch v11, batches walked in place by [`records`]). Actors report to
 //! [`progress`] (the line on stderr) and return HdrHistograms that [`report`] turns into the
 //! JSON result; [`svg`] draws it. [`admin`] creates topics and finds leaders, [`cpu`] reads
-//! the broker's CPU time. [`limits`] measures the disk and loopback TCP, [`sink`] is a
+//! the broker's CPU time; [`intervals`] keeps percentiles per minute for a soak, and
+//! [`catchup`] writes, drops from the page cache and reads back a large backlog. [`wire`]
+//! frames Kafka requests on the sockets. [`limits`] measures the disk and loopback TCP, [`sink`] is a
 //! broker that discards (the generator's own ceiling), [`compare`] puts two results side by
 //! side, and [`suite`] runs the standard scenarios and writes a summary.
 
 mod admin;
 mod args;
+mod catchup;
 mod compare;
 mod consume;
 mod cpu;
+mod intervals;
 mod limits;
 mod produce;
 mod progress;
@@ -26,6 +31,7 @@ mod schedule;
 mod sink;
 mod suite;
 mod svg;
+mod wire;
 mod workload;
 
 use std::path::PathBuf;
@@ -53,6 +59,11 @@ enum Command {
     Consume(args::ConsumeCommand),
     /// Produce and consume at once and measure produce-to-consume latency.
     E2e(args::EndToEndCommand),
+    /// A long produce run with latency percentiles per interval: `produce` with
+    /// `--interval-percentiles 60` unless given.
+    Soak(args::ProduceCommand),
+    /// Write a large backlog, drop the page cache, read it all from offset 0, delete it.
+    Catchup(catchup::CatchupArgs),
     /// Measure the machine's limits: O_DIRECT disk bandwidth and loopback TCP.
     Limits(limits::LimitsArgs),
     /// Print two JSON results side by side, with ratios B/A.
@@ -87,6 +98,12 @@ fn main() {
         Command::E2e(command) => {
             run::run_e2e(&command).and_then(|result| emit(&result, &command.common))
         }
+        Command::Soak(mut command) => {
+            command.common.interval_percentiles =
+                command.common.interval_percentiles.or(Some(60.0));
+            run::run_produce(&command).and_then(|result| emit(&result, &command.common))
+        }
+        Command::Catchup(args) => catchup::run(&args).map(|_| ()),
         Command::Limits(args) => limits::run(&args).map(|_| ()),
         Command::Compare { a, b, svg, labels } => compare::run(&a, &b, svg.as_deref(), &labels),
         Command::Suite(args) => suite::run(&args),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::intervals::IntervalHistograms;
 use crate::report::new_latency_histogram;
 
 /// How often an actor folds its recent latencies into the shared histogram.
@@ -83,10 +84,13 @@ impl Progress {
     }
 }
 
-/// An actor's latency recorder: the run's histogram plus the part not yet shown.
+/// An actor's latency recorder: the run's histogram, the part not yet shown, and with
+/// `--interval-percentiles` one histogram per interval.
 pub struct LatencyRecorder {
     /// Everything recorded in the measurement window.
     pub total: Histogram<u64>,
+    /// The same samples, per interval, when the run asked for it.
+    pub intervals: Option<IntervalHistograms>,
     recent: Histogram<u64>,
     last_merge: Instant,
     progress: Option<Arc<Progress>>,
@@ -97,18 +101,28 @@ impl LatencyRecorder {
     pub fn new(progress: Option<Arc<Progress>>) -> LatencyRecorder {
         LatencyRecorder {
             total: new_latency_histogram(),
+            intervals: None,
             recent: new_latency_histogram(),
             last_merge: Instant::now(),
             progress,
         }
     }
 
-    /// Records `count` samples of `latency_us`.
-    pub fn record(&mut self, latency_us: u64, count: u64) {
+    /// Also keeps a histogram per interval (`None`: no intervals).
+    pub fn with_intervals(mut self, intervals: Option<IntervalHistograms>) -> LatencyRecorder {
+        self.intervals = intervals;
+        self
+    }
+
+    /// Records `count` samples of `latency_us` that completed at `at`.
+    pub fn record(&mut self, latency_us: u64, count: u64, at: Instant) {
         let latency_us = latency_us.max(1);
         self.total.saturating_record_n(latency_us, count);
         self.recent.saturating_record_n(latency_us, count);
-        if self.last_merge.elapsed() >= MERGE_EVERY {
+        if let Some(intervals) = &mut self.intervals {
+            intervals.record(at, latency_us, count);
+        }
+        if at.saturating_duration_since(self.last_merge) >= MERGE_EVERY {
             self.flush();
         }
     }

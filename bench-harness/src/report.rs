@@ -4,6 +4,9 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::catchup::CatchupFacts;
+use crate::intervals::LatencyIntervals;
+
 /// Latencies from 1 us to 10 minutes at 3 significant digits; larger values are clamped
 /// (and would show as a 10-minute max, which no run should come near).
 pub fn new_latency_histogram() -> Histogram<u64> {
@@ -117,7 +120,7 @@ impl HostFacts {
 /// One run's result.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
-    /// Which command produced it: `produce`, `consume` or `e2e`.
+    /// Which command produced it: `produce`, `consume`, `e2e` or `catchup`.
     pub scenario: String,
     /// The parameters, as given.
     pub parameters: serde_json::Value,
@@ -146,6 +149,9 @@ pub struct RunResult {
     pub broker_cpu_s: Option<f64>,
     /// Throughput per one-second bucket of the measurement window, MB/s.
     pub series_mb_s: Vec<f64>,
+    /// With `--interval-percentiles`: `latency_us` per interval (a soak's minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_intervals_us: Option<LatencyIntervals>,
     /// (percentile, microseconds) of `latency_us`, for the picture.
     pub latency_spectrum_us: Vec<(f64, u64)>,
     /// The machine's limits, when the suite measured them in the same run.
@@ -154,6 +160,9 @@ pub struct RunResult {
     /// The command line that produced it, when the suite ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// For `catchup`: the backlog, the page cache, and the read beside the disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catchup: Option<CatchupFacts>,
 }
 
 impl RunResult {
@@ -181,6 +190,48 @@ impl RunResult {
         }
         if let Some(cpu) = self.broker_cpu_s_per_gib {
             text.push_str(&format!("\nbroker CPU: {cpu:.3} s/GiB"));
+        }
+        if let Some(intervals) = &self.latency_intervals_us {
+            text.push_str(&format!(
+                "\nper {} s: start_s MB/s p50 p99 p99.9 p99.99 max (us)",
+                intervals.interval_s
+            ));
+            for interval in &intervals.intervals {
+                let latency = &interval.latency_us;
+                text.push_str(&format!(
+                    "\n  {:6.0} {:8.1} {} {} {} {} {}",
+                    interval.start_s,
+                    interval.throughput_mb_s,
+                    latency.p50,
+                    latency.p99,
+                    latency.p999,
+                    latency.p9999,
+                    latency.max
+                ));
+            }
+        }
+        if let Some(facts) = &self.catchup {
+            text.push_str(&format!(
+                "\ncatch-up: read {} records ({:.2} GB backlog, written at {:.1} MB/s) in {:.1} s; page cache {}",
+                facts.records_read,
+                facts.backlog_bytes as f64 / 1e9,
+                facts.write_mb_s,
+                facts.read_s,
+                if facts.page_cache_dropped {
+                    "dropped".to_string()
+                } else {
+                    format!(
+                        "NOT dropped ({})",
+                        facts.page_cache_note.as_deref().unwrap_or("?")
+                    )
+                }
+            ));
+            if let Some(share) = facts.share_of_direct_read {
+                text.push_str(&format!(
+                    "\ncatch-up read = {:.1}% of the O_DIRECT read bandwidth measured in the same run",
+                    share * 100.0
+                ));
+            }
         }
         text
     }
@@ -215,9 +266,11 @@ pub(crate) mod tests {
             broker_cpu_s_per_gib: Some(0.5),
             broker_cpu_s: Some(0.47),
             series_mb_s: vec![90.0, 100.0, 110.0],
+            latency_intervals_us: None,
             latency_spectrum_us: spectrum(&histogram),
             limits: None,
             command: None,
+            catchup: None,
         }
     }
 

@@ -18,7 +18,10 @@ use crate::consume::{
     self, ConsumeSettings, ConsumerContext, ConsumerResult, Drain, StartFrom, StopRule,
 };
 use crate::cpu;
-use crate::produce::{self, ConnectionPlan, ConnectionResult, ProduceSettings};
+use crate::intervals::{IntervalHistograms, INTERVALS_MAX};
+use crate::produce::{
+    self, ConnectionLoad, ConnectionPlan, GeneratorPlan, GeneratorResult, ProduceSettings,
+};
 use crate::progress::Progress;
 use crate::report::{new_latency_histogram, spectrum, HostFacts, Percentiles, RunResult};
 use crate::schedule::StartGate;
@@ -30,20 +33,34 @@ pub fn run_produce(command: &ProduceCommand) -> anyhow::Result<RunResult> {
     pin_to(&common.cpus)?;
     let settings = produce_settings(common, &command.producer, false)?;
     let plans = connect_plans(common, command.producer.producers)?;
-    let rate = records_per_s(&command.producer)?;
+    let load = ProduceLoad::from_args(&command.producer)?;
     let progress = Progress::new();
-    let gate = StartGate::new(plans.len());
+    let gate = StartGate::new(produce::generator_threads(&common.cpus, plans.len()));
     let actors = Actors {
         progress: &progress,
         gate: &gate,
+        cpus: &common.cpus,
     };
     let (results, clock) = std::thread::scope(|scope| {
-        let handles = spawn_producers(scope, &plans, &settings, rate, &actors);
+        let handles = spawn_producers(scope, &plans, &settings, &load, &actors);
         let clock = gate.open(|| Clock::begin(common, "ack", &progress));
         (join_all(handles), clock)
     });
-    let broker_cpu_s = clock.finish(None)?;
     let totals = ProducerTotals::fold(results?)?;
+    // With --total-bytes the run ends when the budget is spent; the window is what it took.
+    let ended_early = load
+        .total_bytes
+        .is_some()
+        .then_some(totals.finished_at)
+        .filter(|&finished| finished < clock.stop_at);
+    let measured_s = match ended_early {
+        Some(end) => end
+            .saturating_duration_since(clock.measure_from)
+            .as_secs_f64()
+            .max(1e-3),
+        None => common.duration,
+    };
+    let broker_cpu_s = clock.finish(ended_early)?;
     let series = totals
         .series_records
         .iter()
@@ -52,10 +69,11 @@ pub fn run_produce(command: &ProduceCommand) -> anyhow::Result<RunResult> {
     Ok(finish_result(ResultParts {
         scenario: "produce",
         parameters: serde_json::to_value(command)?,
-        measured_s: common.duration,
+        measured_s,
         payload_bytes,
         records: totals.records,
         latency: &totals.latency,
+        latency_intervals: totals.intervals.as_ref(),
         produce_latency: None,
         errors: totals.errors,
         broker_cpu_s,
@@ -90,6 +108,7 @@ pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
     let actors = Actors {
         progress: &progress,
         gate: &gate,
+        cpus: &common.cpus,
     };
     let (results, clock) = std::thread::scope(|scope| {
         let handles = spawn_consumers(scope, &plans, starts, (&settings, &stop), &actors);
@@ -107,7 +126,7 @@ pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
         _ => common.duration,
     };
     let broker_cpu_s = clock.finish(last_finish.filter(|_| command.until_caught_up))?;
-    let totals = ConsumerTotals::fold(&results)?;
+    let totals = ConsumerTotals::fold(results)?;
     Ok(finish_result(ResultParts {
         scenario: "consume",
         parameters: serde_json::to_value(command)?,
@@ -115,6 +134,7 @@ pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
         payload_bytes: totals.value_bytes as f64,
         records: totals.records,
         latency: &totals.fetch_latency,
+        latency_intervals: totals.intervals.as_ref(),
         produce_latency: None,
         errors: totals.errors,
         broker_cpu_s,
@@ -146,12 +166,15 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let drain = Drain::new();
     let stop = StopRule::Drain(drain.clone());
-    let rate = records_per_s(&command.producer)?;
+    let load = ProduceLoad::from_args(&command.producer)?;
     let progress = Progress::new();
-    let gate = StartGate::new(consumer_plans.len() + producer_plans.len());
+    let gate = StartGate::new(
+        consumer_plans.len() + produce::generator_threads(&common.cpus, producer_plans.len()),
+    );
     let actors = Actors {
         progress: &progress,
         gate: &gate,
+        cpus: &common.cpus,
     };
     let (producer_results, consumer_results, clock) = std::thread::scope(|scope| {
         let consumers = spawn_consumers(
@@ -161,7 +184,7 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
             (&consume_settings, &stop),
             &actors,
         );
-        let producers = spawn_producers(scope, &producer_plans, &produce_settings, rate, &actors);
+        let producers = spawn_producers(scope, &producer_plans, &produce_settings, &load, &actors);
         let clock = gate.open(|| Clock::begin(common, "end-to-end", &progress));
         let producer_results = join_all(producers);
         let acknowledged = producer_results.as_ref().map_or(0, |results| {
@@ -182,7 +205,7 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
     });
     let broker_cpu_s = clock.finish(None)?;
     let producers = ProducerTotals::fold(producer_results?)?;
-    let consumers = ConsumerTotals::fold(&consumer_results?)?;
+    let consumers = ConsumerTotals::fold(consumer_results?)?;
     let unread = producers.records.saturating_sub(drain.consumed());
     if unread > 0 {
         eprintln!("spate-bench: {unread} acknowledged records were not consumed before the drain deadline");
@@ -194,6 +217,7 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
         payload_bytes: consumers.value_bytes as f64,
         records: consumers.records,
         latency: &consumers.end_to_end,
+        latency_intervals: consumers.intervals.as_ref(),
         produce_latency: Some(&producers.latency),
         errors: producers.errors + consumers.errors + unread,
         broker_cpu_s,
@@ -310,6 +334,7 @@ fn produce_settings(
     if stamp_records && acks == 0 {
         bail!("e2e needs acks 1 or all, to know how many records to wait for");
     }
+    let interval = interval_of(common)?;
     Ok(ProduceSettings {
         topic: common.topic.clone(),
         acks,
@@ -320,10 +345,10 @@ fn produce_settings(
             keys: Keys::parse(&producer.keys)?,
         },
         max_in_flight: producer.max_in_flight,
-        requests_per_s: None,
         duration: Duration::from_secs_f64(common.duration),
         warmup: Duration::from_secs_f64(common.warmup),
         stamp_records,
+        interval,
     })
 }
 
@@ -341,7 +366,24 @@ fn consume_settings(
         duration: Duration::from_secs_f64(common.duration),
         warmup: Duration::from_secs_f64(common.warmup),
         read_stamps,
+        // Checked by the producing side where it applies; a consumer alone gets None for
+        // an invalid value rather than a second error path.
+        interval: interval_of(common).ok().flatten(),
     }
+}
+
+/// `--interval-percentiles` as a duration, checked against the run's length.
+fn interval_of(common: &CommonArgs) -> anyhow::Result<Option<Duration>> {
+    let Some(seconds) = common.interval_percentiles else {
+        return Ok(None);
+    };
+    if seconds.is_nan() || seconds < 1.0 {
+        bail!("--interval-percentiles must be at least 1 second");
+    }
+    if common.duration / seconds > INTERVALS_MAX as f64 {
+        bail!("--interval-percentiles {seconds} would make more than {INTERVALS_MAX} intervals");
+    }
+    Ok(Some(Duration::from_secs_f64(seconds)))
 }
 
 /// Creates the topic if needed and spreads its partitions over `connections`.
@@ -356,42 +398,86 @@ fn connect_plans(common: &CommonArgs, connections: usize) -> anyhow::Result<Vec<
 
 type Handles<'scope, T> = Vec<std::thread::ScopedJoinHandle<'scope, anyhow::Result<T>>>;
 
-/// What every actor shares: the progress line and the start gate.
+/// What every actor shares: the progress line, the start gate, the generator's CPUs.
 struct Actors<'a> {
     progress: &'a Arc<Progress>,
     gate: &'a StartGate,
+    cpus: &'a [usize],
 }
 
-/// `--rate` as records per second for the whole run, if given.
-fn records_per_s(producer: &ProducerArgs) -> anyhow::Result<Option<f64>> {
-    producer
-        .rate
-        .as_deref()
-        .map(|rate| parse_rate(rate, producer.record_size))
-        .transpose()
+/// The producers' load for the whole run: `--rate` and `--total-bytes`.
+struct ProduceLoad {
+    records_per_s: Option<f64>,
+    total_bytes: Option<u64>,
 }
 
+impl ProduceLoad {
+    fn from_args(producer: &ProducerArgs) -> anyhow::Result<ProduceLoad> {
+        Ok(ProduceLoad {
+            records_per_s: producer
+                .rate
+                .as_deref()
+                .map(|rate| parse_rate(rate, producer.record_size))
+                .transpose()?,
+            total_bytes: producer
+                .total_bytes
+                .as_deref()
+                .map(parse_bytes)
+                .transpose()?,
+        })
+    }
+
+    /// One connection's share, for a connection writing `partitions` partitions, the
+    /// `index`th of `connections`.
+    fn share(
+        &self,
+        shape: &BatchShape,
+        partitions: usize,
+        (index, connections): (usize, usize),
+    ) -> ConnectionLoad {
+        let records_per_request = (shape.records_per_batch * partitions) as f64;
+        let request_bytes = records_per_request * shape.record_size as f64;
+        ConnectionLoad {
+            requests_per_s: self
+                .records_per_s
+                .map(|rate| rate / connections as f64 / records_per_request),
+            phase: index as f64 / connections as f64,
+            requests_max: self.total_bytes.map(|bytes| {
+                (bytes as f64 / connections as f64 / request_bytes)
+                    .ceil()
+                    .max(1.0) as u64
+            }),
+        }
+    }
+}
+
+/// Starts the generator threads, one per CPU of `--cpus` (or one), each driving its share
+/// of the connections from one glommio executor.
 fn spawn_producers<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     plans: &'scope [ConnectionPlan],
-    settings: &ProduceSettings,
-    records_per_s: Option<f64>,
+    settings: &'scope ProduceSettings,
+    load: &ProduceLoad,
     actors: &Actors<'scope>,
-) -> Handles<'scope, ConnectionResult> {
-    plans
-        .iter()
-        .enumerate()
-        .map(|(index, plan)| {
-            let mut settings = settings.clone();
-            settings.requests_per_s = records_per_s.map(|rate| {
-                let records_per_request =
-                    (settings.shape.records_per_batch * plan.partitions.len()) as f64;
-                rate / plans.len() as f64 / records_per_request
-            });
+) -> Handles<'scope, GeneratorResult> {
+    let threads = produce::generator_threads(actors.cpus, plans.len());
+    let mut generators: Vec<GeneratorPlan<'scope>> = (0..threads)
+        .map(|thread| GeneratorPlan {
+            cpu: actors.cpus.get(thread).copied(),
+            connections: Vec::new(),
+        })
+        .collect();
+    for (index, plan) in plans.iter().enumerate() {
+        let share = load.share(&settings.shape, plan.partitions.len(), (index, plans.len()));
+        generators[index % threads]
+            .connections
+            .push((plan, share, index as u64 + 1));
+    }
+    generators
+        .into_iter()
+        .map(|generator| {
             let (progress, gate) = (actors.progress, actors.gate);
-            scope.spawn(move || {
-                produce::run_connection(plan, &settings, index as u64 + 1, progress, gate)
-            })
+            scope.spawn(move || produce::run_generator(generator, settings, progress, gate))
         })
         .collect()
 }
@@ -431,32 +517,55 @@ fn join_all<T>(handles: Handles<'_, T>) -> anyhow::Result<Vec<T>> {
 
 struct ProducerTotals {
     latency: Histogram<u64>,
+    intervals: Option<IntervalHistograms>,
     records: u64,
     errors: u64,
     series_records: Vec<u64>,
+    finished_at: Instant,
 }
 
 impl ProducerTotals {
-    fn fold(results: Vec<ConnectionResult>) -> anyhow::Result<ProducerTotals> {
+    fn fold(results: Vec<GeneratorResult>) -> anyhow::Result<ProducerTotals> {
         let mut totals = ProducerTotals {
             latency: new_latency_histogram(),
+            intervals: None,
             records: 0,
             errors: 0,
             series_records: Vec::new(),
+            finished_at: Instant::now(),
         };
+        let mut finished = Vec::new();
         for result in results {
             totals.latency.add(&result.latency_us)?;
+            add_intervals(&mut totals.intervals, result.latency_intervals)?;
             totals.records += result.records_acked;
             totals.errors += result.errors;
             add_series(&mut totals.series_records, &result.records_per_second);
+            finished.push(result.finished_at);
+        }
+        if let Some(last) = finished.into_iter().max() {
+            totals.finished_at = last;
         }
         Ok(totals)
     }
 }
 
+fn add_intervals(
+    total: &mut Option<IntervalHistograms>,
+    one: Option<IntervalHistograms>,
+) -> anyhow::Result<()> {
+    match (total.as_mut(), one) {
+        (Some(total), Some(one)) => total.add(&one)?,
+        (None, Some(one)) => *total = Some(one),
+        (_, None) => {}
+    }
+    Ok(())
+}
+
 struct ConsumerTotals {
     fetch_latency: Histogram<u64>,
     end_to_end: Histogram<u64>,
+    intervals: Option<IntervalHistograms>,
     records: u64,
     value_bytes: u64,
     errors: u64,
@@ -464,10 +573,11 @@ struct ConsumerTotals {
 }
 
 impl ConsumerTotals {
-    fn fold(results: &[ConsumerResult]) -> anyhow::Result<ConsumerTotals> {
+    fn fold(results: Vec<ConsumerResult>) -> anyhow::Result<ConsumerTotals> {
         let mut totals = ConsumerTotals {
             fetch_latency: new_latency_histogram(),
             end_to_end: new_latency_histogram(),
+            intervals: None,
             records: 0,
             value_bytes: 0,
             errors: 0,
@@ -476,6 +586,7 @@ impl ConsumerTotals {
         for result in results {
             totals.fetch_latency.add(&result.fetch_latency_us)?;
             totals.end_to_end.add(&result.end_to_end_us)?;
+            add_intervals(&mut totals.intervals, result.latency_intervals)?;
             totals.records += result.records;
             totals.value_bytes += result.value_bytes;
             totals.errors += result.errors;
@@ -501,6 +612,7 @@ struct ResultParts<'a> {
     payload_bytes: f64,
     records: u64,
     latency: &'a Histogram<u64>,
+    latency_intervals: Option<&'a IntervalHistograms>,
     produce_latency: Option<&'a Histogram<u64>>,
     errors: u64,
     broker_cpu_s: Option<f64>,
@@ -524,10 +636,14 @@ fn finish_result(parts: ResultParts<'_>) -> RunResult {
             .filter(|_| gib > 0.0)
             .map(|cpu| cpu / gib),
         broker_cpu_s: parts.broker_cpu_s,
+        latency_intervals_us: parts
+            .latency_intervals
+            .map(|intervals| intervals.summarize(parts.measured_s, &parts.series_mb_s)),
         series_mb_s: parts.series_mb_s,
         latency_spectrum_us: spectrum(parts.latency),
         limits: None,
         command: None,
+        catchup: None,
     }
 }
 
@@ -581,6 +697,31 @@ pub fn parse_rate(rate: &str, record_size: usize) -> anyhow::Result<f64> {
     Ok(value)
 }
 
+/// Bytes from a count (4294967296) or with a unit (4GiB, 512MiB, 2GB, 100MB).
+pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let units: [(&str, f64); 6] = [
+        ("GiB", (1u64 << 30) as f64),
+        ("MiB", (1u64 << 20) as f64),
+        ("KiB", 1024.0),
+        ("GB", 1e9),
+        ("MB", 1e6),
+        ("KB", 1e3),
+    ];
+    let (number, scale) = units
+        .iter()
+        .find_map(|(unit, scale)| text.strip_suffix(unit).map(|number| (number, *scale)))
+        .unwrap_or((text, 1.0));
+    let value = number
+        .trim()
+        .parse::<f64>()
+        .with_context(|| format!("{text:?} is not a size (e.g. 4GiB, 512MiB, 1000000)"))?
+        * scale;
+    if value.is_nan() || value < 1.0 {
+        bail!("a size must be at least one byte, not {text:?}");
+    }
+    Ok(value as u64)
+}
+
 /// Pins the calling thread (and the threads it starts later) to `cpus`.
 pub fn pin_to(cpus: &[usize]) -> anyhow::Result<()> {
     if cpus.is_empty() {
@@ -612,6 +753,35 @@ mod tests {
         assert_eq!(parse_rate("100MB/s", 1000).unwrap(), 100_000.0);
         assert!(parse_rate("0", 10).is_err());
         assert!(parse_rate("fast", 10).is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("4GiB").unwrap(), 4 << 30);
+        assert_eq!(parse_bytes("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn load_is_shared_over_connections() {
+        let shape = BatchShape {
+            record_size: 1000,
+            records_per_batch: 10,
+            compression: kafka_protocol::records::Compression::None,
+            keys: Keys::None,
+        };
+        let load = ProduceLoad {
+            records_per_s: Some(100_000.0),
+            total_bytes: Some(1_000_000),
+        };
+        // 4 connections of 2 partitions: 20 records (20 kB) per request.
+        let share = load.share(&shape, 2, (1, 4));
+        assert_eq!(share.requests_per_s, Some(1250.0));
+        assert_eq!(share.phase, 0.25);
+        assert_eq!(share.requests_max, Some(13)); // 250 kB / 20 kB, rounded up
     }
 
     #[test]

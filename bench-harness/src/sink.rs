@@ -4,15 +4,20 @@
 //!
 //! It answers just what the harness sends: CreateTopics, Metadata (itself as the leader of
 //! every partition), Produce (success, or silence for acks=0), ListOffsets (offset 0) and
-//! Fetch (empty). One thread per connection.
+//! Fetch (empty). Like the generator it is event-driven: one glommio executor on one
+//! thread, one task per connection, so a thousand connections measure the generator and
+//! not a thousand sink threads.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
+use glommio::{LocalExecutorBuilder, Placement};
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
 use kafka_protocol::messages::list_offsets_response::{
@@ -28,8 +33,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::produce::read_frame;
 use crate::run::pin_to;
+use crate::wire::FrameBuffer;
 
 /// Flags of `spate-bench sink`.
 #[derive(clap::Args, Clone, Debug)]
@@ -42,8 +47,13 @@ pub struct SinkArgs {
     pub cpus: Vec<usize>,
 }
 
-/// Partition counts of the topics created so far (default 1).
-type Topics = Arc<Mutex<HashMap<String, i32>>>;
+/// Partition counts of the topics created so far (default 1). Owned by the sink's one
+/// executor thread.
+type Topics = Rc<RefCell<HashMap<String, i32>>>;
+
+/// Receive buffer per connection: room for a 64 KiB produce request and the next one's
+/// start (it grows for larger requests). A thousand connections hold 128 MiB.
+const RECEIVE_BUFFER_BYTES: usize = 128 << 10;
 
 /// Serves until killed.
 pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
@@ -54,31 +64,41 @@ pub fn run(args: &SinkArgs) -> anyhow::Result<()> {
     serve(listener)
 }
 
-/// Accepts connections on `listener` forever, one thread each.
+/// Accepts connections on `listener` forever, one task each, on the calling thread.
 pub fn serve(listener: TcpListener) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
-    let topics: Topics = Arc::default();
-    for stream in listener.incoming() {
-        let stream = stream?;
-        let topics = topics.clone();
-        std::thread::spawn(move || {
-            // A connection ends when the client hangs up; nothing to report.
-            let _ = serve_connection(stream, address, &topics);
-        });
-    }
-    Ok(())
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("spate-bench-sink")
+        .io_memory(1 << 20)
+        .ring_depth(1024)
+        .make()
+        .map_err(|error| anyhow::anyhow!("cannot start the sink's executor: {error}"))?;
+    executor.run(async move {
+        // SAFETY: the descriptor comes from a listener we own and give up here.
+        let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+        let topics: Topics = Rc::default();
+        loop {
+            let stream = listener.accept().await.map_err(std::io::Error::from)?;
+            let topics = topics.clone();
+            glommio::spawn_local(async move {
+                // A connection ends when the client hangs up; nothing to report.
+                let _ = serve_connection(stream, address, &topics).await;
+            })
+            .detach();
+        }
+    })
 }
 
-fn serve_connection(
-    mut stream: TcpStream,
+async fn serve_connection(
+    mut stream: glommio::net::TcpStream,
     address: SocketAddr,
     topics: &Topics,
 ) -> anyhow::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut frame = Vec::new();
+    stream.set_nodelay(true).map_err(std::io::Error::from)?;
+    let mut buffer = FrameBuffer::new(RECEIVE_BUFFER_BYTES);
     loop {
-        read_frame(&mut stream, &mut frame)?;
-        let request = spate_net::Request::decode_header(Bytes::from(std::mem::take(&mut frame)))?;
+        let frame = Bytes::copy_from_slice(buffer.next_frame(&mut stream).await?);
+        let request = spate_net::Request::decode_header(frame)?;
         let Some(response) = answer(&request.decode_body()?, address, topics) else {
             continue; // acks=0
         };
@@ -88,16 +108,12 @@ fn serve_connection(
             request.header.correlation_id,
             &response,
         )?;
-        stream.write_all(&encoded)?;
+        stream.write_all(&encoded).await?;
     }
 }
 
 fn answer(request: &RequestKind, address: SocketAddr, topics: &Topics) -> Option<ResponseKind> {
-    let partitions_of = |name: &str| {
-        topics
-            .lock()
-            .map_or(1, |topics| topics.get(name).copied().unwrap_or(1))
-    };
+    let partitions_of = |name: &str| topics.borrow().get(name).copied().unwrap_or(1);
     Some(match request {
         RequestKind::Produce(produce) => {
             if produce.acks == 0 {
@@ -127,10 +143,9 @@ fn answer(request: &RequestKind, address: SocketAddr, topics: &Topics) -> Option
             )
         }
         RequestKind::CreateTopics(create) => {
-            if let Ok(mut known) = topics.lock() {
-                for topic in &create.topics {
-                    known.insert(topic.name.to_string(), topic.num_partitions.max(1));
-                }
+            let mut known = topics.borrow_mut();
+            for topic in &create.topics {
+                known.insert(topic.name.to_string(), topic.num_partitions.max(1));
             }
             ResponseKind::CreateTopics(
                 CreateTopicsResponse::default().with_topics(

@@ -6,9 +6,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
+use spate_net::records::{encode_batch as encode_records, now_ms, plain_record};
 
 /// Produce request version used by the generator (every broker in scope serves it).
 pub const PRODUCE_VERSION: i16 = 7;
@@ -54,8 +53,11 @@ impl Keys {
     }
 }
 
-/// Encodes one record batch of `shape`. Values are pseudo-random bytes (so compression
-/// has realistic work); keys are 16 printable bytes when `shape.keys` asks for them.
+/// Encodes one record batch of `shape` with the shared builder ([`spate_net::records`]).
+/// Values are pseudo-random bytes (so compression has realistic work); keys are 16
+/// printable bytes when `shape.keys` asks for them. Every record carries the wall-clock
+/// time of encoding (a batch is encoded once and sent for the whole run), so brokers that
+/// enforce time-based retention keep what the run writes.
 pub fn encode_batch(shape: &BatchShape, seed: u64) -> anyhow::Result<Bytes> {
     let mut state = seed | 1;
     let mut next_random = move || {
@@ -65,7 +67,8 @@ pub fn encode_batch(shape: &BatchShape, seed: u64) -> anyhow::Result<Bytes> {
         state ^= state << 17;
         state
     };
-    let records: Vec<Record> = (0..shape.records_per_batch)
+    let timestamp_ms = now_ms();
+    let records: Vec<_> = (0..shape.records_per_batch)
         .map(|index| {
             let key = match shape.keys {
                 Keys::None => None,
@@ -77,34 +80,10 @@ pub fn encode_batch(shape: &BatchShape, seed: u64) -> anyhow::Result<Bytes> {
                 // Printable bytes, so compressed codecs see text-like data.
                 .map(|_| b'a' + (next_random() % 26) as u8)
                 .collect();
-            Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: index as i64,
-                // The encoder starts a new batch whenever offset - sequence changes.
-                sequence: index as i32,
-                timestamp: 0,
-                key,
-                value: Some(Bytes::from(value)),
-                headers: Default::default(),
-                delete_horizon: false,
-            }
+            plain_record(index, key, Some(Bytes::from(value)), timestamp_ms)
         })
         .collect();
-    let mut buffer = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buffer,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: shape.compression,
-        },
-    )?;
-    Ok(buffer.freeze())
+    Ok(encode_records(&records, shape.compression)?.freeze())
 }
 
 /// A produce request frame for `partitions` of `topic`, each carrying `batch`.
