@@ -5,7 +5,9 @@
 //! The scenarios: max throughput; latency at 10, 50 and 90% of that maximum (open loop);
 //! many producers (1, 10, 100 and, without `--quick`, 1000 connections) at half the maximum;
 //! keyed traffic over many partitions (100 with `--quick`, else 1000); end-to-end at half
-//! the maximum.
+//! the maximum; and, without `--quick` (or when `--only` names them), a catch-up read of a
+//! large backlog from a cold page cache and a soak at half the maximum with percentiles per
+//! minute.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -64,10 +66,16 @@ pub struct SuiteArgs {
     /// (latency-at-N% and the half-load scenarios are fractions of it).
     #[arg(long)]
     pub max_records_per_s: Option<f64>,
+    /// Backlog the catch-up scenario writes and reads back.
+    #[arg(long, default_value = "4GiB")]
+    pub catchup_backlog: String,
+    /// Measured seconds of the soak (percentiles per minute).
+    #[arg(long, default_value_t = 600.0)]
+    pub soak_duration: f64,
 }
 
 /// Every scenario, in the order they run and are listed.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 13] = [
     "max-throughput",
     "latency-at-10pct",
     "latency-at-50pct",
@@ -79,6 +87,8 @@ const SCENARIOS: [&str; 11] = [
     "keyed-100-partitions",
     "keyed-1000-partitions",
     "end-to-end",
+    "catch-up",
+    "soak",
 ];
 
 /// One scenario's outcome, for the summary: a result, or why it failed.
@@ -155,6 +165,20 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
         "e2e",
         &format!("--partitions {partitions} --producers {partitions} --consumers 1 --rate {half} --fetch-max-wait-ms 10"),
     )?;
+    // The long scenarios run in a full suite, or in a quick one when named.
+    let named = |name: &str| args.only.iter().any(|only| only == name);
+    if !args.quick || named("catch-up") {
+        suite.catch_up()?;
+    }
+    if !args.quick || named("soak") {
+        suite.scenario(
+            "soak",
+            "produce",
+            &format!(
+                "--partitions {partitions} --producers {partitions} --rate {half} --interval-percentiles 60"
+            ),
+        )?;
+    }
     let summary = suite.summary();
     std::fs::write(args.out.join("summary.md"), &summary)?;
     println!("{summary}");
@@ -182,6 +206,7 @@ impl Suite<'_> {
             return Ok(None);
         }
         let (duration, warmup) = match (args.duration, args.quick) {
+            _ if name == "soak" => (args.soak_duration, 3.0),
             (Some(duration), _) => (duration, (duration / 5.0).clamp(1.0, 3.0)),
             (None, true) => (5.0, 1.0),
             (None, false) => (15.0, 3.0),
@@ -209,7 +234,13 @@ impl Suite<'_> {
             .map(String::from)
             .collect();
         let mut runs = Vec::new();
-        for _ in 0..args.repeat.max(1) {
+        // A soak is long by design: once.
+        let repeat = if name == "soak" {
+            1
+        } else {
+            args.repeat.max(1)
+        };
+        for _ in 0..repeat {
             let outcome = match kind {
                 "e2e" => crate::run::run_e2e(&parse_words::<EndToEndCommand>(&words)?),
                 _ => crate::run::run_produce(&parse_words::<ProduceCommand>(&words)?),
@@ -234,6 +265,11 @@ impl Suite<'_> {
         let mut result = runs.swap_remove(runs.len() / 2);
         result.limits = self.limits.map(serde_json::to_value).transpose()?;
         result.command = Some(format!("spate-bench {command}"));
+        self.keep(name, result)
+    }
+
+    /// Writes a scenario's JSON and picture and adds its row.
+    fn keep(&mut self, name: &str, result: RunResult) -> anyhow::Result<Option<RunResult>> {
         result.write_json(&self.args.out.join(format!("{name}.json")))?;
         crate::svg::write_many(
             &[(&self.args.label, &result)],
@@ -244,6 +280,47 @@ impl Suite<'_> {
             result: Ok(result.clone()),
         });
         Ok(Some(result))
+    }
+
+    /// The catch-up read: a backlog written, the page cache dropped, read from offset 0.
+    /// Its own limits are measured right before the read, on the same disk.
+    fn catch_up(&mut self) -> anyhow::Result<()> {
+        let args = self.args;
+        let mut words = format!(
+            "catchup --brokers {} --topic {}-catchup --backlog {} --record-size {} --quiet",
+            args.brokers, args.topic_prefix, args.catchup_backlog, args.record_size
+        );
+        let limits_dir = args.limits_dir.clone().unwrap_or_else(|| args.out.clone());
+        let _ = write!(words, " --limits-dir {}", limits_dir.display());
+        if let Some(pid) = args.broker_pid {
+            let _ = write!(words, " --broker-pid {pid}");
+        }
+        if !args.cpus.is_empty() {
+            let cpus: Vec<String> = args.cpus.iter().map(usize::to_string).collect();
+            let _ = write!(words, " --cpus {}", cpus.join(","));
+        }
+        eprintln!("== catch-up: spate-bench {words}");
+        let parsed: Vec<String> = words.split_whitespace().skip(1).map(String::from).collect();
+        #[derive(clap::Parser)]
+        struct Catchup {
+            #[command(flatten)]
+            args: crate::catchup::CatchupArgs,
+        }
+        let catchup = parse_words::<Catchup>(&parsed)?.args;
+        match crate::catchup::run(&catchup) {
+            Ok(mut result) => {
+                result.command = Some(format!("spate-bench {words}"));
+                self.keep("catch-up", result)?;
+            }
+            Err(error) => {
+                eprintln!("scenario catch-up failed: {error:#}");
+                self.rows.push(Row {
+                    name: "catch-up".into(),
+                    result: Err(format!("{error:#}")),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every row of this invocation, plus the results earlier invocations left in --out
@@ -348,9 +425,42 @@ impl Suite<'_> {
                 result.errors
             );
         }
+        for row in &rows {
+            let Ok(result) = &row.result else { continue };
+            if let Some(facts) = &result.catchup {
+                let _ = writeln!(
+                    text,
+                    "\ncatch-up: {:.2} GB backlog read at {} MB/s in {:.1} s ({} of the O_DIRECT \
+                     read measured right before it); page cache {}.",
+                    facts.backlog_bytes as f64 / 1e9,
+                    show(Some(result.throughput_mb_s)),
+                    facts.read_s,
+                    facts
+                        .share_of_direct_read
+                        .map_or("-".into(), |share| format!("{:.1}%", share * 100.0)),
+                    if facts.page_cache_dropped {
+                        "dropped"
+                    } else {
+                        "NOT dropped"
+                    }
+                );
+            }
+            if let Some(intervals) = &result.latency_intervals_us {
+                let p99: Vec<u64> = intervals
+                    .intervals
+                    .iter()
+                    .map(|interval| interval.latency_us.p99)
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "\n{}: p99 per {} s interval (us): {:?}",
+                    row.name, intervals.interval_s, p99
+                );
+            }
+        }
         text.push_str(
-            "\nLatency is produce-acknowledge, except end-to-end (produce to consume). \
-             Commands:\n\n```\n",
+            "\nLatency is produce-acknowledge, except end-to-end (produce to consume) and \
+             catch-up (fetch round trip). Commands:\n\n```\n",
         );
         text.push_str(&commands);
         text.push_str("```\n");
