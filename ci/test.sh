@@ -95,6 +95,29 @@ else
 fi
 [[ -x "$REPO_ROOT/target/release/spate" ]] || fail "target/release/spate was not built"
 
+# The full run fuzzes the storage parsers for a bounded time: with cargo-fuzz where a nightly
+# toolchain is installed (it cannot be installed from the package registries alone), otherwise
+# with the stable stand-in (storage/tests/fuzz_corpus.rs) at many more mutations per target.
+if [[ "${SPATE_FULL_TESTS:-0}" == 1 ]]; then
+    fuzz_seconds="${SPATE_FUZZ_SECONDS:-60}"
+    if cargo +nightly fuzz --version >/dev/null 2>&1; then
+        # New inputs go to a scratch directory (the first corpus directory); the committed
+        # corpus is only read.
+        fuzz_scratch="$(mktemp -d)"
+        for target in batch_validate index_load recovery_scan; do
+            step "cargo fuzz run $target (${fuzz_seconds}s)"
+            mkdir -p "$fuzz_scratch/$target"
+            run "cargo fuzz run $target" bash -c "cd '$REPO_ROOT/storage' && cargo +nightly fuzz run $target \
+                '$fuzz_scratch/$target' fuzz/corpus/$target -- -max_total_time=$fuzz_seconds"
+        done
+        rm -rf "$fuzz_scratch"
+    else
+        step "fuzzing with the stable stand-in (no nightly cargo-fuzz here)"
+        run "fuzz stand-in" env SPATE_FUZZ_CASES="${SPATE_FUZZ_CASES:-20000}" \
+            cargo test --release -p spate-storage --test fuzz_corpus
+    fi
+fi
+
 # --- 4. compatibility and crash tests -------------------------------------------------------
 step "pytest ci/compat (timeout ${PYTEST_TIMEOUT_S}s per test)"
 # Broker data dirs and logs of earlier runs (kept there when a test failed).

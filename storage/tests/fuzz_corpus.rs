@@ -2,6 +2,9 @@
 //! committed seed corpus (`storage/fuzz/corpus/<target>/*`) and proptest-generated inputs
 //! through the same entry points (`spate_storage::fuzzing`). `cargo fuzz run <target>` on
 //! nightly explores much further; this keeps the corpus green in every `cargo test`.
+//! `SPATE_FUZZ_CASES=N` sets the mutations per target (`ci/test.sh` with `SPATE_FULL_TESTS=1`
+//! runs the cargo-fuzz targets for a bounded time when nightly is installed, and this with many
+//! more cases when it is not).
 
 use proptest::prelude::*;
 use spate_storage::fuzzing;
@@ -65,13 +68,21 @@ fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Mutation cases per target: `SPATE_FUZZ_CASES` (the full test run raises it), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("SPATE_FUZZ_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
+
 fn seeds(target: &str) -> impl Strategy<Value = Vec<u8>> {
     let seeds = corpus(target);
     proptest::sample::select(seeds).prop_flat_map(mutated)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn batch_validate_mutations(bytes in seeds("batch_validate")) {
@@ -85,7 +96,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn recovery_scan_mutations(bytes in seeds("recovery_scan")) {
