@@ -16,7 +16,7 @@ use crate::appender::{PendingWrite, RolledSegment};
 use crate::index;
 use crate::log::{LogShared, Status};
 use crate::seam::SegmentIo;
-use crate::segment::{align_up, Segment, PREALLOCATE_STEP_BYTES};
+use crate::segment::{align_up, Segment, PREALLOCATE_FIRST_STEP_BYTES, PREALLOCATE_STEP_BYTES};
 use crate::time_index::{self, TimeIndexEntry, TIME_INDEX_ENTRY_BYTES};
 use crate::Offset;
 use futures_lite::future::poll_fn;
@@ -272,7 +272,11 @@ fn preallocation_target(
     if needed <= allocated_bytes {
         return None;
     }
-    let stepped = (allocated_bytes + PREALLOCATE_STEP_BYTES).min(align_up(segment_bytes));
+    // Geometric steps (1 MiB, then as much again as is reserved, at most the full step): a
+    // busy partition reaches 64 MiB steps after a few flushes, a quiet one of thousands keeps
+    // its reservation near its size.
+    let step = allocated_bytes.clamp(PREALLOCATE_FIRST_STEP_BYTES, PREALLOCATE_STEP_BYTES);
+    let stepped = (allocated_bytes + step).min(align_up(segment_bytes));
     Some(stepped.max(needed))
 }
 
@@ -283,7 +287,7 @@ mod tests {
     #[test]
     fn preallocation_grows_in_steps_up_to_the_segment_size() {
         const MIB: u64 = 1024 * 1024;
-        assert_eq!(preallocation_target(0, 100, 1024 * MIB), Some(64 * MIB));
+        assert_eq!(preallocation_target(0, 100, 1024 * MIB), Some(MIB));
         assert_eq!(preallocation_target(64 * MIB, 64 * MIB, 1024 * MIB), None);
         assert_eq!(
             preallocation_target(64 * MIB, 64 * MIB + 1, 1024 * MIB),
@@ -292,5 +296,25 @@ mod tests {
         assert_eq!(preallocation_target(0, 100, 10_000), Some(12_288));
         // A batch bigger than the segment size still gets its blocks.
         assert_eq!(preallocation_target(12_288, 50_000, 10_000), Some(53_248));
+    }
+
+    #[test]
+    fn a_quiet_partition_reserves_little() {
+        // 10,000 partitions with a few bytes each must not reserve 64 MiB apiece (640 GB).
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(preallocation_target(0, 100, 1024 * MIB), Some(MIB));
+        // Busy partitions double their reservation up to the full step.
+        assert_eq!(
+            preallocation_target(MIB, MIB + 1, 1024 * MIB),
+            Some(2 * MIB)
+        );
+        assert_eq!(
+            preallocation_target(32 * MIB, 32 * MIB + 1, 1024 * MIB),
+            Some(64 * MIB)
+        );
+        assert_eq!(
+            preallocation_target(64 * MIB, 64 * MIB + 1, 1024 * MIB),
+            Some(128 * MIB)
+        );
     }
 }

@@ -22,9 +22,13 @@ pub(crate) const BLOCK_BYTES: u64 = 4096;
 /// (1.0 -> 1.5-1.8 GB/s on the reference host). The file is therefore longer than its content,
 /// with zeros after it, until the segment is trimmed on roll or close, or by recovery.
 pub(crate) const PREALLOCATE_STEP_BYTES: u64 = 64 * 1024 * 1024;
+/// The first reservation of a segment; later ones double up to [`PREALLOCATE_STEP_BYTES`], so
+/// that thousands of quiet partitions do not reserve 64 MiB each.
+pub(crate) const PREALLOCATE_FIRST_STEP_BYTES: u64 = 1024 * 1024;
 
 const _: () = assert!(BLOCK_BYTES.is_power_of_two());
 const _: () = assert!(PREALLOCATE_STEP_BYTES & (BLOCK_BYTES - 1) == 0);
+const _: () = assert!(PREALLOCATE_FIRST_STEP_BYTES & (BLOCK_BYTES - 1) == 0);
 
 const LOG_SUFFIX: &str = ".log";
 const INDEX_SUFFIX: &str = ".index";
