@@ -257,6 +257,7 @@ impl SharedCatalog {
 
     /// A producer id never handed out before on this node.
     pub fn allocate_producer_id(&self) -> Result<i64, CatalogError> {
+        crate::stats::cross_shard(crate::stats::CrossShard::ProducerId);
         let mut state = self.lock();
         if state.next_producer_id >= state.producer_id_limit {
             state.producer_id_limit = state.next_producer_id + PRODUCER_ID_BLOCK;
@@ -281,6 +282,7 @@ impl SharedCatalog {
         state: &mut State,
         change: impl FnOnce(&mut Catalog),
     ) -> Result<(), CatalogError> {
+        crate::stats::cross_shard(crate::stats::CrossShard::CatalogChange);
         let mut next = (*state.catalog).clone();
         change(&mut next);
         let previous = std::mem::replace(&mut state.catalog, Arc::new(next));

@@ -36,6 +36,7 @@ pub struct ConfigFile {
     log_cleaner_backoff_ms: Option<u64>,
     log_cleaner_io_max_bytes_per_second: Option<u64>,
     log_cleaner_dedupe_buffer_size: Option<usize>,
+    stats_listen: Option<SocketAddr>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -123,6 +124,10 @@ pub struct ServeArgs {
     /// (log.cleaner.dedupe.buffer.size). [default: 33554432]
     #[arg(long, env = "SPATE_LOG_CLEANER_DEDUPE_BUFFER_SIZE")]
     pub log_cleaner_dedupe_buffer_size: Option<usize>,
+    /// Serve per-shard counters over HTTP at this address: `GET /stats` (JSON) and
+    /// `GET /metrics` (Prometheus). [default: off]
+    #[arg(long, env = "SPATE_STATS_LISTEN")]
+    pub stats_listen: Option<SocketAddr>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -161,6 +166,8 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     /// The log cleaner's settings.
     pub cleaner: CleanerConfig,
+    /// Where the stats endpoint listens, if anywhere.
+    pub stats_listen: Option<SocketAddr>,
 }
 
 /// How each shard's log cleaner runs (see `crate::cleaner`).
@@ -261,6 +268,7 @@ impl ServeArgs {
                         .or(file.log_cleaner_io_max_bytes_per_second),
                 },
             },
+            stats_listen: self.stats_listen.or(file.stats_listen),
         };
         config.validate()?;
         Ok(config)

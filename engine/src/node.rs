@@ -50,6 +50,7 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs a broker until SIGINT or SIGTERM.
 pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let memlock_bytes = raise_memlock_limit()?;
     check_io_uring()?;
     prepare_data_dir(&config.data_dir)?;
@@ -83,11 +84,16 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let listeners = bind_listeners(config.listen, shard_count)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
     ensure_offsets_topic(&catalog, config.offsets_topic_partitions)?;
+    let stats = Arc::new(crate::stats::NodeStats::new(shard_count, started));
+    if let Some(address) = config.stats_listen {
+        crate::stats::serve(address, stats.clone())?;
+    }
     let node = Arc::new(NodeContext {
         config,
         catalog,
         shard_count: shard_count as u32,
         shutdown: AtomicBool::new(false),
+        stats,
     });
     block_termination_signals()?;
     let (ready_sender, ready) = mpsc::channel::<Result<ShardId, String>>();
@@ -117,6 +123,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         bootstrap = %listen,
         ports = %format!("{}..={}", listen.port(), listen.port() as usize + shard_count - 1),
         data_dir = %node.config.data_dir.display(),
+        startup_ms = node.stats.mark_serving(),
         "spate is serving"
     );
     wait_for_termination_signal(&RUNNING_SHARDS, shard_count);
@@ -138,6 +145,7 @@ async fn run_shard(
     ready: mpsc::Sender<Result<ShardId, String>>,
 ) {
     let _running = RunningShard::enter();
+    crate::stats::enter_shard(node.stats.shards[id.0 as usize].clone());
     let shard = Rc::new(Shard::new(id, node.clone()));
     shard.sync_with_catalog().await;
     shard.groups.load(&shard).await;
@@ -155,7 +163,13 @@ async fn run_shard(
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                glommio::spawn_local(connection::serve(shard.clone(), stream)).detach();
+                let shard = shard.clone();
+                shard.stats().connection_opened();
+                glommio::spawn_local(async move {
+                    connection::serve(shard.clone(), stream).await;
+                    shard.stats().connection_closed();
+                })
+                .detach();
             }
             Some(Err(error)) => {
                 tracing::warn!(shard = id.0, %error, "accept failed");

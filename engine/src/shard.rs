@@ -33,6 +33,8 @@ pub struct NodeContext {
     pub shard_count: u32,
     /// Set when SIGINT/SIGTERM arrives; shards poll it and shut down.
     pub shutdown: AtomicBool,
+    /// Every shard's counters (see `stats`).
+    pub stats: Arc<crate::stats::NodeStats>,
 }
 
 impl NodeContext {
@@ -107,6 +109,7 @@ impl Shard {
         let version = self.node.catalog.version();
         let mut cached = self.catalog.borrow_mut();
         if cached.0 != version {
+            crate::stats::cross_shard(crate::stats::CrossShard::CatalogRefresh);
             *cached = (version, self.node.catalog.snapshot());
         }
         cached.1.clone()
@@ -122,6 +125,11 @@ impl Shard {
             self.node.shard_count,
         );
         (shard, partition)
+    }
+
+    /// This shard's counters.
+    pub fn stats(&self) -> &crate::stats::ShardStats {
+        &self.node.stats.shards[self.id.0 as usize]
     }
 
     /// Whether this shard leads the partition.
@@ -362,6 +370,13 @@ impl Shard {
                 }
             }
         }
+        let open: usize = self
+            .topics
+            .borrow()
+            .values()
+            .map(|topic| topic.logs.len())
+            .sum();
+        self.stats().set_partitions_open(open);
     }
 
     /// Open logs take changed topic configs in place (AlterConfigs).

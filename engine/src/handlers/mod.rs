@@ -117,7 +117,9 @@ pub async fn dispatch(
     frame: Bytes,
     client_host: &str,
 ) -> Result<Pending, CloseReason> {
+    let frame_bytes = frame.len();
     let request = spate_net::Request::decode_header(frame)?;
+    shard.stats().request(request.api_key as i16, frame_bytes);
     let version = request.version();
     let context = RequestContext {
         api_key: request.api_key,

@@ -24,10 +24,16 @@ pub struct Broker {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub smp: usize,
+    /// More `spate serve` arguments.
+    pub extra_args: Vec<String>,
 }
 
 impl Broker {
     pub fn start(smp: usize) -> Broker {
+        Broker::start_with_args(smp, &[])
+    }
+
+    pub fn start_with_args(smp: usize, extra_args: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_range(smp);
         let mut broker = Broker {
@@ -35,6 +41,7 @@ impl Broker {
             dir,
             port,
             smp,
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
         };
         broker.spawn();
         broker
@@ -51,6 +58,7 @@ impl Broker {
             .arg(self.dir.path().join("data"))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--smp", &self.smp.to_string(), "--default-partitions", "2"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -137,7 +145,7 @@ impl Drop for Broker {
 }
 
 /// A port P such that P..P+count are free right now.
-fn free_port_range(count: usize) -> u16 {
+pub fn free_port_range(count: usize) -> u16 {
     for _ in 0..100 {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = probe.local_addr().expect("addr").port();

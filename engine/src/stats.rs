@@ -1,0 +1,387 @@
+//! Per-shard counters, and the `--stats-listen` HTTP endpoint that shows them.
+//!
+//! Each shard owns one [`ShardStats`] and is its only writer (relaxed atomic adds on its own
+//! cache lines: no lock, no message); the endpoint's thread only reads. Besides requests,
+//! bytes and connections, the counters prove the thread-per-core claim: every interaction of
+//! a shard with state another shard can change is counted in `cross_shard`, by kind. Produce
+//! and fetch traffic touch none of it; a benchmark reads `/stats` before and after and shows
+//! zero (see BENCHMARKS.md).
+//!
+//! Endpoints (plain HTTP/1.0, one request per connection):
+//! - `GET /stats`: JSON, one object per shard plus process facts (RSS, CPU seconds, start-up
+//!   time);
+//! - `GET /metrics`: the same in Prometheus' text format.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Kafka API keys counted individually (higher keys share the last slot).
+const API_KEY_SLOTS: usize = 96;
+
+/// The kinds of cross-shard interaction a shard can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrossShard {
+    /// The shard took a new snapshot of the node's topic catalog after another shard (or
+    /// itself) changed it.
+    CatalogRefresh,
+    /// The shard changed the catalog (topic created, deleted, repartitioned, reconfigured):
+    /// a lock shared by all shards and a file write.
+    CatalogChange,
+    /// The shard took an idempotent producer id from the node-wide allocator.
+    ProducerId,
+}
+
+impl CrossShard {
+    /// Every kind, in report order.
+    pub const ALL: [CrossShard; 3] = [
+        CrossShard::CatalogRefresh,
+        CrossShard::CatalogChange,
+        CrossShard::ProducerId,
+    ];
+
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrossShard::CatalogRefresh => "catalog_refresh",
+            CrossShard::CatalogChange => "catalog_change",
+            CrossShard::ProducerId => "producer_id",
+        }
+    }
+}
+
+/// One shard's counters. Aligned so that two shards never write the same cache line.
+#[repr(align(128))]
+pub struct ShardStats {
+    requests: [AtomicU64; API_KEY_SLOTS],
+    request_bytes: AtomicU64,
+    connections_accepted: AtomicU64,
+    connections_closed: AtomicU64,
+    partitions_open: AtomicU64,
+    cross_shard: [AtomicU64; CrossShard::ALL.len()],
+}
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        ShardStats {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            request_bytes: AtomicU64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            connections_closed: AtomicU64::new(0),
+            partitions_open: AtomicU64::new(0),
+            cross_shard: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+fn add(counter: &AtomicU64, amount: u64) {
+    counter.fetch_add(amount, Ordering::Relaxed);
+}
+
+impl ShardStats {
+    /// A request frame of `bytes` bytes for Kafka API `api_key`.
+    pub fn request(&self, api_key: i16, bytes: usize) {
+        let slot = (api_key.max(0) as usize).min(API_KEY_SLOTS - 1);
+        add(&self.requests[slot], 1);
+        add(&self.request_bytes, bytes as u64);
+    }
+
+    /// A connection accepted.
+    pub fn connection_opened(&self) {
+        add(&self.connections_accepted, 1);
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        add(&self.connections_closed, 1);
+    }
+
+    /// How many partition logs the shard has open.
+    pub fn set_partitions_open(&self, count: usize) {
+        self.partitions_open.store(count as u64, Ordering::Relaxed);
+    }
+
+    /// One cross-shard interaction of this kind.
+    pub fn cross_shard(&self, kind: CrossShard) {
+        add(&self.cross_shard[kind as usize], 1);
+    }
+
+    fn read(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+thread_local! {
+    /// The stats of the shard running on this thread, for code that does not hold the shard.
+    static CURRENT: RefCell<Option<Arc<ShardStats>>> = const { RefCell::new(None) };
+}
+
+/// Makes `stats` the current thread's shard stats (called once by each shard at start).
+pub fn enter_shard(stats: Arc<ShardStats>) {
+    CURRENT.with(|current| *current.borrow_mut() = Some(stats));
+}
+
+/// Counts a cross-shard interaction on the current shard (nothing outside shards, e.g. in the
+/// start-up code or tests).
+pub fn cross_shard(kind: CrossShard) {
+    CURRENT.with(|current| {
+        if let Some(stats) = current.borrow().as_ref() {
+            stats.cross_shard(kind);
+        }
+    });
+}
+
+/// The counters of every shard of the node, and when the process started.
+pub struct NodeStats {
+    /// Indexed by shard id.
+    pub shards: Vec<Arc<ShardStats>>,
+    started: Instant,
+    /// From the process start to the first moment every shard served, once known.
+    startup_ms: AtomicU64,
+}
+
+impl NodeStats {
+    /// Counters for `shard_count` shards, the clock starting now.
+    pub fn new(shard_count: usize, started: Instant) -> NodeStats {
+        NodeStats {
+            shards: (0..shard_count).map(|_| Arc::default()).collect(),
+            started,
+            startup_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that every shard serves now; returns the start-up time in ms.
+    pub fn mark_serving(&self) -> u64 {
+        let elapsed = self.started.elapsed().as_millis() as u64;
+        self.startup_ms.store(elapsed, Ordering::Relaxed);
+        elapsed
+    }
+
+    /// The JSON document of `GET /stats`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let shards: Vec<serde_json::Value> = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(id, stats)| {
+                let mut requests = serde_json::Map::new();
+                for (key, counter) in stats.requests.iter().enumerate() {
+                    let count = ShardStats::read(counter);
+                    if count > 0 {
+                        requests.insert(api_name(key), count.into());
+                    }
+                }
+                let mut cross_shard = serde_json::Map::new();
+                for kind in CrossShard::ALL {
+                    let count = ShardStats::read(&stats.cross_shard[kind as usize]);
+                    cross_shard.insert(kind.name().to_string(), count.into());
+                }
+                let accepted = ShardStats::read(&stats.connections_accepted);
+                let closed = ShardStats::read(&stats.connections_closed);
+                serde_json::json!({
+                    "shard": id,
+                    "requests": requests,
+                    "request_bytes": ShardStats::read(&stats.request_bytes),
+                    "connections_accepted": accepted,
+                    "connections_open": accepted.saturating_sub(closed),
+                    "partitions_open": ShardStats::read(&stats.partitions_open),
+                    "cross_shard": cross_shard,
+                })
+            })
+            .collect();
+        let process = process_facts();
+        serde_json::json!({
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "startup_ms": self.startup_ms.load(Ordering::Relaxed),
+            "rss_bytes": process.rss_bytes,
+            "cpu_s": process.cpu_s,
+            "shards": shards,
+        })
+    }
+
+    /// The text of `GET /metrics` (Prometheus exposition format).
+    pub fn to_prometheus(&self) -> String {
+        let mut text = String::new();
+        let process = process_facts();
+        let _ = writeln!(text, "# TYPE spate_process_resident_memory_bytes gauge");
+        let _ = writeln!(
+            text,
+            "spate_process_resident_memory_bytes {}",
+            process.rss_bytes
+        );
+        let _ = writeln!(text, "# TYPE spate_process_cpu_seconds_total counter");
+        let _ = writeln!(text, "spate_process_cpu_seconds_total {}", process.cpu_s);
+        let _ = writeln!(text, "# TYPE spate_requests_total counter");
+        for (id, stats) in self.shards.iter().enumerate() {
+            for (key, counter) in stats.requests.iter().enumerate() {
+                let count = ShardStats::read(counter);
+                if count > 0 {
+                    let api = api_name(key);
+                    let _ = writeln!(
+                        text,
+                        "spate_requests_total{{shard=\"{id}\",api=\"{api}\"}} {count}"
+                    );
+                }
+            }
+        }
+        let gauges: [Series; 4] = [
+            ("spate_request_bytes_total", "counter", |stats| {
+                ShardStats::read(&stats.request_bytes)
+            }),
+            ("spate_connections_accepted_total", "counter", |stats| {
+                ShardStats::read(&stats.connections_accepted)
+            }),
+            ("spate_connections_open", "gauge", |stats| {
+                ShardStats::read(&stats.connections_accepted)
+                    .saturating_sub(ShardStats::read(&stats.connections_closed))
+            }),
+            ("spate_partitions_open", "gauge", |stats| {
+                ShardStats::read(&stats.partitions_open)
+            }),
+        ];
+        for (name, kind, value) in gauges {
+            let _ = writeln!(text, "# TYPE {name} {kind}");
+            for (id, stats) in self.shards.iter().enumerate() {
+                let _ = writeln!(text, "{name}{{shard=\"{id}\"}} {}", value(stats));
+            }
+        }
+        let _ = writeln!(text, "# TYPE spate_cross_shard_total counter");
+        for (id, stats) in self.shards.iter().enumerate() {
+            for kind in CrossShard::ALL {
+                let count = ShardStats::read(&stats.cross_shard[kind as usize]);
+                let _ = writeln!(
+                    text,
+                    "spate_cross_shard_total{{shard=\"{id}\",kind=\"{}\"}} {count}",
+                    kind.name()
+                );
+            }
+        }
+        text
+    }
+}
+
+/// A per-shard series of `/metrics`: name, Prometheus type, how to read it.
+type Series = (&'static str, &'static str, fn(&ShardStats) -> u64);
+
+/// Kafka's name of an API key slot (`Produce`, `Fetch`, ...), or `api_N`.
+fn api_name(key: usize) -> String {
+    i16::try_from(key)
+        .ok()
+        .and_then(|key| kafka_protocol::messages::ApiKey::try_from(key).ok())
+        .map_or_else(|| format!("api_{key}"), |api| format!("{api:?}"))
+}
+
+struct ProcessFacts {
+    rss_bytes: u64,
+    cpu_s: f64,
+}
+
+/// Resident memory and CPU time of this process, from /proc.
+fn process_facts() -> ProcessFacts {
+    // SAFETY: sysconf has no preconditions.
+    let (page_bytes, ticks) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
+            libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64,
+        )
+    };
+    let rss_pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|text| text.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // utime and stime are fields 14 and 15; the command name (field 2) may hold spaces, so
+    // count from its closing parenthesis.
+    let cpu_ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|text| {
+            let rest = &text[text.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ProcessFacts {
+        rss_bytes: rss_pages * page_bytes,
+        cpu_s: cpu_ticks as f64 / ticks,
+    }
+}
+
+/// Serves `/stats` and `/metrics` on `address` from a thread of its own (not a shard: it
+/// only reads counters). Binding fails at start, with one line.
+pub fn serve(address: SocketAddr, stats: Arc<NodeStats>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(address).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot listen for stats on {address}: {error} (choose another --stats-listen)"
+        )
+    })?;
+    std::thread::Builder::new()
+        .name("spate-stats".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut request_line = String::new();
+                if BufReader::new(&stream)
+                    .read_line(&mut request_line)
+                    .is_err()
+                {
+                    continue;
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("");
+                let (status, content_type, body) = match path {
+                    "/stats" => (
+                        "200 OK",
+                        "application/json",
+                        serde_json::to_string_pretty(&stats.to_json()).unwrap_or_default() + "\n",
+                    ),
+                    "/metrics" => (
+                        "200 OK",
+                        "text/plain; version=0.0.4",
+                        stats.to_prometheus(),
+                    ),
+                    _ => (
+                        "404 Not Found",
+                        "text/plain",
+                        "try /stats or /metrics\n".to_string(),
+                    ),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_on_the_current_shard_only() {
+        let node = NodeStats::new(2, Instant::now());
+        cross_shard(CrossShard::CatalogChange); // no shard on this thread: not counted
+        enter_shard(node.shards[1].clone());
+        cross_shard(CrossShard::CatalogChange);
+        cross_shard(CrossShard::ProducerId);
+        node.shards[1].request(0, 100);
+        node.shards[1].request(1, 50);
+        node.shards[1].request(i16::MAX, 1);
+        let json = node.to_json();
+        assert_eq!(json["shards"][0]["cross_shard"]["catalog_change"], 0);
+        assert_eq!(json["shards"][1]["cross_shard"]["catalog_change"], 1);
+        assert_eq!(json["shards"][1]["cross_shard"]["producer_id"], 1);
+        assert_eq!(json["shards"][1]["requests"]["Produce"], 1);
+        assert_eq!(json["shards"][1]["requests"]["Fetch"], 1);
+        assert_eq!(json["shards"][1]["request_bytes"], 151);
+        assert!(json["rss_bytes"].as_u64().unwrap() > 0);
+        let text = node.to_prometheus();
+        assert!(text.contains("spate_cross_shard_total{shard=\"1\",kind=\"catalog_change\"} 1"));
+        assert!(text.contains("spate_requests_total{shard=\"1\",api=\"Produce\"} 1"));
+    }
+}

@@ -1,0 +1,95 @@
+//! The stats endpoint against a real `spate serve`: produce and fetch traffic cause no
+//! cross-shard interaction on any shard, while an admin change is counted.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use harness::{batch, create_topic, fetch, free_port_range, produce, Broker};
+use spate_engine::placement::shard_for;
+
+fn get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to stats");
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    body.to_string()
+}
+
+fn stats(port: u16) -> serde_json::Value {
+    serde_json::from_str(&get(port, "/stats")).expect("JSON")
+}
+
+fn cross_shard_total(stats: &serde_json::Value, kind: &str) -> u64 {
+    stats["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["cross_shard"][kind].as_u64().expect("counter"))
+        .sum()
+}
+
+fn requests(stats: &serde_json::Value, api: &str) -> u64 {
+    stats["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["requests"][api].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn produce_and_fetch_stay_on_their_shard() {
+    let stats_port = free_port_range(1);
+    let address = format!("127.0.0.1:{stats_port}");
+    let broker = Broker::start_with_args(2, &["--stats-listen", &address]);
+    create_topic(&mut broker.client(0), "events", 4);
+    // Let every shard's maintenance tick take the new catalog before the baseline.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = stats(stats_port);
+    assert!(
+        cross_shard_total(&before, "catalog_change") >= 1,
+        "{before:#}"
+    );
+    assert_eq!(before["shards"].as_array().map(Vec::len), Some(2));
+
+    let mut clients: Vec<_> = (0..2).map(|shard| broker.client(shard)).collect();
+    for round in 0..25 {
+        for partition in 0..4 {
+            let owner = shard_for("events", partition, 2).0 as usize;
+            let client = &mut clients[owner];
+            let response = produce(client, "events", partition, batch(&["a", "b"], None), -1);
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+            let fetched = fetch(client, "events", partition, round * 2, 0);
+            assert_eq!(fetched.responses[0].partitions[0].error_code, 0);
+        }
+    }
+    let after = stats(stats_port);
+    for kind in ["catalog_refresh", "catalog_change", "producer_id"] {
+        assert_eq!(
+            cross_shard_total(&after, kind),
+            cross_shard_total(&before, kind),
+            "{kind} moved under produce/fetch traffic: {after:#}"
+        );
+    }
+    assert_eq!(
+        requests(&after, "Produce") - requests(&before, "Produce"),
+        100
+    );
+    assert_eq!(requests(&after, "Fetch") - requests(&before, "Fetch"), 100);
+    let partitions: u64 = after["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|shard| shard["partitions_open"].as_u64().unwrap())
+        .sum();
+    assert!(partitions >= 4, "{after:#}");
+    assert!(after["rss_bytes"].as_u64().unwrap() > 0);
+    let metrics = get(stats_port, "/metrics");
+    assert!(metrics.contains("spate_cross_shard_total{shard=\"0\",kind=\"catalog_refresh\"}"));
+    assert!(metrics.contains("api=\"Produce\""));
+}
