@@ -26,6 +26,7 @@ pub mod node;
 pub mod notify;
 pub mod placement;
 pub mod shard;
+pub mod splice;
 pub mod stats;
 pub mod topic_config;
 
