@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, TopicName,
@@ -18,15 +18,32 @@ use spate_net::client::Client;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Creates `topic` with `partitions` unless it exists.
-pub fn ensure_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+/// Creates `topic` with `partitions` and `configs` (KEY=VALUE) unless it exists.
+pub fn ensure_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    configs: &[String],
+) -> anyhow::Result<()> {
+    let configs = configs
+        .iter()
+        .map(|config| {
+            let Some((name, value)) = config.split_once('=') else {
+                bail!("--topic-config takes KEY=VALUE, not {config:?}");
+            };
+            Ok(CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(name.to_string()))
+                .with_value(Some(StrBytes::from_string(value.to_string()))))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut client = Client::connect(bootstrap, TIMEOUT)?;
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
             .with_num_partitions(partitions)
-            .with_replication_factor(-1)]);
+            .with_replication_factor(-1)
+            .with_configs(configs)]);
     let response = client.send(4, &request)?;
     for result in response.topics {
         if result.error_code != 0 && result.error_code != TOPIC_ALREADY_EXISTS {

@@ -19,6 +19,11 @@ pub struct CommonArgs {
     /// Partitions of the topic when it is created.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
+    /// Topic configs when it is created, KEY=VALUE, comma-separated (e.g.
+    /// retention.bytes=1073741824,segment.bytes=134217728 for a soak that must not fill
+    /// the disk).
+    #[arg(long, value_delimiter = ',')]
+    pub topic_config: Vec<String>,
     /// Measured seconds.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,

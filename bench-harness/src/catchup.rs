@@ -52,6 +52,10 @@ pub struct CatchupArgs {
     /// Bytes a Fetch may return per partition.
     #[arg(long, default_value_t = 1 << 20)]
     pub fetch_partition_max_bytes: i32,
+    /// Longest the broker may hold a Fetch (fetch.max.wait.ms); a backlog should never
+    /// make it wait, but some brokers do.
+    #[arg(long, default_value_t = 100)]
+    pub fetch_max_wait_ms: i32,
     /// Give up reading after this many seconds (what was read by then is reported, and
     /// the unread records count as errors).
     #[arg(long, default_value_t = 600.0)]
@@ -197,9 +201,9 @@ fn write_and_read(
     }
     eprintln!("== catch-up: reading {topic} from offset 0");
     let mut consume_words = format!(
-        "{common} --consumers {} --fetch-partition-max-bytes {} --from beginning \
-         --until-caught-up --duration {}",
-        args.consumers, args.fetch_partition_max_bytes, args.read_timeout
+        "{common} --consumers {} --fetch-partition-max-bytes {} --fetch-max-wait-ms {} \
+         --from beginning --until-caught-up --duration {}",
+        args.consumers, args.fetch_partition_max_bytes, args.fetch_max_wait_ms, args.read_timeout
     );
     if let Some(pid) = args.broker_pid {
         consume_words.push_str(&format!(" --broker-pid {pid}"));
@@ -220,6 +224,7 @@ fn write_and_read(
         "producers": args.producers,
         "consumers": args.consumers,
         "fetch_partition_max_bytes": args.fetch_partition_max_bytes,
+        "fetch_max_wait_ms": args.fetch_max_wait_ms,
         "drop_page_cache": !args.keep_page_cache,
         "read": consume,
     });
@@ -308,6 +313,7 @@ mod tests {
             producers: 1,
             consumers: 1,
             fetch_partition_max_bytes: 1 << 20,
+            fetch_max_wait_ms: 100,
             read_timeout: 1.0,
             limits_dir: None,
             keep_page_cache: true,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::report::RunResult;
 
 /// The rows compared: label and JSON pointer.
-const ROWS: [(&str, &str); 10] = [
+const ROWS: [(&str, &str); 11] = [
     ("throughput MB/s", "/throughput_mb_s"),
     ("records/s", "/records_per_s"),
     ("latency p50 us", "/latency_us/p50"),
@@ -19,6 +19,7 @@ const ROWS: [(&str, &str); 10] = [
     ("latency max us", "/latency_us/max"),
     ("broker CPU s/GiB", "/broker_cpu_s_per_gib"),
     ("broker CPU s", "/broker_cpu_s"),
+    ("generator CPU s/GiB", "/generator_cpu_s_per_gib"),
     ("errors", "/errors"),
 ];
 

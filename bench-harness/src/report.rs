@@ -147,6 +147,14 @@ pub struct RunResult {
     /// Broker CPU seconds used during the measurement window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker_cpu_s: Option<f64>,
+    /// This process's (the generator's) CPU seconds per GiB of record payload: one core
+    /// divided by it is the generator's ceiling, however busy the host was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_s_per_gib: Option<f64>,
+    /// The generator's CPU seconds during the measurement window (over `measured_s`: the
+    /// share of a core it used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_s: Option<f64>,
     /// Throughput per one-second bucket of the measurement window, MB/s.
     pub series_mb_s: Vec<f64>,
     /// With `--interval-percentiles`: `latency_us` per interval (a soak's minutes).
@@ -190,6 +198,19 @@ impl RunResult {
         }
         if let Some(cpu) = self.broker_cpu_s_per_gib {
             text.push_str(&format!("\nbroker CPU: {cpu:.3} s/GiB"));
+            if let Some(seconds) = self.broker_cpu_s {
+                text.push_str(&format!(
+                    " ({:.0}% of a core)",
+                    seconds / self.measured_s * 100.0
+                ));
+            }
+        }
+        if let (Some(per_gib), Some(seconds)) = (self.generator_cpu_s_per_gib, self.generator_cpu_s)
+        {
+            text.push_str(&format!(
+                "\ngenerator CPU: {per_gib:.3} s/GiB ({:.0}% of a core)",
+                seconds / self.measured_s * 100.0
+            ));
         }
         if let Some(intervals) = &self.latency_intervals_us {
             text.push_str(&format!(
@@ -265,6 +286,8 @@ pub(crate) mod tests {
             errors: 0,
             broker_cpu_s_per_gib: Some(0.5),
             broker_cpu_s: Some(0.47),
+            generator_cpu_s_per_gib: Some(0.2),
+            generator_cpu_s: Some(0.19),
             series_mb_s: vec![90.0, 100.0, 110.0],
             latency_intervals_us: None,
             latency_spectrum_us: spectrum(&histogram),
@@ -315,6 +338,28 @@ pub(crate) mod tests {
         }
         let back: RunResult = serde_json::from_value(json).unwrap();
         assert_eq!(back.latency_us.count, 10_000);
+    }
+
+    #[test]
+    fn interval_series_is_in_the_json_only_when_asked_for() {
+        let plain = serde_json::to_value(sample_result()).unwrap();
+        assert!(plain.get("latency_intervals_us").is_none());
+        assert!(plain.get("catchup").is_none());
+        let start = std::time::Instant::now();
+        let mut intervals =
+            crate::intervals::IntervalHistograms::new(start, std::time::Duration::from_secs(60));
+        intervals.record(start, 250, 3);
+        let mut result = sample_result();
+        result.latency_intervals_us = Some(intervals.summarize(120.0, &[5.0; 120]));
+        let json = serde_json::to_value(&result).unwrap();
+        let series = &json["latency_intervals_us"];
+        assert_eq!(series["interval_s"], 60.0);
+        assert_eq!(series["intervals"].as_array().unwrap().len(), 2);
+        assert_eq!(series["intervals"][0]["p99"], 250);
+        assert_eq!(series["intervals"][1]["count"], 0);
+        assert!(result.summary().contains("per 60 s"));
+        let back: RunResult = serde_json::from_value(json).unwrap();
+        assert_eq!(back.latency_intervals_us.unwrap().intervals.len(), 2);
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub fn run_produce(command: &ProduceCommand) -> anyhow::Result<RunResult> {
             .max(1e-3),
         None => common.duration,
     };
-    let broker_cpu_s = clock.finish(ended_early)?;
+    let cpu_s = clock.finish(ended_early)?;
     let series = totals
         .series_records
         .iter()
@@ -76,7 +76,7 @@ pub fn run_produce(command: &ProduceCommand) -> anyhow::Result<RunResult> {
         latency_intervals: totals.intervals.as_ref(),
         produce_latency: None,
         errors: totals.errors,
-        broker_cpu_s,
+        cpu_s,
         series_mb_s: series.collect(),
     }))
 }
@@ -125,7 +125,7 @@ pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
             .clamp(1e-3, common.duration),
         _ => common.duration,
     };
-    let broker_cpu_s = clock.finish(last_finish.filter(|_| command.until_caught_up))?;
+    let cpu_s = clock.finish(last_finish.filter(|_| command.until_caught_up))?;
     let totals = ConsumerTotals::fold(results)?;
     Ok(finish_result(ResultParts {
         scenario: "consume",
@@ -137,7 +137,7 @@ pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
         latency_intervals: totals.intervals.as_ref(),
         produce_latency: None,
         errors: totals.errors,
-        broker_cpu_s,
+        cpu_s,
         series_mb_s: totals
             .series_bytes
             .iter()
@@ -203,7 +203,7 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
         );
         (producer_results, join_all(consumers), clock)
     });
-    let broker_cpu_s = clock.finish(None)?;
+    let cpu_s = clock.finish(None)?;
     let producers = ProducerTotals::fold(producer_results?)?;
     let consumers = ConsumerTotals::fold(consumer_results?)?;
     let unread = producers.records.saturating_sub(drain.consumed());
@@ -220,7 +220,7 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
         latency_intervals: consumers.intervals.as_ref(),
         produce_latency: Some(&producers.latency),
         errors: producers.errors + consumers.errors + unread,
-        broker_cpu_s,
+        cpu_s,
         series_mb_s: consumers
             .series_bytes
             .iter()
@@ -229,17 +229,46 @@ pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
     }))
 }
 
-/// The run's clock, its progress line and its broker CPU probe.
+/// The run's clock, its progress line and its CPU probes (the broker's, and this
+/// process's: the generator's own cost, which says how far it is from its ceiling).
 struct Clock {
     start: Instant,
     measure_from: Instant,
     stop_at: Instant,
     progress: Arc<Progress>,
     reporter: Option<std::thread::JoinHandle<()>>,
-    cpu_probe: Option<(
-        mpsc::Sender<()>,
-        std::thread::JoinHandle<anyhow::Result<f64>>,
-    )>,
+    broker_probe: Option<CpuProbe>,
+    generator_probe: CpuProbe,
+}
+
+/// CPU seconds used in the measurement window.
+#[derive(Clone, Copy, Debug, Default)]
+struct CpuSeconds {
+    broker: Option<f64>,
+    generator: Option<f64>,
+}
+
+/// A thread that reads a process's CPU time at the window's start and end.
+struct CpuProbe {
+    stop_early: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<f64>>,
+}
+
+impl CpuProbe {
+    fn start(pid: u32, from: Instant, until: Instant) -> CpuProbe {
+        let (stop_early, stopped) = mpsc::channel();
+        let thread = std::thread::spawn(move || measure_cpu(pid, from, until, &stopped));
+        CpuProbe { stop_early, thread }
+    }
+
+    fn finish(self, early: bool) -> anyhow::Result<f64> {
+        if early {
+            let _ = self.stop_early.send(());
+        }
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("cpu probe panicked"))?
+    }
 }
 
 impl Clock {
@@ -255,40 +284,37 @@ impl Clock {
         let progress = progress.clone();
         let reporter =
             (!common.quiet).then(|| progress.spawn_reporter(start, measure_from, latency_label));
-        let cpu_probe = common.broker_pid.map(|pid| {
-            let (stop_early, stopped) = mpsc::channel();
-            let thread =
-                std::thread::spawn(move || measure_cpu(pid, measure_from, stop_at, &stopped));
-            (stop_early, thread)
-        });
+        let broker_probe = common
+            .broker_pid
+            .map(|pid| CpuProbe::start(pid, measure_from, stop_at));
+        let generator_probe = CpuProbe::start(std::process::id(), measure_from, stop_at);
         let clock = Clock {
             start,
             measure_from,
             stop_at,
             progress,
             reporter,
-            cpu_probe,
+            broker_probe,
+            generator_probe,
         };
         (start, clock)
     }
 
-    /// Stops the progress line and returns the broker's CPU seconds in the window (ended
-    /// early at `ended_at` for a catch-up read).
-    fn finish(self, ended_at: Option<Instant>) -> anyhow::Result<Option<f64>> {
+    /// Stops the progress line and returns the CPU seconds used in the window (ended
+    /// early at `ended_at` for a catch-up read or a byte budget).
+    fn finish(self, ended_at: Option<Instant>) -> anyhow::Result<CpuSeconds> {
         self.progress.finish();
         if let Some(reporter) = self.reporter {
             let _ = reporter.join();
         }
-        let Some((stop_early, thread)) = self.cpu_probe else {
-            return Ok(None);
-        };
-        if ended_at.is_some() {
-            let _ = stop_early.send(());
-        }
-        let seconds = thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("cpu probe panicked"))??;
-        Ok(Some(seconds))
+        let early = ended_at.is_some();
+        let broker = self
+            .broker_probe
+            .map(|probe| probe.finish(early))
+            .transpose()?;
+        // The generator's own figure is informative; a failure to read it is not fatal.
+        let generator = self.generator_probe.finish(early).ok();
+        Ok(CpuSeconds { broker, generator })
     }
 }
 
@@ -391,7 +417,12 @@ fn connect_plans(common: &CommonArgs, connections: usize) -> anyhow::Result<Vec<
     if connections == 0 {
         bail!("at least one connection is needed");
     }
-    admin::ensure_topic(&common.brokers, &common.topic, common.partitions)?;
+    admin::ensure_topic(
+        &common.brokers,
+        &common.topic,
+        common.partitions,
+        &common.topic_config,
+    )?;
     let leaders = admin::partition_leaders(&common.brokers, &common.topic)?;
     Ok(plan_connections(&leaders, connections))
 }
@@ -615,7 +646,7 @@ struct ResultParts<'a> {
     latency_intervals: Option<&'a IntervalHistograms>,
     produce_latency: Option<&'a Histogram<u64>>,
     errors: u64,
-    broker_cpu_s: Option<f64>,
+    cpu_s: CpuSeconds,
     series_mb_s: Vec<f64>,
 }
 
@@ -632,10 +663,17 @@ fn finish_result(parts: ResultParts<'_>) -> RunResult {
         produce_latency_us: parts.produce_latency.map(Percentiles::from_histogram),
         errors: parts.errors,
         broker_cpu_s_per_gib: parts
-            .broker_cpu_s
+            .cpu_s
+            .broker
             .filter(|_| gib > 0.0)
             .map(|cpu| cpu / gib),
-        broker_cpu_s: parts.broker_cpu_s,
+        broker_cpu_s: parts.cpu_s.broker,
+        generator_cpu_s_per_gib: parts
+            .cpu_s
+            .generator
+            .filter(|_| gib > 0.0)
+            .map(|cpu| cpu / gib),
+        generator_cpu_s: parts.cpu_s.generator,
         latency_intervals_us: parts
             .latency_intervals
             .map(|intervals| intervals.summarize(parts.measured_s, &parts.series_mb_s)),

@@ -74,6 +74,12 @@ pub struct SuiteArgs {
     pub soak_duration: f64,
 }
 
+/// The soak's topic keeps at most 1 GiB per partition in 128 MiB segments, deleted a second
+/// after they expire (Kafka waits a minute: 24 GB at 400 MB/s), so an hour at
+/// hundreds of MB/s does not fill the disk (and the broker's deletions are part of it).
+const SOAK_TOPIC_CONFIG: &str =
+    "retention.bytes=1073741824,segment.bytes=134217728,file.delete.delay.ms=1000";
+
 /// Every scenario, in the order they run and are listed.
 const SCENARIOS: [&str; 13] = [
     "max-throughput",
@@ -175,7 +181,8 @@ pub fn run(args: &SuiteArgs) -> anyhow::Result<()> {
             "soak",
             "produce",
             &format!(
-                "--partitions {partitions} --producers {partitions} --rate {half} --interval-percentiles 60"
+                "--partitions {partitions} --producers {partitions} --rate {half} \
+                 --interval-percentiles 60 --topic-config {SOAK_TOPIC_CONFIG}"
             ),
         )?;
     }

@@ -133,4 +133,38 @@ fn produce_consume_and_e2e_against_a_real_broker() {
     assert!(e2e["produce_latency_us"]["p50"].as_u64().is_some());
     let svg = std::fs::read_to_string(out.join("e2e.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<path"));
+
+    // Percentiles per interval: 2 s of 1 s intervals, 100 producer connections on the one
+    // event-driven generator thread.
+    let soak = bench(
+        &format!("soak {common} --topic real-soak --partitions 4 --producers 100 --max-in-flight 2 --duration 2 --warmup 0.5 --rate 10MB/s --interval-percentiles 1"),
+        &out.join("soak.json"),
+    );
+    assert_contract(&soak);
+    let intervals = soak["latency_intervals_us"]["intervals"]
+        .as_array()
+        .unwrap();
+    assert_eq!(intervals.len(), 2, "{intervals:?}");
+    let counted: u64 = intervals
+        .iter()
+        .map(|interval| interval["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, soak["latency_us"]["count"].as_u64().unwrap());
+
+    // A catch-up read of a small backlog (the page cache is kept: a test must not slow
+    // the whole machine down), then the topic is gone.
+    let catchup = bench(
+        &format!("catchup --brokers {} --broker-pid {pid} --quiet --backlog 16MiB --partitions 2 --producers 2 --keep-page-cache", broker.address),
+        &out.join("catchup.json"),
+    );
+    assert_contract(&catchup);
+    let facts = &catchup["catchup"];
+    assert_eq!(catchup["scenario"], "catchup");
+    assert!(
+        facts["backlog_bytes"].as_u64().unwrap() >= 16 << 20,
+        "{facts}"
+    );
+    assert_eq!(facts["records_read"], facts["backlog_records"], "{facts}");
+    assert_eq!(facts["page_cache_dropped"], false);
+    assert_eq!(facts["topic_deleted"], true);
 }
