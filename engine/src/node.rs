@@ -84,6 +84,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let listeners = bind_listeners(config.listen, shard_count)?;
     let catalog = SharedCatalog::load(&config.data_dir)?;
     ensure_offsets_topic(&catalog, config.offsets_topic_partitions)?;
+    raise_open_files_limit(&catalog);
     let stats = Arc::new(crate::stats::NodeStats::new(shard_count, started));
     if let Some(address) = config.stats_listen {
         crate::stats::serve(address, stats.clone())?;
@@ -146,6 +147,7 @@ async fn run_shard(
 ) {
     let _running = RunningShard::enter();
     crate::stats::enter_shard(node.stats.shards[id.0 as usize].clone());
+    spate_storage::tail_cache::set_shard_budget_bytes(node.config.tail_cache_bytes);
     let shard = Rc::new(Shard::new(id, node.clone()));
     shard.sync_with_catalog().await;
     shard.groups.load(&shard).await;
@@ -269,6 +271,50 @@ fn raise_memlock_limit() -> anyhow::Result<u64> {
     }
     tracing::info!(memlock_kib = limit.rlim_cur / 1024, "locked-memory limit");
     Ok(limit.rlim_cur)
+}
+
+/// Descriptors a partition holds open: its active segment's `.log`, `.index`, `.timeindex`.
+const DESCRIPTORS_PER_PARTITION: u64 = 3;
+
+/// Raises the open-files soft limit to the hard limit (every segment holds descriptors) and
+/// warns when the catalog's partitions, plus room for connections, need more than that.
+fn raise_open_files_limit(catalog: &SharedCatalog) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let partitions: u64 = catalog
+        .snapshot()
+        .topics
+        .values()
+        .map(|topic| topic.partitions.max(0) as u64)
+        .sum();
+    let needed = partitions * DESCRIPTORS_PER_PARTITION + 1024;
+    if needed > limit.rlim_cur {
+        tracing::warn!(
+            open_files_limit = limit.rlim_cur,
+            partitions,
+            needed,
+            "the open-files limit is too low for this many partitions (3 descriptors each, plus connections): raise it with `ulimit -n` or LimitNOFILE= in the systemd unit"
+        );
+    } else {
+        tracing::info!(open_files_limit = limit.rlim_cur, "open-files limit");
+    }
 }
 
 fn check_io_uring() -> anyhow::Result<()> {
