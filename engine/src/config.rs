@@ -24,6 +24,7 @@ pub struct ConfigFile {
     default_partitions: Option<i32>,
     auto_create_topics: Option<bool>,
     socket_request_max_bytes: Option<usize>,
+    tail_cache_bytes: Option<usize>,
     segment_bytes: Option<u64>,
     max_message_bytes: Option<u32>,
     io_properties: Option<PathBuf>,
@@ -76,6 +77,10 @@ pub struct ServeArgs {
     /// socket.request.max.bytes). [default: 104857600]
     #[arg(long, env = "SPATE_SOCKET_REQUEST_MAX_BYTES")]
     pub socket_request_max_bytes: Option<usize>,
+    /// Bytes of recently written data each shard keeps in memory to serve tail fetches
+    /// without reading the disk; 0 turns the tail cache off. [default: 67108864]
+    #[arg(long, env = "SPATE_TAIL_CACHE_BYTES")]
+    pub tail_cache_bytes: Option<usize>,
     /// Default segment size before a new segment file is started (Kafka's log.segment.bytes).
     /// [default: 1073741824]
     #[arg(long, env = "SPATE_SEGMENT_BYTES")]
@@ -149,6 +154,8 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     /// Largest request frame accepted.
     pub socket_request_max_bytes: usize,
+    /// Per-shard budget of the tail cache (0: off).
+    pub tail_cache_bytes: usize,
     /// Broker default for segment.bytes.
     pub segment_bytes: u64,
     /// Broker default for max.message.bytes.
@@ -220,6 +227,10 @@ impl ServeArgs {
                 .socket_request_max_bytes
                 .or(file.socket_request_max_bytes)
                 .unwrap_or(100 * 1024 * 1024),
+            tail_cache_bytes: self
+                .tail_cache_bytes
+                .or(file.tail_cache_bytes)
+                .unwrap_or(spate_storage::tail_cache::DEFAULT_SHARD_BUDGET_BYTES),
             segment_bytes: self.segment_bytes.or(file.segment_bytes).unwrap_or(1 << 30),
             max_message_bytes: self
                 .max_message_bytes

@@ -46,7 +46,8 @@ fn acquire_chunk() -> DmaBuffer {
     pooled.unwrap_or_else(|| glommio::allocate_dma_buffer_global(CHUNK_BYTES))
 }
 
-fn release_chunk(chunk: DmaBuffer) {
+/// Returns a chunk to the shard's pool (or frees it).
+pub(crate) fn release_chunk(chunk: DmaBuffer) {
     if chunk.len() != CHUNK_BYTES {
         return; // trimmed last chunk of a write: cannot grow back, free it
     }
@@ -174,27 +175,38 @@ impl PendingWrite {
     /// bandwidth appears at a few MiB in flight (`spate-tune iotune` measures the knee);
     /// submitting more only queues in the kernel and pins more buffers. The chunks are dealt
     /// round-robin to lanes that each write their share in order, so the window stays full
-    /// without spawning a task per write. Full chunks return to the pool afterwards.
-    pub async fn write_to(self, file: SegmentIo<'_>, in_flight_bytes_max: usize) -> io::Result<()> {
+    /// without spawning a task per write. Returns the written chunks with their file positions,
+    /// in order, for the tail cache (which recycles them when it evicts them).
+    pub async fn write_to(
+        self,
+        file: SegmentIo<'_>,
+        in_flight_bytes_max: usize,
+    ) -> io::Result<Vec<(u64, DmaBuffer)>> {
         let chunks = self.into_aligned_chunks();
-        let lanes = (in_flight_bytes_max / CHUNK_BYTES).clamp(1, chunks.len().max(1));
+        let chunk_count = chunks.len();
+        let lanes = (in_flight_bytes_max / CHUNK_BYTES).clamp(1, chunk_count.max(1));
         let mut lane_chunks: Vec<Vec<(u64, DmaBuffer)>> = (0..lanes).map(|_| Vec::new()).collect();
         for (number, chunk) in chunks.into_iter().enumerate() {
             lane_chunks[number % lanes].push(chunk);
         }
         let lanes = lane_chunks.into_iter().map(|chunks| async move {
+            let mut written = Vec::with_capacity(chunks.len());
             for (position, chunk) in chunks {
                 let chunk = write_chunk(file, chunk, position).await?;
+                // glommio drops its reference when the write completes; should it not have,
+                // the chunk is simply not cached.
                 if let Ok(chunk) = Rc::try_unwrap(chunk) {
-                    release_chunk(chunk);
+                    written.push((position, chunk));
                 }
             }
-            Ok::<(), io::Error>(())
+            Ok::<_, io::Error>(written)
         });
+        let mut written = Vec::with_capacity(chunk_count);
         for outcome in join_all(lanes.collect()).await {
-            outcome?;
+            written.extend(outcome?);
         }
-        Ok(())
+        written.sort_unstable_by_key(|(position, _)| *position);
+        Ok(written)
     }
 }
 

@@ -83,8 +83,18 @@ struct Synced {
     rolled_from: Option<RolledSegment>,
 }
 
+/// Chunks of one write, synced, waiting to enter the tail cache once the high watermark
+/// covers them.
+struct WrittenChunks {
+    segment_base: Offset,
+    file: Rc<DmaFile>,
+    end_position: u64,
+    chunks: Vec<(u64, glommio::io::DmaBuffer)>,
+}
+
 async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> {
     let mut synced = Vec::with_capacity(writes.len());
+    let mut written = Vec::with_capacity(writes.len());
     for mut write in writes {
         if let Some(rolled) = write.rolled_from {
             start_segment(shared, write.segment_base, rolled).await?;
@@ -117,14 +127,30 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             file: &file,
             faults: faults.as_deref(),
         };
-        write
+        let (segment_base, end_position) = (write.segment_base, write.end_position);
+        let chunks = write
             .write_to(io, shared.config.get().write_in_flight_bytes_max)
             .await?;
         io.fdatasync().await?;
+        written.push(WrittenChunks {
+            segment_base,
+            file: file.clone(),
+            end_position,
+            chunks,
+        });
+    }
+    let index_writes = publish(shared, synced);
+    // Visible now: reads of these bytes may come from memory.
+    for write in written {
+        shared.tail_cache.insert(
+            (write.segment_base, &write.file),
+            write.end_position,
+            write.chunks,
+        );
     }
     // The time index goes first: recovery trusts a sealed segment's time index up to the
     // last offset index entry, so the time index must never be behind the offset index.
-    for write in publish(shared, synced) {
+    for write in index_writes {
         index::write_bytes_at(&write.file, write.position, write.bytes).await?;
     }
     Ok(())

@@ -19,7 +19,9 @@
 //!   `wait_durable` callers.
 //! - `segment` is one `.log` file plus its `.index` and `.timeindex`; `index` is the sparse
 //!   offset index in Kafka's 8-byte format, `time_index` the sparse time index in Kafka's
-//!   12-byte format; `reader` walks stored batches to serve fetches.
+//!   12-byte format; `reader` walks stored batches to serve fetches, from the
+//!   [`tail_cache`] (the chunks the flusher just wrote, kept within a per-shard budget) where
+//!   it holds them.
 //! - `timestamps` answers ListOffsets by timestamp and max timestamp through the time index
 //!   ([`PartitionLog::offset_for_timestamp`], [`PartitionLog::max_timestamp`]).
 //! - `retention` deletes old segments ([`PartitionLog::enforce_retention`]), moves and persists
@@ -62,6 +64,7 @@ mod recovery;
 mod retention;
 mod seam;
 mod segment;
+pub mod tail_cache;
 #[cfg(test)]
 mod testing;
 mod time_index;
@@ -70,6 +73,7 @@ mod timestamps;
 pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};
 pub use log::{Appended, PartitionLog};
+pub use reader::{Records, RecordsPiece};
 pub use retention::RetentionOutcome;
 
 /// Wall-clock milliseconds since the Unix epoch (LogAppendTime, `segment.ms`, retention).

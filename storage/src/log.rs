@@ -143,6 +143,8 @@ pub(crate) struct LogShared {
     pub checkpoint_lock: glommio::sync::Semaphore,
     /// Faults the flusher's writes and syncs inject (tests only; see `seam`).
     pub faults: RefCell<Option<Rc<crate::seam::FaultPlan>>>,
+    /// Chunks the flusher wrote, kept for reads of the tail (see `tail_cache`).
+    pub tail_cache: crate::tail_cache::PartitionTail,
 }
 
 impl Drop for LogShared {
@@ -215,6 +217,7 @@ impl PartitionLog {
             state: RefCell::new(state),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             faults: RefCell::new(None),
+            tail_cache: crate::tail_cache::PartitionTail::new(),
         });
         let flusher = glommio::spawn_local(flusher::run(Rc::downgrade(&shared))).detach();
         shared.state.borrow_mut().flusher = Some(flusher);
@@ -354,7 +357,9 @@ impl PartitionLog {
         fetch_offset: Offset,
         max_bytes: usize,
     ) -> Result<bytes::Bytes, StorageError> {
-        reader::read(&self.shared, fetch_offset, max_bytes).await
+        reader::read(&self.shared, fetch_offset, max_bytes)
+            .await
+            .map(reader::Records::into_bytes)
     }
 
     /// Stops accepting appends, writes and syncs what is pending, trims the active segment to
@@ -385,6 +390,7 @@ impl PartitionLog {
             let mut state = self.shared.state.borrow_mut();
             state.status = Status::Closed;
             state.wake_durable_waiters();
+            self.shared.tail_cache.clear();
             (std::mem::take(&mut state.segments), state.failure.clone())
         };
         let mut outcome: io::Result<()> = Ok(());

@@ -1,15 +1,21 @@
-//! The read side: walking the stored batches of a segment file, for fetches and for recovery.
+//! The read side: walking the stored batches of a segment, for fetches and for recovery.
 //!
 //! Reads only cover bytes below a segment's durable size (`Segment::size_bytes`), which the
 //! flusher has written and synced, so they never race the pending buffer. The block that
 //! holds the durable end may be rewritten by a flush at the same time, but the rewrite carries
 //! the same bytes below the durable end, so either version reads the same.
+//!
+//! A fetch is served batch by batch from the tail cache (`tail_cache`) where it holds the
+//! batch, and from the segment file otherwise, so one read may span both: older batches read
+//! from disk, then the cached tail. The result is [`Records`]: pieces that are either slices of
+//! cached chunks (no copy) or bytes copied out of O_DIRECT reads.
 
 use crate::batch::{self, BatchInfo, StoredBatch, HEADER_BYTES};
 use crate::error::StorageError;
 use crate::log::{LogShared, Status};
-use crate::Offset;
-use bytes::{Bytes, BytesMut};
+use crate::tail_cache::{CachedBytes, PartitionTail};
+use crate::{Offset, PartitionLog};
+use bytes::{BufMut, Bytes, BytesMut};
 use glommio::io::{DmaFile, ReadResult};
 use std::io;
 use std::rc::Rc;
@@ -93,6 +99,96 @@ impl<'file> SegmentWindow<'file> {
     }
 }
 
+/// Whole stored batches read for a fetch, as pieces in log order.
+#[derive(Default, Clone)]
+pub struct Records {
+    pieces: Vec<RecordsPiece>,
+    length: usize,
+}
+
+/// Part of a [`Records`].
+#[derive(Clone)]
+pub enum RecordsPiece {
+    /// Bytes copied out of an O_DIRECT read of the segment file.
+    Copied(Bytes),
+    /// A slice of a tail cache chunk, shared without copying.
+    Cached(CachedBytes),
+}
+
+impl RecordsPiece {
+    /// The piece's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            RecordsPiece::Copied(bytes) => bytes,
+            RecordsPiece::Cached(cached) => cached.as_slice(),
+        }
+    }
+}
+
+impl Records {
+    /// Total bytes.
+    pub fn len(&self) -> usize {
+        self.length
+    }
+
+    /// Whether no batch was read.
+    pub fn is_empty(&self) -> bool {
+        self.length == 0
+    }
+
+    /// The pieces, in log order.
+    pub fn pieces(&self) -> &[RecordsPiece] {
+        &self.pieces
+    }
+
+    /// Bytes served from the tail cache.
+    pub fn cached_bytes(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|piece| match piece {
+                RecordsPiece::Cached(cached) => cached.len(),
+                RecordsPiece::Copied(_) => 0,
+            })
+            .sum()
+    }
+
+    /// The records as one buffer: free when they are a single copied piece, one copy
+    /// otherwise.
+    pub fn into_bytes(mut self) -> Bytes {
+        if let [RecordsPiece::Copied(_)] = self.pieces.as_slice() {
+            let Some(RecordsPiece::Copied(bytes)) = self.pieces.pop() else {
+                unreachable!()
+            };
+            return bytes;
+        }
+        let mut bytes = BytesMut::with_capacity(self.length);
+        for piece in &self.pieces {
+            bytes.put_slice(piece.as_slice());
+        }
+        bytes.freeze()
+    }
+
+    fn push(&mut self, piece: RecordsPiece) {
+        let length = piece.as_slice().len();
+        if length > 0 {
+            self.length += length;
+            self.pieces.push(piece);
+        }
+    }
+}
+
+impl PartitionLog {
+    /// Like [`PartitionLog::read`], but leaves cached batches in the tail cache's chunks
+    /// instead of copying them into one buffer.
+    pub async fn read_records(
+        &self,
+        fetch_offset: Offset,
+        max_bytes: usize,
+    ) -> Result<Records, StorageError> {
+        read(&self.shared, fetch_offset, max_bytes).await
+    }
+}
+
 /// Which segment to read next and from where.
 struct ReadPlan {
     file: Rc<DmaFile>,
@@ -106,7 +202,7 @@ pub(crate) async fn read(
     shared: &LogShared,
     fetch_offset: Offset,
     max_bytes: usize,
-) -> Result<Bytes, StorageError> {
+) -> Result<Records, StorageError> {
     let mut after_segment: Option<Offset> = None;
     loop {
         let plan = {
@@ -123,7 +219,7 @@ pub(crate) async fn read(
                 });
             }
             if fetch_offset == high_watermark {
-                return Ok(Bytes::new());
+                return Ok(Records::default());
             }
             let segments = &state.segments;
             let found = match after_segment {
@@ -134,7 +230,7 @@ pub(crate) async fn read(
                 Some(base) => Some(segments.partition_point(|segment| segment.base_offset <= base)),
             };
             let Some(segment) = found.and_then(|number| segments.get(number)) else {
-                return Ok(Bytes::new());
+                return Ok(Records::default());
             };
             let start_position = match u32::try_from(fetch_offset.0 - segment.base_offset.0) {
                 Ok(relative) => segment.index.floor_position(relative),
@@ -150,52 +246,160 @@ pub(crate) async fn read(
         let read_bytes =
             max_bytes.saturating_add(shared.config.get().index_interval_bytes as usize);
         let read_bytes = read_bytes.clamp(READ_WINDOW_BYTES / 16, FETCH_READ_BYTES_MAX);
-        if let Some(bytes) = read_segment(&plan, fetch_offset, max_bytes, read_bytes).await? {
-            return Ok(bytes);
+        let request = SegmentRead {
+            plan: &plan,
+            tail: &shared.tail_cache,
+            fetch_offset,
+            max_bytes,
+            read_bytes,
+        };
+        if let Some(records) = request.run().await? {
+            return Ok(records);
         }
         after_segment = Some(plan.segment_base);
     }
 }
 
-/// Copies whole batches from the one containing `fetch_offset` on; `None` if the segment has
-/// no batch at or after `fetch_offset` below its durable end.
-async fn read_segment(
-    plan: &ReadPlan,
+/// One segment's part of a read.
+struct SegmentRead<'read> {
+    plan: &'read ReadPlan,
+    tail: &'read PartitionTail,
     fetch_offset: Offset,
     max_bytes: usize,
     read_bytes: usize,
-) -> io::Result<Option<Bytes>> {
-    let mut window = SegmentWindow::new(&plan.file, plan.end_position, read_bytes);
-    let mut position = plan.start_position;
-    let mut output: Option<BytesMut> = None;
-    while position < plan.end_position {
-        let info = match window.batch_at(position, false).await? {
-            StoredBatch::Complete(info) => info,
-            StoredBatch::Incomplete { .. } | StoredBatch::Invalid => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "no valid batch at position {position} of segment {} below its durable end {}",
-                        plan.segment_base, plan.end_position
-                    ),
-                ));
+}
+
+/// Where the next batch comes from.
+enum Source {
+    Cache(Vec<CachedBytes>),
+    Disk(BatchInfo),
+}
+
+impl SegmentRead<'_> {
+    /// Whole batches from the one containing `fetch_offset` on, from the cache where it holds
+    /// them and from the file otherwise; `None` if the segment has no batch at or after
+    /// `fetch_offset` below its durable end.
+    async fn run(&self) -> io::Result<Option<Records>> {
+        let plan = self.plan;
+        let mut window = SegmentWindow::new(&plan.file, plan.end_position, self.read_bytes);
+        let mut position = plan.start_position;
+        let mut records: Option<Records> = None;
+        // Batches read from disk since the last cached piece, copied contiguously.
+        let mut copied: Option<BytesMut> = None;
+        while position < plan.end_position {
+            let (last_offset, batch_bytes, source) = match self.cached_batch(position) {
+                Some((last_offset, batch_bytes, slices)) => {
+                    (last_offset, batch_bytes, Source::Cache(slices))
+                }
+                None => match window.batch_at(position, false).await? {
+                    StoredBatch::Complete(info) => {
+                        (info.last_offset(), info.batch_bytes, Source::Disk(info))
+                    }
+                    StoredBatch::Incomplete { .. } | StoredBatch::Invalid => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "no valid batch at position {position} of segment {} below its durable end {}",
+                                plan.segment_base, plan.end_position
+                            ),
+                        ));
+                    }
+                },
+            };
+            if records.is_none() && last_offset < self.fetch_offset.0 {
+                position += batch_bytes as u64;
+                continue;
             }
-        };
-        if output.is_none() && info.last_offset() < fetch_offset.0 {
-            position += info.batch_bytes as u64;
-            continue;
+            let output = records.get_or_insert_with(Records::default);
+            let so_far = output.len() + copied.as_ref().map_or(0, BytesMut::len);
+            if so_far > 0 && so_far + batch_bytes > self.max_bytes {
+                break;
+            }
+            match source {
+                Source::Cache(slices) => {
+                    if let Some(bytes) = copied.take() {
+                        output.push(RecordsPiece::Copied(bytes.freeze()));
+                    }
+                    for slice in slices {
+                        output.push(RecordsPiece::Cached(slice));
+                    }
+                }
+                Source::Disk(info) => {
+                    let capacity = self.max_bytes.min(self.read_bytes).max(batch_bytes);
+                    copied
+                        .get_or_insert_with(|| BytesMut::with_capacity(capacity))
+                        .extend_from_slice(window.batch_bytes(position, &info).await?);
+                }
+            }
+            position += batch_bytes as u64;
+            if so_far + batch_bytes >= self.max_bytes {
+                break;
+            }
         }
-        let out = output.get_or_insert_with(|| {
-            BytesMut::with_capacity(max_bytes.min(read_bytes).max(info.batch_bytes))
-        });
-        if !out.is_empty() && out.len() + info.batch_bytes > max_bytes {
-            break;
+        if let (Some(output), Some(bytes)) = (records.as_mut(), copied) {
+            output.push(RecordsPiece::Copied(bytes.freeze()));
         }
-        out.extend_from_slice(window.batch_bytes(position, &info).await?);
-        position += info.batch_bytes as u64;
-        if out.len() >= max_bytes {
-            break;
-        }
+        Ok(records)
     }
-    Ok(output.map(BytesMut::freeze))
+
+    /// The batch at `position` if the tail cache holds all of it below the durable end: its
+    /// last offset, its size, and its bytes as slices of consecutive chunks.
+    fn cached_batch(&self, position: u64) -> Option<(i64, usize, Vec<CachedBytes>)> {
+        let plan = self.plan;
+        let segment = (plan.segment_base, &plan.file);
+        let end_position = plan.end_position;
+        let limit = |mut cached: CachedBytes, at: u64| {
+            let durable = (end_position - at) as usize;
+            if cached.len() > durable {
+                cached.shorten(durable);
+            }
+            cached
+        };
+        let first = limit(self.tail.bytes_at(segment, position)?, position);
+        let mut header = [0u8; HEADER_BYTES];
+        let mut slices = vec![first];
+        let mut covered = slices[0].len();
+        while covered < HEADER_BYTES {
+            let at = position + covered as u64;
+            if at >= end_position {
+                return None;
+            }
+            let next = limit(self.tail.bytes_at(segment, at)?, at);
+            covered += next.len();
+            slices.push(next);
+        }
+        let mut filled = 0;
+        for slice in &slices {
+            let take = (HEADER_BYTES - filled).min(slice.len());
+            header[filled..filled + take].copy_from_slice(&slice.as_slice()[..take]);
+            filled += take;
+            if filled == HEADER_BYTES {
+                break;
+            }
+        }
+        let batch_bytes = match batch::peek_stored_header(&header) {
+            StoredBatch::Complete(info) => info.batch_bytes,
+            StoredBatch::Incomplete { batch_bytes } if batch_bytes > HEADER_BYTES => batch_bytes,
+            // Let the disk path report it.
+            StoredBatch::Incomplete { .. } | StoredBatch::Invalid => return None,
+        };
+        if position + batch_bytes as u64 > end_position {
+            return None;
+        }
+        while covered < batch_bytes {
+            let at = position + covered as u64;
+            let next = limit(self.tail.bytes_at(segment, at)?, at);
+            covered += next.len();
+            slices.push(next);
+        }
+        // Trim the last slice to the batch's end.
+        let excess = covered - batch_bytes;
+        if let Some(last) = slices.last_mut() {
+            let keep = last.len() - excess;
+            last.shorten(keep);
+        }
+        let view = batch::BatchHeader::view(&header)?;
+        let last_offset = view.base_offset.get() + view.last_offset_delta.get() as i64;
+        Some((last_offset, batch_bytes, slices))
+    }
 }

@@ -129,11 +129,13 @@ async fn read_partition(
     let partition_max = (partition.partition_max_bytes.max(0) as usize)
         .min(budget)
         .max(1);
+    // Tail reads come from the shard's tail cache (slices of the chunks the flusher wrote);
+    // the rest from the segment file. Either way the records are copied once, here.
     match log
-        .read(spate_storage::Offset(partition.fetch_offset), partition_max)
+        .read_records(spate_storage::Offset(partition.fetch_offset), partition_max)
         .await
     {
-        Ok(records) => data.with_records(Some(records)),
+        Ok(records) => data.with_records(Some(records.into_bytes())),
         Err(error) => data.with_error_code(storage_error_code(&error, context.version)),
     }
 }
