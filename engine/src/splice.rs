@@ -227,3 +227,42 @@ impl Drop for Splicer {
         let _ = self.ring.submit_and_wait(self.in_flight + 2);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn splices_a_file_range_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let data: Vec<u8> = (0..3 * PIPE_BYTES + 12_345)
+            .map(|number| (number * 7 + number / 4096) as u8)
+            .collect();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&data)
+            .unwrap();
+        let (sender, mut receiver) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (start, length) = (1_000usize, data.len() - 5_000);
+        let reader = std::thread::spawn(move || {
+            let mut received = Vec::new();
+            receiver.read_to_end(&mut received).unwrap();
+            received
+        });
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(async move {
+                let file = std::fs::File::open(&path).unwrap();
+                let mut splicer = Splicer::new().unwrap();
+                splicer
+                    .send_file(sender.as_raw_fd(), file.as_raw_fd(), start as u64, length)
+                    .await
+                    .unwrap();
+                drop(sender);
+            });
+        assert!(reader.join().unwrap() == data[start..start + length]);
+    }
+}
