@@ -210,7 +210,9 @@ fn write_and_read(
     }
     let consume: ConsumeCommand = parse_words(&words(&consume_words))?;
     let mut result = crate::run::run_consume(&consume)?;
-    let unread = backlog_records.saturating_sub((result.records_per_s * result.measured_s) as u64);
+    // Counts come back as rates times the window: round, never truncate, to get them back.
+    let records_read = (result.records_per_s * result.measured_s).round() as u64;
+    let unread = backlog_records.saturating_sub(records_read);
     if unread > 0 {
         eprintln!("spate-bench: {unread} records of the backlog were not read in time");
     }
@@ -233,7 +235,7 @@ fn write_and_read(
         backlog_bytes: (written.throughput_mb_s * 1e6 * written.measured_s).round() as u64,
         backlog_records,
         write_mb_s: written.throughput_mb_s,
-        records_read: (result.records_per_s * result.measured_s).round() as u64,
+        records_read,
         read_s: result.measured_s,
         page_cache_dropped: dropped.is_ok(),
         page_cache_note: dropped.err(),

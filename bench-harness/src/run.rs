@@ -650,8 +650,11 @@ struct ResultParts<'a> {
     series_mb_s: Vec<f64>,
 }
 
-fn finish_result(parts: ResultParts<'_>) -> RunResult {
+fn finish_result(mut parts: ResultParts<'_>) -> RunResult {
     let gib = parts.payload_bytes / (1u64 << 30) as f64;
+    // A run that ended early (caught up, or its byte budget spent) has no buckets after.
+    let seconds = (parts.measured_s.ceil() as usize).max(1);
+    parts.series_mb_s.truncate(seconds);
     RunResult {
         scenario: parts.scenario.into(),
         parameters: parts.parameters,
