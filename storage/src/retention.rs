@@ -247,7 +247,13 @@ pub(crate) fn schedule_unlink(segment: Segment, renamed: Vec<PathBuf>, delay_ms:
     .detach();
 }
 
-/// Unlinks files on glommio's blocking thread pool; missing files are fine.
+/// Unlinks files on glommio's blocking thread pool; missing files are fine. Large files are
+/// first cut down in [`TRUNCATE_STEP_BYTES`] steps with a pause between them: unlinking a
+/// large file frees all its blocks in one journal transaction, which the group commits'
+/// `fdatasync`s then wait behind; small steps keep each transaction short, as RocksDB's delete
+/// scheduler does. Measured (200 MB/s of 1 KiB records, acks=all, 4 partitions, 512 MiB segments
+/// deleted by retention.bytes, 16 deletions in 70 s, alternating binaries): produce p99
+/// 207 / 232 ms with a plain unlink, 8.0 / 7.9 ms with the steps; max 314 / 380 vs 33 / 36 ms.
 async fn unlink_in_background(paths: Vec<PathBuf>) {
     if paths.is_empty() {
         return;
@@ -255,7 +261,8 @@ async fn unlink_in_background(paths: Vec<PathBuf>) {
     glommio::executor()
         .spawn_blocking(move || {
             for path in paths {
-                match std::fs::remove_file(&path) {
+                let removed = truncate_gradually(&path).and_then(|()| std::fs::remove_file(&path));
+                match removed {
                     Ok(()) => {}
                     Err(error) if error.kind() == io::ErrorKind::NotFound => {}
                     Err(error) => {
@@ -265,6 +272,23 @@ async fn unlink_in_background(paths: Vec<PathBuf>) {
             }
         })
         .await;
+}
+
+/// Bytes freed per truncation step when deleting a large file.
+const TRUNCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
+/// Pause between truncation steps, so that group commits' syncs get the journal in between.
+const TRUNCATE_PAUSE: Duration = Duration::from_millis(5);
+
+/// Cuts a file down to nothing in steps (blocking; run it off the shard).
+fn truncate_gradually(path: &Path) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut length = file.metadata()?.len();
+    while length > TRUNCATE_STEP_BYTES {
+        length -= TRUNCATE_STEP_BYTES;
+        file.set_len(length)?;
+        std::thread::sleep(TRUNCATE_PAUSE);
+    }
+    Ok(())
 }
 
 /// Removes what an earlier run left in `dir`: indexes whose segment is gone are removed at

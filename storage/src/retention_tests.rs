@@ -235,3 +235,16 @@ fn files_left_by_deletion_are_unlinked_on_open() {
         reopened.close().await.unwrap();
     });
 }
+
+#[test]
+fn large_deleted_files_are_cut_down_in_steps_before_the_unlink() {
+    let dir = temp_dir();
+    let path = dir.path().join("00000000000000000000.log.deleted");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(3 * TRUNCATE_STEP_BYTES + 123).unwrap();
+    drop(file);
+    truncate_gradually(&path).unwrap();
+    assert!(std::fs::metadata(&path).unwrap().len() <= TRUNCATE_STEP_BYTES);
+    run(unlink_in_background(vec![path.clone()]));
+    assert!(!path.exists());
+}
