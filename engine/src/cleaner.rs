@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use glommio::{Latency, Shares};
+use spate_net::records::now_ms;
 use spate_storage::StorageError;
 
 use crate::shard::Shard;
@@ -67,10 +68,4 @@ async fn run(shard: Rc<Shard>) {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }

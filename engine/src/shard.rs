@@ -305,9 +305,7 @@ impl Shard {
     /// open log of this shard. Called from the maintenance tick; it does not await: deleted
     /// segments are renamed at once and unlinked later, off the shard.
     pub fn enforce_retention(&self) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let now_ms = spate_net::records::now_ms();
         let topics = self.topics.borrow();
         for (name, logs) in topics.iter() {
             for (partition, log) in &logs.logs {

@@ -4,7 +4,7 @@
 mod harness;
 
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use harness::{create_topic_with_configs, fetch, produce, topic_name, Broker};
@@ -18,18 +18,12 @@ use kafka_protocol::records::{
 };
 use spate_engine::placement::shard_for;
 use spate_net::client::Client;
+use spate_net::records::now_ms;
 
 const NONE: i16 = 0;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64
-}
 
 /// A batch with one record per timestamp, each value `value_bytes` long.
 fn timestamped_batch(timestamps: &[i64], value_bytes: usize, compression: Compression) -> Bytes {

@@ -5,10 +5,11 @@
 //! is split by partition, each partition's records become one v2 record batch, and each
 //! leader gets one Produce request holding its partitions.
 
+use spate_net::records::now_ms;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
@@ -296,12 +297,6 @@ fn split_line(line: Vec<u8>, separator: Option<&str>) -> Option<(Option<Bytes>, 
         Some(line.slice(..position)),
         line.slice(position + separator.len()..),
     ))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 struct Producer {

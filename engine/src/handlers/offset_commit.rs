@@ -21,9 +21,7 @@ pub async fn handle(
     _context: &RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    let now_ms = spate_net::records::now_ms();
     let offsets: Vec<(String, i32, OffsetValue)> = request
         .topics
         .iter()
