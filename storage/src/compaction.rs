@@ -116,15 +116,6 @@ struct Plan {
     first_dirty_candidate: usize,
 }
 
-/// The largest timestamp of a segment, or its file's age when its batches carry none.
-fn largest_ms(segment: &Segment) -> i64 {
-    if segment.max_timestamp >= 0 {
-        segment.max_timestamp
-    } else {
-        segment.last_modified_ms
-    }
-}
-
 fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
     if !config.compact || state.status != Status::Open || state.failure.is_some() || state.cleaning
     {
@@ -136,14 +127,15 @@ fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
         .take_while(|segment| {
             segment.end_offset <= state.high_watermark
                 && !state.in_flight_segments.contains(&segment.base_offset)
-                && now_ms.saturating_sub(largest_ms(segment)) >= config.min_compaction_lag_ms
+                && now_ms.saturating_sub(segment.largest_timestamp_ms())
+                    >= config.min_compaction_lag_ms
         })
         .map(|segment| Candidate {
             base_offset: segment.base_offset,
             end_offset: segment.end_offset,
             size_bytes: segment.size_bytes,
             file: segment.log_file.clone(),
-            largest_ms: largest_ms(segment),
+            largest_ms: segment.largest_timestamp_ms(),
             last_modified_ms: segment.last_modified_ms,
         })
         .collect();
@@ -379,12 +371,7 @@ fn temporary_path(dir: &Path, base: Offset, end: Offset, suffix: &str) -> PathBu
 fn rename_for_deletion(dir: &Path, base: Offset) -> io::Result<Vec<PathBuf>> {
     let mut renamed = Vec::with_capacity(3);
     for path in segment::segment_file_paths(dir, base) {
-        let target = retention::deleted_path(&path);
-        match std::fs::rename(&path, &target) {
-            Ok(()) => renamed.push(target),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error),
-        }
+        renamed.extend(retention::mark_deleted(&path)?);
     }
     Ok(renamed)
 }
@@ -428,10 +415,7 @@ pub(crate) async fn finish_interrupted_swaps(dir: &Path) -> io::Result<()> {
         }
         // Indexes of the first segment may remain if the crash came between its renames.
         for path in segment::segment_file_paths(dir, base).into_iter().skip(1) {
-            match std::fs::rename(&path, retention::deleted_path(&path)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
+            retention::mark_deleted(&path)?;
         }
         std::fs::rename(&swap, segment::log_file_path(dir, base))?;
     }
@@ -537,7 +521,7 @@ impl PartitionLog {
         }
         outcome.records_removed = retain.records_removed;
         self.shared.state.borrow_mut().tombstone_deadline_ms = retain.tombstone_deadline_ms;
-        self.persist_offset_file(CHECKPOINT_FILE, cleaned_up_to)
+        self.persist_offset_file(CHECKPOINT_FILE, || cleaned_up_to)
             .await?;
         Ok(outcome)
     }

@@ -112,19 +112,20 @@ impl PartitionLog {
             }
             state.log_start = offset;
         }
-        self.persist_offset_file(LOG_START_FILE, self.log_start_offset())
+        // DeleteRecords calls may finish out of order: write the value current at our turn.
+        self.persist_offset_file(LOG_START_FILE, || self.log_start_offset())
             .await?;
         self.enforce_retention(crate::now_ms())?;
         Ok(self.log_start_offset())
     }
 
     /// Writes an offset checkpoint file (the log start, the cleaner checkpoint) durably.
-    /// Concurrent calls queue, so files are replaced one at a time; callers pass offsets that
-    /// only grow.
+    /// Concurrent calls queue, so files are replaced one at a time; `offset` is read when this
+    /// call's turn comes, so a file never goes backwards.
     pub(crate) async fn persist_offset_file(
         &self,
         name: &'static str,
-        offset: Offset,
+        offset: impl FnOnce() -> Offset,
     ) -> Result<(), StorageError> {
         let _permit = self
             .shared
@@ -132,11 +133,7 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| StorageError::Closed)?;
-        let offset = match name {
-            // DeleteRecords calls may finish out of order: write the value current now.
-            LOG_START_FILE => self.log_start_offset(),
-            _ => offset,
-        };
+        let offset = offset();
         let dir = self.shared.dir.clone();
         glommio::executor()
             .spawn_blocking(move || write_offset_file(&dir, name, offset))
@@ -171,13 +168,7 @@ fn deletable_segments(state: &LogState, config: &LogConfig, now_ms: i64) -> usiz
     } else {
         (0..candidates)
             .take_while(|&number| {
-                let segment = &segments[number];
-                let largest_timestamp = if segment.max_timestamp >= 0 {
-                    segment.max_timestamp
-                } else {
-                    segment.last_modified_ms
-                };
-                now_ms.saturating_sub(largest_timestamp) > config.retention_ms
+                now_ms.saturating_sub(segments[number].largest_timestamp_ms()) > config.retention_ms
             })
             .count()
     };
@@ -206,16 +197,24 @@ pub(crate) fn deleted_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Renames a file to `<path>.deleted`; `Ok(None)` if it was already gone.
+pub(crate) fn mark_deleted(path: &Path) -> io::Result<Option<PathBuf>> {
+    let target = deleted_path(path);
+    match std::fs::rename(path, &target) {
+        Ok(()) => Ok(Some(target)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Renames a removed segment's files to `*.deleted` now (the `.log` first, so that a crash
 /// in between leaves no segment that recovery would load), and unlinks them later, off the
 /// shard.
 fn schedule_deletion(dir: &Path, segment: Segment, delay_ms: u64) {
     let mut renamed = Vec::with_capacity(3);
     for path in segment::segment_file_paths(dir, segment.base_offset) {
-        let target = deleted_path(&path);
-        match std::fs::rename(&path, &target) {
-            Ok(()) => renamed.push(target),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        match mark_deleted(&path) {
+            Ok(target) => renamed.extend(target),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error, "cannot rename a deleted segment file")
             }

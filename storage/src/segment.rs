@@ -254,6 +254,16 @@ impl Segment {
         Ok(())
     }
 
+    /// The segment's largest timestamp, or its last write (wall clock) when its batches carry
+    /// none, as Kafka uses the file's modification time: its age for retention and compaction.
+    pub fn largest_timestamp_ms(&self) -> i64 {
+        if self.max_timestamp >= 0 {
+            self.max_timestamp
+        } else {
+            self.last_modified_ms
+        }
+    }
+
     /// Closes both files. A reader still holding a clone keeps its descriptor open until it
     /// drops it.
     pub async fn close(self) -> io::Result<()> {
