@@ -252,6 +252,8 @@ impl Shard {
         let broker = &self.node.config;
         let setting = |name: &str| topic_config::effective(&topic.configs, name, broker);
         let defaults = LogConfig::default();
+        let cleanup_policy = setting("cleanup.policy");
+        let policies: Vec<&str> = cleanup_policy.split(',').map(str::trim).collect();
         LogConfig {
             segment_bytes: setting("segment.bytes")
                 .parse()
@@ -267,9 +269,7 @@ impl Shard {
             segment_ms: setting("segment.ms")
                 .parse::<i64>()
                 .map_or(defaults.segment_ms, |segment_ms| segment_ms.max(1)),
-            retention_delete: setting("cleanup.policy")
-                .split(',')
-                .any(|policy| policy.trim() == "delete"),
+            retention_delete: policies.contains(&"delete"),
             retention_ms: setting("retention.ms")
                 .parse()
                 .unwrap_or(defaults.retention_ms),
@@ -279,9 +279,7 @@ impl Shard {
             file_delete_delay_ms: setting("file.delete.delay.ms")
                 .parse()
                 .unwrap_or(defaults.file_delete_delay_ms),
-            compact: setting("cleanup.policy")
-                .split(',')
-                .any(|policy| policy.trim() == "compact"),
+            compact: policies.contains(&"compact"),
             delete_retention_ms: setting("delete.retention.ms")
                 .parse()
                 .unwrap_or(defaults.delete_retention_ms),
