@@ -31,6 +31,7 @@ mod schedule;
 mod sink;
 mod suite;
 mod svg;
+mod totals;
 mod wire;
 mod workload;
 

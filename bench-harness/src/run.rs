@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hdrhistogram::Histogram;
 
 use crate::admin;
 use crate::args::{
@@ -18,13 +17,14 @@ use crate::consume::{
     self, ConsumeSettings, ConsumerContext, ConsumerResult, Drain, StartFrom, StopRule,
 };
 use crate::cpu;
-use crate::intervals::{IntervalHistograms, INTERVALS_MAX};
+use crate::intervals::INTERVALS_MAX;
 use crate::produce::{
     self, ConnectionLoad, ConnectionPlan, GeneratorPlan, GeneratorResult, ProduceSettings,
 };
 use crate::progress::Progress;
-use crate::report::{new_latency_histogram, spectrum, HostFacts, Percentiles, RunResult};
+use crate::report::RunResult;
 use crate::schedule::StartGate;
+use crate::totals::{finish_result, ConsumerTotals, CpuSeconds, ProducerTotals, ResultParts};
 use crate::workload::{self, BatchShape, Keys};
 
 /// Runs `spate-bench produce`.
@@ -239,13 +239,6 @@ struct Clock {
     reporter: Option<std::thread::JoinHandle<()>>,
     broker_probe: Option<CpuProbe>,
     generator_probe: CpuProbe,
-}
-
-/// CPU seconds used in the measurement window.
-#[derive(Clone, Copy, Debug, Default)]
-struct CpuSeconds {
-    broker: Option<f64>,
-    generator: Option<f64>,
 }
 
 /// A thread that reads a process's CPU time at the window's start and end.
@@ -544,148 +537,6 @@ fn join_all<T>(handles: Handles<'_, T>) -> anyhow::Result<Vec<T>> {
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("an actor thread panicked")))
         })
         .collect()
-}
-
-struct ProducerTotals {
-    latency: Histogram<u64>,
-    intervals: Option<IntervalHistograms>,
-    records: u64,
-    errors: u64,
-    series_records: Vec<u64>,
-    finished_at: Instant,
-}
-
-impl ProducerTotals {
-    fn fold(results: Vec<GeneratorResult>) -> anyhow::Result<ProducerTotals> {
-        let mut totals = ProducerTotals {
-            latency: new_latency_histogram(),
-            intervals: None,
-            records: 0,
-            errors: 0,
-            series_records: Vec::new(),
-            finished_at: Instant::now(),
-        };
-        let mut finished = Vec::new();
-        for result in results {
-            totals.latency.add(&result.latency_us)?;
-            add_intervals(&mut totals.intervals, result.latency_intervals)?;
-            totals.records += result.records_acked;
-            totals.errors += result.errors;
-            add_series(&mut totals.series_records, &result.records_per_second);
-            finished.push(result.finished_at);
-        }
-        if let Some(last) = finished.into_iter().max() {
-            totals.finished_at = last;
-        }
-        Ok(totals)
-    }
-}
-
-fn add_intervals(
-    total: &mut Option<IntervalHistograms>,
-    one: Option<IntervalHistograms>,
-) -> anyhow::Result<()> {
-    match (total.as_mut(), one) {
-        (Some(total), Some(one)) => total.add(&one)?,
-        (None, Some(one)) => *total = Some(one),
-        (_, None) => {}
-    }
-    Ok(())
-}
-
-struct ConsumerTotals {
-    fetch_latency: Histogram<u64>,
-    end_to_end: Histogram<u64>,
-    intervals: Option<IntervalHistograms>,
-    records: u64,
-    value_bytes: u64,
-    errors: u64,
-    series_bytes: Vec<u64>,
-}
-
-impl ConsumerTotals {
-    fn fold(results: Vec<ConsumerResult>) -> anyhow::Result<ConsumerTotals> {
-        let mut totals = ConsumerTotals {
-            fetch_latency: new_latency_histogram(),
-            end_to_end: new_latency_histogram(),
-            intervals: None,
-            records: 0,
-            value_bytes: 0,
-            errors: 0,
-            series_bytes: Vec::new(),
-        };
-        for result in results {
-            totals.fetch_latency.add(&result.fetch_latency_us)?;
-            totals.end_to_end.add(&result.end_to_end_us)?;
-            add_intervals(&mut totals.intervals, result.latency_intervals)?;
-            totals.records += result.records;
-            totals.value_bytes += result.value_bytes;
-            totals.errors += result.errors;
-            add_series(&mut totals.series_bytes, &result.bytes_per_second);
-        }
-        Ok(totals)
-    }
-}
-
-fn add_series(total: &mut Vec<u64>, one: &[u64]) {
-    if total.len() < one.len() {
-        total.resize(one.len(), 0);
-    }
-    for (sum, value) in total.iter_mut().zip(one) {
-        *sum += value;
-    }
-}
-
-struct ResultParts<'a> {
-    scenario: &'static str,
-    parameters: serde_json::Value,
-    measured_s: f64,
-    payload_bytes: f64,
-    records: u64,
-    latency: &'a Histogram<u64>,
-    latency_intervals: Option<&'a IntervalHistograms>,
-    produce_latency: Option<&'a Histogram<u64>>,
-    errors: u64,
-    cpu_s: CpuSeconds,
-    series_mb_s: Vec<f64>,
-}
-
-fn finish_result(mut parts: ResultParts<'_>) -> RunResult {
-    let gib = parts.payload_bytes / (1u64 << 30) as f64;
-    // A run that ended early (caught up, or its byte budget spent) has no buckets after.
-    let seconds = (parts.measured_s.ceil() as usize).max(1);
-    parts.series_mb_s.truncate(seconds);
-    RunResult {
-        scenario: parts.scenario.into(),
-        parameters: parts.parameters,
-        host: HostFacts::probe(),
-        measured_s: parts.measured_s,
-        throughput_mb_s: parts.payload_bytes / parts.measured_s / 1e6,
-        records_per_s: parts.records as f64 / parts.measured_s,
-        latency_us: Percentiles::from_histogram(parts.latency),
-        produce_latency_us: parts.produce_latency.map(Percentiles::from_histogram),
-        errors: parts.errors,
-        broker_cpu_s_per_gib: parts
-            .cpu_s
-            .broker
-            .filter(|_| gib > 0.0)
-            .map(|cpu| cpu / gib),
-        broker_cpu_s: parts.cpu_s.broker,
-        generator_cpu_s_per_gib: parts
-            .cpu_s
-            .generator
-            .filter(|_| gib > 0.0)
-            .map(|cpu| cpu / gib),
-        generator_cpu_s: parts.cpu_s.generator,
-        latency_intervals_us: parts
-            .latency_intervals
-            .map(|intervals| intervals.summarize(parts.measured_s, &parts.series_mb_s)),
-        series_mb_s: parts.series_mb_s,
-        latency_spectrum_us: spectrum(parts.latency),
-        limits: None,
-        command: None,
-        catchup: None,
-    }
 }
 
 /// Spreads partitions over connections, never mixing leaders in one connection.
