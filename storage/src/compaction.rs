@@ -37,8 +37,7 @@
 //! to a byte rate (`io_bytes_per_second`). Retention waits while a pass runs on the log.
 
 use crate::batch::{
-    BatchInfo, StoredBatch, CRC_COVERAGE_START, HEADER_BYTES, LOG_OVERHEAD_BYTES,
-    TIMESTAMP_TYPE_LOG_APPEND_TIME,
+    BatchInfo, CRC_COVERAGE_START, HEADER_BYTES, LOG_OVERHEAD_BYTES, TIMESTAMP_TYPE_LOG_APPEND_TIME,
 };
 use crate::error::{BatchError, StorageError};
 use crate::log::{LogState, PartitionLog, Status};
@@ -248,18 +247,10 @@ impl<'file> BatchCursor<'file> {
             return Ok(None);
         }
         let position = self.position;
-        let info = match self.window.batch_at(position, true).await? {
-            StoredBatch::Complete(info) => info,
-            StoredBatch::Incomplete { .. } | StoredBatch::Invalid => {
-                return Err(StorageError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "compaction found no valid batch at position {position} of segment {}",
-                        self.base_offset
-                    ),
-                )));
-            }
-        };
+        let info = self
+            .window
+            .complete_batch_at(position, true, self.base_offset)
+            .await?;
         self.position += info.batch_bytes as u64;
         Ok(Some((
             info,

@@ -100,6 +100,26 @@ impl<'file> SegmentWindow<'file> {
         }
     }
 
+    /// The intact batch at `position`, which must lie below the durable end: anything else is
+    /// an `InvalidData` error naming the segment (`segment_base`).
+    pub async fn complete_batch_at(
+        &mut self,
+        position: u64,
+        verify_crc: bool,
+        segment_base: Offset,
+    ) -> io::Result<BatchInfo> {
+        match self.batch_at(position, verify_crc).await? {
+            StoredBatch::Complete(info) => Ok(info),
+            StoredBatch::Incomplete { .. } | StoredBatch::Invalid => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "no valid batch at position {position} of segment {segment_base} below its durable end {}",
+                    self.end_position
+                ),
+            )),
+        }
+    }
+
     /// The bytes of a batch just returned by `batch_at`.
     pub async fn batch_bytes(&mut self, position: u64, info: &BatchInfo) -> io::Result<&[u8]> {
         let bytes = self.bytes_at(position, info.batch_bytes).await?;
@@ -299,20 +319,12 @@ impl SegmentRead<'_> {
                 Some((last_offset, batch_bytes, slices)) => {
                     (last_offset, batch_bytes, Source::Cache(slices))
                 }
-                None => match window.batch_at(position, false).await? {
-                    StoredBatch::Complete(info) => {
-                        (info.last_offset(), info.batch_bytes, Source::Disk(info))
-                    }
-                    StoredBatch::Incomplete { .. } | StoredBatch::Invalid => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!(
-                                "no valid batch at position {position} of segment {} below its durable end {}",
-                                plan.segment_base, plan.end_position
-                            ),
-                        ));
-                    }
-                },
+                None => {
+                    let info = window
+                        .complete_batch_at(position, false, plan.segment_base)
+                        .await?;
+                    (info.last_offset(), info.batch_bytes, Source::Disk(info))
+                }
             };
             if records.is_none() && last_offset < self.fetch_offset.0 {
                 position += batch_bytes as u64;

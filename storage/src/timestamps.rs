@@ -11,7 +11,7 @@
 //!
 //! These are rare, read-only paths; they never hold the log's `RefCell` across an `.await`.
 
-use crate::batch::{BatchInfo, StoredBatch, TIMESTAMP_TYPE_LOG_APPEND_TIME};
+use crate::batch::{BatchInfo, TIMESTAMP_TYPE_LOG_APPEND_TIME};
 use crate::error::StorageError;
 use crate::log::{LogState, PartitionLog, Status};
 use crate::reader::SegmentWindow;
@@ -266,18 +266,9 @@ async fn walk(
     let mut window = SegmentWindow::new(&plan.file, plan.end_position, LOOKUP_READ_BYTES);
     let mut position = plan.start_position;
     while position < plan.end_position {
-        let info = match window.batch_at(position, false).await? {
-            StoredBatch::Complete(info) => info,
-            StoredBatch::Incomplete { .. } | StoredBatch::Invalid => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "no valid batch at position {position} of segment {} below its durable end {}",
-                        plan.base_offset, plan.end_position
-                    ),
-                ));
-            }
-        };
+        let info = window
+            .complete_batch_at(position, false, plan.base_offset)
+            .await?;
         if take(&info) {
             let bytes = Bytes::copy_from_slice(window.batch_bytes(position, &info).await?);
             return Ok(Some((info, position, bytes)));
