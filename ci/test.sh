@@ -3,7 +3,8 @@
 #   1. install what is missing: kcat (always), and python3/pip/venv, node/npm only if absent;
 #   2. the Python clients in ci/.venv (ci/requirements.txt) and kafkajs in ci/node (npm ci);
 #   3. cargo build --release, cargo test --workspace --release;
-#   4. pytest ci/compat: real clients against real `target/release/spate` processes.
+#   4. pytest ci/compat: real clients against real `target/release/spate` processes (the
+#      client tests first once more with fetches served from sealed segments by splice).
 # Any failing step stops the run with a message naming it, and the exit code is non-zero.
 #
 # Arguments are passed to pytest, e.g. `ci/test.sh -k kcat` or `ci/test.sh -x`.
@@ -119,16 +120,27 @@ if [[ "${SPATE_FULL_TESTS:-0}" == 1 ]]; then
 fi
 
 # --- 4. compatibility and crash tests -------------------------------------------------------
-step "pytest ci/compat (timeout ${PYTEST_TIMEOUT_S}s per test)"
 # Broker data dirs and logs of earlier runs (kept there when a test failed).
 rm -rf "$REPO_ROOT/target/ci-tmp"
 pytest_log="$(mktemp)"
 trap 'rm -f "$pytest_log"' EXIT
 set +e
+# The clients once more with the tail cache off and 64 KiB segments, so that nearly every
+# fetch is served from sealed segments by splice (the zero-copy path) rather than from memory.
+step "pytest: client tests over the zero-copy fetch path"
+SPATE_CI_BROKER_ARGS="--tail-cache-bytes 0 --segment-bytes 65536" \
+    "$VENV/bin/python" -m pytest "$CI_DIR/compat/test_confluent.py" "$CI_DIR/compat/test_kafka_python.py" \
+    "$CI_DIR/compat/test_kafkajs.py" "$CI_DIR/compat/test_kcat.py" -q --timeout="$PYTEST_TIMEOUT_S" "$@"
+zero_copy_status=$?
+step "pytest ci/compat (timeout ${PYTEST_TIMEOUT_S}s per test)"
 "$VENV/bin/python" -m pytest "$CI_DIR/compat" -v --timeout="$PYTEST_TIMEOUT_S" --durations=10 "$@" 2>&1 \
     | tee "$pytest_log"
 pytest_status=${PIPESTATUS[0]}
 set -e
+if [[ "$pytest_status" == 0 && "$zero_copy_status" != 0 ]]; then
+    printf '\nci/test.sh: the zero-copy pass of the client tests failed (pytest exited %s)\n' "$zero_copy_status" >&2
+    pytest_status=$zero_copy_status
+fi
 
 elapsed=$((SECONDS - START_S))
 case "$pytest_status" in

@@ -9,6 +9,9 @@ Environment knobs (all optional):
   SPATE_BIN      path of the broker binary (default: <repo>/target/release/spate)
   SPATE_CI_TMP   where data dirs and logs go (default: <repo>/target/ci-tmp); must be a real
                  disk, not tmpfs, because the broker opens segments with O_DIRECT.
+  SPATE_CI_BROKER_ARGS  extra `spate serve` arguments for every broker of the session, e.g.
+                 "--tail-cache-bytes 0 --segment-bytes 65536" to serve nearly every fetch from
+                 sealed segments (the zero-copy path); ci/test.sh runs the client tests so once.
   SPATE_CI_BUDGET_S  wall-time budget for the whole pytest session (default 1200 s). Tests that
                  would start after it is spent fail at once, so a badly broken broker (every
                  test running into its timeouts) cannot stretch CI past its limit.
@@ -21,6 +24,7 @@ import ctypes
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -135,6 +139,7 @@ class Broker:
             "--smp", str(self.shard_count),
             "--default-partitions", str(self.default_partitions),
             *self.extra_args,
+            *shlex.split(os.environ.get("SPATE_CI_BROKER_ARGS", "")),
         ]
 
     @staticmethod

@@ -19,10 +19,22 @@ use spate_net::FrameReader;
 
 use crate::handlers;
 use crate::shard::Shard;
+use crate::splice::Splicer;
+use spate_storage::RecordsPiece;
 
 /// Requests dispatched but not yet answered, per connection. Bounds the memory a client
 /// can pin by pipelining.
 const PIPELINE_DEPTH: usize = 32;
+
+/// Idle splicers kept per shard for the next file range. Each holds a small io_uring, a
+/// pipe and an eventfd (four descriptors); sends that run at the same time take more, which
+/// are closed when they finish.
+const IDLE_SPLICERS_MAX: usize = 4;
+
+thread_local! {
+    /// This shard's idle splicers.
+    static SPLICERS: std::cell::RefCell<Vec<Splicer>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Why a connection is closed instead of answered. Logged once, as one line.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +54,30 @@ pub enum CloseReason {
 /// What is left of a request after dispatch: the response frame, once ready (`None` when
 /// the request has no response, as for acks=0).
 pub type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<BytesMut>, CloseReason>>>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Frame>, CloseReason>>>>;
+
+/// A response frame, size prefix included.
+pub enum Frame {
+    /// The whole frame in one buffer.
+    Whole(BytesMut),
+    /// The frame as pieces sent in order: encoded bytes, and records sent from where they are
+    /// (tail cache chunks, or segment file ranges spliced to the socket without a copy).
+    Pieces(Vec<FramePiece>),
+}
+
+/// Part of a [`Frame::Pieces`].
+pub enum FramePiece {
+    /// Encoded bytes.
+    Bytes(BytesMut),
+    /// Records, in memory or as a file range.
+    Records(RecordsPiece),
+}
+
+impl From<BytesMut> for Frame {
+    fn from(bytes: BytesMut) -> Frame {
+        Frame::Whole(bytes)
+    }
+}
 
 /// Serves a connection until the client closes it or breaks the protocol.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
@@ -97,7 +132,7 @@ async fn write_responses(mut stream: TcpStream, receiver: LocalReceiver<Pending>
     while let Some(pending) = receiver.recv().await {
         match pending.await {
             Ok(Some(frame)) => {
-                if let Err(error) = stream.write_all(&frame).await {
+                if let Err(error) = write_frame(&mut stream, frame).await {
                     tracing::debug!(%peer, %error, "client went away before its response");
                     break;
                 }
@@ -111,4 +146,44 @@ async fn write_responses(mut stream: TcpStream, receiver: LocalReceiver<Pending>
     }
     // Wake the reader if it is blocked on a socket we are giving up on.
     let _ = stream.shutdown(std::net::Shutdown::Both).await;
+}
+
+/// Sends one response frame. An error leaves part of the frame sent: the caller closes the
+/// connection.
+async fn write_frame(stream: &mut TcpStream, frame: Frame) -> std::io::Result<()> {
+    let pieces = match frame {
+        Frame::Whole(bytes) => return stream.write_all(&bytes).await,
+        Frame::Pieces(pieces) => pieces,
+    };
+    for piece in pieces {
+        match piece {
+            FramePiece::Bytes(bytes) => stream.write_all(&bytes).await?,
+            FramePiece::Records(RecordsPiece::Copied(bytes)) => stream.write_all(&bytes).await?,
+            FramePiece::Records(RecordsPiece::Cached(cached)) => {
+                stream.write_all(cached.as_slice()).await?
+            }
+            FramePiece::Records(RecordsPiece::File(range)) => {
+                let mut splicer = match SPLICERS.with(|pool| pool.borrow_mut().pop()) {
+                    Some(splicer) => splicer,
+                    None => Splicer::new()?,
+                };
+                // On an error the splicer is dropped, not pooled: it may hold bytes.
+                splicer
+                    .send_file(
+                        stream.as_raw_fd(),
+                        range.file.as_raw_fd(),
+                        range.position,
+                        range.length,
+                    )
+                    .await?;
+                SPLICERS.with(|pool| {
+                    let mut pool = pool.borrow_mut();
+                    if pool.len() < IDLE_SPLICERS_MAX {
+                        pool.push(splicer);
+                    }
+                });
+            }
+        }
+    }
+    Ok(())
 }

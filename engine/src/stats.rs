@@ -54,6 +54,44 @@ impl CrossShard {
     }
 }
 
+/// Where the record bytes of fetch responses come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchSource {
+    /// Slices of the tail cache, sent without a copy.
+    TailCache,
+    /// Read from the active segment with O_DIRECT and copied once.
+    FileCopy,
+    /// Sealed segment ranges spliced from the page cache to the socket.
+    Splice,
+}
+
+impl FetchSource {
+    /// Every source, in report order.
+    pub const ALL: [FetchSource; 3] = [
+        FetchSource::TailCache,
+        FetchSource::FileCopy,
+        FetchSource::Splice,
+    ];
+
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FetchSource::TailCache => "tail_cache",
+            FetchSource::FileCopy => "file_copy",
+            FetchSource::Splice => "splice",
+        }
+    }
+
+    /// The source of a piece of fetched records.
+    pub fn of(piece: &spate_storage::RecordsPiece) -> FetchSource {
+        match piece {
+            spate_storage::RecordsPiece::Cached(_) => FetchSource::TailCache,
+            spate_storage::RecordsPiece::Copied(_) => FetchSource::FileCopy,
+            spate_storage::RecordsPiece::File(_) => FetchSource::Splice,
+        }
+    }
+}
+
 /// One shard's counters. Aligned so that two shards never write the same cache line.
 #[repr(align(128))]
 pub struct ShardStats {
@@ -63,6 +101,7 @@ pub struct ShardStats {
     connections_closed: AtomicU64,
     partitions_open: AtomicU64,
     cross_shard: [AtomicU64; CrossShard::ALL.len()],
+    fetch_record_bytes: [AtomicU64; FetchSource::ALL.len()],
 }
 
 impl Default for ShardStats {
@@ -74,6 +113,7 @@ impl Default for ShardStats {
             connections_closed: AtomicU64::new(0),
             partitions_open: AtomicU64::new(0),
             cross_shard: std::array::from_fn(|_| AtomicU64::new(0)),
+            fetch_record_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -108,6 +148,16 @@ impl ShardStats {
     /// One cross-shard interaction of this kind.
     pub fn cross_shard(&self, kind: CrossShard) {
         add(&self.cross_shard[kind as usize], 1);
+    }
+
+    /// Record bytes of a fetch response, by where they come from.
+    pub fn fetch_records(&self, records: &spate_storage::Records) {
+        for piece in records.pieces() {
+            add(
+                &self.fetch_record_bytes[FetchSource::of(piece) as usize],
+                piece.len() as u64,
+            );
+        }
     }
 
     fn read(counter: &AtomicU64) -> u64 {
@@ -180,6 +230,11 @@ impl NodeStats {
                     let count = ShardStats::read(&stats.cross_shard[kind as usize]);
                     cross_shard.insert(kind.name().to_string(), count.into());
                 }
+                let mut fetch_record_bytes = serde_json::Map::new();
+                for source in FetchSource::ALL {
+                    let bytes = ShardStats::read(&stats.fetch_record_bytes[source as usize]);
+                    fetch_record_bytes.insert(source.name().to_string(), bytes.into());
+                }
                 let accepted = ShardStats::read(&stats.connections_accepted);
                 let closed = ShardStats::read(&stats.connections_closed);
                 serde_json::json!({
@@ -190,6 +245,7 @@ impl NodeStats {
                     "connections_open": accepted.saturating_sub(closed),
                     "partitions_open": ShardStats::read(&stats.partitions_open),
                     "cross_shard": cross_shard,
+                    "fetch_record_bytes": fetch_record_bytes,
                 })
             })
             .collect();
@@ -257,6 +313,17 @@ impl NodeStats {
                     text,
                     "spate_cross_shard_total{{shard=\"{id}\",kind=\"{}\"}} {count}",
                     kind.name()
+                );
+            }
+        }
+        let _ = writeln!(text, "# TYPE spate_fetch_record_bytes_total counter");
+        for (id, stats) in self.shards.iter().enumerate() {
+            for source in FetchSource::ALL {
+                let bytes = ShardStats::read(&stats.fetch_record_bytes[source as usize]);
+                let _ = writeln!(
+                    text,
+                    "spate_fetch_record_bytes_total{{shard=\"{id}\",source=\"{}\"}} {bytes}",
+                    source.name()
                 );
             }
         }

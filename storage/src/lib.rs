@@ -58,6 +58,7 @@ pub mod fuzzing;
 mod index;
 mod log;
 mod producer_state;
+mod read_files;
 mod reader;
 mod records;
 mod recovery;
@@ -73,7 +74,7 @@ mod timestamps;
 pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};
 pub use log::{Appended, PartitionLog};
-pub use reader::{Records, RecordsPiece};
+pub use reader::{FileRange, ReadMode, Records, RecordsPiece};
 pub use retention::RetentionOutcome;
 
 /// Wall-clock milliseconds since the Unix epoch (LogAppendTime, `segment.ms`, retention).

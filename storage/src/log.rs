@@ -357,9 +357,14 @@ impl PartitionLog {
         fetch_offset: Offset,
         max_bytes: usize,
     ) -> Result<bytes::Bytes, StorageError> {
-        reader::read(&self.shared, fetch_offset, max_bytes)
-            .await
-            .map(reader::Records::into_bytes)
+        reader::read(
+            &self.shared,
+            fetch_offset,
+            max_bytes,
+            reader::ReadMode::Copy,
+        )
+        .await
+        .map(reader::Records::into_bytes)
     }
 
     /// Stops accepting appends, writes and syncs what is pending, trims the active segment to

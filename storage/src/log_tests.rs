@@ -1,6 +1,7 @@
 //! Tests of `PartitionLog`: appends, reads, rolls, reopen, idempotence, close and failure.
 use super::*;
 use crate::batch::BatchError;
+use crate::reader::ReadMode;
 use crate::testing::{encode_batch, read_all, run, same_batch, split_batches, temp_dir, BatchSpec};
 
 fn small_segments() -> LogConfig {
@@ -414,5 +415,144 @@ fn a_failed_log_reports_its_failure_everywhere() {
             Err(StorageError::Io(error)) => assert!(error.to_string().contains("injected")),
             other => panic!("expected the failure, got {other:?}"),
         }
+    });
+}
+
+/// The bytes a read returned, with file ranges read back from their descriptors.
+fn materialize(records: &crate::Records) -> Vec<u8> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::unix::fs::FileExt;
+    let mut bytes = Vec::with_capacity(records.len());
+    for piece in records.pieces() {
+        match piece {
+            crate::RecordsPiece::File(range) => {
+                // SAFETY: borrowed for the read only; ManuallyDrop keeps the descriptor open.
+                let file = std::mem::ManuallyDrop::new(unsafe {
+                    std::fs::File::from_raw_fd(range.file.as_raw_fd())
+                });
+                let mut buffer = vec![0u8; range.length];
+                file.read_exact_at(&mut buffer, range.position).unwrap();
+                bytes.extend_from_slice(&buffer);
+            }
+            memory => bytes.extend_from_slice(memory.in_memory().unwrap()),
+        }
+    }
+    bytes
+}
+
+#[test]
+fn file_range_reads_send_the_same_batches_as_copied_reads() {
+    run(async {
+        // No tail cache, so that every sealed segment is served as a file range.
+        crate::tail_cache::set_shard_budget_bytes(0);
+        let dir = temp_dir();
+        let path = dir.path().join("ranges-0");
+        // Every batch but a segment's first gets an index entry, so both read modes cut at
+        // the same batch boundaries.
+        let config = LogConfig {
+            segment_bytes: 2_000,
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), config).await.unwrap();
+        let sent = varied_batches(60);
+        for batch in &sent {
+            log.append(batch, 0).unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        let mut file_pieces = 0;
+        for offset in 0..end.0 {
+            for max_bytes in [1, 150, 700, 1_500, 1 << 20] {
+                let copied = log
+                    .read_records(Offset(offset), max_bytes, ReadMode::Copy)
+                    .await
+                    .unwrap();
+                let ranged = log
+                    .read_records(Offset(offset), max_bytes, ReadMode::FileRanges)
+                    .await
+                    .unwrap();
+                assert!(copied
+                    .pieces()
+                    .iter()
+                    .all(|piece| piece.in_memory().is_some()));
+                if ranged.file_bytes() > 0 {
+                    file_pieces += 1;
+                }
+                assert_eq!(
+                    ranged.len(),
+                    copied.len(),
+                    "offset {offset}, max {max_bytes}"
+                );
+                assert!(
+                    materialize(&ranged) == materialize(&copied),
+                    "offset {offset}, max {max_bytes}"
+                );
+            }
+        }
+        assert!(file_pieces > 0, "sealed segments are read as file ranges");
+        assert!(crate::read_files::open_count() > 0);
+        log.close().await.unwrap();
+        // The descriptors go with their segments.
+        assert_eq!(crate::read_files::open_count(), 0);
+        crate::tail_cache::set_shard_budget_bytes(crate::tail_cache::DEFAULT_SHARD_BUDGET_BYTES);
+    });
+}
+
+#[test]
+fn a_file_range_keeps_its_bytes_after_the_segment_is_deleted() {
+    run(async {
+        crate::tail_cache::set_shard_budget_bytes(0);
+        let dir = temp_dir();
+        let config = LogConfig {
+            segment_bytes: 2_000,
+            file_delete_delay_ms: 0,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path().join("held-0"), config)
+            .await
+            .unwrap();
+        for batch in &varied_batches(40) {
+            log.append(batch, 0).unwrap();
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        let ranged = log
+            .read_records(Offset(0), 1 << 20, ReadMode::FileRanges)
+            .await
+            .unwrap();
+        assert!(ranged.file_bytes() > 0);
+        let before = materialize(&ranged);
+        // Delete everything below the last segment, as DeleteRecords and retention do.
+        log.delete_records_before(Offset(end.0 - 1)).await.unwrap();
+        for _ in 0..50 {
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(materialize(&ranged) == before);
+        let first = split_batches(&before);
+        assert_eq!(first[0].0.base_offset, 0);
+        let deleted = |dir: &Path| {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|entry| {
+                    let name = entry.as_ref().unwrap().file_name();
+                    name.to_string_lossy().ends_with(".deleted")
+                })
+                .count()
+        };
+        assert!(
+            deleted(log.dir()) > 0,
+            "the held segment waits for the send"
+        );
+        drop(ranged);
+        // Once the range is dropped, the files go (polled every FILE_RELEASE_POLL).
+        let mut waited = 0;
+        while deleted(log.dir()) > 0 && waited < 200 {
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            waited += 1;
+        }
+        assert_eq!(deleted(log.dir()), 0);
+        log.close().await.unwrap();
+        crate::tail_cache::set_shard_budget_bytes(crate::tail_cache::DEFAULT_SHARD_BUDGET_BYTES);
     });
 }

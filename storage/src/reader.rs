@@ -24,7 +24,7 @@ use crate::log::{LogShared, Status};
 use crate::tail_cache::{CachedBytes, PartitionTail};
 use crate::{Offset, PartitionLog};
 use bytes::{BufMut, Bytes, BytesMut};
-use glommio::io::{DmaFile, ReadResult};
+use glommio::io::{BufferedFile, DmaFile, ReadResult};
 use std::io;
 use std::rc::Rc;
 
@@ -141,19 +141,69 @@ pub enum RecordsPiece {
     Copied(Bytes),
     /// A slice of a tail cache chunk, shared without copying.
     Cached(CachedBytes),
+    /// A range of a sealed segment's file, to be sent from the page cache without passing
+    /// through user space (only from [`PartitionLog::read_records`] with
+    /// [`ReadMode::FileRanges`]).
+    File(FileRange),
+}
+
+/// Bytes of a sealed segment file, described rather than read.
+#[derive(Clone)]
+pub struct FileRange {
+    /// A buffered (not O_DIRECT) read-only descriptor of the segment's file.
+    pub file: Rc<BufferedFile>,
+    /// Where the range starts in the file.
+    pub position: u64,
+    /// How many bytes.
+    pub length: usize,
+    /// The segment's file, held so that retention and compaction wait for the send before
+    /// they close and unlink the segment (see `retention::schedule_unlink`).
+    _segment: Rc<DmaFile>,
 }
 
 impl RecordsPiece {
-    /// The piece's bytes.
-    pub fn as_slice(&self) -> &[u8] {
+    /// The piece's bytes if it holds them in memory (every piece but a file range).
+    pub fn in_memory(&self) -> Option<&[u8]> {
         match self {
-            RecordsPiece::Copied(bytes) => bytes,
-            RecordsPiece::Cached(cached) => cached.as_slice(),
+            RecordsPiece::Copied(bytes) => Some(bytes),
+            RecordsPiece::Cached(cached) => Some(cached.as_slice()),
+            RecordsPiece::File(_) => None,
         }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            RecordsPiece::Copied(bytes) => bytes.len(),
+            RecordsPiece::Cached(cached) => cached.len(),
+            RecordsPiece::File(range) => range.length,
+        }
+    }
+
+    /// Whether the piece is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
+/// How a read returns the bytes of sealed segments that the tail cache does not hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Read them (O_DIRECT) and copy them into memory.
+    Copy,
+    /// Describe them as [`FileRange`]s, to be sent to a socket with splice. Batches of the
+    /// active segment are still read into memory (see `read_files` for why).
+    FileRanges,
+}
+
 impl Records {
+    /// Records held in one buffer.
+    pub fn from_bytes(bytes: Bytes) -> Records {
+        let mut records = Records::default();
+        records.push(RecordsPiece::Copied(bytes));
+        records
+    }
+
     /// Total bytes.
     pub fn len(&self) -> usize {
         self.length
@@ -175,13 +225,25 @@ impl Records {
             .iter()
             .map(|piece| match piece {
                 RecordsPiece::Cached(cached) => cached.len(),
-                RecordsPiece::Copied(_) => 0,
+                RecordsPiece::Copied(_) | RecordsPiece::File(_) => 0,
+            })
+            .sum()
+    }
+
+    /// Bytes described as file ranges, not read.
+    pub fn file_bytes(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|piece| match piece {
+                RecordsPiece::File(range) => range.length,
+                RecordsPiece::Copied(_) | RecordsPiece::Cached(_) => 0,
             })
             .sum()
     }
 
     /// The records as one buffer: free when they are a single copied piece, one copy
-    /// otherwise.
+    /// otherwise. Only for records read with [`ReadMode::Copy`], which holds every piece in
+    /// memory.
     pub fn into_bytes(mut self) -> Bytes {
         if let [RecordsPiece::Copied(_)] = self.pieces.as_slice() {
             let Some(RecordsPiece::Copied(bytes)) = self.pieces.pop() else {
@@ -191,13 +253,16 @@ impl Records {
         }
         let mut bytes = BytesMut::with_capacity(self.length);
         for piece in &self.pieces {
-            bytes.put_slice(piece.as_slice());
+            let slice = piece
+                .in_memory()
+                .expect("ReadMode::Copy reads hold every piece in memory");
+            bytes.put_slice(slice);
         }
         bytes.freeze()
     }
 
     fn push(&mut self, piece: RecordsPiece) {
-        let length = piece.as_slice().len();
+        let length = piece.len();
         if length > 0 {
             self.length += length;
             self.pieces.push(piece);
@@ -207,13 +272,19 @@ impl Records {
 
 impl PartitionLog {
     /// Like [`PartitionLog::read`], but leaves cached batches in the tail cache's chunks
-    /// instead of copying them into one buffer.
+    /// instead of copying them into one buffer, and with [`ReadMode::FileRanges`] describes
+    /// the bytes of sealed segments instead of reading them.
+    ///
+    /// A file range ends where the segment's index says a batch starts, or at the segment's
+    /// end, so it holds whole batches unless the index is stale (then the last batch may be
+    /// cut short, which every Kafka consumer accepts, as Kafka itself sends such fetches).
     pub async fn read_records(
         &self,
         fetch_offset: Offset,
         max_bytes: usize,
+        mode: ReadMode,
     ) -> Result<Records, StorageError> {
-        read(&self.shared, fetch_offset, max_bytes).await
+        read(&self.shared, fetch_offset, max_bytes, mode).await
     }
 }
 
@@ -223,6 +294,8 @@ struct ReadPlan {
     segment_base: Offset,
     start_position: u64,
     end_position: u64,
+    /// Whether the segment is sealed (not the active one): its bytes never change again.
+    sealed: bool,
 }
 
 /// See [`crate::PartitionLog::read`].
@@ -230,6 +303,7 @@ pub(crate) async fn read(
     shared: &LogShared,
     fetch_offset: Offset,
     max_bytes: usize,
+    mode: ReadMode,
 ) -> Result<Records, StorageError> {
     let mut after_segment: Option<Offset> = None;
     loop {
@@ -257,7 +331,9 @@ pub(crate) async fn read(
                 // The offset was not in that segment (a gap left by recovery): try the next.
                 Some(base) => Some(segments.partition_point(|segment| segment.base_offset <= base)),
             };
-            let Some(segment) = found.and_then(|number| segments.get(number)) else {
+            let Some((number, segment)) =
+                found.and_then(|number| Some((number, segments.get(number)?)))
+            else {
                 return Ok(Records::default());
             };
             let start_position = match u32::try_from(fetch_offset.0 - segment.base_offset.0) {
@@ -269,6 +345,7 @@ pub(crate) async fn read(
                 segment_base: segment.base_offset,
                 start_position,
                 end_position: segment.size_bytes,
+                sealed: number + 1 < segments.len(),
             }
         };
         let read_bytes =
@@ -281,7 +358,15 @@ pub(crate) async fn read(
             max_bytes,
             read_bytes,
         };
-        if let Some(records) = request.run().await? {
+        let records = if mode == ReadMode::FileRanges
+            && plan.sealed
+            && request.cached_batch(plan.start_position).is_none()
+        {
+            request.run_file_range(shared).await?
+        } else {
+            request.run().await?
+        };
+        if let Some(records) = records {
             return Ok(records);
         }
         after_segment = Some(plan.segment_base);
@@ -362,6 +447,60 @@ impl SegmentRead<'_> {
         Ok(records)
     }
 
+    /// Like [`SegmentRead::run`] for a sealed segment, but describing the bytes as one file
+    /// range instead of reading them. Only the headers on the way to `fetch_offset` are read
+    /// (through the page cache, which the send then reads from); the end of the range comes
+    /// from the segment's index. `None` if the segment has no batch at or after
+    /// `fetch_offset`.
+    async fn run_file_range(&self, shared: &LogShared) -> io::Result<Option<Records>> {
+        let plan = self.plan;
+        let file = crate::read_files::read_file(&plan.file)?;
+        let mut position = plan.start_position;
+        let first_batch_bytes = loop {
+            if position >= plan.end_position {
+                return Ok(None);
+            }
+            let header_bytes = (plan.end_position - position).min(HEADER_BYTES as u64) as usize;
+            let header = file.read_at(position, header_bytes).await?;
+            let (last_offset, batch_bytes) = header_extent(&header)
+                .filter(|&(_, batch_bytes)| position + batch_bytes as u64 <= plan.end_position)
+                .ok_or_else(|| invalid_batch(plan, position))?;
+            if last_offset >= self.fetch_offset.0 {
+                break batch_bytes;
+            }
+            position += batch_bytes as u64;
+        };
+        let end_position = if plan.end_position - position <= self.max_bytes as u64 {
+            plan.end_position
+        } else {
+            let limit = position + self.max_bytes as u64;
+            let state = shared.state.borrow();
+            let segment = state
+                .segments
+                .iter()
+                .find(|segment| Rc::ptr_eq(&segment.log_file, &plan.file));
+            // The start of the last indexed batch that fits (the index names batch starts);
+            // if none fits, the first batch alone, whole (KIP-74).
+            let indexed_end = segment.and_then(|segment| {
+                let entries = segment.index.entries();
+                let after = entries.partition_point(|entry| entry.position as u64 <= limit);
+                entries[..after].last().map(|entry| entry.position as u64)
+            });
+            indexed_end
+                .filter(|&end| end > position)
+                .unwrap_or(0)
+                .max(position + first_batch_bytes as u64)
+        };
+        let mut records = Records::default();
+        records.push(RecordsPiece::File(FileRange {
+            file,
+            position,
+            length: (end_position - position) as usize,
+            _segment: plan.file.clone(),
+        }));
+        Ok(Some(records))
+    }
+
     /// The batch at `position` if the tail cache holds all of it below the durable end: its
     /// last offset, its size, and its bytes as slices of consecutive chunks.
     fn cached_batch(&self, position: u64) -> Option<(i64, usize, Vec<CachedBytes>)> {
@@ -397,12 +536,8 @@ impl SegmentRead<'_> {
                 break;
             }
         }
-        let batch_bytes = match batch::peek_stored_header(&header) {
-            StoredBatch::Complete(info) => info.batch_bytes,
-            StoredBatch::Incomplete { batch_bytes } if batch_bytes > HEADER_BYTES => batch_bytes,
-            // Let the disk path report it.
-            StoredBatch::Incomplete { .. } | StoredBatch::Invalid => return None,
-        };
+        // A header that does not parse: let the disk path report it.
+        let (last_offset, batch_bytes) = header_extent(&header)?;
         if position + batch_bytes as u64 > end_position {
             return None;
         }
@@ -418,8 +553,30 @@ impl SegmentRead<'_> {
             let keep = last.len() - excess;
             last.shorten(keep);
         }
-        let view = batch::BatchHeader::view(&header)?;
-        let last_offset = view.base_offset.get() + view.last_offset_delta.get() as i64;
         Some((last_offset, batch_bytes, slices))
     }
+}
+
+/// The last offset and size of the batch whose header `header` holds (the header alone, or
+/// more), or `None` if it is not a plausible batch header.
+fn header_extent(header: &[u8]) -> Option<(i64, usize)> {
+    let batch_bytes = match batch::peek_stored_header(header) {
+        StoredBatch::Complete(info) => info.batch_bytes,
+        StoredBatch::Incomplete { batch_bytes } if batch_bytes > HEADER_BYTES => batch_bytes,
+        StoredBatch::Incomplete { .. } | StoredBatch::Invalid => return None,
+    };
+    let view = batch::BatchHeader::view(header)?;
+    let last_offset = view.base_offset.get() + view.last_offset_delta.get() as i64;
+    Some((last_offset, batch_bytes))
+}
+
+/// The error for a sealed segment whose bytes at `position` are not a batch header.
+fn invalid_batch(plan: &ReadPlan, position: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "no valid batch at position {position} of segment {} below its end {}",
+            plan.segment_base, plan.end_position
+        ),
+    )
 }

@@ -2,7 +2,7 @@
 //! order, reads that span disk and cache, and a cache that is off.
 use super::*;
 use crate::testing::{encode_batch, run, same_batch, split_batches, temp_dir, BatchSpec};
-use crate::{LogConfig, PartitionLog, RecordsPiece};
+use crate::{LogConfig, PartitionLog, ReadMode, RecordsPiece};
 
 /// A one-record batch of exactly `total_bytes` bytes.
 fn batch_of(total_bytes: usize, fill: u8) -> Vec<u8> {
@@ -28,7 +28,10 @@ async fn append_each(log: &PartitionLog, batches: &[Vec<u8>]) {
 /// Reads everything from offset 0 in one read, checks it against `sent`, and returns how
 /// many of its bytes came from the cache.
 async fn read_everything(log: &PartitionLog, sent: &[Vec<u8>]) -> (usize, usize) {
-    let records = log.read_records(Offset(0), 1 << 30).await.unwrap();
+    let records = log
+        .read_records(Offset(0), 1 << 30, ReadMode::Copy)
+        .await
+        .unwrap();
     let cached = records.cached_bytes();
     let total = records.len();
     let stored = split_batches(&records.into_bytes());
@@ -65,7 +68,10 @@ fn tail_reads_come_from_memory_even_when_batches_and_headers_straddle_chunks() {
         let (cached, total) = read_everything(&log, &sent).await;
         assert_eq!(cached, total, "every byte from memory");
         // A read from the middle starts at the batch holding the offset.
-        let records = log.read_records(Offset(1), 1).await.unwrap();
+        let records = log
+            .read_records(Offset(1), 1, ReadMode::Copy)
+            .await
+            .unwrap();
         let middle = split_batches(&records.clone().into_bytes());
         assert_eq!(middle.len(), 1, "max_bytes 1 still gives one whole batch");
         assert!(same_batch(&middle[0].1, &sent[1]));
@@ -98,7 +104,10 @@ fn the_budget_evicts_oldest_first_and_reads_span_disk_and_cache() {
             "{cached} of {total} from memory"
         );
         // The cached part is the tail: once a piece comes from the cache, the rest does.
-        let records = log.read_records(Offset(0), 1 << 30).await.unwrap();
+        let records = log
+            .read_records(Offset(0), 1 << 30, ReadMode::Copy)
+            .await
+            .unwrap();
         let first_cached = records
             .pieces()
             .iter()
@@ -108,7 +117,10 @@ fn the_budget_evicts_oldest_first_and_reads_span_disk_and_cache() {
             .iter()
             .all(|piece| matches!(piece, RecordsPiece::Cached(_))));
         // The newest batch is served from memory.
-        let last = log.read_records(Offset(39), 1 << 20).await.unwrap();
+        let last = log
+            .read_records(Offset(39), 1 << 20, ReadMode::Copy)
+            .await
+            .unwrap();
         assert_eq!(last.cached_bytes(), last.len());
         // Shrinking the budget evicts at once.
         set_shard_budget_bytes(CHUNK_BYTES);
@@ -176,7 +188,10 @@ fn reads_never_see_data_above_the_high_watermark() {
         append_each(&log, &sent[..2]).await;
         // Appended but not yet flushed: invisible, whatever the cache holds.
         log.append(&sent[2], 0).unwrap();
-        let records = log.read_records(Offset(0), 1 << 20).await.unwrap();
+        let records = log
+            .read_records(Offset(0), 1 << 20, ReadMode::Copy)
+            .await
+            .unwrap();
         let batches = split_batches(&records.into_bytes());
         assert!(batches.len() <= 3);
         assert!(batches.len() as i64 <= log.high_watermark().0);

@@ -23,6 +23,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
+pub mod fetch_response;
 pub mod find_coordinator;
 pub mod group_common;
 pub mod heartbeat;
@@ -133,9 +134,9 @@ pub async fn dispatch(
         .find(|spec| spec.key == request.api_key)
         .ok_or_else(|| CloseReason::Protocol(format!("unsupported API {:?}", request.api_key)))?;
     if request.api_key == ApiKey::ApiVersions && version > spec.max {
-        return Ok(ready(Some(api_versions::unsupported_version_reply(
-            &context,
-        ))));
+        return Ok(ready(Some(
+            api_versions::unsupported_version_reply(&context).into(),
+        )));
     }
     if version < spec.min || version > spec.max {
         return Err(CloseReason::Protocol(format!(
@@ -146,7 +147,9 @@ pub async fn dispatch(
     let body = request.decode_body()?;
     let response = match body {
         RequestKind::Produce(body) => return produce::handle(shard, context, body).await,
-        RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::handle(shard, &context, body).await),
+        RequestKind::Fetch(body) => {
+            return Ok(ready(Some(fetch::handle(shard, &context, body).await)));
+        }
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, &context, body).await)
         }
@@ -226,7 +229,7 @@ pub async fn dispatch(
             )))
         }
     };
-    Ok(ready(Some(encode(&context, &response)?)))
+    Ok(ready(Some(encode(&context, &response)?.into())))
 }
 
 /// Encodes a response frame for a request.
@@ -244,6 +247,6 @@ pub fn encode(
 }
 
 /// A pending response that is already complete.
-pub fn ready(frame: Option<bytes::BytesMut>) -> Pending {
+pub fn ready(frame: Option<crate::connection::Frame>) -> Pending {
     Box::pin(std::future::ready(Ok(frame)))
 }

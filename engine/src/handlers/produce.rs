@@ -134,7 +134,7 @@ pub async fn handle(
             };
         }
         let response = ProduceResponse::default().with_responses(responses);
-        encode(&context, &ResponseKind::Produce(response)).map(Some)
+        encode(&context, &ResponseKind::Produce(response)).map(|frame| Some(frame.into()))
     }))
 }
 
