@@ -111,10 +111,26 @@ pub fn warn_about_host(shard_count: usize, memlock_bytes: u64) {
             tracing::warn!("swap is on: a shard paged out stalls every partition it owns; turn it off with `swapoff -a` (see `spate-tune check`)");
         }
     }
-    if let Ok(value) = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
-        if value.contains("[always]") {
-            tracing::warn!("transparent huge pages are 'always': compaction stalls add latency; set them to madvise (see `spate-tune check`)");
-        }
+}
+
+/// Turns transparent huge pages off for this process, whatever the host's setting. Called
+/// first thing in `main`, before the heap grows.
+///
+/// mimalloc (v3) asks for huge pages on all of its memory (`MADV_HUGEPAGE`), so each first
+/// touch of a 2 MiB stretch of heap is one page fault that zeroes 2 MiB on the shard's
+/// thread. With 1,000 producer connections the request buffers take a few hundred MB at
+/// once, and those faults (about 6 ms per huge page on the reference VM, four times the cost
+/// of the same 2 MiB in 4 KiB pages) kept the shard busy in the kernel for about a second
+/// (BENCHMARKS.md, "Many producer connections"). Never fails: without the setting the
+/// broker still serves, only with those stalls.
+pub fn disable_transparent_huge_pages() {
+    // SAFETY: prctl with integer arguments; it changes a flag of this process only.
+    let result = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if result != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot turn transparent huge pages off for this process: first use of heap memory may stall a shard"
+        );
     }
 }
 

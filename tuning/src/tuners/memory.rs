@@ -70,9 +70,10 @@ pub fn check_swappiness(context: &Context) -> Finding {
 }
 
 const THP_WHY: &str =
-    "huge pages cut TLB misses for the allocator and the tail cache when asked for \
-     (madvise); `always` makes khugepaged and `defrag=always` make page faults stall on \
-     compaction, which shows up as multi-millisecond latency outliers";
+    "`always` makes khugepaged and `defrag=always` make page faults stall on compaction, \
+     which shows up as multi-millisecond latency outliers in processes on the host; the \
+     broker itself turns huge pages off for its own memory (first-touch faults of 2 MiB \
+     stalled a shard)";
 
 const THP_DIR: &str = "/sys/kernel/mm/transparent_hugepage";
 
