@@ -491,6 +491,7 @@ impl SegmentRead<'_> {
                 .unwrap_or(0)
                 .max(position + first_batch_bytes as u64)
         };
+        crate::read_files::read_ahead(&file, position, end_position, plan.end_position);
         let mut records = Records::default();
         records.push(RecordsPiece::File(FileRange {
             file,
