@@ -191,9 +191,11 @@ impl Segment {
             .dma_open(log_file_path(dir, base_offset))
             .await?;
         // Empty index files, so that the sealed segment's entries can be written without
-        // creating files (see `index::write_bytes_at`).
-        index::rewrite_file(&index_file_path(dir, base_offset), Vec::new()).await?;
-        index::rewrite_file(&time_index_file_path(dir, base_offset), Vec::new()).await?;
+        // creating files (see `index::write_bytes_at`). Plain system calls (create, close):
+        // through glommio each would cost an io_uring round trip, for files not used until
+        // the segment is sealed.
+        std::fs::File::create(index_file_path(dir, base_offset))?;
+        std::fs::File::create(time_index_file_path(dir, base_offset))?;
         sync_directory(dir).await?;
         Ok(Segment {
             base_offset,
