@@ -4,18 +4,20 @@
 #
 #   bench-harness/scripts/many-partitions.sh [PARTITIONS] [CONNECTIONS]
 #
-# Starts target/release/spate (--smp 1, pinned to CPU 0) on a fresh data dir with
+# Starts target/release/spate (or $SPATE_BIN; --smp 1, pinned to CPU 0) on a fresh data dir with
 # --stats-listen, reads its RSS from /stats, creates a topic of PARTITIONS partitions and waits
 # until the shard has opened them all, opens CONNECTIONS client connections (each sends one
 # ApiVersions request and stays open), then restarts the broker and reads the start-up time
-# it logs. Prints one JSON line. Each partition holds 3 descriptors (.log, .index,
-# .timeindex): PARTITIONS * 3 + CONNECTIONS must stay below `ulimit -n`.
+# it logs. Prints one JSON line, with the broker's open descriptors (/proc/PID/fd) before and
+# after the partitions are opened. An idle partition holds 1 descriptor (its active segment's
+# .log; 3 before the index files were closed): PARTITIONS + CONNECTIONS must stay below
+# `ulimit -n`.
 set -euo pipefail
 
 PARTITIONS=${1:-5000}
 CONNECTIONS=${2:-1000}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-BIN="$REPO/target/release/spate"
+BIN=${SPATE_BIN:-"$REPO/target/release/spate"}
 PORT=${SPATE_BENCH_PORT:-19392}
 STATS_PORT=$((PORT + 100))
 DIR=$(mktemp -d -p "${SPATE_BENCH_TMP:-$REPO/target}" many-partitions.XXXXXX)
@@ -45,6 +47,8 @@ start_broker() {
     exit 1
 }
 
+open_fds() { ls "/proc/$PID/fd" | wc -l; }
+
 stat() { # stat FIELD: rss_bytes | partitions_open | connections_open
     curl -sf "127.0.0.1:$STATS_PORT/stats" | python3 -c "
 import json, sys
@@ -56,6 +60,7 @@ print(stats[field] if field in stats else sum(shard[field] for shard in stats['s
 start_broker
 base_partitions=$(stat partitions_open)   # __consumer_offsets
 rss_empty=$(stat rss_bytes)
+fds_empty=$(open_fds)
 created=$(date +%s.%N)
 "$BIN" topic create many --partitions "$PARTITIONS" --brokers "127.0.0.1:$PORT" >/dev/null
 want=$((base_partitions + PARTITIONS))
@@ -65,6 +70,7 @@ while [[ $(stat partitions_open) -lt $want ]]; do
 done
 opened=$(date +%s.%N)
 rss_partitions=$(stat rss_bytes)
+fds_partitions=$(open_fds)
 
 # Connections: each sends ApiVersions v0 and reads the answer, then idles.
 python3 - "$PORT" "$CONNECTIONS" "$STATS_PORT" "$DIR/conns.json" <<'EOF' &
@@ -97,6 +103,7 @@ start_broker
 restarted=$(date +%s.%N)
 startup_ms=$(grep "spate is serving" "$DIR/broker.log" | tail -1 | sed -E 's/.*startup_ms=([0-9]+).*/\1/')
 [[ $(stat partitions_open) -ge $want ]] || echo "warning: not every partition open after restart" >&2
+fds_restarted=$(open_fds)
 
 python3 - <<EOF
 import json
@@ -107,6 +114,10 @@ print(json.dumps({
     "rss_empty_mib": round($rss_empty / 2**20, 1),
     "rss_with_partitions_mib": round($rss_partitions / 2**20, 1),
     "kib_per_partition": round(($rss_partitions - $rss_empty) / partitions / 1024, 1),
+    "fds_empty": $fds_empty,
+    "fds_with_partitions": $fds_partitions,
+    "fds_per_partition": round(($fds_partitions - $fds_empty) / partitions, 2),
+    "fds_after_restart": $fds_restarted,
     "connections": connections,
     "kib_per_connection": round(($conns_after - $conns_before) / connections / 1024, 1),
     "restart_to_serving_s": round($restarted - $restart_began, 2),

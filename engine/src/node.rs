@@ -273,8 +273,10 @@ fn raise_memlock_limit() -> anyhow::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-/// Descriptors a partition holds open: its active segment's `.log`, `.index`, `.timeindex`.
-const DESCRIPTORS_PER_PARTITION: u64 = 3;
+/// Descriptors an idle partition holds open: its active segment's `.log` (index files are
+/// opened only to be read or written, see `spate_storage`'s segment module). Each sealed
+/// segment holds its `.log` open too, so this is a lower bound.
+const DESCRIPTORS_PER_PARTITION: u64 = 1;
 
 /// Raises the open-files soft limit to the hard limit (every segment holds descriptors) and
 /// warns when the catalog's partitions, plus room for connections, need more than that.
@@ -310,7 +312,7 @@ fn raise_open_files_limit(catalog: &SharedCatalog) {
             open_files_limit = limit.rlim_cur,
             partitions,
             needed,
-            "the open-files limit is too low for this many partitions (3 descriptors each, plus connections): raise it with `ulimit -n` or LimitNOFILE= in the systemd unit"
+            "the open-files limit is too low for this many partitions (one descriptor per segment, plus connections): raise it with `ulimit -n` or LimitNOFILE= in the systemd unit"
         );
     } else {
         tracing::info!(open_files_limit = limit.rlim_cur, "open-files limit");

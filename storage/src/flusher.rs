@@ -3,8 +3,9 @@
 //! Loop: wait until something is pending (or the log is closing); take everything pending;
 //! write it with O_DIRECT (all chunks submitted together, from the block-aligned position
 //! where the partial last block starts); one `fdatasync` per segment touched; then advance the
-//! high watermark, wake `wait_durable` callers, and write the index entries of what was just
-//! synced. Appends that arrive while a flush is in flight accumulate and go in the next one:
+//! high watermark, wake `wait_durable` callers, and write the index files of the segments that
+//! were just sealed (the active segment's index entries stay in memory until it is sealed or
+//! the log closes: recovery rebuilds them after a crash). Appends that arrive while a flush is in flight accumulate and go in the next one:
 //! under load, each `fdatasync` is shared by every batch appended during the previous flush.
 //!
 //! Runs on the log's shard, spawned by `PartitionLog::open`. It holds only a `Weak` reference
@@ -20,8 +21,9 @@ use crate::segment::{align_up, Segment, PREALLOCATE_FIRST_STEP_BYTES, PREALLOCAT
 use crate::time_index::{self, TimeIndexEntry, TIME_INDEX_ENTRY_BYTES};
 use crate::Offset;
 use futures_lite::future::poll_fn;
-use glommio::io::{BufferedFile, DmaFile};
+use glommio::io::DmaFile;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
@@ -148,26 +150,68 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             write.chunks,
         );
     }
-    // The time index goes first: recovery trusts a sealed segment's time index up to the
-    // last offset index entry, so the time index must never be behind the offset index.
-    for write in index_writes {
-        index::write_bytes_at(&write.file, write.position, write.bytes).await?;
+    write_index_files(index_writes).await
+}
+
+/// Bytes to write to an index file once the data they describe is durable.
+pub(crate) struct IndexWrite {
+    path: PathBuf,
+    position: u64,
+    bytes: Vec<u8>,
+    sync: index::IndexSync,
+}
+
+/// The index entries of `segment` that its files do not hold yet, as writes (time index
+/// first), counted as written from now on. A sealed segment's time index is synced before its
+/// offset index is written (`sealed`): recovery trusts a sealed segment's time index up to
+/// the last offset index entry, so the time index must never be behind the offset index on
+/// disk. The active segment's (at close) need no sync: recovery rebuilds both from its batches.
+pub(crate) fn unwritten_index_entries(
+    dir: &Path,
+    segment: &mut Segment,
+    sealed: bool,
+) -> Vec<IndexWrite> {
+    let mut writes = Vec::new();
+    let first_time_entry = segment.time_index_entries_on_disk;
+    if segment.time_index.len() > first_time_entry {
+        writes.push(IndexWrite {
+            path: crate::segment::time_index_file_path(dir, segment.base_offset),
+            position: (first_time_entry * TIME_INDEX_ENTRY_BYTES) as u64,
+            bytes: time_index::encode_entries(&segment.time_index.entries()[first_time_entry..]),
+            sync: if sealed {
+                index::IndexSync::Sync
+            } else {
+                index::IndexSync::NoSync
+            },
+        });
+        segment.time_index_entries_on_disk = segment.time_index.len();
+    }
+    let first_entry = segment.index_entries_on_disk;
+    if segment.index.len() > first_entry {
+        writes.push(IndexWrite {
+            path: crate::segment::index_file_path(dir, segment.base_offset),
+            position: (first_entry * index::INDEX_ENTRY_BYTES) as u64,
+            bytes: index::encode_entries(&segment.index.entries()[first_entry..]),
+            sync: index::IndexSync::NoSync,
+        });
+        segment.index_entries_on_disk = segment.index.len();
+    }
+    writes
+}
+
+/// Does the writes, in order, each opening and closing its file.
+pub(crate) async fn write_index_files(writes: Vec<IndexWrite>) -> io::Result<()> {
+    for write in writes {
+        index::write_bytes_at(&write.path, write.position, write.bytes, write.sync).await?;
     }
     Ok(())
 }
 
-/// Bytes to write to an index file once the data they describe is durable.
-struct IndexWrite {
-    file: Rc<BufferedFile>,
-    position: u64,
-    bytes: Vec<u8>,
-}
-
 /// Makes synced writes visible: segment sizes, index entries in memory, the high watermark.
-/// Returns the index file writes to do, time index before offset index for each segment.
+/// Returns the index file writes of the segments sealed by these writes.
 fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
     let mut state = shared.state.borrow_mut();
-    let mut touched: Vec<Offset> = Vec::with_capacity(synced.len() + 1);
+    let mut sealed: Vec<Offset> = Vec::new();
     let mut high_watermark = state.high_watermark;
     let now_ms = crate::now_ms();
     for done in synced {
@@ -181,9 +225,7 @@ fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
                 {
                     previous.time_index.push(entry);
                 }
-                if !touched.contains(&rolled.base_offset) {
-                    touched.push(rolled.base_offset);
-                }
+                sealed.push(rolled.base_offset);
             }
         }
         let segment = state.segment_mut(done.segment_base);
@@ -201,35 +243,14 @@ fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
         for entry in done.time_entries {
             segment.time_index.push(entry);
         }
-        if !touched.contains(&done.segment_base) {
-            touched.push(done.segment_base);
-        }
         high_watermark = done.end_offset;
     }
+    // A segment is sealed once the write that starts its successor is durable: every write to
+    // it came before (writes are flushed in order), so its indexes are complete.
     let mut index_writes = Vec::new();
-    for base in touched {
-        let Some(segment) = state.find_segment_mut(base) else {
-            continue;
-        };
-        let first_time_entry = segment.time_index_entries_on_disk;
-        if segment.time_index.len() > first_time_entry {
-            index_writes.push(IndexWrite {
-                file: segment.time_index_file.clone(),
-                position: (first_time_entry * TIME_INDEX_ENTRY_BYTES) as u64,
-                bytes: time_index::encode_entries(
-                    &segment.time_index.entries()[first_time_entry..],
-                ),
-            });
-            segment.time_index_entries_on_disk = segment.time_index.len();
-        }
-        let first_entry = segment.index_entries_on_disk;
-        if segment.index.len() > first_entry {
-            index_writes.push(IndexWrite {
-                file: segment.index_file.clone(),
-                position: (first_entry * index::INDEX_ENTRY_BYTES) as u64,
-                bytes: index::encode_entries(&segment.index.entries()[first_entry..]),
-            });
-            segment.index_entries_on_disk = segment.index.len();
+    for base in sealed {
+        if let Some(segment) = state.find_segment_mut(base) {
+            index_writes.extend(unwritten_index_entries(&shared.dir, segment, true));
         }
     }
     state.in_flight_segments.clear();

@@ -7,7 +7,9 @@
 //! gives a position from which to walk batch headers forward to the wanted offset.
 //!
 //! The entries live in memory (the segment owns them); the file is written behind them, only
-//! for data already synced, and is never synced itself: recovery checks and rebuilds it.
+//! for data already synced, when the segment is sealed and when the log closes, and is not
+//! held open in between (one descriptor per idle partition, see `segment`). Recovery checks
+//! the file of a sealed segment and rebuilds the active segment's from its batches.
 
 use glommio::io::{BufferedFile, OpenOptions};
 use std::io;
@@ -121,7 +123,7 @@ pub(crate) fn encode_entries(entries: &[IndexEntry]) -> Vec<u8> {
 }
 
 /// Opens (creating if missing) an index file for reading and writing, without truncating it.
-pub(crate) async fn open_index_file(path: &Path) -> io::Result<BufferedFile> {
+async fn open_index_file(path: &Path) -> io::Result<BufferedFile> {
     Ok(OpenOptions::new()
         .read(true)
         .write(true)
@@ -130,8 +132,15 @@ pub(crate) async fn open_index_file(path: &Path) -> io::Result<BufferedFile> {
         .await?)
 }
 
-/// Reads a whole index file.
-pub(crate) async fn read_index_file(file: &BufferedFile) -> io::Result<Vec<u8>> {
+/// Reads a whole index file (creating it empty if missing) and closes it.
+pub(crate) async fn read_index_file(path: &Path) -> io::Result<Vec<u8>> {
+    let file = open_index_file(path).await?;
+    let read = read_whole(&file).await;
+    file.close().await?;
+    read
+}
+
+async fn read_whole(file: &BufferedFile) -> io::Result<Vec<u8>> {
     let size = file.file_size().await?;
     let size = usize::try_from(size).map_err(|_| io::Error::other("index file too large"))?;
     if size == 0 {
@@ -141,16 +150,47 @@ pub(crate) async fn read_index_file(file: &BufferedFile) -> io::Result<Vec<u8>> 
     Ok(read.to_vec())
 }
 
-/// Writes `bytes` at `position` of an index file (offset or time index); a short write is an
-/// error.
+/// Whether [`write_bytes_at`] makes its bytes durable before returning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IndexSync {
+    /// `fdatasync` after the write: a sealed segment's time index, which recovery trusts up to
+    /// the last offset index entry, so it must be on disk before that entry is.
+    Sync,
+    /// Left to the page cache: recovery checks or rebuilds what a crash loses.
+    NoSync,
+}
+
+/// Writes `bytes` at `position` of an existing index file (offset or time index), then closes
+/// it; a short write is an error. A missing file is left missing, `Ok`: retention or compaction
+/// renamed the segment's files meanwhile (creating one would leave a stray index under the
+/// name of a segment compaction is about to put there), or the file was lost, which recovery
+/// repairs.
 pub(crate) async fn write_bytes_at(
-    file: &BufferedFile,
+    path: &Path,
     position: u64,
     bytes: Vec<u8>,
+    sync: IndexSync,
 ) -> io::Result<()> {
     if bytes.is_empty() {
         return Ok(());
     }
+    let opened = OpenOptions::new().write(true).buffered_open(path).await;
+    let file = match opened.map_err(io::Error::from) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let written = write_all_at(&file, position, bytes, sync).await;
+    file.close().await?;
+    written
+}
+
+async fn write_all_at(
+    file: &BufferedFile,
+    position: u64,
+    bytes: Vec<u8>,
+    sync: IndexSync,
+) -> io::Result<()> {
     let expected = bytes.len();
     let written = file.write_at(bytes, position).await?;
     if written != expected {
@@ -159,18 +199,26 @@ pub(crate) async fn write_bytes_at(
             "short write to index file",
         ));
     }
+    if sync == IndexSync::Sync {
+        file.fdatasync().await?;
+    }
     Ok(())
 }
 
-/// Replaces a whole index file's content.
-pub(crate) async fn rewrite_index_file(file: &BufferedFile, index: &OffsetIndex) -> io::Result<()> {
-    rewrite_file(file, encode_entries(index.entries())).await
+/// Replaces a whole index file's content (creating it if missing).
+pub(crate) async fn rewrite_index_file(path: &Path, index: &OffsetIndex) -> io::Result<()> {
+    rewrite_file(path, encode_entries(index.entries())).await
 }
 
-/// Replaces a whole index file's content with `bytes`.
-pub(crate) async fn rewrite_file(file: &BufferedFile, bytes: Vec<u8>) -> io::Result<()> {
-    file.truncate(0).await?;
-    write_bytes_at(file, 0, bytes).await
+/// Replaces a whole index file's content with `bytes` (creating it if missing), then closes it.
+pub(crate) async fn rewrite_file(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    let file = open_index_file(path).await?;
+    let mut rewritten = file.truncate(0).await.map_err(io::Error::from);
+    if rewritten.is_ok() && !bytes.is_empty() {
+        rewritten = write_all_at(&file, 0, bytes, IndexSync::NoSync).await;
+    }
+    file.close().await?;
+    rewritten
 }
 
 #[cfg(test)]

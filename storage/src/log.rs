@@ -368,8 +368,9 @@ impl PartitionLog {
     }
 
     /// Stops accepting appends, writes and syncs what is pending, trims the active segment to
-    /// its logical size (dropping padding and preallocation), and closes the files. Calling it
-    /// again (or concurrently) waits for the first close. Returns the log's failure, if any.
+    /// its logical size (dropping padding and preallocation), writes its index files, and
+    /// closes the files. Calling it again (or concurrently) waits for the first close. Returns
+    /// the log's failure, if any.
     pub async fn close(&self) -> Result<(), StorageError> {
         let flusher = {
             let mut state = self.shared.state.borrow_mut();
@@ -391,7 +392,7 @@ impl PartitionLog {
     }
 
     async fn finish_close(&self) -> Result<(), StorageError> {
-        let (segments, failure) = {
+        let (mut segments, failure) = {
             let mut state = self.shared.state.borrow_mut();
             state.status = Status::Closed;
             state.wake_durable_waiters();
@@ -399,8 +400,14 @@ impl PartitionLog {
             (std::mem::take(&mut state.segments), state.failure.clone())
         };
         let mut outcome: io::Result<()> = Ok(());
-        if let (Some(active), None) = (segments.last(), &failure) {
+        if let (Some(active), None) = (segments.last_mut(), &failure) {
             outcome = Segment::trim_file(&active.log_file, active.size_bytes).await;
+            // The active segment's index entries were kept in memory only (see `segment`).
+            let writes = flusher::unwritten_index_entries(&self.shared.dir, active, false);
+            let written = flusher::write_index_files(writes).await;
+            if outcome.is_ok() {
+                outcome = written;
+            }
         }
         for segment in segments {
             let closed = segment.close().await;

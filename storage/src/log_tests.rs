@@ -556,3 +556,235 @@ fn a_file_range_keeps_its_bytes_after_the_segment_is_deleted() {
         crate::tail_cache::set_shard_budget_bytes(crate::tail_cache::DEFAULT_SHARD_BUDGET_BYTES);
     });
 }
+
+/// Batches of two records with increasing timestamps (1000, 1010, ... and a dip of 5 ms
+/// inside each batch).
+fn timestamped_batches(count: i64) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|number| {
+            let spec = BatchSpec::timestamped(&[1_000 + number * 10, 995 + number * 10], 30);
+            encode_batch(&spec.fill(number as u8))
+        })
+        .collect()
+}
+
+type SegmentIndexes = (
+    Offset,
+    Vec<crate::index::IndexEntry>,
+    Vec<crate::time_index::TimeIndexEntry>,
+);
+
+/// Every segment's index entries in memory, oldest segment first.
+fn indexes_in_memory(log: &PartitionLog) -> Vec<SegmentIndexes> {
+    let state = log.shared.state.borrow();
+    state
+        .segments
+        .iter()
+        .map(|segment| {
+            (
+                segment.base_offset,
+                segment.index.entries().to_vec(),
+                segment.time_index.entries().to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// The files under `dir` that this process holds descriptors of, sorted.
+fn open_files_under(dir: &Path) -> Vec<PathBuf> {
+    let dir = dir.canonicalize().unwrap();
+    let mut open: Vec<PathBuf> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .collect();
+    open.sort();
+    open
+}
+
+/// Waits (at most 5 s) until `done()`: the flusher writes index files after it wakes the
+/// appenders.
+async fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn an_open_log_holds_one_descriptor_per_segment_and_writes_indexes_when_sealed() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("p");
+        let log = PartitionLog::open(path.clone(), small_segments())
+            .await
+            .unwrap();
+        // Until there are sealed segments and the active one has index entries of both kinds.
+        for batch in timestamped_batches(200) {
+            let last = log.append(&batch, 0).unwrap().last_offset;
+            log.wait_durable(last).await.unwrap();
+            let indexes = indexes_in_memory(&log);
+            let active = indexes.last().unwrap();
+            if indexes.len() > 3 && active.1.len() > 1 && active.2.len() > 1 {
+                break;
+            }
+        }
+        let indexes = indexes_in_memory(&log);
+        assert!(indexes.len() > 3, "small segments roll");
+        let canonical = path.canonicalize().unwrap();
+        let logs: Vec<PathBuf> = indexes
+            .iter()
+            .map(|(base, _, _)| segment::log_file_path(&canonical, *base))
+            .collect();
+        let on_disk = |base: Offset| {
+            (
+                std::fs::read(segment::index_file_path(&path, base)).unwrap(),
+                std::fs::read(segment::time_index_file_path(&path, base)).unwrap(),
+            )
+        };
+        let encoded = |(_, index, time_index): &SegmentIndexes| {
+            (
+                crate::index::encode_entries(index),
+                crate::time_index::encode_entries(time_index),
+            )
+        };
+        // Sealed segments' index files were written when they were sealed; the active
+        // segment's are empty until it is sealed or the log closes.
+        let (active, sealed) = indexes.split_last().unwrap();
+        let sealed_written = || {
+            sealed
+                .iter()
+                .all(|segment| on_disk(segment.0) == encoded(segment))
+        };
+        wait_until(|| sealed_written() && open_files_under(&path) == logs).await;
+        // Only the `.log` files are open: no index file stays open, sealed or active.
+        assert_eq!(open_files_under(&path), logs);
+        for segment in sealed {
+            assert_eq!(
+                on_disk(segment.0),
+                encoded(segment),
+                "segment {}",
+                segment.0
+            );
+        }
+        assert!(active.1.len() > 1 && active.2.len() > 1);
+        assert_eq!(on_disk(active.0), (Vec::new(), Vec::new()));
+        log.close().await.unwrap();
+        assert_eq!(open_files_under(&path), Vec::<PathBuf>::new());
+        assert_eq!(on_disk(active.0), encoded(active), "written at close");
+    });
+}
+
+#[test]
+fn a_crash_leaving_the_active_segments_indexes_missing_or_stale_recovers_them() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("p");
+        let batches = timestamped_batches(40);
+        let log = PartitionLog::open(path.clone(), small_segments())
+            .await
+            .unwrap();
+        let mut last = Offset(0);
+        for batch in &batches {
+            last = log.append(batch, 0).unwrap().last_offset;
+        }
+        log.wait_durable(last).await.unwrap();
+        let written = indexes_in_memory(&log);
+        let (active, last_sealed) = (written[written.len() - 1].0, written[written.len() - 2].0);
+        assert!(
+            !written.last().unwrap().1.is_empty(),
+            "the test wants entries"
+        );
+        drop(log); // a crash: no close, the active segment's index files are empty
+
+        let stale = crate::index::encode_entries(&[
+            crate::index::IndexEntry {
+                relative_offset: 1,
+                position: 7,
+            },
+            crate::index::IndexEntry {
+                relative_offset: 3,
+                position: 90,
+            },
+        ]);
+        let stale_time = crate::time_index::encode_entries(&[crate::time_index::TimeIndexEntry {
+            timestamp: i64::MAX - 1,
+            relative_offset: 10_000,
+        }]);
+        let index_files = |base| {
+            [
+                segment::index_file_path(&path, base),
+                segment::time_index_file_path(&path, base),
+            ]
+        };
+        for file in index_files(active) {
+            assert_eq!(
+                std::fs::metadata(file).unwrap().len(),
+                0,
+                "not written while active"
+            );
+        }
+        for damage in [
+            "as the crash left them",
+            "missing",
+            "stale",
+            "last sealed empty",
+        ] {
+            match damage {
+                "missing" => index_files(active).iter().for_each(|file| {
+                    std::fs::remove_file(file).unwrap();
+                }),
+                "stale" => {
+                    let [index, time_index] = index_files(active);
+                    std::fs::write(index, &stale).unwrap();
+                    std::fs::write(time_index, &stale_time).unwrap();
+                }
+                // A crash after a roll, before the sealed segment's index files were written.
+                "last sealed empty" => index_files(last_sealed).iter().for_each(|file| {
+                    std::fs::write(file, []).unwrap();
+                }),
+                _ => {}
+            }
+            let log = PartitionLog::open(path.clone(), small_segments())
+                .await
+                .unwrap();
+            assert_eq!(indexes_in_memory(&log), written, "{damage}");
+            let stored = read_all(&log, 1).await;
+            assert_eq!(stored.len(), batches.len());
+            for ((_, stored), sent) in stored.iter().zip(&batches) {
+                assert!(same_batch(stored, sent));
+            }
+            for (number, batch) in batches.iter().enumerate() {
+                let first = Offset(2 * number as i64);
+                let read = log.read(first.next(), 1).await.unwrap();
+                assert!(
+                    same_batch(&read, batch),
+                    "{damage}: read at {}",
+                    first.next()
+                );
+                let found = log.offset_for_timestamp(991 + 10 * number as i64).await;
+                assert_eq!(found.unwrap(), Some((first, 1_000 + 10 * number as i64)));
+            }
+            let max = log.max_timestamp().await.unwrap();
+            assert_eq!(max, Some((Offset(78), 1_390)), "{damage}");
+            drop(log); // crash again
+        }
+        let log = PartitionLog::open(path.clone(), small_segments())
+            .await
+            .unwrap();
+        log.close().await.unwrap();
+        for (base, index, time_index) in &written {
+            let [index_file, time_index_file] = index_files(*base);
+            assert_eq!(
+                std::fs::read(index_file).unwrap(),
+                crate::index::encode_entries(index)
+            );
+            assert_eq!(
+                std::fs::read(time_index_file).unwrap(),
+                crate::time_index::encode_entries(time_index)
+            );
+        }
+    });
+}

@@ -8,12 +8,15 @@
 //! - Sealed (older) segments: their indexes are loaded; the walk starts at the last offset
 //!   index entry, once the batch there is checked to end at the entry's offset (otherwise both
 //!   indexes are rebuilt from position 0). Entries missing after it are added. The time index
-//!   is trusted up to that point, because the flusher writes it before the offset index; its
-//!   last entry gives the segment's largest timestamp so far, and the walk the rest. A segment
-//!   without any time index entry (written before time indexes existed, or whose index was
-//!   lost) is walked from position 0.
+//!   is trusted up to that point, because the flusher writes and syncs it before the offset
+//!   index when the segment is sealed; its last entry gives the segment's largest timestamp so
+//!   far, and the walk the rest. A segment without any time index entry (written before time
+//!   indexes existed, whose index was lost, or sealed just before a crash that came before its
+//!   index files were written) is walked from position 0.
 //! - The active (last) segment is walked from position 0: every batch is CRC-checked, both
-//!   indexes are rebuilt, and the producer state is rebuilt from its batches. Reading the whole
+//!   indexes are rebuilt (their files are written only when a segment is sealed or the log
+//!   closes, so after a crash they are missing or stale), and the producer state is rebuilt
+//!   from its batches. Reading the whole
 //!   active segment once is the price of rebuilding the producer state without a snapshot
 //!   file (Kafka pays the same after an unclean shutdown).
 //! - Files left by retention (`*.deleted`, indexes without a `.log`) are unlinked in the
@@ -273,11 +276,11 @@ pub(crate) async fn recover_sealed_segment(
         Segment::trim_file(file, outcome.end_position).await?;
     }
     if index != loaded {
-        index::rewrite_index_file(&files.index_file, &index).await?;
+        index::rewrite_index_file(&segment::index_file_path(dir, base), &index).await?;
     }
     if time_index != loaded_time {
         let bytes = time_index::encode_entries(time_index.entries());
-        index::rewrite_file(&files.time_index_file, bytes).await?;
+        index::rewrite_file(&segment::time_index_file_path(dir, base), bytes).await?;
     }
     Ok(segment_from(base, files, (index, time_index), &outcome, 0))
 }
@@ -293,10 +296,8 @@ fn segment_from(
     Segment {
         base_offset,
         log_file: Rc::new(files.log_file),
-        index_file: Rc::new(files.index_file),
         index_entries_on_disk: index.len(),
         index,
-        time_index_file: Rc::new(files.time_index_file),
         time_index_entries_on_disk: time_index.len(),
         time_index,
         max_timestamp: outcome.time.max_timestamp,
@@ -349,11 +350,11 @@ async fn recover_active_segment(
         time_index.push(*entry);
     }
     if index != loaded {
-        index::rewrite_index_file(&files.index_file, &index).await?;
+        index::rewrite_index_file(&segment::index_file_path(dir, base), &index).await?;
     }
     if time_index != loaded_time {
         let bytes = time_index::encode_entries(time_index.entries());
-        index::rewrite_file(&files.time_index_file, bytes).await?;
+        index::rewrite_file(&segment::time_index_file_path(dir, base), bytes).await?;
     }
     let tail_position = align_down(end_position);
     let tail = if tail_position == end_position {

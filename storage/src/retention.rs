@@ -232,9 +232,7 @@ pub(crate) fn schedule_unlink(segment: Segment, renamed: Vec<PathBuf>, delay_ms:
         // closing the last descriptor of an unlinked file on the shard would free its blocks
         // here, so wait for them.
         let mut waited = Duration::ZERO;
-        while (Rc::strong_count(&segment.log_file) > 1 || Rc::strong_count(&segment.index_file) > 1)
-            && waited < FILE_RELEASE_WAIT_MAX
-        {
+        while Rc::strong_count(&segment.log_file) > 1 && waited < FILE_RELEASE_WAIT_MAX {
             glommio::timer::sleep(FILE_RELEASE_POLL).await;
             waited += FILE_RELEASE_POLL;
         }

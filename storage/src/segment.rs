@@ -1,13 +1,17 @@
 //! One segment: a `.log` file of stored batches, opened as a glommio `DmaFile` (O_DIRECT),
 //! its `.index` and its `.timeindex`, all named after the segment's base offset.
 //!
-//! Owned by the partition's `LogState` on its shard. The files sit behind `Rc` so that a read
-//! or the flusher can hold a file across an `.await` without holding a `RefCell` borrow.
+//! Owned by the partition's `LogState` on its shard. The `.log` sits behind `Rc` so that a read
+//! or the flusher can hold it across an `.await` without holding a `RefCell` borrow. Only the
+//! `.log` stays open: both indexes live in memory, and their files are opened just long enough
+//! to be read (recovery) or written (when the segment is sealed, and when the log closes; see
+//! `flusher::unwritten_index_entries`), so that an idle partition holds one descriptor and a
+//! node can hold 10,000 partitions under a 20,000 open-files limit.
 
 use crate::index::{self, OffsetIndex};
 use crate::time_index::{TimeIndex, NO_TIMESTAMP};
 use crate::Offset;
-use glommio::io::{BufferedFile, Directory, DmaFile, OpenOptions};
+use glommio::io::{Directory, DmaFile, OpenOptions};
 use std::cell::RefCell;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -141,9 +145,7 @@ pub(crate) struct SegmentFiles {
     pub log_file: DmaFile,
     /// Size of the `.log` file on disk (its logical content may be shorter).
     pub log_bytes: u64,
-    pub index_file: BufferedFile,
     pub index_bytes: Vec<u8>,
-    pub time_index_file: BufferedFile,
     pub time_index_bytes: Vec<u8>,
     /// The `.log` file's modification time, ms since the epoch.
     pub modified_ms: i64,
@@ -153,12 +155,11 @@ pub(crate) struct SegmentFiles {
 pub(crate) struct Segment {
     pub base_offset: Offset,
     pub log_file: Rc<DmaFile>,
-    pub index_file: Rc<BufferedFile>,
-    /// Entries for the batches below `size_bytes` (in memory; the file may lag behind).
+    /// Entries for the batches below `size_bytes` (in memory; the file lags behind while the
+    /// segment is active, and recovery rebuilds it then).
     pub index: OffsetIndex,
     /// How many entries of `index` the index file holds.
     pub index_entries_on_disk: usize,
-    pub time_index_file: Rc<BufferedFile>,
     /// Time index entries for the batches below `size_bytes` (the file may lag behind).
     pub time_index: TimeIndex,
     /// How many entries of `time_index` the time index file holds.
@@ -189,19 +190,18 @@ impl Segment {
             .truncate(true)
             .dma_open(log_file_path(dir, base_offset))
             .await?;
-        let index_file = index::open_index_file(&index_file_path(dir, base_offset)).await?;
-        index_file.truncate(0).await?;
-        let time_index_file =
-            index::open_index_file(&time_index_file_path(dir, base_offset)).await?;
-        time_index_file.truncate(0).await?;
+        // Empty index files, so that the sealed segment's entries can be written without
+        // creating files (see `index::write_bytes_at`). Plain system calls (create, close):
+        // through glommio each would cost an io_uring round trip, for files not used until
+        // the segment is sealed.
+        std::fs::File::create(index_file_path(dir, base_offset))?;
+        std::fs::File::create(time_index_file_path(dir, base_offset))?;
         sync_directory(dir).await?;
         Ok(Segment {
             base_offset,
             log_file: Rc::new(log_file),
-            index_file: Rc::new(index_file),
             index: OffsetIndex::default(),
             index_entries_on_disk: 0,
-            time_index_file: Rc::new(time_index_file),
             time_index: TimeIndex::default(),
             time_index_entries_on_disk: 0,
             max_timestamp: NO_TIMESTAMP,
@@ -213,8 +213,9 @@ impl Segment {
         })
     }
 
-    /// Opens the files of an existing segment for reading and writing (recovery may truncate
-    /// them) and reads both indexes whole (an index that was missing is created empty).
+    /// Opens the `.log` of an existing segment for reading and writing (recovery may truncate
+    /// it) and reads both indexes whole, closing their files (an index that was missing is
+    /// created empty).
     pub async fn open_files(dir: &Path, base_offset: Offset) -> io::Result<SegmentFiles> {
         let log_path = log_file_path(dir, base_offset);
         let modified_ms = std::fs::metadata(&log_path)?
@@ -228,17 +229,13 @@ impl Segment {
             .dma_open(log_path)
             .await?;
         let log_bytes = log_file.file_size().await?;
-        let index_file = index::open_index_file(&index_file_path(dir, base_offset)).await?;
-        let index_bytes = index::read_index_file(&index_file).await?;
-        let time_index_file =
-            index::open_index_file(&time_index_file_path(dir, base_offset)).await?;
-        let time_index_bytes = index::read_index_file(&time_index_file).await?;
+        let index_bytes = index::read_index_file(&index_file_path(dir, base_offset)).await?;
+        let time_index_bytes =
+            index::read_index_file(&time_index_file_path(dir, base_offset)).await?;
         Ok(SegmentFiles {
             log_file,
             log_bytes,
-            index_file,
             index_bytes,
-            time_index_file,
             time_index_bytes,
             modified_ms,
         })
@@ -264,24 +261,14 @@ impl Segment {
         }
     }
 
-    /// Closes both files. A reader still holding a clone keeps its descriptor open until it
-    /// drops it.
+    /// Closes the `.log` file (the index files are not held open). A reader still holding a
+    /// clone keeps its descriptor open until it drops it.
     pub async fn close(self) -> io::Result<()> {
         let log_closed = match Rc::try_unwrap(self.log_file) {
             Ok(file) => file.close().await,
             Err(_shared) => Ok(()),
         };
-        let index_closed = match Rc::try_unwrap(self.index_file) {
-            Ok(file) => file.close().await,
-            Err(_shared) => Ok(()),
-        };
-        let time_index_closed = match Rc::try_unwrap(self.time_index_file) {
-            Ok(file) => file.close().await,
-            Err(_shared) => Ok(()),
-        };
-        log_closed?;
-        index_closed?;
-        Ok(time_index_closed?)
+        Ok(log_closed?)
     }
 }
 
