@@ -1,8 +1,23 @@
 //! Size-prefixed framing: every Kafka request and response is `[length: i32][payload]`.
 //!
-//! [`FrameReader`] reads ahead into one buffer so that a burst of small pipelined requests
-//! costs one read system call, and hands each frame out as a [`Bytes`] that shares that
-//! buffer (decoded record batches are slices of it: no copy).
+//! [`FrameReader`] cuts one connection's byte stream into frames, with three aims:
+//!
+//! - A burst of small pipelined requests costs one read system call: they are read ahead into
+//!   one buffer of [`READ_AHEAD_BYTES`], and each is handed out as a [`Bytes`] that shares it
+//!   (decoded record batches are slices of it: no copy).
+//! - A large frame (payload of [`LARGE_FRAME_BYTES_MIN`] or more) is read into one allocation
+//!   of exactly its size: it never grows, and nothing but the few bytes that came with the
+//!   previous read is copied.
+//! - An idle connection holds no buffer. When the socket has nothing more to read, the reader
+//!   gives its read-ahead buffer back to the thread's pool and waits for the next size prefix
+//!   in a 4-byte array; unread bytes wait in the socket's kernel buffer meanwhile.
+//!
+//! Buffers are allocated zeroed once and then reused, rather than zero-filled on every read.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
@@ -38,23 +53,72 @@ pub enum FrameError {
 /// Bytes of the size prefix.
 pub const SIZE_PREFIX_BYTES: usize = 4;
 
-/// Smallest read we ask the socket for, so that small frames arrive in batches.
-const READ_AHEAD_BYTES: usize = 64 * 1024;
+/// Size of a read-ahead buffer: the most one read asks the socket for between frames.
+pub const READ_AHEAD_BYTES: usize = 64 * 1024;
+
+/// Frames whose payload is this size or more are read into their own allocation of exactly
+/// their size; smaller ones share read-ahead buffers. A small frame that straddles the end of
+/// a read-ahead buffer is copied to the next one, so this bounds that copy.
+pub const LARGE_FRAME_BYTES_MIN: usize = 16 * 1024;
+
+/// A read-ahead buffer with less room than this left is replaced before the next read
+/// between frames, so that reads are never tiny.
+const READ_BYTES_MIN: usize = 4 * 1024;
+
+/// Idle read-ahead buffers kept per thread (2 MiB). A connection holds one only while its
+/// socket has bytes to read, so a shard needs few; more are freed.
+const POOLED_READ_AHEAD_MAX: usize = 32;
+
+const _: () = assert!(LARGE_FRAME_BYTES_MIN + SIZE_PREFIX_BYTES <= READ_AHEAD_BYTES);
+const _: () = assert!(READ_BYTES_MIN < READ_AHEAD_BYTES);
+
+thread_local! {
+    /// This thread's idle read-ahead buffers, each empty with `READ_AHEAD_BYTES` of
+    /// (initialised) room, shared by all the connections the thread serves.
+    static READ_AHEAD_POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A read-ahead buffer from the thread's pool, or a new one.
+fn acquire_read_ahead() -> BytesMut {
+    let pooled = READ_AHEAD_POOL.with(|pool| pool.borrow_mut().pop());
+    pooled.unwrap_or_else(|| zeroed_room(READ_AHEAD_BYTES))
+}
+
+/// An empty buffer with `bytes` of room, all of it initialised (zeroed) memory.
+fn zeroed_room(bytes: usize) -> BytesMut {
+    let mut buffer = BytesMut::zeroed(bytes);
+    buffer.clear();
+    buffer
+}
 
 /// Reads size-prefixed frames from one connection. Owned by the connection's task.
+///
+/// Every buffer it reads into was allocated zeroed (by [`zeroed_room`]) and is never grown,
+/// only split and reclaimed, so all of its capacity is initialised memory: the socket reads
+/// straight into the spare capacity, and only the bytes read become part of the buffer.
 pub struct FrameReader {
-    /// Bytes read from the socket and not yet handed out. Its length is exactly what was
-    /// read, so when it has to grow into a new allocation (the previous frames still being
-    /// referenced), only unread bytes are copied.
-    buffer: BytesMut,
+    /// Bytes read ahead and not yet handed out, starting at a size prefix. Holds no
+    /// allocation while the connection is idle.
+    read_ahead: BytesMut,
+    /// The large frame being read, if any.
+    large_frame: Option<LargeFrame>,
     max_frame_bytes: usize,
+}
+
+/// A frame of [`LARGE_FRAME_BYTES_MIN`] or more, read into its own allocation.
+struct LargeFrame {
+    /// The payload received so far; its capacity is `size`.
+    payload: BytesMut,
+    /// The announced payload size.
+    size: usize,
 }
 
 impl FrameReader {
     /// A reader that refuses frames larger than `max_frame_bytes` (payload, prefix excluded).
     pub fn new(max_frame_bytes: usize) -> FrameReader {
         FrameReader {
-            buffer: BytesMut::new(),
+            read_ahead: BytesMut::new(),
+            large_frame: None,
             max_frame_bytes,
         }
     }
@@ -66,92 +130,262 @@ impl FrameReader {
         reader: &mut R,
     ) -> Result<Option<Bytes>, FrameError> {
         loop {
-            if let Some(frame_len) = self.complete_frame_len()? {
-                return Ok(Some(self.take_frame(frame_len)));
+            if let Some(frame) = self.take_complete_frame()? {
+                return Ok(Some(frame));
             }
-            let wanted = self.bytes_wanted();
-            if !self.fill(reader, wanted).await? {
-                return match self.buffer.len() {
-                    0 => Ok(None),
-                    received => Err(FrameError::Truncated {
-                        received,
-                        expected: self.expected_len().unwrap_or(SIZE_PREFIX_BYTES),
-                    }),
-                };
+            if self.large_frame.is_some() {
+                self.fill_large_frame(reader).await?;
+            } else if self.read_ahead.is_empty() {
+                if !self.read_between_frames(reader).await? {
+                    return Ok(None);
+                }
+            } else {
+                self.fill_read_ahead(reader).await?;
             }
         }
     }
 
-    /// The announced size of the frame at the front of the buffer, checked against limits.
-    fn announced_size(&self) -> Result<Option<usize>, FrameError> {
-        if self.buffer.len() < SIZE_PREFIX_BYTES {
+    /// Bytes of memory this reader holds for buffered input (0 while idle).
+    pub fn buffered_capacity(&self) -> usize {
+        self.read_ahead.capacity()
+            + self
+                .large_frame
+                .as_ref()
+                .map_or(0, |large| large.payload.capacity())
+    }
+
+    /// Hands out the frame at the front, if it has arrived entirely.
+    fn take_complete_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if let Some(large) = &self.large_frame {
+            if large.payload.len() < large.size {
+                return Ok(None);
+            }
+            return Ok(self.large_frame.take().map(|large| large.payload.freeze()));
+        }
+        let Some(size) = self.announced_size()? else {
+            return Ok(None);
+        };
+        if SIZE_PREFIX_BYTES + size > self.read_ahead.len() {
             return Ok(None);
         }
-        let size = (&self.buffer[..SIZE_PREFIX_BYTES]).get_i32();
-        if size <= 0 {
-            return Err(FrameError::InvalidSize(size));
+        let mut frame = self.read_ahead.split_to(SIZE_PREFIX_BYTES + size);
+        frame.advance(SIZE_PREFIX_BYTES);
+        Ok(Some(frame.freeze()))
+    }
+
+    /// The announced size of the frame at the front of the read-ahead buffer, checked.
+    fn announced_size(&self) -> Result<Option<usize>, FrameError> {
+        if self.read_ahead.len() < SIZE_PREFIX_BYTES {
+            return Ok(None);
         }
-        let size = size as usize;
+        let prefix = (&self.read_ahead[..SIZE_PREFIX_BYTES]).get_i32();
+        self.checked_size(prefix).map(Some)
+    }
+
+    fn checked_size(&self, prefix: i32) -> Result<usize, FrameError> {
+        if prefix <= 0 {
+            return Err(FrameError::InvalidSize(prefix));
+        }
+        let size = prefix as usize;
         if size > self.max_frame_bytes {
             return Err(FrameError::TooLarge {
                 size,
                 max: self.max_frame_bytes,
             });
         }
-        Ok(Some(size))
+        Ok(size)
     }
 
-    fn expected_len(&self) -> Option<usize> {
-        self.announced_size()
-            .ok()
-            .flatten()
-            .map(|size| size + SIZE_PREFIX_BYTES)
-    }
-
-    /// The frame's total length (prefix included) if it is entirely in the buffer.
-    fn complete_frame_len(&self) -> Result<Option<usize>, FrameError> {
-        Ok(self
-            .announced_size()?
-            .map(|size| size + SIZE_PREFIX_BYTES)
-            .filter(|&total| total <= self.buffer.len()))
-    }
-
-    /// How many bytes to ask the socket for: the rest of the current frame, and at least
-    /// [`READ_AHEAD_BYTES`] so that several small frames come in one read.
-    fn bytes_wanted(&self) -> usize {
-        let frame_total = self.expected_len().unwrap_or(SIZE_PREFIX_BYTES);
-        frame_total
-            .saturating_sub(self.buffer.len())
-            .max(READ_AHEAD_BYTES)
-    }
-
-    fn take_frame(&mut self, frame_len: usize) -> Bytes {
-        let mut frame = self.buffer.split_to(frame_len);
-        frame.advance(SIZE_PREFIX_BYTES);
-        frame.freeze()
-    }
-
-    /// Reads once from the socket, up to `wanted` more bytes. Returns false at end of stream.
-    async fn fill<R: AsyncRead + Unpin>(
+    /// Reads when nothing is buffered. If the socket has bytes now, they go into the
+    /// read-ahead buffer; otherwise the buffer goes back to the pool, and the reader waits
+    /// for the next size prefix holding no memory. Returns false at a clean end of stream.
+    async fn read_between_frames<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
-        wanted: usize,
     ) -> Result<bool, FrameError> {
-        let filled = self.buffer.len();
-        // Zeroing the space costs a memset, well below the socket copy; it keeps this code
-        // free of `unsafe` reads into uninitialised memory.
-        self.buffer.resize(filled + wanted, 0);
-        let read = reader.read(&mut self.buffer[filled..]).await;
-        self.buffer.truncate(filled + *read.as_ref().unwrap_or(&0));
-        Ok(read? > 0)
+        if spare_len(&self.read_ahead) < READ_BYTES_MIN {
+            self.release_read_ahead();
+            self.read_ahead = acquire_read_ahead();
+        }
+        if let Some(read) = read_now(reader, spare(&mut self.read_ahead, usize::MAX)).await {
+            let read = read?;
+            commit(&mut self.read_ahead, read);
+            return Ok(read > 0);
+        }
+        self.release_read_ahead();
+        let Some(prefix) = read_size_prefix(reader).await? else {
+            return Ok(false);
+        };
+        let size = self.checked_size(i32::from_be_bytes(prefix))?;
+        if size >= LARGE_FRAME_BYTES_MIN {
+            self.large_frame = Some(LargeFrame {
+                payload: zeroed_room(size),
+                size,
+            });
+        } else {
+            self.read_ahead = acquire_read_ahead();
+            self.read_ahead.extend_from_slice(&prefix);
+        }
+        Ok(true)
     }
+
+    /// Reads more of the partial frame at the front of the read-ahead buffer (and whatever
+    /// follows it, up to the buffer's room), first moving it to a large frame or to a fresh
+    /// buffer if it does not fit in this one.
+    async fn fill_read_ahead<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<(), FrameError> {
+        let frame_total = self
+            .announced_size()?
+            .map_or(SIZE_PREFIX_BYTES, |size| SIZE_PREFIX_BYTES + size);
+        if frame_total > self.read_ahead.capacity() {
+            let size = frame_total - SIZE_PREFIX_BYTES;
+            if size >= LARGE_FRAME_BYTES_MIN {
+                self.start_large_frame(size);
+                return Ok(());
+            }
+            self.move_to_fresh_read_ahead();
+        }
+        let read = reader.read(spare(&mut self.read_ahead, usize::MAX)).await?;
+        if read == 0 {
+            return Err(FrameError::Truncated {
+                received: self.read_ahead.len(),
+                expected: frame_total,
+            });
+        }
+        commit(&mut self.read_ahead, read);
+        Ok(())
+    }
+
+    /// Moves the start of a large frame out of the read-ahead buffer into an allocation of
+    /// the frame's size.
+    fn start_large_frame(&mut self, size: usize) {
+        let mut payload = zeroed_room(size);
+        let received = &self.read_ahead[SIZE_PREFIX_BYTES..];
+        assert!(received.len() < size);
+        payload.extend_from_slice(received);
+        self.read_ahead.clear();
+        self.large_frame = Some(LargeFrame { payload, size });
+    }
+
+    /// Reads more of the large frame, never past its end (what follows stays in the socket).
+    async fn fill_large_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<(), FrameError> {
+        let Some(large) = self.large_frame.as_mut() else {
+            return Ok(());
+        };
+        let missing = large.size - large.payload.len();
+        let read = reader.read(spare(&mut large.payload, missing)).await?;
+        if read == 0 {
+            return Err(FrameError::Truncated {
+                received: SIZE_PREFIX_BYTES + large.payload.len(),
+                expected: SIZE_PREFIX_BYTES + large.size,
+            });
+        }
+        commit(&mut large.payload, read);
+        Ok(())
+    }
+
+    /// Moves the partial frame at the front to the start of a buffer with full room: this
+    /// one, if no frame handed out still shares it, or one from the pool.
+    fn move_to_fresh_read_ahead(&mut self) {
+        let partial = self.read_ahead.len();
+        if self.read_ahead.try_reclaim(READ_AHEAD_BYTES - partial) {
+            return;
+        }
+        let mut fresh = acquire_read_ahead();
+        assert!(partial <= spare_len(&fresh));
+        fresh.extend_from_slice(&self.read_ahead);
+        self.read_ahead = fresh;
+    }
+
+    /// Lets go of the (empty) read-ahead buffer: back to the pool if no frame handed out
+    /// still shares it, else it is freed with the last such frame.
+    fn release_read_ahead(&mut self) {
+        let mut buffer = std::mem::take(&mut self.read_ahead);
+        assert!(buffer.is_empty());
+        if buffer.capacity() == 0 || !buffer.try_reclaim(READ_AHEAD_BYTES) {
+            return;
+        }
+        assert_eq!(buffer.capacity(), READ_AHEAD_BYTES);
+        READ_AHEAD_POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOLED_READ_AHEAD_MAX {
+                pool.push(buffer);
+            }
+        });
+    }
+}
+
+/// Reads into `target` if the reader has bytes (or an end of stream, or an error) now;
+/// `None` if the read would have to wait.
+async fn read_now<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    target: &mut [u8],
+) -> Option<std::io::Result<usize>> {
+    poll_fn(
+        |context| match Pin::new(&mut *reader).poll_read(context, target) {
+            Poll::Ready(result) => Poll::Ready(Some(result)),
+            Poll::Pending => Poll::Ready(None),
+        },
+    )
+    .await
+}
+
+/// The next size prefix, or `None` at a clean end of stream (before its first byte).
+async fn read_size_prefix<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<[u8; SIZE_PREFIX_BYTES]>, FrameError> {
+    let mut prefix = [0u8; SIZE_PREFIX_BYTES];
+    let mut received = 0;
+    while received < SIZE_PREFIX_BYTES {
+        match reader.read(&mut prefix[received..]).await? {
+            0 if received == 0 => return Ok(None),
+            0 => {
+                return Err(FrameError::Truncated {
+                    received,
+                    expected: SIZE_PREFIX_BYTES,
+                })
+            }
+            read => received += read,
+        }
+    }
+    Ok(Some(prefix))
+}
+
+fn spare_len(buffer: &BytesMut) -> usize {
+    buffer.capacity() - buffer.len()
+}
+
+/// Up to `limit` bytes of `buffer`'s spare capacity, to read into.
+fn spare(buffer: &mut BytesMut, limit: usize) -> &mut [u8] {
+    let spare = buffer.spare_capacity_mut();
+    let length = spare.len().min(limit);
+    // SAFETY: every buffer this module reads into was allocated zeroed by `zeroed_room` and
+    // is never grown (only split off from the front, cleared and reclaimed, which keep the
+    // same allocation), so its spare capacity is initialised memory.
+    unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), length) }
+}
+
+/// Makes the `read` bytes just read into `buffer`'s spare capacity part of it.
+fn commit(buffer: &mut BytesMut, read: usize) {
+    assert!(
+        read <= spare_len(buffer),
+        "a read returned more than it was given"
+    );
+    // SAFETY: the bytes are initialised (see `spare`) and within capacity (checked above).
+    unsafe { buffer.set_len(buffer.len() + read) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_lite::future::block_on;
+    use futures_lite::future::{block_on, poll_once};
     use futures_lite::io::Cursor;
+    use std::collections::VecDeque;
 
     fn framed(payloads: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -160,6 +394,64 @@ mod tests {
             out.extend_from_slice(payload);
         }
         out
+    }
+
+    /// A socket whose bytes arrive in the given chunks; with no chunk left it would block
+    /// (until more are pushed through a clone of `state`), or reports the end of stream once
+    /// `closed`.
+    #[derive(Default)]
+    struct Socket {
+        state: std::rc::Rc<std::cell::RefCell<SocketState>>,
+    }
+
+    #[derive(Default)]
+    struct SocketState {
+        chunks: VecDeque<Vec<u8>>,
+        closed: bool,
+        /// The size of every read that returned bytes.
+        reads: Vec<usize>,
+    }
+
+    impl Socket {
+        fn new(chunks: impl IntoIterator<Item = Vec<u8>>, closed: bool) -> Socket {
+            let state = SocketState {
+                chunks: chunks.into_iter().collect(),
+                closed,
+                reads: Vec::new(),
+            };
+            Socket {
+                state: std::rc::Rc::new(std::cell::RefCell::new(state)),
+            }
+        }
+
+        fn reads(&self) -> Vec<usize> {
+            self.state.borrow().reads.clone()
+        }
+    }
+
+    impl AsyncRead for Socket {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _context: &mut std::task::Context<'_>,
+            target: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut state = self.state.borrow_mut();
+            let Some(chunk) = state.chunks.front_mut() else {
+                return if state.closed {
+                    Poll::Ready(Ok(0))
+                } else {
+                    Poll::Pending
+                };
+            };
+            let read = chunk.len().min(target.len());
+            target[..read].copy_from_slice(&chunk[..read]);
+            chunk.drain(..read);
+            if chunk.is_empty() {
+                state.chunks.pop_front();
+            }
+            state.reads.push(target.len());
+            Poll::Ready(Ok(read))
+        }
     }
 
     #[test]
@@ -198,6 +490,28 @@ mod tests {
     }
 
     #[test]
+    fn rejects_oversize_prefix_behind_a_read_ahead_frame() {
+        let mut bytes = framed(&[b"fine"]);
+        bytes.extend_from_slice(&2000i32.to_be_bytes());
+        let mut cursor = Cursor::new(bytes);
+        let mut reader = FrameReader::new(1024);
+        block_on(async {
+            assert_eq!(
+                &reader.next_frame(&mut cursor).await.unwrap().unwrap()[..],
+                b"fine"
+            );
+            let error = reader.next_frame(&mut cursor).await.unwrap_err();
+            assert!(matches!(
+                error,
+                FrameError::TooLarge {
+                    size: 2000,
+                    max: 1024
+                }
+            ));
+        });
+    }
+
+    #[test]
     fn lying_prefix_is_truncated_not_hung() {
         let mut bytes = 1000i32.to_be_bytes().to_vec();
         bytes.extend_from_slice(&[1u8; 10]);
@@ -213,6 +527,146 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn client_vanishing_mid_prefix_or_mid_large_frame_is_truncated() {
+        let mut reader = FrameReader::new(1 << 20);
+        let error = block_on(reader.next_frame(&mut Cursor::new(vec![0u8, 1]))).unwrap_err();
+        assert!(matches!(
+            error,
+            FrameError::Truncated {
+                received: 2,
+                expected: 4
+            }
+        ));
+        let mut bytes = 100_000i32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1u8; 70_000]);
+        let mut reader = FrameReader::new(1 << 20);
+        let error = block_on(reader.next_frame(&mut Cursor::new(bytes))).unwrap_err();
+        assert!(matches!(
+            error,
+            FrameError::Truncated {
+                received: 70_004,
+                expected: 100_004
+            }
+        ));
+    }
+
+    #[test]
+    fn pipelined_small_frames_arrive_in_one_read() {
+        let payloads: Vec<Vec<u8>> = (0..100u8).map(|index| vec![index; 300]).collect();
+        let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let mut socket = Socket::new([framed(&slices)], true);
+        let mut reader = FrameReader::new(1 << 20);
+        block_on(async {
+            for payload in &payloads {
+                let frame = reader.next_frame(&mut socket).await.unwrap().unwrap();
+                assert_eq!(&frame[..], &payload[..]);
+            }
+        });
+        assert_eq!(socket.reads(), [READ_AHEAD_BYTES]);
+    }
+
+    #[test]
+    fn idle_connection_holds_no_buffer_and_reuses_the_pooled_one() {
+        let mut socket = Socket::new([framed(&[b"first"])], false);
+        let mut reader = FrameReader::new(1 << 20);
+        let first = block_on(reader.next_frame(&mut socket)).unwrap().unwrap();
+        let first_address = first.as_ptr();
+        let first_frame_bytes = SIZE_PREFIX_BYTES + b"first".len();
+        assert_eq!(
+            reader.buffered_capacity(),
+            READ_AHEAD_BYTES - first_frame_bytes
+        );
+        drop(first);
+
+        // Nothing to read: the reader waits holding no buffer.
+        assert!(block_on(poll_once(reader.next_frame(&mut socket))).is_none());
+        assert_eq!(reader.buffered_capacity(), 0);
+
+        let arrived = framed(&[b"second", b"third"]);
+        socket.state.borrow_mut().chunks.push_back(arrived);
+        let second = block_on(reader.next_frame(&mut socket)).unwrap().unwrap();
+        assert_eq!(&second[..], b"second");
+        assert_eq!(
+            second.as_ptr(),
+            first_address,
+            "the pooled buffer is reused"
+        );
+        assert_eq!(
+            &block_on(reader.next_frame(&mut socket)).unwrap().unwrap()[..],
+            b"third"
+        );
+        socket.state.borrow_mut().closed = true;
+        assert!(block_on(reader.next_frame(&mut socket)).unwrap().is_none());
+    }
+
+    #[test]
+    fn large_frame_is_read_into_one_allocation_of_its_size() {
+        let size = 1_000_000;
+        let payload: Vec<u8> = (0..size).map(|index| index as u8).collect();
+        let bytes = framed(&[b"small", &payload, b"after"]);
+        // The large frame starts inside the first read and arrives in 10 KiB pieces.
+        let first_read = 30_000;
+        let mut chunks = vec![bytes[..first_read].to_vec()];
+        chunks.extend(bytes[first_read..].chunks(10 * 1024).map(<[u8]>::to_vec));
+        let mut socket = Socket::new(chunks, true);
+        let mut reader = FrameReader::new(1 << 20);
+        block_on(async {
+            let small = reader.next_frame(&mut socket).await.unwrap().unwrap();
+            assert_eq!(&small[..], b"small");
+            let large = reader.next_frame(&mut socket).await.unwrap().unwrap();
+            assert_eq!(&large[..], &payload[..]);
+            let large = large.try_into_mut().expect("nothing else shares the frame");
+            assert_eq!(large.capacity(), size, "one allocation of the frame's size");
+            let after = reader.next_frame(&mut socket).await.unwrap().unwrap();
+            assert_eq!(&after[..], b"after");
+        });
+        // Between the first read and the one for "after", every read asked for exactly
+        // the rest of the large frame: never more.
+        let reads = socket.reads();
+        let mut missing = size - (first_read - 2 * SIZE_PREFIX_BYTES - b"small".len());
+        for &asked in &reads[1..reads.len() - 1] {
+            assert_eq!(asked, missing);
+            missing -= asked.min(10 * 1024);
+        }
+        assert_eq!(missing, 0);
+    }
+
+    #[test]
+    fn large_frame_announced_while_idle_is_read_in_place() {
+        let payload = vec![3u8; 200_000];
+        let mut socket = Socket::new([], false);
+        let arrivals = socket.state.clone();
+        let mut reader = FrameReader::new(1 << 20);
+        let mut next = Box::pin(reader.next_frame(&mut socket));
+        // Idle: the reader waits for a size prefix.
+        assert!(block_on(poll_once(&mut next)).is_none());
+        arrivals.borrow_mut().chunks.push_back(framed(&[&payload]));
+        let frame = block_on(next).unwrap().unwrap();
+        assert_eq!(arrivals.borrow().reads, [SIZE_PREFIX_BYTES, payload.len()]);
+        assert_eq!(frame.try_into_mut().unwrap().capacity(), payload.len());
+    }
+
+    #[test]
+    fn small_frame_straddling_the_buffer_end_moves_to_a_fresh_buffer() {
+        // Frames of 10,000 bytes: the seventh straddles the end of the first 64 KiB read.
+        let payloads: Vec<Vec<u8>> = (0..20u8).map(|index| vec![index; 9_996]).collect();
+        let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let bytes = framed(&slices);
+        let chunks = bytes.chunks(READ_AHEAD_BYTES).map(<[u8]>::to_vec);
+        let mut socket = Socket::new(chunks, true);
+        let mut reader = FrameReader::new(1 << 20);
+        let mut kept = Vec::new(); // keeps the buffers shared, so none can be reclaimed
+        block_on(async {
+            for payload in &payloads {
+                let frame = reader.next_frame(&mut socket).await.unwrap().unwrap();
+                assert_eq!(&frame[..], &payload[..]);
+                kept.push(frame);
+            }
+            assert!(reader.next_frame(&mut socket).await.unwrap().is_none());
+        });
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_streams_never_panic(stream in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
@@ -220,6 +674,25 @@ mod tests {
             let mut reader = FrameReader::new(512);
             block_on(async {
                 while let Ok(Some(_)) = reader.next_frame(&mut cursor).await {}
+            });
+        }
+
+        #[test]
+        fn frames_survive_any_chunking(
+            sizes in proptest::collection::vec(1usize..40_000, 1..12),
+            chunk_bytes in 1usize..70_000,
+        ) {
+            let payloads: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| vec![index as u8; size]).collect();
+            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let bytes = framed(&slices);
+            let mut socket = Socket::new(bytes.chunks(chunk_bytes).map(<[u8]>::to_vec), true);
+            let mut reader = FrameReader::new(1 << 20);
+            block_on(async {
+                for payload in &payloads {
+                    let frame = reader.next_frame(&mut socket).await.unwrap().unwrap();
+                    assert_eq!(&frame[..], &payload[..]);
+                }
+                assert!(reader.next_frame(&mut socket).await.unwrap().is_none());
             });
         }
     }

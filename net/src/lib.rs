@@ -4,6 +4,8 @@
 //! - [`frame::FrameReader`] cuts a byte stream into size-prefixed frames and refuses frames
 //!   whose size prefix is negative, zero or over the configured maximum
 //!   (`socket.request.max.bytes`), so a lying client can never make us allocate what it claims.
+//!   Small frames share pooled read-ahead buffers, a large one gets an allocation of exactly
+//!   its size, and an idle connection's reader holds no buffer at all.
 //! - [`codec`] turns a frame into a typed request ([`codec::Request`]: the header plus a
 //!   `kafka_protocol` [`RequestKind`](kafka_protocol::messages::RequestKind)), and a typed
 //!   response back into a size-prefixed frame. It also builds the special reply that
