@@ -44,23 +44,11 @@ for round in $(seq "$ROUNDS"); do
         stop
         python3 - "$json" "$side" "$round" <<'PY'
 import json, sys
-doc = json.load(open(sys.argv[1]))
-def find(node, key):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k == key:
-                return v
-            found = find(v, key)
-            if found is not None:
-                return found
-    elif isinstance(node, list):
-        for v in node:
-            found = find(v, key)
-            if found is not None:
-                return found
-    return None
-print(f"round {sys.argv[3]} {sys.argv[2]}: " + json.dumps({k: find(doc, k) for k in
-      ["read_mb_per_s", "read_share_of_o_direct", "o_direct_read_mb_per_s", "broker_cpu_s_per_gib"]}))
+run = json.load(open(sys.argv[1]))
+facts, limits, latency = run["catchup"], run.get("limits") or {}, run["latency_us"]
+print(f"round {sys.argv[3]} {sys.argv[2]}: {run['throughput_mb_s']:.0f} MB/s = "
+      f"{facts.get('share_of_direct_read') or 0:.3f} of O_DIRECT read {limits.get('direct_read_mb_s', 0):.0f} MB/s; "
+      f"broker {run['broker_cpu_s_per_gib']:.2f} CPU-s/GiB; fetch p50/p99 {latency['p50'] / 1000:.1f}/{latency['p99'] / 1000:.1f} ms")
 PY
     done
 done

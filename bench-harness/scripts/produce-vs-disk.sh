@@ -5,6 +5,8 @@
 # The broker is pinned to CPU 0 with one shard, the load generator to CPU 1 (a 2-core host
 # shares the CPU between them otherwise). Every acknowledged batch is fdatasync'ed.
 #
+# Then the same at half the 4-connection maximum, open loop, for the latency target.
+#
 # Usage: bench-harness/scripts/produce-vs-disk.sh [DATA_PARENT_DIR] [SECONDS]
 # DATA_PARENT_DIR must be on the disk under test (not tmpfs); default: target/bench.
 set -euo pipefail
@@ -67,3 +69,9 @@ PY
 echo "spate, 1 KiB records, acks=all, fdatasync before every ack:"
 run "1-conn-64KiB-batches" --topic one --partitions 1 --producers 1 --batch-records 64
 run "4-conn-256KiB-batches" --topic four --partitions 4 --producers 4 --batch-records 256
+# The latency target is at half the maximum just measured, open loop (latency from each
+# request's intended send time), with the consumer-less produce path.
+HALF=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["throughput_mb_s"] / 2))' \
+    "$WORK/4-conn-256KiB-batches.json")
+run "4-conn-256KiB-at-half-${HALF}MB-s" --topic half --partitions 4 --producers 4 \
+    --batch-records 256 --rate "${HALF}MB/s"

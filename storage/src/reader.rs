@@ -7,16 +7,15 @@
 //!
 //! A fetch is served batch by batch from the tail cache (`tail_cache`) where it holds the
 //! batch, and from the segment file otherwise, so one read may span both: older batches read
-//! from disk, then the cached tail. The result is [`Records`]: pieces that are either slices of
-//! cached chunks (no copy) or bytes copied out of O_DIRECT reads.
+//! from disk, then the cached tail. The result is [`Records`]: pieces that are slices of cached
+//! chunks (no copy), bytes copied out of O_DIRECT reads of the active segment, or, for sealed
+//! segments read with [`ReadMode::FileRanges`], file ranges that the engine splices to the
+//! socket from the page cache (see `read_files` for why only sealed segments).
 //!
-//! Measured (BENCHMARKS.md, "Fetch path"; `cargo bench -p spate-engine --bench fetch_path`):
-//! sending a cold 512 MiB file in 1 MiB fetches, O_DIRECT read + copy + write made ~510 MB/s,
-//! O_DIRECT without the copy ~630, a buffered fd with io_uring splice ~790 (fio O_DIRECT read:
-//! ~1140); warm, splice and sendfile make ~1000–1100 against ~500–750 for the O_DIRECT paths.
-//! The copy costs ~0.1 CPU-s/GiB; the synchronous O_DIRECT round trip per fetch costs more.
-//! Data not in the tail cache is still read here with O_DIRECT; sending it with the splice
-//! path (`spate_engine::splice`) is the next step.
+//! Measured (BENCHMARKS.md, "Fetch path" and "Zero-copy fetch, wired"): sending a cold file
+//! in 1 MiB fetches, O_DIRECT read + copy + write made ~510 MB/s against ~790 for a buffered fd
+//! with io_uring splice; the catch-up read of a cold 4 GiB backlog went from 710–741 MB/s to
+//! 1,323–1,406 MB/s with file ranges and the kernel asked to read them ahead.
 
 use crate::batch::{self, BatchInfo, StoredBatch, HEADER_BYTES};
 use crate::error::StorageError;
