@@ -20,7 +20,8 @@ use spate_net::FrameReader;
 use crate::handlers;
 use crate::shard::Shard;
 use crate::splice::Splicer;
-use spate_storage::RecordsPiece;
+use glommio::io::BufferedFile;
+use spate_storage::{FileRange, RecordsPiece};
 
 /// Requests dispatched but not yet answered, per connection. Bounds the memory a client
 /// can pin by pipelining.
@@ -34,6 +35,8 @@ const IDLE_SPLICERS_MAX: usize = 4;
 thread_local! {
     /// This shard's idle splicers.
     static SPLICERS: std::cell::RefCell<Vec<Splicer>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Whether this shard already said that it could not set up a splicer.
+    static SPLICE_FALLBACK_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Why a connection is closed instead of answered. Logged once, as one line.
@@ -162,28 +165,101 @@ async fn write_frame(stream: &mut TcpStream, frame: Frame) -> std::io::Result<()
             FramePiece::Records(RecordsPiece::Cached(cached)) => {
                 stream.write_all(cached.as_slice()).await?
             }
-            FramePiece::Records(RecordsPiece::File(range)) => {
-                let mut splicer = match SPLICERS.with(|pool| pool.borrow_mut().pop()) {
-                    Some(splicer) => splicer,
-                    None => Splicer::new()?,
-                };
-                // On an error the splicer is dropped, not pooled: it may hold bytes.
-                splicer
-                    .send_file(
-                        stream.as_raw_fd(),
-                        range.file.as_raw_fd(),
-                        range.position,
-                        range.length,
-                    )
-                    .await?;
-                SPLICERS.with(|pool| {
-                    let mut pool = pool.borrow_mut();
-                    if pool.len() < IDLE_SPLICERS_MAX {
-                        pool.push(splicer);
-                    }
-                });
-            }
+            FramePiece::Records(RecordsPiece::File(range)) => send_range(stream, &range).await?,
         }
     }
     Ok(())
+}
+
+/// Sends a file range with splice. If no splicer can be set up (out of descriptors, say), the
+/// range is read and written instead, so that consumers are still served; the shard says so
+/// once.
+async fn send_range(stream: &mut TcpStream, range: &FileRange) -> std::io::Result<()> {
+    let pooled = SPLICERS.with(|pool| pool.borrow_mut().pop());
+    let mut splicer = match pooled.map_or_else(Splicer::new, Ok) {
+        Ok(splicer) => splicer,
+        Err(error) => {
+            if !SPLICE_FALLBACK_LOGGED.replace(true) {
+                tracing::warn!(%error, "cannot set up splice; sending sealed segments by reading them instead (logged once per shard)");
+            }
+            return copy_range(stream, &range.file, range.position, range.length).await;
+        }
+    };
+    // On an error the splicer is dropped, not pooled: it may hold bytes.
+    splicer
+        .send_file(
+            stream.as_raw_fd(),
+            range.file.as_raw_fd(),
+            range.position,
+            range.length,
+        )
+        .await?;
+    SPLICERS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < IDLE_SPLICERS_MAX {
+            pool.push(splicer);
+        }
+    });
+    Ok(())
+}
+
+/// Reads `length` bytes of `file` from `position` and writes them, a pipe's worth at a time.
+async fn copy_range<W: futures_lite::AsyncWrite + Unpin>(
+    stream: &mut W,
+    file: &BufferedFile,
+    position: u64,
+    length: usize,
+) -> std::io::Result<()> {
+    let end = position + length as u64;
+    let mut at = position;
+    while at < end {
+        let want = ((end - at) as usize).min(crate::splice::PIPE_BYTES);
+        let bytes = file.read_at(at, want).await?;
+        if bytes.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("file ends before position {at}"),
+            ));
+        }
+        stream.write_all(&bytes).await?;
+        at += bytes.len() as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn copy_range_sends_the_range_byte_for_byte_and_refuses_a_short_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let data: Vec<u8> = (0..3 * crate::splice::PIPE_BYTES + 777)
+            .map(|number| (number * 13 + number / 512) as u8)
+            .collect();
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&data)
+            .unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .make()
+            .unwrap()
+            .run(async move {
+                let file = BufferedFile::open(&path).await.unwrap();
+                let (start, length) = (5_000usize, data.len() - 9_000);
+                let mut sent = Vec::new();
+                copy_range(&mut sent, &file, start as u64, length)
+                    .await
+                    .unwrap();
+                assert!(sent == data[start..start + length]);
+                let mut short = Vec::new();
+                let error = copy_range(&mut short, &file, start as u64, data.len())
+                    .await
+                    .unwrap_err();
+                assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+                file.close().await.unwrap();
+            });
+    }
 }
