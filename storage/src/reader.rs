@@ -453,7 +453,11 @@ impl SegmentRead<'_> {
     /// `fetch_offset`.
     async fn run_file_range(&self, shared: &LogShared) -> io::Result<Option<Records>> {
         let plan = self.plan;
-        let file = crate::read_files::read_file(&plan.file)?;
+        let file = match crate::read_files::read_file(&plan.file) {
+            Ok(file) => file,
+            // No read descriptor (no /proc, or out of descriptors): read the bytes instead.
+            Err(_) => return self.run().await,
+        };
         let mut position = plan.start_position;
         let first_batch_bytes = loop {
             if position >= plan.end_position {
