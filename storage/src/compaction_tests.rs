@@ -3,7 +3,7 @@
 //! lag rules, keyless records are refused, and a crash at any step of the swap loses nothing.
 
 use super::*;
-use crate::testing::{encode_keyed, run, split_batches, temp_dir, KeyValue};
+use crate::testing::{encode_keyed, names_with_suffix, run, split_batches, temp_dir, KeyValue};
 use bytes::Bytes;
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use proptest::prelude::*;
@@ -422,18 +422,9 @@ fn appends_without_a_key_are_refused_on_compacted_logs() {
     });
 }
 
-fn file_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for name in file_names(from) {
+    for name in names_with_suffix(from, "") {
         std::fs::copy(from.join(&name), to.join(&name)).unwrap();
     }
 }
@@ -510,7 +501,7 @@ fn a_crash_at_any_step_of_the_swap_recovers_a_whole_log() {
                 assert_eq!(seen, after, "a committed swap completes (step {step})");
             }
             log.close().await.unwrap();
-            let leftovers: Vec<String> = file_names(&replay)
+            let leftovers: Vec<String> = names_with_suffix(&replay, "")
                 .into_iter()
                 .filter(|name| name.ends_with(CLEANED_SUFFIX) || name.ends_with(SWAP_SUFFIX))
                 .collect();

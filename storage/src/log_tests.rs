@@ -2,7 +2,10 @@
 use super::*;
 use crate::batch::BatchError;
 use crate::reader::ReadMode;
-use crate::testing::{encode_batch, read_all, run, same_batch, split_batches, temp_dir, BatchSpec};
+use crate::testing::{
+    encode_batch, names_with_suffix, read_all, run, same_batch, split_batches, temp_dir,
+    wait_for_unlink, BatchSpec,
+};
 
 fn small_segments() -> LogConfig {
     LogConfig {
@@ -10,16 +13,6 @@ fn small_segments() -> LogConfig {
         index_interval_bytes: 300,
         ..LogConfig::default()
     }
-}
-
-fn segment_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(".log"))
-        .collect();
-    names.sort();
-    names
 }
 
 /// Batches of 1..=4 records of 20..=200 bytes, told apart by their fill byte.
@@ -89,7 +82,10 @@ fn round_trip_across_segment_rolls_and_reopen() {
         };
         check(&read_all(&log, 1 << 20).await);
         check(&read_all(&log, 1).await);
-        assert!(segment_files(&path).len() > 3, "small segments roll");
+        assert!(
+            names_with_suffix(&path, ".log").len() > 3,
+            "small segments roll"
+        );
         log.close().await.unwrap();
 
         let reopened = PartitionLog::open(path.clone(), small_segments())
@@ -105,7 +101,7 @@ fn round_trip_across_segment_rolls_and_reopen() {
         let all = read_all(&reopened, 1 << 20).await;
         assert!(same_batch(&all[sent.len()].1, &more));
         // Sealed segments were trimmed to their logical size on roll.
-        for name in segment_files(&path).iter().rev().skip(1) {
+        for name in names_with_suffix(&path, ".log").iter().rev().skip(1) {
             let bytes = std::fs::read(path.join(name)).unwrap();
             assert!(bytes.len() <= 2_000, "{name} is {} bytes", bytes.len());
             assert!(
@@ -531,27 +527,13 @@ fn a_file_range_keeps_its_bytes_after_the_segment_is_deleted() {
         assert!(materialize(&ranged) == before);
         let first = split_batches(&before);
         assert_eq!(first[0].0.base_offset, 0);
-        let deleted = |dir: &Path| {
-            std::fs::read_dir(dir)
-                .unwrap()
-                .filter(|entry| {
-                    let name = entry.as_ref().unwrap().file_name();
-                    name.to_string_lossy().ends_with(".deleted")
-                })
-                .count()
-        };
         assert!(
-            deleted(log.dir()) > 0,
+            !names_with_suffix(log.dir(), crate::segment::DELETED_SUFFIX).is_empty(),
             "the held segment waits for the send"
         );
         drop(ranged);
         // Once the range is dropped, the files go (polled every FILE_RELEASE_POLL).
-        let mut waited = 0;
-        while deleted(log.dir()) > 0 && waited < 200 {
-            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
-            waited += 1;
-        }
-        assert_eq!(deleted(log.dir()), 0);
+        wait_for_unlink(log.dir()).await;
         log.close().await.unwrap();
         crate::tail_cache::set_shard_budget_bytes(crate::tail_cache::DEFAULT_SHARD_BUDGET_BYTES);
     });

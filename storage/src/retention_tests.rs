@@ -2,8 +2,9 @@
 //! around it, its persistence, and the deferred unlinking of files.
 
 use super::*;
-use crate::testing::{encode_batch, read_all, run, temp_dir, BatchSpec};
-use std::path::Path;
+use crate::testing::{
+    encode_batch, names_with_suffix, read_all, run, temp_dir, wait_for_unlink, BatchSpec,
+};
 
 fn small_segments() -> LogConfig {
     LogConfig {
@@ -23,30 +24,6 @@ async fn fill(log: &PartitionLog, count: usize, timestamp_ms: i64) -> Offset {
     }
     log.wait_durable(last).await.unwrap();
     log.high_watermark()
-}
-
-fn names_with_suffix(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.ends_with(suffix))
-        .collect();
-    names.sort();
-    names
-}
-
-/// Waits (a little) for the background task to unlink the renamed files.
-async fn wait_for_unlink(dir: &Path) {
-    for _ in 0..100 {
-        if names_with_suffix(dir, DELETED_SUFFIX).is_empty() {
-            return;
-        }
-        glommio::timer::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "deleted files still there: {:?}",
-        names_with_suffix(dir, DELETED_SUFFIX)
-    );
 }
 
 #[test]

@@ -149,6 +149,32 @@ where
         .run(future)
 }
 
+/// The names of the files in `dir` that end with `suffix` ("" for all), sorted.
+pub(crate) fn names_with_suffix(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (a little) for the background task to unlink the files renamed for deletion.
+pub(crate) async fn wait_for_unlink(dir: &std::path::Path) {
+    let deleted = crate::segment::DELETED_SUFFIX;
+    for _ in 0..100 {
+        if names_with_suffix(dir, deleted).is_empty() {
+            return;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!(
+        "deleted files still there: {:?}",
+        names_with_suffix(dir, deleted)
+    );
+}
+
 /// A temporary directory on the real disk (O_DIRECT does not work on tmpfs).
 pub(crate) fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
