@@ -163,7 +163,28 @@ impl ShardStats {
     fn read(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    /// The counters split by a label, per family of [`LABELLED_FAMILIES`]: (label value,
+    /// count) pairs.
+    fn labelled(&self) -> [Vec<(&'static str, u64)>; LABELLED_FAMILIES.len()] {
+        [
+            CrossShard::ALL
+                .map(|kind| (kind.name(), Self::read(&self.cross_shard[kind as usize])))
+                .to_vec(),
+            FetchSource::ALL
+                .map(|source| {
+                    let bytes = Self::read(&self.fetch_record_bytes[source as usize]);
+                    (source.name(), bytes)
+                })
+                .to_vec(),
+        ]
+    }
 }
+
+/// The counter families split by a label, as (family, label): the family is the key in
+/// `/stats` and `spate_<family>_total` in `/metrics` (see [`ShardStats::labelled`]).
+const LABELLED_FAMILIES: [(&str, &str); 2] =
+    [("cross_shard", "kind"), ("fetch_record_bytes", "source")];
 
 thread_local! {
     /// The stats of the shard running on this thread, for code that does not hold the shard.
@@ -225,28 +246,24 @@ impl NodeStats {
                         requests.insert(api_name(key), count.into());
                     }
                 }
-                let mut cross_shard = serde_json::Map::new();
-                for kind in CrossShard::ALL {
-                    let count = ShardStats::read(&stats.cross_shard[kind as usize]);
-                    cross_shard.insert(kind.name().to_string(), count.into());
-                }
-                let mut fetch_record_bytes = serde_json::Map::new();
-                for source in FetchSource::ALL {
-                    let bytes = ShardStats::read(&stats.fetch_record_bytes[source as usize]);
-                    fetch_record_bytes.insert(source.name().to_string(), bytes.into());
-                }
                 let accepted = ShardStats::read(&stats.connections_accepted);
                 let closed = ShardStats::read(&stats.connections_closed);
-                serde_json::json!({
+                let mut shard = serde_json::json!({
                     "shard": id,
                     "requests": requests,
                     "request_bytes": ShardStats::read(&stats.request_bytes),
                     "connections_accepted": accepted,
                     "connections_open": accepted.saturating_sub(closed),
                     "partitions_open": ShardStats::read(&stats.partitions_open),
-                    "cross_shard": cross_shard,
-                    "fetch_record_bytes": fetch_record_bytes,
-                })
+                });
+                for ((family, _), values) in LABELLED_FAMILIES.iter().zip(stats.labelled()) {
+                    let values: serde_json::Map<String, serde_json::Value> = values
+                        .into_iter()
+                        .map(|(name, value)| (name.to_string(), value.into()))
+                        .collect();
+                    shard[*family] = values.into();
+                }
+                shard
             })
             .collect();
         let process = process_facts();
@@ -305,26 +322,15 @@ impl NodeStats {
                 let _ = writeln!(text, "{name}{{shard=\"{id}\"}} {}", value(stats));
             }
         }
-        let _ = writeln!(text, "# TYPE spate_cross_shard_total counter");
-        for (id, stats) in self.shards.iter().enumerate() {
-            for kind in CrossShard::ALL {
-                let count = ShardStats::read(&stats.cross_shard[kind as usize]);
-                let _ = writeln!(
-                    text,
-                    "spate_cross_shard_total{{shard=\"{id}\",kind=\"{}\"}} {count}",
-                    kind.name()
-                );
-            }
-        }
-        let _ = writeln!(text, "# TYPE spate_fetch_record_bytes_total counter");
-        for (id, stats) in self.shards.iter().enumerate() {
-            for source in FetchSource::ALL {
-                let bytes = ShardStats::read(&stats.fetch_record_bytes[source as usize]);
-                let _ = writeln!(
-                    text,
-                    "spate_fetch_record_bytes_total{{shard=\"{id}\",source=\"{}\"}} {bytes}",
-                    source.name()
-                );
+        for (family, (name, label)) in LABELLED_FAMILIES.iter().enumerate() {
+            let _ = writeln!(text, "# TYPE spate_{name}_total counter");
+            for (id, stats) in self.shards.iter().enumerate() {
+                for (value_name, value) in &stats.labelled()[family] {
+                    let _ = writeln!(
+                        text,
+                        "spate_{name}_total{{shard=\"{id}\",{label}=\"{value_name}\"}} {value}"
+                    );
+                }
             }
         }
         text
