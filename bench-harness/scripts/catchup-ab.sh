@@ -21,27 +21,23 @@ SEGMENT_BYTES="${SEGMENT_BYTES:-268435456}"
 BENCH="$ROOT/target/release/spate-bench"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-DATA="$OUT/data"
-PID=""
-stop() {
-    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi
-    rm -rf "$DATA"
-}
-trap stop EXIT
+. "$ROOT/bench-harness/scripts/lib.sh"
+BROKER_DATA="$OUT/data"
+trap stop_broker EXIT
 
 for round in $(seq "$ROUNDS"); do
     for side in A B; do
         bin="$A_BIN"; [ "$side" = B ] && bin="$B_BIN"
-        rm -rf "$DATA"
-        taskset -c 0 "$bin" serve --data-dir "$DATA" --listen 127.0.0.1:29192 --smp 1 \
+        rm -rf "$BROKER_DATA"
+        taskset -c 0 "$bin" serve --data-dir "$BROKER_DATA" --listen 127.0.0.1:29192 --smp 1 \
             --segment-bytes "$SEGMENT_BYTES" 2>>"$OUT/broker-$side.log" &
-        PID=$!
-        for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/29192) 2>/dev/null && break; sleep 0.1; done
+        BROKER_PID=$!
+        wait_for_port 29192
         json="$OUT/round$round-$side.json"
-        taskset -c 1 "$BENCH" catchup --brokers 127.0.0.1:29192 --broker-pid "$PID" --cpus 1 \
+        taskset -c 1 "$BENCH" catchup --brokers 127.0.0.1:29192 --broker-pid "$BROKER_PID" --cpus 1 \
             --backlog "$BACKLOG" --partitions 4 --producers 4 --consumers "$CONSUMERS" \
             --fetch-max-wait-ms 10 --limits-dir "$OUT" --quiet --json "$json" >/dev/null
-        stop
+        stop_broker
         python3 - "$json" "$side" "$round" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))

@@ -25,53 +25,8 @@ GENERATOR_CPU=1
 # At most 1 GiB per partition, deleted a second after expiry: the soak cannot fill the disk.
 SOAK_TOPIC_CONFIG="retention.bytes=1073741824,segment.bytes=134217728,file.delete.delay.ms=1000"
 
-[ "${SKIP_BUILD:-0}" = 1 ] ||
-    cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin spate --bin spate-bench >/dev/null
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-WORK="$(mktemp -d "$OUT/work.XXXXXX")"
-cp "$ROOT/target/release/spate" "$WORK/spate"
-cp "$ROOT/target/release/spate-bench" "$WORK/spate-bench"
-BENCH="$WORK/spate-bench"
-BROKER_PID=""
-PORT=""
-
-stop_broker() {
-    if [ -n "$BROKER_PID" ]; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-        BROKER_PID=""
-    fi
-    rm -rf "$WORK/spate-data"
-}
-trap 'stop_broker; rm -rf "$WORK"' EXIT
-
-wait_for_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-
-start_broker() { # spate | tansu -> BROKER_PID, PORT
-    case "$1" in
-    spate)
-        taskset -c "$BROKER_CPU" "$WORK/spate" serve --data-dir "$WORK/spate-data" \
-            --listen 127.0.0.1:29092 --smp 1 2>>"$OUT/spate.log" &
-        PORT=29092
-        ;;
-    tansu)
-        taskset -c "$BROKER_CPU" "$TANSU" broker --listener-url tcp://127.0.0.1:19092 \
-            --advertised-listener-url tcp://127.0.0.1:19092 \
-            --storage-engine memory://tansu/ >>"$OUT/tansu.log" 2>&1 &
-        PORT=19092
-        ;;
-    esac
-    BROKER_PID=$!
-    wait_for_port "$PORT"
-}
+. "$ROOT/bench-harness/scripts/lib.sh"
+prepare_work
 
 bench() { # words... (logged)
     echo "== spate-bench $*" | tee -a "$OUT/commands.txt"

@@ -28,57 +28,8 @@ TANSU="${TANSU:-/opt/tansu/bin/tansu}"
 BROKER_CPU=0
 GENERATOR_CPU=1
 
-[ "${SKIP_BUILD:-0}" = 1 ] ||
-    cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin spate --bin spate-bench >/dev/null
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)" # the broker needs an absolute --data-dir
-WORK="$(mktemp -d "$OUT/work.XXXXXX")"
-cp "$ROOT/target/release/spate" "$WORK/spate"
-cp "$ROOT/target/release/spate-bench" "$WORK/spate-bench"
-BENCH="$WORK/spate-bench"
-BROKER_PID=""
-PORT=""
-
-stop_broker() {
-    if [ -n "$BROKER_PID" ]; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-        BROKER_PID=""
-    fi
-    rm -rf "$WORK/spate-data"
-}
-trap 'stop_broker; rm -rf "$WORK"' EXIT
-
-wait_for_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-
-start_broker() { # spate | tansu | sink -> BROKER_PID, PORT
-    case "$1" in
-    spate)
-        taskset -c "$BROKER_CPU" "$WORK/spate" serve --data-dir "$WORK/spate-data" \
-            --listen 127.0.0.1:29092 --smp 1 2>>"$OUT/spate.log" &
-        PORT=29092
-        ;;
-    tansu)
-        taskset -c "$BROKER_CPU" "$TANSU" broker --listener-url tcp://127.0.0.1:19092 \
-            --advertised-listener-url tcp://127.0.0.1:19092 \
-            --storage-engine memory://tansu/ >>"$OUT/tansu.log" 2>&1 &
-        PORT=19092
-        ;;
-    sink)
-        taskset -c "$BROKER_CPU" "$BENCH" sink --listen 127.0.0.1:29999 2>>"$OUT/sink.log" &
-        PORT=29999
-        ;;
-    esac
-    BROKER_PID=$!
-    wait_for_port "$PORT"
-}
+. "$ROOT/bench-harness/scripts/lib.sh"
+prepare_work
 
 produce() { # broker, name, flags...
     local broker="$1" name="$2"

@@ -24,69 +24,11 @@ BROKERS="${BROKERS:-spate tansu sink}"
 TANSU="${TANSU:-/opt/tansu/bin/tansu}"
 BROKER_CPU=0
 GENERATOR_CPU=1
-SPATE_PORT=29092
-TANSU_PORT=19092
-SINK_PORT=29999
-BENCH="$ROOT/target/release/spate-bench"
 TANSU_SCENARIOS="latency-at-10pct latency-at-50pct latency-at-90pct producers-1 producers-10
     producers-100 keyed-100-partitions end-to-end"
 
-[ "${SKIP_BUILD:-0}" = 1 ] ||
-    cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin spate --bin spate-bench >/dev/null
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)" # the broker needs an absolute --data-dir
-WORK="$(mktemp -d "$OUT/work.XXXXXX")"
-# Copies, so a rebuild during the run does not change what is measured.
-cp "$ROOT/target/release/spate" "$WORK/spate"
-cp "$BENCH" "$WORK/spate-bench"
-BENCH="$WORK/spate-bench"
-BROKER_PID=""
-PORT=""
-
-stop_broker() {
-    if [ -n "$BROKER_PID" ]; then
-        kill "$BROKER_PID" 2>/dev/null || true
-        wait "$BROKER_PID" 2>/dev/null || true
-        BROKER_PID=""
-    fi
-}
-cleanup() {
-    stop_broker
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_for_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
-
-start_broker() { # spate | tansu | sink -> BROKER_PID, PORT
-    case "$1" in
-    spate)
-        rm -rf "$WORK/spate-data"
-        taskset -c "$BROKER_CPU" "$WORK/spate" serve --data-dir "$WORK/spate-data" \
-            --listen "127.0.0.1:$SPATE_PORT" --smp 1 2>>"$OUT/spate.log" &
-        PORT=$SPATE_PORT
-        ;;
-    tansu)
-        taskset -c "$BROKER_CPU" "$TANSU" broker --listener-url "tcp://127.0.0.1:$TANSU_PORT" \
-            --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
-            --storage-engine memory://tansu/ >>"$OUT/tansu.log" 2>&1 &
-        PORT=$TANSU_PORT
-        ;;
-    sink)
-        taskset -c "$BROKER_CPU" "$BENCH" sink --listen "127.0.0.1:$SINK_PORT" 2>>"$OUT/sink.log" &
-        PORT=$SINK_PORT
-        ;;
-    esac
-    BROKER_PID=$!
-    wait_for_port "$PORT"
-}
+. "$ROOT/bench-harness/scripts/lib.sh"
+prepare_work
 
 suite() { # broker, extra flags...
     local broker="$1"

@@ -19,29 +19,25 @@ CACHE_BYTES="${CACHE_BYTES:-1073741824}"
 BENCH="$ROOT/target/release/spate-bench"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-DATA="$OUT/data"
-PID=""
-stop() {
-    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi
-    rm -rf "$DATA"
-}
-trap stop EXIT
+. "$ROOT/bench-harness/scripts/lib.sh"
+BROKER_DATA="$OUT/data"
+trap stop_broker EXIT
 
 for round in $(seq "$ROUNDS"); do
     taskset -c 1 "$BENCH" limits --dir "$OUT" --size-mib 256 --json "$OUT/limits-$round.json" >/dev/null
     for side in A B; do
         bin="$A_BIN"; [ "$side" = B ] && bin="$B_BIN"
-        rm -rf "$DATA"
-        taskset -c 0 "$bin" serve --data-dir "$DATA" --listen 127.0.0.1:29392 --smp 1 \
+        rm -rf "$BROKER_DATA"
+        taskset -c 0 "$bin" serve --data-dir "$BROKER_DATA" --listen 127.0.0.1:29392 --smp 1 \
             --tail-cache-bytes "$CACHE_BYTES" 2>>"$OUT/broker-$side.log" &
-        PID=$!
-        for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/29392) 2>/dev/null && break; sleep 0.1; done
+        BROKER_PID=$!
+        wait_for_port 29392
         taskset -c 1 "$BENCH" produce --brokers 127.0.0.1:29392 --topic recent --partitions 4 \
             --total-bytes "$BACKLOG" --duration 30 --warmup 0 --cpus 1 --quiet >/dev/null
         taskset -c 1 "$BENCH" consume --brokers 127.0.0.1:29392 --topic recent --partitions 4 \
             --consumers "$CONSUMERS" --from beginning --until-caught-up --duration 30 --warmup 0 \
-            --broker-pid "$PID" --cpus 1 --quiet --json "$OUT/round$round-$side.json" >/dev/null
-        stop
+            --broker-pid "$BROKER_PID" --cpus 1 --quiet --json "$OUT/round$round-$side.json" >/dev/null
+        stop_broker
         python3 - "$OUT/round$round-$side.json" "$OUT/limits-$round.json" "$side" "$round" <<'PY'
 import json, sys
 run, limits = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
