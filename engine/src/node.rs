@@ -235,41 +235,49 @@ fn executor_error(error: &glommio::GlommioError<()>) -> anyhow::Error {
 /// glommio locks memory for its io_uring rings and DMA buffers. Raise the soft limit to
 /// the hard limit (root may raise both to unlimited). Returns the limit in force.
 fn raise_memlock_limit() -> anyhow::Result<u64> {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } == 0 {
+        return Ok(u64::MAX);
+    }
+    let limit = raise_soft_limit(libc::RLIMIT_MEMLOCK)
+        .map_err(|error| anyhow::anyhow!("cannot read the locked-memory limit: {error}"))?;
+    if limit < MEMLOCK_MIN_BYTES {
+        bail!(
+            "the locked-memory limit is {} KiB and cannot be raised; Spate needs at least {} KiB (io_uring): run `ulimit -l unlimited` as root before starting, or set `memlock` in /etc/security/limits.conf",
+            limit / 1024,
+            MEMLOCK_MIN_BYTES / 1024
+        );
+    }
+    tracing::info!(memlock_kib = limit / 1024, "locked-memory limit");
+    Ok(limit)
+}
+
+/// Raises `resource`'s soft limit to its hard limit where it can; returns the soft limit in
+/// force.
+fn raise_soft_limit(resource: libc::__rlimit_resource_t) -> std::io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: plain libc calls on a local struct.
+    // SAFETY: plain libc calls on local structs.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
-            bail!(
-                "cannot read the locked-memory limit: {}",
-                std::io::Error::last_os_error()
-            );
+        if libc::getrlimit(resource, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        let unlimited = libc::rlimit {
-            rlim_cur: libc::RLIM_INFINITY,
-            rlim_max: libc::RLIM_INFINITY,
-        };
-        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) == 0 {
-            return Ok(u64::MAX);
-        }
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
-            limit = raised;
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(resource, &raised) == 0 {
+                limit = raised;
+            }
         }
     }
-    if limit.rlim_cur < MEMLOCK_MIN_BYTES {
-        bail!(
-            "the locked-memory limit is {} KiB and cannot be raised; Spate needs at least {} KiB (io_uring): run `ulimit -l unlimited` as root before starting, or set `memlock` in /etc/security/limits.conf",
-            limit.rlim_cur / 1024,
-            MEMLOCK_MIN_BYTES / 1024
-        );
-    }
-    tracing::info!(memlock_kib = limit.rlim_cur / 1024, "locked-memory limit");
     Ok(limit.rlim_cur)
 }
 
@@ -281,25 +289,9 @@ const DESCRIPTORS_PER_PARTITION: u64 = 1;
 /// Raises the open-files soft limit to the hard limit (every segment holds descriptors) and
 /// warns when the catalog's partitions, plus room for connections, need more than that.
 fn raise_open_files_limit(catalog: &SharedCatalog) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Ok(limit) = raise_soft_limit(libc::RLIMIT_NOFILE) else {
+        return;
     };
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
     let partitions: u64 = catalog
         .snapshot()
         .topics
@@ -307,15 +299,15 @@ fn raise_open_files_limit(catalog: &SharedCatalog) {
         .map(|topic| topic.partitions.max(0) as u64)
         .sum();
     let needed = partitions * DESCRIPTORS_PER_PARTITION + 1024;
-    if needed > limit.rlim_cur {
+    if needed > limit {
         tracing::warn!(
-            open_files_limit = limit.rlim_cur,
+            open_files_limit = limit,
             partitions,
             needed,
             "the open-files limit is too low for this many partitions (one descriptor per segment, plus connections): raise it with `ulimit -n` or LimitNOFILE= in the systemd unit"
         );
     } else {
-        tracing::info!(open_files_limit = limit.rlim_cur, "open-files limit");
+        tracing::info!(open_files_limit = limit, "open-files limit");
     }
 }
 
