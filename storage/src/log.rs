@@ -102,10 +102,21 @@ impl LogState {
 
     /// The segment with this base offset, if retention has not removed it.
     pub fn find_segment_mut(&mut self, base_offset: Offset) -> Option<&mut Segment> {
+        let number = self.segment_number(base_offset)?;
+        Some(&mut self.segments[number])
+    }
+
+    /// Like [`LogState::find_segment_mut`], to read.
+    pub fn find_segment(&self, base_offset: Offset) -> Option<&Segment> {
+        Some(&self.segments[self.segment_number(base_offset)?])
+    }
+
+    /// Where the segment with this base offset is in `segments` (searching from the active
+    /// one backwards: the flusher asks for it most).
+    fn segment_number(&self, base_offset: Offset) -> Option<usize> {
         self.segments
-            .iter_mut()
-            .rev()
-            .find(|segment| segment.base_offset == base_offset)
+            .iter()
+            .rposition(|segment| segment.base_offset == base_offset)
     }
 
     pub fn wake_flusher(&mut self) {

@@ -478,10 +478,10 @@ impl SegmentRead<'_> {
         } else {
             let limit = position + self.max_bytes as u64;
             let state = shared.state.borrow();
+            // The same file: compaction may have swapped the segment under this base offset.
             let segment = state
-                .segments
-                .iter()
-                .find(|segment| Rc::ptr_eq(&segment.log_file, &plan.file));
+                .find_segment(plan.segment_base)
+                .filter(|segment| Rc::ptr_eq(&segment.log_file, &plan.file));
             // The start of the last indexed batch that fits (the index names batch starts);
             // if none fits, the first batch alone, whole (KIP-74).
             let indexed_end = segment.and_then(|segment| {

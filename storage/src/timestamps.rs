@@ -107,11 +107,7 @@ impl PartitionLog {
         };
         let plan = {
             let state = self.readable_state()?;
-            let Some(segment) = state
-                .segments
-                .iter()
-                .find(|segment| segment.base_offset == plan.base_offset)
-            else {
+            let Some(segment) = state.find_segment(plan.base_offset) else {
                 return Ok(None); // deleted meanwhile by retention
             };
             let relative = u32::try_from(offset.0 - segment.base_offset.0).unwrap_or(0);
