@@ -230,19 +230,12 @@ async fn copy_range<W: futures_lite::AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn copy_range_sends_the_range_byte_for_byte_and_refuses_a_short_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("segment");
-        let data: Vec<u8> = (0..3 * crate::splice::PIPE_BYTES + 777)
-            .map(|number| (number * 13 + number / 512) as u8)
-            .collect();
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(&data)
-            .unwrap();
+        let (path, data) =
+            crate::splice::patterned_file(dir.path(), 3 * crate::splice::PIPE_BYTES + 777);
         glommio::LocalExecutorBuilder::default()
             .make()
             .unwrap()

@@ -228,22 +228,34 @@ impl Drop for Splicer {
     }
 }
 
+/// A file of `length` patterned bytes (no run repeats at a pipe's or a page's period) in
+/// `dir`, and its bytes: what the tests of sending file ranges send.
+#[cfg(test)]
+pub(crate) fn patterned_file(
+    dir: &std::path::Path,
+    length: usize,
+) -> (std::path::PathBuf, Vec<u8>) {
+    use std::io::Write;
+    let path = dir.join("data");
+    let data: Vec<u8> = (0..length)
+        .map(|number| (number * 7 + number / 4096) as u8)
+        .collect();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&data)
+        .unwrap();
+    (path, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Read;
 
     #[test]
     fn splices_a_file_range_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data");
-        let data: Vec<u8> = (0..3 * PIPE_BYTES + 12_345)
-            .map(|number| (number * 7 + number / 4096) as u8)
-            .collect();
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(&data)
-            .unwrap();
+        let (path, data) = patterned_file(dir.path(), 3 * PIPE_BYTES + 12_345);
         let (sender, mut receiver) = std::os::unix::net::UnixStream::pair().unwrap();
         let (start, length) = (1_000usize, data.len() - 5_000);
         let reader = std::thread::spawn(move || {
