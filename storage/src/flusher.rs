@@ -5,8 +5,9 @@
 //! where the partial last block starts); one `fdatasync` per segment touched; then advance the
 //! high watermark, wake `wait_durable` callers, and write the index files of the segments that
 //! were just sealed (the active segment's index entries stay in memory until it is sealed or
-//! the log closes: recovery rebuilds them after a crash). Appends that arrive while a flush is in flight accumulate and go in the next one:
-//! under load, each `fdatasync` is shared by every batch appended during the previous flush.
+//! the log closes: recovery rebuilds them after a crash). Appends that arrive while a flush is
+//! in flight accumulate and go in the next one: under load, each `fdatasync` is shared by
+//! every batch appended during the previous flush.
 //!
 //! Runs on the log's shard, spawned by `PartitionLog::open`. It holds only a `Weak` reference
 //! while idle, so a log whose handles are all dropped lets it end. It exits when the log is
