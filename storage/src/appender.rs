@@ -14,6 +14,7 @@
 
 use crate::batch::HEADER_BYTES;
 use crate::index::{IndexCadence, IndexEntry};
+use crate::received::{count_append, ReceivedBatch};
 use crate::seam::SegmentIo;
 use crate::segment::{align_down, align_up, BLOCK_BYTES};
 use crate::time_index::{TimeIndexEntry, TimeTracker};
@@ -41,7 +42,7 @@ thread_local! {
     static CHUNK_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
 }
 
-fn acquire_chunk() -> DmaBuffer {
+pub(crate) fn acquire_chunk() -> DmaBuffer {
     let pooled = CHUNK_POOL.with(|pool| pool.borrow_mut().pop());
     pooled.unwrap_or_else(|| glommio::allocate_dma_buffer_global(CHUNK_BYTES))
 }
@@ -89,9 +90,16 @@ pub(crate) struct PendingWrite {
     /// written.
     pub max_timestamp: i64,
     pub offset_of_max_timestamp: Offset,
-    chunks: Vec<DmaBuffer>,
-    /// Bytes used in the last chunk.
-    last_chunk_bytes: usize,
+    /// The bytes, in order. Every chunk but the last holds a whole number of blocks, so each
+    /// starts at a block-aligned file position; most are full (`CHUNK_BYTES`), but one that
+    /// ended before an adopted received batch holds fewer.
+    chunks: Vec<Chunk>,
+}
+
+/// A DMA chunk of a pending write and the bytes of it in use.
+struct Chunk {
+    buffer: DmaBuffer,
+    used: usize,
 }
 
 impl PendingWrite {
@@ -108,24 +116,29 @@ impl PendingWrite {
             max_timestamp: crate::time_index::NO_TIMESTAMP,
             offset_of_max_timestamp: segment_base,
             chunks: Vec::new(),
-            last_chunk_bytes: 0,
         }
     }
 
     fn push_bytes(&mut self, mut bytes: &[u8]) {
         self.end_position += bytes.len() as u64;
         while !bytes.is_empty() {
-            if self.chunks.is_empty() || self.last_chunk_bytes == CHUNK_BYTES {
-                self.chunks.push(acquire_chunk());
-                self.last_chunk_bytes = 0;
+            if self
+                .chunks
+                .last()
+                .is_none_or(|chunk| chunk.used == chunk.buffer.len())
+            {
+                self.chunks.push(Chunk {
+                    buffer: acquire_chunk(),
+                    used: 0,
+                });
             }
             let Some(chunk) = self.chunks.last_mut() else {
                 unreachable!()
             };
-            let copied = bytes.len().min(CHUNK_BYTES - self.last_chunk_bytes);
-            let start = self.last_chunk_bytes;
-            chunk.as_bytes_mut()[start..start + copied].copy_from_slice(&bytes[..copied]);
-            self.last_chunk_bytes += copied;
+            let copied = bytes.len().min(chunk.buffer.len() - chunk.used);
+            let start = chunk.used;
+            chunk.buffer.as_bytes_mut()[start..start + copied].copy_from_slice(&bytes[..copied]);
+            chunk.used += copied;
             bytes = &bytes[copied..];
         }
         assert_eq!(
@@ -134,11 +147,46 @@ impl PendingWrite {
         );
     }
 
-    fn buffered_bytes(&self) -> u64 {
-        match self.chunks.len() {
-            0 => 0,
-            count => ((count - 1) * CHUNK_BYTES + self.last_chunk_bytes) as u64,
+    /// Takes a received batch's chunks as they are, if the batch was received at this write's
+    /// position within a block: the partial block at the end of this write is copied in front
+    /// of the batch (the only bytes copied), and the chunk it came from ends at the block
+    /// before. Hands the batch back if it was received for another position.
+    fn adopt(&mut self, mut batch: ReceivedBatch) -> Result<(), ReceivedBatch> {
+        let front = batch.front;
+        if (self.end_position % BLOCK_BYTES) as usize != front {
+            return Err(batch);
         }
+        if let Some(last) = self.chunks.last_mut() {
+            // The last chunk starts block-aligned, so its partial block is `front` long.
+            let block_start = align_down(last.used as u64) as usize;
+            assert_eq!(last.used - block_start, front);
+            batch.chunks[0].as_bytes_mut()[..front]
+                .copy_from_slice(&last.buffer.as_bytes()[block_start..last.used]);
+            last.used = block_start;
+            if last.used == 0 {
+                if let Some(emptied) = self.chunks.pop() {
+                    release_chunk(emptied.buffer);
+                }
+            }
+        } else {
+            assert_eq!(front, 0, "a write with no bytes ends on a block boundary");
+        }
+        self.end_position += batch.len() as u64;
+        self.chunks.extend(
+            batch
+                .into_chunks()
+                .into_iter()
+                .map(|(buffer, used)| Chunk { buffer, used }),
+        );
+        assert_eq!(
+            self.buffered_bytes(),
+            self.end_position - self.start_position
+        );
+        Ok(())
+    }
+
+    fn buffered_bytes(&self) -> u64 {
+        self.chunks.iter().map(|chunk| chunk.used as u64).sum()
     }
 
     /// The partial block at the end of these bytes: its file position and its bytes.
@@ -147,26 +195,32 @@ impl PendingWrite {
         let Some(chunk) = self.chunks.last() else {
             return (tail_position, &[]);
         };
-        let in_chunk = align_down(self.last_chunk_bytes as u64) as usize;
+        let in_chunk = align_down(chunk.used as u64) as usize;
         (
             tail_position,
-            &chunk.as_bytes()[in_chunk..self.last_chunk_bytes],
+            &chunk.buffer.as_bytes()[in_chunk..chunk.used],
         )
     }
 
-    /// The chunks to write and where, the last one zero-padded to a whole block.
+    /// The chunks to write and where: each trimmed to the bytes it holds, the last one
+    /// zero-padded to a whole block.
     fn into_aligned_chunks(mut self) -> Vec<(u64, DmaBuffer)> {
-        let padded = align_up(self.last_chunk_bytes as u64) as usize;
         if let Some(last) = self.chunks.last_mut() {
-            last.as_bytes_mut()[self.last_chunk_bytes..padded].fill(0);
-            last.trim_to_size(padded);
+            let padded = align_up(last.used as u64) as usize;
+            last.buffer.as_bytes_mut()[last.used..padded].fill(0);
+            last.used = padded;
         }
-        let start = self.start_position;
-        let chunks = std::mem::take(&mut self.chunks);
-        chunks
+        let mut position = self.start_position;
+        std::mem::take(&mut self.chunks)
             .into_iter()
-            .enumerate()
-            .map(|(number, chunk)| (start + (number * CHUNK_BYTES) as u64, chunk))
+            .map(|Chunk { mut buffer, used }| {
+                if used < buffer.len() {
+                    buffer.trim_to_size(used);
+                }
+                let at = position;
+                position += used as u64;
+                (at, buffer)
+            })
             .collect()
     }
 
@@ -231,7 +285,7 @@ async fn write_chunk(
 impl Drop for PendingWrite {
     fn drop(&mut self) {
         for chunk in self.chunks.drain(..) {
-            release_chunk(chunk);
+            release_chunk(chunk.buffer);
         }
     }
 }
@@ -261,17 +315,36 @@ async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await
 }
 
-/// One batch for [`Appender::append`]: its patched header, the rest of its bytes, and what
-/// the roll and index rules need to know about it.
+/// One batch for [`Appender::append`]: its bytes, with the header patched, and what the roll
+/// and index rules need to know about it.
 pub(crate) struct BatchToAppend<'batch> {
-    pub header: &'batch [u8; HEADER_BYTES],
-    pub body: &'batch [u8],
+    pub bytes: BatchBytes<'batch>,
     pub base_offset: Offset,
     pub last_offset: Offset,
     /// The batch's maxTimestamp (after LogAppendTime stamping).
     pub max_timestamp: i64,
     /// Wall clock, for `segment.ms` when batches carry no timestamps.
     pub now_ms: i64,
+}
+
+/// Where a batch's bytes are.
+pub(crate) enum BatchBytes<'batch> {
+    /// In a request buffer: the patched header, and the rest of the batch. Copied.
+    Slices {
+        header: &'batch [u8; HEADER_BYTES],
+        body: &'batch [u8],
+    },
+    /// Received into DMA chunks, header patched there. Adopted if it lines up, else copied.
+    Received(ReceivedBatch),
+}
+
+impl BatchBytes<'_> {
+    fn len(&self) -> usize {
+        match self {
+            BatchBytes::Slices { body, .. } => HEADER_BYTES + body.len(),
+            BatchBytes::Received(batch) => batch.len(),
+        }
+    }
 }
 
 /// Where the active segment stands when the appender takes over (after recovery or for a
@@ -336,7 +409,7 @@ impl Appender {
         if self.active.size_bytes == 0 {
             return false;
         }
-        let batch_bytes = (HEADER_BYTES + batch.body.len()) as u64;
+        let batch_bytes = batch.bytes.len() as u64;
         let too_big = self.active.size_bytes + batch_bytes > config.segment_bytes;
         // Relative offsets in the index are u32; Kafka keeps them within i32 too.
         let too_many_offsets = batch.last_offset.0 - self.active.base_offset.0 > i32::MAX as i64;
@@ -347,14 +420,26 @@ impl Appender {
         too_big || too_many_offsets || waited_ms > config.segment_ms
     }
 
-    /// Copies one batch (its patched header, then the rest) into the pending buffer, rolling to
-    /// a new segment first if [`Self::should_roll`] says so.
-    pub fn append(&mut self, batch: &BatchToAppend<'_>, config: &LogConfig) {
+    /// Where in its first block a batch of `batch_bytes` would start if it were appended now
+    /// (0 if it would start a new segment; a roll for `segment.ms` is not foreseen, and costs
+    /// a copy when it happens).
+    pub fn receive_front(&self, batch_bytes: u64, config: &LogConfig) -> usize {
+        let size = self.active.size_bytes;
+        if size != 0 && size + batch_bytes > config.segment_bytes {
+            return 0;
+        }
+        (size % BLOCK_BYTES) as usize
+    }
+
+    /// Puts one batch into the pending buffer, rolling to a new segment first if
+    /// [`Self::should_roll`] says so: a received batch's chunks are adopted if they line up,
+    /// anything else is copied.
+    pub fn append(&mut self, batch: BatchToAppend<'_>, config: &LogConfig) {
         assert!(batch.last_offset >= batch.base_offset);
-        if self.should_roll(batch, config) {
+        if self.should_roll(&batch, config) {
             self.roll(batch.base_offset, batch.now_ms);
         }
-        let batch_bytes = (HEADER_BYTES + batch.body.len()) as u64;
+        let batch_bytes = batch.bytes.len() as u64;
         let base = self.active.base_offset;
         let position = self.active.size_bytes;
         let relative_offset = u32::try_from(batch.last_offset.0 - base.0);
@@ -387,8 +472,22 @@ impl Appender {
         write.time_entries.extend(time_entry);
         write.max_timestamp = time.max_timestamp;
         write.offset_of_max_timestamp = time.offset_of_max_timestamp;
-        write.push_bytes(batch.header);
-        write.push_bytes(batch.body);
+        match batch.bytes {
+            BatchBytes::Slices { header, body } => {
+                write.push_bytes(header);
+                write.push_bytes(body);
+                count_append(batch_bytes as usize, false);
+            }
+            BatchBytes::Received(received) => match write.adopt(received) {
+                Ok(()) => count_append(batch_bytes as usize, true),
+                Err(received) => {
+                    for part in received.parts() {
+                        write.push_bytes(part);
+                    }
+                    count_append(batch_bytes as usize, false);
+                }
+            },
+        }
         write.end_offset = batch.last_offset.next();
         let end_position = write.end_position;
         self.active.size_bytes += batch_bytes;
@@ -461,14 +560,13 @@ mod tests {
         config: &LogConfig,
     ) {
         let batch = BatchToAppend {
-            header,
-            body,
+            bytes: BatchBytes::Slices { header, body },
             base_offset: Offset(offsets.0),
             last_offset: Offset(offsets.1),
             max_timestamp: 1000,
             now_ms: 0,
         };
-        appender.append(&batch, config);
+        appender.append(batch, config);
     }
 
     fn config(segment_bytes: u64) -> LogConfig {

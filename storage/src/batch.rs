@@ -170,35 +170,48 @@ pub fn validate_client_batch(
     bytes: &[u8],
     max_message_bytes: u32,
 ) -> Result<BatchInfo, BatchError> {
-    let Some(header) = BatchHeader::view(bytes) else {
+    validate_client_parts(&[bytes], max_message_bytes)
+}
+
+/// [`validate_client_batch`] for a batch that lies in several pieces of memory, in order (a
+/// batch received straight into DMA chunks). The header may span pieces.
+pub fn validate_client_parts(
+    parts: &[&[u8]],
+    max_message_bytes: u32,
+) -> Result<BatchInfo, BatchError> {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    let Some(header_bytes) = copy_header(parts) else {
         return Err(BatchError::Corrupt(
             "batch is shorter than the 61-byte header",
         ));
+    };
+    let Some(header) = BatchHeader::view(&header_bytes) else {
+        unreachable!("copy_header returns HEADER_BYTES bytes")
     };
     if header.magic != MAGIC_V2 {
         return Err(BatchError::InvalidRecord("record batch magic is not 2"));
     }
     let claimed = header.claimed_total_bytes();
-    if header.batch_length.get() < MIN_BATCH_LENGTH || claimed > bytes.len() as i64 {
+    if header.batch_length.get() < MIN_BATCH_LENGTH || claimed > total as i64 {
         return Err(BatchError::Corrupt(
             "batchLength does not match the bytes received",
         ));
     }
-    if claimed < bytes.len() as i64 {
+    if claimed < total as i64 {
         return Err(BatchError::InvalidRecord(
             "more than one record batch in a partition",
         ));
     }
-    if bytes.len() > max_message_bytes as usize {
+    if total > max_message_bytes as usize {
         return Err(BatchError::TooLarge {
-            size: bytes.len(),
+            size: total,
             max: max_message_bytes,
         });
     }
-    if crc32c::crc32c(&bytes[CRC_COVERAGE_START..]) != header.crc.get() {
+    if crc_of_parts(parts, CRC_COVERAGE_START) != header.crc.get() {
         return Err(BatchError::Corrupt("CRC-32C mismatch"));
     }
-    let info = BatchInfo::from_header(header, bytes.len());
+    let info = BatchInfo::from_header(header, total);
     if info.record_count <= 0 || info.last_offset_delta as i64 + 1 != info.record_count as i64 {
         return Err(BatchError::InvalidRecord(
             "recordsCount disagrees with lastOffsetDelta",
@@ -220,6 +233,46 @@ pub fn validate_client_batch(
     Ok(info)
 }
 
+/// A batch's bytes as pieces of memory, in order; most batches fit in a few DMA chunks.
+pub type Parts<'bytes> = smallvec::SmallVec<[&'bytes [u8]; 8]>;
+
+/// The first [`HEADER_BYTES`] of a batch in pieces, or `None` if there are fewer.
+pub(crate) fn copy_header(parts: &[&[u8]]) -> Option<[u8; HEADER_BYTES]> {
+    let mut header = [0u8; HEADER_BYTES];
+    let mut filled = 0;
+    for part in parts {
+        let take = part.len().min(HEADER_BYTES - filled);
+        header[filled..filled + take].copy_from_slice(&part[..take]);
+        filled += take;
+        if filled == HEADER_BYTES {
+            return Some(header);
+        }
+    }
+    None
+}
+
+/// CRC-32C of the bytes of `parts` (taken in order as one run) from `start` on.
+fn crc_of_parts(parts: &[&[u8]], start: usize) -> u32 {
+    parts_after(parts, start)
+        .iter()
+        .fold(0, |crc, part| crc32c::crc32c_append(crc, part))
+}
+
+/// The bytes of `parts` (taken in order as one run) from `start` on, as pieces.
+pub(crate) fn parts_after<'bytes>(parts: &[&'bytes [u8]], start: usize) -> Parts<'bytes> {
+    let mut skip = start;
+    let mut rest = Parts::new();
+    for part in parts {
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        rest.push(&part[skip..]);
+        skip = 0;
+    }
+    rest
+}
+
 /// Attributes bit that marks LogAppendTime batches.
 pub const TIMESTAMP_TYPE_LOG_APPEND_TIME: i16 = 1 << 3;
 /// Where the attributes and maxTimestamp sit in the header.
@@ -231,10 +284,22 @@ const CRC_BYTES: std::ops::Range<usize> = 17..21;
 /// maxTimestamp, and recomputes the CRC over the patched header and the unchanged records
 /// (Kafka's `DefaultRecordBatch.setMaxTimestamp`). Returns `now_ms`.
 pub fn stamp_log_append_time(header: &mut [u8; HEADER_BYTES], records: &[u8], now_ms: i64) -> i64 {
+    stamp_log_append_time_parts(header, &[records], now_ms)
+}
+
+/// [`stamp_log_append_time`] for records that lie in several pieces, in order.
+pub(crate) fn stamp_log_append_time_parts(
+    header: &mut [u8; HEADER_BYTES],
+    records: &[&[u8]],
+    now_ms: i64,
+) -> i64 {
     let attributes = i16::from_be_bytes([header[21], header[22]]) | TIMESTAMP_TYPE_LOG_APPEND_TIME;
     header[ATTRIBUTES_BYTES].copy_from_slice(&attributes.to_be_bytes());
     header[MAX_TIMESTAMP_BYTES].copy_from_slice(&now_ms.to_be_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_COVERAGE_START..]), records);
+    let crc = records.iter().fold(
+        crc32c::crc32c(&header[CRC_COVERAGE_START..]),
+        |crc, part| crc32c::crc32c_append(crc, part),
+    );
     header[CRC_BYTES].copy_from_slice(&crc.to_be_bytes());
     now_ms
 }

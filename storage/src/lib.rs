@@ -13,7 +13,10 @@
 //! - `producer_state` keeps, per idempotent producer, its epoch and last five batches, so that
 //!   retries are answered with the original offsets and gaps are refused.
 //! - `appender` owns the pending write buffer: 4 KiB-aligned DMA chunks that `append` copies
-//!   batches into (the only copy of the payload), including the rule for rolling segments.
+//!   batches into, including the rule for rolling segments. A batch the engine received
+//!   straight into DMA chunks ([`ReceivedBatch`], placed by [`PartitionLog::receive_front`]) is
+//!   adopted by [`PartitionLog::append_received`] without a copy: the socket read is then the
+//!   payload's only copy.
 //! - `flusher` is the background task of each log: it takes everything pending, writes it with
 //!   O_DIRECT, issues one `fdatasync` (the group commit), advances the high watermark and wakes
 //!   `wait_durable` callers.
@@ -60,6 +63,7 @@ mod log;
 mod producer_state;
 mod read_files;
 mod reader;
+mod received;
 mod records;
 mod recovery;
 mod retention;
@@ -75,6 +79,7 @@ pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};
 pub use log::{Appended, PartitionLog};
 pub use reader::{FileRange, ReadMode, Records, RecordsPiece};
+pub use received::{append_bytes, AppendBytes, ReceivedBatch};
 pub use retention::RetentionOutcome;
 
 /// Wall-clock milliseconds since the Unix epoch (LogAppendTime, `segment.ms`, retention).

@@ -5,10 +5,11 @@
 //! across one. `append` is synchronous, so appends from different connections are serialised
 //! by the executor itself; the background flusher (see `flusher`) is the only writer of files.
 
-use crate::appender::{Appender, BatchToAppend};
+use crate::appender::{Appender, BatchBytes, BatchToAppend};
 use crate::batch::{self, BASE_OFFSET_BYTES, HEADER_BYTES, LEADER_EPOCH_BYTES};
 use crate::error::StorageError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
+use crate::received::ReceivedBatch;
 use crate::recovery::{self, RecoveredLog};
 use crate::segment::{self, Segment};
 use crate::{flusher, reader, retention, LogConfig, Offset};
@@ -166,6 +167,23 @@ impl Drop for LogShared {
     }
 }
 
+/// A producer's batch as `append` gets it.
+enum Incoming<'batch> {
+    /// In a request buffer.
+    Slice(&'batch [u8]),
+    /// Received into DMA chunks.
+    Received(ReceivedBatch),
+}
+
+impl Incoming<'_> {
+    fn parts(&self) -> batch::Parts<'_> {
+        match self {
+            Incoming::Slice(bytes) => smallvec::smallvec![*bytes],
+            Incoming::Received(received) => received.parts(),
+        }
+    }
+}
+
 /// One partition's log on disk, owned by the shard that leads the partition.
 ///
 /// Cheap to clone (an `Rc` inside): request handlers keep a clone across their `.await`s.
@@ -243,10 +261,46 @@ impl PartitionLog {
     /// A retry of one of the producer's last five batches appends nothing and returns the
     /// original offsets with `duplicate: true`.
     pub fn append(&self, batch: &[u8], leader_epoch: i32) -> Result<Appended, StorageError> {
+        self.append_batch(Incoming::Slice(batch), leader_epoch)
+    }
+
+    /// [`Self::append`] for a batch received into DMA chunks: checked and patched where it
+    /// lies, and adopted into the pending write without a copy if it was received at the place
+    /// [`Self::receive_front`] gives now (else copied). A rejected batch's chunks go back to
+    /// the pool.
+    pub fn append_received(
+        &self,
+        batch: ReceivedBatch,
+        leader_epoch: i32,
+    ) -> Result<Appended, StorageError> {
+        self.append_batch(Incoming::Received(batch), leader_epoch)
+    }
+
+    /// Where in its first 4 KiB block a batch of `batch_bytes` would start if appended now:
+    /// receive it there ([`ReceivedBatch::new`]) for [`Self::append_received`] to adopt it.
+    pub fn receive_front(&self, batch_bytes: usize) -> usize {
         let config = self.shared.config.get();
-        let info = batch::validate_client_batch(batch, config.max_message_bytes)?;
+        let state = self.shared.state.borrow();
+        state.appender.receive_front(batch_bytes as u64, &config)
+    }
+
+    fn append_batch(
+        &self,
+        batch: Incoming<'_>,
+        leader_epoch: i32,
+    ) -> Result<Appended, StorageError> {
+        let config = self.shared.config.get();
+        let info = {
+            let parts = batch.parts();
+            batch::validate_client_parts(&parts, config.max_message_bytes)?
+        };
         if config.compact && !info.is_control() {
-            crate::records::check_keys(batch, &info)?;
+            match &batch {
+                Incoming::Slice(bytes) => crate::records::check_keys(bytes, &info)?,
+                Incoming::Received(received) => {
+                    crate::records::check_keys(&received.to_vec(), &info)?
+                }
+            }
         }
         let mut state = self.shared.state.borrow_mut();
         if let Some(failure) = &state.failure {
@@ -269,24 +323,36 @@ impl PartitionLog {
         }
         let base_offset = state.log_end;
         let last_offset = Offset(base_offset.0 + info.last_offset_delta as i64);
-        let mut header = [0u8; HEADER_BYTES];
-        header.copy_from_slice(&batch[..HEADER_BYTES]);
+        let Some(mut header) = batch::copy_header(&batch.parts()) else {
+            unreachable!("a validated batch has a header")
+        };
         header[BASE_OFFSET_BYTES].copy_from_slice(&base_offset.0.to_be_bytes());
         header[LEADER_EPOCH_BYTES].copy_from_slice(&leader_epoch.to_be_bytes());
         let config = &config;
         let now_ms = crate::now_ms();
-        let log_append_time_ms = config
-            .log_append_time
-            .then(|| batch::stamp_log_append_time(&mut header, &batch[HEADER_BYTES..], now_ms));
+        let log_append_time_ms = config.log_append_time.then(|| {
+            let parts = batch.parts();
+            let records = batch::parts_after(&parts, HEADER_BYTES);
+            batch::stamp_log_append_time_parts(&mut header, &records, now_ms)
+        });
+        let bytes = match batch {
+            Incoming::Slice(bytes) => BatchBytes::Slices {
+                header: &header,
+                body: &bytes[HEADER_BYTES..],
+            },
+            Incoming::Received(mut received) => {
+                received.set_header(&header);
+                BatchBytes::Received(received)
+            }
+        };
         let to_append = BatchToAppend {
-            header: &header,
-            body: &batch[HEADER_BYTES..],
+            bytes,
             base_offset,
             last_offset,
             max_timestamp: log_append_time_ms.unwrap_or(info.max_timestamp),
             now_ms,
         };
-        state.appender.append(&to_append, config);
+        state.appender.append(to_append, config);
         state.producers.record(&info, base_offset, last_offset);
         state.log_end = last_offset.next();
         state.wake_flusher();

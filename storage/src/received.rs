@@ -1,0 +1,201 @@
+//! A producer's batch received from the socket straight into the DMA chunks it will be written
+//! from: the one copy of the payload on the produce path.
+//!
+//! The connection learns a partition's batch size from the produce request before the batch
+//! arrives. It asks the log where in its first 4 KiB block the batch would start if it were
+//! appended now ([`crate::PartitionLog::receive_front`]) and reads the batch from the socket
+//! into pool chunks at that same place in memory. Appending it ([`crate::PartitionLog::append_received`])
+//! then adopts the chunks into the pending write as they are: only the partial block already
+//! pending in front of the batch (under 4 KiB) is copied in front of it. If the log moved in
+//! the meantime (another connection appended to the partition, or the segment rolled), the
+//! batch is copied into the pending write instead, as a batch from a request buffer is.
+//!
+//! Concurrency contract: shard-local, like the chunk pool it draws from. Dropping a
+//! [`ReceivedBatch`] (an invalid batch, a client gone mid-batch) returns its chunks to the pool.
+
+use std::cell::Cell;
+
+use glommio::io::DmaBuffer;
+
+use crate::appender::{acquire_chunk, release_chunk, CHUNK_BYTES};
+use crate::batch::{Parts, HEADER_BYTES};
+use crate::segment::BLOCK_BYTES;
+
+thread_local! {
+    /// This shard's count of produced batch bytes by how they reached the pending write.
+    static APPEND_BYTES: Cell<AppendBytes> = const { Cell::new(AppendBytes { in_place: 0, copied: 0 }) };
+}
+
+/// Produced batch bytes on this shard since it started, by how they reached the pending write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppendBytes {
+    /// Received from the socket into the chunks they are written from (one copy).
+    pub in_place: u64,
+    /// Copied from a request buffer (or from received chunks that no longer lined up) into the
+    /// pending write.
+    pub copied: u64,
+}
+
+/// This shard's [`AppendBytes`].
+pub fn append_bytes() -> AppendBytes {
+    APPEND_BYTES.with(Cell::get)
+}
+
+pub(crate) fn count_append(bytes: usize, in_place: bool) {
+    APPEND_BYTES.with(|counts| {
+        let mut now = counts.get();
+        if in_place {
+            now.in_place += bytes as u64;
+        } else {
+            now.copied += bytes as u64;
+        }
+        counts.set(now);
+    });
+}
+
+/// One batch's bytes in pool chunks: they start `front` bytes into the first chunk (where the
+/// partial block pending before it goes) and fill the chunks after it.
+pub struct ReceivedBatch {
+    pub(crate) chunks: Vec<DmaBuffer>,
+    pub(crate) front: usize,
+    len: usize,
+}
+
+impl ReceivedBatch {
+    /// Room for a batch of `len` bytes starting `front` bytes into a block (`front` is taken
+    /// modulo the block size), from this shard's chunk pool.
+    pub fn new(front: usize, len: usize) -> ReceivedBatch {
+        let front = front % BLOCK_BYTES as usize;
+        let chunk_count = (front + len).div_ceil(CHUNK_BYTES).max(1);
+        ReceivedBatch {
+            chunks: (0..chunk_count).map(|_| acquire_chunk()).collect(),
+            front,
+            len,
+        }
+    }
+
+    /// The batch's size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the batch has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where each chunk's share of the batch lies in it: (chunk, start, end).
+    fn spans(&self) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
+        let (front, end) = (self.front, self.front + self.len);
+        (0..self.chunks.len()).map(move |number| {
+            let chunk_start = number * CHUNK_BYTES;
+            let start = if number == 0 { front } else { 0 };
+            (
+                number,
+                start,
+                end.min(chunk_start + CHUNK_BYTES) - chunk_start,
+            )
+        })
+    }
+
+    /// The batch's bytes, in order, as pieces of memory.
+    pub fn parts(&self) -> Parts<'_> {
+        self.spans()
+            .map(|(number, start, end)| &self.chunks[number].as_bytes()[start..end])
+            .collect()
+    }
+
+    /// The batch's bytes, in order, as pieces of memory to receive into.
+    pub fn parts_mut(&mut self) -> Vec<&mut [u8]> {
+        let spans: Vec<_> = self.spans().collect();
+        self.chunks
+            .iter_mut()
+            .zip(spans)
+            .map(|(chunk, (_, start, end))| &mut chunk.as_bytes_mut()[start..end])
+            .collect()
+    }
+
+    /// The batch's first [`HEADER_BYTES`], if it has that many. The first chunk holds at
+    /// least `CHUNK_BYTES - BLOCK_BYTES` of the batch, so the header never spans chunks.
+    pub fn header(&self) -> Option<&[u8]> {
+        let first = self.chunks.first()?.as_bytes();
+        (self.len >= HEADER_BYTES).then(|| &first[self.front..self.front + HEADER_BYTES])
+    }
+
+    /// Overwrites the batch's header (the broker patches its base offset and leader epoch).
+    pub(crate) fn set_header(&mut self, header: &[u8; HEADER_BYTES]) {
+        let front = self.front;
+        self.chunks[0].as_bytes_mut()[front..front + HEADER_BYTES].copy_from_slice(header);
+    }
+
+    /// The batch as one contiguous buffer (a copy), for the rare checks that need one.
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
+        self.parts().concat()
+    }
+
+    /// Hands the chunks over (to the pending write), with the bytes used in each, counting the
+    /// front: all are full but the last.
+    pub(crate) fn into_chunks(mut self) -> Vec<(DmaBuffer, usize)> {
+        let spans: Vec<_> = self.spans().collect();
+        std::mem::take(&mut self.chunks)
+            .into_iter()
+            .zip(spans)
+            .map(|(chunk, (_, _, end))| (chunk, end))
+            .collect()
+    }
+}
+
+const _: () = assert!(CHUNK_BYTES >= BLOCK_BYTES as usize + HEADER_BYTES);
+
+impl Drop for ReceivedBatch {
+    fn drop(&mut self) {
+        for chunk in self.chunks.drain(..) {
+            release_chunk(chunk);
+        }
+    }
+}
+
+impl std::fmt::Debug for ReceivedBatch {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReceivedBatch")
+            .field("front", &self.front)
+            .field("len", &self.len)
+            .field("chunks", &self.chunks.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_cover_the_batch_in_order_from_the_front() {
+        let mut batch = ReceivedBatch::new(4096 + 100, 2 * CHUNK_BYTES);
+        assert_eq!(batch.front, 100);
+        assert_eq!(batch.chunks.len(), 3);
+        let mut value = 0u8;
+        for part in batch.parts_mut() {
+            for byte in part.iter_mut() {
+                *byte = value;
+                value = value.wrapping_add(1);
+            }
+        }
+        let bytes = batch.to_vec();
+        assert_eq!(bytes.len(), 2 * CHUNK_BYTES);
+        assert!(bytes.iter().enumerate().all(|(at, byte)| *byte == at as u8));
+        let sizes: Vec<usize> = batch.parts().iter().map(|part| part.len()).collect();
+        assert_eq!(sizes, [CHUNK_BYTES - 100, CHUNK_BYTES, 100]);
+        let used: Vec<usize> = batch.into_chunks().iter().map(|(_, used)| *used).collect();
+        assert_eq!(used, [CHUNK_BYTES, CHUNK_BYTES, 100]);
+    }
+
+    #[test]
+    fn a_batch_that_fits_the_first_chunk_uses_one() {
+        let batch = ReceivedBatch::new(0, 61);
+        assert_eq!(batch.chunks.len(), 1);
+        assert_eq!(batch.header().map(<[u8]>::len), Some(HEADER_BYTES));
+        assert!(ReceivedBatch::new(10, 60).header().is_none());
+    }
+}
