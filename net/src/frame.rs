@@ -12,6 +12,13 @@
 //!   gives its read-ahead buffer back to the thread's pool and waits for the next size prefix
 //!   in a 4-byte array; unread bytes wait in the socket's kernel buffer meanwhile.
 //!
+//! - A large frame of an API the caller streams (Produce, in the broker) is not buffered at
+//!   all: [`FrameReader::next`] hands it out as [`NextFrame::Streamed`], and the caller reads
+//!   it in pieces with [`FrameReader::read_streamed`]. Small pieces (the request's fields) are
+//!   buffered a little at a time; large ones (record batches) are read from the socket
+//!   straight into the caller's memory, which for the broker is the DMA buffer the batch is
+//!   written to disk from.
+//!
 //! Buffers are allocated zeroed once and then reused, rather than zero-filled on every read.
 
 use std::cell::RefCell;
@@ -65,6 +72,10 @@ pub const LARGE_FRAME_BYTES_MIN: usize = 16 * 1024;
 /// between frames, so that reads are never tiny.
 const READ_BYTES_MIN: usize = 4 * 1024;
 
+/// A streamed frame's pieces smaller than this are served from a buffer refilled this much at
+/// a time (never past the frame's end); larger ones are read straight into the caller's memory.
+pub const STREAMED_BUFFERED_BYTES: usize = 4 * 1024;
+
 /// Idle read-ahead buffers kept per thread (2 MiB). A connection holds one only while its
 /// socket has bytes to read, so a shard needs few; more are freed.
 const POOLED_READ_AHEAD_MAX: usize = 32;
@@ -103,6 +114,28 @@ pub struct FrameReader {
     /// The large frame being read, if any.
     large_frame: Option<LargeFrame>,
     max_frame_bytes: usize,
+    /// API keys whose large frames are streamed.
+    streamed_api_keys: Vec<i16>,
+    /// The announced payload size of a large frame whose API is not known yet: its first
+    /// bytes are at the front of `read_ahead`, size prefix included.
+    undecided: Option<usize>,
+    /// Bytes of the streamed frame not yet handed to the caller (some may be in `read_ahead`).
+    streamed: Option<usize>,
+    /// The streamed frame's payload size.
+    streamed_size: usize,
+    /// Caps the next read between frames: right after a streamed frame, read little ahead, so
+    /// that a next streamed frame's batch is not read into the read-ahead buffer and copied.
+    follows_streamed: bool,
+}
+
+/// What [`FrameReader::next`] found.
+#[derive(Debug)]
+pub enum NextFrame {
+    /// A whole frame's payload.
+    Whole(Bytes),
+    /// A large frame of a streamed API, of this many bytes (payload): read all of them with
+    /// [`FrameReader::read_streamed`] before asking for the next frame.
+    Streamed(usize),
 }
 
 /// A frame of [`LARGE_FRAME_BYTES_MIN`] or more, read into its own allocation.
@@ -120,20 +153,40 @@ impl FrameReader {
             read_ahead: BytesMut::new(),
             large_frame: None,
             max_frame_bytes,
+            streamed_api_keys: Vec::new(),
+            undecided: None,
+            streamed: None,
+            streamed_size: 0,
+            follows_streamed: false,
         }
     }
 
-    /// The next frame's payload (size prefix removed), or `None` when the peer closed the
-    /// connection cleanly between frames.
-    pub async fn next_frame<R: AsyncRead + Unpin>(
+    /// Large frames whose request header names this API key are handed out by
+    /// [`Self::next`] as [`NextFrame::Streamed`].
+    pub fn stream_api_key(mut self, api_key: i16) -> FrameReader {
+        self.streamed_api_keys.push(api_key);
+        self
+    }
+
+    /// The next frame, whole or streamed, or `None` when the peer closed the connection
+    /// cleanly between frames. A streamed frame must be read to its end first.
+    pub async fn next<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut R,
-    ) -> Result<Option<Bytes>, FrameError> {
+    ) -> Result<Option<NextFrame>, FrameError> {
+        assert!(
+            self.streamed.is_none(),
+            "the streamed frame was not read to its end"
+        );
         loop {
             if let Some(frame) = self.take_complete_frame()? {
-                return Ok(Some(frame));
+                return Ok(Some(NextFrame::Whole(frame)));
             }
-            if self.large_frame.is_some() {
+            if let Some(size) = self.undecided {
+                if let Some(streamed) = self.decide_large_frame(reader, size).await? {
+                    return Ok(Some(streamed));
+                }
+            } else if self.large_frame.is_some() {
                 self.fill_large_frame(reader).await?;
             } else if self.read_ahead.is_empty() {
                 if !self.read_between_frames(reader).await? {
@@ -143,6 +196,77 @@ impl FrameReader {
                 self.fill_read_ahead(reader).await?;
             }
         }
+    }
+
+    /// Bytes of the streamed frame still to read.
+    pub fn streamed_remaining(&self) -> usize {
+        self.streamed.unwrap_or(0)
+    }
+
+    /// Reads exactly `target.len()` bytes of the streamed frame into `target`: what is
+    /// buffered first, then small pieces through a buffer of [`STREAMED_BUFFERED_BYTES`] and
+    /// large ones straight from the socket. Never reads past the frame's end; asking for more
+    /// than [`Self::streamed_remaining`] is a bug.
+    pub async fn read_streamed<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        target: &mut [u8],
+    ) -> Result<(), FrameError> {
+        let remaining = self.streamed_remaining();
+        assert!(
+            target.len() <= remaining,
+            "asked for {} bytes of a streamed frame that has {remaining} left",
+            target.len()
+        );
+        let mut filled = 0;
+        while filled < target.len() {
+            if !self.read_ahead.is_empty() {
+                let take = self.read_ahead.len().min(target.len() - filled);
+                target[filled..filled + take].copy_from_slice(&self.read_ahead[..take]);
+                self.read_ahead.advance(take);
+                filled += take;
+                continue;
+            }
+            // Nothing is buffered: the frame's unread bytes are all still in the socket.
+            let unread = remaining - filled;
+            let read = if target.len() - filled >= STREAMED_BUFFERED_BYTES {
+                let read = reader.read(&mut target[filled..]).await?;
+                filled += read;
+                read
+            } else {
+                if spare_len(&self.read_ahead) < STREAMED_BUFFERED_BYTES {
+                    self.release_read_ahead();
+                    self.read_ahead = acquire_read_ahead();
+                }
+                let limit = unread.min(STREAMED_BUFFERED_BYTES);
+                let read = reader.read(spare(&mut self.read_ahead, limit)).await?;
+                commit(&mut self.read_ahead, read);
+                read
+            };
+            if read == 0 {
+                return Err(FrameError::Truncated {
+                    received: SIZE_PREFIX_BYTES + self.streamed_size - unread,
+                    expected: SIZE_PREFIX_BYTES + self.streamed_size,
+                });
+            }
+        }
+        let left = remaining - target.len();
+        self.streamed = (left > 0).then_some(left);
+        self.follows_streamed = left == 0;
+        Ok(())
+    }
+
+    /// The next frame's payload (size prefix removed), or `None` when the peer closed the
+    /// connection cleanly between frames. For readers that stream no API.
+    pub async fn next_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<Bytes>, FrameError> {
+        assert!(self.streamed_api_keys.is_empty(), "use `next` to stream");
+        Ok(self.next(reader).await?.map(|next| match next {
+            NextFrame::Whole(frame) => frame,
+            NextFrame::Streamed(_) => unreachable!("no API is streamed"),
+        }))
     }
 
     /// Bytes of memory this reader holds for buffered input (0 while idle).
@@ -207,7 +331,12 @@ impl FrameReader {
             self.release_read_ahead();
             self.read_ahead = acquire_read_ahead();
         }
-        if let Some(read) = read_now(reader, spare(&mut self.read_ahead, usize::MAX)).await {
+        let limit = if std::mem::take(&mut self.follows_streamed) {
+            STREAMED_BUFFERED_BYTES
+        } else {
+            usize::MAX
+        };
+        if let Some(read) = read_now(reader, spare(&mut self.read_ahead, limit)).await {
             let read = read?;
             commit(&mut self.read_ahead, read);
             return Ok(read > 0);
@@ -217,7 +346,11 @@ impl FrameReader {
             return Ok(false);
         };
         let size = self.checked_size(i32::from_be_bytes(prefix))?;
-        if size >= LARGE_FRAME_BYTES_MIN {
+        if size >= LARGE_FRAME_BYTES_MIN && !self.streamed_api_keys.is_empty() {
+            self.read_ahead = acquire_read_ahead();
+            self.read_ahead.extend_from_slice(&prefix);
+            self.undecided = Some(size);
+        } else if size >= LARGE_FRAME_BYTES_MIN {
             self.large_frame = Some(LargeFrame {
                 payload: zeroed_room(size),
                 size,
@@ -241,6 +374,10 @@ impl FrameReader {
             .map_or(SIZE_PREFIX_BYTES, |size| SIZE_PREFIX_BYTES + size);
         if frame_total > self.read_ahead.capacity() {
             let size = frame_total - SIZE_PREFIX_BYTES;
+            if size >= LARGE_FRAME_BYTES_MIN && !self.streamed_api_keys.is_empty() {
+                self.undecided = Some(size);
+                return Ok(());
+            }
             if size >= LARGE_FRAME_BYTES_MIN {
                 self.start_large_frame(size);
                 return Ok(());
@@ -256,6 +393,43 @@ impl FrameReader {
         }
         commit(&mut self.read_ahead, read);
         Ok(())
+    }
+
+    /// Reads the request header's API key of a large frame (a little more, never past the
+    /// frame's end, if it has not arrived) and streams the frame or reads it whole.
+    async fn decide_large_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        size: usize,
+    ) -> Result<Option<NextFrame>, FrameError> {
+        const API_KEY_BYTES: usize = 2;
+        if self.read_ahead.len() < SIZE_PREFIX_BYTES + API_KEY_BYTES {
+            if spare_len(&self.read_ahead) < STREAMED_BUFFERED_BYTES {
+                self.move_to_fresh_read_ahead();
+            }
+            let unread = SIZE_PREFIX_BYTES + size - self.read_ahead.len();
+            let limit = unread.min(STREAMED_BUFFERED_BYTES);
+            let read = reader.read(spare(&mut self.read_ahead, limit)).await?;
+            if read == 0 {
+                return Err(FrameError::Truncated {
+                    received: self.read_ahead.len(),
+                    expected: SIZE_PREFIX_BYTES + size,
+                });
+            }
+            commit(&mut self.read_ahead, read);
+            return Ok(None);
+        }
+        self.undecided = None;
+        let at = SIZE_PREFIX_BYTES;
+        let api_key = i16::from_be_bytes([self.read_ahead[at], self.read_ahead[at + 1]]);
+        if self.streamed_api_keys.contains(&api_key) {
+            self.read_ahead.advance(SIZE_PREFIX_BYTES);
+            self.streamed = Some(size);
+            self.streamed_size = size;
+            return Ok(Some(NextFrame::Streamed(size)));
+        }
+        self.start_large_frame(size);
+        Ok(None)
     }
 
     /// Moves the start of a large frame out of the read-ahead buffer into an allocation of
@@ -667,6 +841,113 @@ mod tests {
         });
     }
 
+    /// A request-like payload: API key `api_key`, then bytes counting up.
+    fn request(api_key: i16, size: usize) -> Vec<u8> {
+        let mut payload = api_key.to_be_bytes().to_vec();
+        payload.extend((2..size).map(|at| (at % 251) as u8));
+        payload
+    }
+
+    /// Reads a streamed frame as the broker does: small fields, then a large piece.
+    async fn read_in_pieces(
+        reader: &mut FrameReader,
+        socket: &mut Socket,
+        pieces: &[usize],
+    ) -> Result<Vec<u8>, FrameError> {
+        let mut read = Vec::new();
+        for &piece in pieces {
+            let mut target = vec![0u8; piece.min(reader.streamed_remaining())];
+            reader.read_streamed(socket, &mut target).await?;
+            read.extend_from_slice(&target);
+        }
+        let mut rest = vec![0u8; reader.streamed_remaining()];
+        reader.read_streamed(socket, &mut rest).await?;
+        read.extend_from_slice(&rest);
+        Ok(read)
+    }
+
+    #[test]
+    fn large_frames_of_a_streamed_api_are_read_into_the_callers_memory() {
+        let produce = request(0, 300_000);
+        let fetch = request(1, 100_000);
+        let bytes = framed(&[
+            b"\x00\x12small",
+            &produce,
+            &fetch,
+            &produce,
+            b"\x00\x00after",
+        ]);
+        let mut socket = Socket::new(bytes.chunks(50_000).map(<[u8]>::to_vec), true);
+        let mut reader = FrameReader::new(1 << 20).stream_api_key(0);
+        block_on(async {
+            let Some(NextFrame::Whole(small)) = reader.next(&mut socket).await.unwrap() else {
+                panic!("a small frame is whole")
+            };
+            assert_eq!(&small[..], b"\x00\x12small");
+            let Some(NextFrame::Streamed(size)) = reader.next(&mut socket).await.unwrap() else {
+                panic!("a large produce is streamed")
+            };
+            assert_eq!(size, produce.len());
+            let reads_before = socket.reads().len();
+            let read = read_in_pieces(&mut reader, &mut socket, &[2, 2, 4, 7, 100])
+                .await
+                .unwrap();
+            assert_eq!(read, produce);
+            // The large piece was read from the socket straight into its target: reads of
+            // the socket's 50,000-byte arrivals, each asking for the rest of the frame.
+            let direct: Vec<usize> = socket.reads()[reads_before..]
+                .iter()
+                .copied()
+                .filter(|asked| *asked > STREAMED_BUFFERED_BYTES)
+                .collect();
+            assert!(direct.len() >= 5, "{direct:?}");
+            assert!(direct.windows(2).all(|pair| pair[0] - pair[1] == 50_000));
+            let Some(NextFrame::Whole(fetch_frame)) = reader.next(&mut socket).await.unwrap()
+            else {
+                panic!("other APIs are read whole")
+            };
+            assert_eq!(&fetch_frame[..], &fetch[..]);
+            let Some(NextFrame::Streamed(_)) = reader.next(&mut socket).await.unwrap() else {
+                panic!("a large produce is streamed")
+            };
+            let read = read_in_pieces(&mut reader, &mut socket, &[61, 5000])
+                .await
+                .unwrap();
+            assert_eq!(read, produce);
+            let Some(NextFrame::Whole(after)) = reader.next(&mut socket).await.unwrap() else {
+                panic!("a small frame is whole")
+            };
+            assert_eq!(&after[..], b"\x00\x00after");
+            assert!(reader.next(&mut socket).await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn a_streamed_frame_cut_short_is_truncated() {
+        let produce = request(0, 100_000);
+        let bytes = framed(&[&produce]);
+        for cut in [5, 6, 3_000, 70_000] {
+            let mut socket = Socket::new([bytes[..cut].to_vec()], true);
+            let mut reader = FrameReader::new(1 << 20).stream_api_key(0);
+            let error = block_on(async {
+                match reader.next(&mut socket).await? {
+                    Some(NextFrame::Streamed(_)) => {
+                        read_in_pieces(&mut reader, &mut socket, &[10]).await?;
+                        panic!("read past the end")
+                    }
+                    other => panic!("{other:?}"),
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), FrameError>(())
+            })
+            .unwrap_err();
+            assert!(
+                matches!(error, FrameError::Truncated { received, expected: 100_004 } if received == cut),
+                "cut at {cut}: {error:?}"
+            );
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_streams_never_panic(stream in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
@@ -674,6 +955,37 @@ mod tests {
             let mut reader = FrameReader::new(512);
             block_on(async {
                 while let Ok(Some(_)) = reader.next_frame(&mut cursor).await {}
+            });
+        }
+
+        #[test]
+        fn streamed_frames_survive_any_chunking_and_piece_sizes(
+            sizes in proptest::collection::vec(1usize..200_000, 1..8),
+            chunk_bytes in 1usize..70_000,
+            piece_bytes in 1usize..10_000,
+        ) {
+            let payloads: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| {
+                let mut payload = request((index % 2) as i16, size.max(2));
+                payload[2] = index as u8;
+                payload
+            }).collect();
+            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let bytes = framed(&slices);
+            let mut socket = Socket::new(bytes.chunks(chunk_bytes).map(<[u8]>::to_vec), true);
+            let mut reader = FrameReader::new(1 << 20).stream_api_key(0);
+            block_on(async {
+                for payload in &payloads {
+                    let frame = match reader.next(&mut socket).await.unwrap().unwrap() {
+                        NextFrame::Whole(frame) => frame.to_vec(),
+                        NextFrame::Streamed(size) => {
+                            assert_eq!(payload[..2], [0, 0], "only API key 0 is streamed");
+                            assert!(size >= LARGE_FRAME_BYTES_MIN);
+                            read_in_pieces(&mut reader, &mut socket, &[2, 1, piece_bytes, 3]).await.unwrap()
+                        }
+                    };
+                    assert_eq!(&frame[..], &payload[..]);
+                }
+                assert!(reader.next(&mut socket).await.unwrap().is_none());
             });
         }
 

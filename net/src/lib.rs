@@ -5,7 +5,9 @@
 //!   whose size prefix is negative, zero or over the configured maximum
 //!   (`socket.request.max.bytes`), so a lying client can never make us allocate what it claims.
 //!   Small frames share pooled read-ahead buffers, a large one gets an allocation of exactly
-//!   its size, and an idle connection's reader holds no buffer at all.
+//!   its size, and an idle connection's reader holds no buffer at all. Large frames of an API
+//!   the caller streams (the broker streams Produce) are read piece by piece into the
+//!   caller's memory instead ([`frame::NextFrame::Streamed`]).
 //! - [`codec`] turns a frame into a typed request ([`codec::Request`]: the header plus a
 //!   `kafka_protocol` [`RequestKind`](kafka_protocol::messages::RequestKind)), and a typed
 //!   response back into a size-prefixed frame. It also builds the special reply that
@@ -22,5 +24,5 @@ pub mod frame;
 pub mod records;
 
 pub use codec::{encode_response, Request, RequestError};
-pub use frame::{FrameError, FrameReader};
+pub use frame::{FrameError, FrameReader, NextFrame};
 pub use kafka_protocol;
