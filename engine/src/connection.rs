@@ -15,7 +15,7 @@ use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
-use spate_net::FrameReader;
+use spate_net::{FrameReader, NextFrame};
 
 use crate::handlers;
 use crate::shard::Shard;
@@ -105,10 +105,22 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer = glommio::spawn_local(write_responses(writer_stream, receiver, peer.clone()));
 
     let mut stream = stream;
-    let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes);
+    // Large Produce requests are streamed, so that their batches are received straight into
+    // the DMA chunks they are written from (`handlers::produce_stream`).
+    let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes)
+        .stream_api_key(kafka_protocol::messages::ApiKey::Produce as i16);
     loop {
-        let frame = match frames.next_frame(&mut stream).await {
-            Ok(Some(frame)) => frame,
+        let frame = match frames.next(&mut stream).await {
+            Ok(Some(NextFrame::Whole(frame))) => frame.into(),
+            Ok(Some(NextFrame::Streamed(size))) => {
+                match handlers::produce_stream::read(&shard, &mut frames, &mut stream, size).await {
+                    Ok(streamed) => streamed.into(),
+                    Err(error) => {
+                        tracing::info!(%peer, %error, "closing connection");
+                        break;
+                    }
+                }
+            }
             Ok(None) => break,
             Err(error) => {
                 tracing::info!(%peer, %error, "closing connection");

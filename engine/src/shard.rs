@@ -201,7 +201,8 @@ impl Shard {
         Ok(log)
     }
 
-    fn open_log(&self, topic: &TopicMeta, partition: i32) -> Option<PartitionLog> {
+    /// The log of a partition if it is open on this shard.
+    pub fn open_log(&self, topic: &TopicMeta, partition: i32) -> Option<PartitionLog> {
         let topics = self.topics.borrow();
         let logs = topics.get(&topic.name)?;
         (logs.topic_id == topic.id)

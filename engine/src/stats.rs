@@ -102,6 +102,8 @@ pub struct ShardStats {
     partitions_open: AtomicU64,
     cross_shard: [AtomicU64; CrossShard::ALL.len()],
     fetch_record_bytes: [AtomicU64; FetchSource::ALL.len()],
+    /// Produced batch bytes appended: [received in place, copied].
+    produce_append_bytes: [AtomicU64; 2],
 }
 
 impl Default for ShardStats {
@@ -114,6 +116,7 @@ impl Default for ShardStats {
             partitions_open: AtomicU64::new(0),
             cross_shard: std::array::from_fn(|_| AtomicU64::new(0)),
             fetch_record_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
+            produce_append_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -160,6 +163,15 @@ impl ShardStats {
         }
     }
 
+    /// A produced batch of `bytes` appended: received where it is written from (`in_place`,
+    /// one copy of the payload), or copied from a request buffer (two).
+    pub fn produce_append(&self, bytes: usize, in_place: bool) {
+        add(
+            &self.produce_append_bytes[usize::from(!in_place)],
+            bytes as u64,
+        );
+    }
+
     fn read(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
@@ -177,14 +189,22 @@ impl ShardStats {
                     (source.name(), bytes)
                 })
                 .to_vec(),
+            ["in_place", "copied"]
+                .into_iter()
+                .zip(&self.produce_append_bytes)
+                .map(|(path, bytes)| (path, Self::read(bytes)))
+                .collect(),
         ]
     }
 }
 
 /// The counter families split by a label, as (family, label): the family is the key in
 /// `/stats` and `spate_<family>_total` in `/metrics` (see [`ShardStats::labelled`]).
-const LABELLED_FAMILIES: [(&str, &str); 2] =
-    [("cross_shard", "kind"), ("fetch_record_bytes", "source")];
+const LABELLED_FAMILIES: [(&str, &str); 3] = [
+    ("cross_shard", "kind"),
+    ("fetch_record_bytes", "source"),
+    ("produce_append_bytes", "path"),
+];
 
 thread_local! {
     /// The stats of the shard running on this thread, for code that does not hold the shard.

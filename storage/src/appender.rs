@@ -14,7 +14,7 @@
 
 use crate::batch::HEADER_BYTES;
 use crate::index::{IndexCadence, IndexEntry};
-use crate::received::{count_append, ReceivedBatch};
+use crate::received::ReceivedBatch;
 use crate::seam::SegmentIo;
 use crate::segment::{align_down, align_up, BLOCK_BYTES};
 use crate::time_index::{TimeIndexEntry, TimeTracker};
@@ -433,8 +433,8 @@ impl Appender {
 
     /// Puts one batch into the pending buffer, rolling to a new segment first if
     /// [`Self::should_roll`] says so: a received batch's chunks are adopted if they line up,
-    /// anything else is copied.
-    pub fn append(&mut self, batch: BatchToAppend<'_>, config: &LogConfig) {
+    /// anything else is copied. Returns whether the batch was adopted.
+    pub fn append(&mut self, batch: BatchToAppend<'_>, config: &LogConfig) -> bool {
         assert!(batch.last_offset >= batch.base_offset);
         if self.should_roll(&batch, config) {
             self.roll(batch.base_offset, batch.now_ms);
@@ -472,26 +472,27 @@ impl Appender {
         write.time_entries.extend(time_entry);
         write.max_timestamp = time.max_timestamp;
         write.offset_of_max_timestamp = time.offset_of_max_timestamp;
-        match batch.bytes {
+        let adopted = match batch.bytes {
             BatchBytes::Slices { header, body } => {
                 write.push_bytes(header);
                 write.push_bytes(body);
-                count_append(batch_bytes as usize, false);
+                false
             }
             BatchBytes::Received(received) => match write.adopt(received) {
-                Ok(()) => count_append(batch_bytes as usize, true),
+                Ok(()) => true,
                 Err(received) => {
                     for part in received.parts() {
                         write.push_bytes(part);
                     }
-                    count_append(batch_bytes as usize, false);
+                    false
                 }
             },
-        }
+        };
         write.end_offset = batch.last_offset.next();
         let end_position = write.end_position;
         self.active.size_bytes += batch_bytes;
         assert_eq!(end_position, self.active.size_bytes);
+        adopted
     }
 
     fn roll(&mut self, base: Offset, now_ms: i64) {

@@ -79,7 +79,7 @@ pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};
 pub use log::{Appended, PartitionLog};
 pub use reader::{FileRange, ReadMode, Records, RecordsPiece};
-pub use received::{append_bytes, AppendBytes, ReceivedBatch};
+pub use received::ReceivedBatch;
 pub use retention::RetentionOutcome;
 
 /// Wall-clock milliseconds since the Unix epoch (LogAppendTime, `segment.ms`, retention).

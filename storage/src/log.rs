@@ -33,6 +33,9 @@ pub struct Appended {
     /// The time stamped on the batch when the log uses LogAppendTime (milliseconds since
     /// the epoch); `None` for CreateTime logs and for duplicates.
     pub log_append_time_ms: Option<i64>,
+    /// True when the batch's bytes became part of the pending write where they were received
+    /// ([`PartitionLog::append_received`]), without a copy.
+    pub in_place: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,6 +322,7 @@ impl PartitionLog {
                 last_offset,
                 duplicate: true,
                 log_append_time_ms: None,
+                in_place: false,
             });
         }
         let base_offset = state.log_end;
@@ -352,7 +356,7 @@ impl PartitionLog {
             max_timestamp: log_append_time_ms.unwrap_or(info.max_timestamp),
             now_ms,
         };
-        state.appender.append(to_append, config);
+        let in_place = state.appender.append(to_append, config);
         state.producers.record(&info, base_offset, last_offset);
         state.log_end = last_offset.next();
         state.wake_flusher();
@@ -361,6 +365,7 @@ impl PartitionLog {
             last_offset,
             duplicate: false,
             log_append_time_ms,
+            in_place,
         })
     }
 

@@ -13,45 +13,11 @@
 //! Concurrency contract: shard-local, like the chunk pool it draws from. Dropping a
 //! [`ReceivedBatch`] (an invalid batch, a client gone mid-batch) returns its chunks to the pool.
 
-use std::cell::Cell;
-
 use glommio::io::DmaBuffer;
 
 use crate::appender::{acquire_chunk, release_chunk, CHUNK_BYTES};
 use crate::batch::{Parts, HEADER_BYTES};
 use crate::segment::BLOCK_BYTES;
-
-thread_local! {
-    /// This shard's count of produced batch bytes by how they reached the pending write.
-    static APPEND_BYTES: Cell<AppendBytes> = const { Cell::new(AppendBytes { in_place: 0, copied: 0 }) };
-}
-
-/// Produced batch bytes on this shard since it started, by how they reached the pending write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AppendBytes {
-    /// Received from the socket into the chunks they are written from (one copy).
-    pub in_place: u64,
-    /// Copied from a request buffer (or from received chunks that no longer lined up) into the
-    /// pending write.
-    pub copied: u64,
-}
-
-/// This shard's [`AppendBytes`].
-pub fn append_bytes() -> AppendBytes {
-    APPEND_BYTES.with(Cell::get)
-}
-
-pub(crate) fn count_append(bytes: usize, in_place: bool) {
-    APPEND_BYTES.with(|counts| {
-        let mut now = counts.get();
-        if in_place {
-            now.in_place += bytes as u64;
-        } else {
-            now.copied += bytes as u64;
-        }
-        counts.set(now);
-    });
-}
 
 /// One batch's bytes in pool chunks: they start `front` bytes into the first chunk (where the
 /// partial block pending before it goes) and fill the chunks after it.

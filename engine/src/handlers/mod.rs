@@ -38,6 +38,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod produce_stream;
 pub mod sync_group;
 
 /// The versions of one API that Spate serves.
@@ -112,13 +113,47 @@ pub struct RequestContext {
     pub client_host: String,
 }
 
+/// A request frame as the connection read it.
+pub struct RequestFrame {
+    /// The frame's payload; for a streamed Produce, without the batches it received.
+    pub bytes: Bytes,
+    /// The batches of a streamed Produce received into DMA chunks (see `produce_stream`).
+    pub received: produce_stream::ReceivedBatches,
+    /// The frame's size as the client sent it.
+    pub frame_bytes: usize,
+}
+
+impl From<Bytes> for RequestFrame {
+    fn from(bytes: Bytes) -> RequestFrame {
+        RequestFrame {
+            frame_bytes: bytes.len(),
+            bytes,
+            received: Vec::new(),
+        }
+    }
+}
+
+impl From<produce_stream::StreamedProduce> for RequestFrame {
+    fn from(streamed: produce_stream::StreamedProduce) -> RequestFrame {
+        RequestFrame {
+            bytes: streamed.skeleton,
+            received: streamed.received,
+            frame_bytes: streamed.frame_bytes,
+        }
+    }
+}
+
 /// Decodes a request, runs its handler's in-order part, and returns what remains.
 pub async fn dispatch(
     shard: &Rc<Shard>,
-    frame: Bytes,
+    frame: RequestFrame,
     client_host: &str,
 ) -> Result<Pending, CloseReason> {
-    let frame_bytes = frame.len();
+    let RequestFrame {
+        bytes: frame,
+        received,
+        frame_bytes,
+    } = frame;
     let request = spate_net::Request::decode_header(frame)?;
     shard.stats().request(request.api_key as i16, frame_bytes);
     let version = request.version();
@@ -146,7 +181,7 @@ pub async fn dispatch(
     }
     let body = request.decode_body()?;
     let response = match body {
-        RequestKind::Produce(body) => return produce::handle(shard, context, body).await,
+        RequestKind::Produce(body) => return produce::handle(shard, context, body, received).await,
         RequestKind::Fetch(body) => {
             return Ok(ready(Some(fetch::handle(shard, &context, body).await)));
         }

@@ -12,9 +12,10 @@ use std::rc::Rc;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError;
-use spate_storage::{Offset, PartitionLog, StorageError};
+use spate_storage::{Offset, PartitionLog, ReceivedBatch, StorageError};
 
 use super::errors::{storage_error_code, NONE};
+use super::produce_stream::ReceivedBatches;
 use super::{encode, ApiSpec, RequestContext};
 use crate::connection::{CloseReason, Pending};
 use crate::shard::Shard;
@@ -40,12 +41,16 @@ struct Appended {
     slot: (usize, usize),
 }
 
-/// Runs the in-order phase and returns the wait-and-respond phase.
+/// Runs the in-order phase and returns the wait-and-respond phase. `received` holds the
+/// batches that a streamed request received into DMA chunks, by their place in the request;
+/// their records fields in `request` are empty.
 pub async fn handle(
     shard: &Rc<Shard>,
     context: RequestContext,
     request: ProduceRequest,
+    received: ReceivedBatches,
 ) -> Result<Pending, CloseReason> {
+    let mut received = received.into_iter().peekable();
     let acks = request.acks;
     let mut waits: Vec<Appended> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
@@ -55,6 +60,12 @@ pub async fn handle(
         let topic = shard.topic_or_create(&name, true);
         for partition_data in topic_data.partition_data {
             let partition = partition_data.index;
+            let slot = (responses.len(), partition_responses.len());
+            // The received batches come in request order.
+            let batch = match received.next_if(|(at, _)| *at == slot) {
+                Some((_, batch)) => Batch::Received(batch),
+                None => Batch::InRequest(partition_data.records.as_deref()),
+            };
             let result = if !matches!(acks, -1..=1) {
                 Err(ResponseError::InvalidRequiredAcks.code())
             } else if request.transactional_id.is_some() {
@@ -71,17 +82,7 @@ pub async fn handle(
                         Err(ResponseError::NotLeaderOrFollower.code())
                     }
                     Some(topic) => {
-                        let slot = (responses.len(), partition_responses.len());
-                        append(
-                            shard,
-                            &context,
-                            topic,
-                            partition,
-                            partition_data.records.as_deref(),
-                            slot,
-                            &mut waits,
-                        )
-                        .await
+                        append(shard, &context, topic, partition, batch, slot, &mut waits).await
                     }
                 }
             };
@@ -146,31 +147,49 @@ struct Accepted {
     log_append_time_ms: i64,
 }
 
+/// A partition's batch: in the request buffer, or received into DMA chunks.
+enum Batch<'request> {
+    InRequest(Option<&'request [u8]>),
+    Received(ReceivedBatch),
+}
+
 /// Validates and appends one partition's batch.
 async fn append(
     shard: &Shard,
     context: &RequestContext,
     topic: &crate::catalog::TopicMeta,
     partition: i32,
-    records: Option<&[u8]>,
+    batch: Batch<'_>,
     slot: (usize, usize),
     waits: &mut Vec<Appended>,
 ) -> Result<Accepted, i16> {
-    let records = records.ok_or(if context.version >= 8 {
-        ResponseError::InvalidRecord.code()
-    } else {
-        ResponseError::CorruptMessage.code()
-    })?;
-    if compression_of(records) == Some(ZSTD) && context.version < ZSTD_MIN_PRODUCE_VERSION {
+    let first_bytes = match &batch {
+        Batch::InRequest(records) => records.ok_or(if context.version >= 8 {
+            ResponseError::InvalidRecord.code()
+        } else {
+            ResponseError::CorruptMessage.code()
+        })?,
+        Batch::Received(received) => received.header().unwrap_or_default(),
+    };
+    if compression_of(first_bytes) == Some(ZSTD) && context.version < ZSTD_MIN_PRODUCE_VERSION {
         return Err(ResponseError::UnsupportedCompressionType.code());
     }
     let log = shard
         .log(topic, partition)
         .await
         .map_err(|error| log_error(context, topic, partition, &error))?;
-    let appended = log
-        .append(records, crate::LEADER_EPOCH)
-        .map_err(|error| log_error(context, topic, partition, &error))?;
+    let batch_bytes = match &batch {
+        Batch::InRequest(records) => records.map_or(0, <[u8]>::len),
+        Batch::Received(received) => received.len(),
+    };
+    let appended = match batch {
+        Batch::InRequest(records) => log.append(records.unwrap_or_default(), crate::LEADER_EPOCH),
+        Batch::Received(received) => log.append_received(received, crate::LEADER_EPOCH),
+    }
+    .map_err(|error| log_error(context, topic, partition, &error))?;
+    if !appended.duplicate {
+        shard.stats().produce_append(batch_bytes, appended.in_place);
+    }
     let log_start = log.log_start_offset().0;
     // A retried duplicate is answered with the original's offset, and only once the
     // original is durable: it may still be in the same group commit.

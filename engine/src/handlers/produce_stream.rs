@@ -1,0 +1,303 @@
+//! Reading a large Produce request so that its record batches are received once: from the
+//! socket straight into the DMA chunks the flusher writes them from.
+//!
+//! The connection's [`FrameReader`] hands out large Produce frames as a stream
+//! ([`spate_net::NextFrame::Streamed`]). This module walks the request's fields as they
+//! arrive, copying them into a "skeleton" of the request, until it meets a partition's
+//! records: a batch of [`RECEIVED_BATCH_BYTES_MIN`] or more is read into a
+//! [`ReceivedBatch`], placed in memory where the partition's log says it will start within a
+//! disk block, and the skeleton gets an empty records field in its place. Smaller batches stay
+//! in the skeleton. The skeleton is then decoded and handled like any request; the produce
+//! handler takes each partition's batch from the received ones by its place in the request.
+//!
+//! The whole frame is read before anything is appended, as for any request: a client that
+//! hangs up or lies about a length mid-request leaves nothing behind (its chunks go back to the
+//! pool), and the connection is closed with one log line.
+
+use bytes::{BufMut, BytesMut};
+use futures_lite::AsyncRead;
+use spate_net::{FrameError, FrameReader};
+use spate_storage::ReceivedBatch;
+
+use crate::shard::Shard;
+
+/// Batches this size or more are received into DMA chunks; smaller ones are read with the
+/// request's fields and copied once more when appended, which costs less than their own reads.
+pub const RECEIVED_BATCH_BYTES_MIN: usize = spate_net::frame::STREAMED_BUFFERED_BYTES;
+
+/// Produce versions whose layout this module walks (the ones the broker serves); frames of
+/// other versions are read whole and refused by the dispatcher as usual.
+const WALKED_VERSIONS: std::ops::RangeInclusive<i16> = 3..=11;
+/// The first flexible (KIP-482) Produce version.
+const FIRST_FLEXIBLE_VERSION: i16 = 9;
+
+/// A partition's batch received into DMA chunks, by its place in the request: (topic index,
+/// partition index).
+pub type ReceivedBatches = Vec<((usize, usize), ReceivedBatch)>;
+
+/// Why a streamed Produce request could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The socket failed or the client hung up mid-request.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A length in the request is impossible (runs past the frame's end, or is negative).
+    #[error("malformed Produce request: {0}")]
+    Malformed(String),
+}
+
+/// A large Produce request as read: the request without its received batches, and those.
+pub struct StreamedProduce {
+    /// The request, with an empty records field where a batch was received.
+    pub skeleton: bytes::Bytes,
+    /// The batches received into DMA chunks.
+    pub received: ReceivedBatches,
+    /// The frame's size, for the request counters.
+    pub frame_bytes: usize,
+}
+
+/// Reads the streamed frame of `frame_bytes` that `frames` is at.
+pub async fn read<R: AsyncRead + Unpin>(
+    shard: &Shard,
+    frames: &mut FrameReader,
+    stream: &mut R,
+    frame_bytes: usize,
+) -> Result<StreamedProduce, StreamError> {
+    let mut walker = Walker {
+        frames,
+        stream,
+        skeleton: BytesMut::with_capacity(1024),
+        received: Vec::new(),
+    };
+    walker.walk(shard).await?;
+    // Anything after the fields we know (there should be nothing) stays in the skeleton for
+    // the decoder to judge.
+    let rest = walker.frames.streamed_remaining();
+    walker.copy(rest).await?;
+    Ok(StreamedProduce {
+        skeleton: walker.skeleton.freeze(),
+        received: walker.received,
+        frame_bytes,
+    })
+}
+
+struct Walker<'a, R> {
+    frames: &'a mut FrameReader,
+    stream: &'a mut R,
+    skeleton: BytesMut,
+    received: ReceivedBatches,
+}
+
+impl<R: AsyncRead + Unpin> Walker<'_, R> {
+    async fn walk(&mut self, shard: &Shard) -> Result<(), StreamError> {
+        let _api_key = self.i16().await?;
+        let version = self.i16().await?;
+        if !WALKED_VERSIONS.contains(&version) {
+            return Ok(());
+        }
+        let flexible = version >= FIRST_FLEXIBLE_VERSION;
+        self.i32().await?; // correlation id
+        let client_id = self.i16().await?; // a nullable string, not compact even in v2 headers
+        self.copy(length(client_id.into())?).await?;
+        if flexible {
+            self.tagged_fields().await?;
+        }
+        self.string(flexible).await?; // transactional id
+        self.i16().await?; // acks
+        self.i32().await?; // timeout
+        let topics = self.array_length(flexible).await?;
+        for topic_index in 0..topics {
+            let name = self.string(flexible).await?;
+            let partitions = self.array_length(flexible).await?;
+            for partition_index in 0..partitions {
+                let partition = self.i32().await?;
+                self.records(
+                    shard,
+                    flexible,
+                    &name,
+                    partition,
+                    (topic_index, partition_index),
+                )
+                .await?;
+                if flexible {
+                    self.tagged_fields().await?;
+                }
+            }
+            if flexible {
+                self.tagged_fields().await?;
+            }
+        }
+        if flexible {
+            self.tagged_fields().await?;
+        }
+        Ok(())
+    }
+
+    /// A partition's records: received into DMA chunks if large, else copied with the rest.
+    async fn records(
+        &mut self,
+        shard: &Shard,
+        flexible: bool,
+        topic: &str,
+        partition: i32,
+        slot: (usize, usize),
+    ) -> Result<(), StreamError> {
+        let mut prefix = [0u8; 5];
+        let (prefix_bytes, records_bytes) = if flexible {
+            let (encoded, value) = self.read_uvarint(&mut prefix).await?;
+            (encoded, i64::from(value) - 1)
+        } else {
+            self.read(&mut prefix[..4]).await?;
+            let value = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+            (4, i64::from(value))
+        };
+        let Ok(records_bytes) = usize::try_from(records_bytes) else {
+            // Null records (-1) are the handler's to refuse; other negatives are malformed.
+            if records_bytes < -1 {
+                return Err(StreamError::Malformed(format!(
+                    "records length {records_bytes}"
+                )));
+            }
+            self.skeleton.put_slice(&prefix[..prefix_bytes]);
+            return Ok(());
+        };
+        let remaining = self.frames.streamed_remaining();
+        if records_bytes > remaining {
+            return Err(StreamError::Malformed(format!(
+                "records of {records_bytes} bytes in the {remaining} left of the frame"
+            )));
+        }
+        if records_bytes < RECEIVED_BATCH_BYTES_MIN {
+            self.skeleton.put_slice(&prefix[..prefix_bytes]);
+            return self.copy(records_bytes).await;
+        }
+        let front =
+            open_log(shard, topic, partition).map_or(0, |log| log.receive_front(records_bytes));
+        let mut batch = ReceivedBatch::new(front, records_bytes);
+        for part in batch.parts_mut() {
+            self.frames.read_streamed(self.stream, part).await?;
+        }
+        // An empty records field marks the place of the received batch.
+        if flexible {
+            self.skeleton.put_u8(1);
+        } else {
+            self.skeleton.put_i32(0);
+        }
+        self.received.push((slot, batch));
+        Ok(())
+    }
+
+    /// Reads `target.len()` bytes of the frame, refusing to run past its end.
+    async fn read(&mut self, target: &mut [u8]) -> Result<(), StreamError> {
+        let remaining = self.frames.streamed_remaining();
+        if target.len() > remaining {
+            return Err(StreamError::Malformed(format!(
+                "a field of {} bytes in the {remaining} left of the frame",
+                target.len()
+            )));
+        }
+        Ok(self.frames.read_streamed(self.stream, target).await?)
+    }
+
+    /// Copies `bytes` bytes of the frame into the skeleton.
+    async fn copy(&mut self, bytes: usize) -> Result<(), StreamError> {
+        let start = self.skeleton.len();
+        self.skeleton.resize(start + bytes, 0);
+        let mut target = self.skeleton.split_off(start);
+        let result = self.read(&mut target).await;
+        self.skeleton.unsplit(target);
+        result
+    }
+
+    async fn i16(&mut self) -> Result<i16, StreamError> {
+        let mut bytes = [0u8; 2];
+        self.read(&mut bytes).await?;
+        self.skeleton.put_slice(&bytes);
+        Ok(i16::from_be_bytes(bytes))
+    }
+
+    async fn i32(&mut self) -> Result<i32, StreamError> {
+        let mut bytes = [0u8; 4];
+        self.read(&mut bytes).await?;
+        self.skeleton.put_slice(&bytes);
+        Ok(i32::from_be_bytes(bytes))
+    }
+
+    /// An unsigned varint, not copied: its bytes and value.
+    async fn read_uvarint(&mut self, encoded: &mut [u8; 5]) -> Result<(usize, u32), StreamError> {
+        let mut value = 0u32;
+        for at in 0..encoded.len() {
+            self.read(&mut encoded[at..at + 1]).await?;
+            value |= u32::from(encoded[at] & 0x7f) << (7 * at);
+            if encoded[at] & 0x80 == 0 {
+                return Ok((at + 1, value));
+            }
+        }
+        Err(StreamError::Malformed("varint longer than 5 bytes".into()))
+    }
+
+    async fn uvarint(&mut self) -> Result<u32, StreamError> {
+        let mut encoded = [0u8; 5];
+        let (bytes, value) = self.read_uvarint(&mut encoded).await?;
+        self.skeleton.put_slice(&encoded[..bytes]);
+        Ok(value)
+    }
+
+    /// A string (compact in flexible versions), copied; its bytes are returned for the topic
+    /// name (lossily: a name that is not UTF-8 is refused by the decoder later).
+    async fn string(&mut self, flexible: bool) -> Result<String, StreamError> {
+        let bytes = if flexible {
+            length(i64::from(self.uvarint().await?) - 1)?
+        } else {
+            length(self.i16().await?.into())?
+        };
+        let start = self.skeleton.len();
+        self.copy(bytes).await?;
+        Ok(String::from_utf8_lossy(&self.skeleton[start..]).into_owned())
+    }
+
+    /// An array's element count (compact in flexible versions), copied.
+    async fn array_length(&mut self, flexible: bool) -> Result<usize, StreamError> {
+        let count = if flexible {
+            i64::from(self.uvarint().await?) - 1
+        } else {
+            self.i32().await?.into()
+        };
+        // Each element takes at least one byte: a count beyond what is left is a lie.
+        let count = length(count)?;
+        if count > self.frames.streamed_remaining() {
+            return Err(StreamError::Malformed(format!(
+                "{count} elements in the {} bytes left of the frame",
+                self.frames.streamed_remaining()
+            )));
+        }
+        Ok(count)
+    }
+
+    /// Tagged fields (KIP-482), copied.
+    async fn tagged_fields(&mut self) -> Result<(), StreamError> {
+        let count = self.uvarint().await?;
+        for _ in 0..count {
+            self.uvarint().await?; // tag
+            let size = self.uvarint().await? as usize;
+            self.copy(size).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A length that may be -1 (null: no bytes); any other negative is malformed.
+fn length(value: i64) -> Result<usize, StreamError> {
+    match value {
+        -1 => Ok(0),
+        value => usize::try_from(value)
+            .map_err(|_| StreamError::Malformed(format!("negative length {value}"))),
+    }
+}
+
+/// The partition's log if this shard has it open: where it would place a batch now. A log not
+/// open yet is opened by the handler, and the batch is copied that once.
+fn open_log(shard: &Shard, topic: &str, partition: i32) -> Option<spate_storage::PartitionLog> {
+    let meta = shard.catalog().topic(topic)?.clone();
+    shard.open_log(&meta, partition)
+}
