@@ -11,10 +11,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::{create_topic, decode_values, fetch, free_port_range, topic_name, Broker};
+use harness::{batch_now, create_topic, decode_values, fetch, free_port_range, topic_name, Broker};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader};
-use kafka_protocol::records::{Compression, TimestampType};
 
 const PARTITIONS: i32 = 3;
 
@@ -29,21 +28,7 @@ fn value(partition: i32, round: usize, index: usize, bytes: usize) -> String {
 
 /// A batch of `count` records of about `bytes` bytes each.
 fn batch(partition: i32, round: usize, count: usize, bytes: usize) -> Bytes {
-    let records: Vec<_> = (0..count)
-        .map(|index| {
-            let mut record = spate_net::records::plain_record(
-                index,
-                None,
-                Some(Bytes::from(value(partition, round, index, bytes))),
-                spate_net::records::now_ms(),
-            );
-            record.timestamp_type = TimestampType::Creation;
-            record
-        })
-        .collect();
-    spate_net::records::encode_batch(&records, Compression::None)
-        .expect("encode")
-        .freeze()
+    batch_now((0..count).map(|index| value(partition, round, index, bytes)))
 }
 
 fn request(batches: Vec<(i32, Bytes)>) -> ProduceRequest {

@@ -9,10 +9,11 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use harness::{create_topic, decode_values, free_port_range, produce, topic_name, Broker};
+use harness::{
+    batch_now, create_topic, decode_values, free_port_range, produce, topic_name, Broker,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, RequestHeader};
-use kafka_protocol::records::{Compression, TimestampType};
 
 const BATCHES: usize = 200;
 const RECORDS_PER_BATCH: usize = 20;
@@ -22,22 +23,8 @@ fn value(offset: usize) -> String {
 }
 
 fn history_batch(first_offset: usize) -> Bytes {
-    let records: Vec<_> = (0..RECORDS_PER_BATCH)
-        .map(|index| {
-            let mut record = spate_net::records::plain_record(
-                index,
-                None,
-                Some(Bytes::from(value(first_offset + index))),
-                // Now, or retention.ms (7 days) would delete the segments under the test.
-                spate_net::records::now_ms(),
-            );
-            record.timestamp_type = TimestampType::Creation;
-            record
-        })
-        .collect();
-    spate_net::records::encode_batch(&records, Compression::None)
-        .expect("encode")
-        .freeze()
+    // Now, or retention.ms (7 days) would delete the segments under the test.
+    batch_now((0..RECORDS_PER_BATCH).map(|index| value(first_offset + index)))
 }
 
 fn fetch_request(offset: i64, partition_max_bytes: i32) -> FetchRequest {

@@ -15,6 +15,15 @@ fn small_segments() -> LogConfig {
     }
 }
 
+/// Asserts that `stored` holds the `sent` batches, in order, stamped with `leader_epoch`.
+fn same_batches(stored: &[(batch::BatchInfo, Vec<u8>)], sent: &[Vec<u8>], leader_epoch: i32) {
+    assert_eq!(stored.len(), sent.len());
+    for ((info, stored), original) in stored.iter().zip(sent) {
+        assert!(same_batch(stored, original));
+        assert_eq!(info.partition_leader_epoch, leader_epoch);
+    }
+}
+
 /// Batches of 1..=4 records of 20..=200 bytes, told apart by their fill byte.
 fn varied_batches(count: usize) -> Vec<Vec<u8>> {
     (0..count)
@@ -73,13 +82,7 @@ fn round_trip_across_segment_rolls_and_reopen() {
         assert_eq!(log.log_end_offset(), Offset(expected_base));
         log.wait_durable(Offset(expected_base - 1)).await.unwrap();
         assert_eq!(log.high_watermark(), Offset(expected_base));
-        let check = |batches: &[(batch::BatchInfo, Vec<u8>)]| {
-            assert_eq!(batches.len(), sent.len());
-            for ((info, stored), original) in batches.iter().zip(&sent) {
-                assert!(same_batch(stored, original));
-                assert_eq!(info.partition_leader_epoch, 7);
-            }
-        };
+        let check = |batches: &[(batch::BatchInfo, Vec<u8>)]| same_batches(batches, &sent, 7);
         check(&read_all(&log, 1 << 20).await);
         check(&read_all(&log, 1).await);
         assert!(
@@ -831,13 +834,7 @@ fn received_batches_are_adopted_in_place_or_copied_and_read_back_the_same() {
         log.wait_durable(Offset(log.log_end_offset().0 - 1))
             .await
             .unwrap();
-        let check = |batches: &[(batch::BatchInfo, Vec<u8>)]| {
-            assert_eq!(batches.len(), sent.len());
-            for ((info, stored), original) in batches.iter().zip(&sent) {
-                assert!(same_batch(stored, original));
-                assert_eq!(info.partition_leader_epoch, 3);
-            }
-        };
+        let check = |batches: &[(batch::BatchInfo, Vec<u8>)]| same_batches(batches, &sent, 3);
         check(&read_all(&log, 1 << 20).await);
         assert!(names_with_suffix(&path, ".log").len() >= 3, "rolls");
         log.close().await.unwrap();

@@ -226,6 +226,27 @@ pub fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
         .freeze()
 }
 
+/// A v2 batch of unkeyed `values` stamped now (CreateTime), so that retention leaves it be.
+pub fn batch_now(values: impl IntoIterator<Item = String>) -> Bytes {
+    let records: Vec<_> = values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let mut record = spate_net::records::plain_record(
+                index,
+                None,
+                Some(Bytes::from(value)),
+                spate_net::records::now_ms(),
+            );
+            record.timestamp_type = kafka_protocol::records::TimestampType::Creation;
+            record
+        })
+        .collect();
+    spate_net::records::encode_batch(&records, Compression::None)
+        .expect("encode")
+        .freeze()
+}
+
 pub fn produce(
     client: &mut Client,
     topic: &str,
