@@ -230,6 +230,8 @@ impl FrameReader {
             // Nothing is buffered: the frame's unread bytes are all still in the socket.
             let unread = remaining - filled;
             let read = if target.len() - filled >= STREAMED_BUFFERED_BYTES {
+                // The read may wait on a slow client: hold no read-ahead buffer meanwhile.
+                self.release_read_ahead();
                 let read = reader.read(&mut target[filled..]).await?;
                 filled += read;
                 read
