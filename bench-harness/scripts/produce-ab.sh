@@ -7,7 +7,7 @@
 # received in place (one copy) or copied.
 #
 # Usage: bench-harness/scripts/produce-ab.sh A_BIN B_BIN [OUT_DIR]
-#   ROUNDS=3 SECONDS_MEASURED=10 PRODUCERS=4 BATCH_RECORDS=256
+#   ROUNDS=3 SECONDS_MEASURED=10 PRODUCERS=4 PARTITIONS=$PRODUCERS BATCH_RECORDS=256
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -17,6 +17,7 @@ OUT="${3:-$ROOT/target/bench/produce-ab}"
 ROUNDS="${ROUNDS:-3}"
 SECONDS_MEASURED="${SECONDS_MEASURED:-10}"
 PRODUCERS="${PRODUCERS:-4}"
+PARTITIONS="${PARTITIONS:-$PRODUCERS}"
 BATCH_RECORDS="${BATCH_RECORDS:-256}"
 BENCH="$ROOT/target/release/spate-bench"
 mkdir -p "$OUT"
@@ -43,7 +44,7 @@ for round in $(seq "$ROUNDS"); do
         BROKER_PID=$!
         wait_for_port 29492
         taskset -c 1 "$BENCH" produce --brokers 127.0.0.1:29492 --topic ab \
-            --partitions "$PRODUCERS" --producers "$PRODUCERS" --batch-records "$BATCH_RECORDS" \
+            --partitions "$PARTITIONS" --producers "$PRODUCERS" --batch-records "$BATCH_RECORDS" \
             --record-size 1024 --acks all --duration "$SECONDS_MEASURED" --warmup 2 \
             --broker-pid "$BROKER_PID" --cpus 1 --quiet --json "$OUT/round$round-$side.json" >/dev/null
         curl -s http://127.0.0.1:29493/stats >"$OUT/round$round-$side-stats.json" || true
