@@ -102,6 +102,14 @@ struct Chunk {
     used: usize,
 }
 
+/// A chunk the flusher wrote: its file position, its bytes (trimmed to those written), and the
+/// size of its allocation, which is what the tail cache charges for keeping it.
+pub(crate) struct WrittenChunk {
+    pub position: u64,
+    pub buffer: DmaBuffer,
+    pub allocated: usize,
+}
+
 impl PendingWrite {
     fn new(segment_base: Offset, rolled_from: Option<RolledSegment>, start_position: u64) -> Self {
         assert_eq!(start_position % BLOCK_BYTES, 0);
@@ -204,7 +212,7 @@ impl PendingWrite {
 
     /// The chunks to write and where: each trimmed to the bytes it holds, the last one
     /// zero-padded to a whole block.
-    fn into_aligned_chunks(mut self) -> Vec<(u64, DmaBuffer)> {
+    fn into_aligned_chunks(mut self) -> Vec<WrittenChunk> {
         if let Some(last) = self.chunks.last_mut() {
             let padded = align_up(last.used as u64) as usize;
             last.buffer.as_bytes_mut()[last.used..padded].fill(0);
@@ -214,12 +222,17 @@ impl PendingWrite {
         std::mem::take(&mut self.chunks)
             .into_iter()
             .map(|Chunk { mut buffer, used }| {
-                if used < buffer.len() {
+                let allocated = buffer.len();
+                if used < allocated {
                     buffer.trim_to_size(used);
                 }
                 let at = position;
                 position += used as u64;
-                (at, buffer)
+                WrittenChunk {
+                    position: at,
+                    buffer,
+                    allocated,
+                }
             })
             .collect()
     }
@@ -235,22 +248,31 @@ impl PendingWrite {
         self,
         file: SegmentIo<'_>,
         in_flight_bytes_max: usize,
-    ) -> io::Result<Vec<(u64, DmaBuffer)>> {
+    ) -> io::Result<Vec<WrittenChunk>> {
         let chunks = self.into_aligned_chunks();
         let chunk_count = chunks.len();
         let lanes = (in_flight_bytes_max / CHUNK_BYTES).clamp(1, chunk_count.max(1));
-        let mut lane_chunks: Vec<Vec<(u64, DmaBuffer)>> = (0..lanes).map(|_| Vec::new()).collect();
+        let mut lane_chunks: Vec<Vec<WrittenChunk>> = (0..lanes).map(|_| Vec::new()).collect();
         for (number, chunk) in chunks.into_iter().enumerate() {
             lane_chunks[number % lanes].push(chunk);
         }
         let lanes = lane_chunks.into_iter().map(|chunks| async move {
             let mut written = Vec::with_capacity(chunks.len());
-            for (position, chunk) in chunks {
-                let chunk = write_chunk(file, chunk, position).await?;
+            for chunk in chunks {
+                let WrittenChunk {
+                    position,
+                    buffer,
+                    allocated,
+                } = chunk;
+                let buffer = write_chunk(file, buffer, position).await?;
                 // glommio drops its reference when the write completes; should it not have,
                 // the chunk is simply not cached.
-                if let Ok(chunk) = Rc::try_unwrap(chunk) {
-                    written.push((position, chunk));
+                if let Ok(buffer) = Rc::try_unwrap(buffer) {
+                    written.push(WrittenChunk {
+                        position,
+                        buffer,
+                        allocated,
+                    });
                 }
             }
             Ok::<_, io::Error>(written)
@@ -259,7 +281,7 @@ impl PendingWrite {
         for outcome in join_all(lanes.collect()).await {
             written.extend(outcome?);
         }
-        written.sort_unstable_by_key(|(position, _)| *position);
+        written.sort_unstable_by_key(|chunk| chunk.position);
         Ok(written)
     }
 }
@@ -609,9 +631,9 @@ mod tests {
         let end = write.end_position as usize;
         let chunks = write.into_aligned_chunks();
         let mut bytes = Vec::new();
-        for (position, chunk) in &chunks {
-            assert_eq!(*position as usize, bytes.len());
-            bytes.extend_from_slice(chunk.as_bytes());
+        for chunk in &chunks {
+            assert_eq!(chunk.position as usize, bytes.len());
+            bytes.extend_from_slice(chunk.buffer.as_bytes());
         }
         assert_eq!(bytes.len(), align_up(end as u64) as usize);
         assert!(bytes[..HEADER_BYTES].iter().all(|byte| *byte == 1));
@@ -646,7 +668,7 @@ mod tests {
         let second = appender.take();
         assert_eq!(second[0].start_position, 4096);
         let chunks = second.into_iter().next().unwrap().into_aligned_chunks();
-        let bytes = chunks[0].1.as_bytes();
+        let bytes = chunks[0].buffer.as_bytes();
         assert_eq!(bytes.len(), 4096);
         assert!(
             bytes[..5061 - 4096].iter().all(|byte| *byte == 3),

@@ -92,7 +92,7 @@ struct WrittenChunks {
     segment_base: Offset,
     file: Rc<DmaFile>,
     end_position: u64,
-    chunks: Vec<(u64, glommio::io::DmaBuffer)>,
+    chunks: Vec<crate::appender::WrittenChunk>,
 }
 
 async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> {

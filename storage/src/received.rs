@@ -17,7 +17,7 @@ use glommio::io::DmaBuffer;
 
 use crate::appender::{acquire_chunk, release_chunk, CHUNK_BYTES};
 use crate::batch::{Parts, HEADER_BYTES};
-use crate::segment::BLOCK_BYTES;
+use crate::segment::{align_up, BLOCK_BYTES};
 
 /// One batch's bytes in pool chunks: they start `front` bytes into the first chunk (where the
 /// partial block pending before it goes) and fill the chunks after it.
@@ -29,15 +29,22 @@ pub struct ReceivedBatch {
 
 impl ReceivedBatch {
     /// Room for a batch of `len` bytes starting `front` bytes into a block (`front` is taken
-    /// modulo the block size), from this shard's chunk pool.
+    /// modulo the block size): whole chunks from this shard's pool, and a last chunk allocated
+    /// to fit what is left (whole blocks). Adopted, a batch ends the pending write's chunks
+    /// with that last one, which the next adopted batch cuts at its last whole block: a pool
+    /// chunk there would keep 128 KiB for a few KiB of data in the tail cache.
     pub fn new(front: usize, len: usize) -> ReceivedBatch {
         let front = front % BLOCK_BYTES as usize;
-        let chunk_count = (front + len).div_ceil(CHUNK_BYTES).max(1);
-        ReceivedBatch {
-            chunks: (0..chunk_count).map(|_| acquire_chunk()).collect(),
-            front,
-            len,
+        let total = front + len;
+        let whole = total / CHUNK_BYTES;
+        let rest = align_up((total % CHUNK_BYTES) as u64) as usize;
+        let mut chunks: Vec<DmaBuffer> = (0..whole).map(|_| acquire_chunk()).collect();
+        if rest > 0 || chunks.is_empty() {
+            chunks.push(glommio::allocate_dma_buffer_global(
+                rest.max(BLOCK_BYTES as usize),
+            ));
         }
+        ReceivedBatch { chunks, front, len }
     }
 
     /// The batch's size in bytes.
@@ -51,6 +58,7 @@ impl ReceivedBatch {
     }
 
     /// Where each chunk's share of the batch lies in it: (chunk, start, end).
+    /// Every chunk but the last is a whole pool chunk.
     fn spans(&self) -> impl Iterator<Item = (usize, usize, usize)> + use<> {
         let (front, end) = (self.front, self.front + self.len);
         (0..self.chunks.len()).map(move |number| {
@@ -81,8 +89,9 @@ impl ReceivedBatch {
             .collect()
     }
 
-    /// The batch's first [`HEADER_BYTES`], if it has that many. The first chunk holds at
-    /// least `CHUNK_BYTES - BLOCK_BYTES` of the batch, so the header never spans chunks.
+    /// The batch's first [`HEADER_BYTES`], if it has that many. The first chunk holds all of
+    /// the batch or at least `CHUNK_BYTES - BLOCK_BYTES` of it, so the header never spans
+    /// chunks.
     pub fn header(&self) -> Option<&[u8]> {
         let first = self.chunks.first()?.as_bytes();
         (self.len >= HEADER_BYTES).then(|| &first[self.front..self.front + HEADER_BYTES])
@@ -153,6 +162,12 @@ mod tests {
         assert!(bytes.iter().enumerate().all(|(at, byte)| *byte == at as u8));
         let sizes: Vec<usize> = batch.parts().iter().map(|part| part.len()).collect();
         assert_eq!(sizes, [CHUNK_BYTES - 100, CHUNK_BYTES, 100]);
+        let allocated: Vec<usize> = batch.chunks.iter().map(DmaBuffer::len).collect();
+        assert_eq!(
+            allocated,
+            [CHUNK_BYTES, CHUNK_BYTES, 4096],
+            "the last chunk fits"
+        );
         let used: Vec<usize> = batch.into_chunks().iter().map(|(_, used)| *used).collect();
         assert_eq!(used, [CHUNK_BYTES, CHUNK_BYTES, 100]);
     }
@@ -161,6 +176,8 @@ mod tests {
     fn a_batch_that_fits_the_first_chunk_uses_one() {
         let batch = ReceivedBatch::new(0, 61);
         assert_eq!(batch.chunks.len(), 1);
+        assert_eq!(ReceivedBatch::new(4000, 20_000).chunks[0].len(), 24 * 1024);
+        assert_eq!(ReceivedBatch::new(0, CHUNK_BYTES).chunks.len(), 1);
         assert_eq!(batch.header().map(<[u8]>::len), Some(HEADER_BYTES));
         assert!(ReceivedBatch::new(10, 60).header().is_none());
     }

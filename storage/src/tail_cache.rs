@@ -11,7 +11,8 @@
 //! not the executor's registered I/O arena), so the cache does not count against the locked
 //! memory limit (8 MiB on the reference host). Each shard has one byte budget
 //! ([`set_shard_budget_bytes`]) shared by all its partitions; a chunk is charged its whole
-//! allocation (`CHUNK_BYTES`), however little of it holds data. When a new chunk takes the
+//! allocation (`CHUNK_BYTES` for a pool chunk, less for the last chunk of a batch received in
+//! place, which is allocated to fit), however little of it holds data. When a new chunk takes the
 //! shard over its budget, the oldest chunks of the shard go first, whichever partition they
 //! belong to.
 //!
@@ -24,7 +25,7 @@
 //! thread; a partition's `PartitionTail` belongs to its `LogShared` and is only touched by
 //! that shard's tasks, never across an `.await`.
 
-use crate::appender::{release_chunk, CHUNK_BYTES};
+use crate::appender::{release_chunk, WrittenChunk, CHUNK_BYTES};
 use crate::Offset;
 use glommio::io::{DmaBuffer, DmaFile};
 use std::cell::{Cell, RefCell};
@@ -78,6 +79,8 @@ pub(crate) struct CachedChunk {
     valid_bytes: usize,
     buffer: Rc<DmaBuffer>,
     sequence: u64,
+    /// What the chunk is charged against the budget: its allocation's size.
+    charged: usize,
 }
 
 impl CachedChunk {
@@ -143,7 +146,7 @@ impl PartitionTail {
         &self,
         segment: (Offset, &Rc<DmaFile>),
         end_position: u64,
-        chunks: Vec<(u64, DmaBuffer)>,
+        chunks: Vec<WrittenChunk>,
     ) {
         let (budget_bytes, first_sequence) = SHARD.with(|shard| {
             let mut shard = shard.borrow_mut();
@@ -154,12 +157,17 @@ impl PartitionTail {
         if budget_bytes == 0 {
             chunks
                 .into_iter()
-                .for_each(|(_, buffer)| release_chunk(buffer));
+                .for_each(|chunk| release_chunk(chunk.buffer));
             return;
         }
         let (segment_base, segment_file) = segment;
         let mut cached = self.inner.chunks.borrow_mut();
-        for (number, (position, buffer)) in chunks.into_iter().enumerate() {
+        for (number, written) in chunks.into_iter().enumerate() {
+            let WrittenChunk {
+                position,
+                buffer,
+                allocated,
+            } = written;
             let valid_bytes = end_position
                 .saturating_sub(position)
                 .min(buffer.len() as u64);
@@ -170,6 +178,7 @@ impl PartitionTail {
                 valid_bytes: valid_bytes as usize,
                 buffer: Rc::new(buffer),
                 sequence: first_sequence + number as u64,
+                charged: allocated,
             };
             if let Some(last) = cached.back() {
                 assert!(
@@ -180,10 +189,10 @@ impl PartitionTail {
             cached.push_back(chunk);
             self.inner
                 .charged_bytes
-                .set(self.inner.charged_bytes.get() + CHUNK_BYTES);
+                .set(self.inner.charged_bytes.get() + allocated);
             SHARD.with(|shard| {
                 let mut shard = shard.borrow_mut();
-                shard.used_bytes += CHUNK_BYTES;
+                shard.used_bytes += allocated;
                 shard
                     .order
                     .push_back((Rc::downgrade(&self.inner), first_sequence + number as u64));
@@ -286,8 +295,8 @@ fn evict_over_budget() {
         if let Some(chunk) = evicted {
             partition
                 .charged_bytes
-                .set(partition.charged_bytes.get() - CHUNK_BYTES);
-            SHARD.with(|shard| shard.borrow_mut().used_bytes -= CHUNK_BYTES);
+                .set(partition.charged_bytes.get() - chunk.charged);
+            SHARD.with(|shard| shard.borrow_mut().used_bytes -= chunk.charged);
             recycle(chunk);
         }
     }

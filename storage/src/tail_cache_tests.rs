@@ -198,3 +198,41 @@ fn reads_never_see_data_above_the_high_watermark() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn received_batches_are_charged_about_their_size() {
+    run(async {
+        set_shard_budget_bytes(DEFAULT_SHARD_BUDGET_BYTES);
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("received"), LogConfig::default())
+            .await
+            .unwrap();
+        // Twenty 20 KiB batches received in place, all in one flush: each is adopted after
+        // the last, whose chunk it cuts at a block boundary.
+        let sent: Vec<Vec<u8>> = (0..20).map(|fill| batch_of(20 * 1024, fill)).collect();
+        for batch in &sent {
+            let mut received =
+                crate::ReceivedBatch::new(log.receive_front(batch.len()), batch.len());
+            let mut rest = &batch[..];
+            for part in received.parts_mut() {
+                let (now, later) = rest.split_at(part.len());
+                part.copy_from_slice(now);
+                rest = later;
+            }
+            assert!(log.append_received(received, 0).unwrap().in_place);
+        }
+        log.wait_durable(Offset(19)).await.unwrap();
+        let (cached, total) = read_everything(&log, &sent).await;
+        assert_eq!(cached, total, "every byte from memory");
+        // Each chunk is charged its allocation, which fits its batch to a few blocks (a pool
+        // chunk each would be 20 x 128 KiB).
+        let data: usize = sent.iter().map(Vec::len).sum();
+        let (charged, _) = shard_usage_bytes();
+        assert!(
+            charged <= data + 20 * 8 * 1024,
+            "{charged} charged for {data}"
+        );
+        log.close().await.unwrap();
+        assert_eq!(shard_usage_bytes().0, 0, "closing a log frees its chunks");
+    });
+}
