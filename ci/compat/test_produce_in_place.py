@@ -49,36 +49,36 @@ def appended_bytes(broker) -> dict[str, int]:
     return totals
 
 
-def check_in_place(broker, before: dict[str, int], context: str) -> None:
-    after = appended_bytes(broker)
-    received = after["in_place"] - before["in_place"]
-    assert received > 0, f"{context}: no batch was received in place ({before} -> {after})"
-
-
-def test_confluent_large_batches_are_received_in_place(stats_broker, unique_topic):
-    topic = unique_topic()
-    confluent_helpers.create_topic(stats_broker.bootstrap, topic, PARTITIONS)
-    records = make_records(COUNT, "confluent-in-place")
-    before = appended_bytes(stats_broker)
+def confluent_round_trip(bootstrap: str, topic: str, records):
+    confluent_helpers.create_topic(bootstrap, topic, PARTITIONS)
     delivered, errors = confluent_helpers.produce(
-        stats_broker.bootstrap, topic, records, {"linger.ms": 100, "batch.size": 1_000_000})
-    assert not errors, f"{len(errors)} delivery errors, e.g. {errors[:5]}"
-    check_in_place(stats_broker, before, "confluent-kafka")
-    consumed = confluent_helpers.consume(stats_broker.bootstrap, topic, list(range(PARTITIONS)),
-                                         expected_count=COUNT)
-    verify(consumed, records, f"confluent in place: {COUNT} records through {topic}",
-           delivered=delivered, partition_count=PARTITIONS)
+        bootstrap, topic, records, {"linger.ms": 100, "batch.size": 1_000_000})
+    consume = lambda: confluent_helpers.consume(  # noqa: E731
+        bootstrap, topic, list(range(PARTITIONS)), expected_count=len(records))
+    return delivered, errors, consume
 
 
-def test_kafka_python_large_batches_are_received_in_place(stats_broker, unique_topic):
-    topic = unique_topic()
-    test_kafka_python.create_topic(stats_broker.bootstrap, topic, PARTITIONS)
-    records = make_records(COUNT, "kafkapython-in-place")
-    before = appended_bytes(stats_broker)
+def kafka_python_round_trip(bootstrap: str, topic: str, records):
+    test_kafka_python.create_topic(bootstrap, topic, PARTITIONS)
     delivered, errors = test_kafka_python.produce(
-        stats_broker.bootstrap, topic, records, linger_ms=100, batch_size=1024 * 1024)
-    assert not errors, f"{len(errors)} delivery errors, e.g. {errors[:5]}"
-    check_in_place(stats_broker, before, "kafka-python")
-    consumed = test_kafka_python.consume(stats_broker.bootstrap, topic, list(range(PARTITIONS)))
-    verify(consumed, records, f"kafka-python in place: {COUNT} records through {topic}",
+        bootstrap, topic, records, linger_ms=100, batch_size=1024 * 1024)
+    consume = lambda: test_kafka_python.consume(  # noqa: E731
+        bootstrap, topic, list(range(PARTITIONS)))
+    return delivered, errors, consume
+
+
+@pytest.mark.parametrize("client,round_trip", [
+    ("confluent-kafka", confluent_round_trip),
+    ("kafka-python", kafka_python_round_trip),
+])
+def test_large_batches_are_received_in_place(stats_broker, unique_topic, client, round_trip):
+    topic = unique_topic()
+    records = make_records(COUNT, f"{client}-in-place")
+    before = appended_bytes(stats_broker)
+    delivered, errors, consume = round_trip(stats_broker.bootstrap, topic, records)
+    assert not errors, f"{client}: {len(errors)} delivery errors, e.g. {errors[:5]}"
+    after = appended_bytes(stats_broker)
+    assert after["in_place"] > before["in_place"], \
+        f"{client}: no batch was received in place ({before} -> {after})"
+    verify(consume(), records, f"{client} in place: {COUNT} records through {topic}",
            delivered=delivered, partition_count=PARTITIONS)

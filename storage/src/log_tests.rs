@@ -3,8 +3,8 @@ use super::*;
 use crate::batch::BatchError;
 use crate::reader::ReadMode;
 use crate::testing::{
-    encode_batch, names_with_suffix, read_all, run, same_batch, split_batches, temp_dir,
-    wait_for_unlink, BatchSpec,
+    encode_batch, names_with_suffix, read_all, received_batch, run, same_batch, split_batches,
+    temp_dir, wait_for_unlink, BatchSpec,
 };
 
 fn small_segments() -> LogConfig {
@@ -776,18 +776,6 @@ fn a_crash_leaving_the_active_segments_indexes_missing_or_stale_recovers_them() 
     });
 }
 
-/// A batch received the way the engine receives one: into chunks placed at `front`.
-fn received(batch: &[u8], front: usize) -> ReceivedBatch {
-    let mut received = ReceivedBatch::new(front, batch.len());
-    let mut rest = batch;
-    for part in received.parts_mut() {
-        let (now, later) = rest.split_at(part.len());
-        part.copy_from_slice(now);
-        rest = later;
-    }
-    received
-}
-
 #[test]
 fn received_batches_are_adopted_in_place_or_copied_and_read_back_the_same() {
     run(async {
@@ -815,12 +803,14 @@ fn received_batches_are_adopted_in_place_or_copied_and_read_back_the_same() {
             let appended = match number % 3 {
                 0 | 2 => {
                     let front = log.receive_front(batch.len());
-                    log.append_received(received(batch, front), 3).unwrap()
+                    log.append_received(received_batch(batch, front), 3)
+                        .unwrap()
                 }
                 _ if number == 4 => {
                     // Placed one byte off: copied, not adopted.
                     let front = log.receive_front(batch.len()) + 1;
-                    log.append_received(received(batch, front), 3).unwrap()
+                    log.append_received(received_batch(batch, front), 3)
+                        .unwrap()
                 }
                 _ => log.append(batch, 3).unwrap(),
             };
@@ -857,12 +847,14 @@ fn a_rejected_received_batch_appends_nothing() {
         batch[last] ^= 1;
         let front = log.receive_front(batch.len());
         assert!(matches!(
-            log.append_received(received(&batch, front), 0),
+            log.append_received(received_batch(&batch, front), 0),
             Err(StorageError::Batch(BatchError::Corrupt(_)))
         ));
         assert_eq!(log.log_end_offset(), Offset(0));
         batch[last] ^= 1;
-        let appended = log.append_received(received(&batch, front), 0).unwrap();
+        let appended = log
+            .append_received(received_batch(&batch, front), 0)
+            .unwrap();
         log.wait_durable(appended.last_offset).await.unwrap();
         assert!(same_batch(&read_all(&log, 1 << 20).await[0].1, &batch));
         log.close().await.unwrap();
@@ -882,7 +874,9 @@ fn log_append_time_stamps_received_batches_in_place() {
             .unwrap();
         let batch = encode_batch(&BatchSpec::records(3, 100_000));
         let front = log.receive_front(batch.len());
-        let appended = log.append_received(received(&batch, front), 0).unwrap();
+        let appended = log
+            .append_received(received_batch(&batch, front), 0)
+            .unwrap();
         let stamp = appended.log_append_time_ms.expect("stamped");
         log.wait_durable(appended.last_offset).await.unwrap();
         let stored = log.read(Offset(0), 1 << 20).await.unwrap();

@@ -1,7 +1,9 @@
 //! Tests of the tail cache: reads served from memory, the per-shard budget and eviction
 //! order, reads that span disk and cache, and a cache that is off.
 use super::*;
-use crate::testing::{encode_batch, run, same_batch, split_batches, temp_dir, BatchSpec};
+use crate::testing::{
+    encode_batch, received_batch, run, same_batch, split_batches, temp_dir, BatchSpec,
+};
 use crate::{LogConfig, PartitionLog, ReadMode, RecordsPiece};
 
 /// A one-record batch of exactly `total_bytes` bytes.
@@ -211,14 +213,7 @@ fn received_batches_are_charged_about_their_size() {
         // the last, whose chunk it cuts at a block boundary.
         let sent: Vec<Vec<u8>> = (0..20).map(|fill| batch_of(20 * 1024, fill)).collect();
         for batch in &sent {
-            let mut received =
-                crate::ReceivedBatch::new(log.receive_front(batch.len()), batch.len());
-            let mut rest = &batch[..];
-            for part in received.parts_mut() {
-                let (now, later) = rest.split_at(part.len());
-                part.copy_from_slice(now);
-                rest = later;
-            }
+            let received = received_batch(batch, log.receive_front(batch.len()));
             assert!(log.append_received(received, 0).unwrap().in_place);
         }
         log.wait_durable(Offset(19)).await.unwrap();

@@ -267,3 +267,15 @@ pub(crate) fn encode_keyed(
     RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
     buffer.freeze()
 }
+
+/// A batch received the way the engine receives one: into chunks placed at `front`.
+pub(crate) fn received_batch(batch: &[u8], front: usize) -> crate::ReceivedBatch {
+    let mut received = crate::ReceivedBatch::new(front, batch.len());
+    let mut rest = batch;
+    for part in received.parts_mut() {
+        let (now, later) = rest.split_at(part.len());
+        part.copy_from_slice(now);
+        rest = later;
+    }
+    received
+}
