@@ -63,13 +63,30 @@ pub async fn read<R: AsyncRead + Unpin>(
     stream: &mut R,
     frame_bytes: usize,
 ) -> Result<StreamedProduce, StreamError> {
+    let front = |topic: &str, partition: i32, batch_bytes: usize| {
+        open_log(shard, topic, partition).map_or(0, |log| log.receive_front(batch_bytes))
+    };
+    read_with(&front, frames, stream, frame_bytes).await
+}
+
+/// Where a batch of a partition would start within a block if appended now: (topic,
+/// partition, batch bytes) -> front.
+type FrontOf<'a> = &'a dyn Fn(&str, i32, usize) -> usize;
+
+/// [`read`], asking `front` where to place each received batch.
+async fn read_with<R: AsyncRead + Unpin>(
+    front: FrontOf<'_>,
+    frames: &mut FrameReader,
+    stream: &mut R,
+    frame_bytes: usize,
+) -> Result<StreamedProduce, StreamError> {
     let mut walker = Walker {
         frames,
         stream,
         skeleton: BytesMut::with_capacity(1024),
         received: Vec::new(),
     };
-    walker.walk(shard).await?;
+    walker.walk(front).await?;
     // Anything after the fields we know (there should be nothing) stays in the skeleton for
     // the decoder to judge.
     let rest = walker.frames.streamed_remaining();
@@ -89,7 +106,7 @@ struct Walker<'a, R> {
 }
 
 impl<R: AsyncRead + Unpin> Walker<'_, R> {
-    async fn walk(&mut self, shard: &Shard) -> Result<(), StreamError> {
+    async fn walk(&mut self, front: FrontOf<'_>) -> Result<(), StreamError> {
         let _api_key = self.i16().await?;
         let version = self.i16().await?;
         if !WALKED_VERSIONS.contains(&version) {
@@ -112,7 +129,7 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
             for partition_index in 0..partitions {
                 let partition = self.i32().await?;
                 self.records(
-                    shard,
+                    front,
                     flexible,
                     &name,
                     partition,
@@ -136,7 +153,7 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
     /// A partition's records: received into DMA chunks if large, else copied with the rest.
     async fn records(
         &mut self,
-        shard: &Shard,
+        front: FrontOf<'_>,
         flexible: bool,
         topic: &str,
         partition: i32,
@@ -171,9 +188,7 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
             self.skeleton.put_slice(&prefix[..prefix_bytes]);
             return self.copy(records_bytes).await;
         }
-        let front =
-            open_log(shard, topic, partition).map_or(0, |log| log.receive_front(records_bytes));
-        let mut batch = ReceivedBatch::new(front, records_bytes);
+        let mut batch = ReceivedBatch::new(front(topic, partition, records_bytes), records_bytes);
         for part in batch.parts_mut() {
             self.frames.read_streamed(self.stream, part).await?;
         }
@@ -300,4 +315,156 @@ fn length(value: i64) -> Result<usize, StreamError> {
 fn open_log(shard: &Shard, topic: &str, partition: i32) -> Option<spate_storage::PartitionLog> {
     let meta = shard.catalog().topic(topic)?.clone();
     shard.open_log(&meta, partition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use futures_lite::future::block_on;
+    use futures_lite::io::Cursor;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, RequestKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use proptest::prelude::*;
+
+    /// A Produce request whose records are patterned bytes (the walker does not parse
+    /// batches) of the given sizes; `None` for null records.
+    fn request(topics: &[(String, Vec<Option<usize>>)]) -> ProduceRequest {
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1000)
+            .with_topic_data(
+                topics
+                    .iter()
+                    .map(|(name, partitions)| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(name.clone())))
+                            .with_partition_data(
+                                partitions
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(index, size)| {
+                                        let records = size.map(|size| {
+                                            (0..size)
+                                                .map(|at| (at * 31 + index) as u8)
+                                                .collect::<Vec<u8>>()
+                                        });
+                                        PartitionProduceData::default()
+                                            .with_index(index as i32)
+                                            .with_records(records.map(Bytes::from))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            )
+    }
+
+    fn frame(version: i16, request: &ProduceRequest) -> Vec<u8> {
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("walker-test")));
+        spate_net::codec::encode_request(&header, ApiKey::Produce, request)
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Walks `bytes` as the connection does; `None` if the frame is not streamed.
+    fn walk(bytes: Vec<u8>) -> Option<Result<StreamedProduce, StreamError>> {
+        let mut stream = Cursor::new(bytes);
+        let mut frames = FrameReader::new(1 << 26).stream_api_key(ApiKey::Produce as i16);
+        let front = |_: &str, partition: i32, _: usize| (partition as usize * 977) % 4096;
+        block_on(async {
+            match frames.next(&mut stream).await {
+                Ok(Some(spate_net::NextFrame::Streamed(size))) => {
+                    let read = read_with(&front, &mut frames, &mut stream, size).await;
+                    if read.is_ok() {
+                        assert_eq!(
+                            frames.streamed_remaining(),
+                            0,
+                            "the frame is read to its end"
+                        );
+                    }
+                    Some(read)
+                }
+                _ => None,
+            }
+        })
+    }
+
+    fn shapes() -> impl Strategy<Value = Vec<(String, Vec<Option<usize>>)>> {
+        let partition = prop_oneof![
+            1 => Just(None),
+            4 => (0usize..5_000).prop_map(Some),
+            3 => (5_000usize..300_000).prop_map(Some),
+        ];
+        let topic = ("[a-z]{1,12}", proptest::collection::vec(partition, 1..5));
+        proptest::collection::vec(topic, 1..4).prop_map(|mut topics| {
+            // At least one batch too large for the read-ahead buffer, so the frame streams.
+            topics[0].1[0] = Some(70_000);
+            topics
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn the_skeleton_and_the_received_batches_are_the_request(
+            topics in shapes(),
+            version in 3i16..=11,
+        ) {
+            let sent = request(&topics);
+            let streamed = walk(frame(version, &sent)).expect("streamed").expect("walked");
+            let decoded = spate_net::Request::decode_header(streamed.skeleton.clone()).unwrap();
+            let RequestKind::Produce(skeleton) = decoded.decode_body().unwrap() else {
+                panic!("not a produce request")
+            };
+            let mut received = streamed.received.into_iter().peekable();
+            for (topic_index, (topic, original)) in
+                skeleton.topic_data.iter().zip(&sent.topic_data).enumerate()
+            {
+                prop_assert_eq!(&topic.name, &original.name);
+                for (partition_index, (partition, original)) in
+                    topic.partition_data.iter().zip(&original.partition_data).enumerate()
+                {
+                    let slot = (topic_index, partition_index);
+                    let records = match received.next_if(|(at, _)| *at == slot) {
+                        Some((_, batch)) => {
+                            prop_assert!(batch.len() >= RECEIVED_BATCH_BYTES_MIN);
+                            prop_assert_eq!(partition.records.as_deref(), Some(&[][..]));
+                            Some(Bytes::from(batch.parts().concat()))
+                        }
+                        None => partition.records.clone(),
+                    };
+                    prop_assert_eq!(records, original.records.clone());
+                }
+            }
+            prop_assert!(received.next().is_none());
+        }
+
+        #[test]
+        fn cut_or_damaged_requests_are_refused_not_panicked_on(
+            topics in shapes(),
+            version in 3i16..=11,
+            cut in any::<proptest::sample::Index>(),
+            flip in any::<proptest::sample::Index>(),
+            damage in any::<u8>(),
+        ) {
+            let bytes = frame(version, &request(&topics));
+            // Cut short with the size prefix made to match: lengths inside now lie.
+            let mut cut_bytes = bytes[..4 + cut.index(bytes.len() - 4)].to_vec();
+            let size = (cut_bytes.len() - 4) as i32;
+            cut_bytes[..4].copy_from_slice(&size.to_be_bytes());
+            let _ = walk(cut_bytes);
+            // One byte changed anywhere after the size prefix.
+            let mut damaged = bytes;
+            let at = 4 + flip.index(damaged.len() - 4);
+            damaged[at] ^= damage | 1;
+            let _ = walk(damaged);
+        }
+    }
 }
