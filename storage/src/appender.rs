@@ -32,6 +32,11 @@ use std::task::Poll;
 pub(crate) const CHUNK_BYTES: usize = 128 * 1024;
 /// Chunks kept for reuse per shard (8 MiB); more are freed.
 const POOLED_CHUNKS_MAX: usize = 64;
+/// Smaller buffers kept for reuse per shard, per size (a whole number of blocks below
+/// `CHUNK_BYTES`): the last chunks of batches received in place, which are fitted to them.
+/// At most 4 x (4 + 8 + ... + 124 KiB) = 7.75 MiB.
+const POOLED_SMALL_PER_SIZE: usize = 4;
+const SMALL_SIZES: usize = CHUNK_BYTES / BLOCK_BYTES as usize;
 
 const _: () = assert!(CHUNK_BYTES as u64 & (BLOCK_BYTES - 1) == 0);
 const _: () = assert!(CHUNK_BYTES >= HEADER_BYTES);
@@ -40,6 +45,9 @@ thread_local! {
     /// Free chunks of this shard, shared by all its partitions. The chunks are plain aligned
     /// heap memory (not the executor's registered buffers), so they may outlive an executor.
     static CHUNK_POOL: RefCell<Vec<DmaBuffer>> = const { RefCell::new(Vec::new()) };
+    /// Free smaller buffers of this shard, by size in blocks.
+    static SMALL_POOL: RefCell<[Vec<DmaBuffer>; SMALL_SIZES]> =
+        RefCell::new(std::array::from_fn(|_| Vec::new()));
 }
 
 pub(crate) fn acquire_chunk() -> DmaBuffer {
@@ -47,15 +55,48 @@ pub(crate) fn acquire_chunk() -> DmaBuffer {
     pooled.unwrap_or_else(|| glommio::allocate_dma_buffer_global(CHUNK_BYTES))
 }
 
-/// Returns a chunk to the shard's pool (or frees it).
-pub(crate) fn release_chunk(chunk: DmaBuffer) {
-    if chunk.len() != CHUNK_BYTES {
-        return; // trimmed last chunk of a write: cannot grow back, free it
+/// A buffer of `bytes` (a whole number of blocks, at most `CHUNK_BYTES`) from the shard's
+/// pools, or a new one.
+pub(crate) fn acquire_buffer(bytes: usize) -> DmaBuffer {
+    assert!(bytes > 0 && bytes <= CHUNK_BYTES && bytes.is_multiple_of(BLOCK_BYTES as usize));
+    if bytes == CHUNK_BYTES {
+        return acquire_chunk();
     }
-    CHUNK_POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.len() < POOLED_CHUNKS_MAX {
-            pool.push(chunk);
+    let blocks = bytes / BLOCK_BYTES as usize;
+    let pooled = SMALL_POOL.with(|pool| pool.borrow_mut()[blocks].pop());
+    pooled.unwrap_or_else(|| glommio::allocate_dma_buffer_global(bytes))
+}
+
+/// Returns an untrimmed buffer (its length is its allocation) to the shard's pools, or frees
+/// it.
+pub(crate) fn release_chunk(chunk: DmaBuffer) {
+    let allocated = chunk.len();
+    release_buffer(chunk, allocated);
+}
+
+/// Returns a buffer whose allocation is `allocated` bytes to the shard's pools if it is whole
+/// (a trimmed one cannot grow back: it is freed), or frees it.
+pub(crate) fn release_buffer(buffer: DmaBuffer, allocated: usize) {
+    if buffer.len() != allocated || !allocated.is_multiple_of(BLOCK_BYTES as usize) {
+        return;
+    }
+    if allocated == CHUNK_BYTES {
+        CHUNK_POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOLED_CHUNKS_MAX {
+                pool.push(buffer);
+            }
+        });
+        return;
+    }
+    let blocks = allocated / BLOCK_BYTES as usize;
+    if blocks == 0 || blocks >= SMALL_SIZES {
+        return;
+    }
+    SMALL_POOL.with(|pool| {
+        let sized = &mut pool.borrow_mut()[blocks];
+        if sized.len() < POOLED_SMALL_PER_SIZE {
+            sized.push(buffer);
         }
     });
 }
@@ -159,10 +200,12 @@ impl PendingWrite {
     /// position within a block: the partial block at the end of this write is copied in front
     /// of the batch (the only bytes copied), and the chunk it came from ends at the block
     /// before. Hands the batch back if it was received for another position.
-    fn adopt(&mut self, mut batch: ReceivedBatch) -> Result<(), ReceivedBatch> {
+    fn adopt(&mut self, mut batch: ReceivedBatch) -> Result<(), Box<ReceivedBatch>> {
         let front = batch.front;
         if (self.end_position % BLOCK_BYTES) as usize != front {
-            return Err(batch);
+            // Rare (the log moved since the batch was placed): a box costs less there than a
+            // large error type on every call.
+            return Err(Box::new(batch));
         }
         if let Some(last) = self.chunks.last_mut() {
             // The last chunk starts block-aligned, so its partial block is `front` long.
@@ -598,6 +641,30 @@ mod tests {
             index_interval_bytes: 100,
             ..LogConfig::default()
         }
+    }
+
+    #[test]
+    fn whole_buffers_are_reused_and_trimmed_ones_freed() {
+        let small = acquire_buffer(8192);
+        let address = small.as_ptr();
+        release_chunk(small);
+        let again = acquire_buffer(8192);
+        assert_eq!(
+            again.as_ptr(),
+            address,
+            "a whole buffer of that size is reused"
+        );
+        assert_eq!(again.len(), 8192);
+        let mut trimmed = again;
+        trimmed.trim_to_size(4096);
+        release_buffer(trimmed, 8192);
+        let pooled = SMALL_POOL.with(|pool| pool.borrow().iter().map(Vec::len).sum::<usize>());
+        assert_eq!(
+            pooled, 0,
+            "a trimmed buffer is freed, not pooled as a smaller one"
+        );
+        let chunk = acquire_buffer(CHUNK_BYTES);
+        assert_eq!(chunk.len(), CHUNK_BYTES);
     }
 
     #[test]

@@ -14,23 +14,27 @@
 //! [`ReceivedBatch`] (an invalid batch, a client gone mid-batch) returns its chunks to the pool.
 
 use glommio::io::DmaBuffer;
+use smallvec::SmallVec;
 
-use crate::appender::{acquire_chunk, release_chunk, CHUNK_BYTES};
+use crate::appender::{acquire_buffer, acquire_chunk, release_chunk, CHUNK_BYTES};
 use crate::batch::{Parts, HEADER_BYTES};
 use crate::segment::{align_up, BLOCK_BYTES};
+
+/// A received batch's chunks: three hold a 256 KiB batch, so most batches allocate no list.
+pub(crate) type Chunks = SmallVec<[DmaBuffer; 4]>;
 
 /// One batch's bytes in pool chunks: they start `front` bytes into the first chunk (where the
 /// partial block pending before it goes) and fill the chunks after it.
 pub struct ReceivedBatch {
-    pub(crate) chunks: Vec<DmaBuffer>,
+    pub(crate) chunks: Chunks,
     pub(crate) front: usize,
     len: usize,
 }
 
 impl ReceivedBatch {
     /// Room for a batch of `len` bytes starting `front` bytes into a block (`front` is taken
-    /// modulo the block size): whole chunks from this shard's pool, and a last chunk allocated
-    /// to fit what is left (whole blocks). Adopted, a batch ends the pending write's chunks
+    /// modulo the block size): whole chunks from this shard's pool, and a last chunk fitted
+    /// to what is left (whole blocks, from the pool of that size). Adopted, a batch ends the pending write's chunks
     /// with that last one, which the next adopted batch cuts at its last whole block: a pool
     /// chunk there would keep 128 KiB for a few KiB of data in the tail cache.
     pub fn new(front: usize, len: usize) -> ReceivedBatch {
@@ -38,11 +42,9 @@ impl ReceivedBatch {
         let total = front + len;
         let whole = total / CHUNK_BYTES;
         let rest = align_up((total % CHUNK_BYTES) as u64) as usize;
-        let mut chunks: Vec<DmaBuffer> = (0..whole).map(|_| acquire_chunk()).collect();
+        let mut chunks: Chunks = (0..whole).map(|_| acquire_chunk()).collect();
         if rest > 0 || chunks.is_empty() {
-            chunks.push(glommio::allocate_dma_buffer_global(
-                rest.max(BLOCK_BYTES as usize),
-            ));
+            chunks.push(acquire_buffer(rest.max(BLOCK_BYTES as usize)));
         }
         ReceivedBatch { chunks, front, len }
     }
@@ -80,8 +82,8 @@ impl ReceivedBatch {
     }
 
     /// The batch's bytes, in order, as pieces of memory to receive into.
-    pub fn parts_mut(&mut self) -> Vec<&mut [u8]> {
-        let spans: Vec<_> = self.spans().collect();
+    pub fn parts_mut(&mut self) -> SmallVec<[&mut [u8]; 4]> {
+        let spans: SmallVec<[_; 4]> = self.spans().collect();
         self.chunks
             .iter_mut()
             .zip(spans)
@@ -110,8 +112,8 @@ impl ReceivedBatch {
 
     /// Hands the chunks over (to the pending write), with the bytes used in each, counting the
     /// front: all are full but the last.
-    pub(crate) fn into_chunks(mut self) -> Vec<(DmaBuffer, usize)> {
-        let spans: Vec<_> = self.spans().collect();
+    pub(crate) fn into_chunks(mut self) -> SmallVec<[(DmaBuffer, usize); 4]> {
+        let spans: SmallVec<[_; 4]> = self.spans().collect();
         std::mem::take(&mut self.chunks)
             .into_iter()
             .zip(spans)

@@ -25,7 +25,7 @@
 //! thread; a partition's `PartitionTail` belongs to its `LogShared` and is only touched by
 //! that shard's tasks, never across an `.await`.
 
-use crate::appender::{release_chunk, WrittenChunk, CHUNK_BYTES};
+use crate::appender::{release_buffer, WrittenChunk, CHUNK_BYTES};
 use crate::Offset;
 use glommio::io::{DmaBuffer, DmaFile};
 use std::cell::{Cell, RefCell};
@@ -157,7 +157,7 @@ impl PartitionTail {
         if budget_bytes == 0 {
             chunks
                 .into_iter()
-                .for_each(|chunk| release_chunk(chunk.buffer));
+                .for_each(|chunk| release_buffer(chunk.buffer, chunk.allocated));
             return;
         }
         let (segment_base, segment_file) = segment;
@@ -264,7 +264,7 @@ impl Drop for PartitionTail {
 fn recycle(chunk: CachedChunk) {
     // A response that still holds the chunk keeps it alive; it is freed after that.
     if let Ok(buffer) = Rc::try_unwrap(chunk.buffer) {
-        release_chunk(buffer);
+        release_buffer(buffer, chunk.charged);
     }
 }
 
