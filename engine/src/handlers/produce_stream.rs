@@ -202,20 +202,28 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
         Ok(())
     }
 
-    /// Reads `target.len()` bytes of the frame, refusing to run past its end.
-    async fn read(&mut self, target: &mut [u8]) -> Result<(), StreamError> {
+    /// Refuses a field of `bytes` that would run past the frame's end: every length is
+    /// checked here before anything is read or allocated for it.
+    fn check_fits(&self, bytes: usize) -> Result<(), StreamError> {
         let remaining = self.frames.streamed_remaining();
-        if target.len() > remaining {
+        if bytes > remaining {
             return Err(StreamError::Malformed(format!(
-                "a field of {} bytes in the {remaining} left of the frame",
-                target.len()
+                "a field of {bytes} bytes in the {remaining} left of the frame"
             )));
         }
+        Ok(())
+    }
+
+    /// Reads `target.len()` bytes of the frame, refusing to run past its end.
+    async fn read(&mut self, target: &mut [u8]) -> Result<(), StreamError> {
+        self.check_fits(target.len())?;
         Ok(self.frames.read_streamed(self.stream, target).await?)
     }
 
-    /// Copies `bytes` bytes of the frame into the skeleton.
+    /// Copies `bytes` bytes of the frame into the skeleton. The length comes from the client
+    /// (up to 4 GiB in a uvarint): it is checked before the skeleton grows for it.
     async fn copy(&mut self, bytes: usize) -> Result<(), StreamError> {
+        self.check_fits(bytes)?;
         let start = self.skeleton.len();
         self.skeleton.resize(start + bytes, 0);
         let mut target = self.skeleton.split_off(start);
@@ -407,6 +415,36 @@ mod tests {
             topics[0].1[0] = Some(70_000);
             topics
         })
+    }
+
+    #[test]
+    fn a_length_beyond_the_frame_is_refused_before_anything_is_allocated() {
+        // A streamed frame of about 100 KB; a field that claims 64 MiB of it (a v9+ tagged
+        // field or compact string says so in a uvarint) must not grow the skeleton first.
+        let bytes = frame(9, &request(&[("t".to_string(), vec![Some(100_000)])]));
+        let mut stream = Cursor::new(bytes);
+        let mut frames = FrameReader::new(1 << 26).stream_api_key(ApiKey::Produce as i16);
+        block_on(async {
+            let Ok(Some(spate_net::NextFrame::Streamed(_))) = frames.next(&mut stream).await else {
+                panic!("a large produce is streamed")
+            };
+            let mut walker = Walker {
+                frames: &mut frames,
+                stream: &mut stream,
+                skeleton: BytesMut::new(),
+                received: Vec::new(),
+            };
+            let claimed = 64 << 20;
+            assert!(matches!(
+                walker.copy(claimed).await,
+                Err(StreamError::Malformed(_))
+            ));
+            assert!(
+                walker.skeleton.capacity() < 1 << 20,
+                "{} bytes reserved for a lie",
+                walker.skeleton.capacity()
+            );
+        });
     }
 
     proptest! {
