@@ -294,7 +294,11 @@ impl PendingWrite {
     ) -> io::Result<Vec<WrittenChunk>> {
         let chunks = self.into_aligned_chunks();
         let chunk_count = chunks.len();
-        let lanes = (in_flight_bytes_max / CHUNK_BYTES).clamp(1, chunk_count.max(1));
+        // Chunks vary in size (a batch received in place ends in a chunk fitted to it): size
+        // the window by their average, so that small chunks still fill it.
+        let total_bytes: usize = chunks.iter().map(|chunk| chunk.buffer.len()).sum();
+        let average_bytes = (total_bytes / chunk_count.max(1)).max(BLOCK_BYTES as usize);
+        let lanes = (in_flight_bytes_max / average_bytes).clamp(1, chunk_count.max(1));
         let mut lane_chunks: Vec<Vec<WrittenChunk>> = (0..lanes).map(|_| Vec::new()).collect();
         for (number, chunk) in chunks.into_iter().enumerate() {
             lane_chunks[number % lanes].push(chunk);

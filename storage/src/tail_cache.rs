@@ -25,7 +25,7 @@
 //! thread; a partition's `PartitionTail` belongs to its `LogShared` and is only touched by
 //! that shard's tasks, never across an `.await`.
 
-use crate::appender::{release_buffer, WrittenChunk, CHUNK_BYTES};
+use crate::appender::{release_buffer, WrittenChunk};
 use crate::Offset;
 use glommio::io::{DmaBuffer, DmaFile};
 use std::cell::{Cell, RefCell};
@@ -39,6 +39,7 @@ thread_local! {
     static SHARD: RefCell<ShardBudget> = const { RefCell::new(ShardBudget {
         budget_bytes: DEFAULT_SHARD_BUDGET_BYTES,
         used_bytes: 0,
+        chunk_count: 0,
         next_sequence: 0,
         order: VecDeque::new(),
     }) };
@@ -63,6 +64,8 @@ pub fn shard_usage_bytes() -> (usize, usize) {
 struct ShardBudget {
     budget_bytes: usize,
     used_bytes: usize,
+    /// Chunks cached on the shard (their sizes vary, so `used_bytes` does not tell).
+    chunk_count: usize,
     next_sequence: u64,
     /// Every cached chunk of the shard, oldest first: its partition and sequence number.
     order: VecDeque<(Weak<TailChunks>, u64)>,
@@ -193,6 +196,7 @@ impl PartitionTail {
             SHARD.with(|shard| {
                 let mut shard = shard.borrow_mut();
                 shard.used_bytes += allocated;
+                shard.chunk_count += 1;
                 shard
                     .order
                     .push_back((Rc::downgrade(&self.inner), first_sequence + number as u64));
@@ -234,10 +238,10 @@ impl PartitionTail {
         SHARD.with(|shard| {
             let mut shard = shard.borrow_mut();
             shard.used_bytes -= charged;
+            shard.chunk_count -= dropped.len();
             // Entries of cleared chunks stay in the order until eviction reaches them; drop
             // them once they outnumber the live ones, so the order stays bounded.
-            let live = shard.used_bytes / CHUNK_BYTES;
-            if shard.order.len() > 2 * live + 1024 {
+            if shard.order.len() > 2 * shard.chunk_count + 1024 {
                 shard.order.retain(|(partition, sequence)| {
                     partition.upgrade().is_some_and(|partition| {
                         partition
@@ -296,7 +300,11 @@ fn evict_over_budget() {
             partition
                 .charged_bytes
                 .set(partition.charged_bytes.get() - chunk.charged);
-            SHARD.with(|shard| shard.borrow_mut().used_bytes -= chunk.charged);
+            SHARD.with(|shard| {
+                let mut shard = shard.borrow_mut();
+                shard.used_bytes -= chunk.charged;
+                shard.chunk_count -= 1;
+            });
             recycle(chunk);
         }
     }

@@ -1,6 +1,7 @@
 //! Tests of the tail cache: reads served from memory, the per-shard budget and eviction
 //! order, reads that span disk and cache, and a cache that is off.
 use super::*;
+use crate::appender::CHUNK_BYTES;
 use crate::testing::{
     encode_batch, received_batch, run, same_batch, split_batches, temp_dir, BatchSpec,
 };
