@@ -478,8 +478,7 @@ impl Appender {
         if self.active.size_bytes == 0 {
             return false;
         }
-        let batch_bytes = batch.bytes.len() as u64;
-        let too_big = self.active.size_bytes + batch_bytes > config.segment_bytes;
+        let too_big = self.overflows(batch.bytes.len() as u64, config);
         // Relative offsets in the index are u32; Kafka keeps them within i32 too.
         let too_many_offsets = batch.last_offset.0 - self.active.base_offset.0 > i32::MAX as i64;
         let waited_ms = match self.active.first_batch_timestamp {
@@ -494,10 +493,15 @@ impl Appender {
     /// a copy when it happens).
     pub fn receive_front(&self, batch_bytes: u64, config: &LogConfig) -> usize {
         let size = self.active.size_bytes;
-        if size != 0 && size + batch_bytes > config.segment_bytes {
+        if size != 0 && self.overflows(batch_bytes, config) {
             return 0;
         }
         (size % BLOCK_BYTES) as usize
+    }
+
+    /// Whether a batch of `batch_bytes` would take the active segment over `segment.bytes`.
+    fn overflows(&self, batch_bytes: u64, config: &LogConfig) -> bool {
+        self.active.size_bytes + batch_bytes > config.segment_bytes
     }
 
     /// Puts one batch into the pending buffer, rolling to a new segment first if

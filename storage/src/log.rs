@@ -293,10 +293,8 @@ impl PartitionLog {
         leader_epoch: i32,
     ) -> Result<Appended, StorageError> {
         let config = self.shared.config.get();
-        let info = {
-            let parts = batch.parts();
-            batch::validate_client_parts(&parts, config.max_message_bytes)?
-        };
+        let parts = batch.parts();
+        let info = batch::validate_client_parts(&parts, config.max_message_bytes)?;
         if config.compact && !info.is_control() {
             match &batch {
                 Incoming::Slice(bytes) => crate::records::check_keys(bytes, &info)?,
@@ -327,7 +325,7 @@ impl PartitionLog {
         }
         let base_offset = state.log_end;
         let last_offset = Offset(base_offset.0 + info.last_offset_delta as i64);
-        let Some(mut header) = batch::copy_header(&batch.parts()) else {
+        let Some(mut header) = batch::copy_header(&parts) else {
             unreachable!("a validated batch has a header")
         };
         header[BASE_OFFSET_BYTES].copy_from_slice(&base_offset.0.to_be_bytes());
@@ -335,10 +333,10 @@ impl PartitionLog {
         let config = &config;
         let now_ms = crate::now_ms();
         let log_append_time_ms = config.log_append_time.then(|| {
-            let parts = batch.parts();
             let records = batch::parts_after(&parts, HEADER_BYTES);
             batch::stamp_log_append_time_parts(&mut header, &records, now_ms)
         });
+        drop(parts); // it borrows the batch, which moves on now
         let bytes = match batch {
             Incoming::Slice(bytes) => BatchBytes::Slices {
                 header: &header,

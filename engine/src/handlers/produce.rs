@@ -178,15 +178,17 @@ async fn append(
         .log(topic, partition)
         .await
         .map_err(|error| log_error(context, topic, partition, &error))?;
-    let batch_bytes = match &batch {
-        Batch::InRequest(records) => records.map_or(0, <[u8]>::len),
-        Batch::Received(received) => received.len(),
+    let (batch_bytes, appended) = match batch {
+        Batch::InRequest(records) => {
+            let records = records.unwrap_or_default();
+            (records.len(), log.append(records, crate::LEADER_EPOCH))
+        }
+        Batch::Received(received) => (
+            received.len(),
+            log.append_received(received, crate::LEADER_EPOCH),
+        ),
     };
-    let appended = match batch {
-        Batch::InRequest(records) => log.append(records.unwrap_or_default(), crate::LEADER_EPOCH),
-        Batch::Received(received) => log.append_received(received, crate::LEADER_EPOCH),
-    }
-    .map_err(|error| log_error(context, topic, partition, &error))?;
+    let appended = appended.map_err(|error| log_error(context, topic, partition, &error))?;
     if !appended.duplicate {
         shard.stats().produce_append(batch_bytes, appended.in_place);
     }
