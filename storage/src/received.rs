@@ -184,3 +184,7 @@ mod tests {
         assert!(ReceivedBatch::new(10, 60).header().is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "received_tests.rs"]
+mod append_tests;

@@ -279,3 +279,16 @@ pub(crate) fn received_batch(batch: &[u8], front: usize) -> crate::ReceivedBatch
     }
     received
 }
+
+/// Asserts that `stored` holds the `sent` batches, in order, stamped with `leader_epoch`.
+pub(crate) fn same_batches(
+    stored: &[(crate::batch::BatchInfo, Vec<u8>)],
+    sent: &[Vec<u8>],
+    leader_epoch: i32,
+) {
+    assert_eq!(stored.len(), sent.len());
+    for ((info, stored), original) in stored.iter().zip(sent) {
+        assert!(same_batch(stored, original));
+        assert_eq!(info.partition_leader_epoch, leader_epoch);
+    }
+}

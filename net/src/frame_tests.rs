@@ -1,0 +1,453 @@
+//! Tests of `FrameReader`: framing, read-ahead and pooled buffers, large frames, and
+//! streamed frames read piece by piece.
+use super::*;
+use futures_lite::future::{block_on, poll_once};
+use futures_lite::io::Cursor;
+use std::collections::VecDeque;
+
+fn framed(payloads: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for payload in payloads {
+        out.extend_from_slice(&(payload.len() as i32).to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// A socket whose bytes arrive in the given chunks; with no chunk left it would block
+/// (until more are pushed through a clone of `state`), or reports the end of stream once
+/// `closed`.
+#[derive(Default)]
+struct Socket {
+    state: std::rc::Rc<std::cell::RefCell<SocketState>>,
+}
+
+#[derive(Default)]
+struct SocketState {
+    chunks: VecDeque<Vec<u8>>,
+    closed: bool,
+    /// The size of every read that returned bytes.
+    reads: Vec<usize>,
+}
+
+impl Socket {
+    fn new(chunks: impl IntoIterator<Item = Vec<u8>>, closed: bool) -> Socket {
+        let state = SocketState {
+            chunks: chunks.into_iter().collect(),
+            closed,
+            reads: Vec::new(),
+        };
+        Socket {
+            state: std::rc::Rc::new(std::cell::RefCell::new(state)),
+        }
+    }
+
+    fn reads(&self) -> Vec<usize> {
+        self.state.borrow().reads.clone()
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+        target: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut state = self.state.borrow_mut();
+        let Some(chunk) = state.chunks.front_mut() else {
+            return if state.closed {
+                Poll::Ready(Ok(0))
+            } else {
+                Poll::Pending
+            };
+        };
+        let read = chunk.len().min(target.len());
+        target[..read].copy_from_slice(&chunk[..read]);
+        chunk.drain(..read);
+        if chunk.is_empty() {
+            state.chunks.pop_front();
+        }
+        state.reads.push(target.len());
+        Poll::Ready(Ok(read))
+    }
+}
+
+#[test]
+fn reads_back_to_back_frames_then_clean_eof() {
+    let bytes = framed(&[b"one", b"two two", &[7u8; 100_000]]);
+    let mut cursor = Cursor::new(bytes);
+    let mut reader = FrameReader::new(1 << 20);
+    block_on(async {
+        assert_eq!(
+            &reader.next_frame(&mut cursor).await.unwrap().unwrap()[..],
+            b"one"
+        );
+        assert_eq!(
+            &reader.next_frame(&mut cursor).await.unwrap().unwrap()[..],
+            b"two two"
+        );
+        assert_eq!(
+            reader.next_frame(&mut cursor).await.unwrap().unwrap().len(),
+            100_000
+        );
+        assert!(reader.next_frame(&mut cursor).await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn rejects_negative_zero_and_oversize_prefixes() {
+    for (prefix, expect_too_large) in [(-1i32, false), (0, false), (1025, true)] {
+        let mut cursor = Cursor::new(prefix.to_be_bytes().to_vec());
+        let mut reader = FrameReader::new(1024);
+        let error = block_on(reader.next_frame(&mut cursor)).unwrap_err();
+        assert_eq!(
+            matches!(error, FrameError::TooLarge { .. }),
+            expect_too_large
+        );
+    }
+}
+
+#[test]
+fn rejects_oversize_prefix_behind_a_read_ahead_frame() {
+    let mut bytes = framed(&[b"fine"]);
+    bytes.extend_from_slice(&2000i32.to_be_bytes());
+    let mut cursor = Cursor::new(bytes);
+    let mut reader = FrameReader::new(1024);
+    block_on(async {
+        assert_eq!(
+            &reader.next_frame(&mut cursor).await.unwrap().unwrap()[..],
+            b"fine"
+        );
+        let error = reader.next_frame(&mut cursor).await.unwrap_err();
+        assert!(matches!(
+            error,
+            FrameError::TooLarge {
+                size: 2000,
+                max: 1024
+            }
+        ));
+    });
+}
+
+#[test]
+fn lying_prefix_is_truncated_not_hung() {
+    let mut bytes = 1000i32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[1u8; 10]);
+    let mut cursor = Cursor::new(bytes);
+    let mut reader = FrameReader::new(1 << 20);
+    let error = block_on(reader.next_frame(&mut cursor)).unwrap_err();
+    assert!(matches!(
+        error,
+        FrameError::Truncated {
+            received: 14,
+            expected: 1004
+        }
+    ));
+}
+
+#[test]
+fn client_vanishing_mid_prefix_or_mid_large_frame_is_truncated() {
+    let mut reader = FrameReader::new(1 << 20);
+    let error = block_on(reader.next_frame(&mut Cursor::new(vec![0u8, 1]))).unwrap_err();
+    assert!(matches!(
+        error,
+        FrameError::Truncated {
+            received: 2,
+            expected: 4
+        }
+    ));
+    let mut bytes = 100_000i32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[1u8; 70_000]);
+    let mut reader = FrameReader::new(1 << 20);
+    let error = block_on(reader.next_frame(&mut Cursor::new(bytes))).unwrap_err();
+    assert!(matches!(
+        error,
+        FrameError::Truncated {
+            received: 70_004,
+            expected: 100_004
+        }
+    ));
+}
+
+#[test]
+fn pipelined_small_frames_arrive_in_one_read() {
+    let payloads: Vec<Vec<u8>> = (0..100u8).map(|index| vec![index; 300]).collect();
+    let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let mut socket = Socket::new([framed(&slices)], true);
+    let mut reader = FrameReader::new(1 << 20);
+    block_on(async {
+        for payload in &payloads {
+            let frame = reader.next_frame(&mut socket).await.unwrap().unwrap();
+            assert_eq!(&frame[..], &payload[..]);
+        }
+    });
+    assert_eq!(socket.reads(), [READ_AHEAD_BYTES]);
+}
+
+#[test]
+fn idle_connection_holds_no_buffer_and_reuses_the_pooled_one() {
+    let mut socket = Socket::new([framed(&[b"first"])], false);
+    let mut reader = FrameReader::new(1 << 20);
+    let first = block_on(reader.next_frame(&mut socket)).unwrap().unwrap();
+    let first_address = first.as_ptr();
+    let first_frame_bytes = SIZE_PREFIX_BYTES + b"first".len();
+    assert_eq!(
+        reader.buffered_capacity(),
+        READ_AHEAD_BYTES - first_frame_bytes
+    );
+    drop(first);
+
+    // Nothing to read: the reader waits holding no buffer.
+    assert!(block_on(poll_once(reader.next_frame(&mut socket))).is_none());
+    assert_eq!(reader.buffered_capacity(), 0);
+
+    let arrived = framed(&[b"second", b"third"]);
+    socket.state.borrow_mut().chunks.push_back(arrived);
+    let second = block_on(reader.next_frame(&mut socket)).unwrap().unwrap();
+    assert_eq!(&second[..], b"second");
+    assert_eq!(
+        second.as_ptr(),
+        first_address,
+        "the pooled buffer is reused"
+    );
+    assert_eq!(
+        &block_on(reader.next_frame(&mut socket)).unwrap().unwrap()[..],
+        b"third"
+    );
+    socket.state.borrow_mut().closed = true;
+    assert!(block_on(reader.next_frame(&mut socket)).unwrap().is_none());
+}
+
+#[test]
+fn large_frame_is_read_into_one_allocation_of_its_size() {
+    let size = 1_000_000;
+    let payload: Vec<u8> = (0..size).map(|index| index as u8).collect();
+    let bytes = framed(&[b"small", &payload, b"after"]);
+    // The large frame starts inside the first read and arrives in 10 KiB pieces.
+    let first_read = 30_000;
+    let mut chunks = vec![bytes[..first_read].to_vec()];
+    chunks.extend(bytes[first_read..].chunks(10 * 1024).map(<[u8]>::to_vec));
+    let mut socket = Socket::new(chunks, true);
+    let mut reader = FrameReader::new(1 << 20);
+    block_on(async {
+        let small = reader.next_frame(&mut socket).await.unwrap().unwrap();
+        assert_eq!(&small[..], b"small");
+        let large = reader.next_frame(&mut socket).await.unwrap().unwrap();
+        assert_eq!(&large[..], &payload[..]);
+        let large = large.try_into_mut().expect("nothing else shares the frame");
+        assert_eq!(large.capacity(), size, "one allocation of the frame's size");
+        let after = reader.next_frame(&mut socket).await.unwrap().unwrap();
+        assert_eq!(&after[..], b"after");
+    });
+    // Between the first read and the one for "after", every read asked for exactly
+    // the rest of the large frame: never more.
+    let reads = socket.reads();
+    let mut missing = size - (first_read - 2 * SIZE_PREFIX_BYTES - b"small".len());
+    for &asked in &reads[1..reads.len() - 1] {
+        assert_eq!(asked, missing);
+        missing -= asked.min(10 * 1024);
+    }
+    assert_eq!(missing, 0);
+}
+
+#[test]
+fn large_frame_announced_while_idle_is_read_in_place() {
+    let payload = vec![3u8; 200_000];
+    let mut socket = Socket::new([], false);
+    let arrivals = socket.state.clone();
+    let mut reader = FrameReader::new(1 << 20);
+    let mut next = Box::pin(reader.next_frame(&mut socket));
+    // Idle: the reader waits for a size prefix.
+    assert!(block_on(poll_once(&mut next)).is_none());
+    arrivals.borrow_mut().chunks.push_back(framed(&[&payload]));
+    let frame = block_on(next).unwrap().unwrap();
+    assert_eq!(arrivals.borrow().reads, [SIZE_PREFIX_BYTES, payload.len()]);
+    assert_eq!(frame.try_into_mut().unwrap().capacity(), payload.len());
+}
+
+#[test]
+fn small_frame_straddling_the_buffer_end_moves_to_a_fresh_buffer() {
+    // Frames of 10,000 bytes: the seventh straddles the end of the first 64 KiB read.
+    let payloads: Vec<Vec<u8>> = (0..20u8).map(|index| vec![index; 9_996]).collect();
+    let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    let bytes = framed(&slices);
+    let chunks = bytes.chunks(READ_AHEAD_BYTES).map(<[u8]>::to_vec);
+    let mut socket = Socket::new(chunks, true);
+    let mut reader = FrameReader::new(1 << 20);
+    let mut kept = Vec::new(); // keeps the buffers shared, so none can be reclaimed
+    block_on(async {
+        for payload in &payloads {
+            let frame = reader.next_frame(&mut socket).await.unwrap().unwrap();
+            assert_eq!(&frame[..], &payload[..]);
+            kept.push(frame);
+        }
+        assert!(reader.next_frame(&mut socket).await.unwrap().is_none());
+    });
+}
+
+/// A request-like payload: API key `api_key`, then bytes counting up.
+fn request(api_key: i16, size: usize) -> Vec<u8> {
+    let mut payload = api_key.to_be_bytes().to_vec();
+    payload.extend((2..size).map(|at| (at % 251) as u8));
+    payload
+}
+
+/// Reads a streamed frame as the broker does: small fields, then a large piece.
+async fn read_in_pieces(
+    reader: &mut FrameReader,
+    socket: &mut Socket,
+    pieces: &[usize],
+) -> Result<Vec<u8>, FrameError> {
+    let mut read = Vec::new();
+    for &piece in pieces {
+        let mut target = vec![0u8; piece.min(reader.streamed_remaining())];
+        reader.read_streamed(socket, &mut target).await?;
+        read.extend_from_slice(&target);
+    }
+    let mut rest = vec![0u8; reader.streamed_remaining()];
+    reader.read_streamed(socket, &mut rest).await?;
+    read.extend_from_slice(&rest);
+    Ok(read)
+}
+
+#[test]
+fn large_frames_of_a_streamed_api_are_read_into_the_callers_memory() {
+    let produce = request(0, 300_000);
+    let fetch = request(1, 100_000);
+    let bytes = framed(&[
+        b"\x00\x12small",
+        &produce,
+        &fetch,
+        &produce,
+        b"\x00\x00after",
+    ]);
+    let mut socket = Socket::new(bytes.chunks(50_000).map(<[u8]>::to_vec), true);
+    let mut reader = FrameReader::new(1 << 20).stream_api_key(0);
+    block_on(async {
+        let Some(NextFrame::Whole(small)) = reader.next(&mut socket).await.unwrap() else {
+            panic!("a small frame is whole")
+        };
+        assert_eq!(&small[..], b"\x00\x12small");
+        let Some(NextFrame::Streamed(size)) = reader.next(&mut socket).await.unwrap() else {
+            panic!("a large produce is streamed")
+        };
+        assert_eq!(size, produce.len());
+        let reads_before = socket.reads().len();
+        let read = read_in_pieces(&mut reader, &mut socket, &[2, 2, 4, 7, 100])
+            .await
+            .unwrap();
+        assert_eq!(read, produce);
+        // The large piece was read from the socket straight into its target: reads of
+        // the socket's 50,000-byte arrivals, each asking for the rest of the frame.
+        let direct: Vec<usize> = socket.reads()[reads_before..]
+            .iter()
+            .copied()
+            .filter(|asked| *asked > STREAMED_BUFFERED_BYTES)
+            .collect();
+        assert!(direct.len() >= 5, "{direct:?}");
+        assert!(direct.windows(2).all(|pair| pair[0] - pair[1] == 50_000));
+        let Some(NextFrame::Whole(fetch_frame)) = reader.next(&mut socket).await.unwrap() else {
+            panic!("other APIs are read whole")
+        };
+        assert_eq!(&fetch_frame[..], &fetch[..]);
+        let Some(NextFrame::Streamed(_)) = reader.next(&mut socket).await.unwrap() else {
+            panic!("a large produce is streamed")
+        };
+        let read = read_in_pieces(&mut reader, &mut socket, &[61, 5000])
+            .await
+            .unwrap();
+        assert_eq!(read, produce);
+        let Some(NextFrame::Whole(after)) = reader.next(&mut socket).await.unwrap() else {
+            panic!("a small frame is whole")
+        };
+        assert_eq!(&after[..], b"\x00\x00after");
+        assert!(reader.next(&mut socket).await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_streamed_frame_cut_short_is_truncated() {
+    let produce = request(0, 100_000);
+    let bytes = framed(&[&produce]);
+    for cut in [5, 6, 3_000, 70_000] {
+        let mut socket = Socket::new([bytes[..cut].to_vec()], true);
+        let mut reader = FrameReader::new(1 << 20).stream_api_key(0);
+        let error = block_on(async {
+            match reader.next(&mut socket).await? {
+                Some(NextFrame::Streamed(_)) => {
+                    read_in_pieces(&mut reader, &mut socket, &[10]).await?;
+                    panic!("read past the end")
+                }
+                other => panic!("{other:?}"),
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), FrameError>(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(error, FrameError::Truncated { received, expected: 100_004 } if received == cut),
+            "cut at {cut}: {error:?}"
+        );
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_streams_never_panic(stream in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+        let mut cursor = Cursor::new(stream);
+        let mut reader = FrameReader::new(512);
+        block_on(async {
+            while let Ok(Some(_)) = reader.next_frame(&mut cursor).await {}
+        });
+    }
+
+    #[test]
+    fn streamed_frames_survive_any_chunking_and_piece_sizes(
+        sizes in proptest::collection::vec(1usize..200_000, 1..8),
+        chunk_bytes in 1usize..70_000,
+        piece_bytes in 1usize..10_000,
+    ) {
+        let payloads: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| {
+            let mut payload = request((index % 2) as i16, size.max(2));
+            payload[2] = index as u8;
+            payload
+        }).collect();
+        let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let bytes = framed(&slices);
+        let mut socket = Socket::new(bytes.chunks(chunk_bytes).map(<[u8]>::to_vec), true);
+        let mut reader = FrameReader::new(1 << 20).stream_api_key(0);
+        block_on(async {
+            for payload in &payloads {
+                let frame = match reader.next(&mut socket).await.unwrap().unwrap() {
+                    NextFrame::Whole(frame) => frame.to_vec(),
+                    NextFrame::Streamed(size) => {
+                        assert_eq!(payload[..2], [0, 0], "only API key 0 is streamed");
+                        assert!(size >= LARGE_FRAME_BYTES_MIN);
+                        read_in_pieces(&mut reader, &mut socket, &[2, 1, piece_bytes, 3]).await.unwrap()
+                    }
+                };
+                assert_eq!(&frame[..], &payload[..]);
+            }
+            assert!(reader.next(&mut socket).await.unwrap().is_none());
+        });
+    }
+
+    #[test]
+    fn frames_survive_any_chunking(
+        sizes in proptest::collection::vec(1usize..40_000, 1..12),
+        chunk_bytes in 1usize..70_000,
+    ) {
+        let payloads: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| vec![index as u8; size]).collect();
+        let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let bytes = framed(&slices);
+        let mut socket = Socket::new(bytes.chunks(chunk_bytes).map(<[u8]>::to_vec), true);
+        let mut reader = FrameReader::new(1 << 20);
+        block_on(async {
+            for payload in &payloads {
+                let frame = reader.next_frame(&mut socket).await.unwrap().unwrap();
+                assert_eq!(&frame[..], &payload[..]);
+            }
+            assert!(reader.next_frame(&mut socket).await.unwrap().is_none());
+        });
+    }
+}
