@@ -11,19 +11,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-A_BIN="$1"
-B_BIN="$2"
-OUT="${3:-$ROOT/target/bench/catchup-ab}"
+. "$ROOT/bench-harness/scripts/lib.sh"
+prepare_ab catchup-ab "$@"
 ROUNDS="${ROUNDS:-2}"
 BACKLOG="${BACKLOG:-4GiB}"
 CONSUMERS="${CONSUMERS:-1}"
 SEGMENT_BYTES="${SEGMENT_BYTES:-268435456}"
-BENCH="$ROOT/target/release/spate-bench"
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-. "$ROOT/bench-harness/scripts/lib.sh"
-BROKER_DATA="$OUT/data"
-trap stop_broker EXIT
 
 for round in $(seq "$ROUNDS"); do
     for side in A B; do

@@ -8,6 +8,14 @@
 #                          on a fresh data directory, Tansu in memory)
 #   stop_broker            stop BROKER_PID, if any, and remove BROKER_DATA, if set
 #   wait_for_port PORT     until something accepts on 127.0.0.1:PORT (20 s at most)
+#   prepare_ab NAME A_BIN B_BIN [OUT]
+#                          the A/B scripts' set-up: A_BIN, B_BIN, OUT (absolute; default
+#                          target/bench/NAME), BENCH (the release spate-bench),
+#                          BROKER_DATA=$OUT/data, and the broker stopped at exit
+#   fio_write_mb_s DIR ARGS...
+#                          fio's O_DIRECT sequential write bandwidth in DIR (2 GiB, io_uring,
+#                          plus ARGS such as --bs=1M --fdatasync=1), in MB/s; installs fio first
+#                          if it is missing, and removes its file after
 
 BROKER_PID=""
 BROKER_DATA=""
@@ -65,4 +73,26 @@ start_broker() {
     esac
     BROKER_PID=$!
     wait_for_port "$PORT"
+}
+
+prepare_ab() {
+    local name="$1"
+    A_BIN="$2"
+    B_BIN="$3"
+    OUT="${4:-$ROOT/target/bench/$name}"
+    BENCH="$ROOT/target/release/spate-bench"
+    mkdir -p "$OUT"
+    OUT="$(cd "$OUT" && pwd)" # the broker needs an absolute --data-dir
+    BROKER_DATA="$OUT/data"
+    trap stop_broker EXIT
+}
+
+fio_write_mb_s() {
+    local dir="$1"
+    shift
+    command -v fio >/dev/null || { apt-get update -q && apt-get install -y -q fio; }
+    fio --name=disk --directory="$dir" --size=2G --direct=1 --ioengine=io_uring --rw=write \
+        --output-format=json "$@" 2>/dev/null |
+        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6, 1))'
+    rm -f "$dir"/disk.*
 }

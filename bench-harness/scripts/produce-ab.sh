@@ -11,31 +11,16 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-A_BIN="$1"
-B_BIN="$2"
-OUT="${3:-$ROOT/target/bench/produce-ab}"
+. "$ROOT/bench-harness/scripts/lib.sh"
+prepare_ab produce-ab "$@"
 ROUNDS="${ROUNDS:-3}"
 SECONDS_MEASURED="${SECONDS_MEASURED:-10}"
 PRODUCERS="${PRODUCERS:-4}"
 PARTITIONS="${PARTITIONS:-$PRODUCERS}"
 BATCH_RECORDS="${BATCH_RECORDS:-256}"
-BENCH="$ROOT/target/release/spate-bench"
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-. "$ROOT/bench-harness/scripts/lib.sh"
-BROKER_DATA="$OUT/data"
-trap stop_broker EXIT
-command -v fio >/dev/null || { apt-get update -q && apt-get install -y -q fio; }
-
-fio_sync_mb_s() {
-    fio --name=disk --directory="$OUT" --size=2G --direct=1 --ioengine=io_uring --rw=write \
-        --bs=1M --iodepth=1 --fdatasync=1 --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6, 1))'
-    rm -f "$OUT"/disk.*
-}
 
 for round in $(seq "$ROUNDS"); do
-    fio=$(fio_sync_mb_s)
+    fio=$(fio_write_mb_s "$OUT" --bs=1M --iodepth=1 --fdatasync=1)
     for side in A B; do
         bin="$A_BIN"; [ "$side" = B ] && bin="$B_BIN"
         rm -rf "$BROKER_DATA"

@@ -13,12 +13,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PARENT="${1:-$ROOT/target/bench}"
+. "$ROOT/bench-harness/scripts/lib.sh" # fio_write_mb_s
 SECONDS_MEASURED="${2:-10}"
 BROKER_CPU=0
 GENERATOR_CPU=1
 PORT="${SPATE_BENCH_PORT:-29092}"
 
-command -v fio >/dev/null || { apt-get update -q && apt-get install -y -q fio; }
 cargo build --release --manifest-path "$ROOT/Cargo.toml" --bin spate --bin spate-bench >/dev/null
 mkdir -p "$PARENT"
 WORK="$(mktemp -d "$PARENT/run.XXXXXX")"
@@ -33,16 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fio_mb_s() { # fio args... -> write bandwidth in MB/s (10^6)
-    fio --name=disk --directory="$WORK" --size=2G --direct=1 --ioengine=io_uring \
-        --rw=write --output-format=json "$@" 2>/dev/null |
-        python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6, 1))'
-    rm -f "$WORK"/disk.*
-}
-
 echo "host: $(nproc) CPUs, $(uname -r), data on $(df --output=source "$PARENT" | tail -1)"
-FIO_SYNC=$(fio_mb_s --bs=1M --iodepth=1 --fdatasync=1)
-FIO_QD8=$(fio_mb_s --bs=1M --iodepth=8)
+FIO_SYNC=$(fio_write_mb_s "$WORK" --bs=1M --iodepth=1 --fdatasync=1)
+FIO_QD8=$(fio_write_mb_s "$WORK" --bs=1M --iodepth=8)
 echo "fio O_DIRECT 1 MiB write + fdatasync (QD1): $FIO_SYNC MB/s"
 echo "fio O_DIRECT 1 MiB write (QD8):             $FIO_QD8 MB/s"
 

@@ -9,19 +9,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-A_BIN="$1"
-B_BIN="$2"
-OUT="${3:-$ROOT/target/bench/tail-fetch-ab}"
+. "$ROOT/bench-harness/scripts/lib.sh"
+prepare_ab tail-fetch-ab "$@"
 ROUNDS="${ROUNDS:-3}"
 CONSUMERS="${CONSUMERS:-1}"
 BACKLOG="${BACKLOG:-768MiB}"
 CACHE_BYTES="${CACHE_BYTES:-1073741824}"
-BENCH="$ROOT/target/release/spate-bench"
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-. "$ROOT/bench-harness/scripts/lib.sh"
-BROKER_DATA="$OUT/data"
-trap stop_broker EXIT
 
 for round in $(seq "$ROUNDS"); do
     taskset -c 1 "$BENCH" limits --dir "$OUT" --size-mib 256 --json "$OUT/limits-$round.json" >/dev/null
