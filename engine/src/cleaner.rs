@@ -8,7 +8,6 @@
 //! shards: each shard cleans the partitions it owns.
 
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use glommio::{Latency, Shares};
@@ -46,13 +45,14 @@ pub fn spawn(shard: &Rc<Shard>) {
 async fn run(shard: Rc<Shard>) {
     let config = shard.node.config.cleaner;
     let backoff = Duration::from_millis(config.backoff_ms);
-    while !shard.node.shutdown.load(Ordering::Acquire) {
+    while !shard.node.is_shutting_down() {
         glommio::timer::sleep(backoff).await;
-        for (topic, partition, log) in shard.compacted_logs() {
-            if shard.node.shutdown.load(Ordering::Acquire) {
+        for replica in shard.compacted_replicas() {
+            if shard.node.is_shutting_down() {
                 return;
             }
-            match log.compact(now_ms(), &config.options).await {
+            let (topic, partition) = (&replica.key().topic, replica.key().partition);
+            match replica.log().compact(now_ms(), &config.options).await {
                 Ok(Some(outcome)) => tracing::info!(
                     %topic, partition,
                     segments = outcome.segments_cleaned,

@@ -38,6 +38,9 @@ pub struct ConfigFile {
     log_cleaner_io_max_bytes_per_second: Option<u64>,
     log_cleaner_dedupe_buffer_size: Option<usize>,
     stats_listen: Option<SocketAddr>,
+    max_partitions_per_request: Option<u32>,
+    max_broker_partitions: Option<u64>,
+    auto_create_topics_max_per_request: Option<usize>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -133,6 +136,20 @@ pub struct ServeArgs {
     /// `GET /metrics` (Prometheus). [default: off]
     #[arg(long, env = "SPATE_STATS_LISTEN")]
     pub stats_listen: Option<SocketAddr>,
+    /// Most partitions one CreateTopics or CreatePartitions request may create; larger
+    /// requests are refused with POLICY_VIOLATION (Kafka's fixed limit is 10000).
+    /// [default: 10000]
+    #[arg(long, env = "SPATE_MAX_PARTITIONS_PER_REQUEST")]
+    pub max_partitions_per_request: Option<u32>,
+    /// Most partitions this node may hold (KIP-578's max.broker.partitions); creations past it
+    /// are refused with POLICY_VIOLATION. [default: half the open-files hard limit, at least
+    /// 1000; `spate-tune check` reports it]
+    #[arg(long, env = "SPATE_MAX_BROKER_PARTITIONS")]
+    pub max_broker_partitions: Option<u64>,
+    /// Most topics one Metadata or Produce request may create automatically; the others are
+    /// answered UNKNOWN_TOPIC_OR_PARTITION (the client retries). [default: 1000]
+    #[arg(long, env = "SPATE_AUTO_CREATE_TOPICS_MAX_PER_REQUEST")]
+    pub auto_create_topics_max_per_request: Option<usize>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -175,6 +192,15 @@ pub struct BrokerConfig {
     pub cleaner: CleanerConfig,
     /// Where the stats endpoint listens, if anywhere.
     pub stats_listen: Option<SocketAddr>,
+    /// Most partitions one request may create.
+    pub max_partitions_per_request: u32,
+    /// Most partitions this node may hold (max.broker.partitions).
+    pub max_broker_partitions: u64,
+    /// Most topics one request may create automatically.
+    pub auto_create_topics_max_per_request: usize,
+    /// Partitions opened (and recovered) in the background at start, over all shards; the
+    /// rest open on first use. A quarter of the open-files hard limit.
+    pub open_partitions_ahead_max: usize,
 }
 
 /// How each shard's log cleaner runs (see `crate::cleaner`).
@@ -280,6 +306,19 @@ impl ServeArgs {
                 },
             },
             stats_listen: self.stats_listen.or(file.stats_listen),
+            max_partitions_per_request: self
+                .max_partitions_per_request
+                .or(file.max_partitions_per_request)
+                .unwrap_or(10_000),
+            max_broker_partitions: self
+                .max_broker_partitions
+                .or(file.max_broker_partitions)
+                .unwrap_or_else(crate::host::default_max_broker_partitions),
+            auto_create_topics_max_per_request: self
+                .auto_create_topics_max_per_request
+                .or(file.auto_create_topics_max_per_request)
+                .unwrap_or(1000),
+            open_partitions_ahead_max: (crate::host::open_files_hard_limit() / 4) as usize,
         };
         config.validate()?;
         Ok(config)

@@ -134,6 +134,26 @@ pub fn disable_transparent_huge_pages() {
     }
 }
 
+/// The hard limit on open descriptors (what the broker raises its soft limit to at start);
+/// the descriptor budgets of partitions and connections are derived from it.
+pub fn open_files_hard_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    limit.rlim_max
+}
+
+/// The default `max.broker.partitions`: half the descriptor limit, since an open partition
+/// holds at least one descriptor and connections need the other half.
+pub fn default_max_broker_partitions() -> u64 {
+    (open_files_hard_limit() / 2).max(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,9 @@
 //! path.
 
 use bytes::Bytes;
-use spate_storage::{batch::parse_stored_batch, Offset, PartitionLog, StorageError};
+use spate_storage::{batch::parse_stored_batch, Offset, ReadMode};
+
+use crate::partition::{Isolation, Partition, PartitionError};
 
 /// How much of the log one step reads.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
@@ -11,12 +13,20 @@ const SCAN_CHUNK_BYTES: usize = 1 << 20;
 /// Calls `visit(max_timestamp, batch)` for each stored batch from the log start to the high
 /// watermark, in offset order, until it returns true.
 pub async fn scan_batches(
-    log: &PartitionLog,
+    partition: &Partition,
     mut visit: impl FnMut(i64, &Bytes) -> bool,
-) -> Result<(), StorageError> {
-    let mut offset = log.log_start_offset();
-    while offset < log.high_watermark() {
-        let chunk = log.read(offset, SCAN_CHUNK_BYTES).await?;
+) -> Result<(), PartitionError> {
+    let mut offset = partition.log_start_offset();
+    while offset < partition.high_watermark() {
+        let chunk = partition
+            .read(
+                offset,
+                SCAN_CHUNK_BYTES,
+                Isolation::ReadUncommitted,
+                ReadMode::Copy,
+            )
+            .await?
+            .into_bytes();
         let mut position = 0;
         let mut progressed = false;
         while let Some(info) = parse_stored_batch(&chunk[position..]) {

@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run a broker. With no flags: single node, data in ./spate-data, listening on
     /// 127.0.0.1:9092 (shard s on port 9092+s), one shard per CPU.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list, describe, delete and reconfigure topics on any Kafka-compatible broker.
     Topic(cli::topic::TopicArgs),
     /// List, describe, reset the offsets of, and delete consumer groups.

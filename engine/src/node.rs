@@ -17,10 +17,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::catalog::SharedCatalog;
 use crate::config::BrokerConfig;
 use crate::connection;
-use crate::placement::{ShardId, MAX_SHARDS_PER_NODE};
+use crate::mesh::{Mesh, ShardMessage};
+use crate::metadata::bootstrap::ControllerParts;
+use crate::metadata::controller::{ControllerConfig, ControllerLimits};
+use crate::metadata::controller_task::ControllerTask;
+use crate::metadata::image::MetadataImage;
+use crate::partition::{ShardId, MAX_SHARDS_PER_NODE};
 use crate::shard::{NodeContext, Shard};
 
 /// glommio refuses to start below this locked-memory limit (its io_uring rings).
@@ -45,7 +49,7 @@ impl Drop for RunningShard {
     }
 }
 
-/// How often shards look for shutdown and catalog changes.
+/// How often shards look for shutdown and do their maintenance (retention, group timers).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Runs a broker until SIGINT or SIGTERM.
@@ -82,31 +86,47 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         );
     }
     let listeners = bind_listeners(config.listen, shard_count)?;
-    let catalog = SharedCatalog::load(&config.data_dir)?;
-    ensure_offsets_topic(&catalog, config.offsets_topic_partitions)?;
-    raise_open_files_limit(&catalog);
+    let open_files_limit = raise_open_files_limit();
+    let bootstrapped = crate::metadata::bootstrap::start(
+        &config.data_dir,
+        controller_config(&config, shard_count as u32),
+    )?;
+    warn_if_descriptors_are_short(open_files_limit, bootstrapped.image.partition_count());
     let stats = Arc::new(crate::stats::NodeStats::new(shard_count, started));
     if let Some(address) = config.stats_listen {
         crate::stats::serve(address, stats.clone())?;
     }
     let node = Arc::new(NodeContext {
         config,
-        catalog,
         shard_count: shard_count as u32,
+        controller_shard: ShardId(0),
         shutdown: AtomicBool::new(false),
         stats,
     });
     block_termination_signals()?;
     let (ready_sender, ready) = mpsc::channel::<Result<ShardId, String>>();
+    let mesh = crate::mesh::builder(shard_count);
+    let mut controller = Some(bootstrapped.controller);
     let mut handles = Vec::with_capacity(shard_count);
     for (index, listener_fd) in listeners.into_iter().enumerate() {
-        let shard = ShardId(index as u32);
+        let id = ShardId(index as u32);
+        let start = ShardStart {
+            id,
+            node: node.clone(),
+            listener_fd,
+            ready: ready_sender.clone(),
+            image: bootstrapped.image.clone(),
+            mesh: mesh.clone(),
+            controller: if id == node.controller_shard {
+                controller.take()
+            } else {
+                None
+            },
+        };
         let cpu = cpus[index % cpus.len()];
-        let node = node.clone();
-        let ready_sender = ready_sender.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{index}"))
-            .spawn(move || run_shard(shard, node, listener_fd, ready_sender))
+            .spawn(move || run_shard(start))
             .map_err(|error| executor_error(&error))?;
         handles.push(handle);
     }
@@ -139,21 +159,64 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_shard(
+/// What a shard's thread starts with.
+struct ShardStart {
     id: ShardId,
     node: Arc<NodeContext>,
     listener_fd: RawFd,
     ready: mpsc::Sender<Result<ShardId, String>>,
-) {
+    image: Arc<MetadataImage>,
+    mesh: glommio::channels::channel_mesh::FullMesh<ShardMessage>,
+    /// Set for the controller's shard.
+    controller: Option<ControllerParts>,
+}
+
+async fn run_shard(start: ShardStart) {
+    let ShardStart {
+        id,
+        node,
+        listener_fd,
+        ready,
+        image,
+        mesh,
+        controller,
+    } = start;
     let _running = RunningShard::enter();
     crate::stats::enter_shard(node.stats.shards[id.0 as usize].clone());
     spate_storage::tail_cache::set_shard_budget_bytes(node.config.tail_cache_bytes);
-    let shard = Rc::new(Shard::new(id, node.clone()));
-    shard.sync_with_catalog().await;
+    let (mesh, receivers) = match Mesh::join(mesh, id).await {
+        Ok(joined) => joined,
+        Err(error) => {
+            let _ = ready.send(Err(format!("{error:#}")));
+            return;
+        }
+    };
+    let controller = controller.map(|parts| {
+        Rc::new(ControllerTask::new(
+            parts.state,
+            parts.store,
+            parts.unpersisted,
+            node.shard_count,
+        ))
+    });
+    let shard = Rc::new(Shard::new(
+        id,
+        node.clone(),
+        image,
+        mesh,
+        controller.clone(),
+    ));
+    for (peer, receiver) in receivers {
+        glommio::spawn_local(shard.clone().receive_from(peer, receiver)).detach();
+    }
+    if let Some(controller) = controller {
+        glommio::spawn_local(controller.run(shard.clone())).detach();
+    }
     shard.groups.load(&shard).await;
     // SAFETY: the descriptor is a bound, listening socket handed to this shard alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
     let _ = ready.send(Ok(id));
+    glommio::spawn_local(open_partitions_ahead(shard.clone())).detach();
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
     crate::cleaner::spawn(&shard);
     loop {
@@ -183,19 +246,37 @@ async fn run_shard(
     shard.close_all().await;
 }
 
-/// Keeps the shard's logs in line with the catalog (new partitions opened, deleted topics'
-/// logs removed) until shutdown.
+/// Opens (and so recovers) the partitions this shard leads, in the background once the shard
+/// serves, up to its share of the descriptor budget; the rest open on first use. A crash's
+/// torn tails are thus repaired at start on ordinary nodes, while a node with more
+/// partitions than descriptors still starts at once.
+async fn open_partitions_ahead(shard: Rc<Shard>) {
+    let budget = shard.node.config.open_partitions_ahead_max / shard.node.shard_count as usize;
+    let image = shard.image();
+    let mine = image.topics().flat_map(|topic| {
+        topic
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, assignment)| assignment.leader == shard.broker_id())
+            .map(move |(index, _)| (topic.name.clone(), index as i32))
+    });
+    for (topic, partition) in mine.take(budget) {
+        if shard.node.is_shutting_down() {
+            return;
+        }
+        if let Err(error) = shard.partitions.leader(&topic, partition, -1).await {
+            tracing::error!(%topic, partition, %error, "cannot open partition log");
+        }
+    }
+}
+
+/// Runs the shard's timers (group sessions, retention) until shutdown.
 async fn maintain(shard: Rc<Shard>) {
-    let mut seen_version = shard.node.catalog.version();
-    while !shard.node.shutdown.load(Ordering::Acquire) {
+    while !shard.node.is_shutting_down() {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
         shard.groups.tick(&shard);
         shard.enforce_retention();
-        let version = shard.node.catalog.version();
-        if version != seen_version {
-            seen_version = version;
-            shard.sync_with_catalog().await;
-        }
     }
 }
 
@@ -205,25 +286,20 @@ async fn maintenance_tick_until_shutdown(node: &NodeContext) {
     }
 }
 
-/// Creates `__consumer_offsets` (compacted, as in Kafka) on first start.
-fn ensure_offsets_topic(catalog: &SharedCatalog, partitions: i32) -> anyhow::Result<()> {
-    let topic = crate::groups::offsets_topic::TOPIC;
-    if let Some(existing) = catalog.snapshot().topic(topic) {
-        if existing.partitions != partitions {
-            tracing::info!(
-                existing = existing.partitions,
-                "__consumer_offsets keeps the partition count it was created with"
-            );
-        }
-        return Ok(());
+/// The controller's settings, from the broker's.
+fn controller_config(config: &BrokerConfig, shard_count: u32) -> ControllerConfig {
+    ControllerConfig {
+        node_id: crate::partition::NodeId(config.node_id),
+        shard_count,
+        advertised_host: config.advertised_host.clone(),
+        base_port: config.listen.port(),
+        default_partitions: config.default_partitions,
+        offsets_topic_partitions: config.offsets_topic_partitions,
+        limits: ControllerLimits {
+            partitions_per_request_max: config.max_partitions_per_request,
+            partitions_per_node_max: config.max_broker_partitions,
+        },
     }
-    let configs = [("cleanup.policy".to_string(), "compact".to_string())]
-        .into_iter()
-        .collect();
-    catalog
-        .create_topic(topic, partitions, configs, false)
-        .map(|_| ())
-        .map_err(|error| anyhow::anyhow!("cannot create {topic}: {error}"))
 }
 
 fn executor_error(error: &glommio::GlommioError<()>) -> anyhow::Error {
@@ -281,33 +357,37 @@ fn raise_soft_limit(resource: libc::__rlimit_resource_t) -> std::io::Result<u64>
     Ok(limit.rlim_cur)
 }
 
-/// Descriptors an idle partition holds open: its active segment's `.log` (index files are
+/// Descriptors an open partition holds at least: its active segment's `.log` (index files are
 /// opened only to be read or written, see `spate_storage`'s segment module). Each sealed
 /// segment holds its `.log` open too, so this is a lower bound.
 const DESCRIPTORS_PER_PARTITION: u64 = 1;
 
-/// Raises the open-files soft limit to the hard limit (every segment holds descriptors) and
-/// warns when the catalog's partitions, plus room for connections, need more than that.
-fn raise_open_files_limit(catalog: &SharedCatalog) {
-    let Ok(limit) = raise_soft_limit(libc::RLIMIT_NOFILE) else {
-        return;
-    };
-    let partitions: u64 = catalog
-        .snapshot()
-        .topics
-        .values()
-        .map(|topic| topic.partitions.max(0) as u64)
-        .sum();
+/// Raises the open-files soft limit to the hard limit (segments and connections hold
+/// descriptors); returns the limit in force.
+fn raise_open_files_limit() -> u64 {
+    match raise_soft_limit(libc::RLIMIT_NOFILE) {
+        Ok(limit) => {
+            tracing::info!(open_files_limit = limit, "open-files limit");
+            limit
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-files limit");
+            u64::MAX
+        }
+    }
+}
+
+/// Warns when the node's partitions, were they all open, would need more descriptors than
+/// the limit allows (they open on first use, so the node still starts and serves).
+fn warn_if_descriptors_are_short(limit: u64, partitions: u64) {
     let needed = partitions * DESCRIPTORS_PER_PARTITION + 1024;
     if needed > limit {
         tracing::warn!(
             open_files_limit = limit,
             partitions,
             needed,
-            "the open-files limit is too low for this many partitions (one descriptor per segment, plus connections): raise it with `ulimit -n` or LimitNOFILE= in the systemd unit"
+            "the open-files limit is too low to keep every partition open (one descriptor per segment, plus connections): partitions open on first use; raise the limit with `ulimit -n` or LimitNOFILE= in the systemd unit"
         );
-    } else {
-        tracing::info!(open_files_limit = limit, "open-files limit");
     }
 }
 

@@ -1,36 +1,42 @@
-//! A shard: one pinned executor thread that owns a set of partitions and the sockets of
-//! the clients that talk to them.
+//! A shard: one pinned executor thread that hosts a set of partitions, owns the sockets of the
+//! clients that talk to them, and (on shard 0) runs the controller.
 //!
 //! Concurrency contract: a [`Shard`] lives in an `Rc` on its own executor and is never sent
-//! to another thread. Its maps sit in `RefCell`s that are borrowed only between awaits,
-//! never across one. Partition logs are cheap `Rc` handles cloned out of the map before any
-//! await. The only state shared with other shards is the [`NodeContext`] (configuration and
-//! the catalog), which the produce and fetch paths only read.
+//! to another thread. Its `RefCell`s are borrowed only between awaits, never across one. The
+//! only state shared with other shards is the [`NodeContext`] (configuration, counters, the
+//! shutdown flag), which is read-only on the request paths. Everything else that crosses
+//! shards is a typed message over the channel mesh (`crate::mesh`): calls to the controller,
+//! metadata updates and their acknowledgements.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use spate_storage::{LogConfig, PartitionLog, StorageError};
-use uuid::Uuid;
+use glommio::channels::shared_channel::ConnectedReceiver;
 
-use crate::catalog::{Catalog, SharedCatalog, TopicMeta};
 use crate::config::BrokerConfig;
 use crate::groups::coordinator::Coordinator;
-use crate::notify::Notify;
-use crate::placement::{broker_id, shard_for, NodeId, ShardId};
-use crate::topic_config;
+use crate::groups::offsets_topic;
+use crate::mesh::{Mesh, ShardMessage};
+use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest, NewTopic};
+use crate::metadata::controller_task::{Call, ControllerResult, ControllerTask, ReplyTo};
+use crate::metadata::image::{MetadataImage, TopicImage};
+use crate::metadata::MetadataUpdate;
+use crate::oneshot;
+use crate::partition::{BrokerId, NodeId, Partition, PartitionTable, ShardId};
+use crate::stats::CrossShard;
 
 /// What every shard of the node shares (read-mostly; see the module docs).
 pub struct NodeContext {
     /// The resolved configuration.
     pub config: BrokerConfig,
-    /// The topic catalog.
-    pub catalog: SharedCatalog,
     /// Number of shards on this node.
     pub shard_count: u32,
+    /// The shard the controller runs on.
+    pub controller_shard: ShardId,
     /// Set when SIGINT/SIGTERM arrives; shards poll it and shut down.
     pub shutdown: AtomicBool,
     /// Every shard's counters (see `stats`).
@@ -43,24 +49,10 @@ impl NodeContext {
         NodeId(self.config.node_id)
     }
 
-    /// The port shard `shard` listens on.
-    pub fn shard_port(&self, shard: ShardId) -> u16 {
-        self.config.listen.port() + shard.0 as u16
+    /// Whether the node is stopping.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Acquire)
     }
-
-    /// The broker id of the shard that owns a partition.
-    pub fn leader_broker_id(&self, topic: &str, partition: i32) -> i32 {
-        broker_id(
-            self.node_id(),
-            shard_for(topic, partition, self.shard_count),
-        )
-    }
-}
-
-/// The open logs of one topic on this shard.
-struct TopicLogs {
-    topic_id: Uuid,
-    logs: HashMap<i32, PartitionLog>,
 }
 
 /// One shard's state; see the module docs.
@@ -69,62 +61,60 @@ pub struct Shard {
     pub id: ShardId,
     /// Node-wide shared context.
     pub node: Arc<NodeContext>,
-    catalog: RefCell<(u64, Arc<Catalog>)>,
-    topics: RefCell<HashMap<String, TopicLogs>>,
-    /// Serialises opening and deleting logs, which await; lookups do not take it.
-    open_lock: glommio::sync::Semaphore,
-    /// Fired when any partition of this shard gets new durable data.
-    pub data_arrived: Notify,
-    /// The consumer groups whose `__consumer_offsets` partitions this shard owns.
+    /// The partitions this shard hosts, and its current metadata image.
+    pub partitions: PartitionTable,
+    /// The consumer groups whose `__consumer_offsets` partitions this shard leads.
     pub groups: Coordinator,
+    mesh: Mesh,
+    controller: Option<Rc<ControllerTask>>,
+    /// Controller calls of this shard's tasks awaiting an answer, by call id.
+    calls: RefCell<HashMap<u64, oneshot::Sender<ControllerResult>>>,
+    next_call: Cell<u64>,
+    /// Producer ids this shard may hand out without asking the controller.
+    producer_ids: RefCell<Range<i64>>,
 }
 
 impl Shard {
-    /// A shard with no open logs yet; call [`Shard::sync_with_catalog`] to open its partitions.
-    pub fn new(id: ShardId, node: Arc<NodeContext>) -> Shard {
-        let catalog = (node.catalog.version(), node.catalog.snapshot());
+    /// A shard starting from `image`; `controller` is set on the controller's shard.
+    pub fn new(
+        id: ShardId,
+        node: Arc<NodeContext>,
+        image: Arc<MetadataImage>,
+        mesh: Mesh,
+        controller: Option<Rc<ControllerTask>>,
+    ) -> Shard {
+        let broker = BrokerId::of_shard(node.node_id(), id);
+        let offsets_partitions = image
+            .topic(offsets_topic::TOPIC)
+            .map_or(node.config.offsets_topic_partitions, |topic| {
+                topic.partition_count()
+            });
         let groups = Coordinator::new(
             node.config.groups.clone(),
-            catalog
-                .1
-                .topic(crate::groups::offsets_topic::TOPIC)
-                .map_or(node.config.offsets_topic_partitions, |topic| {
-                    topic.partitions
-                }),
+            offsets_partitions,
             node.config.offsets_retention_minutes.saturating_mul(60_000),
         );
         Shard {
-            groups,
             id,
+            partitions: PartitionTable::new(broker, node.config.clone(), image),
+            groups,
             node,
-            catalog: RefCell::new(catalog),
-            topics: RefCell::new(HashMap::new()),
-            open_lock: glommio::sync::Semaphore::new(1),
-            data_arrived: Notify::default(),
+            mesh,
+            controller,
+            calls: RefCell::new(HashMap::new()),
+            next_call: Cell::new(0),
+            producer_ids: RefCell::new(0..0),
         }
     }
 
-    /// The current catalog: one atomic load when nothing changed.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        let version = self.node.catalog.version();
-        let mut cached = self.catalog.borrow_mut();
-        if cached.0 != version {
-            crate::stats::cross_shard(crate::stats::CrossShard::CatalogRefresh);
-            *cached = (version, self.node.catalog.snapshot());
-        }
-        cached.1.clone()
+    /// The newest metadata image this shard has applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.partitions.image()
     }
 
-    /// The shard that coordinates a consumer group (owns its `__consumer_offsets`
-    /// partition), and that partition.
-    pub fn group_coordinator(&self, group_id: &str) -> (ShardId, i32) {
-        let partition = self.groups.partition_for(group_id);
-        let shard = shard_for(
-            crate::groups::offsets_topic::TOPIC,
-            partition,
-            self.node.shard_count,
-        );
-        (shard, partition)
+    /// This shard's broker id.
+    pub fn broker_id(&self) -> BrokerId {
+        self.partitions.broker()
     }
 
     /// This shard's counters.
@@ -132,171 +122,207 @@ impl Shard {
         &self.node.stats.shards[self.id.0 as usize]
     }
 
-    /// Whether this shard leads the partition.
-    pub fn owns(&self, topic: &str, partition: i32) -> bool {
-        shard_for(topic, partition, self.node.shard_count) == self.id
+    /// The broker that coordinates a consumer group (leads its `__consumer_offsets`
+    /// partition), if that partition exists, and the partition.
+    pub fn group_coordinator(&self, group_id: &str) -> (Option<BrokerId>, i32) {
+        let partition = self.groups.partition_for(group_id);
+        let leader = self
+            .image()
+            .partition(offsets_topic::TOPIC, partition)
+            .map(|assignment| assignment.leader);
+        (leader, partition)
     }
 
-    /// This shard's broker id.
-    pub fn broker_id(&self) -> i32 {
-        broker_id(self.node.node_id(), self.id)
-    }
-
-    /// Looks up a topic, creating it when automatic creation is on. Returns `None` for an
-    /// unknown topic otherwise (or an invalid name).
-    pub fn topic_or_create(&self, name: &str, allow_create: bool) -> Option<Arc<TopicMeta>> {
-        if let Some(topic) = self.catalog().topic(name) {
-            return Some(topic.clone());
-        }
-        if !(allow_create && self.node.config.auto_create_topics) {
-            return None;
-        }
-        let partitions = self.node.config.default_partitions;
-        match self
-            .node
-            .catalog
-            .create_topic(name, partitions, Default::default(), false)
-        {
-            Ok(topic) => {
-                tracing::info!(topic = name, partitions, "created topic automatically");
-                Some(topic)
+    /// Asks the controller and waits for its answer.
+    pub async fn controller_call(&self, request: ControllerRequest) -> ControllerResult {
+        let (sender, receiver) = oneshot::channel();
+        match &self.controller {
+            Some(controller) => controller.submit(Call {
+                request,
+                reply_to: ReplyTo::Local(sender),
+            }),
+            None => {
+                self.stats().cross_shard(CrossShard::ControllerCall);
+                let call = self.next_call.get();
+                self.next_call.set(call + 1);
+                self.calls.borrow_mut().insert(call, sender);
+                let message = ShardMessage::ControllerCall { call, request };
+                if !self.mesh.send(self.node.controller_shard, message).await {
+                    self.calls.borrow_mut().remove(&call);
+                    return Err(ControllerError::Unavailable);
+                }
             }
-            // Another shard created it a moment ago.
-            Err(crate::catalog::CatalogError::TopicExists(_)) => {
-                self.catalog().topic(name).cloned()
+        }
+        receiver.await.unwrap_or(Err(ControllerError::Unavailable))
+    }
+
+    /// Sends a controller answer to the task that called.
+    pub async fn deliver_controller_result(&self, reply_to: ReplyTo, result: ControllerResult) {
+        match reply_to {
+            ReplyTo::Local(sender) => sender.send(result),
+            ReplyTo::Remote { shard, call } => {
+                self.mesh
+                    .send(shard, ShardMessage::ControllerReply { call, result })
+                    .await;
             }
-            Err(crate::catalog::CatalogError::Persist(error)) => crate::fatal(&error),
-            Err(_) => None,
         }
     }
 
-    /// The open log of a partition this shard owns, opening (and recovering) it if needed.
-    pub async fn log(
+    /// The controller's shard publishes a new image: applied here, and sent to every other
+    /// shard, which acknowledges it (`ShardMessage::MetadataApplied`).
+    pub async fn publish_metadata(self: &Rc<Self>, update: MetadataUpdate) {
+        let version = update.version();
+        self.apply_metadata(&update);
+        if let Some(controller) = &self.controller {
+            controller.applied(self.id, version);
+        }
+        for shard in (0..self.node.shard_count).map(ShardId) {
+            if shard != self.id {
+                self.mesh
+                    .send(shard, ShardMessage::MetadataUpdate(update.clone()))
+                    .await;
+            }
+        }
+    }
+
+    /// Takes a new image: the partition table follows it at once, and logs that moved away or
+    /// were deleted are closed or deleted in the background.
+    pub fn apply_metadata(self: &Rc<Self>, update: &MetadataUpdate) {
+        let retirements = self.partitions.apply(update);
+        if !retirements.is_empty() {
+            let shard = self.clone();
+            glommio::spawn_local(async move { shard.partitions.retire(retirements).await })
+                .detach();
+        }
+    }
+
+    /// Handles the messages another shard sends this one, in order, until the mesh closes.
+    pub async fn receive_from(
+        self: Rc<Self>,
+        peer: ShardId,
+        receiver: ConnectedReceiver<ShardMessage>,
+    ) {
+        while let Some(message) = receiver.recv().await {
+            match message {
+                ShardMessage::ControllerCall { call, request } => {
+                    let reply_to = ReplyTo::Remote { shard: peer, call };
+                    match &self.controller {
+                        Some(controller) => controller.submit(Call { request, reply_to }),
+                        None => {
+                            self.deliver_controller_result(
+                                reply_to,
+                                Err(ControllerError::Unavailable),
+                            )
+                            .await
+                        }
+                    }
+                }
+                ShardMessage::ControllerReply { call, result } => {
+                    if let Some(sender) = self.calls.borrow_mut().remove(&call) {
+                        sender.send(result);
+                    }
+                }
+                ShardMessage::MetadataUpdate(update) => {
+                    self.stats().cross_shard(CrossShard::MetadataUpdate);
+                    self.apply_metadata(&update);
+                    let applied = ShardMessage::MetadataApplied {
+                        version: update.version(),
+                    };
+                    self.mesh.send(peer, applied).await;
+                }
+                ShardMessage::MetadataApplied { version } => {
+                    if let Some(controller) = &self.controller {
+                        controller.applied(peer, version);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks up topics by name, creating the missing ones (one controller call for all of them)
+    /// when `allow_create` and automatic creation are on. Per name, in order: the topic, or
+    /// `None` when it does not exist (or could not be created).
+    pub async fn topics_or_create(
         &self,
-        topic: &TopicMeta,
-        partition: i32,
-    ) -> Result<PartitionLog, StorageError> {
-        if let Some(log) = self.open_log(topic, partition) {
-            return Ok(log);
-        }
-        let _permit = self.open_lock.acquire_permit(1).await;
-        if let Some(log) = self.open_log(topic, partition) {
-            return Ok(log);
-        }
-        self.retire_topic_if_replaced(topic).await;
-        let log = PartitionLog::open(
-            self.partition_dir(topic, partition)?,
-            self.log_config(topic),
-        )
-        .await?;
-        self.topics
-            .borrow_mut()
-            .entry(topic.name.clone())
-            .or_insert_with(|| TopicLogs {
-                topic_id: topic.id,
-                logs: HashMap::new(),
-            })
-            .logs
-            .insert(partition, log.clone());
-        Ok(log)
-    }
-
-    /// The log of a partition if it is open on this shard.
-    pub fn open_log(&self, topic: &TopicMeta, partition: i32) -> Option<PartitionLog> {
-        let topics = self.topics.borrow();
-        let logs = topics.get(&topic.name)?;
-        (logs.topic_id == topic.id)
-            .then(|| logs.logs.get(&partition).cloned())
-            .flatten()
-    }
-
-    /// If the open logs under this name belong to an older topic of the same name, delete
-    /// them first: their directories are about to be reused.
-    async fn retire_topic_if_replaced(&self, topic: &TopicMeta) {
-        let stale = {
-            let topics = self.topics.borrow();
-            topics
-                .get(&topic.name)
-                .is_some_and(|logs| logs.topic_id != topic.id)
-        };
-        if stale {
-            self.delete_topic_logs(&topic.name).await;
-        }
-    }
-
-    /// Prepares `<data>/<topic>-<partition>` for this topic: a directory left by a deleted
-    /// topic of the same name (its `partition.metadata` names another id) is removed.
-    fn partition_dir(&self, topic: &TopicMeta, partition: i32) -> Result<PathBuf, StorageError> {
-        let dir = self
-            .node
-            .config
-            .data_dir
-            .join(format!("{}-{}", topic.name, partition));
-        let metadata_path = dir.join("partition.metadata");
-        let expected = format!("version: 0\ntopic_id: {}\n", topic.id);
-        match std::fs::read_to_string(&metadata_path) {
-            Ok(found) if found == expected => return Ok(dir),
-            Ok(_) => {
-                tracing::warn!(dir = %dir.display(), "removing partition directory of a deleted topic");
-                std::fs::remove_dir_all(&dir)?;
+        names: &[&str],
+        allow_create: bool,
+    ) -> Vec<Option<Arc<TopicImage>>> {
+        let image = self.image();
+        let mut missing: Vec<&str> = Vec::new();
+        for name in names {
+            if image.topic(name).is_none() && !missing.contains(name) {
+                missing.push(name);
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(error.into()),
         }
-        std::fs::create_dir_all(&dir)?;
-        crate::catalog::write_atomically(&metadata_path, expected.as_bytes())
-            .map_err(|error| StorageError::Io(std::io::Error::other(format!("{error:#}"))))?;
-        Ok(dir)
+        let create = allow_create && self.node.config.auto_create_topics && !missing.is_empty();
+        if create {
+            missing.truncate(self.node.config.auto_create_topics_max_per_request);
+            self.create_automatically(&missing).await;
+        }
+        let image = self.image();
+        names
+            .iter()
+            .map(|name| image.topic(name).cloned())
+            .collect()
     }
 
-    fn log_config(&self, topic: &TopicMeta) -> LogConfig {
-        let broker = &self.node.config;
-        let setting = |name: &str| topic_config::effective(&topic.configs, name, broker);
-        let defaults = LogConfig::default();
-        let cleanup_policy = setting("cleanup.policy");
-        let policies: Vec<&str> = cleanup_policy.split(',').map(str::trim).collect();
-        LogConfig {
-            segment_bytes: setting("segment.bytes")
-                .parse()
-                .unwrap_or(defaults.segment_bytes),
-            index_interval_bytes: setting("index.interval.bytes")
-                .parse()
-                .unwrap_or(defaults.index_interval_bytes),
-            max_message_bytes: setting("max.message.bytes")
-                .parse()
-                .unwrap_or(defaults.max_message_bytes),
-            log_append_time: setting("message.timestamp.type") == "LogAppendTime",
-            write_in_flight_bytes_max: broker.write_in_flight_bytes_max,
-            segment_ms: setting("segment.ms")
-                .parse::<i64>()
-                .map_or(defaults.segment_ms, |segment_ms| segment_ms.max(1)),
-            retention_delete: policies.contains(&"delete"),
-            retention_ms: setting("retention.ms")
-                .parse()
-                .unwrap_or(defaults.retention_ms),
-            retention_bytes: setting("retention.bytes")
-                .parse()
-                .unwrap_or(defaults.retention_bytes),
-            file_delete_delay_ms: setting("file.delete.delay.ms")
-                .parse()
-                .unwrap_or(defaults.file_delete_delay_ms),
-            compact: policies.contains(&"compact"),
-            delete_retention_ms: setting("delete.retention.ms")
-                .parse()
-                .unwrap_or(defaults.delete_retention_ms),
-            min_cleanable_dirty_ratio: setting("min.cleanable.dirty.ratio")
-                .parse::<f64>()
-                .ok()
-                .filter(|ratio| ratio.is_finite())
-                .map_or(defaults.min_cleanable_dirty_ratio, |ratio| {
-                    ratio.clamp(0.0, 1.0)
-                }),
-            min_compaction_lag_ms: setting("min.compaction.lag.ms")
-                .parse()
-                .unwrap_or(defaults.min_compaction_lag_ms),
-            max_compaction_lag_ms: setting("max.compaction.lag.ms")
-                .parse()
-                .unwrap_or(defaults.max_compaction_lag_ms),
+    async fn create_automatically(&self, names: &[&str]) {
+        let topics = names
+            .iter()
+            .map(|name| NewTopic {
+                name: name.to_string(),
+                partitions: None,
+                replication_factor: None,
+                configs: Default::default(),
+            })
+            .collect();
+        let request = ControllerRequest::CreateTopics {
+            topics,
+            validate_only: false,
+        };
+        match self.controller_call(request).await {
+            Ok(ControllerReply::CreateTopics(results)) => {
+                for (name, result) in names.iter().zip(results) {
+                    match result {
+                        Ok(topic) => {
+                            tracing::info!(
+                                topic = name,
+                                partitions = topic.partition_count(),
+                                "created topic automatically"
+                            )
+                        }
+                        // Another request created it a moment ago.
+                        Err(ControllerError::TopicExists(_)) => {}
+                        Err(error) => {
+                            tracing::debug!(topic = name, %error, "cannot create topic automatically")
+                        }
+                    }
+                }
+            }
+            Ok(other) => tracing::error!(
+                ?other,
+                "the controller answered a creation with something else"
+            ),
+            Err(error) => tracing::warn!(%error, "cannot create topics automatically"),
+        }
+    }
+
+    /// A producer id never handed out before in this cluster: from this shard's block, or a
+    /// new block from the controller.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ControllerError> {
+        if let Some(id) = self.producer_ids.borrow_mut().next() {
+            return Ok(id);
+        }
+        match self
+            .controller_call(ControllerRequest::AllocateProducerIds)
+            .await?
+        {
+            ControllerReply::ProducerIds(mut block) => {
+                let id = block.next().ok_or(ControllerError::Unavailable)?;
+                *self.producer_ids.borrow_mut() = block;
+                Ok(id)
+            }
+            _ => Err(ControllerError::Unavailable),
         }
     }
 
@@ -305,133 +331,32 @@ impl Shard {
     /// segments are renamed at once and unlinked later, off the shard.
     pub fn enforce_retention(&self) {
         let now_ms = spate_net::records::now_ms();
-        let topics = self.topics.borrow();
-        for (name, logs) in topics.iter() {
-            for (partition, log) in &logs.logs {
-                match log.enforce_retention(now_ms) {
-                    Ok(outcome) if outcome.segments_deleted > 0 => {
-                        tracing::info!(topic = %name, partition, segments = outcome.segments_deleted,
-                            bytes = outcome.bytes_deleted, log_start = %outcome.log_start, "retention deleted segments")
-                    }
-                    Ok(_) | Err(StorageError::Closed) => {}
-                    Err(error) => {
-                        tracing::warn!(topic = %name, partition, %error, "retention failed")
-                    }
+        for replica in self.partitions.open_replicas() {
+            match replica.log().enforce_retention(now_ms) {
+                Ok(outcome) if outcome.segments_deleted > 0 => {
+                    tracing::info!(partition = %replica.key(), segments = outcome.segments_deleted,
+                        bytes = outcome.bytes_deleted, log_start = %outcome.log_start, "retention deleted segments")
                 }
-            }
-        }
-    }
-
-    /// Every open log of this shard whose topic is compacted, with its name and partition:
-    /// a snapshot, so that the cleaner can await between logs.
-    pub fn compacted_logs(&self) -> Vec<(String, i32, PartitionLog)> {
-        let topics = self.topics.borrow();
-        let mut logs = Vec::new();
-        for (name, topic) in topics.iter() {
-            for (partition, log) in &topic.logs {
-                if log.config().compact {
-                    logs.push((name.clone(), *partition, log.clone()));
-                }
-            }
-        }
-        logs
-    }
-
-    /// Brings the shard's open logs in line with the catalog: deletes logs of topics that
-    /// are gone (or were re-created), and opens every partition this shard owns, so that
-    /// recovery runs at start-up and new partitions get their directories at once.
-    pub async fn sync_with_catalog(&self) {
-        let catalog = self.catalog();
-        let stale: Vec<String> = self
-            .topics
-            .borrow()
-            .iter()
-            .filter(|(name, logs)| {
-                catalog
-                    .topic(name)
-                    .is_none_or(|topic| topic.id != logs.topic_id)
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stale {
-            let _permit = self.open_lock.acquire_permit(1).await;
-            self.delete_topic_logs(&name).await;
-        }
-        self.apply_config_changes(&catalog);
-        for topic in catalog.topics.values() {
-            for partition in 0..topic.partitions {
-                if self.owns(&topic.name, partition) {
-                    if let Err(error) = self.log(topic, partition).await {
-                        tracing::error!(topic = %topic.name, partition, %error, "cannot open partition log");
-                    }
-                }
-            }
-        }
-        let open: usize = self
-            .topics
-            .borrow()
-            .values()
-            .map(|topic| topic.logs.len())
-            .sum();
-        self.stats().set_partitions_open(open);
-    }
-
-    /// Open logs take changed topic configs in place (AlterConfigs).
-    fn apply_config_changes(&self, catalog: &Catalog) {
-        let topics = self.topics.borrow();
-        for (name, logs) in topics.iter() {
-            let Some(topic) = catalog
-                .topic(name)
-                .filter(|topic| topic.id == logs.topic_id)
-            else {
-                continue;
-            };
-            let wanted = self.log_config(topic);
-            for (partition, log) in &logs.logs {
-                if log.config() != wanted {
-                    match log.set_config(wanted) {
-                        Ok(()) => {
-                            tracing::info!(topic = %name, partition, "applied changed topic configs")
-                        }
-                        Err(error) => {
-                            tracing::warn!(topic = %name, partition, %error, "cannot apply topic configs")
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    async fn delete_topic_logs(&self, name: &str) {
-        let Some(logs) = self.topics.borrow_mut().remove(name) else {
-            return;
-        };
-        for (partition, log) in logs.logs {
-            match log.delete().await {
-                Ok(()) => tracing::info!(topic = name, partition, "deleted partition log"),
+                Ok(_) | Err(spate_storage::StorageError::Closed) => {}
                 Err(error) => {
-                    tracing::error!(topic = name, partition, %error, "cannot delete partition log")
+                    tracing::warn!(partition = %replica.key(), %error, "retention failed")
                 }
             }
         }
+    }
+
+    /// Every open replica whose topic is compacted: a snapshot, so that the cleaner can
+    /// await between logs.
+    pub fn compacted_replicas(&self) -> Vec<Rc<Partition>> {
+        self.partitions
+            .open_replicas()
+            .into_iter()
+            .filter(|replica| replica.log().config().compact)
+            .collect()
     }
 
     /// Closes every log: pending writes are flushed and synced.
     pub async fn close_all(&self) {
-        let logs: Vec<(String, i32, PartitionLog)> = self
-            .topics
-            .borrow_mut()
-            .drain()
-            .flat_map(|(name, logs)| {
-                logs.logs
-                    .into_iter()
-                    .map(move |(partition, log)| (name.clone(), partition, log))
-            })
-            .collect();
-        for (topic, partition, log) in logs {
-            if let Err(error) = log.close().await {
-                tracing::error!(%topic, partition, %error, "error closing partition log");
-            }
-        }
+        self.partitions.close_all().await;
     }
 }

@@ -26,30 +26,22 @@ const API_KEY_SLOTS: usize = 96;
 /// The kinds of cross-shard interaction a shard can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrossShard {
-    /// The shard took a new snapshot of the node's topic catalog after another shard (or
-    /// itself) changed it.
-    CatalogRefresh,
-    /// The shard changed the catalog (topic created, deleted, repartitioned, reconfigured):
-    /// a lock shared by all shards and a file write.
-    CatalogChange,
-    /// The shard took an idempotent producer id from the node-wide allocator.
-    ProducerId,
+    /// The shard applied a metadata image the controller's shard sent it.
+    MetadataUpdate,
+    /// The shard asked the controller on another shard (create, delete or change topics, a
+    /// block of producer ids).
+    ControllerCall,
 }
 
 impl CrossShard {
     /// Every kind, in report order.
-    pub const ALL: [CrossShard; 3] = [
-        CrossShard::CatalogRefresh,
-        CrossShard::CatalogChange,
-        CrossShard::ProducerId,
-    ];
+    pub const ALL: [CrossShard; 2] = [CrossShard::MetadataUpdate, CrossShard::ControllerCall];
 
     /// The name in reports.
     pub fn name(self) -> &'static str {
         match self {
-            CrossShard::CatalogRefresh => "catalog_refresh",
-            CrossShard::CatalogChange => "catalog_change",
-            CrossShard::ProducerId => "producer_id",
+            CrossShard::MetadataUpdate => "metadata_update",
+            CrossShard::ControllerCall => "controller_call",
         }
     }
 }
@@ -214,6 +206,15 @@ thread_local! {
 /// Makes `stats` the current thread's shard stats (called once by each shard at start).
 pub fn enter_shard(stats: Arc<ShardStats>) {
     CURRENT.with(|current| *current.borrow_mut() = Some(stats));
+}
+
+/// Runs `update` on the current thread's shard stats (nothing outside shards).
+pub fn update_current(update: impl FnOnce(&ShardStats)) {
+    CURRENT.with(|current| {
+        if let Some(stats) = current.borrow().as_ref() {
+            update(stats);
+        }
+    });
 }
 
 /// Counts a cross-shard interaction on the current shard (nothing outside shards, e.g. in the
@@ -458,23 +459,23 @@ mod tests {
     #[test]
     fn counts_land_on_the_current_shard_only() {
         let node = NodeStats::new(2, Instant::now());
-        cross_shard(CrossShard::CatalogChange); // no shard on this thread: not counted
+        cross_shard(CrossShard::ControllerCall); // no shard on this thread: not counted
         enter_shard(node.shards[1].clone());
-        cross_shard(CrossShard::CatalogChange);
-        cross_shard(CrossShard::ProducerId);
+        cross_shard(CrossShard::ControllerCall);
+        cross_shard(CrossShard::MetadataUpdate);
         node.shards[1].request(0, 100);
         node.shards[1].request(1, 50);
         node.shards[1].request(i16::MAX, 1);
         let json = node.to_json();
-        assert_eq!(json["shards"][0]["cross_shard"]["catalog_change"], 0);
-        assert_eq!(json["shards"][1]["cross_shard"]["catalog_change"], 1);
-        assert_eq!(json["shards"][1]["cross_shard"]["producer_id"], 1);
+        assert_eq!(json["shards"][0]["cross_shard"]["controller_call"], 0);
+        assert_eq!(json["shards"][1]["cross_shard"]["controller_call"], 1);
+        assert_eq!(json["shards"][1]["cross_shard"]["metadata_update"], 1);
         assert_eq!(json["shards"][1]["requests"]["Produce"], 1);
         assert_eq!(json["shards"][1]["requests"]["Fetch"], 1);
         assert_eq!(json["shards"][1]["request_bytes"], 151);
         assert!(json["rss_bytes"].as_u64().unwrap() > 0);
         let text = node.to_prometheus();
-        assert!(text.contains("spate_cross_shard_total{shard=\"1\",kind=\"catalog_change\"} 1"));
+        assert!(text.contains("spate_cross_shard_total{shard=\"1\",kind=\"controller_call\"} 1"));
         assert!(text.contains("spate_requests_total{shard=\"1\",api=\"Produce\"} 1"));
     }
 }

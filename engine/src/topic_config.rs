@@ -207,6 +207,70 @@ pub fn describe(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> Ve
         .collect()
 }
 
+/// IncrementalAlterConfigs' operations (Kafka's `AlterConfigOp.OpType` codes).
+pub const SET: i8 = 0;
+/// Removes the override.
+pub const DELETE: i8 = 1;
+/// Adds items to a list config.
+pub const APPEND: i8 = 2;
+/// Removes items from a list config.
+pub const SUBTRACT: i8 = 3;
+
+/// Kafka's incremental operations; APPEND and SUBTRACT work on list configs
+/// (`cleanup.policy`).
+pub fn apply_incremental(
+    current: &BTreeMap<String, String>,
+    operations: &[(String, i8, Option<String>)],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut configs = current.clone();
+    for (name, operation, value) in operations {
+        let list = |configs: &BTreeMap<String, String>| -> Vec<String> {
+            let effective = configs
+                .get(name)
+                .cloned()
+                .or_else(|| crate::topic_config::find(name).map(|spec| spec.default.to_string()))
+                .unwrap_or_default();
+            effective
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        match (*operation, value) {
+            (SET, Some(value)) => {
+                configs.insert(name.clone(), value.clone());
+            }
+            (DELETE, _) => {
+                configs.remove(name);
+            }
+            (APPEND, Some(value)) => {
+                let mut items = list(&configs);
+                for item in value.split(',').map(str::trim) {
+                    if !items.iter().any(|existing| existing == item) {
+                        items.push(item.to_string());
+                    }
+                }
+                configs.insert(name.clone(), items.join(","));
+            }
+            (SUBTRACT, Some(value)) => {
+                let removed: Vec<&str> = value.split(',').map(str::trim).collect();
+                let items: Vec<String> = list(&configs)
+                    .into_iter()
+                    .filter(|item| !removed.contains(&item.as_str()))
+                    .collect();
+                configs.insert(name.clone(), items.join(","));
+            }
+            (operation, _) => {
+                return Err(format!(
+                    "invalid operation {operation} or missing value for {name}"
+                ))
+            }
+        }
+    }
+    Ok(configs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +286,34 @@ mod tests {
         assert!(validate(&unknown).unwrap_err().contains("Unknown"));
         let bad = BTreeMap::from([("retention.ms".to_string(), "soon".to_string())]);
         assert!(validate(&bad).unwrap_err().contains("retention.ms"));
+    }
+
+    #[test]
+    fn incremental_operations_follow_kafka() {
+        let current = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        let changed = apply_incremental(
+            &current,
+            &[
+                ("retention.ms".into(), DELETE, None),
+                ("cleanup.policy".into(), APPEND, Some("compact".into())),
+                ("segment.bytes".into(), SET, Some("1048576".into())),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            changed.get("cleanup.policy").map(String::as_str),
+            Some("delete,compact")
+        );
+        assert!(!changed.contains_key("retention.ms"));
+        let subtracted = apply_incremental(
+            &changed,
+            &[("cleanup.policy".into(), SUBTRACT, Some("delete".into()))],
+        )
+        .unwrap();
+        assert_eq!(
+            subtracted.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+        assert!(apply_incremental(&current, &[("x".into(), 9, None)]).is_err());
     }
 }

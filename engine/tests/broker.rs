@@ -10,7 +10,7 @@ use harness::{
     batch, create_topic, create_topic_with_configs, decode_values, fetch, produce, Broker,
 };
 use kafka_protocol::messages::{ApiVersionsRequest, InitProducerIdRequest};
-use spate_engine::placement::shard_for;
+use spate_engine::metadata::placement::default_shard as shard_for;
 
 const NONE: i16 = 0;
 const CORRUPT_MESSAGE: i16 = 2;

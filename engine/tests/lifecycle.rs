@@ -16,7 +16,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, ListOffsetsRequest};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use spate_engine::placement::shard_for;
+use spate_engine::metadata::placement::default_shard as shard_for;
 use spate_net::client::Client;
 use spate_net::records::now_ms;
 

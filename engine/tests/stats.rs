@@ -5,10 +5,9 @@ mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use harness::{batch, create_topic, fetch, free_port_range, produce, Broker};
-use spate_engine::placement::shard_for;
+use spate_engine::metadata::placement::default_shard as shard_for;
 
 fn get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to stats");
@@ -47,14 +46,13 @@ fn produce_and_fetch_stay_on_their_shard() {
     let stats_port = free_port_range(1);
     let address = format!("127.0.0.1:{stats_port}");
     let broker = Broker::start_with_args(2, &["--stats-listen", &address]);
-    create_topic(&mut broker.client(0), "events", 4);
-    // Let every shard's maintenance tick take the new catalog before the baseline.
-    std::thread::sleep(Duration::from_millis(500));
+    // Created through shard 1, so that shard 1 calls the controller on shard 0; the answer
+    // comes once every shard has applied the new metadata, which shard 1 counts too.
+    create_topic(&mut broker.client(1), "events", 4);
     let before = stats(stats_port);
-    assert!(
-        cross_shard_total(&before, "catalog_change") >= 1,
-        "{before:#}"
-    );
+    for kind in ["controller_call", "metadata_update"] {
+        assert!(cross_shard_total(&before, kind) >= 1, "{kind}: {before:#}");
+    }
     assert_eq!(before["shards"].as_array().map(Vec::len), Some(2));
 
     let mut clients: Vec<_> = (0..2).map(|shard| broker.client(shard)).collect();
@@ -69,7 +67,7 @@ fn produce_and_fetch_stay_on_their_shard() {
         }
     }
     let after = stats(stats_port);
-    for kind in ["catalog_refresh", "catalog_change", "producer_id"] {
+    for kind in ["metadata_update", "controller_call"] {
         assert_eq!(
             cross_shard_total(&after, kind),
             cross_shard_total(&before, kind),
@@ -90,6 +88,6 @@ fn produce_and_fetch_stay_on_their_shard() {
     assert!(partitions >= 4, "{after:#}");
     assert!(after["rss_bytes"].as_u64().unwrap() > 0);
     let metrics = get(stats_port, "/metrics");
-    assert!(metrics.contains("spate_cross_shard_total{shard=\"0\",kind=\"catalog_refresh\"}"));
+    assert!(metrics.contains("spate_cross_shard_total{shard=\"0\",kind=\"metadata_update\"}"));
     assert!(metrics.contains("api=\"Produce\""));
 }

@@ -22,7 +22,7 @@ use super::group::{
     SyncRequest, SyncResult, Waiter,
 };
 use super::offsets_topic::{self, OffsetValue, OffsetsRecord};
-use super::oneshot;
+use crate::oneshot;
 use crate::shard::Shard;
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -531,37 +531,42 @@ impl Coordinator {
             return Ok(());
         }
         let partition = self.partition_for(group_id);
-        let topic = shard
-            .catalog()
-            .topic(offsets_topic::TOPIC)
-            .cloned()
-            .ok_or(code::COORDINATOR_NOT_AVAILABLE)?;
-        let log = shard.log(&topic, partition).await.map_err(|error| {
-            tracing::error!(%error, "cannot open __consumer_offsets");
-            code::COORDINATOR_NOT_AVAILABLE
-        })?;
+        let leader = shard
+            .partitions
+            .leader(offsets_topic::TOPIC, partition, -1)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot open __consumer_offsets");
+                offsets_write_error(&error)
+            })?;
         let batch = encode_batch(&records).map_err(|_| code::COORDINATOR_NOT_AVAILABLE)?;
-        let appended = log.append(&batch, crate::LEADER_EPOCH).map_err(|error| {
-            tracing::error!(%error, "cannot append to __consumer_offsets");
-            code::COORDINATOR_NOT_AVAILABLE
-        })?;
-        if let Err(error) = log.wait_durable(appended.last_offset).await {
-            crate::fatal(&format!("cannot make __consumer_offsets durable: {error}"));
-        }
-        Ok(())
+        let appended = leader
+            .append(crate::partition::ProducedBatch::InRequest(&batch))
+            .map_err(|error| {
+                tracing::error!(%error, "cannot append to __consumer_offsets");
+                offsets_write_error(&error)
+            })?;
+        leader
+            .wait_acknowledged(&appended, crate::partition::Acks::All)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot make __consumer_offsets durable");
+                offsets_write_error(&error)
+            })
     }
 
     /// Rebuilds groups and offsets from the `__consumer_offsets` partitions this shard owns.
     pub async fn load(&self, shard: &Rc<Shard>) {
-        let Some(topic) = shard.catalog().topic(offsets_topic::TOPIC).cloned() else {
+        let Some(topic) = shard.image().topic(offsets_topic::TOPIC).cloned() else {
             return;
         };
         let mut records = 0usize;
-        for partition in 0..topic.partitions {
-            if !shard.owns(&topic.name, partition) {
+        for (partition, assignment) in topic.partitions.iter().enumerate() {
+            if assignment.leader != shard.broker_id() {
                 continue;
             }
-            let log = match shard.log(&topic, partition).await {
+            let partition = partition as i32;
+            let log = match shard.partitions.leader(&topic.name, partition, -1).await {
                 Ok(log) => log,
                 Err(error) => {
                     tracing::error!(partition, %error, "cannot load __consumer_offsets partition");
@@ -633,6 +638,21 @@ impl Coordinator {
                 self.groups.borrow_mut().remove(&group);
             }
         }
+    }
+}
+
+/// The code a group request gets when its `__consumer_offsets` write failed, as Kafka's group
+/// coordinator maps them: a storage error or a moved partition sends the client to find the
+/// coordinator again (NOT_COORDINATOR), anything else is COORDINATOR_NOT_AVAILABLE. Both are
+/// retriable; the commit changed nothing.
+fn offsets_write_error(error: &crate::partition::PartitionError) -> i16 {
+    use crate::partition::PartitionError;
+    use kafka_protocol::ResponseError;
+    match error {
+        PartitionError::NotLeaderOrFollower | PartitionError::Storage(_) => {
+            ResponseError::NotCoordinator.code()
+        }
+        _ => code::COORDINATOR_NOT_AVAILABLE,
     }
 }
 

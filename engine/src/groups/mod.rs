@@ -6,5 +6,4 @@
 pub mod coordinator;
 pub mod group;
 pub mod offsets_topic;
-pub mod oneshot;
 pub mod types;

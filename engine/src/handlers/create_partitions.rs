@@ -6,42 +6,52 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::errors::catalog_error_code;
+use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
-use crate::catalog::CatalogError;
+use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest};
 use crate::shard::Shard;
 
 /// Served versions.
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
 
-/// Grows each topic to its requested count.
-pub fn handle(
+/// Grows each topic to its requested count, in one call to the controller.
+pub async fn handle(
     shard: &Rc<Shard>,
     _context: &RequestContext,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    let topics: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .map(|topic| (topic.name.0.to_string(), topic.count))
+        .collect();
+    let call = ControllerRequest::CreatePartitions {
+        topics: topics.clone(),
+        validate_only: request.validate_only,
+    };
+    let mut outcomes = match shard.controller_call(call).await {
+        Ok(ControllerReply::CreatePartitions(results)) => results,
+        Ok(_) => vec![Err(ControllerError::Unavailable); topics.len()],
+        Err(error) => vec![Err(error); topics.len()],
+    }
+    .into_iter();
     let results = request
         .topics
         .into_iter()
         .map(|topic| {
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
-            match shard.node.catalog.add_partitions(
-                &topic.name.0,
-                topic.count,
-                request.validate_only,
-            ) {
+            match outcomes.next().unwrap_or(Err(ControllerError::Unavailable)) {
+                Ok(()) if request.validate_only => {
+                    tracing::debug!(topic = %topic.name.0, count = topic.count, "validated adding partitions");
+                    result
+                }
                 Ok(()) => {
                     tracing::info!(topic = %topic.name.0, count = topic.count, "added partitions");
                     result
                 }
-                Err(error) => {
-                    if let CatalogError::Persist(reason) = &error {
-                        crate::fatal(reason);
-                    }
-                    result
-                        .with_error_code(catalog_error_code(&error))
-                        .with_error_message(Some(StrBytes::from_string(error.to_string())))
-                }
+                Err(error) => result
+                    .with_error_code(controller_error_code(&error))
+                    .with_error_message(Some(StrBytes::from_string(error.to_string()))),
             }
         })
         .collect();

@@ -10,86 +10,114 @@ use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::errors::catalog_error_code;
+use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
-use crate::catalog::CatalogError;
+use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest, NewTopic};
+use crate::metadata::image::TopicImage;
 use crate::shard::Shard;
 use crate::topic_config;
 
 /// Served versions.
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7);
 
-/// Creates each topic; a single node accepts replication factor 1 (or -1, the default).
-pub fn handle(
+/// Creates the topics in one call to the controller, which checks names, counts, replication
+/// factors, configs and the node's limits.
+pub async fn handle(
     shard: &Rc<Shard>,
     context: &RequestContext,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
-    let mut results = Vec::with_capacity(request.topics.len());
-    for topic in request.topics {
-        let name = topic.name.0.to_string();
-        let result = CreatableTopicResult::default()
-            .with_name(topic.name.clone())
-            .with_num_partitions(-1)
-            .with_replication_factor(-1);
-        let partitions = match topic.num_partitions {
-            -1 => shard.node.config.default_partitions,
-            count => count,
-        };
-        let configs: BTreeMap<String, String> = topic
-            .configs
-            .iter()
-            .filter_map(|config| {
-                Some((config.name.to_string(), config.value.as_ref()?.to_string()))
-            })
-            .collect();
-        let outcome = if !matches!(topic.replication_factor, -1 | 1) {
-            Err((
-                ResponseError::InvalidReplicationFactor.code(),
-                format!(
-                    "Replication factor {} is larger than the 1 broker node this single-node cluster has.",
-                    topic.replication_factor
-                ),
-            ))
-        } else if !topic.assignments.is_empty() {
-            Err((
+    let mut new_topics = Vec::with_capacity(request.topics.len());
+    let mut refused: Vec<Option<(i16, String)>> = Vec::with_capacity(request.topics.len());
+    for topic in &request.topics {
+        if !topic.assignments.is_empty() {
+            refused.push(Some((
                 ResponseError::InvalidReplicaAssignment.code(),
                 "Manual replica assignments are not supported: partitions are placed on shards by Spate.".into(),
-            ))
-        } else {
-            shard
-                .node
-                .catalog
-                .create_topic(&name, partitions, configs, request.validate_only)
-                .map_err(|error| {
-                    if let CatalogError::Persist(reason) = &error {
-                        crate::fatal(reason);
-                    }
-                    (catalog_error_code(&error), error.to_string())
+            )));
+            continue;
+        }
+        refused.push(None);
+        new_topics.push(NewTopic {
+            name: topic.name.0.to_string(),
+            partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
+            replication_factor: Some(topic.replication_factor),
+            configs: topic
+                .configs
+                .iter()
+                .filter_map(|config| {
+                    Some((config.name.to_string(), config.value.as_ref()?.to_string()))
                 })
-        };
-        results.push(match outcome {
-            Ok(created) => {
-                tracing::info!(topic = %name, partitions, validate_only = request.validate_only, "created topic");
-                let configs = topic_config::describe(&created.configs, &shard.node.config)
-                    .into_iter()
-                    .map(|config| {
-                        CreatableTopicConfigs::default()
-                            .with_name(StrBytes::from_static_str(config.name))
-                            .with_value(Some(StrBytes::from_string(config.value)))
-                            .with_config_source(config.source)
-                    })
-                    .collect();
-                result
-                    .with_topic_id(created.id)
-                    .with_num_partitions(created.partitions)
-                    .with_replication_factor(1)
-                    .with_configs((context.version >= 5).then_some(configs))
-            }
-            Err((code, message)) => result
-                .with_error_code(code)
-                .with_error_message(Some(StrBytes::from_string(message))),
+                .collect::<BTreeMap<_, _>>(),
         });
     }
+    let call = ControllerRequest::CreateTopics {
+        topics: new_topics,
+        validate_only: request.validate_only,
+    };
+    let mut outcomes = match shard.controller_call(call).await {
+        Ok(ControllerReply::CreateTopics(results)) => results,
+        Ok(_) => vec![Err(ControllerError::Unavailable); request.topics.len()],
+        Err(error) => vec![Err(error); request.topics.len()],
+    }
+    .into_iter();
+    let results = request
+        .topics
+        .into_iter()
+        .zip(refused)
+        .map(|(topic, refused)| {
+            let result = CreatableTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_num_partitions(-1)
+                .with_replication_factor(-1);
+            let outcome = match refused {
+                Some(refusal) => Err(refusal),
+                None => outcomes
+                    .next()
+                    .unwrap_or(Err(ControllerError::Unavailable))
+                    .map_err(|error| (controller_error_code(&error), error.to_string())),
+            };
+            match outcome {
+                Ok(created) => {
+                    if request.validate_only {
+                        tracing::debug!(topic = %created.name, "validated topic creation");
+                    } else {
+                        tracing::info!(topic = %created.name, partitions = created.partition_count(), "created topic");
+                    }
+                    created_result(shard, context, result, &created)
+                }
+                Err((code, message)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            }
+        })
+        .collect();
     CreateTopicsResponse::default().with_topics(results)
+}
+
+fn created_result(
+    shard: &Shard,
+    context: &RequestContext,
+    result: CreatableTopicResult,
+    created: &TopicImage,
+) -> CreatableTopicResult {
+    let configs = topic_config::describe(&created.configs, &shard.node.config)
+        .into_iter()
+        .map(|config| {
+            CreatableTopicConfigs::default()
+                .with_name(StrBytes::from_static_str(config.name))
+                .with_value(Some(StrBytes::from_string(config.value)))
+                .with_config_source(config.source)
+        })
+        .collect();
+    result
+        .with_topic_id(created.id)
+        .with_num_partitions(created.partition_count())
+        .with_replication_factor(
+            created
+                .partitions
+                .first()
+                .map_or(1, |partition| partition.replicas.len() as i16),
+        )
+        .with_configs((context.version >= 5).then_some(configs))
 }

@@ -10,11 +10,11 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
-use kafka_protocol::ResponseError;
-use spate_storage::{Offset, PartitionLog, StorageError};
+use spate_storage::{Offset, StorageError};
 
-use super::errors::storage_error_code;
+use super::errors::partition_error_code;
 use super::{ApiSpec, RequestContext};
+use crate::partition::{Partition, PartitionError};
 use crate::shard::Shard;
 
 /// Served versions (v2 is the flexible encoding).
@@ -22,6 +22,8 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteRecords, 0, 2);
 
 /// Kafka's `DeleteRecordsRequest.HIGH_WATERMARK`: delete everything below the high watermark.
 const HIGH_WATERMARK: i64 = -1;
+/// DeleteRecords carries no leader epoch.
+const ANY_LEADER_EPOCH: i32 = -1;
 
 /// Answers each partition.
 pub async fn handle(
@@ -29,7 +31,6 @@ pub async fn handle(
     context: &RequestContext,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
-    let catalog = shard.catalog();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic_request in request.topics {
         let mut partitions = Vec::with_capacity(topic_request.partitions.len());
@@ -38,28 +39,21 @@ pub async fn handle(
             let answer = DeleteRecordsPartitionResult::default()
                 .with_partition_index(index)
                 .with_low_watermark(-1);
-            let topic = catalog
-                .topic(&topic_request.name.0)
-                .filter(|topic| (0..topic.partitions).contains(&index));
-            let answer = match topic {
-                None => answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                Some(_) if !shard.owns(&topic_request.name.0, index) => {
-                    answer.with_error_code(ResponseError::NotLeaderOrFollower.code())
-                }
-                Some(topic) => {
-                    let result = match shard.log(topic, index).await {
-                        Ok(log) => delete_before(&log, partition.offset).await,
-                        Err(error) => Err(error),
-                    };
-                    match result {
-                        Ok(low_watermark) => answer.with_low_watermark(low_watermark.0),
-                        Err(error) => {
-                            if let StorageError::Io(reason) = &error {
-                                tracing::error!(topic = %topic.name, partition = index, %reason, "DeleteRecords failed");
-                            }
-                            answer.with_error_code(storage_error_code(&error, context.version))
-                        }
+            let result = match shard
+                .partitions
+                .leader(&topic_request.name.0, index, ANY_LEADER_EPOCH)
+                .await
+            {
+                Ok(leader) => delete_before(&leader, partition.offset).await,
+                Err(error) => Err(error),
+            };
+            let answer = match result {
+                Ok(low_watermark) => answer.with_low_watermark(low_watermark.0),
+                Err(error) => {
+                    if let PartitionError::Storage(StorageError::Io(reason)) = &error {
+                        tracing::error!(topic = %topic_request.name.0, partition = index, %reason, "DeleteRecords failed");
                     }
+                    answer.with_error_code(partition_error_code(&error, context.version))
                 }
             };
             partitions.push(answer);
@@ -74,11 +68,11 @@ pub async fn handle(
 }
 
 /// Moves the log start of one partition; returns the new low watermark.
-async fn delete_before(log: &PartitionLog, offset: i64) -> Result<Offset, StorageError> {
+async fn delete_before(partition: &Partition, offset: i64) -> Result<Offset, PartitionError> {
     let target = if offset == HIGH_WATERMARK {
-        log.high_watermark()
+        partition.high_watermark()
     } else {
         Offset(offset)
     };
-    log.delete_records_before(target).await
+    partition.delete_records_before(target).await
 }

@@ -1,6 +1,6 @@
-//! DeleteTopics (key 20): removes topics from the catalog. The shards that own their
-//! partitions notice the change and delete the logs (see `Shard::sync_with_catalog`),
-//! just as Kafka deletes partition directories asynchronously.
+//! DeleteTopics (key 20): the controller removes the topics from the metadata; the shards that
+//! host their partitions delete the logs in the background when they apply the change
+//! (`PartitionTable::apply`), just as Kafka deletes partition directories asynchronously.
 
 use std::rc::Rc;
 
@@ -10,36 +10,51 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::errors::catalog_error_code;
+use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
-use crate::catalog::CatalogError;
+use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest};
 use crate::shard::Shard;
 
 /// Served versions (v6 can name topics by id).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
 
-/// Deletes each named topic.
-pub fn handle(
+/// Deletes each named topic, in one call to the controller.
+pub async fn handle(
     shard: &Rc<Shard>,
     _context: &RequestContext,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
-    let catalog = shard.catalog();
+    let image = shard.image();
     let mut targets: Vec<(Option<String>, Uuid)> = request
         .topic_names
         .iter()
         .map(|name| (Some(name.0.to_string()), Uuid::nil()))
         .collect();
     targets.extend(request.topics.iter().map(|state| {
-        (
-            state.name.as_ref().map(|name| name.0.to_string()),
-            state.topic_id,
-        )
+        let name = state.name.as_ref().map(|name| name.0.to_string());
+        let name = name.or_else(|| {
+            image
+                .topic_by_id(state.topic_id)
+                .map(|topic| topic.name.clone())
+        });
+        (name, state.topic_id)
     }));
+    let names: Vec<String> = targets
+        .iter()
+        .filter_map(|(name, _)| name.clone())
+        .collect();
+    let mut outcomes = match shard
+        .controller_call(ControllerRequest::DeleteTopics { names })
+        .await
+    {
+        Ok(ControllerReply::DeleteTopics(results)) => results,
+        Ok(_) => vec![Err(ControllerError::Unavailable); targets.len()],
+        Err(error) => vec![Err(error); targets.len()],
+    }
+    .into_iter();
     let responses = targets
         .into_iter()
         .map(|(name, id)| {
-            let name = name.or_else(|| catalog.topic_by_id(id).map(|topic| topic.name.clone()));
             let result = DeletableTopicResult::default()
                 .with_name(
                     name.clone()
@@ -49,19 +64,14 @@ pub fn handle(
             let Some(name) = name else {
                 return result.with_error_code(ResponseError::UnknownTopicId.code());
             };
-            match shard.node.catalog.delete_topic(&name) {
+            match outcomes.next().unwrap_or(Err(ControllerError::Unavailable)) {
                 Ok(deleted) => {
                     tracing::info!(topic = %name, "deleted topic");
-                    result.with_topic_id(deleted.id)
+                    result.with_topic_id(deleted)
                 }
-                Err(error) => {
-                    if let CatalogError::Persist(reason) = &error {
-                        crate::fatal(reason);
-                    }
-                    result
-                        .with_error_code(catalog_error_code(&error))
-                        .with_error_message(Some(StrBytes::from_string(error.to_string())))
-                }
+                Err(error) => result
+                    .with_error_code(controller_error_code(&error))
+                    .with_error_message(Some(StrBytes::from_string(error.to_string()))),
             }
         })
         .collect();

@@ -1,4 +1,4 @@
-//! DescribeCluster (key 60): the node's shards as brokers, the cluster id and controller.
+//! DescribeCluster (key 60): the cluster's brokers, its id and controller, from the image.
 
 use std::rc::Rc;
 
@@ -8,7 +8,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
-use crate::placement::{broker_id, ShardId};
 use crate::shard::Shard;
 
 /// Served versions.
@@ -36,7 +35,8 @@ pub fn handle(
                 "Only broker endpoints are served",
             )));
     }
-    let brokers = super::metadata::brokers(shard)
+    let image = shard.image();
+    let brokers = super::metadata::brokers(&image)
         .into_iter()
         .map(|broker| {
             DescribeClusterBroker::default()
@@ -46,7 +46,7 @@ pub fn handle(
         })
         .collect();
     response
-        .with_cluster_id(StrBytes::from_string(shard.catalog().cluster_id.clone()))
-        .with_controller_id(BrokerId(broker_id(shard.node.node_id(), ShardId(0))))
+        .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
+        .with_controller_id(BrokerId(image.controller.map_or(-1, |broker| broker.0)))
         .with_brokers(brokers)
 }

@@ -36,7 +36,7 @@ pub fn handle(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let configs = match resource.resource_type {
-                RESOURCE_TOPIC => match shard.catalog().topic(&resource.resource_name) {
+                RESOURCE_TOPIC => match shard.image().topic(&resource.resource_name) {
                     Some(topic) => topic_config::describe(&topic.configs, &shard.node.config),
                     None => {
                         return result

@@ -3,12 +3,14 @@
 use kafka_protocol::ResponseError;
 use spate_storage::{BatchError, StorageError};
 
-use crate::catalog::CatalogError;
+use crate::metadata::controller::ControllerError;
+use crate::partition::PartitionError;
 
 /// Kafka's code for "no error".
 pub const NONE: i16 = 0;
 
-/// Kafka's code for a storage error.
+/// Kafka's code for a storage error. `produce_version` picks between codes that older
+/// Produce versions do not know.
 pub fn storage_error_code(error: &StorageError, produce_version: i16) -> i16 {
     let code = match error {
         StorageError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
@@ -27,15 +29,33 @@ pub fn storage_error_code(error: &StorageError, produce_version: i16) -> i16 {
     code.code()
 }
 
-/// Kafka's code for a catalog error.
-pub fn catalog_error_code(error: &CatalogError) -> i16 {
+/// Kafka's code for a partition's refusal; `version` is the request's (see
+/// [`storage_error_code`]).
+pub fn partition_error_code(error: &PartitionError, version: i16) -> i16 {
     let code = match error {
-        CatalogError::TopicExists(_) => ResponseError::TopicAlreadyExists,
-        CatalogError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
-        CatalogError::InvalidTopic(_) => ResponseError::InvalidTopicException,
-        CatalogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        CatalogError::InvalidConfig(_) => ResponseError::InvalidConfig,
-        CatalogError::Persist(_) => ResponseError::KafkaStorageError,
+        PartitionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        PartitionError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+        PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+        PartitionError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+        PartitionError::Storage(error) => return storage_error_code(error, version),
+    };
+    code.code()
+}
+
+/// Kafka's code for a controller's refusal.
+pub fn controller_error_code(error: &ControllerError) -> i16 {
+    let code = match error {
+        ControllerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::UnknownTopic => ResponseError::UnknownTopicOrPartition,
+        ControllerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        ControllerError::PolicyViolation(_) => ResponseError::PolicyViolation,
+        ControllerError::InternalTopic(_) => ResponseError::InvalidRequest,
+        ControllerError::NotDurable(_) => ResponseError::KafkaStorageError,
+        ControllerError::Unavailable => ResponseError::NotController,
     };
     code.code()
 }

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
-use kafka_protocol::ResponseError;
 
-use spate_storage::{ReadMode, Records};
+use spate_storage::{Offset, ReadMode, Records};
 
-use super::errors::storage_error_code;
+use super::errors::partition_error_code;
 use super::{fetch_response, ApiSpec, RequestContext};
 use crate::connection::Frame;
+use crate::partition::{Isolation, Partition};
 use crate::shard::Shard;
 
 /// Served versions: 13+ identify topics by id, which clients use only if we offer it.
@@ -35,25 +35,30 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     loop {
-        // Taken before reading, so data that becomes visible while we read wakes us.
-        let data_arrived = shard.data_arrived.notified();
-        let (topics, records, bytes, any_error) = read_all(shard, context, &request).await;
+        let read = read_all(shard, context, &request).await;
         let now = Instant::now();
-        if bytes >= min_bytes || any_error || now >= deadline {
+        if read.bytes >= min_bytes || read.any_error || now >= deadline {
             let response = FetchResponse::default()
                 .with_session_id(0)
-                .with_responses(topics);
-            for records in records.iter().flatten().flatten() {
+                .with_responses(read.topics);
+            for records in read.records.iter().flatten().flatten() {
                 shard.stats().fetch_records(records);
             }
             return fetch_response::encode(
                 context.version,
                 context.correlation_id,
                 &response,
-                records,
+                read.records,
             );
         }
-        futures_lite::future::or(data_arrived, async {
+        // Wait for a high watermark of a partition read to advance. The notifications were
+        // taken before reading, so data that became visible meanwhile wakes us at once.
+        let watched = read
+            .watched
+            .iter()
+            .map(|(partition, generation)| (partition.high_watermark_events(), *generation));
+        let changed = crate::notify::any(watched);
+        futures_lite::future::or(changed, async {
             glommio::timer::sleep(deadline - now).await;
         })
         .await;
@@ -63,45 +68,61 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
 /// Per topic and partition of a response, the records read for it.
 type RecordsByPartition = Vec<Vec<Option<Records>>>;
 
-async fn read_all(
-    shard: &Shard,
-    context: &RequestContext,
-    request: &FetchRequest,
-) -> (Vec<FetchableTopicResponse>, RecordsByPartition, usize, bool) {
+/// One pass over the request's partitions.
+struct Read {
+    topics: Vec<FetchableTopicResponse>,
+    records: RecordsByPartition,
+    bytes: usize,
+    any_error: bool,
+    /// The partitions read, each with a notification of its next high watermark advance.
+    watched: Vec<(Rc<Partition>, crate::notify::Generation)>,
+}
+
+async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchRequest) -> Read {
     let max_bytes = if request.max_bytes <= 0 {
         usize::MAX
     } else {
         request.max_bytes as usize
     };
-    let mut total_bytes = 0usize;
-    let mut any_error = false;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    let mut all_records = Vec::with_capacity(request.topics.len());
+    let mut read = Read {
+        topics: Vec::with_capacity(request.topics.len()),
+        records: Vec::with_capacity(request.topics.len()),
+        bytes: 0,
+        any_error: false,
+        watched: Vec::new(),
+    };
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         let mut topic_records = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
-            let budget = max_bytes.saturating_sub(total_bytes);
-            let (data, records) =
-                match read_partition(shard, context, request, &topic.topic.0, partition, budget)
-                    .await
-                {
-                    Ok((data, records)) => (data, Some(records)),
-                    Err(data) => (data, None),
-                };
-            total_bytes += records.as_ref().map_or(0, Records::len);
-            any_error |= data.error_code != 0;
+            let budget = max_bytes.saturating_sub(read.bytes);
+            let (data, records) = match read_partition(
+                shard,
+                context,
+                request,
+                &topic.topic.0,
+                partition,
+                budget,
+                &mut read.watched,
+            )
+            .await
+            {
+                Ok((data, records)) => (data, Some(records)),
+                Err(data) => (data, None),
+            };
+            read.bytes += records.as_ref().map_or(0, Records::len);
+            read.any_error |= data.error_code != 0;
             partitions.push(data);
             topic_records.push(records);
         }
-        all_records.push(topic_records);
-        topics.push(
+        read.records.push(topic_records);
+        read.topics.push(
             FetchableTopicResponse::default()
                 .with_topic(topic.topic.clone())
                 .with_partitions(partitions),
         );
     }
-    (topics, all_records, total_bytes, any_error)
+    read
 }
 
 /// The partition's fields and records, or the fields with an error code (records null).
@@ -109,60 +130,58 @@ async fn read_partition(
     shard: &Shard,
     context: &RequestContext,
     request: &FetchRequest,
-    topic_name: &str,
-    partition: &FetchPartition,
+    topic: &str,
+    fetched: &FetchPartition,
     budget: usize,
+    watched: &mut Vec<(Rc<Partition>, crate::notify::Generation)>,
 ) -> Result<(PartitionData, Records), PartitionData> {
-    let index = partition.partition;
-    let mut data = PartitionData::default()
+    let index = fetched.partition;
+    let data = PartitionData::default()
         .with_partition_index(index)
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
         .with_preferred_read_replica(BrokerId(-1))
         .with_aborted_transactions((request.isolation_level == READ_COMMITTED).then(Vec::new));
-    let catalog = shard.catalog();
-    let Some(topic) = catalog
-        .topic(topic_name)
-        .filter(|topic| (0..topic.partitions).contains(&index))
-    else {
-        return Err(data.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+    let refused = |data: PartitionData, error| {
+        data.with_error_code(partition_error_code(&error, context.version))
     };
-    if !shard.owns(topic_name, index) {
-        return Err(data.with_error_code(ResponseError::NotLeaderOrFollower.code()));
-    }
-    if let Err(code) =
-        super::offset_for_leader_epoch::check_leader_epoch(partition.current_leader_epoch)
+    let partition = match shard
+        .partitions
+        .leader(topic, index, fetched.current_leader_epoch)
+        .await
     {
-        return Err(data.with_error_code(code));
-    }
-    let log = match shard.log(topic, index).await {
-        Ok(log) => log,
-        Err(error) => return Err(data.with_error_code(storage_error_code(&error, context.version))),
+        Ok(partition) => partition,
+        Err(error) => return Err(refused(data, error)),
     };
-    let high_watermark = log.high_watermark().0;
-    data = data
-        .with_high_watermark(high_watermark)
-        .with_last_stable_offset(high_watermark)
-        .with_log_start_offset(log.log_start_offset().0);
+    watched.push((
+        partition.clone(),
+        partition.high_watermark_events().generation(),
+    ));
+    let data = data
+        .with_high_watermark(partition.high_watermark().0)
+        .with_last_stable_offset(partition.last_stable_offset().0)
+        .with_log_start_offset(partition.log_start_offset().0);
     if budget == 0 {
         return Ok((data, Records::default()));
     }
-    let partition_max = (partition.partition_max_bytes.max(0) as usize)
+    let partition_max = (fetched.partition_max_bytes.max(0) as usize)
         .min(budget)
         .max(1);
     // Tail reads come from the shard's tail cache (slices of the chunks the flusher wrote),
     // other reads of the active segment from its file (O_DIRECT, copied once), and reads of
     // sealed segments are file ranges that the connection splices to the socket.
-    match log
-        .read_records(
-            spate_storage::Offset(partition.fetch_offset),
+    let isolation = Isolation::from_kafka(request.isolation_level);
+    match partition
+        .read(
+            Offset(fetched.fetch_offset),
             partition_max,
+            isolation,
             ReadMode::FileRanges,
         )
         .await
     {
         Ok(records) => Ok((data, records)),
-        Err(error) => Err(data.with_error_code(storage_error_code(&error, context.version))),
+        Err(error) => Err(refused(data, error)),
     }
 }

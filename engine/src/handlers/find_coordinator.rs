@@ -1,5 +1,5 @@
-//! FindCoordinator (key 10): which broker (shard) coordinates a consumer group: the shard
-//! that owns the group's `__consumer_offsets` partition.
+//! FindCoordinator (key 10): which broker (shard) coordinates a consumer group: the leader of
+//! the group's `__consumer_offsets` partition, from the metadata image.
 
 use std::rc::Rc;
 
@@ -9,7 +9,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
-use crate::placement::broker_id;
 use crate::shard::Shard;
 
 /// Served versions (v4 batches keys).
@@ -55,12 +54,18 @@ fn find(shard: &Shard, key_type: i8, key: StrBytes) -> Coordinator {
         .with_port(-1);
     match key_type {
         KEY_TYPE_GROUP => {
-            let (owner, _) = shard.group_coordinator(&key);
-            let node = &shard.node;
-            answer
-                .with_node_id(BrokerId(broker_id(node.node_id(), owner)))
-                .with_host(StrBytes::from_string(node.config.advertised_host.clone()))
-                .with_port(i32::from(node.shard_port(owner)))
+            let image = shard.image();
+            let coordinator = shard
+                .group_coordinator(&key)
+                .0
+                .and_then(|leader| image.broker(leader));
+            match coordinator {
+                Some(broker) => answer
+                    .with_node_id(BrokerId(broker.id.0))
+                    .with_host(StrBytes::from_string(broker.host.clone()))
+                    .with_port(i32::from(broker.port)),
+                None => answer.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            }
         }
         KEY_TYPE_TRANSACTION => answer
             .with_error_code(ResponseError::CoordinatorNotAvailable.code())

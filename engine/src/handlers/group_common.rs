@@ -4,16 +4,15 @@ use kafka_protocol::ResponseError;
 
 use crate::shard::Shard;
 
-/// NOT_COORDINATOR unless this shard owns the group's `__consumer_offsets` partition.
+/// NOT_COORDINATOR unless this shard leads the group's `__consumer_offsets` partition.
 pub fn check_coordinator(shard: &Shard, group_id: &str) -> Result<(), i16> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
-    let (owner, _) = shard.group_coordinator(group_id);
-    if owner == shard.id {
-        Ok(())
-    } else {
-        Err(ResponseError::NotCoordinator.code())
+    match shard.group_coordinator(group_id).0 {
+        Some(leader) if leader == shard.broker_id() => Ok(()),
+        Some(_) => Err(ResponseError::NotCoordinator.code()),
+        None => Err(ResponseError::CoordinatorNotAvailable.code()),
     }
 }
 

@@ -1,8 +1,7 @@
 //! InitProducerId (key 22): producer ids for idempotent producers.
 //!
-//! Ids come from the catalog's persisted allocator, so they are unique on this node across
-//! restarts. A producer that sends its current id and epoch (KIP-360, v3+) gets the epoch
-//! bumped, which restarts its sequence numbers at 0 on every partition. Transactional ids
+//! Ids come in blocks from the controller, which persists how far it has handed them out, so
+//! they are never reused across restarts; each shard hands out its block. Transactional ids
 //! are refused until transactions are implemented.
 
 use std::rc::Rc;
@@ -10,15 +9,15 @@ use std::rc::Rc;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
-use crate::catalog::CatalogError;
 use crate::shard::Shard;
 
 /// Served versions.
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
 /// Hands out a producer id and epoch.
-pub fn handle(
+pub async fn handle(
     shard: &Rc<Shard>,
     context: &RequestContext,
     request: InitProducerIdRequest,
@@ -38,22 +37,16 @@ pub fn handle(
         tracing::info!(client = ?context.client_id, "refusing transactional producer: transactions are not supported yet");
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
-    let current_id = request.producer_id.0;
-    let current_epoch = request.producer_epoch;
-    // Bump the epoch of a known producer unless it would overflow; then start a new id.
-    if current_id >= 0 && (0..i16::MAX - 1).contains(&current_epoch) {
-        return response
-            .with_producer_id(ProducerId(current_id))
-            .with_producer_epoch(current_epoch + 1);
-    }
-    match shard.node.catalog.allocate_producer_id() {
+    // Without a transactional id Kafka always hands out a new producer id with epoch 0
+    // (TransactionCoordinator.handleInitProducerId): the id and epoch a client sends prove
+    // nothing, and bumping them would let anyone fence another producer.
+    match shard.allocate_producer_id().await {
         Ok(id) => response
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Err(CatalogError::Persist(reason)) => crate::fatal(&reason),
         Err(error) => {
-            tracing::error!(%error, "cannot allocate producer id");
-            response.with_error_code(ResponseError::UnknownServerError.code())
+            tracing::warn!(%error, "cannot allocate a producer id");
+            response.with_error_code(controller_error_code(&error))
         }
     }
 }

@@ -11,11 +11,10 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::ResponseError;
-use spate_storage::{PartitionLog, StorageError};
 
-use super::errors::storage_error_code;
+use super::errors::partition_error_code;
 use super::{ApiSpec, RequestContext};
+use crate::partition::{Partition, PartitionError};
 use crate::shard::Shard;
 
 /// Served versions.
@@ -24,6 +23,8 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 7);
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// isolation_level value for read_committed (v2+).
+const READ_COMMITTED: i8 = 1;
 
 /// Answers each partition.
 pub async fn handle(
@@ -31,7 +32,6 @@ pub async fn handle(
     context: &RequestContext,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
-    let catalog = shard.catalog();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic_request in request.topics {
         let mut partitions = Vec::with_capacity(topic_request.partitions.len());
@@ -42,41 +42,25 @@ pub async fn handle(
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
-            let topic = catalog
-                .topic(&topic_request.name.0)
-                .filter(|topic| (0..topic.partitions).contains(&index));
-            let answer = match topic {
-                None => answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                Some(_) if !shard.owns(&topic_request.name.0, index) => {
-                    answer.with_error_code(ResponseError::NotLeaderOrFollower.code())
-                }
-                Some(topic) => match super::offset_for_leader_epoch::check_leader_epoch(
-                    partition.current_leader_epoch,
-                ) {
-                    Err(code) => answer.with_error_code(code),
-                    Ok(()) => {
-                        let result = match shard.log(topic, index).await {
-                            Ok(log) => lookup(&log, partition.timestamp).await,
-                            Err(error) => Err(error),
-                        };
-                        match result {
-                            Ok(Some((offset, timestamp))) => answer
-                                .with_offset(offset)
-                                .with_timestamp(timestamp)
-                                // The codec refuses a non-default epoch below v4, where the
-                                // field does not exist.
-                                .with_leader_epoch(if context.version >= 4 {
-                                    crate::LEADER_EPOCH
-                                } else {
-                                    -1
-                                }),
-                            Ok(None) => answer,
-                            Err(error) => {
-                                answer.with_error_code(storage_error_code(&error, context.version))
-                            }
-                        }
-                    }
-                },
+            let found = match shard
+                .partitions
+                .leader(&topic_request.name.0, index, partition.current_leader_epoch)
+                .await
+            {
+                Ok(leader) => lookup(&leader, partition.timestamp, request.isolation_level)
+                    .await
+                    .map(|found| (found, leader.leader_epoch().0)),
+                Err(error) => Err(error),
+            };
+            let answer = match found {
+                Ok((Some((offset, timestamp)), epoch)) => answer
+                    .with_offset(offset)
+                    .with_timestamp(timestamp)
+                    // The codec refuses a non-default epoch below v4, where the field does
+                    // not exist.
+                    .with_leader_epoch(if context.version >= 4 { epoch } else { -1 }),
+                Ok((None, _)) => answer,
+                Err(error) => answer.with_error_code(partition_error_code(&error, context.version)),
             };
             partitions.push(answer);
         }
@@ -90,13 +74,21 @@ pub async fn handle(
 }
 
 /// The (offset, timestamp) answer for one partition, or `None` when no record qualifies.
-async fn lookup(log: &PartitionLog, timestamp: i64) -> Result<Option<(i64, i64)>, StorageError> {
+async fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    isolation_level: i8,
+) -> Result<Option<(i64, i64)>, PartitionError> {
     let found = match timestamp {
-        // No transactions yet: the last stable offset is the high watermark.
-        LATEST => return Ok(Some((log.high_watermark().0, -1))),
-        EARLIEST => return Ok(Some((log.log_start_offset().0, -1))),
-        MAX_TIMESTAMP => log.max_timestamp().await?,
-        target if target >= 0 => log.offset_for_timestamp(target).await?,
+        // read_committed consumers start at the last stable offset, others at the high
+        // watermark.
+        LATEST if isolation_level == READ_COMMITTED => {
+            return Ok(Some((partition.last_stable_offset().0, -1)))
+        }
+        LATEST => return Ok(Some((partition.high_watermark().0, -1))),
+        EARLIEST => return Ok(Some((partition.log_start_offset().0, -1))),
+        MAX_TIMESTAMP => partition.max_timestamp().await?,
+        target if target >= 0 => partition.offset_for_timestamp(target).await?,
         _ => None,
     };
     Ok(found.map(|(offset, timestamp)| (offset.0, timestamp)))

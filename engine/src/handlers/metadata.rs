@@ -1,8 +1,10 @@
-//! Metadata (key 3): the node's shards as brokers, and topics with their partition leaders.
+//! Metadata (key 3): the brokers of the cluster and topics with their partition leaders, from
+//! the shard's metadata image.
 //!
 //! Every shard is advertised as its own broker on its own port, and each partition's leader
-//! is the shard that owns it, so clients send produce and fetch straight to the right
-//! thread.
+//! is the broker (shard) the controller placed it on, so clients send produce and fetch
+//! straight to the right thread. Unknown topics are created in one controller call when
+//! automatic creation is allowed.
 
 use std::rc::Rc;
 
@@ -15,20 +17,20 @@ use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
 use crate::acl;
-use crate::catalog::{validate_topic_name, TopicMeta};
-use crate::placement::{broker_id, ShardId};
+use crate::metadata::controller::validate_topic_name;
+use crate::metadata::controller::INTERNAL_TOPICS;
+use crate::metadata::image::{MetadataImage, TopicImage};
 use crate::shard::Shard;
 
 /// Served versions (13 changes nothing we need; 12 is what PROTOCOL.md recommends).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 12);
 
 /// Describes the requested topics (all of them when the list is null, or empty at v0).
-pub fn handle(
+pub async fn handle(
     shard: &Rc<Shard>,
     context: &RequestContext,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let catalog = shard.catalog();
     let requested: Option<Vec<String>> = match request.topics {
         None => None,
         Some(topics) if topics.is_empty() && context.version == 0 => None,
@@ -46,26 +48,38 @@ pub fn handle(
         acl::topic_operations(),
     );
     let topics = match requested {
-        None => catalog
-            .topics
-            .values()
-            .map(|topic| describe_topic(shard, topic, topic_operations))
+        None => shard
+            .image()
+            .topics()
+            .map(|topic| describe_topic(topic, topic_operations))
             .collect(),
-        Some(names) => names
-            .iter()
-            .map(|name| match validate_topic_name(name) {
-                Err(_) => topic_error(name, ResponseError::InvalidTopicException),
-                Ok(()) => match shard.topic_or_create(name, allow_create) {
-                    Some(topic) => describe_topic(shard, &topic, topic_operations),
-                    None => topic_error(name, ResponseError::UnknownTopicOrPartition),
-                },
-            })
-            .collect(),
+        Some(names) => {
+            let valid: Vec<&str> = names
+                .iter()
+                .map(String::as_str)
+                .filter(|name| validate_topic_name(name).is_ok())
+                .collect();
+            let mut found = shard
+                .topics_or_create(&valid, allow_create)
+                .await
+                .into_iter();
+            names
+                .iter()
+                .map(|name| match validate_topic_name(name) {
+                    Err(_) => topic_error(name, ResponseError::InvalidTopicException),
+                    Ok(()) => match found.next().flatten() {
+                        Some(topic) => describe_topic(&topic, topic_operations),
+                        None => topic_error(name, ResponseError::UnknownTopicOrPartition),
+                    },
+                })
+                .collect()
+        }
     };
+    let image = shard.image();
     MetadataResponse::default()
-        .with_brokers(brokers(shard))
-        .with_cluster_id(Some(StrBytes::from_string(catalog.cluster_id.clone())))
-        .with_controller_id(BrokerId(broker_id(shard.node.node_id(), ShardId(0))))
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
+        .with_controller_id(BrokerId(image.controller.map_or(-1, |broker| broker.0)))
         .with_topics(topics)
         .with_cluster_authorized_operations(acl::if_requested(
             request.include_cluster_authorized_operations,
@@ -73,40 +87,41 @@ pub fn handle(
         ))
 }
 
-/// Every shard of this node, as a broker.
-pub fn brokers(shard: &Shard) -> Vec<MetadataResponseBroker> {
-    let node = &shard.node;
-    (0..node.shard_count)
-        .map(|index| {
-            let id = ShardId(index);
+/// Every broker of the cluster.
+pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers()
+        .map(|broker| {
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker_id(node.node_id(), id)))
-                .with_host(StrBytes::from_string(node.config.advertised_host.clone()))
-                .with_port(i32::from(node.shard_port(id)))
+                .with_node_id(BrokerId(broker.id.0))
+                .with_host(StrBytes::from_string(broker.host.clone()))
+                .with_port(i32::from(broker.port))
+                .with_rack(broker.rack.clone().map(StrBytes::from_string))
         })
         .collect()
 }
 
-fn describe_topic(
-    shard: &Shard,
-    topic: &TopicMeta,
-    authorized_operations: i32,
-) -> MetadataResponseTopic {
-    let partitions = (0..topic.partitions)
-        .map(|partition| {
-            let leader = BrokerId(shard.node.leader_broker_id(&topic.name, partition));
+fn describe_topic(topic: &TopicImage, authorized_operations: i32) -> MetadataResponseTopic {
+    let ids = |brokers: &[crate::partition::BrokerId]| -> Vec<BrokerId> {
+        brokers.iter().map(|broker| BrokerId(broker.0)).collect()
+    };
+    let partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, assignment)| {
             MetadataResponsePartition::default()
-                .with_partition_index(partition)
-                .with_leader_id(leader)
-                .with_leader_epoch(crate::LEADER_EPOCH)
-                .with_replica_nodes(vec![leader])
-                .with_isr_nodes(vec![leader])
+                .with_partition_index(index as i32)
+                .with_leader_id(BrokerId(assignment.leader.0))
+                .with_leader_epoch(assignment.leader_epoch.0)
+                .with_replica_nodes(ids(&assignment.replicas))
+                .with_isr_nodes(ids(&assignment.isr))
         })
         .collect();
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.id)
-        .with_is_internal(topic.name.starts_with("__"))
+        .with_is_internal(INTERNAL_TOPICS.contains(&topic.name.as_str()))
         .with_partitions(partitions)
         .with_topic_authorized_operations(authorized_operations)
 }

@@ -189,22 +189,22 @@ pub async fn dispatch(
             ResponseKind::ListOffsets(list_offsets::handle(shard, &context, body).await)
         }
         RequestKind::Metadata(body) => {
-            ResponseKind::Metadata(metadata::handle(shard, &context, body))
+            ResponseKind::Metadata(metadata::handle(shard, &context, body).await)
         }
         RequestKind::ApiVersions(body) => {
             ResponseKind::ApiVersions(api_versions::handle(&context, body))
         }
         RequestKind::CreateTopics(body) => {
-            ResponseKind::CreateTopics(create_topics::handle(shard, &context, body))
+            ResponseKind::CreateTopics(create_topics::handle(shard, &context, body).await)
         }
         RequestKind::DeleteTopics(body) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(shard, &context, body))
+            ResponseKind::DeleteTopics(delete_topics::handle(shard, &context, body).await)
         }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, &context, body).await)
         }
         RequestKind::InitProducerId(body) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(shard, &context, body))
+            ResponseKind::InitProducerId(init_producer_id::handle(shard, &context, body).await)
         }
         RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
             offset_for_leader_epoch::handle(shard, &context, body).await,
@@ -213,7 +213,7 @@ pub async fn dispatch(
             ResponseKind::DescribeConfigs(describe_configs::handle(shard, &context, body))
         }
         RequestKind::CreatePartitions(body) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(shard, &context, body))
+            ResponseKind::CreatePartitions(create_partitions::handle(shard, &context, body).await)
         }
         RequestKind::DescribeCluster(body) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(shard, &context, body))
@@ -252,10 +252,10 @@ pub async fn dispatch(
             ResponseKind::OffsetDelete(offset_delete::handle(shard, &context, body).await)
         }
         RequestKind::AlterConfigs(body) => {
-            ResponseKind::AlterConfigs(alter_configs::handle(shard, &context, body))
+            ResponseKind::AlterConfigs(alter_configs::handle(shard, &context, body).await)
         }
         RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
-            alter_configs::handle_incremental(shard, &context, body),
+            alter_configs::handle_incremental(shard, &context, body).await,
         ),
         other => {
             return Err(CloseReason::Protocol(format!(

@@ -1,6 +1,6 @@
 //! OffsetForLeaderEpoch (key 23): the end offset of a leader epoch, which consumers use to
-//! detect log truncation. A single node has one leader epoch ([`crate::LEADER_EPOCH`]) for
-//! every partition, whose end is the log end offset.
+//! detect log truncation. The partition answers from its leader epochs
+//! (`Partition::end_offset_for_epoch`).
 
 use std::rc::Rc;
 
@@ -8,12 +8,11 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
 
-use super::errors::storage_error_code;
+use super::errors::partition_error_code;
 use super::{ApiSpec, RequestContext};
+use crate::partition::LeaderEpoch;
 use crate::shard::Shard;
-use crate::LEADER_EPOCH;
 
 /// Served versions (librdkafka sends exactly v2).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetForLeaderEpoch, 2, 4);
@@ -22,22 +21,12 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetForLeaderEpoch, 2, 4);
 const UNDEFINED_EPOCH: i32 = -1;
 const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
-/// Checks a client's `current_leader_epoch` (-1 means the client does not know it).
-pub fn check_leader_epoch(current_leader_epoch: i32) -> Result<(), i16> {
-    match current_leader_epoch {
-        epoch if epoch < 0 || epoch == LEADER_EPOCH => Ok(()),
-        epoch if epoch > LEADER_EPOCH => Err(ResponseError::UnknownLeaderEpoch.code()),
-        _ => Err(ResponseError::FencedLeaderEpoch.code()),
-    }
-}
-
 /// Answers each partition with the end offset of the requested epoch.
 pub async fn handle(
     shard: &Rc<Shard>,
     context: &RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let catalog = shard.catalog();
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic_request in request.topics {
         let mut partitions = Vec::with_capacity(topic_request.partitions.len());
@@ -47,27 +36,24 @@ pub async fn handle(
                 .with_partition(index)
                 .with_leader_epoch(UNDEFINED_EPOCH)
                 .with_end_offset(UNDEFINED_EPOCH_OFFSET);
-            let topic = catalog
-                .topic(&topic_request.topic.0)
-                .filter(|topic| (0..topic.partitions).contains(&index));
-            let answer = match topic {
-                None => answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                Some(_) if !shard.owns(&topic_request.topic.0, index) => {
-                    answer.with_error_code(ResponseError::NotLeaderOrFollower.code())
+            let answer = match shard
+                .partitions
+                .leader(
+                    &topic_request.topic.0,
+                    index,
+                    partition.current_leader_epoch,
+                )
+                .await
+            {
+                Ok(leader) => {
+                    match leader.end_offset_for_epoch(LeaderEpoch(partition.leader_epoch)) {
+                        Some((epoch, end_offset)) => answer
+                            .with_leader_epoch(epoch.0)
+                            .with_end_offset(end_offset.0),
+                        None => answer,
+                    }
                 }
-                Some(topic) => match check_leader_epoch(partition.current_leader_epoch) {
-                    Err(code) => answer.with_error_code(code),
-                    // Epochs other than ours never existed here.
-                    Ok(()) if partition.leader_epoch != LEADER_EPOCH => answer,
-                    Ok(()) => match shard.log(topic, index).await {
-                        Ok(log) => answer
-                            .with_leader_epoch(LEADER_EPOCH)
-                            .with_end_offset(log.log_end_offset().0),
-                        Err(error) => {
-                            answer.with_error_code(storage_error_code(&error, context.version))
-                        }
-                    },
-                },
+                Err(error) => answer.with_error_code(partition_error_code(&error, context.version)),
             };
             partitions.push(answer);
         }

@@ -4,20 +4,22 @@
 //! (topic lookup, validation, offset assignment, copy into the partition's write buffer)
 //! runs before the connection reads its next request; the rest (waiting until the batch is
 //! written and fdatasync'ed) is the [`Pending`] future that the connection's writer awaits.
-//! Every ack level waits for durability: acks=1 is answered after the same group commit as
-//! acks=all on a single node, which costs little because the commit is shared.
+//! The partition decides when each acks level may be answered (`Partition::wait_acknowledged`):
+//! on a single node every level waits for durability, acks=1 after the same group commit as
+//! acks=all, which costs little because the commit is shared.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError;
-use spate_storage::{Offset, PartitionLog, ReceivedBatch, StorageError};
+use spate_storage::StorageError;
 
-use super::errors::{storage_error_code, NONE};
+use super::errors::{partition_error_code, NONE};
 use super::produce_stream::ReceivedBatches;
 use super::{encode, ApiSpec, RequestContext};
 use crate::connection::{CloseReason, Pending};
+use crate::partition::{Acks, Appended, Partition, PartitionError, ProducedBatch};
 use crate::shard::Shard;
 
 /// Served versions: advertised from 0 as Kafka 4 does, served from 3 (magic 2 only).
@@ -32,11 +34,13 @@ pub const SPEC: ApiSpec = ApiSpec {
 const ZSTD: i16 = 4;
 /// Produce v7 is the first that may carry zstd.
 const ZSTD_MIN_PRODUCE_VERSION: i16 = 7;
+/// Produce requests carry no leader epoch: any is accepted.
+const ANY_LEADER_EPOCH: i32 = -1;
 
-/// A partition that was appended to and must be durable before the response.
-struct Appended {
-    log: PartitionLog,
-    last_offset: Offset,
+/// A partition that was appended to, whose answer waits for its acknowledgement.
+struct Waiting {
+    partition: Rc<Partition>,
+    appended: Appended,
     /// Where its answer sits in the response: (topic index, partition index).
     slot: (usize, usize),
 }
@@ -51,42 +55,44 @@ pub async fn handle(
     received: ReceivedBatches,
 ) -> Result<Pending, CloseReason> {
     let mut received = received.into_iter().peekable();
-    let acks = request.acks;
-    let mut waits: Vec<Appended> = Vec::new();
+    let acks = Acks::from_kafka(request.acks);
+    let names: Vec<&str> = request
+        .topic_data
+        .iter()
+        .map(|topic| &*topic.name.0)
+        .collect();
+    // Unknown topics are created together, in one call to the controller.
+    shard.topics_or_create(&names, true).await;
+    let mut waits: Vec<Waiting> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic_data in request.topic_data {
-        let name = topic_data.name.0.to_string();
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
-        let topic = shard.topic_or_create(&name, true);
         for partition_data in topic_data.partition_data {
-            let partition = partition_data.index;
+            let index = partition_data.index;
             let slot = (responses.len(), partition_responses.len());
             // The received batches come in request order.
             let batch = match received.next_if(|(at, _)| *at == slot) {
                 Some((_, batch)) => Batch::Received(batch),
                 None => Batch::InRequest(partition_data.records.as_deref()),
             };
-            let result = if !matches!(acks, -1..=1) {
-                Err(ResponseError::InvalidRequiredAcks.code())
-            } else if request.transactional_id.is_some() {
+            let result = match (&acks, request.transactional_id.is_some()) {
+                (Err(error), _) => Err(partition_error_code(error, context.version)),
                 // Transactions are not implemented yet: InitProducerId refuses transactional
                 // ids, so a client never gets this far with one.
-                Err(ResponseError::TransactionalIdAuthorizationFailed.code())
-            } else {
-                match &topic {
-                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
-                    Some(topic) if partition < 0 || partition >= topic.partitions => {
-                        Err(ResponseError::UnknownTopicOrPartition.code())
-                    }
-                    Some(_) if !shard.owns(&name, partition) => {
-                        Err(ResponseError::NotLeaderOrFollower.code())
-                    }
-                    Some(topic) => {
-                        append(shard, &context, topic, partition, batch, slot, &mut waits).await
-                    }
-                }
+                (Ok(_), true) => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
+                (Ok(_), false) => append(shard, &context, &topic_data.name.0, index, batch)
+                    .await
+                    .map(|(partition, appended)| {
+                        let accepted = Accepted::of(&partition, &appended);
+                        waits.push(Waiting {
+                            partition,
+                            appended,
+                            slot,
+                        });
+                        accepted
+                    }),
             };
-            partition_responses.push(partition_response(partition, result));
+            partition_responses.push(partition_response(index, result));
         }
         responses.push(
             TopicProduceResponse::default()
@@ -94,33 +100,18 @@ pub async fn handle(
                 .with_partition_responses(partition_responses),
         );
     }
-    let shard = shard.clone();
+    let acks = acks.unwrap_or(Acks::All);
     Ok(Box::pin(async move {
-        for appended in &waits {
-            match appended.log.wait_durable(appended.last_offset).await {
-                Ok(()) => {}
-                Err(error) if is_disk_full(&error) => {
-                    // Nothing of this batch is acknowledged; reads of the log still work, and
-                    // the operator frees space. Kafka answers KAFKA_STORAGE_ERROR likewise.
-                    tracing::error!(%error, "disk full: produce refused");
-                    let (topic, partition) = appended.slot;
-                    if let Some(answer) = responses
-                        .get_mut(topic)
-                        .and_then(|topic| topic.partition_responses.get_mut(partition))
-                    {
-                        *answer = partition_response(
-                            answer.index,
-                            Err(ResponseError::KafkaStorageError.code()),
-                        );
-                    }
-                }
-                Err(error) => crate::fatal(&format!("cannot make produced data durable: {error}")),
+        for waiting in &waits {
+            if let Err(error) = waiting
+                .partition
+                .wait_acknowledged(&waiting.appended, acks)
+                .await
+            {
+                answer_failed_wait(&context, waiting, &error, &mut responses);
             }
         }
-        if !waits.is_empty() {
-            shard.data_arrived.notify_all();
-        }
-        if acks == 0 {
+        if acks == Acks::None {
             let failed = responses
                 .iter()
                 .flat_map(|topic| &topic.partition_responses)
@@ -139,6 +130,38 @@ pub async fn handle(
     }))
 }
 
+/// A batch that was appended but could not be made durable is answered with the error
+/// (KAFKA_STORAGE_ERROR): nothing of it is acknowledged, and the broker keeps serving every
+/// other partition. A full disk leaves the log serving reads, and it heals when space
+/// returns; a failed fsync leaves that log refusing appends until the broker restarts, since
+/// nothing may ever be acknowledged after one.
+fn answer_failed_wait(
+    context: &RequestContext,
+    waiting: &Waiting,
+    error: &PartitionError,
+    responses: &mut [TopicProduceResponse],
+) {
+    match error {
+        PartitionError::Storage(storage) if is_disk_full(storage) => {
+            tracing::error!(partition = %waiting.partition.key(), %error, "disk full: produce refused");
+        }
+        PartitionError::Storage(StorageError::Io(_)) => {
+            tracing::error!(partition = %waiting.partition.key(), %error, "cannot make produced data durable: the partition refuses appends until the broker restarts");
+        }
+        _ => {}
+    }
+    let (topic, partition) = waiting.slot;
+    if let Some(answer) = responses
+        .get_mut(topic)
+        .and_then(|topic| topic.partition_responses.get_mut(partition))
+    {
+        *answer = partition_response(
+            answer.index,
+            Err(partition_error_code(error, context.version)),
+        );
+    }
+}
+
 /// What a successful append tells the producer.
 struct Accepted {
     base_offset: i64,
@@ -147,22 +170,30 @@ struct Accepted {
     log_append_time_ms: i64,
 }
 
+impl Accepted {
+    fn of(partition: &Partition, appended: &Appended) -> Accepted {
+        Accepted {
+            base_offset: appended.base_offset.0,
+            log_start_offset: partition.log_start_offset().0,
+            log_append_time_ms: appended.log_append_time_ms.unwrap_or(-1),
+        }
+    }
+}
+
 /// A partition's batch: in the request buffer, or received into DMA chunks.
 enum Batch<'request> {
     InRequest(Option<&'request [u8]>),
-    Received(ReceivedBatch),
+    Received(spate_storage::ReceivedBatch),
 }
 
-/// Validates and appends one partition's batch.
+/// Validates and appends one partition's batch on its leader.
 async fn append(
     shard: &Shard,
     context: &RequestContext,
-    topic: &crate::catalog::TopicMeta,
-    partition: i32,
+    topic: &str,
+    index: i32,
     batch: Batch<'_>,
-    slot: (usize, usize),
-    waits: &mut Vec<Appended>,
-) -> Result<Accepted, i16> {
+) -> Result<(Rc<Partition>, Appended), i16> {
     let first_bytes = match &batch {
         Batch::InRequest(records) => records.ok_or(if context.version >= 8 {
             ResponseError::InvalidRecord.code()
@@ -174,59 +205,38 @@ async fn append(
     if compression_of(first_bytes) == Some(ZSTD) && context.version < ZSTD_MIN_PRODUCE_VERSION {
         return Err(ResponseError::UnsupportedCompressionType.code());
     }
-    let log = shard
-        .log(topic, partition)
+    let refused = |error: PartitionError| log_error(context, topic, index, &error);
+    let partition = shard
+        .partitions
+        .leader(topic, index, ANY_LEADER_EPOCH)
         .await
-        .map_err(|error| log_error(context, topic, partition, &error))?;
-    let (batch_bytes, appended) = match batch {
-        Batch::InRequest(records) => {
-            let records = records.unwrap_or_default();
-            (records.len(), log.append(records, crate::LEADER_EPOCH))
-        }
-        Batch::Received(received) => (
-            received.len(),
-            log.append_received(received, crate::LEADER_EPOCH),
-        ),
+        .map_err(refused)?;
+    let produced = match batch {
+        Batch::InRequest(records) => ProducedBatch::InRequest(records.unwrap_or_default()),
+        Batch::Received(received) => ProducedBatch::Received(received),
     };
-    let appended = appended.map_err(|error| log_error(context, topic, partition, &error))?;
+    let appended = partition.append(produced).map_err(refused)?;
     if !appended.duplicate {
-        shard.stats().produce_append(batch_bytes, appended.in_place);
+        shard
+            .stats()
+            .produce_append(appended.appended_bytes, appended.in_place);
     }
-    let log_start = log.log_start_offset().0;
-    // A retried duplicate is answered with the original's offset, and only once the
-    // original is durable: it may still be in the same group commit.
-    waits.push(Appended {
-        log,
-        last_offset: appended.last_offset,
-        slot,
-    });
-    Ok(Accepted {
-        base_offset: appended.base_offset.0,
-        log_start_offset: log_start,
-        log_append_time_ms: appended.log_append_time_ms.unwrap_or(-1),
-    })
+    Ok((partition, appended))
 }
 
-fn log_error(
-    context: &RequestContext,
-    topic: &crate::catalog::TopicMeta,
-    partition: i32,
-    error: &StorageError,
-) -> i16 {
+fn log_error(context: &RequestContext, topic: &str, partition: i32, error: &PartitionError) -> i16 {
     match error {
-        StorageError::Io(_) => {
-            tracing::error!(topic = %topic.name, partition, %error, "storage error on produce")
+        PartitionError::Storage(StorageError::Io(_)) => {
+            tracing::error!(topic, partition, %error, "storage error on produce")
         }
         _ => {
-            tracing::debug!(topic = %topic.name, partition, %error, client = ?context.client_id, "produce rejected")
+            tracing::debug!(topic, partition, %error, client = ?context.client_id, "produce rejected")
         }
     }
-    storage_error_code(error, context.version)
+    partition_error_code(error, context.version)
 }
 
-/// A full disk refuses writes without putting acknowledged data at risk; any other
-/// failure to make data durable (a failed fsync) leaves the log's state unknown, and the
-/// broker stops rather than serve it.
+/// A full disk refuses writes without putting acknowledged data at risk.
 fn is_disk_full(error: &StorageError) -> bool {
     matches!(error, StorageError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull)
 }

@@ -63,8 +63,12 @@ pub async fn read<R: AsyncRead + Unpin>(
     stream: &mut R,
     frame_bytes: usize,
 ) -> Result<StreamedProduce, StreamError> {
+    // A partition not open yet is opened by the handler, and its batch is copied that once.
     let front = |topic: &str, partition: i32, batch_bytes: usize| {
-        open_log(shard, topic, partition).map_or(0, |log| log.receive_front(batch_bytes))
+        shard
+            .partitions
+            .open_replica(topic, partition)
+            .map_or(0, |replica| replica.receive_front(batch_bytes))
     };
     read_with(&front, frames, stream, frame_bytes).await
 }
@@ -316,13 +320,6 @@ fn length(value: i64) -> Result<usize, StreamError> {
         value => usize::try_from(value)
             .map_err(|_| StreamError::Malformed(format!("negative length {value}"))),
     }
-}
-
-/// The partition's log if this shard has it open: where it would place a batch now. A log not
-/// open yet is opened by the handler, and the batch is copied that once.
-fn open_log(shard: &Shard, topic: &str, partition: i32) -> Option<spate_storage::PartitionLog> {
-    let meta = shard.catalog().topic(topic)?.clone();
-    shard.open_log(&meta, partition)
 }
 
 #[cfg(test)]

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, TopicName,
+    CreateTopicsRequest, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -128,6 +130,34 @@ impl Broker {
 
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// SIGKILL and wait: a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same data directory (after `stop` or `kill9`).
+    ///
+    /// A killed broker's listening sockets can outlive its process for a moment (the kernel
+    /// tears io_uring rings down in the background, and in-flight accepts hold the socket), so
+    /// this first waits until every port can be bound again.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the broker is still running");
+        let ports = self.port..self.port + self.smp as u16;
+        wait_for(
+            "the old broker's ports to be released",
+            Duration::from_secs(10),
+            || {
+                ports
+                    .clone()
+                    .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+            },
+        );
         self.spawn();
     }
 }
@@ -299,6 +329,29 @@ pub fn decode_values(records: &Bytes) -> Vec<(i64, String)> {
         }
     }
     out
+}
+
+/// Metadata v12 for the named topics (all of them for `None`), without creating any.
+pub fn metadata(client: &mut Client, topics: Option<&[&str]>) -> MetadataResponse {
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|name| MetadataRequestTopic::default().with_name(Some(topic_name(name))))
+            .collect()
+    });
+    let request = MetadataRequest::default()
+        .with_topics(topics)
+        .with_allow_auto_topic_creation(false);
+    client.send(12, &request).expect("metadata")
+}
+
+/// Waits until `condition` holds, polling, or panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 pub fn temp_path(broker: &Broker, name: &str) -> PathBuf {

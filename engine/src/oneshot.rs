@@ -1,5 +1,6 @@
-//! A single-value channel between tasks of one shard (`!Send`): a held JoinGroup or
-//! SyncGroup waits on the receiving end until the group's state machine answers it.
+//! A single-value channel between tasks of one shard (`!Send`): a held JoinGroup or SyncGroup
+//! waits on the receiving end until the group's state machine answers it, a controller call
+//! until the controller does.
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -1,0 +1,72 @@
+//! A node's metadata at start: load the journal, register this node's brokers, migrate an
+//! old `topics.json`, place partitions anew on a changed shard count, create
+//! `__consumer_offsets`, and remove the directories of topics deleted before a crash.
+//!
+//! Runs on the main thread before any shard serves, so it may block on files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::controller::{ControllerConfig, ControllerState};
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+use super::store::MetadataStore;
+
+/// What the controller's shard needs to run the controller (all `Send`: it is built on the
+/// main thread and moved to the shard's thread).
+pub struct ControllerParts {
+    /// The state machine, at the published image.
+    pub state: ControllerState,
+    /// The journal.
+    pub store: MetadataStore,
+    /// Start-up records that could not be written yet (a full disk); written with the next
+    /// change.
+    pub unpersisted: Vec<MetadataRecord>,
+}
+
+/// The image every shard starts from, and the controller's parts.
+pub struct Bootstrapped {
+    /// The image at start.
+    pub image: Arc<MetadataImage>,
+    /// For the controller's shard.
+    pub controller: ControllerParts,
+}
+
+/// See the module docs.
+pub fn start(data_dir: &Path, config: ControllerConfig) -> anyhow::Result<Bootstrapped> {
+    let (mut store, loaded) = MetadataStore::open(data_dir)?;
+    let mut state = ControllerState::new(loaded.image, config);
+    let broker_epoch = spate_net::records::now_ms();
+    let records = state.startup(loaded.legacy.as_ref(), broker_epoch);
+    let unpersisted = match store.append(&records) {
+        Ok(()) => {
+            if loaded.legacy.is_some() {
+                tracing::info!("migrated topics.json into the metadata journal");
+                MetadataStore::retire_legacy_catalog(data_dir);
+            }
+            Vec::new()
+        }
+        Err(error) => {
+            // A full disk must not keep the broker from starting and serving reads: what
+            // start-up decided holds in memory and is written with the next change.
+            tracing::warn!(%error, "cannot write the start-up metadata records yet; continuing");
+            records
+        }
+    };
+    let image = Arc::new(state.image().clone());
+    match crate::partition::table::remove_orphaned_partition_dirs(data_dir, &image) {
+        Ok(0) => {}
+        Ok(count) => tracing::info!(count, "removing partition directories of deleted topics"),
+        Err(error) => {
+            tracing::warn!(%error, "cannot look for partition directories of deleted topics")
+        }
+    }
+    Ok(Bootstrapped {
+        image,
+        controller: ControllerParts {
+            state,
+            store,
+            unpersisted,
+        },
+    })
+}

@@ -1,0 +1,582 @@
+//! The controller's decisions: requests in, metadata records and answers out.
+//!
+//! [`ControllerState`] holds the controller's working image and turns each
+//! [`ControllerRequest`] into the records that carry it out (applying them to the working
+//! image at once, so that the next request of the same batch sees them) and the answer for the
+//! requester. It does no I/O and reads no clock: the task that drives it
+//! (`metadata::controller_task`) persists the records, publishes the image and answers only
+//! once they are durable. A replicated controller will drive the same state machine with
+//! records committed by a Raft quorum instead of a local journal.
+//!
+//! Every limit a client could use to exhaust the node is checked here, with Kafka's errors:
+//! partitions per request (Kafka's `MAX_PARTITIONS_PER_BATCH`, POLICY_VIOLATION), partitions
+//! per node (KIP-578's `max.broker.partitions`), and internal topics (`__consumer_offsets`,
+//! later `__transaction_state`) that clients may neither delete nor repartition.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::image::{BrokerRegistration, MetadataImage, PartitionAssignment, TopicImage};
+use super::placement;
+use super::records::MetadataRecord;
+use super::store::LegacyCatalog;
+use crate::partition::{BrokerId, NodeId, ShardId};
+
+/// Kafka's limit on topic name length.
+const TOPIC_NAME_MAX_CHARS: usize = 249;
+/// Producer ids a shard takes from the controller at a time.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Topics clients may not delete or repartition.
+pub const INTERNAL_TOPICS: &[&str] = &[crate::groups::offsets_topic::TOPIC, "__transaction_state"];
+
+/// Limits on what requests may create (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControllerLimits {
+    /// Most partitions one CreateTopics or CreatePartitions request may create.
+    pub partitions_per_request_max: u32,
+    /// Most partitions this node may hold (KIP-578's `max.broker.partitions`).
+    pub partitions_per_node_max: u64,
+}
+
+/// What the controller needs to know about the node it runs on.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// This node.
+    pub node_id: NodeId,
+    /// Its shards, each a broker.
+    pub shard_count: u32,
+    /// Host advertised for its brokers.
+    pub advertised_host: String,
+    /// Port of shard 0; shard s listens on `base_port + s`.
+    pub base_port: u16,
+    /// Partitions of a topic created without a count.
+    pub default_partitions: i32,
+    /// Partitions of `__consumer_offsets` when it is created.
+    pub offsets_topic_partitions: i32,
+    /// See [`ControllerLimits`].
+    pub limits: ControllerLimits,
+}
+
+/// A topic to create.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NewTopic {
+    /// Its name.
+    pub name: String,
+    /// Its partition count; `None` for the broker's default.
+    pub partitions: Option<i32>,
+    /// Its replication factor; `None` for the default.
+    pub replication_factor: Option<i16>,
+    /// Config overrides.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A change of a topic's config overrides.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ConfigChange {
+    /// Replace the whole set (AlterConfigs).
+    Replace(BTreeMap<String, String>),
+    /// Kafka's incremental operations (IncrementalAlterConfigs): (name, operation, value).
+    Incremental(Vec<(String, i8, Option<String>)>),
+}
+
+/// What a shard asks of the controller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// CreateTopics, or an automatic creation.
+    CreateTopics {
+        /// The topics.
+        topics: Vec<NewTopic>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// DeleteTopics.
+    DeleteTopics {
+        /// Names of the topics.
+        names: Vec<String>,
+    },
+    /// CreatePartitions: grow each topic to a total.
+    CreatePartitions {
+        /// (topic, total partitions).
+        topics: Vec<(String, i32)>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// AlterConfigs / IncrementalAlterConfigs on topics.
+    AlterTopicConfigs {
+        /// (topic, change).
+        topics: Vec<(String, ConfigChange)>,
+        /// Check only.
+        validate_only: bool,
+    },
+    /// A block of producer ids for a shard to hand out.
+    AllocateProducerIds,
+}
+
+/// The controller's answer, one result per item of the request, in order.
+#[derive(Clone, Debug)]
+pub enum ControllerReply {
+    /// Per topic: the topic as created (or as it would be, when validating).
+    CreateTopics(Vec<Result<Arc<TopicImage>, ControllerError>>),
+    /// Per name: the deleted topic's id.
+    DeleteTopics(Vec<Result<Uuid, ControllerError>>),
+    /// Per topic.
+    CreatePartitions(Vec<Result<(), ControllerError>>),
+    /// Per topic.
+    AlterTopicConfigs(Vec<Result<(), ControllerError>>),
+    /// The block of ids.
+    ProducerIds(Range<i64>),
+}
+
+/// Why the controller refused (part of) a request. Each maps to one Kafka error code
+/// (`handlers::errors::controller_error_code`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    /// TOPIC_ALREADY_EXISTS.
+    #[error("Topic '{0}' already exists.")]
+    TopicExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("This server does not host this topic-partition.")]
+    UnknownTopic,
+    /// INVALID_TOPIC_EXCEPTION.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// INVALID_PARTITIONS.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_REPLICATION_FACTOR.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// INVALID_CONFIG.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// POLICY_VIOLATION: a limit of this node (see [`ControllerLimits`]).
+    #[error("{0}")]
+    PolicyViolation(String),
+    /// The request would delete or repartition an internal topic.
+    #[error("{0}")]
+    InternalTopic(String),
+    /// KAFKA_STORAGE_ERROR: the change could not be made durable (a full disk, say); nothing
+    /// changed, and the request can be retried.
+    #[error("the metadata change could not be made durable: {0}")]
+    NotDurable(String),
+    /// The controller is not running (the node is shutting down).
+    #[error("the controller is not available")]
+    Unavailable,
+}
+
+/// See the module docs.
+pub struct ControllerState {
+    image: MetadataImage,
+    config: ControllerConfig,
+}
+
+impl ControllerState {
+    /// A controller continuing from `image`.
+    pub fn new(image: MetadataImage, config: ControllerConfig) -> ControllerState {
+        ControllerState { image, config }
+    }
+
+    /// The working image: every record decided so far, durable or not yet.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// Replaces the working image (after a batch could not be made durable: back to the
+    /// last published one).
+    pub fn reset(&mut self, image: MetadataImage) {
+        self.image = image;
+    }
+
+    /// The records a node writes when it starts: a cluster id on first start, an old
+    /// `topics.json` migrated, this node's brokers registered, partitions placed anew on a
+    /// changed shard count, and `__consumer_offsets` created.
+    pub fn startup(
+        &mut self,
+        legacy: Option<&LegacyCatalog>,
+        broker_epoch: i64,
+    ) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        if self.image.cluster_id.is_empty() {
+            let cluster_id = legacy.map_or_else(
+                || Uuid::new_v4().simple().to_string(),
+                |legacy| legacy.cluster_id.clone(),
+            );
+            records.push(MetadataRecord::ClusterId { cluster_id });
+        }
+        if let Some(legacy) = legacy {
+            records.push(MetadataRecord::ProducerIds {
+                next: legacy.producer_id_limit.max(self.image.next_producer_id),
+            });
+        }
+        for shard in 0..self.config.shard_count {
+            let id = BrokerId::of_shard(self.config.node_id, ShardId(shard));
+            records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
+                id,
+                host: self.config.advertised_host.clone(),
+                port: self.config.base_port + shard as u16,
+                rack: None,
+                epoch: broker_epoch,
+            }));
+        }
+        records.push(MetadataRecord::Controller {
+            broker: BrokerId::of_shard(self.config.node_id, ShardId(0)),
+        });
+        self.apply(&records);
+        let mut more = Vec::new();
+        for topic in legacy.map_or(&[][..], |legacy| &legacy.topics) {
+            more.extend(records_of(&self.new_topic(
+                &topic.name,
+                topic.id,
+                topic.partitions,
+                &topic.configs,
+            )));
+        }
+        self.apply(&more);
+        records.append(&mut more);
+        let mut more = self.replace_partitions();
+        if self
+            .image
+            .topic(crate::groups::offsets_topic::TOPIC)
+            .is_none()
+        {
+            let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+            more.extend(records_of(&self.new_topic(
+                crate::groups::offsets_topic::TOPIC,
+                Uuid::new_v4(),
+                self.config.offsets_topic_partitions,
+                &configs,
+            )));
+        }
+        self.apply(&more);
+        records.append(&mut more);
+        records
+    }
+
+    /// Carries out one request: returns its records (already applied to the working image)
+    /// and its answer.
+    pub fn handle(&mut self, request: ControllerRequest) -> (Vec<MetadataRecord>, ControllerReply) {
+        match request {
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => self.create_topics(topics, validate_only),
+            ControllerRequest::DeleteTopics { names } => self.delete_topics(names),
+            ControllerRequest::CreatePartitions {
+                topics,
+                validate_only,
+            } => self.create_partitions(topics, validate_only),
+            ControllerRequest::AlterTopicConfigs {
+                topics,
+                validate_only,
+            } => self.alter_configs(topics, validate_only),
+            ControllerRequest::AllocateProducerIds => {
+                let start = self.image.next_producer_id;
+                let records = vec![MetadataRecord::ProducerIds {
+                    next: start + PRODUCER_ID_BLOCK,
+                }];
+                self.apply(&records);
+                (
+                    records,
+                    ControllerReply::ProducerIds(start..start + PRODUCER_ID_BLOCK),
+                )
+            }
+        }
+    }
+
+    fn create_topics(
+        &mut self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> (Vec<MetadataRecord>, ControllerReply) {
+        let counts: Vec<i32> = topics
+            .iter()
+            .map(|topic| topic.partitions.unwrap_or(self.config.default_partitions))
+            .collect();
+        let requested: u64 = counts.iter().map(|count| (*count).max(0) as u64).sum();
+        if requested > u64::from(self.config.limits.partitions_per_request_max) {
+            // Kafka fails the whole request (ReplicationControlManager's
+            // validateTotalNumberOfPartitions), before placing anything.
+            let error = ControllerError::PolicyViolation(format!(
+                "Excessively large number of partitions per request: {requested} (at most {}).",
+                self.config.limits.partitions_per_request_max
+            ));
+            let results = topics.iter().map(|_| Err(error.clone())).collect();
+            return (Vec::new(), ControllerReply::CreateTopics(results));
+        }
+        let mut records = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for (topic, partitions) in topics.into_iter().zip(counts) {
+            let result = self.check_new_topic(&topic, partitions).map(|()| {
+                let created =
+                    self.new_topic(&topic.name, Uuid::new_v4(), partitions, &topic.configs);
+                if !validate_only {
+                    let created_records = records_of(&created);
+                    self.apply(&created_records);
+                    records.extend(created_records);
+                }
+                Arc::new(created)
+            });
+            results.push(result);
+        }
+        (records, ControllerReply::CreateTopics(results))
+    }
+
+    fn check_new_topic(&self, topic: &NewTopic, partitions: i32) -> Result<(), ControllerError> {
+        validate_topic_name(&topic.name)?;
+        if self.image.topic(&topic.name).is_some() {
+            return Err(ControllerError::TopicExists(topic.name.clone()));
+        }
+        if partitions < 1 {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "Number of partitions must be larger than 0, got {partitions}."
+            )));
+        }
+        if let Some(factor) = topic.replication_factor.filter(|factor| *factor != -1) {
+            let nodes = 1;
+            if factor < 1 || factor > nodes {
+                return Err(ControllerError::InvalidReplicationFactor(format!(
+                    "Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {nodes} broker node(s) are registered."
+                )));
+            }
+        }
+        crate::topic_config::validate(&topic.configs).map_err(ControllerError::InvalidConfig)?;
+        self.check_node_room(partitions)
+    }
+
+    /// POLICY_VIOLATION if `more` partitions would take the node past its limit.
+    fn check_node_room(&self, more: i32) -> Result<(), ControllerError> {
+        let limit = self.config.limits.partitions_per_node_max;
+        let total = self.image.partition_count() + more.max(0) as u64;
+        if total > limit {
+            return Err(ControllerError::PolicyViolation(format!(
+                "This node would hold {total} partitions, more than its limit of {limit} (max.broker.partitions): delete topics or raise the limit."
+            )));
+        }
+        Ok(())
+    }
+
+    fn delete_topics(&mut self, names: Vec<String>) -> (Vec<MetadataRecord>, ControllerReply) {
+        let mut records = Vec::new();
+        let results = names
+            .into_iter()
+            .map(|name| {
+                if INTERNAL_TOPICS.contains(&name.as_str()) {
+                    return Err(ControllerError::InternalTopic(format!(
+                        "Topic {name} is internal and cannot be deleted."
+                    )));
+                }
+                let id = self
+                    .image
+                    .topic(&name)
+                    .ok_or(ControllerError::UnknownTopic)?
+                    .id;
+                let removal = [MetadataRecord::RemoveTopic { topic_id: id }];
+                self.apply(&removal);
+                records.extend(removal);
+                Ok(id)
+            })
+            .collect();
+        (records, ControllerReply::DeleteTopics(results))
+    }
+
+    fn create_partitions(
+        &mut self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> (Vec<MetadataRecord>, ControllerReply) {
+        let mut records = Vec::new();
+        let results = topics
+            .into_iter()
+            .map(|(name, total)| {
+                let added = self.check_new_partitions(&name, total)?;
+                if !validate_only {
+                    self.apply(&added);
+                    records.extend(added);
+                }
+                Ok(())
+            })
+            .collect();
+        (records, ControllerReply::CreatePartitions(results))
+    }
+
+    /// The records that grow a topic to `total` partitions, after checking that it may.
+    fn check_new_partitions(
+        &self,
+        name: &str,
+        total: i32,
+    ) -> Result<Vec<MetadataRecord>, ControllerError> {
+        if INTERNAL_TOPICS.contains(&name) {
+            return Err(ControllerError::InternalTopic(format!(
+                "Cannot change the partition count of the internal topic {name}."
+            )));
+        }
+        let topic = self
+            .image
+            .topic(name)
+            .ok_or(ControllerError::UnknownTopic)?;
+        let current = topic.partition_count();
+        if total <= current {
+            return Err(ControllerError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than or equal to the requested {total}."
+            )));
+        }
+        let added = total - current;
+        if added as u64 > u64::from(self.config.limits.partitions_per_request_max) {
+            return Err(ControllerError::PolicyViolation(format!(
+                "Excessively large number of partitions per request: {added} (at most {}).",
+                self.config.limits.partitions_per_request_max
+            )));
+        }
+        self.check_node_room(added)?;
+        Ok(vec![MetadataRecord::Partitions {
+            topic_id: topic.id,
+            first: current,
+            assignments: (current..total)
+                .map(|partition| PartitionAssignment::single(self.placement(name, partition)))
+                .collect(),
+        }])
+    }
+
+    fn alter_configs(
+        &mut self,
+        topics: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> (Vec<MetadataRecord>, ControllerReply) {
+        let mut records = Vec::new();
+        let results = topics
+            .into_iter()
+            .map(|(name, change)| {
+                let topic = self
+                    .image
+                    .topic(&name)
+                    .ok_or(ControllerError::UnknownTopic)?;
+                let configs = match change {
+                    ConfigChange::Replace(configs) => configs,
+                    ConfigChange::Incremental(operations) => {
+                        crate::topic_config::apply_incremental(&topic.configs, &operations)
+                            .map_err(ControllerError::InvalidConfig)?
+                    }
+                };
+                crate::topic_config::validate(&configs).map_err(ControllerError::InvalidConfig)?;
+                if validate_only || configs == topic.configs {
+                    return Ok(());
+                }
+                let change = [MetadataRecord::TopicConfigs {
+                    topic_id: topic.id,
+                    configs,
+                }];
+                self.apply(&change);
+                records.extend(change);
+                Ok(())
+            })
+            .collect();
+        (records, ControllerReply::AlterTopicConfigs(results))
+    }
+
+    /// A new topic, its partitions placed by the default policy.
+    fn new_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> TopicImage {
+        TopicImage {
+            name: name.to_string(),
+            id,
+            configs: configs.clone(),
+            partitions: (0..partitions.max(0))
+                .map(|partition| PartitionAssignment::single(self.placement(name, partition)))
+                .collect(),
+        }
+    }
+
+    /// This node's partitions whose leader the default policy would put on another shard (the
+    /// shard count changed): moved there, with the next leader epoch.
+    fn replace_partitions(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for topic in self.image.topics() {
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                if assignment.leader.node() != self.config.node_id {
+                    continue;
+                }
+                let wanted = self.placement(&topic.name, index as i32);
+                if assignment.leader != wanted {
+                    records.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.id,
+                        partition: index as i32,
+                        assignment: assignment.moved_to(wanted),
+                    });
+                }
+            }
+        }
+        records
+    }
+
+    fn placement(&self, topic: &str, partition: i32) -> BrokerId {
+        placement::default_leader(
+            self.config.node_id,
+            topic,
+            partition,
+            self.config.shard_count,
+        )
+    }
+
+    fn apply(&mut self, records: &[MetadataRecord]) {
+        for record in records {
+            if let Err(error) = self.image.apply(record) {
+                // The records were made from this very image: refusing one is a bug.
+                panic!("the controller made a record its own image refuses: {error}");
+            }
+        }
+    }
+}
+
+/// The records that create a topic: the topic, then its partitions.
+fn records_of(topic: &TopicImage) -> Vec<MetadataRecord> {
+    vec![
+        MetadataRecord::Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            configs: topic.configs.clone(),
+        },
+        MetadataRecord::Partitions {
+            topic_id: topic.id,
+            first: 0,
+            assignments: topic.partitions.clone(),
+        },
+    ]
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let invalid = |why: String| Err(ControllerError::InvalidTopic(why));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.chars().count() > TOPIC_NAME_MAX_CHARS {
+        return invalid(format!(
+            "Topic name is illegal, it can't be longer than {TOPIC_NAME_MAX_CHARS} characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return invalid(format!(
+            "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

@@ -1,0 +1,234 @@
+//! The single-node controller at work: a task on the controller's shard that takes calls in
+//! batches, persists their records, publishes the new image and answers.
+//!
+//! One round of [`ControllerTask::run`]:
+//! 1. take every queued call (calls that arrive meanwhile wait for the next round);
+//! 2. let the [`ControllerState`] turn them into records and answers;
+//! 3. append the round's records to the journal and fdatasync it, on glommio's blocking pool
+//!    (the shard keeps serving its clients meanwhile): one write and one sync for the round,
+//!    however many topics it creates;
+//! 4. publish the new image to every shard ([`crate::shard::Shard::publish_metadata`]) and
+//!    wait until each has applied it, so that an answered CreateTopics is visible on every
+//!    shard of the node at once;
+//! 5. answer the calls.
+//!
+//! If the journal cannot be written (a full disk), the round's changes are dropped, their
+//! calls are answered [`ControllerError::NotDurable`], and the next round tries again: nothing
+//! a client was told about is ever lost, and the broker keeps serving.
+//!
+//! Concurrency contract: lives on the controller's shard (`!Send`); calls from other shards
+//! arrive through the mesh and are queued here by the shard's receiving tasks.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::controller::{ControllerError, ControllerReply, ControllerRequest, ControllerState};
+use super::image::MetadataImage;
+use super::records::MetadataRecord;
+use super::store::MetadataStore;
+use super::MetadataUpdate;
+use crate::notify::Notify;
+use crate::oneshot;
+use crate::partition::ShardId;
+use crate::shard::Shard;
+
+/// What a call to the controller comes back with.
+pub type ControllerResult = Result<ControllerReply, ControllerError>;
+
+/// Most calls taken in one round.
+const CALLS_PER_ROUND_MAX: usize = 1024;
+/// How long the controller waits for every shard to apply a new image before answering
+/// anyway (a shard that stopped must not hold up the rest).
+const APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
+/// How often the idle task looks at the shutdown flag.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Where a call's answer goes.
+pub enum ReplyTo {
+    /// A task of the controller's own shard.
+    Local(oneshot::Sender<ControllerResult>),
+    /// A task of another shard, through the mesh.
+    Remote {
+        /// The calling shard.
+        shard: ShardId,
+        /// Its id for the call.
+        call: u64,
+    },
+}
+
+/// A queued call.
+pub struct Call {
+    /// What is asked.
+    pub request: ControllerRequest,
+    /// Where the answer goes.
+    pub reply_to: ReplyTo,
+}
+
+/// See the module docs.
+pub struct ControllerTask {
+    state: RefCell<ControllerState>,
+    published: RefCell<Arc<MetadataImage>>,
+    store: Arc<Mutex<MetadataStore>>,
+    /// Records applied at start that could not be written then (a full disk): written with
+    /// the next round.
+    unpersisted: RefCell<Vec<MetadataRecord>>,
+    calls: RefCell<VecDeque<Call>>,
+    calls_arrived: Notify,
+    /// The newest image version each shard has applied, by shard.
+    applied: RefCell<Vec<u64>>,
+    applied_advanced: Notify,
+}
+
+impl ControllerTask {
+    /// A controller continuing from `state`, whose image every shard starts from.
+    pub fn new(
+        state: ControllerState,
+        store: MetadataStore,
+        unpersisted: Vec<MetadataRecord>,
+        shard_count: u32,
+    ) -> ControllerTask {
+        let published = Arc::new(state.image().clone());
+        ControllerTask {
+            applied: RefCell::new(vec![published.version; shard_count as usize]),
+            published: RefCell::new(published),
+            state: RefCell::new(state),
+            store: Arc::new(Mutex::new(store)),
+            unpersisted: RefCell::new(unpersisted),
+            calls: RefCell::new(VecDeque::new()),
+            calls_arrived: Notify::default(),
+            applied_advanced: Notify::default(),
+        }
+    }
+
+    /// Queues a call for the next round.
+    pub fn submit(&self, call: Call) {
+        self.calls.borrow_mut().push_back(call);
+        self.calls_arrived.notify_all();
+    }
+
+    /// A shard has applied the image of `version`.
+    pub fn applied(&self, shard: ShardId, version: u64) {
+        let mut applied = self.applied.borrow_mut();
+        if let Some(slot) = applied.get_mut(shard.0 as usize) {
+            *slot = (*slot).max(version);
+        }
+        drop(applied);
+        self.applied_advanced.notify_all();
+    }
+
+    /// Serves calls until the node shuts down; then answers what is left `Unavailable`.
+    pub async fn run(self: Rc<Self>, shard: Rc<Shard>) {
+        while !shard.node.is_shutting_down() {
+            let arrived = self.calls_arrived.notified();
+            if self.calls.borrow().is_empty() {
+                futures_lite::future::or(arrived, glommio::timer::sleep(IDLE_CHECK_INTERVAL)).await;
+                continue;
+            }
+            self.round(&shard).await;
+        }
+        let left: Vec<Call> = self.calls.borrow_mut().drain(..).collect();
+        for call in left {
+            shard
+                .deliver_controller_result(call.reply_to, Err(ControllerError::Unavailable))
+                .await;
+        }
+    }
+
+    async fn round(&self, shard: &Rc<Shard>) {
+        let calls: Vec<Call> = {
+            let mut queue = self.calls.borrow_mut();
+            let take = queue.len().min(CALLS_PER_ROUND_MAX);
+            queue.drain(..take).collect()
+        };
+        let mut records = Vec::new();
+        let mut answers = Vec::with_capacity(calls.len());
+        for call in calls {
+            let (made, reply) = self.state.borrow_mut().handle(call.request);
+            answers.push((call.reply_to, !made.is_empty(), reply));
+            records.extend(made);
+        }
+        if records.is_empty() {
+            for (reply_to, _, reply) in answers {
+                shard.deliver_controller_result(reply_to, Ok(reply)).await;
+            }
+            return;
+        }
+        let mut to_write = self.unpersisted.borrow().clone();
+        to_write.extend(records.iter().cloned());
+        if let Err(error) = self.persist(to_write).await {
+            tracing::error!(%error, "cannot write the metadata journal; the changes are refused");
+            let published = (**self.published.borrow()).clone();
+            self.state.borrow_mut().reset(published);
+            for (reply_to, changed, reply) in answers {
+                let result = if changed {
+                    Err(ControllerError::NotDurable(error.to_string()))
+                } else {
+                    Ok(reply)
+                };
+                shard.deliver_controller_result(reply_to, result).await;
+            }
+            return;
+        }
+        self.unpersisted.borrow_mut().clear();
+        let image = Arc::new(self.state.borrow().image().clone());
+        *self.published.borrow_mut() = image.clone();
+        let version = image.version;
+        shard
+            .publish_metadata(MetadataUpdate {
+                image,
+                records: Arc::new(records),
+            })
+            .await;
+        self.wait_applied_everywhere(version).await;
+        for (reply_to, _, reply) in answers {
+            shard.deliver_controller_result(reply_to, Ok(reply)).await;
+        }
+    }
+
+    /// Appends the records to the journal and syncs it, off the shard; writes a snapshot
+    /// when the journal has grown enough.
+    async fn persist(&self, records: Vec<MetadataRecord>) -> std::io::Result<()> {
+        let store = self.store.clone();
+        let image = self.state.borrow().image().clone();
+        glommio::executor()
+            .spawn_blocking(move || {
+                let mut store = store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                store.append(&records)?;
+                if store.wants_snapshot() {
+                    // The journal already holds the batch: a failed snapshot loses nothing.
+                    if let Err(error) = store.snapshot(&image) {
+                        tracing::warn!(error = %format!("{error:#}"), "cannot write a metadata snapshot");
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn wait_applied_everywhere(&self, version: u64) {
+        let deadline = std::time::Instant::now() + APPLY_WAIT_MAX;
+        loop {
+            let advanced = self.applied_advanced.notified();
+            if self
+                .applied
+                .borrow()
+                .iter()
+                .all(|applied| *applied >= version)
+            {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    version,
+                    "a shard has not applied the metadata image in time; answering anyway"
+                );
+                return;
+            }
+            futures_lite::future::or(advanced, glommio::timer::sleep(deadline - now)).await;
+        }
+    }
+}

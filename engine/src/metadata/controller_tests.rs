@@ -1,0 +1,298 @@
+use super::*;
+use crate::groups::offsets_topic;
+use crate::metadata::store::LegacyTopic;
+use crate::partition::LeaderEpoch;
+
+fn config(shard_count: u32) -> ControllerConfig {
+    ControllerConfig {
+        node_id: NodeId(0),
+        shard_count,
+        advertised_host: "127.0.0.1".into(),
+        base_port: 9092,
+        default_partitions: 3,
+        offsets_topic_partitions: 5,
+        limits: ControllerLimits {
+            partitions_per_request_max: 100,
+            partitions_per_node_max: 200,
+        },
+    }
+}
+
+fn started(shard_count: u32) -> ControllerState {
+    let mut controller = ControllerState::new(MetadataImage::default(), config(shard_count));
+    controller.startup(None, 1);
+    controller
+}
+
+fn new_topic(name: &str, partitions: Option<i32>) -> NewTopic {
+    NewTopic {
+        name: name.into(),
+        partitions,
+        replication_factor: None,
+        configs: BTreeMap::new(),
+    }
+}
+
+fn create(
+    controller: &mut ControllerState,
+    topics: Vec<NewTopic>,
+) -> Vec<Result<Arc<TopicImage>, ControllerError>> {
+    match controller.handle(ControllerRequest::CreateTopics {
+        topics,
+        validate_only: false,
+    }) {
+        (_, ControllerReply::CreateTopics(results)) => results,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_first_start_forms_a_cluster_with_the_offsets_topic_and_one_broker_per_shard() {
+    let mut controller = ControllerState::new(MetadataImage::default(), config(2));
+    let records = controller.startup(None, 7);
+    let image = controller.image();
+    assert_eq!(image.cluster_id.len(), 32);
+    assert_eq!(image.brokers().len(), 2);
+    assert_eq!(image.broker(BrokerId(1)).unwrap().port, 9093);
+    assert_eq!(image.controller, Some(BrokerId(0)));
+    let offsets = image.topic(offsets_topic::TOPIC).unwrap();
+    assert_eq!(offsets.partition_count(), 5);
+    assert_eq!(offsets.configs["cleanup.policy"], "compact");
+    // Registrations are not durable, the rest is.
+    assert!(records.iter().any(|record| !record.is_durable()));
+    assert!(records.iter().any(MetadataRecord::is_durable));
+    let again = controller.startup(None, 8);
+    assert!(
+        again.iter().all(|record| !record.is_durable()),
+        "a second start changes nothing durable: {again:?}"
+    );
+}
+
+#[test]
+fn an_old_catalog_is_migrated_with_its_ids_configs_and_producer_ids() {
+    let id = Uuid::new_v4();
+    let legacy = LegacyCatalog {
+        cluster_id: "old-cluster".into(),
+        producer_id_limit: 3000,
+        topics: vec![LegacyTopic {
+            name: "orders".into(),
+            id,
+            partitions: 4,
+            configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+        }],
+    };
+    let mut controller = ControllerState::new(MetadataImage::default(), config(2));
+    controller.startup(Some(&legacy), 1);
+    let image = controller.image();
+    assert_eq!(image.cluster_id, "old-cluster");
+    assert_eq!(image.next_producer_id, 3000);
+    let orders = image.topic("orders").unwrap();
+    assert_eq!((orders.id, orders.partition_count()), (id, 4));
+    assert_eq!(orders.configs["retention.ms"], "1000");
+    for (index, assignment) in orders.partitions.iter().enumerate() {
+        assert_eq!(
+            assignment.leader,
+            placement::default_leader(NodeId(0), "orders", index as i32, 2)
+        );
+    }
+}
+
+#[test]
+fn topics_are_created_once_with_kafkas_checks_and_validate_only_creates_nothing() {
+    let mut controller = started(2);
+    let results = create(
+        &mut controller,
+        vec![
+            new_topic("a", None),
+            new_topic("a", Some(1)),
+            new_topic("bad name", Some(1)),
+            new_topic("zero", Some(0)),
+        ],
+    );
+    assert_eq!(results[0].as_ref().unwrap().partition_count(), 3);
+    assert_eq!(results[1], Err(ControllerError::TopicExists("a".into())));
+    assert!(matches!(results[2], Err(ControllerError::InvalidTopic(_))));
+    assert!(matches!(
+        results[3],
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    let mut replicated = new_topic("r", Some(1));
+    replicated.replication_factor = Some(3);
+    assert!(matches!(
+        create(&mut controller, vec![replicated])[0],
+        Err(ControllerError::InvalidReplicationFactor(_))
+    ));
+    let (records, reply) = controller.handle(ControllerRequest::CreateTopics {
+        topics: vec![new_topic("checked", Some(2))],
+        validate_only: true,
+    });
+    assert!(records.is_empty());
+    assert!(matches!(&reply, ControllerReply::CreateTopics(results) if results[0].is_ok()));
+    assert!(controller.image().topic("checked").is_none());
+}
+
+#[test]
+fn partition_limits_refuse_huge_requests_and_a_full_node() {
+    let mut controller = started(2);
+    // More than the per-request limit fails the whole request, as in Kafka.
+    let results = create(
+        &mut controller,
+        vec![
+            new_topic("small", Some(1)),
+            new_topic("huge", Some(i32::MAX)),
+        ],
+    );
+    assert!(results
+        .iter()
+        .all(|result| matches!(result, Err(ControllerError::PolicyViolation(_)))));
+    assert!(controller.image().topic("small").is_none());
+    // The node holds 5 (offsets) + 100 + 90 = 195 of 200.
+    assert!(create(&mut controller, vec![new_topic("t1", Some(100))])[0].is_ok());
+    assert!(create(&mut controller, vec![new_topic("t2", Some(90))])[0].is_ok());
+    let full = create(&mut controller, vec![new_topic("t3", Some(6))]);
+    assert!(
+        matches!(full[0], Err(ControllerError::PolicyViolation(ref message)) if message.contains("max.broker.partitions"))
+    );
+    let (_, reply) = controller.handle(ControllerRequest::CreatePartitions {
+        topics: vec![("t2".into(), 96), ("t2".into(), 95)],
+        validate_only: false,
+    });
+    let ControllerReply::CreatePartitions(results) = reply else {
+        panic!()
+    };
+    assert!(matches!(
+        results[0],
+        Err(ControllerError::PolicyViolation(_))
+    ));
+    assert!(results[1].is_ok());
+    assert_eq!(controller.image().partition_count(), 200);
+}
+
+#[test]
+fn internal_topics_cannot_be_deleted_or_repartitioned() {
+    let mut controller = started(1);
+    let (records, reply) = controller.handle(ControllerRequest::DeleteTopics {
+        names: vec![offsets_topic::TOPIC.into(), "missing".into()],
+    });
+    assert!(records.is_empty());
+    let ControllerReply::DeleteTopics(results) = reply else {
+        panic!()
+    };
+    assert!(matches!(results[0], Err(ControllerError::InternalTopic(_))));
+    assert_eq!(results[1], Err(ControllerError::UnknownTopic));
+    let (_, reply) = controller.handle(ControllerRequest::CreatePartitions {
+        topics: vec![(offsets_topic::TOPIC.into(), 60)],
+        validate_only: false,
+    });
+    let ControllerReply::CreatePartitions(results) = reply else {
+        panic!()
+    };
+    assert!(matches!(results[0], Err(ControllerError::InternalTopic(_))));
+    assert_eq!(
+        controller
+            .image()
+            .topic(offsets_topic::TOPIC)
+            .unwrap()
+            .partition_count(),
+        5
+    );
+}
+
+#[test]
+fn deleted_topics_can_be_created_again_with_a_new_id() {
+    let mut controller = started(1);
+    let first = create(&mut controller, vec![new_topic("t", Some(1))])[0]
+        .clone()
+        .unwrap();
+    let (records, reply) = controller.handle(ControllerRequest::DeleteTopics {
+        names: vec!["t".into()],
+    });
+    assert_eq!(
+        records,
+        [MetadataRecord::RemoveTopic { topic_id: first.id }]
+    );
+    assert!(matches!(&reply, ControllerReply::DeleteTopics(results) if results[0] == Ok(first.id)));
+    let second = create(&mut controller, vec![new_topic("t", Some(2))])[0]
+        .clone()
+        .unwrap();
+    assert_ne!(first.id, second.id);
+}
+
+#[test]
+fn configs_are_replaced_or_changed_incrementally_and_checked() {
+    let mut controller = started(1);
+    create(&mut controller, vec![new_topic("t", Some(1))]);
+    let (_, reply) = controller.handle(ControllerRequest::AlterTopicConfigs {
+        topics: vec![
+            (
+                "t".into(),
+                ConfigChange::Replace(BTreeMap::from([("retention.ms".into(), "5".into())])),
+            ),
+            (
+                "t".into(),
+                ConfigChange::Incremental(vec![(
+                    "cleanup.policy".into(),
+                    2,
+                    Some("compact".into()),
+                )]),
+            ),
+            (
+                "t".into(),
+                ConfigChange::Replace(BTreeMap::from([("no.such.config".into(), "1".into())])),
+            ),
+            ("missing".into(), ConfigChange::Replace(BTreeMap::new())),
+        ],
+        validate_only: false,
+    });
+    let ControllerReply::AlterTopicConfigs(results) = reply else {
+        panic!()
+    };
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(results[2], Err(ControllerError::InvalidConfig(_))));
+    assert_eq!(results[3], Err(ControllerError::UnknownTopic));
+    let configs = &controller.image().topic("t").unwrap().configs;
+    assert_eq!(configs["retention.ms"], "5");
+    assert_eq!(configs["cleanup.policy"], "delete,compact");
+}
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut controller = started(1);
+    let mut blocks = Vec::new();
+    for _ in 0..3 {
+        let (records, reply) = controller.handle(ControllerRequest::AllocateProducerIds);
+        assert_eq!(records.len(), 1);
+        let ControllerReply::ProducerIds(block) = reply else {
+            panic!()
+        };
+        blocks.push(block);
+    }
+    assert_eq!(blocks, [0..1000, 1000..2000, 2000..3000]);
+}
+
+#[test]
+fn a_changed_shard_count_moves_partitions_with_a_new_leader_epoch() {
+    let mut controller = started(2);
+    create(&mut controller, vec![new_topic("t", Some(8))]);
+    let before = controller.image().topic("t").unwrap().clone();
+    let mut restarted = ControllerState::new(controller.image().clone(), config(4));
+    let records = restarted.startup(None, 2);
+    let after = restarted.image().topic("t").unwrap();
+    let mut moved = 0;
+    for (index, (old, new)) in before.partitions.iter().zip(&after.partitions).enumerate() {
+        assert_eq!(
+            new.leader,
+            placement::default_leader(NodeId(0), "t", index as i32, 4)
+        );
+        if old.leader == new.leader {
+            assert_eq!(new.leader_epoch, old.leader_epoch);
+        } else {
+            assert_eq!(new.leader_epoch, LeaderEpoch(1));
+            moved += 1;
+        }
+    }
+    assert!(moved > 0);
+    assert!(records
+        .iter()
+        .any(|record| matches!(record, MetadataRecord::PartitionChange { .. })));
+}

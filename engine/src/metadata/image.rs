@@ -1,0 +1,348 @@
+//! The metadata image: an immutable, versioned picture of the cluster that every shard reads.
+//!
+//! An image is built by applying [`MetadataRecord`]s in order ([`MetadataImage::apply`]);
+//! its `version` is the number of records applied. Images are shared as
+//! `Arc<MetadataImage>` and never changed in place: the controller applies a batch of records
+//! to a copy and publishes the copy. Copies are cheap: topics and brokers sit behind `Arc`s,
+//! so a copy clones the maps' pointers, not their contents.
+//!
+//! Concurrency contract: `Send + Sync`, immutable once published; each shard keeps the newest
+//! image it has applied (`PartitionTable::image`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::records::MetadataRecord;
+use crate::partition::{BrokerId, LeaderEpoch};
+
+/// A broker (a shard of some node) that clients can connect to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// Its broker id.
+    pub id: BrokerId,
+    /// Host clients are told to connect to.
+    pub host: String,
+    /// Port clients are told to connect to.
+    pub port: u16,
+    /// Rack, for rack-aware clients and placement; `None` when unset.
+    pub rack: Option<String>,
+    /// Bumped each time the broker registers again (a restart), so that state left by an
+    /// earlier incarnation can be told apart.
+    pub epoch: i64,
+}
+
+/// Where a partition's replicas live and which one leads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    /// Every replica, preferred leader first.
+    pub replicas: Vec<BrokerId>,
+    /// The in-sync replicas.
+    pub isr: Vec<BrokerId>,
+    /// The leader.
+    pub leader: BrokerId,
+    /// Bumped each time the leader changes.
+    pub leader_epoch: LeaderEpoch,
+    /// Bumped on every change of this assignment: the precondition of the next change.
+    pub partition_epoch: i32,
+}
+
+impl PartitionAssignment {
+    /// A new partition led by `leader` alone.
+    pub fn single(leader: BrokerId) -> PartitionAssignment {
+        PartitionAssignment {
+            replicas: vec![leader],
+            isr: vec![leader],
+            leader,
+            leader_epoch: LeaderEpoch::INITIAL,
+            partition_epoch: 0,
+        }
+    }
+
+    /// The same partition led by `leader` from the next leader epoch on.
+    pub fn moved_to(&self, leader: BrokerId) -> PartitionAssignment {
+        PartitionAssignment {
+            replicas: vec![leader],
+            isr: vec![leader],
+            leader,
+            leader_epoch: self.leader_epoch.next(),
+            partition_epoch: self.partition_epoch + 1,
+        }
+    }
+}
+
+/// One topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicImage {
+    /// Its name.
+    pub name: String,
+    /// Kafka's topic id; tells a re-created topic from an old one of the same name.
+    pub id: Uuid,
+    /// Config overrides by Kafka name.
+    pub configs: BTreeMap<String, String>,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionAssignment>,
+}
+
+impl TopicImage {
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+
+    /// A partition's assignment, if the index is in range.
+    pub fn partition(&self, index: i32) -> Option<&PartitionAssignment> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| self.partitions.get(index))
+    }
+}
+
+/// Why a record cannot be applied to an image. Records come from our own controller or our
+/// own files, so this is corruption or a bug; it stops the start with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("metadata record #{version} ({record}) cannot be applied: {reason}")]
+pub struct ApplyError {
+    /// The version the record would have had.
+    pub version: u64,
+    /// The record, described.
+    pub record: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// See the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct MetadataImage {
+    /// Records applied so far.
+    pub version: u64,
+    /// The cluster id clients see in Metadata and DescribeCluster.
+    pub cluster_id: String,
+    /// The broker that answers as controller in Metadata and DescribeCluster.
+    pub controller: Option<BrokerId>,
+    brokers: BTreeMap<BrokerId, Arc<BrokerRegistration>>,
+    topics: BTreeMap<String, Arc<TopicImage>>,
+    names_by_id: HashMap<Uuid, String>,
+    partition_count: u64,
+    /// The first producer id not yet given out in a block.
+    pub next_producer_id: i64,
+}
+
+impl MetadataImage {
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicImage>> {
+        self.topics.get(name)
+    }
+
+    /// A topic by id.
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&Arc<TopicImage>> {
+        self.names_by_id
+            .get(&id)
+            .and_then(|name| self.topics.get(name))
+    }
+
+    /// Every topic, by name.
+    pub fn topics(&self) -> impl ExactSizeIterator<Item = &Arc<TopicImage>> {
+        self.topics.values()
+    }
+
+    /// A partition's assignment.
+    pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionAssignment> {
+        self.topic(topic)?.partition(index)
+    }
+
+    /// Partitions of every topic together.
+    pub fn partition_count(&self) -> u64 {
+        self.partition_count
+    }
+
+    /// Every registered broker, by id.
+    pub fn brokers(&self) -> impl ExactSizeIterator<Item = &Arc<BrokerRegistration>> {
+        self.brokers.values()
+    }
+
+    /// A broker by id.
+    pub fn broker(&self, id: BrokerId) -> Option<&Arc<BrokerRegistration>> {
+        self.brokers.get(&id)
+    }
+
+    /// Applies records in order; on error the image is left as it was.
+    pub fn apply_all<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a MetadataRecord>,
+    ) -> Result<MetadataImage, ApplyError> {
+        let mut next = self.clone();
+        for record in records {
+            next.apply(record)?;
+        }
+        Ok(next)
+    }
+
+    /// Applies one record, in place: for the controller's working copy and for loading.
+    pub fn apply(&mut self, record: &MetadataRecord) -> Result<(), ApplyError> {
+        let version = self.version + 1;
+        let refuse = |reason: String| ApplyError {
+            version,
+            record: record.describe(),
+            reason,
+        };
+        match record {
+            MetadataRecord::ClusterId { cluster_id } => self.cluster_id = cluster_id.clone(),
+            MetadataRecord::Controller { broker } => self.controller = Some(*broker),
+            MetadataRecord::RegisterBroker(registration) => {
+                self.brokers
+                    .insert(registration.id, Arc::new(registration.clone()));
+            }
+            MetadataRecord::UnregisterBroker { broker } => {
+                self.brokers.remove(broker);
+            }
+            MetadataRecord::Topic { name, id, configs } => {
+                if self.topics.contains_key(name) || self.names_by_id.contains_key(id) {
+                    return Err(refuse("the topic exists".into()));
+                }
+                self.names_by_id.insert(*id, name.clone());
+                let topic = TopicImage {
+                    name: name.clone(),
+                    id: *id,
+                    configs: configs.clone(),
+                    partitions: Vec::new(),
+                };
+                self.topics.insert(name.clone(), Arc::new(topic));
+            }
+            MetadataRecord::Partitions {
+                topic_id,
+                first,
+                assignments,
+            } => {
+                let topic = self
+                    .topic_mut(*topic_id)
+                    .ok_or_else(|| refuse("no such topic".into()))?;
+                if *first != topic.partition_count() {
+                    return Err(refuse(format!(
+                        "the topic has {} partitions",
+                        topic.partition_count()
+                    )));
+                }
+                topic.partitions.extend(assignments.iter().cloned());
+                self.partition_count += assignments.len() as u64;
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                assignment,
+            } => {
+                let topic = self
+                    .topic_mut(*topic_id)
+                    .ok_or_else(|| refuse("no such topic".into()))?;
+                let slot = usize::try_from(*partition)
+                    .ok()
+                    .and_then(|index| topic.partitions.get_mut(index))
+                    .ok_or_else(|| refuse("no such partition".into()))?;
+                *slot = assignment.clone();
+            }
+            MetadataRecord::TopicConfigs { topic_id, configs } => {
+                let topic = self
+                    .topic_mut(*topic_id)
+                    .ok_or_else(|| refuse("no such topic".into()))?;
+                topic.configs = configs.clone();
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let name = self
+                    .names_by_id
+                    .remove(topic_id)
+                    .ok_or_else(|| refuse("no such topic".into()))?;
+                if let Some(topic) = self.topics.remove(&name) {
+                    self.partition_count -= topic.partitions.len() as u64;
+                }
+            }
+            MetadataRecord::ProducerIds { next } => {
+                if *next < self.next_producer_id {
+                    return Err(refuse(format!(
+                        "producer ids would go back from {}",
+                        self.next_producer_id
+                    )));
+                }
+                self.next_producer_id = *next;
+            }
+        }
+        self.version = version;
+        Ok(())
+    }
+
+    fn topic_mut(&mut self, id: Uuid) -> Option<&mut TopicImage> {
+        let name = self.names_by_id.get(&id)?;
+        self.topics.get_mut(name).map(Arc::make_mut)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::{NodeId, ShardId};
+
+    fn broker(shard: u32) -> BrokerId {
+        BrokerId::of_shard(NodeId(0), ShardId(shard))
+    }
+
+    #[test]
+    fn records_build_topics_and_assignments() {
+        let id = Uuid::new_v4();
+        let records = vec![
+            MetadataRecord::ClusterId {
+                cluster_id: "c".into(),
+            },
+            MetadataRecord::Topic {
+                name: "orders".into(),
+                id,
+                configs: BTreeMap::new(),
+            },
+            MetadataRecord::Partitions {
+                topic_id: id,
+                first: 0,
+                assignments: vec![PartitionAssignment::single(broker(0)); 3],
+            },
+            MetadataRecord::PartitionChange {
+                topic_id: id,
+                partition: 1,
+                assignment: PartitionAssignment::single(broker(0)).moved_to(broker(1)),
+            },
+        ];
+        let image = MetadataImage::default().apply_all(&records).unwrap();
+        assert_eq!(image.version, 4);
+        assert_eq!(image.partition_count(), 3);
+        let moved = image.partition("orders", 1).unwrap();
+        assert_eq!(
+            (moved.leader, moved.leader_epoch),
+            (broker(1), LeaderEpoch(1))
+        );
+        assert_eq!(image.topic_by_id(id).unwrap().name, "orders");
+        let removed = image
+            .apply_all(&[MetadataRecord::RemoveTopic { topic_id: id }])
+            .unwrap();
+        assert!(removed.topic("orders").is_none());
+        assert_eq!(removed.partition_count(), 0);
+        assert!(
+            image.topic("orders").is_some(),
+            "the old image is unchanged"
+        );
+    }
+
+    #[test]
+    fn inconsistent_records_are_refused_and_change_nothing() {
+        let id = Uuid::new_v4();
+        let image = MetadataImage::default();
+        let error = image
+            .apply_all(&[MetadataRecord::Partitions {
+                topic_id: id,
+                first: 0,
+                assignments: vec![],
+            }])
+            .unwrap_err();
+        assert!(error.to_string().contains("no such topic"), "{error}");
+        assert!(image
+            .apply_all(&[MetadataRecord::ProducerIds { next: -5 }])
+            .is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! The default placement policy: which shard of a node leads a new partition.
+//!
+//! Placement is data: the controller decides each partition's leader once, when the
+//! partition is created (or when a changed shard count forces a move), and stores it in the
+//! metadata image, where every handler, the Metadata response and recovery read it. This
+//! policy is only how the controller decides. Partition directories do not depend on the
+//! shard, so moving a partition between shards of a node moves no data.
+
+use crate::partition::{BrokerId, NodeId, ShardId};
+
+/// The broker that leads a new partition on `node`: partitions of one topic go round-robin
+/// over the shards from a start picked by the topic name's hash, so small topics do not all
+/// pile onto shard 0.
+pub fn default_leader(node: NodeId, topic: &str, partition: i32, shard_count: u32) -> BrokerId {
+    BrokerId::of_shard(node, default_shard(topic, partition, shard_count))
+}
+
+/// The shard [`default_leader`] picks.
+pub fn default_shard(topic: &str, partition: i32, shard_count: u32) -> ShardId {
+    assert!(shard_count > 0 && partition >= 0);
+    let start = u64::from(fnv1a(topic.as_bytes()));
+    ShardId(((start + partition as u64) % u64::from(shard_count)) as u32)
+}
+
+/// FNV-1a: a stable hash (unlike std's `DefaultHasher`, it never changes between builds), so
+/// a restart with the same shard count keeps every partition where it was.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |hash, &byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_of_a_topic_spread_evenly() {
+        let mut per_shard = [0; 4];
+        for partition in 0..400 {
+            per_shard[default_shard("events", partition, 4).0 as usize] += 1;
+        }
+        assert_eq!(per_shard, [100; 4]);
+    }
+
+    #[test]
+    fn placement_is_stable() {
+        assert_eq!(default_shard("events", 3, 2), default_shard("events", 3, 2));
+        assert_eq!(default_shard("any", 7, 1), ShardId(0));
+        assert_eq!(default_leader(NodeId(2), "any", 0, 1), BrokerId(2048));
+    }
+}

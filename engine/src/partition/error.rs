@@ -1,0 +1,41 @@
+//! Why a partition refused a request. One `match` in `handlers::errors` maps each variant to
+//! its Kafka error code.
+
+use spate_storage::StorageError;
+
+/// See the module docs.
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    /// The topic does not exist, or has no partition of that index. The client refreshes its
+    /// metadata (UNKNOWN_TOPIC_OR_PARTITION).
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    /// This shard does not lead the partition (NOT_LEADER_OR_FOLLOWER): the client asks
+    /// Metadata where it lives now.
+    #[error("this broker does not lead the partition")]
+    NotLeaderOrFollower,
+    /// The client's `current_leader_epoch` is older than the partition's: it talks to us
+    /// with stale metadata (FENCED_LEADER_EPOCH).
+    #[error("the client's leader epoch {client} is older than the partition's {ours}")]
+    FencedLeaderEpoch {
+        /// The client's epoch.
+        client: i32,
+        /// The partition's.
+        ours: i32,
+    },
+    /// The client's `current_leader_epoch` is newer than the partition's: this broker has not
+    /// caught up with the metadata yet (UNKNOWN_LEADER_EPOCH, retriable).
+    #[error("the client's leader epoch {client} is newer than the partition's {ours}")]
+    UnknownLeaderEpoch {
+        /// The client's epoch.
+        client: i32,
+        /// The partition's.
+        ours: i32,
+    },
+    /// A Produce's `acks` is not -1, 0 or 1 (INVALID_REQUIRED_ACKS).
+    #[error("acks must be -1, 0 or 1, not {0}")]
+    InvalidRequiredAcks(i16),
+    /// The log refused or failed; see [`StorageError`] for the code.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}

@@ -1,0 +1,493 @@
+//! [`PartitionTable`]: the partitions a shard hosts, and the one door handlers go through.
+//!
+//! The table keeps the newest metadata image the shard has applied and the replicas it has
+//! opened. [`PartitionTable::leader`] does, once for every handler, what each used to repeat:
+//! the topic and partition exist, this shard leads it, the client's leader epoch matches; and
+//! it opens (recovers) the partition's log on first use. Logs are opened lazily, so a node
+//! with more partitions than descriptors starts at once and serves what is used.
+//!
+//! Metadata changes arrive as [`MetadataUpdate`]s ([`PartitionTable::apply`]): roles and
+//! epochs change in place, topic configs reach open logs, and partitions that moved away or
+//! were deleted are handed back as [`Retirement`]s for the shard to close or delete in the
+//! background.
+//!
+//! Concurrency contract: owned by one shard (`!Send`). Maps are borrowed only between awaits;
+//! opening and retiring logs (which await) are serialised by `open_lock`, lookups are not.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use spate_storage::{PartitionLog, StorageError};
+use uuid::Uuid;
+
+use super::error::PartitionError;
+use super::ids::{BrokerId, TopicPartition};
+use super::log_config::log_config;
+use super::replica::{Partition, Role};
+use crate::config::BrokerConfig;
+use crate::metadata::image::{MetadataImage, PartitionAssignment, TopicImage};
+use crate::metadata::records::MetadataRecord;
+use crate::metadata::MetadataUpdate;
+
+/// The file in each partition directory that names the topic id it belongs to (Kafka's).
+pub const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+/// A partition this shard no longer hosts, to be closed or deleted off the request path.
+pub enum Retirement {
+    /// Leadership moved to another shard: close the log, keep the data.
+    Close(Rc<Partition>),
+    /// The topic was deleted: close the log and remove its directory.
+    Delete(Rc<Partition>),
+    /// The topic was deleted and this partition's log was never opened: remove its
+    /// directory if it still belongs to that topic.
+    DeleteDirectory {
+        /// The partition directory.
+        dir: PathBuf,
+        /// The deleted topic's id.
+        topic_id: Uuid,
+    },
+}
+
+/// The open replicas of one topic.
+struct OpenTopic {
+    id: Uuid,
+    partitions: HashMap<i32, Rc<Partition>>,
+}
+
+/// See the module docs.
+pub struct PartitionTable {
+    broker: BrokerId,
+    config: BrokerConfig,
+    image: RefCell<Arc<MetadataImage>>,
+    open: RefCell<HashMap<String, OpenTopic>>,
+    open_lock: glommio::sync::Semaphore,
+}
+
+impl PartitionTable {
+    /// The table of the shard that is broker `broker`, starting from `image`.
+    pub fn new(
+        broker: BrokerId,
+        config: BrokerConfig,
+        image: Arc<MetadataImage>,
+    ) -> PartitionTable {
+        PartitionTable {
+            broker,
+            config,
+            image: RefCell::new(image),
+            open: RefCell::new(HashMap::new()),
+            open_lock: glommio::sync::Semaphore::new(1),
+        }
+    }
+
+    /// The newest metadata image this shard has applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.borrow().clone()
+    }
+
+    /// The broker id of this shard.
+    pub fn broker(&self) -> BrokerId {
+        self.broker
+    }
+
+    /// The partition if this shard leads it: the one check every handler makes (exists, led
+    /// here, `current_leader_epoch` matches; -1 means the client does not know the epoch).
+    /// Opens the log on first use.
+    pub async fn leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<Rc<Partition>, PartitionError> {
+        let replica = self.hosted(topic, partition).await?;
+        if !replica.is_leader() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        replica.check_leader_epoch(current_leader_epoch)?;
+        Ok(replica)
+    }
+
+    /// The replica if it is open already (no I/O), whatever its role.
+    pub fn open_replica(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
+        let image = self.image.borrow();
+        let id = image.topic(topic)?.id;
+        let open = self.open.borrow();
+        let topic = open.get(topic).filter(|open| open.id == id)?;
+        topic.partitions.get(&partition).cloned()
+    }
+
+    /// Every open replica: a snapshot, so that the caller may await between them.
+    pub fn open_replicas(&self) -> Vec<Rc<Partition>> {
+        self.open
+            .borrow()
+            .values()
+            .flat_map(|topic| topic.partitions.values().cloned())
+            .collect()
+    }
+
+    /// How many replicas are open.
+    pub fn open_count(&self) -> usize {
+        self.open
+            .borrow()
+            .values()
+            .map(|topic| topic.partitions.len())
+            .sum()
+    }
+
+    /// This shard's replica of a partition it hosts, opened if needed.
+    async fn hosted(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
+        self.check_hosted(topic, partition)?;
+        if let Some(open) = self.open_replica(topic, partition) {
+            return Ok(open);
+        }
+        let _permit = self.open_lock.acquire_permit(1).await;
+        // The image may have changed while we waited for the lock.
+        let (topic_image, assignment) = self.check_hosted(topic, partition)?;
+        if let Some(open) = self.open_replica(topic, partition) {
+            return Ok(open);
+        }
+        self.retire_replaced_topic(&topic_image).await;
+        let dir = prepare_partition_dir(&self.config.data_dir, &topic_image, partition)?;
+        let log = PartitionLog::open(dir, log_config(&topic_image.configs, &self.config)).await?;
+        let replica = Rc::new(Partition::new(
+            TopicPartition::new(topic, partition),
+            topic_image.id,
+            log,
+            self.role_in(&assignment),
+            assignment.leader_epoch,
+        ));
+        self.open
+            .borrow_mut()
+            .entry(topic.to_string())
+            .or_insert_with(|| OpenTopic {
+                id: topic_image.id,
+                partitions: HashMap::new(),
+            })
+            .partitions
+            .insert(partition, replica.clone());
+        let open = self.open_count();
+        crate::stats::update_current(|stats| stats.set_partitions_open(open));
+        Ok(replica)
+    }
+
+    /// The topic and assignment if this shard hosts the partition.
+    fn check_hosted(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Arc<TopicImage>, PartitionAssignment), PartitionError> {
+        let image = self.image.borrow();
+        let topic = image
+            .topic(topic)
+            .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        let assignment = topic
+            .partition(partition)
+            .ok_or(PartitionError::UnknownTopicOrPartition)?;
+        if !assignment.replicas.contains(&self.broker) {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        Ok((topic.clone(), assignment.clone()))
+    }
+
+    fn role_in(&self, assignment: &PartitionAssignment) -> Role {
+        if assignment.leader == self.broker {
+            Role::Leader {
+                isr: assignment.isr.clone(),
+            }
+        } else {
+            Role::Follower {
+                leader: assignment.leader,
+            }
+        }
+    }
+
+    /// If the open logs under this name belong to an older topic of the same name, delete
+    /// them first: their directories are about to be reused. Holds `open_lock`.
+    async fn retire_replaced_topic(&self, topic: &TopicImage) {
+        let stale = {
+            let mut open = self.open.borrow_mut();
+            match open.get(&topic.name) {
+                Some(existing) if existing.id != topic.id => open.remove(&topic.name),
+                _ => None,
+            }
+        };
+        for replica in stale
+            .into_iter()
+            .flat_map(|old| old.partitions.into_values())
+        {
+            retire(Retirement::Delete(replica)).await;
+        }
+    }
+
+    /// Takes a new image: roles and epochs of open replicas change in place, configs reach
+    /// open logs, and what this shard no longer hosts is returned for [`Self::retire`].
+    pub fn apply(&self, update: &MetadataUpdate) -> Vec<Retirement> {
+        let previous = std::mem::replace(&mut *self.image.borrow_mut(), update.image.clone());
+        let mut retirements = Vec::new();
+        for record in update.records.iter() {
+            match record {
+                MetadataRecord::RemoveTopic { topic_id } => {
+                    if let Some(topic) = previous.topic_by_id(*topic_id) {
+                        retirements.extend(self.remove_topic(topic));
+                    }
+                }
+                MetadataRecord::PartitionChange {
+                    topic_id,
+                    partition,
+                    assignment,
+                } => retirements.extend(self.change_partition(*topic_id, *partition, assignment)),
+                MetadataRecord::TopicConfigs { topic_id, configs } => {
+                    let wanted = log_config(configs, &self.config);
+                    for replica in self.open_of(*topic_id) {
+                        if replica.log().config() != wanted {
+                            if let Err(error) = replica.log().set_config(wanted) {
+                                tracing::warn!(partition = %replica.key(), %error, "cannot apply topic configs");
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        retirements
+    }
+
+    fn open_of(&self, topic_id: Uuid) -> Vec<Rc<Partition>> {
+        self.open
+            .borrow()
+            .values()
+            .filter(|topic| topic.id == topic_id)
+            .flat_map(|topic| topic.partitions.values().cloned())
+            .collect()
+    }
+
+    fn remove_topic(&self, topic: &TopicImage) -> Vec<Retirement> {
+        let mut open = {
+            let mut topics = self.open.borrow_mut();
+            match topics.get(&topic.name) {
+                Some(existing) if existing.id == topic.id => topics.remove(&topic.name),
+                _ => None,
+            }
+        }
+        .map(|open| open.partitions)
+        .unwrap_or_default();
+        let mut retirements = Vec::new();
+        for (index, assignment) in topic.partitions.iter().enumerate() {
+            if !assignment.replicas.contains(&self.broker) {
+                continue;
+            }
+            retirements.push(match open.remove(&(index as i32)) {
+                Some(replica) => Retirement::Delete(replica),
+                None => Retirement::DeleteDirectory {
+                    dir: partition_dir(&self.config.data_dir, &topic.name, index as i32),
+                    topic_id: topic.id,
+                },
+            });
+        }
+        retirements
+    }
+
+    fn change_partition(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        assignment: &PartitionAssignment,
+    ) -> Option<Retirement> {
+        let name = self.image.borrow().topic_by_id(topic_id)?.name.clone();
+        let replica = self.open_replica(&name, partition)?;
+        if assignment.replicas.contains(&self.broker) {
+            replica.set_role(self.role_in(assignment), assignment.leader_epoch);
+            return None;
+        }
+        let mut open = self.open.borrow_mut();
+        open.get_mut(&name)?.partitions.remove(&partition);
+        Some(Retirement::Close(replica))
+    }
+
+    /// Closes or deletes what [`Self::apply`] handed back, one at a time, so that a topic
+    /// deleted and created again under the same name never races its old directory.
+    pub async fn retire(&self, retirements: Vec<Retirement>) {
+        if retirements.is_empty() {
+            return;
+        }
+        let _permit = self.open_lock.acquire_permit(1).await;
+        for retirement in retirements {
+            retire(retirement).await;
+        }
+        let open = self.open_count();
+        crate::stats::update_current(|stats| stats.set_partitions_open(open));
+    }
+
+    /// Closes every open log (clean shutdown): pending writes are flushed and synced.
+    pub async fn close_all(&self) {
+        let replicas: Vec<Rc<Partition>> = self
+            .open
+            .borrow_mut()
+            .drain()
+            .flat_map(|(_, topic)| topic.partitions.into_values())
+            .collect();
+        for replica in replicas {
+            retire(Retirement::Close(replica)).await;
+        }
+    }
+}
+
+async fn retire(retirement: Retirement) {
+    let (dir, topic_id, partition) = match retirement {
+        Retirement::Close(replica) => {
+            if let Err(error) = replica.log().close().await {
+                tracing::error!(partition = %replica.key(), %error, "error closing partition log");
+            }
+            return;
+        }
+        Retirement::Delete(replica) => {
+            if let Err(error) = replica.log().close().await {
+                tracing::warn!(partition = %replica.key(), %error, "error closing a deleted partition's log");
+            }
+            (
+                replica.log().dir().to_path_buf(),
+                replica.topic_id(),
+                replica.key().to_string(),
+            )
+        }
+        Retirement::DeleteDirectory { dir, topic_id } => {
+            let name = dir
+                .file_name()
+                .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+            (dir, topic_id, name)
+        }
+    };
+    // Renamed first (one atomic step, so a crash never leaves half a directory under a
+    // partition's name), then removed; `remove_dir_all` blocks, so off the shard.
+    let removed = glommio::executor()
+        .spawn_blocking(move || match rename_for_deletion(&dir, topic_id)? {
+            Some(renamed) => std::fs::remove_dir_all(renamed).map(|()| true),
+            None => Ok(false),
+        })
+        .await;
+    match removed {
+        Ok(true) => tracing::info!(%partition, "deleted partition log"),
+        Ok(false) => {}
+        Err(error) => tracing::error!(%partition, %error, "cannot delete partition log"),
+    }
+}
+
+/// `<data>/<topic>-<partition>`, Kafka's layout.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// `partition.metadata` as Kafka writes it.
+fn partition_metadata(topic_id: Uuid) -> String {
+    format!("version: 0\ntopic_id: {topic_id}\n")
+}
+
+/// Renames a partition directory to `<name>.<random>-delete` (and syncs its parent) if it
+/// belongs to the topic `topic_id`; a directory of a newer topic of the same name stays.
+/// Directories so named are removed at start if a crash interrupted their removal.
+fn rename_for_deletion(dir: &Path, topic_id: Uuid) -> std::io::Result<Option<PathBuf>> {
+    match std::fs::read_to_string(dir.join(PARTITION_METADATA_FILE)) {
+        Ok(found) if found == partition_metadata(topic_id) => {}
+        Ok(_) => return Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let renamed = deletion_name(dir);
+    std::fs::rename(dir, &renamed)?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(Some(renamed))
+}
+
+/// The name a directory is renamed to before it is removed.
+fn deletion_name(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}.{}-delete", Uuid::new_v4().simple()))
+}
+
+/// Prepares `<data>/<topic>-<partition>` for this topic: a directory left by a deleted topic
+/// of the same name (its `partition.metadata` names another id) is removed first.
+fn prepare_partition_dir(
+    data_dir: &Path,
+    topic: &TopicImage,
+    partition: i32,
+) -> Result<PathBuf, StorageError> {
+    let dir = partition_dir(data_dir, &topic.name, partition);
+    let metadata_path = dir.join(PARTITION_METADATA_FILE);
+    let expected = partition_metadata(topic.id);
+    match std::fs::read_to_string(&metadata_path) {
+        Ok(found) if found == expected => return Ok(dir),
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "removing partition directory of a deleted topic");
+            std::fs::remove_dir_all(&dir)?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error.into()),
+    }
+    std::fs::create_dir_all(&dir)?;
+    crate::metadata::store::write_atomically(&metadata_path, expected.as_bytes())
+        .map_err(|error| StorageError::Io(std::io::Error::other(format!("{error:#}"))))?;
+    Ok(dir)
+}
+
+/// Partition directories under `data_dir` that no topic of `image` owns (left by a topic
+/// deleted before a crash), renamed to `<name>.<topic id>-delete` at once and removed on a
+/// background thread. Runs at start, before any shard serves.
+pub fn remove_orphaned_partition_dirs(
+    data_dir: &Path,
+    image: &MetadataImage,
+) -> std::io::Result<usize> {
+    let mut orphans = Vec::new();
+    for entry in std::fs::read_dir(data_dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        if !path.is_dir() {
+            continue;
+        }
+        if name.ends_with("-delete") {
+            orphans.push(path);
+            continue;
+        }
+        let Some((topic, partition)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<i32>() else {
+            continue;
+        };
+        // A directory whose `partition.metadata` is gone is half-deleted (or half-created):
+        // it is an orphan unless the image has that partition.
+        let found = std::fs::read_to_string(path.join(PARTITION_METADATA_FILE)).ok();
+        let owned = image.topic(topic).is_some_and(|owner| {
+            partition < owner.partition_count()
+                && found
+                    .as_ref()
+                    .is_none_or(|found| *found == partition_metadata(owner.id))
+        });
+        if !owned {
+            let renamed = deletion_name(&path);
+            std::fs::rename(&path, &renamed)?;
+            tracing::info!(dir = %name, "removing the partition directory of a deleted topic");
+            orphans.push(renamed);
+        }
+    }
+    let count = orphans.len();
+    if count > 0 {
+        std::thread::Builder::new()
+            .name("spate-delete".into())
+            .spawn(move || {
+                for dir in orphans {
+                    if let Err(error) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), %error, "cannot remove a deleted partition directory");
+                    }
+                }
+            })?;
+    }
+    Ok(count)
+}
