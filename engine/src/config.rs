@@ -41,6 +41,9 @@ pub struct ConfigFile {
     max_partitions_per_request: Option<u32>,
     max_broker_partitions: Option<u64>,
     auto_create_topics_max_per_request: Option<usize>,
+    fetch_max_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -150,6 +153,18 @@ pub struct ServeArgs {
     /// answered UNKNOWN_TOPIC_OR_PARTITION (the client retries). [default: 1000]
     #[arg(long, env = "SPATE_AUTO_CREATE_TOPICS_MAX_PER_REQUEST")]
     pub auto_create_topics_max_per_request: Option<usize>,
+    /// Most record bytes one Fetch response carries, whatever the client asks (Kafka's
+    /// fetch.max.bytes; the first batch is always sent whole, KIP-74). [default: 57671680]
+    #[arg(long, env = "SPATE_FETCH_MAX_BYTES")]
+    pub fetch_max_bytes: Option<usize>,
+    /// Most client connections the node holds at once; more are closed as they arrive
+    /// (Kafka's max.connections). [default: a quarter of the open-files hard limit]
+    #[arg(long, env = "SPATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most connections from one client address (Kafka's max.connections.per.ip).
+    /// [default: no limit beyond max.connections]
+    #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -198,6 +213,12 @@ pub struct BrokerConfig {
     pub max_broker_partitions: u64,
     /// Most topics one request may create automatically.
     pub auto_create_topics_max_per_request: usize,
+    /// fetch.max.bytes: most record bytes in one Fetch response.
+    pub fetch_max_bytes: usize,
+    /// max.connections.
+    pub max_connections: usize,
+    /// max.connections.per.ip, if limited.
+    pub max_connections_per_ip: Option<usize>,
     /// Partitions opened (and recovered) in the background at start, over all shards; the
     /// rest open on first use. A quarter of the open-files hard limit.
     pub open_partitions_ahead_max: usize,
@@ -318,6 +339,15 @@ impl ServeArgs {
                 .auto_create_topics_max_per_request
                 .or(file.auto_create_topics_max_per_request)
                 .unwrap_or(1000),
+            fetch_max_bytes: self
+                .fetch_max_bytes
+                .or(file.fetch_max_bytes)
+                .unwrap_or(55 * 1024 * 1024),
+            max_connections: self
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or_else(crate::host::default_max_connections),
+            max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
             open_partitions_ahead_max: (crate::host::open_files_hard_limit() / 4) as usize,
         };
         config.validate()?;

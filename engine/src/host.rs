@@ -148,6 +148,12 @@ pub fn open_files_hard_limit() -> u64 {
     limit.rlim_max
 }
 
+/// The default `max.connections`: a quarter of the descriptor limit (a connection holds two
+/// descriptors: its socket, and the duplicate its writer uses).
+pub fn default_max_connections() -> usize {
+    (open_files_hard_limit() / 4).max(64) as usize
+}
+
 /// The default `max.broker.partitions`: half the descriptor limit, since an open partition
 /// holds at least one descriptor and connections need the other half.
 pub fn default_max_broker_partitions() -> u64 {

@@ -22,6 +22,7 @@ pub mod acl;
 pub mod cleaner;
 pub mod config;
 pub mod connection;
+pub mod connection_limits;
 pub mod groups;
 pub mod handlers;
 pub mod host;

@@ -97,11 +97,15 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         crate::stats::serve(address, stats.clone())?;
     }
     let node = Arc::new(NodeContext {
-        config,
         shard_count: shard_count as u32,
         controller_shard: ShardId(0),
         shutdown: AtomicBool::new(false),
         stats,
+        connections: Arc::new(crate::connection_limits::ConnectionLimits::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+        )),
+        config,
     });
     block_termination_signals()?;
     let (ready_sender, ready) = mpsc::channel::<Result<ShardId, String>>();
@@ -228,11 +232,22 @@ async fn run_shard(start: ShardStart) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
+                let address = stream.peer_addr().ok().map(|address| address.ip());
+                let permit = match node.connections.admit(address) {
+                    Ok(permit) => permit,
+                    Err(refusal) => {
+                        if node.connections.should_log_refusal() {
+                            tracing::warn!(shard = id.0, client = ?address, %refusal, "refusing connections (logged once a second)");
+                        }
+                        continue;
+                    }
+                };
                 let shard = shard.clone();
                 shard.stats().connection_opened();
                 glommio::spawn_local(async move {
                     connection::serve(shard.clone(), stream).await;
                     shard.stats().connection_closed();
+                    drop(permit);
                 })
                 .detach();
             }

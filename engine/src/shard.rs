@@ -41,6 +41,8 @@ pub struct NodeContext {
     pub shutdown: AtomicBool,
     /// Every shard's counters (see `stats`).
     pub stats: Arc<crate::stats::NodeStats>,
+    /// max.connections and max.connections.per.ip, over every shard.
+    pub connections: Arc<crate::connection_limits::ConnectionLimits>,
 }
 
 impl NodeContext {

@@ -79,11 +79,10 @@ struct Read {
 }
 
 async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchRequest) -> Read {
-    let max_bytes = if request.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        request.max_bytes as usize
-    };
+    // Kafka's rule: the response holds at most the smaller of the client's max_bytes and the
+    // broker's fetch.max.bytes, except that the first batch found is always sent whole
+    // (KIP-74), so a max_bytes of 0 gets exactly one batch.
+    let max_bytes = (request.max_bytes.max(0) as usize).min(shard.node.config.fetch_max_bytes);
     let mut read = Read {
         topics: Vec::with_capacity(request.topics.len()),
         records: Vec::with_capacity(request.topics.len()),
@@ -91,24 +90,33 @@ async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchReques
         any_error: false,
         watched: Vec::new(),
     };
+    let mut seen = std::collections::HashSet::new();
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         let mut topic_records = Vec::with_capacity(topic.partitions.len());
         for partition in &topic.partitions {
-            let budget = max_bytes.saturating_sub(read.bytes);
-            let (data, records) = match read_partition(
-                shard,
-                context,
-                request,
-                &topic.topic.0,
-                partition,
-                budget,
-                &mut read.watched,
-            )
-            .await
-            {
-                Ok((data, records)) => (data, Some(records)),
-                Err(data) => (data, None),
+            let (data, records) = if !seen.insert((&*topic.topic.0, partition.partition)) {
+                // A partition named twice would be read (and held in memory) twice: refused.
+                (repeated(partition.partition), None)
+            } else {
+                let budget = match max_bytes.saturating_sub(read.bytes) {
+                    0 if read.bytes == 0 => 1,
+                    budget => budget,
+                };
+                match read_partition(
+                    shard,
+                    context,
+                    request,
+                    &topic.topic.0,
+                    partition,
+                    budget,
+                    &mut read.watched,
+                )
+                .await
+                {
+                    Ok((data, records)) => (data, Some(records)),
+                    Err(data) => (data, None),
+                }
             };
             read.bytes += records.as_ref().map_or(0, Records::len);
             read.any_error |= data.error_code != 0;
@@ -123,6 +131,17 @@ async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchReques
         );
     }
     read
+}
+
+/// The answer for a partition the request names more than once.
+fn repeated(index: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(kafka_protocol::ResponseError::InvalidRequest.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(BrokerId(-1))
 }
 
 /// The partition's fields and records, or the fields with an error code (records null).
