@@ -203,7 +203,7 @@ fn check_exits_0_with_documented_json_even_on_an_empty_root() {
     assert_eq!(output.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let tuners = report["tuners"].as_array().unwrap();
-    assert_eq!(tuners.len(), 17);
+    assert_eq!(tuners.len(), 18);
     for tuner in tuners {
         let status = tuner["status"].as_str().unwrap();
         assert!(

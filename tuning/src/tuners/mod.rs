@@ -6,6 +6,7 @@
 //! carried out by [`crate::apply`], never by the tuner itself.
 
 mod cpu;
+pub mod descriptors;
 pub mod disk;
 mod io_uring;
 pub(crate) mod irq;
@@ -110,6 +111,11 @@ pub const TUNERS: &[Tuner] = &[
         name: "memlock",
         summary: "locked-memory limit for glommio's registered buffers",
         check: io_uring::check_memlock,
+    },
+    Tuner {
+        name: "open_files",
+        summary: "open-files limit, and the partitions and connections it allows",
+        check: descriptors::check_open_files,
     },
     Tuner {
         name: "cpu_governor",
