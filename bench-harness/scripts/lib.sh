@@ -90,7 +90,8 @@ prepare_ab() {
 fio_write_mb_s() {
     local dir="$1"
     shift
-    command -v fio >/dev/null || { apt-get update -q && apt-get install -y -q fio; }
+    # apt's output goes to stderr: stdout carries the figure.
+    command -v fio >/dev/null || { apt-get update -q && apt-get install -y -q fio; } >&2
     fio --name=disk --directory="$dir" --size=2G --direct=1 --ioengine=io_uring --rw=write \
         --output-format=json "$@" 2>/dev/null |
         python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"]/1e6, 1))'
