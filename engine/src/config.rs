@@ -44,6 +44,9 @@ pub struct ConfigFile {
     fetch_max_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    queued_max_request_bytes: Option<usize>,
+    request_receive_timeout_ms: Option<u64>,
+    producer_id_expiration_ms: Option<i64>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -165,6 +168,21 @@ pub struct ServeArgs {
     /// [default: no limit beyond max.connections]
     #[arg(long, env = "SPATE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// Bytes of large requests (16 KiB or more) each shard holds at once, from their arrival
+    /// until they are answered; a connection whose next request does not fit stops being read
+    /// until others are answered (Kafka's queued.max.request.bytes, per shard).
+    /// [default: 536870912]
+    #[arg(long, env = "SPATE_QUEUED_MAX_REQUEST_BYTES")]
+    pub queued_max_request_bytes: Option<usize>,
+    /// A large request must arrive whole within this time of its start, else the connection
+    /// is closed (clients give up on a request after their request.timeout.ms anyway).
+    /// [default: 30000]
+    #[arg(long, env = "SPATE_REQUEST_RECEIVE_TIMEOUT_MS")]
+    pub request_receive_timeout_ms: Option<u64>,
+    /// A producer id that appended nothing to a partition for this long loses its
+    /// idempotence state there (Kafka's producer.id.expiration.ms). [default: 86400000]
+    #[arg(long, env = "SPATE_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<i64>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -219,6 +237,12 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// max.connections.per.ip, if limited.
     pub max_connections_per_ip: Option<usize>,
+    /// queued.max.request.bytes, per shard.
+    pub queued_max_request_bytes: usize,
+    /// How long a large request may take to arrive.
+    pub request_receive_timeout: std::time::Duration,
+    /// producer.id.expiration.ms.
+    pub producer_id_expiration_ms: i64,
     /// Partitions opened (and recovered) in the background at start, over all shards; the
     /// rest open on first use. A quarter of the open-files hard limit.
     pub open_partitions_ahead_max: usize,
@@ -348,6 +372,19 @@ impl ServeArgs {
                 .or(file.max_connections)
                 .unwrap_or_else(crate::host::default_max_connections),
             max_connections_per_ip: self.max_connections_per_ip.or(file.max_connections_per_ip),
+            queued_max_request_bytes: self
+                .queued_max_request_bytes
+                .or(file.queued_max_request_bytes)
+                .unwrap_or(512 * 1024 * 1024),
+            request_receive_timeout: std::time::Duration::from_millis(
+                self.request_receive_timeout_ms
+                    .or(file.request_receive_timeout_ms)
+                    .unwrap_or(30_000),
+            ),
+            producer_id_expiration_ms: self
+                .producer_id_expiration_ms
+                .or(file.producer_id_expiration_ms)
+                .unwrap_or(86_400_000),
             open_partitions_ahead_max: (crate::host::open_files_hard_limit() / 4) as usize,
         };
         config.validate()?;

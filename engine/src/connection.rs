@@ -8,14 +8,15 @@
 //! moves on. That lets one connection's pipelined produces share a group commit, where
 //! Kafka mutes the connection until each response is sent.
 
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
 use bytes::BytesMut;
+use futures_lite::io::WriteHalf;
 use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
-use spate_net::{FrameReader, NextFrame};
+use spate_net::{FrameReader, NextFrame, Reservation};
 
 use crate::handlers;
 use crate::shard::Shard;
@@ -91,24 +92,22 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
-    // The writer gets its own descriptor for the same socket so that reading and writing
-    // proceed independently; dropping both closes the socket.
-    let writer_fd = unsafe { libc::dup(stream.as_raw_fd()) };
-    if writer_fd < 0 {
-        tracing::warn!(%peer, error = %std::io::Error::last_os_error(), "closing connection: cannot duplicate socket");
-        return;
-    }
-    // SAFETY: `writer_fd` is a freshly duplicated descriptor of a connected TCP socket that
-    // nothing else owns.
-    let writer_stream = unsafe { TcpStream::from_raw_fd(writer_fd) };
-    let (sender, receiver) = local_channel::new_bounded(PIPELINE_DEPTH);
-    let writer = glommio::spawn_local(write_responses(writer_stream, receiver, peer.clone()));
+    // Reading and writing proceed independently on two halves of the one socket (glommio
+    // keeps separate read and write readiness per stream; each half locks the stream only
+    // while it polls). One descriptor per connection; dropping both halves closes it.
+    let fd = stream.as_raw_fd();
+    let (mut stream, writer_stream) = futures_lite::io::split(stream);
+    let (sender, receiver) =
+        local_channel::new_bounded::<(Pending, Option<Reservation>)>(PIPELINE_DEPTH);
+    let writer = glommio::spawn_local(write_responses(writer_stream, fd, receiver, peer.clone()));
 
-    let mut stream = stream;
     // Large Produce requests are streamed, so that their batches are received straight into
     // the DMA chunks they are written from (`handlers::produce_stream`).
+    let sleep: spate_net::Sleep = Rc::new(|duration| Box::pin(glommio::timer::sleep(duration)));
     let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes)
-        .stream_api_key(kafka_protocol::messages::ApiKey::Produce as i16);
+        .stream_api_key(kafka_protocol::messages::ApiKey::Produce as i16)
+        .with_budget(shard.request_memory.clone())
+        .with_receive_timeout(shard.node.config.request_receive_timeout, sleep);
     loop {
         let frame = match frames.next(&mut stream).await {
             Ok(Some(NextFrame::Whole(frame))) => frame.into(),
@@ -127,9 +126,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 break;
             }
         };
+        // A large request's share of the shard's request memory is held until it is answered.
+        let reservation = frames.take_reservation();
         match handlers::dispatch(&shard, frame, &client_host).await {
             Ok(pending) => {
-                if sender.send(pending).await.is_err() {
+                if sender.send((pending, reservation)).await.is_err() {
                     break; // the writer stopped: the socket is gone
                 }
             }
@@ -143,11 +144,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer.await;
 }
 
-async fn write_responses(mut stream: TcpStream, receiver: LocalReceiver<Pending>, peer: String) {
-    while let Some(pending) = receiver.recv().await {
+async fn write_responses(
+    mut stream: WriteHalf<TcpStream>,
+    fd: RawFd,
+    receiver: LocalReceiver<(Pending, Option<Reservation>)>,
+    peer: String,
+) {
+    while let Some((pending, _reservation)) = receiver.recv().await {
         match pending.await {
             Ok(Some(frame)) => {
-                if let Err(error) = write_frame(&mut stream, frame).await {
+                if let Err(error) = write_frame(&mut stream, fd, frame).await {
                     tracing::debug!(%peer, %error, "client went away before its response");
                     break;
                 }
@@ -159,13 +165,19 @@ async fn write_responses(mut stream: TcpStream, receiver: LocalReceiver<Pending>
             }
         }
     }
-    // Wake the reader if it is blocked on a socket we are giving up on.
-    let _ = stream.shutdown(std::net::Shutdown::Both).await;
+    // Wake the reader if it is blocked on a socket we are giving up on. The reader's half
+    // keeps the descriptor open until it returns.
+    // SAFETY: `fd` is the connection's socket, open as long as either half lives.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 /// Sends one response frame. An error leaves part of the frame sent: the caller closes the
 /// connection.
-async fn write_frame(stream: &mut TcpStream, frame: Frame) -> std::io::Result<()> {
+async fn write_frame(
+    stream: &mut WriteHalf<TcpStream>,
+    fd: RawFd,
+    frame: Frame,
+) -> std::io::Result<()> {
     let pieces = match frame {
         Frame::Whole(bytes) => return stream.write_all(&bytes).await,
         Frame::Pieces(pieces) => pieces,
@@ -177,7 +189,9 @@ async fn write_frame(stream: &mut TcpStream, frame: Frame) -> std::io::Result<()
             FramePiece::Records(RecordsPiece::Cached(cached)) => {
                 stream.write_all(cached.as_slice()).await?
             }
-            FramePiece::Records(RecordsPiece::File(range)) => send_range(stream, &range).await?,
+            FramePiece::Records(RecordsPiece::File(range)) => {
+                send_range(stream, fd, &range).await?
+            }
         }
     }
     Ok(())
@@ -186,7 +200,11 @@ async fn write_frame(stream: &mut TcpStream, frame: Frame) -> std::io::Result<()
 /// Sends a file range with splice. If no splicer can be set up (out of descriptors, say), the
 /// range is read and written instead, so that consumers are still served; the shard says so
 /// once.
-async fn send_range(stream: &mut TcpStream, range: &FileRange) -> std::io::Result<()> {
+async fn send_range(
+    stream: &mut WriteHalf<TcpStream>,
+    fd: RawFd,
+    range: &FileRange,
+) -> std::io::Result<()> {
     let pooled = SPLICERS.with(|pool| pool.borrow_mut().pop());
     let mut splicer = match pooled.map_or_else(Splicer::new, Ok) {
         Ok(splicer) => splicer,
@@ -199,12 +217,7 @@ async fn send_range(stream: &mut TcpStream, range: &FileRange) -> std::io::Resul
     };
     // On an error the splicer is dropped, not pooled: it may hold bytes.
     splicer
-        .send_file(
-            stream.as_raw_fd(),
-            range.file.as_raw_fd(),
-            range.position,
-            range.length,
-        )
+        .send_file(fd, range.file.as_raw_fd(), range.position, range.length)
         .await?;
     SPLICERS.with(|pool| {
         let mut pool = pool.borrow_mut();

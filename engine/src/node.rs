@@ -288,10 +288,18 @@ async fn open_partitions_ahead(shard: Rc<Shard>) {
 
 /// Runs the shard's timers (group sessions, retention) until shutdown.
 async fn maintain(shard: Rc<Shard>) {
+    // Producer ids are expired every this many ticks (10 s): the scan visits every producer of
+    // every open partition, and an expiration is a day by default.
+    const TICKS_PER_PRODUCER_EXPIRY: u64 = 100;
+    let mut ticks = 0u64;
     while !shard.node.is_shutting_down() {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
         shard.groups.tick(&shard);
         shard.enforce_retention();
+        ticks += 1;
+        if ticks.is_multiple_of(TICKS_PER_PRODUCER_EXPIRY) {
+            shard.expire_producers();
+        }
     }
 }
 

@@ -74,6 +74,9 @@ pub struct Shard {
     next_call: Cell<u64>,
     /// Producer ids this shard may hand out without asking the controller.
     producer_ids: RefCell<Range<i64>>,
+    /// Bytes of large requests this shard's connections may hold from arrival to answer
+    /// (queued.max.request.bytes; see `spate_net::budget`).
+    pub request_memory: Rc<spate_net::MemoryBudget>,
 }
 
 impl Shard {
@@ -86,6 +89,7 @@ impl Shard {
         controller: Option<Rc<ControllerTask>>,
     ) -> Shard {
         let broker = BrokerId::of_shard(node.node_id(), id);
+        let request_memory = spate_net::MemoryBudget::new(node.config.queued_max_request_bytes);
         let offsets_partitions = image
             .topic(offsets_topic::TOPIC)
             .map_or(node.config.offsets_topic_partitions, |topic| {
@@ -106,6 +110,7 @@ impl Shard {
             calls: RefCell::new(HashMap::new()),
             next_call: Cell::new(0),
             producer_ids: RefCell::new(0..0),
+            request_memory,
         }
     }
 
@@ -344,6 +349,21 @@ impl Shard {
                     tracing::warn!(partition = %replica.key(), %error, "retention failed")
                 }
             }
+        }
+    }
+
+    /// Drops the idempotence state of producers idle past producer.id.expiration.ms.
+    pub fn expire_producers(&self) {
+        let now_ms = spate_net::records::now_ms();
+        let expiration_ms = self.node.config.producer_id_expiration_ms;
+        let expired: usize = self
+            .partitions
+            .open_replicas()
+            .iter()
+            .map(|replica| replica.log().expire_producers(now_ms, expiration_ms))
+            .sum();
+        if expired > 0 {
+            tracing::debug!(expired, "expired idle producer ids");
         }
     }
 

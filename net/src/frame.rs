@@ -5,9 +5,14 @@
 //! - A burst of small pipelined requests costs one read system call: they are read ahead into
 //!   one buffer of [`READ_AHEAD_BYTES`], and each is handed out as a [`Bytes`] that shares it
 //!   (decoded record batches are slices of it: no copy).
-//! - A large frame (payload of [`LARGE_FRAME_BYTES_MIN`] or more) is read into one allocation
-//!   of exactly its size: it never grows, and nothing but the few bytes that came with the
-//!   previous read is copied.
+//! - A large frame (payload of [`LARGE_FRAME_BYTES_MIN`] or more) is read into an allocation
+//!   of its own, which doubles as bytes arrive, up to the frame's size: what a client claims is
+//!   never allocated before it is sent, so a few lying bytes cannot reserve 100 MB.
+//! - With a [`MemoryBudget`], a large frame's size is reserved from it before its body is read:
+//!   when the thread's connections hold the whole budget, the reader stops reading its socket
+//!   (back-pressure) until answered requests give bytes back. With a receive timeout, a large
+//!   frame must arrive whole within it, so a client trickling bytes cannot hold a reservation
+//!   for ever.
 //! - An idle connection holds no buffer. When the socket has nothing more to read, the reader
 //!   gives its read-ahead buffer back to the thread's pool and waits for the next size prefix
 //!   in a 4-byte array; unread bytes wait in the socket's kernel buffer meanwhile.
@@ -22,9 +27,13 @@
 //! Buffers are allocated zeroed once and then reused, rather than zero-filled on every read.
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::Poll;
+use std::time::Duration;
+
+pub use crate::budget::{MemoryBudget, Reservation};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::{AsyncRead, AsyncReadExt};
@@ -52,10 +61,20 @@ pub enum FrameError {
         /// Bytes the frame should have had (prefix included).
         expected: usize,
     },
+    /// A large frame did not arrive whole within the receive timeout of its start.
+    #[error("large request not received whole within {0:?} of its start")]
+    TimedOut(Duration),
     /// The socket failed.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Makes a future that completes after the given time: the reader's clock, injected so that
+/// this crate stays independent of the runtime.
+pub type Sleep = Rc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()>>>>;
+
+/// A running receive deadline: the timeout, and the sleep that ends with it.
+type Deadline = (Duration, Pin<Box<dyn Future<Output = ()>>>);
 
 /// Bytes of the size prefix.
 pub const SIZE_PREFIX_BYTES: usize = 4;
@@ -126,6 +145,14 @@ pub struct FrameReader {
     /// Caps the next read between frames: right after a streamed frame, read little ahead, so
     /// that a next streamed frame's batch is not read into the read-ahead buffer and copied.
     follows_streamed: bool,
+    /// Where large frames reserve their size, if anywhere.
+    budget: Option<Rc<MemoryBudget>>,
+    /// The reservation of the last large frame, until the caller takes it.
+    reservation: Option<Reservation>,
+    /// How long a large frame may take to arrive, and the clock to time it with.
+    receive_timeout: Option<(Duration, Sleep)>,
+    /// The running large frame's deadline.
+    deadline: Option<Deadline>,
 }
 
 /// What [`FrameReader::next`] found.
@@ -140,7 +167,7 @@ pub enum NextFrame {
 
 /// A frame of [`LARGE_FRAME_BYTES_MIN`] or more, read into its own allocation.
 struct LargeFrame {
-    /// The payload received so far; its capacity is `size`.
+    /// The payload received so far; its capacity doubles as it fills, up to `size`.
     payload: BytesMut,
     /// The announced payload size.
     size: usize,
@@ -158,9 +185,33 @@ impl FrameReader {
             streamed: None,
             streamed_size: 0,
             follows_streamed: false,
+            budget: None,
+            reservation: None,
+            receive_timeout: None,
+            deadline: None,
         }
     }
 
+    /// Large frames reserve their size from `budget` before their body is read, waiting (and
+    /// so not reading the socket) while it is spent. Take each frame's reservation with
+    /// [`Self::take_reservation`] and keep it until the request is answered.
+    pub fn with_budget(mut self, budget: Rc<MemoryBudget>) -> FrameReader {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// A large frame must arrive whole within `timeout` of the moment its body starts to be
+    /// read, else [`FrameError::TimedOut`]: Kafka clients give up on a request after their
+    /// `request.timeout.ms` anyway, and a reservation must not be held by a trickle.
+    pub fn with_receive_timeout(mut self, timeout: Duration, sleep: Sleep) -> FrameReader {
+        self.receive_timeout = Some((timeout, sleep));
+        self
+    }
+
+    /// The budget reservation of the frame just handed out, if it took one.
+    pub fn take_reservation(&mut self) -> Option<Reservation> {
+        self.reservation.take()
+    }
     /// Large frames whose request header names this API key are handed out by
     /// [`Self::next`] as [`NextFrame::Streamed`].
     pub fn stream_api_key(mut self, api_key: i16) -> FrameReader {
@@ -232,7 +283,7 @@ impl FrameReader {
             let read = if target.len() - filled >= STREAMED_BUFFERED_BYTES {
                 // The read may wait on a slow client: hold no read-ahead buffer meanwhile.
                 self.release_read_ahead();
-                let read = reader.read(&mut target[filled..]).await?;
+                let read = read_by(&mut self.deadline, reader, &mut target[filled..]).await?;
                 filled += read;
                 read
             } else {
@@ -241,7 +292,12 @@ impl FrameReader {
                     self.read_ahead = acquire_read_ahead();
                 }
                 let limit = unread.min(STREAMED_BUFFERED_BYTES);
-                let read = reader.read(spare(&mut self.read_ahead, limit)).await?;
+                let read = read_by(
+                    &mut self.deadline,
+                    reader,
+                    spare(&mut self.read_ahead, limit),
+                )
+                .await?;
                 commit(&mut self.read_ahead, read);
                 read
             };
@@ -255,6 +311,9 @@ impl FrameReader {
         let left = remaining - target.len();
         self.streamed = (left > 0).then_some(left);
         self.follows_streamed = left == 0;
+        if left == 0 {
+            self.deadline = None;
+        }
         Ok(())
     }
 
@@ -286,6 +345,7 @@ impl FrameReader {
             if large.payload.len() < large.size {
                 return Ok(None);
             }
+            self.deadline = None;
             return Ok(self.large_frame.take().map(|large| large.payload.freeze()));
         }
         let Some(size) = self.announced_size()? else {
@@ -348,13 +408,16 @@ impl FrameReader {
             return Ok(false);
         };
         let size = self.checked_size(i32::from_be_bytes(prefix))?;
+        if size >= LARGE_FRAME_BYTES_MIN {
+            self.begin_large_frame(size).await;
+        }
         if size >= LARGE_FRAME_BYTES_MIN && !self.streamed_api_keys.is_empty() {
             self.read_ahead = acquire_read_ahead();
             self.read_ahead.extend_from_slice(&prefix);
             self.undecided = Some(size);
         } else if size >= LARGE_FRAME_BYTES_MIN {
             self.large_frame = Some(LargeFrame {
-                payload: zeroed_room(size),
+                payload: zeroed_room(first_room(size, 0)),
                 size,
             });
         } else {
@@ -376,6 +439,9 @@ impl FrameReader {
             .map_or(SIZE_PREFIX_BYTES, |size| SIZE_PREFIX_BYTES + size);
         if frame_total > self.read_ahead.capacity() {
             let size = frame_total - SIZE_PREFIX_BYTES;
+            if size >= LARGE_FRAME_BYTES_MIN {
+                self.begin_large_frame(size).await;
+            }
             if size >= LARGE_FRAME_BYTES_MIN && !self.streamed_api_keys.is_empty() {
                 self.undecided = Some(size);
                 return Ok(());
@@ -411,7 +477,12 @@ impl FrameReader {
             }
             let unread = SIZE_PREFIX_BYTES + size - self.read_ahead.len();
             let limit = unread.min(STREAMED_BUFFERED_BYTES);
-            let read = reader.read(spare(&mut self.read_ahead, limit)).await?;
+            let read = read_by(
+                &mut self.deadline,
+                reader,
+                spare(&mut self.read_ahead, limit),
+            )
+            .await?;
             if read == 0 {
                 return Err(FrameError::Truncated {
                     received: self.read_ahead.len(),
@@ -437,11 +508,13 @@ impl FrameReader {
     /// Moves the start of a large frame out of the read-ahead buffer into an allocation of
     /// the frame's size.
     fn start_large_frame(&mut self, size: usize) {
-        let mut payload = zeroed_room(size);
         let received = &self.read_ahead[SIZE_PREFIX_BYTES..];
+        let mut payload = zeroed_room(first_room(size, received.len()));
         assert!(received.len() < size);
         payload.extend_from_slice(received);
         self.read_ahead.clear();
+        // The frame's bytes come straight into its own allocation: hold no read-ahead meanwhile.
+        self.release_read_ahead();
         self.large_frame = Some(LargeFrame { payload, size });
     }
 
@@ -453,8 +526,19 @@ impl FrameReader {
         let Some(large) = self.large_frame.as_mut() else {
             return Ok(());
         };
+        if spare_len(&large.payload) == 0 {
+            // Full: double, up to the frame's size. The copies add up to less than the frame.
+            let mut grown = zeroed_room(large.size.min(2 * large.payload.capacity()));
+            grown.extend_from_slice(&large.payload);
+            large.payload = grown;
+        }
         let missing = large.size - large.payload.len();
-        let read = reader.read(spare(&mut large.payload, missing)).await?;
+        let read = read_by(
+            &mut self.deadline,
+            reader,
+            spare(&mut large.payload, missing),
+        )
+        .await?;
         if read == 0 {
             return Err(FrameError::Truncated {
                 received: SIZE_PREFIX_BYTES + large.payload.len(),
@@ -463,6 +547,20 @@ impl FrameReader {
         }
         commit(&mut large.payload, read);
         Ok(())
+    }
+
+    /// A large frame of `size` starts: reserve its size from the budget (waiting while it is
+    /// spent) and start its receive deadline.
+    async fn begin_large_frame(&mut self, size: usize) {
+        if let Some(budget) = &self.budget {
+            // Drop an untaken reservation first: its frame is gone.
+            self.reservation = None;
+            self.reservation = Some(budget.reserve(SIZE_PREFIX_BYTES + size).await);
+        }
+        self.deadline = self
+            .receive_timeout
+            .as_ref()
+            .map(|(timeout, sleep)| (*timeout, sleep(*timeout)));
     }
 
     /// Moves the partial frame at the front to the start of a buffer with full room: this
@@ -509,6 +607,32 @@ async fn read_now<R: AsyncRead + Unpin>(
         },
     )
     .await
+}
+
+/// Reads into `target`, or fails with [`FrameError::TimedOut`] once `deadline`, if any, has
+/// passed.
+async fn read_by<R: AsyncRead + Unpin>(
+    deadline: &mut Option<Deadline>,
+    reader: &mut R,
+    target: &mut [u8],
+) -> Result<usize, FrameError> {
+    poll_fn(|context| {
+        if let Some((timeout, sleep)) = deadline.as_mut() {
+            if sleep.as_mut().poll(context).is_ready() {
+                return Poll::Ready(Err(FrameError::TimedOut(*timeout)));
+            }
+        }
+        Pin::new(&mut *reader)
+            .poll_read(context, target)
+            .map_err(FrameError::from)
+    })
+    .await
+}
+
+/// The first allocation for a large frame of `size` of which `received` bytes have arrived:
+/// room for a read-ahead buffer's worth more, never more than the frame.
+fn first_room(size: usize, received: usize) -> usize {
+    size.min(received + READ_AHEAD_BYTES)
 }
 
 /// The next size prefix, or `None` at a clean end of stream (before its first byte).

@@ -59,7 +59,8 @@ pub enum StorageError {
     Closed,
     /// The disk failed us (write, sync, read, open). A failed write or `fdatasync` leaves the
     /// log unable to keep its durability promise: every later append and `wait_durable` returns
-    /// this error too, and the engine exits the process with a clear message.
+    /// this error too (KAFKA_STORAGE_ERROR to clients). A log that failed for lack of space is
+    /// reopened by the engine once space is back (`PartitionLog::recoverable_failure`).
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -12,7 +12,8 @@
 //! Runs on the log's shard, spawned by `PartitionLog::open`. It holds only a `Weak` reference
 //! while idle, so a log whose handles are all dropped lets it end. It exits when the log is
 //! closing and nothing is pending, or after the first write or sync error, which marks the log
-//! failed (the engine then exits the process).
+//! failed: a failed sync for good, a write that found no space recoverably (the engine closes
+//! and reopens such a log once space is back; see `LogState::fail`).
 
 use crate::appender::{PendingWrite, RolledSegment};
 use crate::index;
@@ -134,7 +135,10 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
         let chunks = write
             .write_to(io, shared.config.get().write_in_flight_bytes_max)
             .await?;
-        io.fdatasync().await?;
+        if let Err(error) = io.fdatasync().await {
+            shared.state.borrow_mut().fail_sync(&error);
+            return Err(error);
+        }
         written.push(WrittenChunks {
             segment_base,
             file: file.clone(),

@@ -52,6 +52,13 @@ pub(crate) enum Status {
 pub(crate) struct Failure {
     kind: io::ErrorKind,
     message: String,
+    /// The error left nothing unknown behind: it came before any `fdatasync` failed, and it
+    /// is one that goes away (no space, no quota, no descriptors). Nothing it touched was
+    /// acknowledged, and recovery finds exactly what is on disk, so the log may be closed and
+    /// opened again once the cause is gone ([`PartitionLog::recoverable_failure`]). A failed
+    /// `fdatasync` is never recoverable: the kernel may have dropped the dirty data and
+    /// cleared the error, so nothing written since the last good sync can be trusted.
+    recoverable: bool,
 }
 
 impl Failure {
@@ -135,12 +142,26 @@ impl LogState {
         }
     }
 
-    /// Marks the log failed after a write or sync error.
+    /// Marks the log failed after a write error (not a sync error: see [`Self::fail_sync`]).
     pub fn fail(&mut self, error: &io::Error) {
+        let transient = matches!(
+            error.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) || matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        self.record_failure(error, transient);
+    }
+
+    /// Marks the log failed after an `fdatasync` error: for good.
+    pub fn fail_sync(&mut self, error: &io::Error) {
+        self.record_failure(error, false);
+    }
+
+    fn record_failure(&mut self, error: &io::Error, recoverable: bool) {
         if self.failure.is_none() {
             self.failure = Some(Failure {
                 kind: error.kind(),
                 message: error.to_string(),
+                recoverable,
             });
         }
         self.wake_durable_waiters();
@@ -355,7 +376,9 @@ impl PartitionLog {
             now_ms,
         };
         let in_place = state.appender.append(to_append, config);
-        state.producers.record(&info, base_offset, last_offset);
+        state
+            .producers
+            .record(&info, base_offset, last_offset, crate::now_ms());
         state.log_end = last_offset.next();
         state.wake_flusher();
         Ok(Appended {
@@ -412,9 +435,37 @@ impl PartitionLog {
         self.shared.state.borrow().log_end
     }
 
+    /// Drops the state of producers that appended nothing for `expiration_ms` (Kafka's
+    /// `producer.id.expiration.ms`); returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        let mut state = self.shared.state.borrow_mut();
+        state.producers.expire(now_ms, expiration_ms)
+    }
+
+    /// Producer ids with idempotence state in this log.
+    pub fn producer_count(&self) -> usize {
+        self.shared.state.borrow().producers.producer_count()
+    }
+
     /// The durable end of the log: consumers see offsets below it.
     pub fn high_watermark(&self) -> Offset {
         self.shared.state.borrow().high_watermark
+    }
+
+    /// Whether the log failed with an error that goes away (no space, no descriptors) before
+    /// any sync failed: closing it and opening it again, once space is back, recovers it with
+    /// everything acknowledged. The engine does so (`Partition` reopening).
+    pub fn recoverable_failure(&self) -> bool {
+        let state = self.shared.state.borrow();
+        state
+            .failure
+            .as_ref()
+            .is_some_and(|failure| failure.recoverable)
+    }
+
+    /// Whether the log failed (see [`Self::recoverable_failure`]).
+    pub fn failed(&self) -> bool {
+        self.shared.state.borrow().failure.is_some()
     }
 
     /// How many group commits (write + `fdatasync`) the flusher has done since open: a

@@ -9,8 +9,10 @@
 //! would wedge the producer. The price is that a retry of a batch whose state is gone is
 //! appended again.
 //!
-//! Not done yet: producer-id expiration (`producer.id.expiration.ms`); the table grows with
-//! the number of distinct producer ids seen since the log was opened.
+//! Producer ids expire (Kafka's `producer.id.expiration.ms`): an entry whose last batch came
+//! longer ago than that is dropped by [`ProducerStateTable::expire`], so the table holds the
+//! producers of the last day, not every id ever seen. Recovery counts a batch it finds as
+//! appended when the log opens: a restart never expires a producer early.
 
 use crate::batch::{increment_sequence, BatchInfo};
 use crate::error::StorageError;
@@ -33,6 +35,8 @@ struct ProducerEntry {
     epoch: i16,
     /// Oldest first; never empty; at most `RETAINED_BATCHES_PER_PRODUCER`.
     batches: VecDeque<RetainedBatch>,
+    /// When its last batch was appended (wall clock, ms since the epoch).
+    last_append_ms: i64,
 }
 
 /// What `append` does with a batch that passed the sequence checks.
@@ -92,7 +96,13 @@ impl ProducerStateTable {
 
     /// Records a batch that was appended at `base_offset ..= last_offset` (or, in recovery,
     /// found in the log). A newer epoch replaces the retained batches.
-    pub fn record(&mut self, batch: &BatchInfo, base_offset: Offset, last_offset: Offset) {
+    pub fn record(
+        &mut self,
+        batch: &BatchInfo,
+        base_offset: Offset,
+        last_offset: Offset,
+        now_ms: i64,
+    ) {
         if batch.producer_id < 0 || batch.base_sequence < 0 {
             return;
         }
@@ -108,7 +118,9 @@ impl ProducerStateTable {
             .or_insert_with(|| ProducerEntry {
                 epoch: batch.producer_epoch,
                 batches: VecDeque::with_capacity(RETAINED_BATCHES_PER_PRODUCER),
+                last_append_ms: now_ms,
             });
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
@@ -120,8 +132,16 @@ impl ProducerStateTable {
         assert!(entry.batches.len() <= RETAINED_BATCHES_PER_PRODUCER);
     }
 
+    /// Drops the producers whose last batch was appended `expiration_ms` or longer before
+    /// `now_ms`; returns how many.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) < expiration_ms);
+        before - self.producers.len()
+    }
+
     /// Number of producer ids with state.
-    #[cfg(test)]
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }
@@ -154,9 +174,29 @@ mod tests {
                 info,
                 Offset(base),
                 Offset(base + info.last_offset_delta as i64),
+                base * 1000,
             );
         }
         check
+    }
+
+    #[test]
+    fn producers_idle_past_the_expiration_are_dropped_and_then_start_anywhere() {
+        let mut table = ProducerStateTable::default();
+        append(&mut table, &batch(1, 0, 0, 1), 0); // appended at 0 ms
+        append(&mut table, &batch(2, 0, 0, 1), 10); // at 10 s
+        assert_eq!(table.expire(9_999, 10_000), 0);
+        assert_eq!(table.expire(10_000, 10_000), 1);
+        assert_eq!(table.producer_count(), 1);
+        // Producer 1 is unknown again: any sequence is accepted.
+        assert_eq!(
+            table.check(&batch(1, 0, 42, 1)).unwrap(),
+            SequenceCheck::Append
+        );
+        assert_eq!(
+            table.check(&batch(2, 0, 42, 1)).unwrap_err().to_string(),
+            StorageError::OutOfOrderSequence.to_string()
+        );
     }
 
     #[test]

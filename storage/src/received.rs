@@ -38,15 +38,40 @@ impl ReceivedBatch {
     /// with that last one, which the next adopted batch cuts at its last whole block: a pool
     /// chunk there would keep 128 KiB for a few KiB of data in the tail cache.
     pub fn new(front: usize, len: usize) -> ReceivedBatch {
-        let front = front % BLOCK_BYTES as usize;
-        let total = front + len;
+        let mut batch = ReceivedBatch::empty(front, len);
+        while batch.next_part_mut().is_some() {}
+        batch
+    }
+
+    /// [`Self::new`] without its chunks: [`Self::next_part_mut`] takes them one at a time, as
+    /// the batch arrives, so that a client claiming a large batch and sending little of it
+    /// makes the shard hold only what it sent.
+    pub fn empty(front: usize, len: usize) -> ReceivedBatch {
+        ReceivedBatch {
+            chunks: Chunks::new(),
+            front: front % BLOCK_BYTES as usize,
+            len,
+        }
+    }
+
+    /// The next chunk's share of the batch to receive into, its chunk taken now; `None` once
+    /// every chunk is taken. Whole pool chunks first, then the last fitted to what is left.
+    pub fn next_part_mut(&mut self) -> Option<&mut [u8]> {
+        let total = self.front + self.len;
         let whole = total / CHUNK_BYTES;
         let rest = align_up((total % CHUNK_BYTES) as u64) as usize;
-        let mut chunks: Chunks = (0..whole).map(|_| acquire_chunk()).collect();
-        if rest > 0 || chunks.is_empty() {
-            chunks.push(acquire_buffer(rest.max(BLOCK_BYTES as usize)));
+        let planned = whole + usize::from(rest > 0 || whole == 0);
+        let number = self.chunks.len();
+        if number == planned {
+            return None;
         }
-        ReceivedBatch { chunks, front, len }
+        self.chunks.push(if number < whole {
+            acquire_chunk()
+        } else {
+            acquire_buffer(rest.max(BLOCK_BYTES as usize))
+        });
+        let (_, start, end) = self.spans().last()?;
+        Some(&mut self.chunks[number].as_bytes_mut()[start..end])
     }
 
     /// The batch's size in bytes.

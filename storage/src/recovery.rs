@@ -309,6 +309,17 @@ fn segment_from(
     }
 }
 
+/// `Ok` for a write that failed only because the disk is full (said once, as a warning).
+fn tolerate_full_disk(written: io::Result<()>, dir: &Path, what: &str) -> io::Result<()> {
+    match written {
+        Err(error) if error.kind() == io::ErrorKind::StorageFull => {
+            tracing::warn!(dir = %dir.display(), %error, "disk full: the active segment's {what} is rebuilt in memory only");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 async fn recover_active_segment(
     dir: &Path,
     base: Offset,
@@ -319,6 +330,7 @@ async fn recover_active_segment(
     let loaded = OffsetIndex::decode(&files.index_bytes, file_bytes);
     let loaded_time = TimeIndex::decode(&files.time_index_bytes, u64::MAX);
     let mut producers = ProducerStateTable::default();
+    let opened_ms = crate::now_ms();
     let tracker = TimeTracker::new(base);
     let contiguous = Sequence::Contiguous;
     let outcome = scan(
@@ -330,7 +342,12 @@ async fn recover_active_segment(
         tracker,
         config,
         |info| {
-            producers.record(info, Offset(info.base_offset), Offset(info.last_offset()));
+            producers.record(
+                info,
+                Offset(info.base_offset),
+                Offset(info.last_offset()),
+                opened_ms,
+            );
         },
     )
     .await?;
@@ -339,8 +356,11 @@ async fn recover_active_segment(
         // Usually zero padding and preallocation; after a crash, also a torn last write.
         tracing::info!(segment = %base, logical = end_position, file = file_bytes, "trimming the active segment");
         Segment::trim_file(file, end_position).await?;
-        file.fdatasync().await?;
     }
+    // What recovery found becomes the high watermark, so it must be durable: the batches may
+    // have been written (O_DIRECT, into the device's cache) but never synced, by a process that
+    // crashed or by a log that failed mid-flush and is being reopened.
+    file.fdatasync().await?;
     let mut index = OffsetIndex::default();
     for entry in &outcome.entries {
         index.push(*entry);
@@ -349,12 +369,17 @@ async fn recover_active_segment(
     for entry in &outcome.time_entries {
         time_index.push(*entry);
     }
+    // The active segment's index files are never trusted (they are rebuilt from its batches
+    // above at every open), so failing to rewrite them for lack of space costs nothing: a log
+    // on a full disk still opens and serves reads.
     if index != loaded {
-        index::rewrite_index_file(&segment::index_file_path(dir, base), &index).await?;
+        let written = index::rewrite_index_file(&segment::index_file_path(dir, base), &index).await;
+        tolerate_full_disk(written, dir, "offset index")?;
     }
     if time_index != loaded_time {
         let bytes = time_index::encode_entries(time_index.entries());
-        index::rewrite_file(&segment::time_index_file_path(dir, base), bytes).await?;
+        let written = index::rewrite_file(&segment::time_index_file_path(dir, base), bytes).await;
+        tolerate_full_disk(written, dir, "time index")?;
     }
     let tail_position = align_down(end_position);
     let tail = if tail_position == end_position {

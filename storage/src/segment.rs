@@ -131,13 +131,36 @@ pub(crate) async fn probe_device_once(dir: &Path) -> io::Result<()> {
         return Ok(());
     }
     let path = dir.join(".spate-dma-probe");
-    std::fs::write(&path, [0u8; BLOCK_BYTES as usize])?;
-    let opened = DmaFile::open(&path).await;
-    let removed = std::fs::remove_file(&path);
-    opened?.close().await?;
-    removed?;
+    match std::fs::write(&path, [0u8; BLOCK_BYTES as usize]) {
+        Ok(()) => {
+            let opened = DmaFile::open(&path).await;
+            let removed = std::fs::remove_file(&path);
+            opened?.close().await?;
+            removed?;
+        }
+        Err(error) if error.kind() == io::ErrorKind::StorageFull => {
+            // A full disk: probe with a segment already there, so that a log on a full disk
+            // still opens and serves reads. A partition with no data waits for space.
+            let _ = std::fs::remove_file(&path);
+            let existing = non_empty_segment_file(dir).ok_or(error)?;
+            DmaFile::open(&existing).await?.close().await?;
+        }
+        Err(error) => return Err(error),
+    }
     PROBED_DEVICES.with(|probed| probed.borrow_mut().push(device));
     Ok(())
+}
+
+/// A `.log` file in `dir` of at least one block, if any.
+fn non_empty_segment_file(dir: &Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.extension().is_some_and(|extension| extension == "log")
+                && std::fs::metadata(path).is_ok_and(|metadata| metadata.len() >= BLOCK_BYTES)
+        })
 }
 
 /// The files of an existing segment as recovery opens them.

@@ -192,8 +192,10 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
             self.skeleton.put_slice(&prefix[..prefix_bytes]);
             return self.copy(records_bytes).await;
         }
-        let mut batch = ReceivedBatch::new(front(topic, partition, records_bytes), records_bytes);
-        for part in batch.parts_mut() {
+        // Chunks are taken one at a time as the batch arrives: a batch that claims 100 MB and
+        // sends 10 bytes holds one chunk.
+        let mut batch = ReceivedBatch::empty(front(topic, partition, records_bytes), records_bytes);
+        while let Some(part) = batch.next_part_mut() {
             self.frames.read_streamed(self.stream, part).await?;
         }
         // An empty records field marks the place of the received batch.
@@ -225,15 +227,24 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
     }
 
     /// Copies `bytes` bytes of the frame into the skeleton. The length comes from the client
-    /// (up to 4 GiB in a uvarint): it is checked before the skeleton grows for it.
+    /// (up to 4 GiB in a uvarint): it is checked against the frame first, and the skeleton
+    /// grows a piece at a time as the bytes arrive, so a tagged field claiming 100 MB costs
+    /// only what is sent.
     async fn copy(&mut self, bytes: usize) -> Result<(), StreamError> {
+        const PIECE_BYTES: usize = 64 * 1024;
         self.check_fits(bytes)?;
-        let start = self.skeleton.len();
-        self.skeleton.resize(start + bytes, 0);
-        let mut target = self.skeleton.split_off(start);
-        let result = self.read(&mut target).await;
-        self.skeleton.unsplit(target);
-        result
+        let mut left = bytes;
+        while left > 0 {
+            let piece = left.min(PIECE_BYTES);
+            let start = self.skeleton.len();
+            self.skeleton.resize(start + piece, 0);
+            let mut target = self.skeleton.split_off(start);
+            let result = self.read(&mut target).await;
+            self.skeleton.unsplit(target);
+            result?;
+            left -= piece;
+        }
+        Ok(())
     }
 
     async fn i16(&mut self) -> Result<i16, StreamError> {

@@ -117,7 +117,12 @@ pub struct Partition {
     role: RefCell<Role>,
     leader_epoch: Cell<LeaderEpoch>,
     high_watermark_advanced: Notify,
+    /// When the table last tried to reopen this replica's failed log.
+    reopen_attempted: Cell<Option<std::time::Instant>>,
 }
+
+/// How often a log that failed for lack of space (or descriptors) is tried again.
+pub const REOPEN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Partition {
     /// A replica over an open log.
@@ -135,7 +140,32 @@ impl Partition {
             role: RefCell::new(role),
             leader_epoch: Cell::new(leader_epoch),
             high_watermark_advanced: Notify::default(),
+            reopen_attempted: Cell::new(None),
         }
+    }
+
+    /// Counts a reopen attempt now: a replica that replaces a failed one starts its wait for
+    /// the next attempt where the failed one left off.
+    pub fn note_reopen_attempt(&self) {
+        self.reopen_attempted.set(Some(std::time::Instant::now()));
+    }
+
+    /// Whether the log failed for a reason that goes away (a full disk, no descriptors) and
+    /// a reopen is due: at most one attempt per [`REOPEN_INTERVAL`]. Counts as an attempt.
+    pub fn reopen_due(&self) -> bool {
+        if !self.log.recoverable_failure() {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if self
+            .reopen_attempted
+            .get()
+            .is_some_and(|attempted| now.duration_since(attempted) < REOPEN_INTERVAL)
+        {
+            return false;
+        }
+        self.reopen_attempted.set(Some(now));
+        true
     }
 
     /// Which partition this is.

@@ -140,6 +140,9 @@ impl PartitionTable {
     async fn hosted(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
         self.check_hosted(topic, partition)?;
         if let Some(open) = self.open_replica(topic, partition) {
+            if open.reopen_due() {
+                return Ok(self.reopen(open).await);
+            }
             return Ok(open);
         }
         let _permit = self.open_lock.acquire_permit(1).await;
@@ -170,6 +173,50 @@ impl PartitionTable {
         let open = self.open_count();
         crate::stats::update_current(|stats| stats.set_partitions_open(open));
         Ok(replica)
+    }
+
+    /// Opens a failed replica's log again (recovery finds what is on disk), for a log that
+    /// failed because the disk was full: once space is back the partition takes writes again
+    /// without a restart. The failed log keeps serving reads until the new one is open; if
+    /// opening fails (the disk is still full), it stays, and is tried again later.
+    async fn reopen(&self, failed: Rc<Partition>) -> Rc<Partition> {
+        let _permit = self.open_lock.acquire_permit(1).await;
+        let key = failed.key().clone();
+        let current = self.open_replica(&key.topic, key.partition);
+        if !current
+            .as_ref()
+            .is_some_and(|current| Rc::ptr_eq(current, &failed))
+        {
+            return current.unwrap_or(failed); // replaced or retired meanwhile
+        }
+        let Ok((topic_image, assignment)) = self.check_hosted(&key.topic, key.partition) else {
+            return failed;
+        };
+        let config = log_config(&topic_image.configs, &self.config);
+        let log = match PartitionLog::open(failed.log().dir().to_path_buf(), config).await {
+            Ok(log) => log,
+            Err(error) => {
+                tracing::warn!(partition = %key, %error, "cannot reopen failed partition log yet");
+                return failed;
+            }
+        };
+        let reopened = Rc::new(Partition::new(
+            key.clone(),
+            topic_image.id,
+            log,
+            self.role_in(&assignment),
+            assignment.leader_epoch,
+        ));
+        reopened.note_reopen_attempt();
+        if let Some(open) = self.open.borrow_mut().get_mut(&*key.topic) {
+            open.partitions.insert(key.partition, reopened.clone());
+        }
+        tracing::info!(partition = %key, log_end_offset = %reopened.log_end_offset(), "reopened partition log after a recoverable failure");
+        // The failed log holds files only; requests still holding it finish with its error.
+        if let Err(error) = failed.log().close().await {
+            tracing::debug!(partition = %key, %error, "closing the failed log");
+        }
+        reopened
     }
 
     /// The topic and assignment if this shard hosts the partition.
