@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from confluent_helpers import consume, create_topic
 
@@ -89,6 +89,16 @@ def test_full_disk_refuses_produce_heals_when_space_returns_and_restarts_full(br
         # fill and recovers them, as Kafka may keep a record whose produce failed.)
         assert set(acknowledged) <= set(offsets)
         assert len(offsets) == len(set(offsets)), "a record was read twice"
+        # An offset commit on the full disk is refused or taken, never fatal.
+        committer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "full-disk",
+                              "enable.auto.commit": False})
+        try:
+            committer.commit(offsets=[TopicPartition("fill", 0, 1)], asynchronous=False)
+        except KafkaException:
+            pass
+        finally:
+            committer.close()
+        broker.assert_alive("after an offset commit on a full disk")
         # One log line per refused request, not per record.
         assert broker.stderr_tail(lines=100_000).count("disk full: produce refused") < 1000
 

@@ -47,6 +47,7 @@ pub struct ConfigFile {
     queued_max_request_bytes: Option<usize>,
     request_receive_timeout_ms: Option<u64>,
     producer_id_expiration_ms: Option<i64>,
+    open_segments_max: Option<usize>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -183,6 +184,11 @@ pub struct ServeArgs {
     /// idempotence state there (Kafka's producer.id.expiration.ms). [default: 86400000]
     #[arg(long, env = "SPATE_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<i64>,
+    /// Most segment files the node keeps open (one descriptor each); past it, partitions idle
+    /// for 10 s or more are closed, least recently used first, and reopen on their next
+    /// request. [default: half the open-files hard limit]
+    #[arg(long, env = "SPATE_OPEN_SEGMENTS_MAX")]
+    pub open_segments_max: Option<usize>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -243,6 +249,8 @@ pub struct BrokerConfig {
     pub request_receive_timeout: std::time::Duration,
     /// producer.id.expiration.ms.
     pub producer_id_expiration_ms: i64,
+    /// Segment files open over all shards before idle partitions are closed.
+    pub open_segments_max: usize,
     /// Partitions opened (and recovered) in the background at start, over all shards; the
     /// rest open on first use. A quarter of the open-files hard limit.
     pub open_partitions_ahead_max: usize,
@@ -385,6 +393,10 @@ impl ServeArgs {
                 .producer_id_expiration_ms
                 .or(file.producer_id_expiration_ms)
                 .unwrap_or(86_400_000),
+            open_segments_max: self
+                .open_segments_max
+                .or(file.open_segments_max)
+                .unwrap_or_else(|| (crate::host::open_files_hard_limit() / 2) as usize),
             open_partitions_ahead_max: (crate::host::open_files_hard_limit() / 4) as usize,
         };
         config.validate()?;

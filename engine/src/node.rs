@@ -291,6 +291,9 @@ async fn maintain(shard: Rc<Shard>) {
     // Producer ids are expired every this many ticks (10 s): the scan visits every producer of
     // every open partition, and an expiration is a day by default.
     const TICKS_PER_PRODUCER_EXPIRY: u64 = 100;
+    // Idle partitions are closed, when segments hold too many descriptors, every second.
+    const TICKS_PER_IDLE_CLOSE: u64 = 10;
+    const IDLE_BEFORE_CLOSE: Duration = Duration::from_secs(10);
     let mut ticks = 0u64;
     while !shard.node.is_shutting_down() {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
@@ -299,6 +302,26 @@ async fn maintain(shard: Rc<Shard>) {
         ticks += 1;
         if ticks.is_multiple_of(TICKS_PER_PRODUCER_EXPIRY) {
             shard.expire_producers();
+        }
+        if ticks.is_multiple_of(TICKS_PER_IDLE_CLOSE) && shard.groups.has_unloaded() {
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                shard.groups.retry_loads(&shard).await;
+            })
+            .detach();
+        }
+        if ticks.is_multiple_of(TICKS_PER_IDLE_CLOSE) {
+            // Closing flushes and syncs: in its own task, so that group timers keep ticking.
+            let shard = shard.clone();
+            glommio::spawn_local(async move {
+                let segments_max =
+                    shard.node.config.open_segments_max / shard.node.shard_count as usize;
+                shard
+                    .partitions
+                    .close_idle(segments_max, IDLE_BEFORE_CLOSE)
+                    .await;
+            })
+            .detach();
         }
     }
 }

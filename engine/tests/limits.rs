@@ -1,7 +1,8 @@
 //! The broker's limits hold whatever clients send (issue 13): Fetch responses are bounded
 //! (`fetch.max.bytes` caps a response, `max_bytes = 0` gets one batch as in KIP-74, and a
 //! partition named more than once is refused rather than read again), and connections past
-//! `max.connections` are closed at once instead of exhausting descriptors.
+//! `max.connections` are closed at once instead of exhausting descriptors; and idle
+//! partitions are closed when their segments hold more descriptors than the budget.
 
 mod harness;
 
@@ -153,4 +154,78 @@ fn connections_past_max_connections_are_closed_and_places_come_back() {
         "admitted connections are served throughout"
     );
     assert!(broker.log().contains("max.connections"), "{}", broker.log());
+}
+
+/// Segment files of the broker's data directory that the broker has open.
+fn open_segment_files(broker: &Broker) -> usize {
+    let data_dir = broker.data_dir().canonicalize().expect("data dir");
+    let pid = broker.pid().expect("running");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| {
+                    // Segments only (`<topic>-<partition>/<20 digits>.log`), not the metadata
+                    // journal nor the broker's own log.
+                    target.starts_with(&data_dir)
+                        && !target
+                            .parent()
+                            .is_some_and(|parent| parent.ends_with("metadata"))
+                        && target
+                            .extension()
+                            .is_some_and(|extension| extension == "log")
+                        && target.file_stem().is_some_and(|stem| {
+                            stem.len() == 20
+                                && stem.to_string_lossy().bytes().all(|b| b.is_ascii_digit())
+                        })
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn idle_partitions_are_closed_past_the_segment_budget_and_reopen_on_use() {
+    let broker =
+        Broker::start_with_args(1, &["--segment-bytes", "65536", "--open-segments-max", "4"]);
+    let mut client = broker.client(0);
+    create_topic(&mut client, "segmented", 3);
+    for partition in 0..3 {
+        for _ in 0..4 {
+            let response = produce(&mut client, "segmented", partition, big_batch(5), -1);
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    assert!(
+        open_segment_files(&broker) > 4,
+        "the test needs more segments than the budget"
+    );
+    // Idle for 10 s, the partitions are closed until their segments fit the budget.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while open_segment_files(&broker) > 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} segment files still open after 60 s: {:?}\n{}",
+            open_segment_files(&broker),
+            std::fs::read_dir(format!("/proc/{}/fd", broker.pid().unwrap()))
+                .unwrap()
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .collect::<Vec<_>>(),
+            broker.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Each reopens on its next request, with everything it had.
+    for partition in 0..3 {
+        let mut offset = 0;
+        while offset < 20 {
+            let response = harness::fetch(&mut client, "segmented", partition, offset, 0);
+            let data = &response.responses[0].partitions[0];
+            assert_eq!(data.error_code, 0);
+            let values = harness::decode_values(data.records.as_ref().expect("records"));
+            assert!(!values.is_empty(), "partition {partition} at {offset}");
+            offset = values.last().unwrap().0 + 1;
+        }
+    }
+    assert!(broker.log().contains("closed idle partition logs"));
 }

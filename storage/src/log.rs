@@ -474,6 +474,11 @@ impl PartitionLog {
         self.shared.state.borrow().flush_count
     }
 
+    /// How many segments the log has: each holds one descriptor while the log is open.
+    pub fn segment_count(&self) -> usize {
+        self.shared.state.borrow().segments.len()
+    }
+
     /// The directory holding this log's segments.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

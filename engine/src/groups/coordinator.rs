@@ -71,6 +71,13 @@ pub struct Coordinator {
     slots: RefCell<HashMap<Waiter, Slot>>,
     next_waiter: Cell<Waiter>,
     epoch: Instant,
+    /// `__consumer_offsets` partitions this shard leads whose records could not be read at
+    /// start (a full disk, no descriptors): their groups answer COORDINATOR_LOAD_IN_PROGRESS,
+    /// which clients retry, until a later attempt loads them ([`Coordinator::retry_loads`]),
+    /// rather than serving those groups without their committed offsets.
+    unloaded: RefCell<std::collections::BTreeSet<i32>>,
+    /// A [`Coordinator::retry_loads`] is running.
+    retrying: Cell<bool>,
 }
 
 impl Coordinator {
@@ -88,7 +95,38 @@ impl Coordinator {
             slots: RefCell::new(HashMap::new()),
             next_waiter: Cell::new(1),
             epoch: Instant::now(),
+            unloaded: RefCell::new(std::collections::BTreeSet::new()),
+            retrying: Cell::new(false),
         }
+    }
+
+    /// Whether some `__consumer_offsets` partition failed to load and waits for a retry.
+    pub fn has_unloaded(&self) -> bool {
+        !self.unloaded.borrow().is_empty()
+    }
+
+    /// Whether the groups of this `__consumer_offsets` partition are not loaded yet.
+    pub fn is_loading(&self, partition: i32) -> bool {
+        self.unloaded.borrow().contains(&partition)
+    }
+
+    /// Tries again to load the partitions that failed to load; true while some still have not.
+    pub async fn retry_loads(&self, shard: &Rc<Shard>) -> bool {
+        let Some(topic) = shard.image().topic(offsets_topic::TOPIC).cloned() else {
+            return false;
+        };
+        if self.retrying.replace(true) {
+            return true;
+        }
+        let waiting: Vec<i32> = self.unloaded.borrow().iter().copied().collect();
+        for partition in waiting {
+            if let Ok(records) = self.load_partition(shard, &topic.name, partition).await {
+                self.unloaded.borrow_mut().remove(&partition);
+                tracing::info!(partition, records, "loaded __consumer_offsets partition");
+            }
+        }
+        self.retrying.set(false);
+        !self.unloaded.borrow().is_empty()
     }
 
     /// The `__consumer_offsets` partition that holds a group.
@@ -566,13 +604,39 @@ impl Coordinator {
                 continue;
             }
             let partition = partition as i32;
-            let log = match shard.partitions.leader(&topic.name, partition, -1).await {
-                Ok(log) => log,
-                Err(error) => {
-                    tracing::error!(partition, %error, "cannot load __consumer_offsets partition");
-                    continue;
+            match self.load_partition(shard, &topic.name, partition).await {
+                Ok(loaded) => records += loaded,
+                Err(()) => {
+                    self.unloaded.borrow_mut().insert(partition);
                 }
-            };
+            }
+        }
+        if records > 0 {
+            tracing::info!(
+                groups = self.groups.borrow().len(),
+                records,
+                "loaded consumer groups"
+            );
+        }
+    }
+
+    /// Applies one `__consumer_offsets` partition's records; how many, or `Err` (logged) if
+    /// the partition could not be opened or read.
+    async fn load_partition(
+        &self,
+        shard: &Rc<Shard>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<usize, ()> {
+        let log = match shard.partitions.leader(topic, partition, -1).await {
+            Ok(log) => log,
+            Err(error) => {
+                tracing::error!(partition, %error, "cannot load __consumer_offsets partition");
+                return Err(());
+            }
+        };
+        let mut records = 0usize;
+        {
             let scanned = crate::log_scan::scan_batches(&log, |_, batch| {
                 let mut bytes = batch.clone();
                 if let Ok(set) = RecordBatchDecoder::decode(&mut bytes) {
@@ -592,15 +656,10 @@ impl Coordinator {
             .await;
             if let Err(error) = scanned {
                 tracing::error!(partition, %error, "error reading __consumer_offsets");
+                return Err(());
             }
         }
-        if records > 0 {
-            tracing::info!(
-                groups = self.groups.borrow().len(),
-                records,
-                "loaded consumer groups"
-            );
-        }
+        Ok(records)
     }
 
     fn apply(&self, record: OffsetsRecord) {

@@ -9,7 +9,11 @@ pub fn check_coordinator(shard: &Shard, group_id: &str) -> Result<(), i16> {
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
-    match shard.group_coordinator(group_id).0 {
+    let (leader, partition) = shard.group_coordinator(group_id);
+    match leader {
+        Some(leader) if leader == shard.broker_id() && shard.groups.is_loading(partition) => {
+            Err(ResponseError::CoordinatorLoadInProgress.code())
+        }
         Some(leader) if leader == shard.broker_id() => Ok(()),
         Some(_) => Err(ResponseError::NotCoordinator.code()),
         None => Err(ResponseError::CoordinatorNotAvailable.code()),

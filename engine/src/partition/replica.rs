@@ -119,6 +119,8 @@ pub struct Partition {
     high_watermark_advanced: Notify,
     /// When the table last tried to reopen this replica's failed log.
     reopen_attempted: Cell<Option<std::time::Instant>>,
+    /// When a request last went through the table to this replica.
+    last_used: Cell<std::time::Instant>,
 }
 
 /// How often a log that failed for lack of space (or descriptors) is tried again.
@@ -141,7 +143,19 @@ impl Partition {
             leader_epoch: Cell::new(leader_epoch),
             high_watermark_advanced: Notify::default(),
             reopen_attempted: Cell::new(None),
+            last_used: Cell::new(std::time::Instant::now()),
         }
+    }
+
+    /// Notes a request's use of this replica (the table closes the least recently used
+    /// ones when their segments hold too many descriptors).
+    pub fn touch(&self) {
+        self.last_used.set(std::time::Instant::now());
+    }
+
+    /// When a request last used this replica.
+    pub fn last_used(&self) -> std::time::Instant {
+        self.last_used.get()
     }
 
     /// Counts a reopen attempt now: a replica that replaces a failed one starts its wait for

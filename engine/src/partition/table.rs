@@ -140,6 +140,7 @@ impl PartitionTable {
     async fn hosted(&self, topic: &str, partition: i32) -> Result<Rc<Partition>, PartitionError> {
         self.check_hosted(topic, partition)?;
         if let Some(open) = self.open_replica(topic, partition) {
+            open.touch();
             if open.reopen_due() {
                 return Ok(self.reopen(open).await);
             }
@@ -365,6 +366,52 @@ impl PartitionTable {
         }
         let open = self.open_count();
         crate::stats::update_current(|stats| stats.set_partitions_open(open));
+    }
+
+    /// Closes the least recently used logs, idle for `idle_min` or more, while the open logs'
+    /// segments (one descriptor each) are more than `segments_max`: a node hosting more data
+    /// than descriptors keeps serving what is used, and reopens the rest on their next
+    /// request. Returns how many logs it closed.
+    pub async fn close_idle(&self, segments_max: usize, idle_min: std::time::Duration) -> usize {
+        let mut open: Vec<Rc<Partition>> = self.open_replicas();
+        let mut segments: usize = open
+            .iter()
+            .map(|replica| replica.log().segment_count())
+            .sum();
+        if segments <= segments_max {
+            return 0;
+        }
+        let _permit = self.open_lock.acquire_permit(1).await;
+        open.sort_by_key(|replica| replica.last_used());
+        let now = std::time::Instant::now();
+        let mut closed = 0;
+        for replica in open {
+            if segments <= segments_max || now.duration_since(replica.last_used()) < idle_min {
+                break;
+            }
+            let key = replica.key().clone();
+            let still_open = self.open_replica(&key.topic, key.partition);
+            if !still_open.is_some_and(|open| Rc::ptr_eq(&open, &replica)) {
+                continue;
+            }
+            if let Some(topic) = self.open.borrow_mut().get_mut(&*key.topic) {
+                topic.partitions.remove(&key.partition);
+            }
+            segments -= replica.log().segment_count();
+            retire(Retirement::Close(replica)).await;
+            closed += 1;
+        }
+        let open = self.open_count();
+        crate::stats::update_current(|stats| stats.set_partitions_open(open));
+        if closed > 0 {
+            tracing::info!(
+                closed,
+                segments,
+                segments_max,
+                "closed idle partition logs to stay within the descriptor budget"
+            );
+        }
+        closed
     }
 
     /// Closes every open log (clean shutdown): pending writes are flushed and synced.
