@@ -161,10 +161,11 @@ fn bad_streamed_requests_append_nothing_and_the_broker_carries_on() {
     let half = good[..good.len() / 2].to_vec();
     for bytes in [lying, half] {
         let mut stream = TcpStream::connect(broker.address(0)).expect("connect");
-        stream.write_all(&bytes).expect("send");
-        stream
-            .shutdown(std::net::Shutdown::Write)
-            .expect("shut down");
+        // The broker may close the connection as soon as it sees the lie, before the client
+        // has sent everything or shut its side down: those calls may then fail (EPIPE,
+        // ECONNRESET, ENOTCONN), which is the behaviour under test, not a failure of it.
+        let _ = stream.write_all(&bytes);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");

@@ -15,6 +15,16 @@ pub enum BatchError {
     /// answers `INVALID_RECORD` (87), or `CORRUPT_MESSAGE` for Produce below v8.
     #[error("invalid record batch: {0}")]
     InvalidRecord(&'static str),
+    /// Some records of an intact batch break a rule of the topic (keyless records on a
+    /// compacted topic). The engine answers `INVALID_RECORD` (87) with KIP-467's
+    /// `record_errors`, one per refused record, so that clients fail exactly those.
+    #[error("invalid records {records:?}: {reason}")]
+    InvalidRecords {
+        /// Why.
+        reason: &'static str,
+        /// The refused records' indexes in the batch (0 is its first record).
+        records: Vec<i32>,
+    },
     /// The batch is larger than the topic's `max.message.bytes`. The engine answers
     /// `MESSAGE_TOO_LARGE` (10).
     #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]

@@ -164,14 +164,19 @@ pub(crate) fn compress(codec: u8, raw: &[u8]) -> Result<BytesMut, BatchError> {
 /// record could never be cleaned (Kafka answers INVALID_RECORD too).
 pub(crate) fn check_keys(batch: &[u8], info: &BatchInfo) -> Result<(), BatchError> {
     let section = records_section(batch, info)?;
-    for record in iterate(&section, info.record_count) {
+    let mut keyless = Vec::new();
+    for (index, record) in iterate(&section, info.record_count).enumerate() {
         if record?.key.is_none() {
-            return Err(BatchError::InvalidRecord(
-                "compacted topic cannot accept a record without a key",
-            ));
+            keyless.push(index as i32);
         }
     }
-    Ok(())
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    Err(BatchError::InvalidRecords {
+        reason: "compacted topic cannot accept a record without a key",
+        records: keyless,
+    })
 }
 
 #[cfg(test)]
@@ -241,7 +246,7 @@ mod tests {
         let info = validate_client_batch(&batch, u32::MAX).unwrap();
         assert!(matches!(
             check_keys(&batch, &info),
-            Err(BatchError::InvalidRecord(_))
+            Err(BatchError::InvalidRecords { records, .. }) if records == [1]
         ));
         // A length that runs past the section, and trailing bytes, do not parse.
         assert!(iterate(&[0x7e, 0, 0], 1).next().unwrap().is_err());

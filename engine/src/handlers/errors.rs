@@ -14,11 +14,15 @@ pub const NONE: i16 = 0;
 pub fn storage_error_code(error: &StorageError, produce_version: i16) -> i16 {
     let code = match error {
         StorageError::Batch(BatchError::Corrupt(_)) => ResponseError::CorruptMessage,
-        StorageError::Batch(BatchError::InvalidRecord(_)) if produce_version < 8 => {
+        StorageError::Batch(BatchError::InvalidRecord(_) | BatchError::InvalidRecords { .. })
+            if produce_version < 8 =>
+        {
             // INVALID_RECORD arrived with Produce v8; older clients know only CORRUPT_MESSAGE.
             ResponseError::CorruptMessage
         }
-        StorageError::Batch(BatchError::InvalidRecord(_)) => ResponseError::InvalidRecord,
+        StorageError::Batch(BatchError::InvalidRecord(_) | BatchError::InvalidRecords { .. }) => {
+            ResponseError::InvalidRecord
+        }
         StorageError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         StorageError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,

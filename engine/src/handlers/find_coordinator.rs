@@ -67,10 +67,13 @@ fn find(shard: &Shard, key_type: i8, key: StrBytes) -> Coordinator {
                 None => answer.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
             }
         }
+        // Until transactions exist: an error clients treat as fatal, so that
+        // `init_transactions` fails at once instead of retrying COORDINATOR_NOT_AVAILABLE for
+        // max.block.ms (librdkafka and the Java client both give up on this one).
         KEY_TYPE_TRANSACTION => answer
-            .with_error_code(ResponseError::CoordinatorNotAvailable.code())
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
             .with_error_message(Some(StrBytes::from_static_str(
-                "transactions are not supported yet",
+                "transactions are not supported by this broker yet",
             ))),
         _ => answer.with_error_code(ResponseError::InvalidRequest.code()),
     }

@@ -6,6 +6,7 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::ResponseError;
 
 use super::group_common::check_coordinator;
 use super::{ApiSpec, RequestContext};
@@ -15,7 +16,9 @@ use crate::shard::Shard;
 /// Served versions.
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
 
-/// Commits every partition of the request, or fails them all with the group's error.
+/// Commits every partition of the request, or fails them all with the group's error. A
+/// partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION, as in Kafka, and is not
+/// committed.
 pub async fn handle(
     shard: &Rc<Shard>,
     _context: &RequestContext,
@@ -41,8 +44,23 @@ pub async fn handle(
             })
         })
         .collect();
+    let image = shard.image();
+    let exists: Vec<bool> = offsets
+        .iter()
+        .map(|(topic, partition, _)| {
+            image
+                .topic(topic)
+                .is_some_and(|topic| topic.partition(*partition).is_some())
+        })
+        .collect();
+    let offsets: Vec<(String, i32, OffsetValue)> = offsets
+        .into_iter()
+        .zip(&exists)
+        .filter_map(|(offset, exists)| exists.then_some(offset))
+        .collect();
     let codes = match check_coordinator(shard, &request.group_id) {
         Err(error_code) => vec![error_code; offsets.len()],
+        Ok(()) if offsets.is_empty() => Vec::new(),
         Ok(()) => {
             let member = (
                 &*request.member_id,
@@ -55,18 +73,18 @@ pub async fn handle(
                 .await
             {
                 Ok(codes) => codes,
-                Err(error_code) => vec![
-                    error_code;
-                    request
-                        .topics
-                        .iter()
-                        .map(|topic| topic.partitions.len())
-                        .sum()
-                ],
+                Err(error_code) => vec![error_code; exists.iter().filter(|e| **e).count()],
             }
         }
     };
-    let mut codes = codes.into_iter();
+    let mut committed = codes.into_iter();
+    let mut codes = exists.into_iter().map(|exists| {
+        if exists {
+            committed.next().unwrap_or(0)
+        } else {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+    });
     let topics = request
         .topics
         .into_iter()

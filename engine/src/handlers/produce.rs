@@ -10,10 +10,13 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use spate_storage::StorageError;
+use spate_storage::{BatchError, StorageError};
 
 use super::errors::{partition_error_code, NONE};
 use super::produce_stream::ReceivedBatches;
@@ -76,10 +79,12 @@ pub async fn handle(
                 None => Batch::InRequest(partition_data.records.as_deref()),
             };
             let result = match (&acks, request.transactional_id.is_some()) {
-                (Err(error), _) => Err(partition_error_code(error, context.version)),
+                (Err(error), _) => Err(partition_error_code(error, context.version).into()),
                 // Transactions are not implemented yet: InitProducerId refuses transactional
                 // ids, so a client never gets this far with one.
-                (Ok(_), true) => Err(ResponseError::TransactionalIdAuthorizationFailed.code()),
+                (Ok(_), true) => Err(ResponseError::TransactionalIdAuthorizationFailed
+                    .code()
+                    .into()),
                 (Ok(_), false) => append(shard, &context, &topic_data.name.0, index, batch)
                     .await
                     .map(|(partition, appended)| {
@@ -146,7 +151,7 @@ fn answer_failed_wait(
             tracing::error!(partition = %waiting.partition.key(), %error, "disk full: produce refused");
         }
         PartitionError::Storage(StorageError::Io(_)) => {
-            tracing::error!(partition = %waiting.partition.key(), %error, "cannot make produced data durable: the partition refuses appends until the broker restarts");
+            tracing::error!(partition = %waiting.partition.key(), %error, "cannot make produced data durable: the partition refuses appends");
         }
         _ => {}
     }
@@ -155,10 +160,7 @@ fn answer_failed_wait(
         .get_mut(topic)
         .and_then(|topic| topic.partition_responses.get_mut(partition))
     {
-        *answer = partition_response(
-            answer.index,
-            Err(partition_error_code(error, context.version)),
-        );
+        *answer = partition_response(answer.index, Err(Refusal::of(error, context.version)));
     }
 }
 
@@ -193,7 +195,7 @@ async fn append(
     topic: &str,
     index: i32,
     batch: Batch<'_>,
-) -> Result<(Rc<Partition>, Appended), i16> {
+) -> Result<(Rc<Partition>, Appended), Refusal> {
     let first_bytes = match &batch {
         Batch::InRequest(records) => records.ok_or(if context.version >= 8 {
             ResponseError::InvalidRecord.code()
@@ -203,7 +205,7 @@ async fn append(
         Batch::Received(received) => received.header().unwrap_or_default(),
     };
     if compression_of(first_bytes) == Some(ZSTD) && context.version < ZSTD_MIN_PRODUCE_VERSION {
-        return Err(ResponseError::UnsupportedCompressionType.code());
+        return Err(ResponseError::UnsupportedCompressionType.code().into());
     }
     let refused = |error: PartitionError| log_error(context, topic, index, &error);
     let partition = shard
@@ -224,7 +226,12 @@ async fn append(
     Ok((partition, appended))
 }
 
-fn log_error(context: &RequestContext, topic: &str, partition: i32, error: &PartitionError) -> i16 {
+fn log_error(
+    context: &RequestContext,
+    topic: &str,
+    partition: i32,
+    error: &PartitionError,
+) -> Refusal {
     match error {
         PartitionError::Storage(StorageError::Io(_)) => {
             tracing::error!(topic, partition, %error, "storage error on produce")
@@ -233,7 +240,43 @@ fn log_error(context: &RequestContext, topic: &str, partition: i32, error: &Part
             tracing::debug!(topic, partition, %error, client = ?context.client_id, "produce rejected")
         }
     }
-    partition_error_code(error, context.version)
+    Refusal::of(error, context.version)
+}
+
+/// Why a partition's batch was refused: its error code and, for records a topic refuses
+/// (Produce v8 and later), KIP-467's message and the records at fault, so that clients fail
+/// exactly those records.
+struct Refusal {
+    code: i16,
+    message: Option<&'static str>,
+    records: Vec<i32>,
+}
+
+impl From<i16> for Refusal {
+    fn from(code: i16) -> Refusal {
+        Refusal {
+            code,
+            message: None,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl Refusal {
+    fn of(error: &PartitionError, version: i16) -> Refusal {
+        let refusal = Refusal::from(partition_error_code(error, version));
+        match error {
+            PartitionError::Storage(StorageError::Batch(BatchError::InvalidRecords {
+                reason,
+                records,
+            })) if version >= 8 => Refusal {
+                message: Some(reason),
+                records: records.clone(),
+                ..refusal
+            },
+            _ => refusal,
+        }
+    }
 }
 
 /// A full disk refuses writes without putting acknowledged data at risk.
@@ -248,7 +291,10 @@ fn compression_of(batch: &[u8]) -> Option<i16> {
     Some(i16::from_be_bytes([attributes[0], attributes[1]]) & 0x7)
 }
 
-fn partition_response(partition: i32, result: Result<Accepted, i16>) -> PartitionProduceResponse {
+fn partition_response(
+    partition: i32,
+    result: Result<Accepted, Refusal>,
+) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
         .with_index(partition)
         .with_log_append_time_ms(-1);
@@ -257,9 +303,23 @@ fn partition_response(partition: i32, result: Result<Accepted, i16>) -> Partitio
             .with_base_offset(accepted.base_offset)
             .with_log_start_offset(accepted.log_start_offset)
             .with_log_append_time_ms(accepted.log_append_time_ms),
-        Err(code) => response
-            .with_error_code(code)
-            .with_base_offset(-1)
-            .with_log_start_offset(-1),
+        Err(refusal) => {
+            let message = refusal.message.map(StrBytes::from_static_str);
+            let record_errors = refusal
+                .records
+                .iter()
+                .map(|index| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(*index)
+                        .with_batch_index_error_message(message.clone())
+                })
+                .collect();
+            response
+                .with_error_code(refusal.code)
+                .with_error_message(message)
+                .with_record_errors(record_errors)
+                .with_base_offset(-1)
+                .with_log_start_offset(-1)
+        }
     }
 }
