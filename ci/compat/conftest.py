@@ -42,6 +42,7 @@ CI_TMP = Path(os.environ.get("SPATE_CI_TMP", REPO_ROOT / "target" / "ci-tmp"))
 SHARD_COUNT = 2
 DEFAULT_PARTITIONS = 4
 READY_TIMEOUT_S = 20.0
+PORTS_RELEASE_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 STDERR_TAIL_LINES = 60
 SESSION_BUDGET_S = float(os.environ.get("SPATE_CI_BUDGET_S", 1200))
@@ -153,6 +154,14 @@ class Broker:
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None, "broker already running"
+        # A broker killed with SIGKILL may leave its listening sockets to the kernel for a
+        # moment (io_uring tears down its requests asynchronously): wait until the ports can
+        # be bound again, as a restarted Kafka would have to.
+        deadline = time.monotonic() + PORTS_RELEASE_TIMEOUT_S
+        while not all(_port_is_free(port) for port in self.ports):
+            if time.monotonic() > deadline:
+                break  # the broker will say which port is taken
+            time.sleep(0.05)
         self.runs += 1
         with open(self.stderr_path, "ab") as log:
             log.write(f"\n===== spate run {self.runs}: {' '.join(self.command())}\n".encode())
