@@ -409,7 +409,7 @@ fn appends_without_a_key_are_refused_on_compacted_logs() {
         let keyless = crate::testing::encode_batch(&crate::testing::BatchSpec::records(2, 10));
         assert!(matches!(
             log.append(&keyless, 0),
-            Err(StorageError::Batch(BatchError::InvalidRecord(_)))
+            Err(StorageError::Batch(BatchError::InvalidRecords { records, .. })) if records == [0, 1]
         ));
         assert_eq!(log.log_end_offset(), Offset(0));
         log.set_config(LogConfig {
