@@ -474,7 +474,7 @@ proptest::proptest! {
         piece_bytes in 1usize..10_000,
     ) {
         let payloads: Vec<Vec<u8>> = sizes.iter().enumerate().map(|(index, &size)| {
-            let mut payload = request((index % 2) as i16, size.max(2));
+            let mut payload = request((index % 2) as i16, size.max(3));
             payload[2] = index as u8;
             payload
         }).collect();
