@@ -59,6 +59,33 @@ fn compare(workload: Workload, rw: &str, block: &str, block_bytes: u64, depth: u
         println!("skipped: fio is not installed");
         return;
     }
+    // A virtual disk's bandwidth moves from one second to the next (fio alone varies 2x
+    // between rounds on the reference host): up to three paired measurements, and the two
+    // tools must agree within 2x in one of them. A systematic error still fails all three.
+    let mut ratios = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let Some(ratio) = measure_ratio(workload, rw, block, block_bytes, depth) else {
+            return;
+        };
+        if (0.5..=2.0).contains(&ratio) {
+            return;
+        }
+        ratios.push(ratio);
+    }
+    panic!("iotune and fio disagree by more than 2x in {ATTEMPTS} attempts: ratios {ratios:.2?}");
+}
+
+/// Paired measurements tried before the test fails.
+const ATTEMPTS: usize = 3;
+
+/// iotune's bandwidth over fio's at one point, or `None` (said why) where they cannot run.
+fn measure_ratio(
+    workload: Workload,
+    rw: &str,
+    block: &str,
+    block_bytes: u64,
+    depth: u32,
+) -> Option<f64> {
     let dir = scratch_dir();
     let point = Point {
         workload,
@@ -70,7 +97,7 @@ fn compare(workload: Workload, rw: &str, block: &str, block_bytes: u64, depth: u
         Ok(result) => result,
         Err(error) if error.to_string().contains("O_DIRECT") => {
             println!("skipped: {error}");
-            return;
+            return None;
         }
         Err(error) => panic!("iotune failed: {error}"),
     };
@@ -78,7 +105,7 @@ fn compare(workload: Workload, rw: &str, block: &str, block_bytes: u64, depth: u
     assert_eq!(left, 0, "iotune left its scratch file behind");
     let Some(theirs) = fio_bw(dir.path(), rw, block, depth) else {
         println!("skipped: fio could not run here");
-        return;
+        return None;
     };
     let ratio = ours.bw_bytes_per_s / theirs;
     println!(
@@ -86,10 +113,7 @@ fn compare(workload: Workload, rw: &str, block: &str, block_bytes: u64, depth: u
         describe(&ours),
         theirs / 1e6
     );
-    assert!(
-        (0.5..=2.0).contains(&ratio),
-        "iotune and fio disagree by more than 2x: ratio {ratio:.2}"
-    );
+    Some(ratio)
 }
 
 #[test]
