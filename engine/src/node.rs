@@ -303,17 +303,14 @@ async fn maintain(shard: Rc<Shard>) {
         if ticks.is_multiple_of(TICKS_PER_PRODUCER_EXPIRY) {
             shard.expire_producers();
         }
-        if ticks.is_multiple_of(TICKS_PER_IDLE_CLOSE) && shard.groups.has_unloaded() {
-            let shard = shard.clone();
-            glommio::spawn_local(async move {
-                shard.groups.retry_loads(&shard).await;
-            })
-            .detach();
-        }
         if ticks.is_multiple_of(TICKS_PER_IDLE_CLOSE) {
-            // Closing flushes and syncs: in its own task, so that group timers keep ticking.
+            // Loading and closing logs do I/O: in their own task, so that group timers keep
+            // ticking.
             let shard = shard.clone();
             glommio::spawn_local(async move {
+                if shard.groups.has_unloaded() {
+                    shard.groups.retry_loads(&shard).await;
+                }
                 let segments_max =
                     shard.node.config.open_segments_max / shard.node.shard_count as usize;
                 shard

@@ -155,13 +155,12 @@ impl PartitionTable {
         self.retire_replaced_topic(&topic_image).await;
         let dir = prepare_partition_dir(&self.config.data_dir, &topic_image, partition)?;
         let log = PartitionLog::open(dir, log_config(&topic_image.configs, &self.config)).await?;
-        let replica = Rc::new(Partition::new(
+        let replica = self.replica(
             TopicPartition::new(topic, partition),
-            topic_image.id,
+            &topic_image,
+            &assignment,
             log,
-            self.role_in(&assignment),
-            assignment.leader_epoch,
-        ));
+        );
         self.open
             .borrow_mut()
             .entry(topic.to_string())
@@ -201,13 +200,7 @@ impl PartitionTable {
                 return failed;
             }
         };
-        let reopened = Rc::new(Partition::new(
-            key.clone(),
-            topic_image.id,
-            log,
-            self.role_in(&assignment),
-            assignment.leader_epoch,
-        ));
+        let reopened = self.replica(key.clone(), &topic_image, &assignment, log);
         reopened.note_reopen_attempt();
         if let Some(open) = self.open.borrow_mut().get_mut(&*key.topic) {
             open.partitions.insert(key.partition, reopened.clone());
@@ -218,6 +211,23 @@ impl PartitionTable {
             tracing::debug!(partition = %key, %error, "closing the failed log");
         }
         reopened
+    }
+
+    /// A replica over `log`, with the role and leader epoch `assignment` gives this shard.
+    fn replica(
+        &self,
+        key: TopicPartition,
+        topic: &TopicImage,
+        assignment: &PartitionAssignment,
+        log: PartitionLog,
+    ) -> Rc<Partition> {
+        Rc::new(Partition::new(
+            key,
+            topic.id,
+            log,
+            self.role_in(assignment),
+            assignment.leader_epoch,
+        ))
     }
 
     /// The topic and assignment if this shard hosts the partition.
