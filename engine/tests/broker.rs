@@ -391,3 +391,52 @@ fn a_relative_data_dir_works() {
     );
     assert!(workdir.path().join("relative-data/relative-0").is_dir());
 }
+
+/// OffsetForLeaderEpoch (v4) for partition 0 of `topic`: (error, leader epoch, end offset).
+fn end_offset_for_epoch(
+    client: &mut spate_net::client::Client,
+    topic: &str,
+    epoch: i32,
+) -> (i16, i32, i64) {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(harness::topic_name(topic))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(-1)
+                .with_leader_epoch(epoch)])]);
+    let response = client.send(4, &request).expect("offset for leader epoch");
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.leader_epoch, answer.end_offset)
+}
+
+#[test]
+fn leader_epochs_are_checkpointed_and_answered_after_a_restart() {
+    let mut broker = Broker::start(1);
+    create_topic(&mut broker.client(0), "epochs", 1);
+    let mut client = broker.client(0);
+    produce(&mut client, "epochs", 0, batch(&["a", "b"], None), -1);
+    produce(&mut client, "epochs", 0, batch(&["c"], None), -1);
+    assert_eq!(end_offset_for_epoch(&mut client, "epochs", 0), (NONE, 0, 3));
+    // An epoch above every known one is undefined (Kafka's -1, -1).
+    assert_eq!(
+        end_offset_for_epoch(&mut client, "epochs", 1),
+        (NONE, -1, -1)
+    );
+    let checkpoint = broker
+        .data_dir()
+        .join("data")
+        .join("epochs-0")
+        .join("leader-epoch-checkpoint");
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+    broker.kill9();
+    broker.start_again();
+    let mut client = broker.client(0);
+    assert_eq!(end_offset_for_epoch(&mut client, "epochs", 0), (NONE, 0, 3));
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n1\n0 0\n");
+}

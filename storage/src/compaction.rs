@@ -124,7 +124,7 @@ fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
     let candidates: Vec<Candidate> = state.segments[..closed]
         .iter()
         .take_while(|segment| {
-            segment.end_offset <= state.high_watermark
+            segment.end_offset <= state.durable_end
                 && !state.in_flight_segments.contains(&segment.base_offset)
                 && now_ms.saturating_sub(segment.largest_timestamp_ms())
                     >= config.min_compaction_lag_ms

@@ -60,8 +60,8 @@ fn codec(number: usize) -> Compression {
 async fn read_records(log: &PartitionLog) -> Vec<Seen> {
     let mut seen = Vec::new();
     let mut next = log.log_start_offset();
-    while next < log.high_watermark() {
-        let bytes = log.read(next, 64 * 1024).await.unwrap();
+    while next < log.durable_end_offset() {
+        let bytes = log.read(next, 64 * 1024, Offset::MAX).await.unwrap();
         let batches = split_batches(&bytes);
         assert!(
             !batches.is_empty(),

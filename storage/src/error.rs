@@ -52,16 +52,17 @@ pub enum StorageError {
     /// fenced by a newer instance. The engine answers `INVALID_PRODUCER_EPOCH` (47).
     #[error("producer epoch is older than the current one")]
     InvalidProducerEpoch,
-    /// A read asked for an offset below the log start or above the high watermark. The engine
-    /// answers `OFFSET_OUT_OF_RANGE` (1).
-    #[error("offset {requested} out of range [{log_start}, {high_watermark}]")]
+    /// A read asked for an offset below the log start or above the durable end (or a
+    /// DeleteRecords above it). The engine answers `OFFSET_OUT_OF_RANGE` (1).
+    #[error("offset {requested} out of range [{log_start}, {durable_end}]")]
     OffsetOutOfRange {
         /// The offset asked for.
         requested: Offset,
         /// The first offset still in the log.
         log_start: Offset,
-        /// The high watermark when the read was made.
-        high_watermark: Offset,
+        /// The durable end when the read was made (for a partition, the high watermark
+        /// bounds it).
+        durable_end: Offset,
     },
     /// The log is closing, closed or deleted. The engine answers `NOT_LEADER_OR_FOLLOWER` (6)
     /// so that the client refreshes its metadata.

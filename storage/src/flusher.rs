@@ -3,7 +3,7 @@
 //! Loop: wait until something is pending (or the log is closing); take everything pending;
 //! write it with O_DIRECT (all chunks submitted together, from the block-aligned position
 //! where the partial last block starts); one `fdatasync` per segment touched; then advance the
-//! high watermark, wake `wait_durable` callers, and write the index files of the segments that
+//! durable end, wake `wait_durable` callers, and write the index files of the segments that
 //! were just sealed (the active segment's index entries stay in memory until it is sealed or
 //! the log closes: recovery rebuilds them after a crash). Appends that arrive while a flush is
 //! in flight accumulate and go in the next one: under load, each `fdatasync` is shared by
@@ -34,13 +34,27 @@ pub(crate) async fn run(log: Weak<LogShared>) {
         let Some(shared) = next_work(&log).await else {
             return;
         };
-        let writes = {
+        let (writes, epochs) = {
             let mut state = shared.state.borrow_mut();
             let writes = state.appender.take();
             state.in_flight_segments = writes.iter().map(|write| write.segment_base).collect();
-            writes
+            (writes, state.epochs.take_dirty())
         };
+        // A new leader epoch reaches its checkpoint file before the group commit that makes
+        // its first batch durable (see `epochs`).
+        if let Some(entries) = epochs {
+            if let Err(error) = write_epochs(&shared, entries).await {
+                tracing::error!(dir = %shared.dir.display(), %error, "leader epoch checkpoint write failed");
+                let mut state = shared.state.borrow_mut();
+                state.epochs.mark_dirty();
+                state.fail(&error);
+                return;
+            }
+        }
         if writes.is_empty() {
+            if shared.state.borrow().status == Status::Open {
+                continue; // only the checkpoint was due
+            }
             return; // closing, and everything appended is durable
         }
         if let Err(error) = flush(&shared, writes).await {
@@ -51,7 +65,19 @@ pub(crate) async fn run(log: Weak<LogShared>) {
     }
 }
 
-/// Resolves when there is something to flush or the log is closing; `None` if the log is gone.
+/// Replaces the leader epoch checkpoint, off the shard.
+async fn write_epochs(
+    shared: &LogShared,
+    entries: Vec<crate::epochs::EpochEntry>,
+) -> io::Result<()> {
+    let dir = shared.dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || crate::epochs::write_checkpoint(&dir, &entries))
+        .await
+}
+
+/// Resolves when there is something to flush (batches, or a changed leader epoch checkpoint)
+/// or the log is closing; `None` if the log is gone.
 async fn next_work(log: &Weak<LogShared>) -> Option<Rc<LogShared>> {
     poll_fn(|context| {
         let Some(shared) = log.upgrade() else {
@@ -59,7 +85,9 @@ async fn next_work(log: &Weak<LogShared>) -> Option<Rc<LogShared>> {
         };
         let ready = {
             let mut state = shared.state.borrow_mut();
-            let ready = state.appender.has_pending() || state.status != Status::Open;
+            let ready = state.appender.has_pending()
+                || state.epochs.is_dirty()
+                || state.status != Status::Open;
             if !ready {
                 state.flusher_waker = Some(context.waker().clone());
             }
@@ -87,7 +115,7 @@ struct Synced {
     rolled_from: Option<RolledSegment>,
 }
 
-/// Chunks of one write, synced, waiting to enter the tail cache once the high watermark
+/// Chunks of one write, synced, waiting to enter the tail cache once the durable end
 /// covers them.
 struct WrittenChunks {
     segment_base: Offset,
@@ -155,6 +183,11 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             write.chunks,
         );
     }
+    // Readers of the new bytes may run now (from the tail cache, which has them).
+    let durable_end = shared.state.borrow().durable_end;
+    if let Some(listener) = shared.durable_end_listener.borrow().as_ref() {
+        listener(durable_end);
+    }
     write_index_files(index_writes).await
 }
 
@@ -212,12 +245,12 @@ pub(crate) async fn write_index_files(writes: Vec<IndexWrite>) -> io::Result<()>
     Ok(())
 }
 
-/// Makes synced writes visible: segment sizes, index entries in memory, the high watermark.
+/// Makes synced writes visible: segment sizes, index entries in memory, the durable end.
 /// Returns the index file writes of the segments sealed by these writes.
 fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
     let mut state = shared.state.borrow_mut();
     let mut sealed: Vec<Offset> = Vec::new();
-    let mut high_watermark = state.high_watermark;
+    let mut durable_end = state.durable_end;
     let now_ms = crate::now_ms();
     for done in synced {
         if let Some(rolled) = done.rolled_from {
@@ -248,7 +281,7 @@ fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
         for entry in done.time_entries {
             segment.time_index.push(entry);
         }
-        high_watermark = done.end_offset;
+        durable_end = done.end_offset;
     }
     // A segment is sealed once the write that starts its successor is durable: every write to
     // it came before (writes are flushed in order), so its indexes are complete.
@@ -259,8 +292,8 @@ fn publish(shared: &LogShared, synced: Vec<Synced>) -> Vec<IndexWrite> {
         }
     }
     state.in_flight_segments.clear();
-    assert!(high_watermark >= state.high_watermark && high_watermark <= state.log_end);
-    state.high_watermark = high_watermark;
+    assert!(durable_end >= state.durable_end && durable_end <= state.log_end);
+    state.durable_end = durable_end;
     state.flush_count += 1;
     state.wake_durable_waiters();
     index_writes

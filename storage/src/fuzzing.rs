@@ -107,10 +107,10 @@ fn recovery_scan_in(dir: &Path, bytes: &[u8]) {
             return;
         };
         let end = log.log_end_offset();
-        assert_eq!(log.high_watermark(), end);
+        assert_eq!(log.durable_end_offset(), end);
         let mut next = log.log_start_offset();
         while next < end {
-            let Ok(fetched) = log.read(next, 1 << 16).await else {
+            let Ok(fetched) = log.read(next, 1 << 16, Offset::MAX).await else {
                 panic!("a recovered log reads back below its end");
             };
             let mut rest = &fetched[..];

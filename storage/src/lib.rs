@@ -6,8 +6,11 @@
 //!   (glommio `LocalExecutor`) that leads the partition, is `!Send`, and is cheap to clone
 //!   (an `Rc` inside). It offers `append` (synchronous: validate, assign offsets, copy into the
 //!   pending buffer), `wait_durable` (resolves after the group commit that covers an offset),
-//!   `read` (whole batches below the high watermark), timestamp look-ups, retention,
-//!   `close` and `delete`.
+//!   `read` (whole batches below an upper bound the caller gives: its high watermark or last
+//!   stable offset, never past the durable end), timestamp look-ups, retention, `close` and
+//!   `delete`. The log knows nothing of watermarks: its durable end is what it has written
+//!   and synced, and it calls the listener of [`PartitionLog::on_durable_end_advanced`] when
+//!   that moves.
 //! - [`batch`] validates Kafka record batches (magic v2) through a zero-copy view of the 61-byte
 //!   header ([`batch::BatchHeader`]) and describes them as [`batch::BatchInfo`].
 //! - `producer_state` keeps, per idempotent producer, its epoch and last five batches, so that
@@ -18,7 +21,7 @@
 //!   adopted by [`PartitionLog::append_received`] without a copy: the socket read is then the
 //!   payload's only copy.
 //! - `flusher` is the background task of each log: it takes everything pending, writes it with
-//!   O_DIRECT, issues one `fdatasync` (the group commit), advances the high watermark and wakes
+//!   O_DIRECT, issues one `fdatasync` (the group commit), advances the durable end and wakes
 //!   `wait_durable` callers.
 //! - `segment` is one `.log` file plus its `.index` and `.timeindex`; `index` is the sparse
 //!   offset index in Kafka's 8-byte format, `time_index` the sparse time index in Kafka's
@@ -54,6 +57,7 @@
 mod appender;
 pub mod batch;
 mod compaction;
+pub mod epochs;
 mod error;
 mod flusher;
 #[doc(hidden)]
@@ -98,6 +102,9 @@ use std::fmt;
 pub struct Offset(pub i64);
 
 impl Offset {
+    /// Above every offset: as a read's upper bound, "everything durable".
+    pub const MAX: Offset = Offset(i64::MAX);
+
     /// The offset right after this one.
     pub fn next(self) -> Offset {
         Offset(self.0 + 1)

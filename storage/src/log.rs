@@ -7,6 +7,7 @@
 
 use crate::appender::{Appender, BatchBytes, BatchToAppend};
 use crate::batch::{self, BASE_OFFSET_BYTES, HEADER_BYTES, LEADER_EPOCH_BYTES};
+use crate::epochs::LeaderEpochCache;
 use crate::error::StorageError;
 use crate::producer_state::{ProducerStateTable, SequenceCheck};
 use crate::received::ReceivedBatch;
@@ -77,11 +78,14 @@ pub(crate) struct LogState {
     pub segments: Vec<Segment>,
     pub appender: Appender,
     pub producers: ProducerStateTable,
+    /// Which leader epoch started where (see `epochs`); the flusher writes it when dirty.
+    pub epochs: LeaderEpochCache,
     pub log_start: Offset,
     /// Next offset to assign (counts pending batches).
     pub log_end: Offset,
-    /// Every offset below is written and synced.
-    pub high_watermark: Offset,
+    /// Every offset below is written and synced: the log's durable end. A partition's high
+    /// watermark is at most this (on one node, exactly this); reads never go past it.
+    pub durable_end: Offset,
     pub status: Status,
     pub failure: Option<Failure>,
     /// Set when `close` has closed the files.
@@ -181,7 +185,13 @@ pub(crate) struct LogShared {
     pub faults: RefCell<Option<Rc<crate::seam::FaultPlan>>>,
     /// Chunks the flusher wrote, kept for reads of the tail (see `tail_cache`).
     pub tail_cache: crate::tail_cache::PartitionTail,
+    /// Called with the new durable end each time a group commit advances it (see
+    /// [`PartitionLog::on_durable_end_advanced`]).
+    pub durable_end_listener: RefCell<Option<DurableEndListener>>,
 }
+
+/// See [`PartitionLog::on_durable_end_advanced`].
+pub type DurableEndListener = Box<dyn Fn(Offset)>;
 
 impl Drop for LogShared {
     fn drop(&mut self) {
@@ -228,6 +238,7 @@ impl PartitionLog {
             segments,
             producers,
             appender,
+            mut epochs,
         } = recovery::recover(&dir, &config).await?;
         let (Some(first), Some(active)) = (segments.first(), segments.last()) else {
             unreachable!("recovery always leaves at least one segment")
@@ -243,13 +254,15 @@ impl PartitionLog {
             retention::read_offset_file(&dir, crate::compaction::CHECKPOINT_FILE)?
                 .unwrap_or(Offset(0))
                 .min(log_end);
+        epochs.truncate_from_start(log_start);
         let state = LogState {
             segments,
             appender,
             producers,
+            epochs,
             log_start,
             log_end,
-            high_watermark: log_end,
+            durable_end: log_end,
             status: Status::Open,
             failure: None,
             close_done: false,
@@ -271,6 +284,7 @@ impl PartitionLog {
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             faults: RefCell::new(None),
             tail_cache: crate::tail_cache::PartitionTail::new(),
+            durable_end_listener: RefCell::new(None),
         });
         let flusher = glommio::spawn_local(flusher::run(Rc::downgrade(&shared))).detach();
         shared.state.borrow_mut().flusher = Some(flusher);
@@ -379,6 +393,9 @@ impl PartitionLog {
         state
             .producers
             .record(&info, base_offset, last_offset, crate::now_ms());
+        // The first batch of a new epoch: the flusher writes the checkpoint before the group
+        // commit that makes this batch durable.
+        state.epochs.assign(leader_epoch, base_offset);
         state.log_end = last_offset.next();
         state.wake_flusher();
         Ok(Appended {
@@ -396,7 +413,7 @@ impl PartitionLog {
     pub async fn wait_durable(&self, last_offset: Offset) -> Result<(), StorageError> {
         poll_fn(|context| {
             let mut state = self.shared.state.borrow_mut();
-            if state.high_watermark > last_offset {
+            if state.durable_end > last_offset {
                 return Poll::Ready(Ok(()));
             }
             if let Some(failure) = &state.failure {
@@ -409,6 +426,37 @@ impl PartitionLog {
             Poll::Pending
         })
         .await
+    }
+
+    /// Registers the function called, on the log's shard and outside any borrow of its state,
+    /// each time the durable end advances: how the partition above wakes the fetches waiting
+    /// for new data, whoever appended it. Replaces an earlier one.
+    pub fn on_durable_end_advanced(&self, listener: DurableEndListener) {
+        *self.shared.durable_end_listener.borrow_mut() = Some(listener);
+    }
+
+    /// This replica became leader in `epoch`: the epoch starts at the log end (Kafka assigns
+    /// it then, before any batch of it arrives, so that OffsetForLeaderEpoch knows where the
+    /// previous epoch ended). The flusher writes the checkpoint soon after.
+    pub fn assign_leader_epoch(&self, epoch: i32) {
+        let mut state = self.shared.state.borrow_mut();
+        let log_end = state.log_end;
+        if state.epochs.assign(epoch, log_end) {
+            state.wake_flusher();
+        }
+    }
+
+    /// Where `epoch` ended, as OffsetForLeaderEpoch answers: `(epoch, end offset)` for the
+    /// largest known epoch at or below it (the latest ends at the log end), `None` if it is
+    /// above every known epoch (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, Offset)> {
+        let state = self.shared.state.borrow();
+        state.epochs.end_offset_for(epoch, state.log_end)
+    }
+
+    /// The leader epochs and where each started, oldest first.
+    pub fn leader_epochs(&self) -> Vec<crate::epochs::EpochEntry> {
+        self.shared.state.borrow().epochs.entries().to_vec()
     }
 
     /// Applies changed topic settings (`segment.bytes`, `max.message.bytes`,
@@ -447,9 +495,10 @@ impl PartitionLog {
         self.shared.state.borrow().producers.producer_count()
     }
 
-    /// The durable end of the log: consumers see offsets below it.
-    pub fn high_watermark(&self) -> Offset {
-        self.shared.state.borrow().high_watermark
+    /// The durable end of the log: every offset below it is written and synced. Reads never
+    /// go past it; the partition's high watermark is at most this.
+    pub fn durable_end_offset(&self) -> Offset {
+        self.shared.state.borrow().durable_end
     }
 
     /// Whether the log failed with an error that goes away (no space, no descriptors) before
@@ -484,19 +533,23 @@ impl PartitionLog {
         &self.shared.dir
     }
 
-    /// Whole stored batches from the one containing `fetch_offset` on, below the high
-    /// watermark, at most `max_bytes` in all but always at least one whole batch if there is
-    /// one (KIP-74). `fetch_offset == high watermark` gives empty bytes; below the log start or
-    /// above the high watermark is `OffsetOutOfRange`.
+    /// Whole stored batches from the one containing `fetch_offset` on that end below
+    /// `upper_bound` (the caller's high watermark or last stable offset; never past the
+    /// durable end: pass [`Offset::MAX`] for everything durable), at most `max_bytes` in all
+    /// but always at least one whole batch if there is one (KIP-74). A `fetch_offset` at or
+    /// above the bound gives empty bytes; below the log start or above the durable end is
+    /// `OffsetOutOfRange`.
     pub async fn read(
         &self,
         fetch_offset: Offset,
         max_bytes: usize,
+        upper_bound: Offset,
     ) -> Result<bytes::Bytes, StorageError> {
         reader::read(
             &self.shared,
             fetch_offset,
             max_bytes,
+            upper_bound,
             reader::ReadMode::Copy,
         )
         .await

@@ -43,7 +43,7 @@ fn log_append_time_logs_stamp_batches_and_keep_them_valid() {
         let stamp = appended.log_append_time_ms.expect("stamped");
         assert!(stamp >= before);
         log.wait_durable(appended.last_offset).await.unwrap();
-        let stored = log.read(Offset(0), 1 << 20).await.unwrap();
+        let stored = log.read(Offset(0), 1 << 20, Offset::MAX).await.unwrap();
         let info = batch::parse_stored_batch(&stored).expect("valid CRC after stamping");
         assert_eq!(info.max_timestamp, stamp);
         assert_ne!(info.attributes & batch::TIMESTAMP_TYPE_LOG_APPEND_TIME, 0);
@@ -72,7 +72,7 @@ fn round_trip_across_segment_rolls_and_reopen() {
         }
         assert_eq!(log.log_end_offset(), Offset(expected_base));
         log.wait_durable(Offset(expected_base - 1)).await.unwrap();
-        assert_eq!(log.high_watermark(), Offset(expected_base));
+        assert_eq!(log.durable_end_offset(), Offset(expected_base));
         let check = |batches: &[(batch::BatchInfo, Vec<u8>)]| same_batches(batches, &sent, 7);
         check(&read_all(&log, 1 << 20).await);
         check(&read_all(&log, 1).await);
@@ -86,7 +86,7 @@ fn round_trip_across_segment_rolls_and_reopen() {
             .await
             .unwrap();
         assert_eq!(reopened.log_end_offset(), Offset(expected_base));
-        assert_eq!(reopened.high_watermark(), Offset(expected_base));
+        assert_eq!(reopened.durable_end_offset(), Offset(expected_base));
         check(&read_all(&reopened, 700).await);
         let more = encode_batch(&BatchSpec::records(2, 50));
         let appended = reopened.append(&more, 8).unwrap();
@@ -122,19 +122,23 @@ fn reads_return_whole_batches_from_the_one_holding_the_offset() {
         }
         log.wait_durable(Offset(14)).await.unwrap();
         // Tiny max_bytes still gives one whole batch (KIP-74).
-        let one = split_batches(&log.read(Offset(4), 1).await.unwrap());
+        let one = split_batches(&log.read(Offset(4), 1, Offset::MAX).await.unwrap());
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].0.base_offset, 3);
         assert!(same_batch(&one[0].1, &sent[1]));
         // max_bytes bounds the total otherwise.
-        let two = split_batches(&log.read(Offset(5), 2 * sent[0].len()).await.unwrap());
+        let two = split_batches(
+            &log.read(Offset(5), 2 * sent[0].len(), Offset::MAX)
+                .await
+                .unwrap(),
+        );
         assert_eq!(
             two.iter()
                 .map(|(info, _)| info.base_offset)
                 .collect::<Vec<_>>(),
             [3, 6]
         );
-        let rest = split_batches(&log.read(Offset(9), 1 << 20).await.unwrap());
+        let rest = split_batches(&log.read(Offset(9), 1 << 20, Offset::MAX).await.unwrap());
         assert_eq!(rest.len(), 2);
         log.close().await.unwrap();
     });
@@ -148,28 +152,43 @@ fn out_of_range_reads_and_unflushed_data() {
             .await
             .unwrap();
         assert!(
-            log.read(Offset(0), 100).await.unwrap().is_empty(),
+            log.read(Offset(0), 100, Offset::MAX)
+                .await
+                .unwrap()
+                .is_empty(),
             "empty log, fetch at HW"
         );
         let appended = log
             .append(&encode_batch(&BatchSpec::records(2, 10)), 0)
             .unwrap();
         // Not yet durable: invisible, and offset 1 is above the high watermark.
-        assert_eq!(log.high_watermark(), Offset(0));
+        assert_eq!(log.durable_end_offset(), Offset(0));
         assert_eq!(log.log_end_offset(), Offset(2));
-        assert!(log.read(Offset(0), 100).await.unwrap().is_empty());
+        assert!(log
+            .read(Offset(0), 100, Offset::MAX)
+            .await
+            .unwrap()
+            .is_empty());
         log.wait_durable(appended.last_offset).await.unwrap();
-        assert!(!log.read(Offset(0), 100).await.unwrap().is_empty());
-        assert!(log.read(Offset(2), 100).await.unwrap().is_empty());
+        assert!(!log
+            .read(Offset(0), 100, Offset::MAX)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(log
+            .read(Offset(2), 100, Offset::MAX)
+            .await
+            .unwrap()
+            .is_empty());
         for requested in [Offset(3), Offset(-1), Offset(i64::MAX)] {
-            match log.read(requested, 100).await {
+            match log.read(requested, 100, Offset::MAX).await {
                 Err(StorageError::OffsetOutOfRange {
                     requested: got,
                     log_start,
-                    high_watermark,
+                    durable_end,
                 }) => {
                     assert_eq!(
-                        (got, log_start, high_watermark),
+                        (got, log_start, durable_end),
                         (requested, Offset(0), Offset(2))
                     );
                 }
@@ -326,7 +345,7 @@ fn close_refuses_further_work_and_delete_removes_the_directory() {
         let batch = encode_batch(&BatchSpec::records(1, 10));
         assert!(matches!(log.append(&batch, 0), Err(StorageError::Closed)));
         assert!(matches!(
-            log.read(Offset(0), 10).await,
+            log.read(Offset(0), 10, Offset::MAX).await,
             Err(StorageError::Closed)
         ));
         assert!(matches!(
@@ -457,11 +476,11 @@ fn file_range_reads_send_the_same_batches_as_copied_reads() {
         for offset in 0..end.0 {
             for max_bytes in [1, 150, 700, 1_500, 1 << 20] {
                 let copied = log
-                    .read_records(Offset(offset), max_bytes, ReadMode::Copy)
+                    .read_records(Offset(offset), max_bytes, Offset::MAX, ReadMode::Copy)
                     .await
                     .unwrap();
                 let ranged = log
-                    .read_records(Offset(offset), max_bytes, ReadMode::FileRanges)
+                    .read_records(Offset(offset), max_bytes, Offset::MAX, ReadMode::FileRanges)
                     .await
                     .unwrap();
                 assert!(copied
@@ -492,6 +511,71 @@ fn file_range_reads_send_the_same_batches_as_copied_reads() {
 }
 
 #[test]
+fn reads_stop_before_the_first_batch_that_reaches_the_upper_bound() {
+    run(async {
+        // No tail cache: sealed segments would be file ranges but for the bound.
+        crate::tail_cache::set_shard_budget_bytes(0);
+        let dir = temp_dir();
+        let config = LogConfig {
+            segment_bytes: 2_000,
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(dir.path().join("bounded-0"), config)
+            .await
+            .unwrap();
+        let sent = varied_batches(40);
+        let mut batch_ends = Vec::new();
+        for batch in &sent {
+            batch_ends.push(log.append(batch, 0).unwrap().last_offset.next());
+        }
+        let end = log.log_end_offset();
+        log.wait_durable(Offset(end.0 - 1)).await.unwrap();
+        assert!(log.segment_count() > 2);
+        // Bounds on batch boundaries (as high watermarks and last stable offsets are), and
+        // inside batches: only batches that end below the bound come back.
+        let bounds = batch_ends
+            .iter()
+            .flat_map(|end| [*end, Offset(end.0 - 1)])
+            .chain([Offset(0)]);
+        for bound in bounds {
+            let expected: Vec<usize> = (0..sent.len())
+                .filter(|&number| batch_ends[number] <= bound)
+                .collect();
+            for fetch_offset in [0, bound.0 / 2, (bound.0 - 1).max(0), bound.0] {
+                for mode in [ReadMode::Copy, ReadMode::FileRanges] {
+                    let mut got = Vec::new();
+                    let mut next = Offset(fetch_offset);
+                    loop {
+                        let records = log.read_records(next, 1 << 20, bound, mode).await.unwrap();
+                        let batches = split_batches(&materialize(&records));
+                        let Some((last, _)) = batches.last() else {
+                            break;
+                        };
+                        next = Offset(last.base_offset + last.last_offset_delta as i64 + 1);
+                        got.extend(batches.into_iter().map(|(info, _)| info));
+                    }
+                    let want: Vec<i64> = expected
+                        .iter()
+                        .filter(|&&number| batch_ends[number].0 > fetch_offset)
+                        .map(|&number| batch_ends[number].0)
+                        .collect();
+                    let ends: Vec<i64> = got
+                        .iter()
+                        .map(|info| info.base_offset + info.last_offset_delta as i64 + 1)
+                        .collect();
+                    assert_eq!(ends, want, "bound {bound}, fetch {fetch_offset}, {mode:?}");
+                }
+            }
+        }
+        // A bound past the durable end reads everything durable.
+        assert_eq!(read_all(&log, 1 << 20).await.len(), sent.len());
+        log.close().await.unwrap();
+        crate::tail_cache::set_shard_budget_bytes(crate::tail_cache::DEFAULT_SHARD_BUDGET_BYTES);
+    });
+}
+
+#[test]
 fn a_file_range_keeps_its_bytes_after_the_segment_is_deleted() {
     run(async {
         crate::tail_cache::set_shard_budget_bytes(0);
@@ -510,7 +594,7 @@ fn a_file_range_keeps_its_bytes_after_the_segment_is_deleted() {
         let end = log.log_end_offset();
         log.wait_durable(Offset(end.0 - 1)).await.unwrap();
         let ranged = log
-            .read_records(Offset(0), 1 << 20, ReadMode::FileRanges)
+            .read_records(Offset(0), 1 << 20, Offset::MAX, ReadMode::FileRanges)
             .await
             .unwrap();
         assert!(ranged.file_bytes() > 0);
@@ -736,7 +820,7 @@ fn a_crash_leaving_the_active_segments_indexes_missing_or_stale_recovers_them() 
             }
             for (number, batch) in batches.iter().enumerate() {
                 let first = Offset(2 * number as i64);
-                let read = log.read(first.next(), 1).await.unwrap();
+                let read = log.read(first.next(), 1, Offset::MAX).await.unwrap();
                 assert!(
                     same_batch(&read, batch),
                     "{damage}: read at {}",
@@ -764,5 +848,72 @@ fn a_crash_leaving_the_active_segments_indexes_missing_or_stale_recovers_them() 
                 crate::time_index::encode_entries(time_index)
             );
         }
+    });
+}
+
+#[test]
+fn leader_epochs_reach_their_checkpoint_before_their_batches_are_durable_and_survive_reopen() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("epochs-0");
+        let entry = |epoch, start| crate::epochs::EpochEntry {
+            epoch,
+            start_offset: Offset(start),
+        };
+        // Retention off: the batches' timestamps are old.
+        let config = LogConfig {
+            retention_ms: -1,
+            ..small_segments()
+        };
+        let log = PartitionLog::open(path.clone(), config).await.unwrap();
+        assert!(log.leader_epochs().is_empty());
+        let mut last = Offset(0);
+        // Epoch 0 for 20 batches, 3 for 20 more (across segment rolls), then 5 taken over at
+        // the log end before any batch of it arrives.
+        for (number, batch) in varied_batches(40).iter().enumerate() {
+            let epoch = if number < 20 { 0 } else { 3 };
+            last = log.append(batch, epoch).unwrap().last_offset;
+            if number == 19 {
+                log.wait_durable(last).await.unwrap();
+                // The durable batches' epoch is already on disk.
+                let on_disk = crate::epochs::read_checkpoint(&path).unwrap().unwrap();
+                assert_eq!(on_disk, vec![entry(0, 0)]);
+            }
+        }
+        log.wait_durable(last).await.unwrap();
+        let epoch_3_start = log.leader_epochs()[1].start_offset;
+        assert!(epoch_3_start > Offset(0));
+        assert_eq!(
+            crate::epochs::read_checkpoint(&path).unwrap().unwrap(),
+            log.leader_epochs()
+        );
+        log.assign_leader_epoch(5);
+        let end = log.log_end_offset();
+        assert_eq!(log.end_offset_for_epoch(0), Some((0, epoch_3_start)));
+        assert_eq!(log.end_offset_for_epoch(3), Some((3, end)));
+        assert_eq!(log.end_offset_for_epoch(4), Some((3, end)));
+        assert_eq!(log.end_offset_for_epoch(5), Some((5, end)));
+        assert_eq!(log.end_offset_for_epoch(6), None);
+        let expected = vec![entry(0, 0), entry(3, epoch_3_start.0), entry(5, end.0)];
+        assert!(log.segment_count() > 2);
+        log.close().await.unwrap();
+        let reopened = PartitionLog::open(path.clone(), config).await.unwrap();
+        // An epoch with no batch yet starts at the log end, and recovery cuts entries at the
+        // end as Kafka does: the replica assigns it again when it becomes leader.
+        assert_eq!(reopened.leader_epochs(), expected[..2]);
+        let on_disk = crate::epochs::read_checkpoint(&path).unwrap().unwrap();
+        assert_eq!(on_disk, expected, "the checkpoint had it");
+        reopened.close().await.unwrap();
+        // Without the file (a log written before it existed, or a lost file): the first
+        // batch's epoch, and the epochs of the active segment's batches.
+        std::fs::remove_file(path.join(crate::epochs::CHECKPOINT_FILE)).unwrap();
+        let rebuilt = PartitionLog::open(path.clone(), config).await.unwrap();
+        let entries = rebuilt.leader_epochs();
+        assert_eq!(entries[0], entry(0, 0));
+        assert_eq!(entries.last().unwrap().epoch, 3);
+        // DeleteRecords moves the first epoch's start with the log start.
+        rebuilt.delete_records_before(Offset(3)).await.unwrap();
+        assert_eq!(rebuilt.leader_epochs()[0], entry(0, 3));
+        rebuilt.close().await.unwrap();
     });
 }

@@ -281,9 +281,10 @@ impl PartitionLog {
         &self,
         fetch_offset: Offset,
         max_bytes: usize,
+        upper_bound: Offset,
         mode: ReadMode,
     ) -> Result<Records, StorageError> {
-        read(&self.shared, fetch_offset, max_bytes, mode).await
+        read(&self.shared, fetch_offset, max_bytes, upper_bound, mode).await
     }
 }
 
@@ -295,6 +296,10 @@ struct ReadPlan {
     end_position: u64,
     /// Whether the segment is sealed (not the active one): its bytes never change again.
     sealed: bool,
+    /// Only batches that end below this offset are read.
+    upper_bound: Offset,
+    /// The bound falls inside this segment: its batches are walked to find where to stop.
+    bounded: bool,
 }
 
 /// See [`crate::PartitionLog::read`].
@@ -302,6 +307,7 @@ pub(crate) async fn read(
     shared: &LogShared,
     fetch_offset: Offset,
     max_bytes: usize,
+    upper_bound: Offset,
     mode: ReadMode,
 ) -> Result<Records, StorageError> {
     let mut after_segment: Option<Offset> = None;
@@ -311,15 +317,18 @@ pub(crate) async fn read(
             if state.status == Status::Closed {
                 return Err(StorageError::Closed);
             }
-            let (log_start, high_watermark) = (state.log_start, state.high_watermark);
-            if fetch_offset < log_start || fetch_offset > high_watermark {
+            let (log_start, durable_end) = (state.log_start, state.durable_end);
+            if fetch_offset < log_start || fetch_offset > durable_end {
                 return Err(StorageError::OffsetOutOfRange {
                     requested: fetch_offset,
                     log_start,
-                    high_watermark,
+                    durable_end,
                 });
             }
-            if fetch_offset == high_watermark {
+            // The caller's bound (a high watermark, a last stable offset), never past what is
+            // durable.
+            let upper_bound = upper_bound.min(durable_end);
+            if fetch_offset >= upper_bound {
                 return Ok(Records::default());
             }
             let segments = &state.segments;
@@ -345,6 +354,8 @@ pub(crate) async fn read(
                 start_position,
                 end_position: segment.size_bytes,
                 sealed: number + 1 < segments.len(),
+                bounded: segment.end_offset > upper_bound,
+                upper_bound,
             }
         };
         let read_bytes =
@@ -359,6 +370,7 @@ pub(crate) async fn read(
         };
         let records = if mode == ReadMode::FileRanges
             && plan.sealed
+            && !plan.bounded
             && request.cached_batch(plan.start_position).is_none()
         {
             request.run_file_range(shared).await?
@@ -388,9 +400,9 @@ enum Source {
 }
 
 impl SegmentRead<'_> {
-    /// Whole batches from the one containing `fetch_offset` on, from the cache where it holds
-    /// them and from the file otherwise; `None` if the segment has no batch at or after
-    /// `fetch_offset` below its durable end.
+    /// Whole batches from the one containing `fetch_offset` on that end below the plan's
+    /// upper bound, from the cache where it holds them and from the file otherwise; `None` if
+    /// the segment has no batch at or after `fetch_offset` below its durable end.
     async fn run(&self) -> io::Result<Option<Records>> {
         let plan = self.plan;
         let mut window = SegmentWindow::new(&plan.file, plan.end_position, self.read_bytes);
@@ -410,6 +422,12 @@ impl SegmentRead<'_> {
                     (info.last_offset(), info.batch_bytes, Source::Disk(info))
                 }
             };
+            if last_offset >= plan.upper_bound.0 {
+                // Batches from here on are not readable yet (above the high watermark or the
+                // last stable offset): stop, and do not look in later segments either.
+                records.get_or_insert_with(Records::default);
+                break;
+            }
             if records.is_none() && last_offset < self.fetch_offset.0 {
                 position += batch_bytes as u64;
                 continue;

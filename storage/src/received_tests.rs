@@ -110,7 +110,7 @@ fn log_append_time_stamps_received_batches_in_place() {
             .unwrap();
         let stamp = appended.log_append_time_ms.expect("stamped");
         log.wait_durable(appended.last_offset).await.unwrap();
-        let stored = log.read(Offset(0), 1 << 20).await.unwrap();
+        let stored = log.read(Offset(0), 1 << 20, Offset::MAX).await.unwrap();
         let info = batch::parse_stored_batch(&stored).expect("valid CRC after stamping");
         assert_eq!(info.max_timestamp, stamp);
         log.close().await.unwrap();

@@ -24,6 +24,7 @@
 
 use crate::appender::{ActiveSegment, Appender};
 use crate::batch::{BatchInfo, StoredBatch};
+use crate::epochs::{self, LeaderEpochCache};
 use crate::index::{self, IndexCadence, IndexEntry, OffsetIndex};
 use crate::producer_state::ProducerStateTable;
 use crate::reader::{SegmentWindow, READ_WINDOW_BYTES};
@@ -41,6 +42,9 @@ pub(crate) struct RecoveredLog {
     pub segments: Vec<Segment>,
     pub producers: ProducerStateTable,
     pub appender: Appender,
+    /// From the checkpoint file, cut to the recovered end, plus the epochs of the active
+    /// segment's batches.
+    pub epochs: LeaderEpochCache,
 }
 
 pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<RecoveredLog> {
@@ -57,17 +61,24 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
     let Some((&active_base, sealed_bases)) = bases.split_last() else {
         let segment = Segment::create(dir, Offset(0)).await?;
         let appender = Appender::new(ActiveSegment::empty(Offset(0), crate::now_ms()));
+        // A log whose segments are all gone has no epochs left either.
+        let mut epochs =
+            LeaderEpochCache::from_entries(epochs::read_checkpoint(dir)?.unwrap_or_default());
+        epochs.truncate_from_end(Offset(0));
         return Ok(RecoveredLog {
             segments: vec![segment],
             producers: ProducerStateTable::default(),
             appender,
+            epochs,
         });
     };
     let mut segments = Vec::with_capacity(bases.len());
     for (number, &base) in sealed_bases.iter().enumerate() {
         segments.push(recover_sealed_segment(dir, base, bases[number + 1], config).await?);
     }
-    let (active, producers, appender) = recover_active_segment(dir, active_base, config).await?;
+    let checkpoint = epochs::read_checkpoint(dir)?;
+    let (active, producers, appender, active_epochs) =
+        recover_active_segment(dir, active_base, config).await?;
     if let Some(previous) = segments.last() {
         if previous.end_offset != active.base_offset {
             tracing::warn!(dir = %dir.display(), end = %previous.end_offset, next = %active.base_offset,
@@ -75,10 +86,39 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
         }
     }
     segments.push(active);
+    let seeded = checkpoint.is_none();
+    let mut epochs = LeaderEpochCache::from_entries(checkpoint.unwrap_or_default());
+    if seeded {
+        // Written before the checkpoint existed: the first batch's epoch from the start.
+        if let Some((epoch, offset)) = first_batch_epoch(&segments[0]).await? {
+            epochs.assign(epoch, offset);
+        }
+    }
+    let log_end = segments[segments.len() - 1].end_offset;
+    epochs.truncate_from_end(log_end);
+    for (epoch, offset) in active_epochs {
+        epochs.assign(epoch, offset);
+    }
     Ok(RecoveredLog {
         segments,
         producers,
         appender,
+        epochs,
+    })
+}
+
+/// The leader epoch and base offset of a segment's first batch, if it has an intact one.
+async fn first_batch_epoch(segment: &Segment) -> io::Result<Option<(i32, Offset)>> {
+    let mut window = SegmentWindow::new(
+        &segment.log_file,
+        segment.size_bytes,
+        READ_WINDOW_BYTES / 16,
+    );
+    Ok(match window.batch_at(0, false).await? {
+        StoredBatch::Complete(info) => {
+            Some((info.partition_leader_epoch, Offset(info.base_offset)))
+        }
+        _ => None,
     })
 }
 
@@ -320,16 +360,22 @@ fn tolerate_full_disk(written: io::Result<()>, dir: &Path, what: &str) -> io::Re
     }
 }
 
+/// What the active segment gives back: the segment, the producer state rebuilt from its
+/// batches, the appender positioned at its end, and each (epoch, offset) where its batches'
+/// leader epoch changes.
+type RecoveredActive = (Segment, ProducerStateTable, Appender, Vec<(i32, Offset)>);
+
 async fn recover_active_segment(
     dir: &Path,
     base: Offset,
     config: &LogConfig,
-) -> io::Result<(Segment, ProducerStateTable, Appender)> {
+) -> io::Result<RecoveredActive> {
     let files = Segment::open_files(dir, base).await?;
     let (file, file_bytes) = (&files.log_file, files.log_bytes);
     let loaded = OffsetIndex::decode(&files.index_bytes, file_bytes);
     let loaded_time = TimeIndex::decode(&files.time_index_bytes, u64::MAX);
     let mut producers = ProducerStateTable::default();
+    let mut epoch_starts: Vec<(i32, Offset)> = Vec::new();
     let opened_ms = crate::now_ms();
     let tracker = TimeTracker::new(base);
     let contiguous = Sequence::Contiguous;
@@ -348,6 +394,9 @@ async fn recover_active_segment(
                 Offset(info.last_offset()),
                 opened_ms,
             );
+            if epoch_starts.last().map(|&(epoch, _)| epoch) != Some(info.partition_leader_epoch) {
+                epoch_starts.push((info.partition_leader_epoch, Offset(info.base_offset)));
+            }
         },
     )
     .await?;
@@ -357,7 +406,7 @@ async fn recover_active_segment(
         tracing::info!(segment = %base, logical = end_position, file = file_bytes, "trimming the active segment");
         Segment::trim_file(file, end_position).await?;
     }
-    // What recovery found becomes the high watermark, so it must be durable: the batches may
+    // What recovery found becomes the durable end, so it must be durable: the batches may
     // have been written (O_DIRECT, into the device's cache) but never synced, by a process that
     // crashed or by a log that failed mid-flush and is being reopened.
     file.fdatasync().await?;
@@ -406,7 +455,7 @@ async fn recover_active_segment(
     });
     let allocated_bytes = file.stat().await?.allocated_file_size;
     let segment = segment_from(base, files, (index, time_index), &outcome, allocated_bytes);
-    Ok((segment, producers, appender))
+    Ok((segment, producers, appender, epoch_starts))
 }
 
 #[cfg(test)]
@@ -456,7 +505,7 @@ mod tests {
             Offset(expected_end),
             "kept {kept} batches"
         );
-        assert_eq!(log.high_watermark(), Offset(expected_end));
+        assert_eq!(log.durable_end_offset(), Offset(expected_end));
         for max_bytes in [1, 1 << 20] {
             let stored = read_all(&log, max_bytes).await;
             assert_eq!(stored.len(), kept);

@@ -70,6 +70,8 @@ impl PartitionLog {
             if let Some(first) = state.segments.first() {
                 state.log_start = state.log_start.max(first.base_offset);
             }
+            let log_start = state.log_start;
+            state.epochs.truncate_from_start(log_start);
             removed
         };
         let mut outcome = RetentionOutcome {
@@ -100,17 +102,18 @@ impl PartitionLog {
             if state.status != Status::Open {
                 return Err(StorageError::Closed);
             }
-            if offset < Offset(0) || offset > state.high_watermark {
+            if offset < Offset(0) || offset > state.durable_end {
                 return Err(StorageError::OffsetOutOfRange {
                     requested: offset,
                     log_start: state.log_start,
-                    high_watermark: state.high_watermark,
+                    durable_end: state.durable_end,
                 });
             }
             if offset <= state.log_start {
                 return Ok(state.log_start);
             }
             state.log_start = offset;
+            state.epochs.truncate_from_start(offset);
         }
         // DeleteRecords calls may finish out of order: write the value current at our turn.
         self.persist_offset_file(LOG_START_FILE, || self.log_start_offset())
@@ -153,7 +156,7 @@ fn deletable_segments(state: &LogState, config: &LogConfig, now_ms: i64) -> usiz
     let candidates = (0..closed)
         .take_while(|&number| {
             let segment = &segments[number];
-            segment.end_offset <= state.high_watermark
+            segment.end_offset <= state.durable_end
                 && !state.in_flight_segments.contains(&segment.base_offset)
         })
         .count();

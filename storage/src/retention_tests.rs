@@ -23,7 +23,7 @@ async fn fill(log: &PartitionLog, count: usize, timestamp_ms: i64) -> Offset {
         last = log.append(&encode_batch(&spec), 0).unwrap().last_offset;
     }
     log.wait_durable(last).await.unwrap();
-    log.high_watermark()
+    log.durable_end_offset()
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn retention_bytes_deletes_the_oldest_closed_segments_only() {
         assert!(names_with_suffix(&path, ".index").len() < segments_before);
         // Below the new start: out of range; from it on: everything, contiguous.
         assert!(matches!(
-            log.read(Offset(0), 100).await,
+            log.read(Offset(0), 100, Offset::MAX).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         let batches = read_all(&log, 1 << 20).await;
@@ -98,7 +98,7 @@ fn retention_ms_deletes_segments_older_than_the_limit_but_never_the_active_one()
         };
         let log = PartitionLog::open(path.clone(), config).await.unwrap();
         fill(&log, 20, now - 3_600_000).await; // an hour old
-        let old_end = log.high_watermark();
+        let old_end = log.durable_end_offset();
         fill(&log, 20, now).await;
         let outcome = log.enforce_retention(now).unwrap();
         assert!(outcome.segments_deleted > 0);
@@ -147,11 +147,11 @@ fn delete_records_moves_the_start_inside_a_segment_and_persists_it() {
         assert!(first_base <= Offset(25) && first_base > Offset(0));
         assert!(names_with_suffix(&path, ".log").len() < bases_before.len());
         assert!(matches!(
-            log.read(Offset(24), 100).await,
+            log.read(Offset(24), 100, Offset::MAX).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         // The batch holding 25 starts at 24: it comes back whole.
-        let from_start = log.read(Offset(25), 1).await.unwrap();
+        let from_start = log.read(Offset(25), 1, Offset::MAX).await.unwrap();
         let info = crate::batch::parse_stored_batch(&from_start).unwrap();
         assert_eq!(info.base_offset, 24);
         // Never backwards; not past the high watermark.
@@ -176,7 +176,11 @@ fn delete_records_moves_the_start_inside_a_segment_and_persists_it() {
                 .unwrap(),
             high_watermark
         );
-        assert!(reopened.read(high_watermark, 100).await.unwrap().is_empty());
+        assert!(reopened
+            .read(high_watermark, 100, Offset::MAX)
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(reopened.log_end_offset(), high_watermark);
         let appended = reopened
             .append(&encode_batch(&BatchSpec::records(1, 10)), 0)

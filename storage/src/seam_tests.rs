@@ -135,7 +135,7 @@ fn enospc_refuses_appends_but_reads_keep_working() {
         }
         assert!(matches!(log.append(&batch, 0), Err(StorageError::Io(_))));
         assert_eq!(read_all(&log, 1 << 20).await.len(), 1);
-        assert_eq!(log.high_watermark(), Offset(2));
+        assert_eq!(log.durable_end_offset(), Offset(2));
         assert!(log.close().await.is_err());
     });
 }

@@ -3,7 +3,7 @@
 //!
 //! No copy is made to fill it. `append` copies a batch once, into a 4 KiB-aligned chunk of
 //! the pending buffer (see `appender`); the flusher writes those chunks with O_DIRECT and,
-//! once they are synced and the high watermark covers them, hands them here instead of back to
+//! once they are synced and the durable end covers them, hands them here instead of back to
 //! the chunk pool. Everything in the cache is therefore durable and visible, and a chunk is
 //! never written to again.
 //!

@@ -32,7 +32,7 @@ async fn append_each(log: &PartitionLog, batches: &[Vec<u8>]) {
 /// many of its bytes came from the cache.
 async fn read_everything(log: &PartitionLog, sent: &[Vec<u8>]) -> (usize, usize) {
     let records = log
-        .read_records(Offset(0), 1 << 30, ReadMode::Copy)
+        .read_records(Offset(0), 1 << 30, Offset::MAX, ReadMode::Copy)
         .await
         .unwrap();
     let cached = records.cached_bytes();
@@ -72,7 +72,7 @@ fn tail_reads_come_from_memory_even_when_batches_and_headers_straddle_chunks() {
         assert_eq!(cached, total, "every byte from memory");
         // A read from the middle starts at the batch holding the offset.
         let records = log
-            .read_records(Offset(1), 1, ReadMode::Copy)
+            .read_records(Offset(1), 1, Offset::MAX, ReadMode::Copy)
             .await
             .unwrap();
         let middle = split_batches(&records.clone().into_bytes());
@@ -108,7 +108,7 @@ fn the_budget_evicts_oldest_first_and_reads_span_disk_and_cache() {
         );
         // The cached part is the tail: once a piece comes from the cache, the rest does.
         let records = log
-            .read_records(Offset(0), 1 << 30, ReadMode::Copy)
+            .read_records(Offset(0), 1 << 30, Offset::MAX, ReadMode::Copy)
             .await
             .unwrap();
         let first_cached = records
@@ -121,7 +121,7 @@ fn the_budget_evicts_oldest_first_and_reads_span_disk_and_cache() {
             .all(|piece| matches!(piece, RecordsPiece::Cached(_))));
         // The newest batch is served from memory.
         let last = log
-            .read_records(Offset(39), 1 << 20, ReadMode::Copy)
+            .read_records(Offset(39), 1 << 20, Offset::MAX, ReadMode::Copy)
             .await
             .unwrap();
         assert_eq!(last.cached_bytes(), last.len());
@@ -180,7 +180,7 @@ fn a_zero_budget_turns_the_cache_off() {
 }
 
 #[test]
-fn reads_never_see_data_above_the_high_watermark() {
+fn reads_never_see_data_above_the_durable_end() {
     run(async {
         set_shard_budget_bytes(DEFAULT_SHARD_BUDGET_BYTES);
         let dir = temp_dir();
@@ -192,12 +192,12 @@ fn reads_never_see_data_above_the_high_watermark() {
         // Appended but not yet flushed: invisible, whatever the cache holds.
         log.append(&sent[2], 0).unwrap();
         let records = log
-            .read_records(Offset(0), 1 << 20, ReadMode::Copy)
+            .read_records(Offset(0), 1 << 20, Offset::MAX, ReadMode::Copy)
             .await
             .unwrap();
         let batches = split_batches(&records.into_bytes());
         assert!(batches.len() <= 3);
-        assert!(batches.len() as i64 <= log.high_watermark().0);
+        assert!(batches.len() as i64 <= log.durable_end_offset().0);
         log.close().await.unwrap();
     });
 }

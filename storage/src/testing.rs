@@ -195,19 +195,19 @@ pub(crate) fn split_batches(mut bytes: &[u8]) -> Vec<(crate::batch::BatchInfo, V
     batches
 }
 
-/// Reads the whole log, from its start to the high watermark, in fetches of `max_bytes`.
+/// Reads the whole log, from its start to the durable end, in fetches of `max_bytes`.
 pub(crate) async fn read_all(
     log: &crate::PartitionLog,
     max_bytes: usize,
 ) -> Vec<(crate::batch::BatchInfo, Vec<u8>)> {
     let mut batches = Vec::new();
     let mut next = log.log_start_offset();
-    while next < log.high_watermark() {
-        let bytes = log.read(next, max_bytes).await.unwrap();
+    while next < log.durable_end_offset() {
+        let bytes = log.read(next, max_bytes, crate::Offset::MAX).await.unwrap();
         let fetched = split_batches(&bytes);
         assert!(
             !fetched.is_empty(),
-            "a read below the high watermark returns a batch"
+            "a read below the durable end returns a batch"
         );
         for (info, batch) in fetched {
             assert_eq!(info.base_offset, next.0, "batches are contiguous");

@@ -35,7 +35,7 @@ struct SegmentPlan {
 
 impl PartitionLog {
     /// The first record whose timestamp is at least `target` (ms), at or above the log start
-    /// offset and below the high watermark: its offset and timestamp, or `None` if there is
+    /// offset and below the durable end: its offset and timestamp, or `None` if there is
     /// none (ListOffsets then answers offset -1).
     pub async fn offset_for_timestamp(
         &self,

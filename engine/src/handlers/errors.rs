@@ -42,6 +42,7 @@ pub fn partition_error_code(error: &PartitionError, version: i16) -> i16 {
         PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         PartitionError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+        PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::Storage(error) => return storage_error_code(error, version),
     };
     code.code()

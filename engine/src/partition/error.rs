@@ -32,6 +32,17 @@ pub enum PartitionError {
         /// The partition's.
         ours: i32,
     },
+    /// DeleteRecords above the high watermark (OFFSET_OUT_OF_RANGE). Reads out of range come
+    /// from the log as [`StorageError::OffsetOutOfRange`].
+    #[error("offset {requested} out of range [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        requested: spate_storage::Offset,
+        /// The first offset still in the log.
+        log_start: spate_storage::Offset,
+        /// The high watermark then.
+        high_watermark: spate_storage::Offset,
+    },
     /// A Produce's `acks` is not -1, 0 or 1 (INVALID_REQUIRED_ACKS).
     #[error("acks must be -1, 0 or 1, not {0}")]
     InvalidRequiredAcks(i16),

@@ -18,8 +18,9 @@
 //! `PartitionTable`; `!Send`. Its `RefCell`s are borrowed only between awaits.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
-use spate_storage::{Offset, PartitionLog, ReadMode, ReceivedBatch, Records, StorageError};
+use spate_storage::{Offset, PartitionLog, ReadMode, ReceivedBatch, Records};
 use uuid::Uuid;
 
 use super::error::PartitionError;
@@ -116,7 +117,8 @@ pub struct Partition {
     log: PartitionLog,
     role: RefCell<Role>,
     leader_epoch: Cell<LeaderEpoch>,
-    high_watermark_advanced: Notify,
+    /// Shared with the log's durable-end listener, which fires it.
+    high_watermark_advanced: Rc<Notify>,
     /// When the table last tried to reopen this replica's failed log.
     reopen_attempted: Cell<Option<std::time::Instant>>,
     /// When a request last went through the table to this replica.
@@ -135,13 +137,27 @@ impl Partition {
         role: Role,
         leader_epoch: LeaderEpoch,
     ) -> Partition {
+        let high_watermark_advanced = Rc::new(Notify::default());
+        // On one node the high watermark is the log's durable end: whatever makes it advance
+        // (a group commit of produced batches today, of replicated ones later) wakes the
+        // fetches waiting for new data. With followers, the ISR's fetch positions will move
+        // it instead.
+        let listener = Rc::downgrade(&high_watermark_advanced);
+        log.on_durable_end_advanced(Box::new(move |_durable_end| {
+            if let Some(notify) = listener.upgrade() {
+                notify.notify_all();
+            }
+        }));
+        if matches!(role, Role::Leader { .. }) {
+            log.assign_leader_epoch(leader_epoch.0);
+        }
         Partition {
             key,
             topic_id,
             log,
             role: RefCell::new(role),
             leader_epoch: Cell::new(leader_epoch),
-            high_watermark_advanced: Notify::default(),
+            high_watermark_advanced,
             reopen_attempted: Cell::new(None),
             last_used: Cell::new(std::time::Instant::now()),
         }
@@ -204,6 +220,10 @@ impl Partition {
 
     /// Takes the role and epoch the controller decided.
     pub fn set_role(&self, role: Role, leader_epoch: LeaderEpoch) {
+        if matches!(role, Role::Leader { .. }) {
+            // Kafka starts a leader's epoch at its log end when it takes over.
+            self.log.assign_leader_epoch(leader_epoch.0);
+        }
         *self.role.borrow_mut() = role;
         self.leader_epoch.set(leader_epoch);
     }
@@ -231,7 +251,7 @@ impl Partition {
     /// The most consumers may read: durable on every in-sync replica. On one node, the ISR is
     /// this replica, so it is the log's durable end.
     pub fn high_watermark(&self) -> Offset {
-        self.log.high_watermark()
+        self.log.durable_end_offset()
     }
 
     /// The most `read_committed` consumers may read: the high watermark until transactions
@@ -286,11 +306,8 @@ impl Partition {
         appended: &Appended,
         _acks: Acks,
     ) -> Result<(), PartitionError> {
-        let before = self.high_watermark();
+        // Fetches are woken by the log's durable-end listener (see `new`), not here.
         self.log.wait_durable(appended.last_offset).await?;
-        if self.high_watermark() > before {
-            self.high_watermark_advanced.notify_all();
-        }
         Ok(())
     }
 
@@ -300,10 +317,18 @@ impl Partition {
         &self,
         fetch_offset: Offset,
         max_bytes: usize,
-        _isolation: Isolation,
+        isolation: Isolation,
         mode: ReadMode,
     ) -> Result<Records, PartitionError> {
-        Ok(self.log.read_records(fetch_offset, max_bytes, mode).await?)
+        let upper_bound = match isolation {
+            Isolation::ReadUncommitted => self.high_watermark(),
+            Isolation::ReadCommitted => self.last_stable_offset(),
+        };
+        let records = self
+            .log
+            .read_records(fetch_offset, max_bytes, upper_bound, mode)
+            .await?;
+        Ok(records)
     }
 
     /// ListOffsets by timestamp: the first record at or after `timestamp_ms`.
@@ -322,22 +347,22 @@ impl Partition {
     /// DeleteRecords: moves the log start up to `offset` (at most the high watermark).
     pub async fn delete_records_before(&self, offset: Offset) -> Result<Offset, PartitionError> {
         if offset > self.high_watermark() {
-            return Err(StorageError::OffsetOutOfRange {
+            return Err(PartitionError::OffsetOutOfRange {
                 requested: offset,
                 log_start: self.log_start_offset(),
                 high_watermark: self.high_watermark(),
-            }
-            .into());
+            });
         }
         Ok(self.log.delete_records_before(offset).await?)
     }
 
-    /// OffsetForLeaderEpoch: the end offset of `epoch` as (epoch, end offset), or `None` when
-    /// no such epoch is known.
+    /// OffsetForLeaderEpoch: the end offset of `epoch` as (epoch, end offset), from the log's
+    /// leader epoch checkpoint (Kafka's answers: the largest known epoch at or below the one
+    /// asked, ending where the next began or at the log end), or `None` when `epoch` is above
+    /// every known one.
     pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
-        // Every batch carries the epoch it was appended in; until the log keeps Kafka's
-        // leader-epoch checkpoint, only the current epoch is known, and it ends at the log end.
-        (epoch == self.leader_epoch.get()).then(|| (epoch, self.log_end_offset()))
+        let (epoch, end) = self.log.end_offset_for_epoch(epoch.0)?;
+        Some((LeaderEpoch(epoch), end))
     }
 
     /// The log, for the shard's maintenance (retention, compaction, close).
