@@ -2,6 +2,7 @@
 //! leads each partition so every connection talks to a leader; delete what a scenario
 //! wrote (the catch-up backlog).
 
+use spate_net::error_code::{TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -15,7 +16,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use spate_net::client::Client;
 
-const TOPIC_ALREADY_EXISTS: i16 = 36;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Creates `topic` with `partitions` and `configs` (KEY=VALUE) unless it exists.
@@ -104,7 +104,6 @@ pub fn partition_leaders(
 
 /// Deletes `topic`; a topic that does not exist is not an error.
 pub fn delete_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     let mut client = Client::connect(bootstrap, TIMEOUT)?;
     let request = DeleteTopicsRequest::default()
         .with_timeout_ms(30_000)

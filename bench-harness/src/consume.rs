@@ -5,6 +5,7 @@
 //! records, so the consumer costs little more than the bytes it reads. In end-to-end mode it
 //! reads each record's send stamp and records produce-to-consume latency.
 
+use spate_net::error_code::OFFSET_OUT_OF_RANGE;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -34,7 +35,6 @@ use crate::wire::read_frame;
 /// Fetch version the consumer speaks (every broker in scope serves it).
 pub const FETCH_VERSION: i16 = 11;
 const LIST_OFFSETS_VERSION: i16 = 1;
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 const EARLIEST: i64 = -2;
 const LATEST: i64 = -1;
 /// Bytes one Fetch may return in all.

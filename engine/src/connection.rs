@@ -11,14 +11,13 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 
-use bytes::BytesMut;
 use futures_lite::io::WriteHalf;
 use futures_lite::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::net::TcpStream;
-use spate_net::{FrameReader, NextFrame, Reservation};
+use spate_net::{FramePiece, FrameReader, NextFrame, Reservation};
 
-use crate::handlers;
+use crate::handlers::{self, Frame, Pending};
 use crate::shard::Shard;
 use crate::splice::Splicer;
 use glommio::io::BufferedFile;
@@ -40,49 +39,6 @@ thread_local! {
     static SPLICE_FALLBACK_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Why a connection is closed instead of answered. Logged once, as one line.
-#[derive(Debug, thiserror::Error)]
-pub enum CloseReason {
-    /// The request could not be parsed, or asks for an API or version we do not serve.
-    #[error(transparent)]
-    Request(#[from] spate_net::RequestError),
-    /// The request is well-formed but Kafka's rules say to close (for example an error on
-    /// an acks=0 produce, which has no response to carry it).
-    #[error("{0}")]
-    Protocol(String),
-    /// The response could not be encoded (a bug, but not one worth a shard).
-    #[error("cannot encode response: {0:#}")]
-    Encode(anyhow::Error),
-}
-
-/// What is left of a request after dispatch: the response frame, once ready (`None` when
-/// the request has no response, as for acks=0).
-pub type Pending =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Frame>, CloseReason>>>>;
-
-/// A response frame, size prefix included.
-pub enum Frame {
-    /// The whole frame in one buffer.
-    Whole(BytesMut),
-    /// The frame as pieces sent in order: encoded bytes, and records sent from where they are
-    /// (tail cache chunks, or segment file ranges spliced to the socket without a copy).
-    Pieces(Vec<FramePiece>),
-}
-
-/// Part of a [`Frame::Pieces`].
-pub enum FramePiece {
-    /// Encoded bytes.
-    Bytes(BytesMut),
-    /// Records, in memory or as a file range.
-    Records(RecordsPiece),
-}
-
-impl From<BytesMut> for Frame {
-    fn from(bytes: BytesMut) -> Frame {
-        Frame::Whole(bytes)
-    }
-}
-
 /// Serves a connection until the client closes it or breaks the protocol.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer_address = stream.peer_addr().ok();
@@ -102,7 +58,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let writer = glommio::spawn_local(write_responses(writer_stream, fd, receiver, peer.clone()));
 
     // Large Produce requests are streamed, so that their batches are received straight into
-    // the DMA chunks they are written from (`handlers::produce_stream`).
+    // the DMA chunks they are written from (`spate_net::produce_stream`, `produce::IntoLogs`).
     let sleep: spate_net::Sleep = Rc::new(|duration| Box::pin(glommio::timer::sleep(duration)));
     let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes)
         .stream_api_key(kafka_protocol::messages::ApiKey::Produce as i16)
@@ -112,7 +68,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let frame = match frames.next(&mut stream).await {
             Ok(Some(NextFrame::Whole(frame))) => frame.into(),
             Ok(Some(NextFrame::Streamed(size))) => {
-                match handlers::produce_stream::read(&shard, &mut frames, &mut stream, size).await {
+                let sink = handlers::produce::IntoLogs(&shard);
+                match spate_net::produce_stream::read(&sink, &mut frames, &mut stream, size).await {
                     Ok(streamed) => streamed.into(),
                     Err(error) => {
                         tracing::info!(%peer, %error, "closing connection");

@@ -2,6 +2,10 @@
 
 mod harness;
 
+use spate_net::error_code::{
+    CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, NONE, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE,
+    OUT_OF_ORDER_SEQUENCE_NUMBER,
+};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -11,12 +15,6 @@ use harness::{
 };
 use kafka_protocol::messages::{ApiVersionsRequest, InitProducerIdRequest};
 use spate_engine::metadata::placement::default_shard as shard_for;
-
-const NONE: i16 = 0;
-const CORRUPT_MESSAGE: i16 = 2;
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 
 /// The shard that owns partition 0 of `topic` and one that does not.
 fn owner_and_other(topic: &str, smp: u32) -> (usize, usize) {
@@ -304,7 +302,6 @@ fn altered_topic_configs_take_effect_on_open_logs() {
     };
     use kafka_protocol::messages::IncrementalAlterConfigsRequest;
     use kafka_protocol::protocol::StrBytes;
-    const MESSAGE_TOO_LARGE: i16 = 10;
 
     let broker = Broker::start(1);
     let mut client = broker.client(0);

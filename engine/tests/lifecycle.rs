@@ -3,6 +3,7 @@
 
 mod harness;
 
+use spate_net::error_code::{NONE, OFFSET_OUT_OF_RANGE};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,6 @@ use spate_engine::metadata::placement::default_shard as shard_for;
 use spate_net::client::Client;
 use spate_net::records::now_ms;
 
-const NONE: i16 = 0;
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 

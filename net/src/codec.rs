@@ -128,11 +128,10 @@ pub fn encode_response(
 /// header v0 and a v0 body with UNSUPPORTED_VERSION and the ApiVersions range we serve, so
 /// the client can retry at a version we speak.
 pub fn encode_api_versions_unsupported(correlation_id: i32, min: i16, max: i16) -> BytesMut {
-    const UNSUPPORTED_VERSION: i16 = 35;
     let mut frame = BytesMut::with_capacity(20);
     frame.put_i32(0);
     frame.put_i32(correlation_id);
-    frame.put_i16(UNSUPPORTED_VERSION);
+    frame.put_i16(crate::error_code::UNSUPPORTED_VERSION);
     frame.put_i32(1); // one entry in api_keys
     frame.put_i16(ApiKey::ApiVersions as i16);
     frame.put_i16(min);

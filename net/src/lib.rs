@@ -14,8 +14,18 @@
 //!   `kafka_protocol` [`RequestKind`](kafka_protocol::messages::RequestKind)), and a typed
 //!   response back into a size-prefixed frame. It also builds the special reply that
 //!   KIP-511 prescribes when a client asks for an ApiVersions version we do not speak.
+//! - [`produce_stream`] walks a streamed Produce frame as it arrives, copying its fields into
+//!   a "skeleton" request and receiving each large batch into memory the caller's
+//!   [`produce_stream::BatchSink`] gives (the engine's: the DMA chunks the log writes from).
+//! - [`response`] holds response frames made of pieces ([`response::Frame`]): encoded bytes
+//!   with records between them that the connection sends from where they lie (file ranges
+//!   spliced, cached chunks); [`fetch_response`] encodes a Fetch response that way, byte for
+//!   byte what kafka-protocol would.
+//! - [`wire`] holds the primitives those hand-written codecs share: varints, compact and
+//!   classic strings, arrays and bytes, tagged fields.
+//! - [`error_code`] is the one list of Kafka error codes Spate's code matches on.
 //! - [`client::Client`] is a small blocking client over `std::net::TcpStream`, used by the
-//!   CLI, the tests and (later) the bench harness.
+//!   CLI, the tests and the bench harness.
 //!
 //! This crate knows nothing about partitions, groups or disks; which API versions the
 //! broker serves is decided by the engine's handler table, not here.
@@ -23,10 +33,16 @@
 pub mod budget;
 pub mod client;
 pub mod codec;
+pub mod error_code;
+pub mod fetch_response;
 pub mod frame;
+pub mod produce_stream;
 pub mod records;
+pub mod response;
+pub mod wire;
 
 pub use budget::{MemoryBudget, Reservation};
 pub use codec::{encode_response, Request, RequestError};
 pub use frame::{FrameError, FrameReader, NextFrame, Sleep};
 pub use kafka_protocol;
+pub use response::{Frame, FramePiece};

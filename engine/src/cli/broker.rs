@@ -1,6 +1,9 @@
 //! Connections to brokers, API version negotiation, Metadata, and finding who leads a
 //! partition or coordinates a group.
 
+use spate_net::error_code::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
@@ -24,10 +27,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(45);
 /// The client id in every request header.
 pub const CLIENT_ID: &str = "spate-cli";
-
-const ERROR_COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const ERROR_COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const ERROR_NOT_COORDINATOR: i16 = 16;
 
 /// One connection to one broker, and the API versions that broker serves.
 pub struct BrokerConnection {
@@ -382,9 +381,9 @@ impl Cluster {
                 ),
             };
             let retriable = [
-                ERROR_COORDINATOR_NOT_AVAILABLE,
-                ERROR_COORDINATOR_LOAD_IN_PROGRESS,
-                ERROR_NOT_COORDINATOR,
+                COORDINATOR_NOT_AVAILABLE,
+                COORDINATOR_LOAD_IN_PROGRESS,
+                NOT_COORDINATOR,
             ];
             if retriable.contains(&code) && attempt < 20 {
                 std::thread::sleep(Duration::from_millis(250));

@@ -5,6 +5,7 @@
 //! partitions the group assigns, resumes from the committed offsets, commits every 5 s and
 //! on exit, and leaves the group on exit.
 
+use spate_net::error_code::OFFSET_OUT_OF_RANGE;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
@@ -29,7 +30,6 @@ const FETCH_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 const FETCH_MAX_BYTES: i32 = 16 << 20;
 
-const ERROR_OFFSET_OUT_OF_RANGE: i16 = 1;
 /// Fetch errors that fresh Metadata cures.
 const REFRESH_METADATA: &[i16] = &[
     3,  // UNKNOWN_TOPIC_OR_PARTITION
@@ -400,7 +400,7 @@ impl Consumer {
             let partition = data.partition_index;
             match data.error_code {
                 0 => {}
-                ERROR_OFFSET_OUT_OF_RANGE => {
+                OFFSET_OUT_OF_RANGE => {
                     let reset = self.resolve(&[partition], self.reset)?;
                     eprintln!(
                         "spate: offset {} of {}-{partition} is out of range; moving to {}",

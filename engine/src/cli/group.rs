@@ -1,5 +1,6 @@
 //! `spate group`: list, describe, reset the offsets of, and delete consumer groups.
 
+use spate_net::error_code::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP};
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
@@ -18,9 +19,6 @@ use super::group_offsets::{commit_all, fetch_committed, Committer};
 use super::offsets::{list_offsets, log_bounds};
 use super::output::{offset_cell, offset_json, print_json, print_text, Table};
 use super::{check_error, error_name, ConnectionArgs};
-
-const ERROR_GROUP_ID_NOT_FOUND: i16 = 69;
-const ERROR_NON_EMPTY_GROUP: i16 = 68;
 
 /// `spate group ...`
 #[derive(Args, Debug)]
@@ -215,11 +213,7 @@ impl OffsetRow {
 
 fn describe(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {
     let group = match describe_group(cluster, name) {
-        Err(error)
-            if error
-                .to_string()
-                .contains(&error_name(ERROR_GROUP_ID_NOT_FOUND)) =>
-        {
+        Err(error) if error.to_string().contains(&error_name(GROUP_ID_NOT_FOUND)) => {
             bail!("group {name} does not exist")
         }
         other => other?,
@@ -578,10 +572,10 @@ fn delete(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {
         .context("the broker answered DeleteGroups with no result")?;
     match result.error_code {
         0 => {}
-        ERROR_GROUP_ID_NOT_FOUND => bail!("group {name} does not exist"),
-        ERROR_NON_EMPTY_GROUP => bail!(
+        GROUP_ID_NOT_FOUND => bail!("group {name} does not exist"),
+        NON_EMPTY_GROUP => bail!(
             "cannot delete group {name}: {}: it has active members",
-            error_name(ERROR_NON_EMPTY_GROUP)
+            error_name(NON_EMPTY_GROUP)
         ),
         code => bail!("cannot delete group {name}: {}", error_name(code)),
     }

@@ -10,6 +10,10 @@
 //! shares only [`Shared`] (a mutex-guarded copy of the member id, generation and
 //! coordinator address, plus two flags).
 
+use spate_net::error_code::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, ILLEGAL_GENERATION,
+    MEMBER_ID_REQUIRED, NOT_COORDINATOR, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,26 +50,14 @@ const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// Attempts at one join before giving up.
 const JOIN_ATTEMPTS: u32 = 20;
 
-const ERROR_COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const ERROR_COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const ERROR_NOT_COORDINATOR: i16 = 16;
-const ERROR_ILLEGAL_GENERATION: i16 = 22;
-const ERROR_UNKNOWN_MEMBER_ID: i16 = 25;
-const ERROR_REBALANCE_IN_PROGRESS: i16 = 27;
-const ERROR_MEMBER_ID_REQUIRED: i16 = 79;
-
 /// Errors after which the coordinator must be looked up again.
 const COORDINATOR_MOVED: &[i16] = &[
-    ERROR_COORDINATOR_LOAD_IN_PROGRESS,
-    ERROR_COORDINATOR_NOT_AVAILABLE,
-    ERROR_NOT_COORDINATOR,
+    COORDINATOR_LOAD_IN_PROGRESS,
+    COORDINATOR_NOT_AVAILABLE,
+    NOT_COORDINATOR,
 ];
 /// Errors that mean "your generation is over; rejoin".
-const REJOIN: &[i16] = &[
-    ERROR_ILLEGAL_GENERATION,
-    ERROR_UNKNOWN_MEMBER_ID,
-    ERROR_REBALANCE_IN_PROGRESS,
-];
+const REJOIN: &[i16] = &[ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS];
 
 /// What the heartbeat thread needs to know about the membership.
 #[derive(Clone, Default)]
@@ -221,7 +213,7 @@ impl GroupMember {
             .find(|&code| code != 0)
             .unwrap_or(0);
         // Already gone (a rebalance dropped us) is as good as leaving.
-        if code != 0 && code != ERROR_UNKNOWN_MEMBER_ID {
+        if code != 0 && code != UNKNOWN_MEMBER_ID {
             bail!("cannot leave group {}: {}", self.group, error_name(code));
         }
         Ok(())
@@ -285,15 +277,15 @@ impl GroupMember {
         let response = self.coordinator.send(version, &request)?;
         match response.error_code {
             0 => {}
-            ERROR_MEMBER_ID_REQUIRED => {
+            MEMBER_ID_REQUIRED => {
                 self.member_id = response.member_id.to_string();
                 return Ok(None);
             }
-            ERROR_UNKNOWN_MEMBER_ID => {
+            UNKNOWN_MEMBER_ID => {
                 self.member_id.clear();
                 return Ok(None);
             }
-            ERROR_REBALANCE_IN_PROGRESS => return Ok(None),
+            REBALANCE_IN_PROGRESS => return Ok(None),
             code if COORDINATOR_MOVED.contains(&code) => {
                 self.reconnect(cluster)?;
                 return Ok(None);
@@ -329,7 +321,7 @@ impl GroupMember {
         let response = self.coordinator.send(version, &request)?;
         match response.error_code {
             0 => Ok(Some(decode_assignment(&response.assignment)?)),
-            ERROR_UNKNOWN_MEMBER_ID => {
+            UNKNOWN_MEMBER_ID => {
                 self.member_id.clear();
                 Ok(None)
             }

@@ -8,6 +8,9 @@
 //! appended to the group's `__consumer_offsets` partition and acknowledged once durable,
 //! like any produce.
 
+use spate_net::error_code::{
+    GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, NON_EMPTY_GROUP, OFFSET_METADATA_TOO_LARGE,
+};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -27,10 +30,6 @@ use crate::shard::Shard;
 
 /// Kafka's `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
-const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const NON_EMPTY_GROUP: i16 = 68;
-const GROUP_ID_NOT_FOUND: i16 = 69;
-const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 
 /// A group and its committed offsets.
 pub struct GroupEntry {

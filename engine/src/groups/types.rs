@@ -7,26 +7,7 @@ use bytes::Bytes;
 pub type Waiter = u64;
 
 /// Kafka's error codes used here.
-pub mod code {
-    /// No error.
-    pub const NONE: i16 = 0;
-    /// The group is gone (a race with deletion).
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    /// Wrong generation.
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    /// No common protocol, or the wrong protocol type.
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    /// Not a member (or expired).
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    /// Session timeout outside the broker's bounds.
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    /// A rebalance is under way: rejoin.
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    /// JoinGroup v4+: rejoin with the member id in this response.
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-    /// Another member took this static instance id.
-    pub const FENCED_INSTANCE_ID: i16 = 82;
-}
+pub use spate_net::error_code as code;
 
 /// Coordinator settings (Kafka's broker configs of the same names).
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use crate::metadata::controller::ControllerError;
 use crate::partition::PartitionError;
 
 /// Kafka's code for "no error".
-pub const NONE: i16 = 0;
+pub use spate_net::error_code::NONE;
 
 /// Kafka's code for a storage error. `produce_version` picks between codes that older
 /// Produce versions do not know.

@@ -12,11 +12,12 @@ use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 
-use spate_storage::{Offset, ReadMode, Records};
+use spate_net::fetch_response;
+use spate_net::response::RecordPieces;
+use spate_storage::{Offset, ReadMode, Records, RecordsPiece};
 
 use super::errors::partition_error_code;
-use super::{fetch_response, ApiSpec, RequestContext};
-use crate::connection::Frame;
+use super::{ApiSpec, Frame, RequestContext};
 use crate::partition::{Isolation, Partition};
 use crate::shard::Shard;
 
@@ -29,7 +30,7 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 const READ_COMMITTED: i8 = 1;
 
 /// Answers once `min_bytes` are available, an error occurs, or `max_wait_ms` passes, with
-/// the records as pieces of the response frame (see `fetch_response`).
+/// the records as pieces of the response frame (see `spate_net::fetch_response`).
 pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchRequest) -> Frame {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
@@ -42,7 +43,7 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
                 .with_session_id(0)
                 .with_responses(read.topics);
             for records in read.records.iter().flatten().flatten() {
-                shard.stats().fetch_records(records);
+                shard.stats().fetch_records(&records.0);
             }
             return fetch_response::encode(
                 context.version,
@@ -66,7 +67,31 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
 }
 
 /// Per topic and partition of a response, the records read for it.
-type RecordsByPartition = Vec<Vec<Option<Records>>>;
+type RecordsByPartition = Vec<Vec<Option<FetchedRecords>>>;
+
+/// Records read from a log, as the Fetch encoder sees them: its pieces are the log's, sent
+/// by the connection from where they lie (`connection::write_frame`).
+struct FetchedRecords(Records);
+
+impl RecordPieces for FetchedRecords {
+    type Piece = RecordsPiece;
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn pieces(&self) -> &[RecordsPiece] {
+        self.0.pieces()
+    }
+
+    fn in_memory(piece: &RecordsPiece) -> Option<&[u8]> {
+        piece.in_memory()
+    }
+
+    fn piece_len(piece: &RecordsPiece) -> usize {
+        piece.len()
+    }
+}
 
 /// One pass over the request's partitions.
 struct Read {
@@ -121,7 +146,7 @@ async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchReques
             read.bytes += records.as_ref().map_or(0, Records::len);
             read.any_error |= data.error_code != 0;
             partitions.push(data);
-            topic_records.push(records);
+            topic_records.push(records.map(FetchedRecords));
         }
         read.records.push(topic_records);
         read.topics.push(

@@ -6,9 +6,10 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use spate_net::produce_stream::StreamedProduce;
+use spate_storage::{ReceivedBatch, RecordsPiece};
 use std::rc::Rc;
 
-use crate::connection::{CloseReason, Pending};
 use crate::shard::Shard;
 
 pub mod alter_configs;
@@ -23,7 +24,6 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod errors;
 pub mod fetch;
-pub mod fetch_response;
 pub mod find_coordinator;
 pub mod group_common;
 pub mod heartbeat;
@@ -38,8 +38,31 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
-pub mod produce_stream;
 pub mod sync_group;
+
+/// A response frame, size prefix included: whole, or encoded bytes with the log's records
+/// between them (see `spate_net::response`).
+pub type Frame = spate_net::Frame<RecordsPiece>;
+
+/// What is left of a request after dispatch: the response frame, once ready (`None` when
+/// the request has no response, as for acks=0).
+pub type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Frame>, CloseReason>>>>;
+
+/// Why a connection is closed instead of answered. Logged once, as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseReason {
+    /// The request could not be parsed, or asks for an API or version we do not serve.
+    #[error(transparent)]
+    Request(#[from] spate_net::RequestError),
+    /// The request is well-formed but Kafka's rules say to close (for example an error on
+    /// an acks=0 produce, which has no response to carry it).
+    #[error("{0}")]
+    Protocol(String),
+    /// The response could not be encoded (a bug, but not one worth a shard).
+    #[error("cannot encode response: {0:#}")]
+    Encode(anyhow::Error),
+}
 
 /// The versions of one API that Spate serves.
 #[derive(Clone, Copy, Debug)]
@@ -117,8 +140,9 @@ pub struct RequestContext {
 pub struct RequestFrame {
     /// The frame's payload; for a streamed Produce, without the batches it received.
     pub bytes: Bytes,
-    /// The batches of a streamed Produce received into DMA chunks (see `produce_stream`).
-    pub received: produce_stream::ReceivedBatches,
+    /// The batches of a streamed Produce received into DMA chunks (see
+    /// `spate_net::produce_stream` and `produce::IntoLogs`).
+    pub received: produce::ReceivedBatches,
     /// The frame's size as the client sent it.
     pub frame_bytes: usize,
 }
@@ -133,8 +157,8 @@ impl From<Bytes> for RequestFrame {
     }
 }
 
-impl From<produce_stream::StreamedProduce> for RequestFrame {
-    fn from(streamed: produce_stream::StreamedProduce) -> RequestFrame {
+impl From<StreamedProduce<ReceivedBatch>> for RequestFrame {
+    fn from(streamed: StreamedProduce<ReceivedBatch>) -> RequestFrame {
         RequestFrame {
             bytes: streamed.skeleton,
             received: streamed.received,
@@ -282,6 +306,6 @@ pub fn encode(
 }
 
 /// A pending response that is already complete.
-pub fn ready(frame: Option<crate::connection::Frame>) -> Pending {
+pub fn ready(frame: Option<Frame>) -> Pending {
     Box::pin(std::future::ready(Ok(frame)))
 }

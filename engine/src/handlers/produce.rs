@@ -16,12 +16,11 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use spate_storage::{BatchError, StorageError};
+use spate_net::produce_stream::BatchSink;
+use spate_storage::{BatchError, ReceivedBatch, StorageError};
 
 use super::errors::{partition_error_code, NONE};
-use super::produce_stream::ReceivedBatches;
-use super::{encode, ApiSpec, RequestContext};
-use crate::connection::{CloseReason, Pending};
+use super::{encode, ApiSpec, CloseReason, Pending, RequestContext};
 use crate::partition::{Acks, Appended, Partition, PartitionError, ProducedBatch};
 use crate::shard::Shard;
 
@@ -39,6 +38,34 @@ const ZSTD: i16 = 4;
 const ZSTD_MIN_PRODUCE_VERSION: i16 = 7;
 /// Produce requests carry no leader epoch: any is accepted.
 const ANY_LEADER_EPOCH: i32 = -1;
+
+/// The batches of a streamed Produce, received into DMA chunks by [`IntoLogs`], by their place
+/// in the request: (topic index, partition index).
+pub type ReceivedBatches = spate_net::produce_stream::ReceivedBatches<ReceivedBatch>;
+
+/// Receives a streamed Produce's large batches into the DMA chunks their partitions' logs
+/// write from, each placed where its log says it will start within a disk block, so that the
+/// append adopts them without a copy (`PartitionLog::append_received`).
+pub struct IntoLogs<'a>(pub &'a Shard);
+
+impl BatchSink for IntoLogs<'_> {
+    type Batch = ReceivedBatch;
+
+    fn begin(&self, topic: &str, partition: i32, bytes: usize) -> ReceivedBatch {
+        // A partition not open yet is opened by the handler, and its batch is copied that once.
+        let front = self
+            .0
+            .partitions
+            .open_replica(topic, partition)
+            .map_or(0, |replica| replica.receive_front(bytes));
+        ReceivedBatch::empty(front, bytes)
+    }
+
+    fn next_part<'batch>(&self, batch: &'batch mut ReceivedBatch) -> Option<&'batch mut [u8]> {
+        // Chunks are taken one at a time as the batch arrives.
+        batch.next_part_mut()
+    }
+}
 
 /// A partition that was appended to, whose answer waits for its acknowledgement.
 struct Waiting {

@@ -8,51 +8,48 @@
 //! never sets (diverging epoch, current leader, snapshot id: tagged fields of v12) are not
 //! written, as kafka-protocol omits them at their defaults.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::FetchResponse;
-use spate_storage::Records;
 
-use crate::connection::{Frame, FramePiece};
+use crate::response::{Frame, FrameBuilder, RecordPieces};
+use crate::wire::WireWrite;
 
-/// Versions this encoder writes (those `fetch::SPEC` serves).
+/// Versions this encoder writes (those the engine's Fetch handler serves).
 pub const VERSIONS: std::ops::RangeInclusive<i16> = 4..=12;
-/// Memory pieces up to this size are copied into the frame's own bytes rather than sent as
-/// a piece of their own: one more send costs more than copying a few KiB.
-const INLINE_PIECE_BYTES: usize = 4096;
 
 /// Encodes `response` as a frame with the response header for `correlation_id`. `records`
 /// holds, per topic and partition in the response's order, the records to send in place of
 /// the partition's `records` field (which must be `None` where records are given: `None` in
 /// both writes a null).
-pub fn encode(
+pub fn encode<R: RecordPieces>(
     version: i16,
     correlation_id: i32,
     response: &FetchResponse,
-    records: Vec<Vec<Option<Records>>>,
-) -> Frame {
+    records: Vec<Vec<Option<R>>>,
+) -> Frame<R::Piece> {
     assert!(
         VERSIONS.contains(&version),
         "Fetch v{version} not encoded here"
     );
     let flexible = version >= 12;
-    let mut out = FrameBuilder::default();
-    out.bytes.put_i32(0); // patched in `finish`
+    let mut out = FrameBuilder::new();
     out.bytes.put_i32(correlation_id);
     if ApiKey::Fetch.response_header_version(version) >= 1 {
-        out.bytes.put_u8(0); // no tagged fields
+        out.bytes.put_no_tagged_fields(); // no tagged fields
     }
     out.bytes.put_i32(response.throttle_time_ms);
     if version >= 7 {
         out.bytes.put_i16(response.error_code);
         out.bytes.put_i32(response.session_id);
     }
-    out.array_length(flexible, response.responses.len());
+    out.bytes
+        .put_array_length(flexible, response.responses.len());
     let mut records = records.into_iter();
     for topic in &response.responses {
         let mut topic_records = records.next().unwrap_or_default().into_iter();
-        out.string(flexible, topic.topic.0.as_bytes());
-        out.array_length(flexible, topic.partitions.len());
+        out.bytes.put_string(flexible, topic.topic.0.as_bytes());
+        out.bytes.put_array_length(flexible, topic.partitions.len());
         for partition in &topic.partitions {
             let bytes = &mut out.bytes;
             bytes.put_i32(partition.partition_index);
@@ -63,14 +60,14 @@ pub fn encode(
                 bytes.put_i64(partition.log_start_offset);
             }
             match &partition.aborted_transactions {
-                None => out.null_array(flexible),
+                None => out.bytes.put_null_array(flexible),
                 Some(aborted) => {
-                    out.array_length(flexible, aborted.len());
+                    out.bytes.put_array_length(flexible, aborted.len());
                     for transaction in aborted {
                         out.bytes.put_i64(transaction.producer_id.0);
                         out.bytes.put_i64(transaction.first_offset);
                         if flexible {
-                            out.bytes.put_u8(0);
+                            out.bytes.put_no_tagged_fields();
                         }
                     }
                 }
@@ -80,121 +77,33 @@ pub fn encode(
             }
             match (topic_records.next().flatten(), &partition.records) {
                 (Some(records), _) => {
-                    out.bytes_length(flexible, Some(records.len()));
-                    for piece in records.pieces() {
-                        out.records_piece(piece);
-                    }
+                    out.bytes.put_bytes_length(flexible, Some(records.len()));
+                    out.records(&records);
                 }
                 (None, Some(inline)) => {
-                    out.bytes_length(flexible, Some(inline.len()));
+                    out.bytes.put_bytes_length(flexible, Some(inline.len()));
                     out.bytes.put_slice(inline);
                 }
-                (None, None) => out.bytes_length(flexible, None),
+                (None, None) => out.bytes.put_bytes_length(flexible, None),
             }
             if flexible {
-                out.bytes.put_u8(0); // partition tagged fields
+                out.bytes.put_no_tagged_fields(); // partition tagged fields
             }
         }
         if flexible {
-            out.bytes.put_u8(0); // topic tagged fields
+            out.bytes.put_no_tagged_fields(); // topic tagged fields
         }
     }
     if flexible {
-        out.bytes.put_u8(0); // response tagged fields
+        out.bytes.put_no_tagged_fields(); // response tagged fields
     }
     out.finish()
-}
-
-#[derive(Default)]
-struct FrameBuilder {
-    /// The bytes after the last piece pushed.
-    bytes: BytesMut,
-    pieces: Vec<FramePiece>,
-    /// The size prefix: every byte after it, pieces included.
-    length: usize,
-}
-
-impl FrameBuilder {
-    fn unsigned_varint(&mut self, mut value: u32) {
-        while value >= 0x80 {
-            self.bytes.put_u8((value as u8 & 0x7f) | 0x80);
-            value >>= 7;
-        }
-        self.bytes.put_u8(value as u8);
-    }
-
-    fn array_length(&mut self, flexible: bool, length: usize) {
-        if flexible {
-            self.unsigned_varint(length as u32 + 1);
-        } else {
-            self.bytes.put_i32(length as i32);
-        }
-    }
-
-    fn null_array(&mut self, flexible: bool) {
-        if flexible {
-            self.bytes.put_u8(0);
-        } else {
-            self.bytes.put_i32(-1);
-        }
-    }
-
-    fn string(&mut self, flexible: bool, value: &[u8]) {
-        if flexible {
-            self.unsigned_varint(value.len() as u32 + 1);
-        } else {
-            self.bytes.put_i16(value.len() as i16);
-        }
-        self.bytes.put_slice(value);
-    }
-
-    fn bytes_length(&mut self, flexible: bool, length: Option<usize>) {
-        match (flexible, length) {
-            (true, Some(length)) => self.unsigned_varint(length as u32 + 1),
-            (true, None) => self.bytes.put_u8(0),
-            (false, Some(length)) => self.bytes.put_i32(length as i32),
-            (false, None) => self.bytes.put_i32(-1),
-        }
-    }
-
-    fn records_piece(&mut self, piece: &spate_storage::RecordsPiece) {
-        match piece.in_memory() {
-            Some(slice) if slice.len() <= INLINE_PIECE_BYTES => self.bytes.put_slice(slice),
-            _ => {
-                self.flush_bytes();
-                self.length += piece.len();
-                self.pieces.push(FramePiece::Records(piece.clone()));
-            }
-        }
-    }
-
-    fn flush_bytes(&mut self) {
-        if !self.bytes.is_empty() {
-            let bytes = self.bytes.split();
-            self.length += bytes.len();
-            self.pieces.push(FramePiece::Bytes(bytes));
-        }
-    }
-
-    fn finish(mut self) -> Frame {
-        self.flush_bytes();
-        let size = i32::try_from(self.length - 4).expect("a response never exceeds 2 GiB");
-        match self.pieces.first_mut() {
-            Some(FramePiece::Bytes(first)) => first[0..4].copy_from_slice(&size.to_be_bytes()),
-            _ => unreachable!("the frame starts with its header bytes"),
-        }
-        if self.pieces.len() == 1 {
-            if let Some(FramePiece::Bytes(whole)) = self.pieces.pop() {
-                return Frame::Whole(whole);
-            }
-        }
-        Frame::Pieces(self.pieces)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response::InlineRecords;
     use bytes::Bytes;
     use kafka_protocol::messages::fetch_response::{
         AbortedTransaction, FetchableTopicResponse, PartitionData,
@@ -203,31 +112,16 @@ mod tests {
     use kafka_protocol::protocol::StrBytes;
     use proptest::prelude::*;
 
-    fn flatten(frame: Frame) -> Vec<u8> {
-        match frame {
-            Frame::Whole(bytes) => bytes.to_vec(),
-            Frame::Pieces(pieces) => {
-                let mut all = Vec::new();
-                for piece in pieces {
-                    match piece {
-                        FramePiece::Bytes(bytes) => all.extend_from_slice(&bytes),
-                        FramePiece::Records(piece) => {
-                            all.extend_from_slice(piece.in_memory().expect("memory pieces only"))
-                        }
-                    }
-                }
-                all
-            }
-        }
-    }
-
     /// (topic name, per partition: (index, error, aborted transactions?, records?)).
     type Shape = Vec<(
         String,
         Vec<(i32, i16, Option<Vec<(i64, i64)>>, Option<Vec<u8>>)>,
     )>;
 
-    fn response_of(shape: &Shape, inline: bool) -> (FetchResponse, Vec<Vec<Option<Records>>>) {
+    fn response_of(
+        shape: &Shape,
+        inline: bool,
+    ) -> (FetchResponse, Vec<Vec<Option<InlineRecords>>>) {
         let mut all_records = Vec::new();
         let topics = shape
             .iter()
@@ -257,7 +151,7 @@ mod tests {
                             topic_records.push(None);
                             data.with_records(bytes)
                         } else {
-                            topic_records.push(bytes.map(Records::from_bytes));
+                            topic_records.push(bytes.map(InlineRecords::new));
                             data.with_records(None)
                         }
                     })
@@ -294,7 +188,7 @@ mod tests {
         #[test]
         fn pieces_encode_exactly_as_kafka_protocol(shape in shape(), version in 4i16..=12) {
             let (inline_response, _) = response_of(&shape, true);
-            let expected = spate_net::encode_response(
+            let expected = crate::encode_response(
                 ApiKey::Fetch,
                 version,
                 42,
@@ -302,9 +196,10 @@ mod tests {
             )
             .unwrap();
             // Records given inline and records given as pieces encode the same bytes.
-            prop_assert_eq!(&flatten(encode(version, 42, &inline_response, Vec::new()))[..], &expected[..]);
+            let inline = encode::<InlineRecords>(version, 42, &inline_response, Vec::new());
+            prop_assert_eq!(&inline.flatten()[..], &expected[..]);
             let (response, records) = response_of(&shape, false);
-            prop_assert_eq!(&flatten(encode(version, 42, &response, records))[..], &expected[..]);
+            prop_assert_eq!(&encode(version, 42, &response, records).flatten()[..], &expected[..]);
         }
     }
 }

@@ -2,11 +2,12 @@
 //! socket straight into the DMA chunks the flusher writes them from.
 //!
 //! The connection's [`FrameReader`] hands out large Produce frames as a stream
-//! ([`spate_net::NextFrame::Streamed`]). This module walks the request's fields as they
+//! ([`crate::NextFrame::Streamed`]). This module walks the request's fields as they
 //! arrive, copying them into a "skeleton" of the request, until it meets a partition's
-//! records: a batch of [`RECEIVED_BATCH_BYTES_MIN`] or more is read into a
-//! [`ReceivedBatch`], placed in memory where the partition's log says it will start within a
-//! disk block, and the skeleton gets an empty records field in its place. Smaller batches stay
+//! records: a batch of [`RECEIVED_BATCH_BYTES_MIN`] or more is read into memory the caller's
+//! [`BatchSink`] provides (the engine's: DMA chunks, placed where the partition's log says the
+//! batch will start within a disk block), and the skeleton gets an empty records field in its
+//! place. Smaller batches stay
 //! in the skeleton. The skeleton is then decoded and handled like any request; the produce
 //! handler takes each partition's batch from the received ones by its place in the request.
 //!
@@ -16,14 +17,14 @@
 
 use bytes::{BufMut, BytesMut};
 use futures_lite::AsyncRead;
-use spate_net::{FrameError, FrameReader};
-use spate_storage::ReceivedBatch;
 
-use crate::shard::Shard;
+use crate::frame::{FrameError, FrameReader};
+use crate::wire::{nullable_length, Uvarint, UvarintDecoder, UVARINT_BYTES_MAX};
 
-/// Batches this size or more are received into DMA chunks; smaller ones are read with the
-/// request's fields and copied once more when appended, which costs less than their own reads.
-pub const RECEIVED_BATCH_BYTES_MIN: usize = spate_net::frame::STREAMED_BUFFERED_BYTES;
+/// Batches this size or more are received into the sink's memory; smaller ones are read with
+/// the request's fields and copied once more when appended, which costs less than their own
+/// reads.
+pub const RECEIVED_BATCH_BYTES_MIN: usize = crate::frame::STREAMED_BUFFERED_BYTES;
 
 /// Produce versions whose layout this module walks (the ones the broker serves); frames of
 /// other versions are read whole and refused by the dispatcher as usual.
@@ -31,9 +32,20 @@ const WALKED_VERSIONS: std::ops::RangeInclusive<i16> = 3..=11;
 /// The first flexible (KIP-482) Produce version.
 const FIRST_FLEXIBLE_VERSION: i16 = 9;
 
-/// A partition's batch received into DMA chunks, by its place in the request: (topic index,
-/// partition index).
-pub type ReceivedBatches = Vec<((usize, usize), ReceivedBatch)>;
+/// Partitions' batches received into a sink's memory, by their place in the request: (topic
+/// index, partition index).
+pub type ReceivedBatches<B> = Vec<((usize, usize), B)>;
+
+/// Where the large batches of a streamed Produce are received.
+pub trait BatchSink {
+    /// A batch being received, then received.
+    type Batch;
+    /// Begins a batch of `bytes` for a partition. Memory should be taken as parts are asked
+    /// for, not all at once: a batch that claims 100 MB and sends 10 bytes must cost little.
+    fn begin(&self, topic: &str, partition: i32, bytes: usize) -> Self::Batch;
+    /// The next part of `batch` to fill, `None` once it is whole.
+    fn next_part<'batch>(&self, batch: &'batch mut Self::Batch) -> Option<&'batch mut [u8]>;
+}
 
 /// Why a streamed Produce request could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,50 +59,30 @@ pub enum StreamError {
 }
 
 /// A large Produce request as read: the request without its received batches, and those.
-pub struct StreamedProduce {
+pub struct StreamedProduce<B> {
     /// The request, with an empty records field where a batch was received.
     pub skeleton: bytes::Bytes,
-    /// The batches received into DMA chunks.
-    pub received: ReceivedBatches,
+    /// The batches received into the sink's memory.
+    pub received: ReceivedBatches<B>,
     /// The frame's size, for the request counters.
     pub frame_bytes: usize,
 }
 
-/// Reads the streamed frame of `frame_bytes` that `frames` is at.
-pub async fn read<R: AsyncRead + Unpin>(
-    shard: &Shard,
+/// Reads the streamed frame of `frame_bytes` that `frames` is at, receiving its large batches
+/// into `sink`.
+pub async fn read<R: AsyncRead + Unpin, S: BatchSink>(
+    sink: &S,
     frames: &mut FrameReader,
     stream: &mut R,
     frame_bytes: usize,
-) -> Result<StreamedProduce, StreamError> {
-    // A partition not open yet is opened by the handler, and its batch is copied that once.
-    let front = |topic: &str, partition: i32, batch_bytes: usize| {
-        shard
-            .partitions
-            .open_replica(topic, partition)
-            .map_or(0, |replica| replica.receive_front(batch_bytes))
-    };
-    read_with(&front, frames, stream, frame_bytes).await
-}
-
-/// Where a batch of a partition would start within a block if appended now: (topic,
-/// partition, batch bytes) -> front.
-type FrontOf<'a> = &'a dyn Fn(&str, i32, usize) -> usize;
-
-/// [`read`], asking `front` where to place each received batch.
-async fn read_with<R: AsyncRead + Unpin>(
-    front: FrontOf<'_>,
-    frames: &mut FrameReader,
-    stream: &mut R,
-    frame_bytes: usize,
-) -> Result<StreamedProduce, StreamError> {
+) -> Result<StreamedProduce<S::Batch>, StreamError> {
     let mut walker = Walker {
         frames,
         stream,
         skeleton: BytesMut::with_capacity(1024),
         received: Vec::new(),
     };
-    walker.walk(front).await?;
+    walker.walk(sink).await?;
     // Anything after the fields we know (there should be nothing) stays in the skeleton for
     // the decoder to judge.
     let rest = walker.frames.streamed_remaining();
@@ -102,15 +94,15 @@ async fn read_with<R: AsyncRead + Unpin>(
     })
 }
 
-struct Walker<'a, R> {
+struct Walker<'a, R, B> {
     frames: &'a mut FrameReader,
     stream: &'a mut R,
     skeleton: BytesMut,
-    received: ReceivedBatches,
+    received: ReceivedBatches<B>,
 }
 
-impl<R: AsyncRead + Unpin> Walker<'_, R> {
-    async fn walk(&mut self, front: FrontOf<'_>) -> Result<(), StreamError> {
+impl<R: AsyncRead + Unpin, B> Walker<'_, R, B> {
+    async fn walk<S: BatchSink<Batch = B>>(&mut self, sink: &S) -> Result<(), StreamError> {
         let _api_key = self.i16().await?;
         let version = self.i16().await?;
         if !WALKED_VERSIONS.contains(&version) {
@@ -133,7 +125,7 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
             for partition_index in 0..partitions {
                 let partition = self.i32().await?;
                 self.records(
-                    front,
+                    sink,
                     flexible,
                     &name,
                     partition,
@@ -155,15 +147,15 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
     }
 
     /// A partition's records: received into DMA chunks if large, else copied with the rest.
-    async fn records(
+    async fn records<S: BatchSink<Batch = B>>(
         &mut self,
-        front: FrontOf<'_>,
+        sink: &S,
         flexible: bool,
         topic: &str,
         partition: i32,
         slot: (usize, usize),
     ) -> Result<(), StreamError> {
-        let mut prefix = [0u8; 5];
+        let mut prefix = [0u8; UVARINT_BYTES_MAX];
         let (prefix_bytes, records_bytes) = if flexible {
             let (encoded, value) = self.read_uvarint(&mut prefix).await?;
             (encoded, i64::from(value) - 1)
@@ -192,10 +184,9 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
             self.skeleton.put_slice(&prefix[..prefix_bytes]);
             return self.copy(records_bytes).await;
         }
-        // Chunks are taken one at a time as the batch arrives: a batch that claims 100 MB and
-        // sends 10 bytes holds one chunk.
-        let mut batch = ReceivedBatch::empty(front(topic, partition, records_bytes), records_bytes);
-        while let Some(part) = batch.next_part_mut() {
+        // The sink takes memory a part at a time as the batch arrives (see `BatchSink`).
+        let mut batch = sink.begin(topic, partition, records_bytes);
+        while let Some(part) = sink.next_part(&mut batch) {
             self.frames.read_streamed(self.stream, part).await?;
         }
         // An empty records field marks the place of the received batch.
@@ -262,20 +253,24 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
     }
 
     /// An unsigned varint, not copied: its bytes and value.
-    async fn read_uvarint(&mut self, encoded: &mut [u8; 5]) -> Result<(usize, u32), StreamError> {
-        let mut value = 0u32;
+    async fn read_uvarint(
+        &mut self,
+        encoded: &mut [u8; UVARINT_BYTES_MAX],
+    ) -> Result<(usize, u32), StreamError> {
+        let mut decoder = UvarintDecoder::default();
         for at in 0..encoded.len() {
             self.read(&mut encoded[at..at + 1]).await?;
-            value |= u32::from(encoded[at] & 0x7f) << (7 * at);
-            if encoded[at] & 0x80 == 0 {
-                return Ok((at + 1, value));
+            match decoder.push(encoded[at]) {
+                Uvarint::Incomplete => {}
+                Uvarint::Done(value) => return Ok((at + 1, value)),
+                Uvarint::TooLong => break,
             }
         }
         Err(StreamError::Malformed("varint longer than 5 bytes".into()))
     }
 
     async fn uvarint(&mut self) -> Result<u32, StreamError> {
-        let mut encoded = [0u8; 5];
+        let mut encoded = [0u8; UVARINT_BYTES_MAX];
         let (bytes, value) = self.read_uvarint(&mut encoded).await?;
         self.skeleton.put_slice(&encoded[..bytes]);
         Ok(value)
@@ -326,11 +321,7 @@ impl<R: AsyncRead + Unpin> Walker<'_, R> {
 
 /// A length that may be -1 (null: no bytes); any other negative is malformed.
 fn length(value: i64) -> Result<usize, StreamError> {
-    match value {
-        -1 => Ok(0),
-        value => usize::try_from(value)
-            .map_err(|_| StreamError::Malformed(format!("negative length {value}"))),
-    }
+    nullable_length(value).ok_or_else(|| StreamError::Malformed(format!("negative length {value}")))
 }
 
 #[cfg(test)]
@@ -383,20 +374,40 @@ mod tests {
             .with_request_api_version(version)
             .with_correlation_id(7)
             .with_client_id(Some(StrBytes::from_static_str("walker-test")));
-        spate_net::codec::encode_request(&header, ApiKey::Produce, request)
+        crate::codec::encode_request(&header, ApiKey::Produce, request)
             .unwrap()
             .to_vec()
     }
 
+    /// Receives batches into vectors, in parts of up to 4 KiB as the engine's chunks do.
+    struct VecSink;
+
+    /// A batch and how much of it is filled.
+    struct VecBatch(Vec<u8>, usize);
+
+    impl BatchSink for VecSink {
+        type Batch = VecBatch;
+
+        fn begin(&self, _: &str, _: i32, bytes: usize) -> VecBatch {
+            VecBatch(vec![0; bytes], 0)
+        }
+
+        fn next_part<'batch>(&self, batch: &'batch mut VecBatch) -> Option<&'batch mut [u8]> {
+            let start = batch.1;
+            let end = batch.0.len().min(start + 4096);
+            batch.1 = end;
+            (start < end).then(|| &mut batch.0[start..end])
+        }
+    }
+
     /// Walks `bytes` as the connection does; `None` if the frame is not streamed.
-    fn walk(bytes: Vec<u8>) -> Option<Result<StreamedProduce, StreamError>> {
+    fn walk(bytes: Vec<u8>) -> Option<Result<StreamedProduce<VecBatch>, StreamError>> {
         let mut stream = Cursor::new(bytes);
         let mut frames = FrameReader::new(1 << 26).stream_api_key(ApiKey::Produce as i16);
-        let front = |_: &str, partition: i32, _: usize| (partition as usize * 977) % 4096;
         block_on(async {
             match frames.next(&mut stream).await {
-                Ok(Some(spate_net::NextFrame::Streamed(size))) => {
-                    let read = read_with(&front, &mut frames, &mut stream, size).await;
+                Ok(Some(crate::NextFrame::Streamed(size))) => {
+                    let read = read(&VecSink, &mut frames, &mut stream, size).await;
                     if read.is_ok() {
                         assert_eq!(
                             frames.streamed_remaining(),
@@ -433,10 +444,10 @@ mod tests {
         let mut stream = Cursor::new(bytes);
         let mut frames = FrameReader::new(1 << 26).stream_api_key(ApiKey::Produce as i16);
         block_on(async {
-            let Ok(Some(spate_net::NextFrame::Streamed(_))) = frames.next(&mut stream).await else {
+            let Ok(Some(crate::NextFrame::Streamed(_))) = frames.next(&mut stream).await else {
                 panic!("a large produce is streamed")
             };
-            let mut walker = Walker {
+            let mut walker = Walker::<_, VecBatch> {
                 frames: &mut frames,
                 stream: &mut stream,
                 skeleton: BytesMut::new(),
@@ -465,7 +476,7 @@ mod tests {
         ) {
             let sent = request(&topics);
             let streamed = walk(frame(version, &sent)).expect("streamed").expect("walked");
-            let decoded = spate_net::Request::decode_header(streamed.skeleton.clone()).unwrap();
+            let decoded = crate::Request::decode_header(streamed.skeleton.clone()).unwrap();
             let RequestKind::Produce(skeleton) = decoded.decode_body().unwrap() else {
                 panic!("not a produce request")
             };
@@ -480,9 +491,10 @@ mod tests {
                     let slot = (topic_index, partition_index);
                     let records = match received.next_if(|(at, _)| *at == slot) {
                         Some((_, batch)) => {
-                            prop_assert!(batch.len() >= RECEIVED_BATCH_BYTES_MIN);
+                            prop_assert!(batch.0.len() >= RECEIVED_BATCH_BYTES_MIN);
+                            prop_assert_eq!(batch.1, batch.0.len(), "filled to its end");
                             prop_assert_eq!(partition.records.as_deref(), Some(&[][..]));
-                            Some(Bytes::from(batch.parts().concat()))
+                            Some(Bytes::from(batch.0))
                         }
                         None => partition.records.clone(),
                     };

@@ -1,0 +1,76 @@
+//! Kafka's error codes, as constants to `match` on, in one place.
+//!
+//! Code that produces an error maps its own error enum to kafka-protocol's
+//! [`ResponseError`](kafka_protocol::ResponseError) (the engine's `handlers/errors.rs`);
+//! code that reads a code (the CLI, the bench harness, the tests, the group state machine's
+//! answers) uses these. A test checks each against kafka-protocol's table, so a typo cannot
+//! hide here.
+
+macro_rules! codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal => $variant:ident,)*) => {
+        $($(#[$doc])* pub const $name: i16 = $code;)*
+
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn every_code_is_kafkas() {
+                use kafka_protocol::ResponseError;
+                $(assert_eq!(
+                    ResponseError::$variant.code(),
+                    super::$name,
+                    stringify!($name)
+                );)*
+            }
+        }
+    };
+}
+
+/// No error.
+pub const NONE: i16 = 0;
+
+codes! {
+    /// The offset is outside the log (below its start or past its end).
+    OFFSET_OUT_OF_RANGE = 1 => OffsetOutOfRange,
+    /// A batch failed its CRC or could not be parsed.
+    CORRUPT_MESSAGE = 2 => CorruptMessage,
+    /// The topic or partition does not exist.
+    UNKNOWN_TOPIC_OR_PARTITION = 3 => UnknownTopicOrPartition,
+    /// This broker does not lead (or follow) the partition.
+    NOT_LEADER_OR_FOLLOWER = 6 => NotLeaderOrFollower,
+    /// A batch or request is larger than the broker accepts.
+    MESSAGE_TOO_LARGE = 10 => MessageTooLarge,
+    /// Committed offset metadata is longer than `offset.metadata.max.bytes`.
+    OFFSET_METADATA_TOO_LARGE = 12 => OffsetMetadataTooLarge,
+    /// The coordinator is still loading its state: retry.
+    COORDINATOR_LOAD_IN_PROGRESS = 14 => CoordinatorLoadInProgress,
+    /// The coordinator is not available (or the group is gone): find it again.
+    COORDINATOR_NOT_AVAILABLE = 15 => CoordinatorNotAvailable,
+    /// This broker is not the group's coordinator: find it again.
+    NOT_COORDINATOR = 16 => NotCoordinator,
+    /// Wrong group generation.
+    ILLEGAL_GENERATION = 22 => IllegalGeneration,
+    /// No common protocol, or the wrong protocol type.
+    INCONSISTENT_GROUP_PROTOCOL = 23 => InconsistentGroupProtocol,
+    /// Not a member of the group (or expired).
+    UNKNOWN_MEMBER_ID = 25 => UnknownMemberId,
+    /// Session timeout outside the broker's bounds.
+    INVALID_SESSION_TIMEOUT = 26 => InvalidSessionTimeout,
+    /// A rebalance is under way: rejoin.
+    REBALANCE_IN_PROGRESS = 27 => RebalanceInProgress,
+    /// The API version is not served.
+    UNSUPPORTED_VERSION = 35 => UnsupportedVersion,
+    /// CreateTopics: the topic exists.
+    TOPIC_ALREADY_EXISTS = 36 => TopicAlreadyExists,
+    /// An idempotent producer's sequence skipped ahead.
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45 => OutOfOrderSequenceNumber,
+    /// The group still has members.
+    NON_EMPTY_GROUP = 68 => NonEmptyGroup,
+    /// The group does not exist.
+    GROUP_ID_NOT_FOUND = 69 => GroupIdNotFound,
+    /// JoinGroup v4+: rejoin with the member id in this response.
+    MEMBER_ID_REQUIRED = 79 => MemberIdRequired,
+    /// Another member took this static instance id.
+    FENCED_INSTANCE_ID = 82 => FencedInstanceId,
+    /// OffsetDelete: the group still subscribes to the topic.
+    GROUP_SUBSCRIBED_TO_TOPIC = 86 => GroupSubscribedToTopic,
+}
