@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use bytes::{Buf, Bytes};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 
-use crate::codec::encode_request;
+use crate::codec::encode_client_request;
 
 /// A connection to one broker.
 pub struct Client {
@@ -44,15 +44,7 @@ impl Client {
     /// Sends `body` at `version` and waits for its response.
     pub fn send<T: Request>(&mut self, version: i16, body: &T) -> anyhow::Result<T::Response> {
         let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("bad key"))?;
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(T::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let frame = encode_request(&header, api_key, body)?;
-        self.stream.write_all(&frame)?;
+        let correlation_id = self.send_request(version, body)?;
         let mut response = self.read_frame()?;
         let response_header =
             ResponseHeader::decode(&mut response, api_key.response_header_version(version))?;
@@ -72,17 +64,17 @@ impl Client {
         version: i16,
         body: &T,
     ) -> anyhow::Result<()> {
-        let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("bad key"))?;
+        self.send_request(version, body)?;
+        Ok(())
+    }
+
+    /// Writes the request; returns its correlation id.
+    fn send_request<T: Request>(&mut self, version: i16, body: &T) -> anyhow::Result<i32> {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
-        let header = RequestHeader::default()
-            .with_request_api_key(T::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
-        let frame = encode_request(&header, api_key, body)?;
+        let frame = encode_client_request(version, correlation_id, &self.client_id, body)?;
         self.stream.write_all(&frame)?;
-        Ok(())
+        Ok(correlation_id)
     }
 
     /// Changes how long a read or write may block, for requests the broker may hold for a

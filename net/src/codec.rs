@@ -7,7 +7,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// Why a request frame could not be turned into a typed request.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +143,22 @@ pub fn encode_api_versions_unsupported(correlation_id: i32, min: i16, max: i16) 
 fn patch_size_prefix(frame: &mut BytesMut) {
     let size = i32::try_from(frame.len() - 4).expect("a response never exceeds 2 GiB");
     frame[0..4].copy_from_slice(&size.to_be_bytes());
+}
+
+/// Encodes a client's request frame: `body` at `version`, with the header a client sends.
+pub fn encode_client_request<T: kafka_protocol::protocol::Request>(
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+    body: &T,
+) -> anyhow::Result<BytesMut> {
+    let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("unknown API key"))?;
+    let header = RequestHeader::default()
+        .with_request_api_key(T::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    encode_request(&header, api_key, body)
 }
 
 /// Encodes a request frame (used by the client and by tests).

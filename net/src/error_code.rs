@@ -71,6 +71,10 @@ codes! {
     MEMBER_ID_REQUIRED = 79 => MemberIdRequired,
     /// Another member took this static instance id.
     FENCED_INSTANCE_ID = 82 => FencedInstanceId,
+    /// The request's leader epoch is older than the partition's: refresh the metadata.
+    FENCED_LEADER_EPOCH = 74 => FencedLeaderEpoch,
+    /// The request's leader epoch is newer than the partition's: the broker lags, retry.
+    UNKNOWN_LEADER_EPOCH = 75 => UnknownLeaderEpoch,
     /// OffsetDelete: the group still subscribes to the topic.
     GROUP_SUBSCRIBED_TO_TOPIC = 86 => GroupSubscribedToTopic,
 }

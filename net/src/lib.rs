@@ -24,12 +24,17 @@
 //! - [`wire`] holds the primitives those hand-written codecs share: varints, compact and
 //!   classic strings, arrays and bytes, tagged fields.
 //! - [`error_code`] is the one list of Kafka error codes Spate's code matches on.
+//! - [`async_client`] is the client a shard uses to talk to other brokers without blocking:
+//!   [`async_client::BrokerConnection`] (one broker, versions negotiated) and
+//!   [`async_client::ClusterClient`] (routed to partition leaders: Fetch, ListOffsets,
+//!   OffsetForLeaderEpoch), on the caller's runtime.
 //! - [`client::Client`] is a small blocking client over `std::net::TcpStream`, used by the
 //!   CLI, the tests and the bench harness.
 //!
 //! This crate knows nothing about partitions, groups or disks; which API versions the
 //! broker serves is decided by the engine's handler table, not here.
 
+pub mod async_client;
 pub mod budget;
 pub mod client;
 pub mod codec;
