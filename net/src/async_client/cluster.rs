@@ -163,14 +163,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClusterClient<S> {
     }
 
     fn learn(&mut self, response: &MetadataResponse) {
-        for broker in &response.brokers {
-            self.brokers.insert(
-                broker.node_id.0,
-                format!("{}:{}", broker.host.as_str(), broker.port),
-            );
-        }
+        // Metadata lists every live broker: one that left is forgotten.
+        self.brokers = response
+            .brokers
+            .iter()
+            .map(|broker| {
+                let address = format!("{}:{}", broker.host.as_str(), broker.port);
+                (broker.node_id.0, address)
+            })
+            .collect();
         for topic in &response.topics {
             let Some(name) = &topic.name else { continue };
+            if topic.error_code != error_code::NONE {
+                // Gone (or not visible): none of its partitions has a leader to go to.
+                self.leaders
+                    .retain(|(known, _), _| known.as_str() != name.0.as_str());
+                continue;
+            }
             for partition in &topic.partitions {
                 let key = (name.0.to_string(), partition.partition_index);
                 if partition.error_code == error_code::NONE && partition.leader_id.0 >= 0 {
