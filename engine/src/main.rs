@@ -38,6 +38,8 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Print a topic's records on stdout, one per line, alone or as a group member.
     Consume(cli::consume::ConsumeArgs),
+    /// Inspect a partition's files offline: `spate log dump FILE...`.
+    Log(cli::log_dump::LogArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Group(args) => cli::group::run(args),
         Command::Produce(args) => cli::produce::run(args),
         Command::Consume(args) => cli::consume::run(args),
+        Command::Log(args) => cli::log_dump::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

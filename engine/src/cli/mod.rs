@@ -25,6 +25,7 @@ pub mod datetime;
 pub mod group;
 pub mod group_member;
 pub mod group_offsets;
+pub mod log_dump;
 pub mod offsets;
 pub mod output;
 pub mod produce;
