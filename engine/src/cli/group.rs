@@ -1,4 +1,4 @@
-//! `spate group`: list, describe, reset the offsets of, and delete consumer groups.
+//! `spate group`: list, describe, reset and delete the offsets of, and delete consumer groups.
 
 use spate_net::error_code::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP};
 use std::collections::{BTreeMap, BTreeSet};
@@ -6,18 +6,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{bail, Context};
 use clap::{ArgGroup, Args, Subcommand};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    OffsetDeleteRequest,
 };
 use serde_json::json;
 
-use super::broker::{str_bytes, Cluster};
+use super::broker::{str_bytes, topic_name, Cluster};
 use super::consumer_protocol::decode_assignment;
 use super::datetime::parse_iso8601_ms;
 use super::group_member::PROTOCOL_TYPE;
 use super::group_offsets::{commit_all, fetch_committed, Committer};
 use super::offsets::{list_offsets, log_bounds};
-use super::output::{offset_cell, offset_json, print_json, print_text, Table};
+use super::output::{id_list, offset_cell, offset_json, print_json, print_text, Table};
 use super::{check_error, error_name, ConnectionArgs};
 
 /// `spate group ...`
@@ -78,6 +82,20 @@ enum GroupCommand {
         #[arg(long)]
         execute: bool,
     },
+    /// Delete a group's committed offsets for one topic (OffsetDelete); refused while the
+    /// group's members subscribe to it.
+    ///
+    /// Example: spate group offset-delete billing --topic orders
+    OffsetDelete {
+        /// The group id.
+        name: String,
+        /// The topic whose offsets go.
+        #[arg(long)]
+        topic: String,
+        /// Only these partitions (repeat for several; default: all).
+        #[arg(long = "partition", value_name = "N")]
+        partitions: Vec<i32>,
+    },
     /// Delete a group and its committed offsets; it must have no members.
     Delete {
         /// The group id.
@@ -119,6 +137,11 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
             };
             reset_offsets(&mut cluster, json, &plan, execute)
         }
+        GroupCommand::OffsetDelete {
+            name,
+            topic,
+            partitions,
+        } => offset_delete(&mut cluster, json, &name, &topic, partitions),
         GroupCommand::Delete { name } => delete(&mut cluster, json, &name),
     }
 }
@@ -583,6 +606,62 @@ fn delete(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {
         print_json(&json!({ "group": name, "deleted": true }));
     } else {
         print_text(&format!("Deleted group {name}.\n"));
+    }
+    Ok(())
+}
+
+fn offset_delete(
+    cluster: &mut Cluster,
+    json: bool,
+    name: &str,
+    topic: &str,
+    mut partitions: Vec<i32>,
+) -> anyhow::Result<()> {
+    if partitions.is_empty() {
+        partitions = cluster.topic(topic)?.partition_indexes();
+    }
+    let coordinator = cluster.coordinator(name)?;
+    let version = coordinator.version(ApiKey::OffsetDelete, 0..=0)?;
+    let request = OffsetDeleteRequest::default()
+        .with_group_id(GroupId(str_bytes(name)))
+        .with_topics(vec![OffsetDeleteRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&partition| {
+                        OffsetDeleteRequestPartition::default().with_partition_index(partition)
+                    })
+                    .collect(),
+            )]);
+    let response = coordinator.send(version, &request)?;
+    match response.error_code {
+        0 => {}
+        GROUP_ID_NOT_FOUND => bail!("group {name} does not exist"),
+        code => bail!(
+            "cannot delete the offsets of group {name}: {}",
+            error_name(code)
+        ),
+    }
+    let answers: Vec<(i32, i16)> = response
+        .topics
+        .iter()
+        .flat_map(|answer| &answer.partitions)
+        .map(|answer| (answer.partition_index, answer.error_code))
+        .collect();
+    if let Some(&(partition, code)) = answers.iter().find(|(_, code)| *code != 0) {
+        bail!(
+            "cannot delete the offsets of group {name} for {topic}-{partition}: {}",
+            error_name(code)
+        );
+    }
+    if json {
+        print_json(&json!({ "group": name, "topic": topic, "partitions": partitions }));
+    } else {
+        print_text(&format!(
+            "Deleted the committed offsets of group {name} for {topic} (partitions {}).\n",
+            id_list(&partitions)
+        ));
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ pub mod output;
 pub mod produce;
 pub mod records;
 pub mod topic;
+pub mod topic_partitions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

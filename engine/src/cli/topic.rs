@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::broker::{str_bytes, topic_name, Cluster};
 use super::output::{id_list, print_json, print_text, Table};
-use super::{check_error, offsets, parse_key_value, ConnectionArgs};
+use super::{check_error, offsets, parse_key_value, topic_partitions, ConnectionArgs};
 
 /// DescribeConfigs/AlterConfigs resource type of a topic.
 const RESOURCE_TOPIC: i8 = 2;
@@ -64,6 +64,29 @@ enum TopicCommand {
         /// Show every config, not only the ones set on this topic.
         #[arg(long)]
         all_configs: bool,
+    },
+    /// Add partitions to a topic: --count is the new total, as Kafka's --partitions.
+    ///
+    /// Example: spate topic add-partitions orders --count 12
+    AddPartitions {
+        /// The topic's name.
+        name: String,
+        /// The number of partitions the topic will have.
+        #[arg(long)]
+        count: i32,
+    },
+    /// Delete a partition's records below an offset (DeleteRecords): the log start moves.
+    ///
+    /// Example: spate topic trim-prefix orders --partition 0 --offset 1000
+    TrimPrefix {
+        /// The topic's name.
+        name: String,
+        /// The partition.
+        #[arg(long)]
+        partition: i32,
+        /// The new log start offset; -1 for the high watermark (everything goes).
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
     },
     /// Delete a topic and all its records.
     Delete {
@@ -114,6 +137,14 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
         TopicCommand::Describe { name, all_configs } => {
             describe(&mut cluster, json, &name, all_configs)
         }
+        TopicCommand::AddPartitions { name, count } => {
+            topic_partitions::add_partitions(&mut cluster, json, &name, count)
+        }
+        TopicCommand::TrimPrefix {
+            name,
+            partition,
+            offset,
+        } => topic_partitions::trim_prefix(&mut cluster, json, &name, partition, offset),
         TopicCommand::Delete { name } => delete(&mut cluster, json, &name),
         TopicCommand::AlterConfig {
             name,

@@ -1,0 +1,100 @@
+//! `spate topic add-partitions|trim-prefix` and `spate group offset-delete` against a real
+//! broker, as an operator runs them.
+
+mod cli_support;
+
+use cli_support::{committed, Broker};
+use serde_json::Value;
+
+/// (log start, log end) of each partition, from `topic describe --json`.
+fn bounds(broker: &Broker, topic: &str) -> Vec<(i64, i64)> {
+    let described = broker.json(&["topic", "describe", topic]);
+    described["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|partition: &Value| {
+            (
+                partition["log_start_offset"].as_i64().unwrap(),
+                partition["log_end_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `topic trim-prefix grown --partition P --offset O`.
+fn trim<'a>(partition: &'a str, offset: &'a str) -> [&'a str; 7] {
+    [
+        "topic",
+        "trim-prefix",
+        "grown",
+        "--partition",
+        partition,
+        "--offset",
+        offset,
+    ]
+}
+
+fn lines(count: usize) -> String {
+    (0..count).map(|line| format!("record-{line}\n")).collect()
+}
+
+#[test]
+fn partitions_are_added_and_a_prefix_is_trimmed() {
+    let broker = Broker::start();
+    broker.ok(&["topic", "create", "grown", "--partitions", "2"]);
+    broker.ok_with_input(&["produce", "grown", "--partition", "0"], &lines(10));
+
+    let added = broker.ok(&["topic", "add-partitions", "grown", "--count", "4"]);
+    assert!(added.contains("now has 4 partitions (was 2)"), "{added}");
+    assert_eq!(bounds(&broker, "grown").len(), 4);
+    let refused = broker.fails(&["topic", "add-partitions", "grown", "--count", "3"]);
+    assert!(refused.contains("must be more"), "{refused}");
+    // A new partition takes records at once.
+    broker.ok_with_input(&["produce", "grown", "--partition", "3"], &lines(2));
+    assert_eq!(bounds(&broker, "grown")[3], (0, 2));
+
+    let trimmed = broker.json(&trim("0", "4"));
+    assert_eq!(trimmed["log_start_offset"], 4, "{trimmed}");
+    assert_eq!(bounds(&broker, "grown")[0], (4, 10));
+    let all = broker.ok(&trim("0", "-1"));
+    assert!(all.contains("now starts at offset 10"), "{all}");
+    let beyond = broker.fails(&trim("0", "99"));
+    assert!(beyond.contains("OFFSET_OUT_OF_RANGE"), "{beyond}");
+    let missing = broker.fails(&trim("9", "0"));
+    assert!(missing.contains("no partition 9"), "{missing}");
+}
+
+#[test]
+fn a_groups_offsets_for_a_topic_are_deleted() {
+    let broker = Broker::start();
+    broker.ok(&["topic", "create", "tracked", "--partitions", "2"]);
+    broker.ok(&["topic", "create", "kept", "--partitions", "1"]);
+    broker.ok_with_input(&["produce", "tracked"], &lines(6));
+    broker.ok_with_input(&["produce", "kept"], &lines(3));
+    for topic in ["tracked", "kept"] {
+        broker.ok(&[
+            "group",
+            "reset-offsets",
+            "billing",
+            "--topic",
+            topic,
+            "--to-latest",
+            "--execute",
+        ]);
+    }
+    assert_eq!(committed(&broker, "billing", "tracked").len(), 2);
+
+    let deleted = broker.ok(&["group", "offset-delete", "billing", "--topic", "tracked"]);
+    assert!(
+        deleted.contains("Deleted the committed offsets"),
+        "{deleted}"
+    );
+    assert!(committed(&broker, "billing", "tracked")
+        .values()
+        .all(|&offset| offset < 0));
+    assert_eq!(committed(&broker, "billing", "kept").get(&0), Some(&3));
+
+    let unknown = broker.fails(&["group", "offset-delete", "nobody", "--topic", "tracked"]);
+    assert!(unknown.contains("does not exist"), "{unknown}");
+}
