@@ -17,6 +17,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest};
 use serde_json::json;
 
 use super::broker::{topic_name, Cluster, TopicLayout};
+use super::datetime::parse_iso8601_ms;
 use super::group_member::GroupMember;
 use super::offsets::{list_offsets, EARLIEST, LATEST};
 use super::records::{decode_fetched, IncomingRecord};
@@ -56,9 +57,20 @@ pub struct ConsumeArgs {
     /// Where to start: an offset (needs --partition), `earliest` or `latest` (the default).
     #[arg(long, value_name = "N|earliest|latest", value_parser = parse_start, conflicts_with = "group")]
     offset: Option<Start>,
+    /// Start at the first record at or after this time in every partition (the log end
+    /// where there is none): ISO 8601 (2024-05-01T12:00:00Z; no zone means UTC) or
+    /// milliseconds since the epoch.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_ms,
+          conflicts_with_all = ["group", "offset", "from_beginning"])]
+    from_timestamp: Option<i64>,
     /// Read only this partition (default: all of them).
     #[arg(long, conflicts_with = "group")]
     partition: Option<i32>,
+    /// read_uncommitted (default) or read_committed: whether records of open or aborted
+    /// transactions are read (Fetch's isolation level; read_committed stops at the last
+    /// stable offset).
+    #[arg(long, value_enum, default_value = "read-uncommitted")]
+    isolation_level: IsolationLevel,
     /// Exit after printing this many records.
     #[arg(long, value_name = "N")]
     count: Option<u64>,
@@ -71,6 +83,35 @@ pub struct ConsumeArgs {
     /// What goes between key and value with --print-keys.
     #[arg(long, default_value = "\t", value_name = "SEP")]
     key_separator: String,
+    /// Print each record's headers first, as key:value pairs joined by commas (then the
+    /// key separator); `--json` always includes them.
+    #[arg(long)]
+    print_headers: bool,
+}
+
+/// Fetch's isolation level.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum IsolationLevel {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    fn code(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
+}
+
+/// A time: ISO 8601, or milliseconds since the epoch.
+pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(ms) if ms >= 0 => Ok(ms),
+        Ok(_) => Err(format!("a time cannot be negative: {text}")),
+        Err(_) => parse_iso8601_ms(text),
+    }
 }
 
 /// Where a partition starts when nothing else says.
@@ -82,6 +123,8 @@ pub enum Start {
     Latest,
     /// This offset.
     At(i64),
+    /// The first record at or after this time (ms since the epoch), or the log end.
+    Time(i64),
 }
 
 fn parse_start(text: &str) -> Result<Start, String> {
@@ -127,6 +170,7 @@ struct Printer {
     out: BufWriter<std::io::Stdout>,
     json: bool,
     print_keys: bool,
+    print_headers: bool,
     separator: Vec<u8>,
     topic: String,
     closed: bool,
@@ -138,6 +182,7 @@ impl Printer {
             out: BufWriter::new(std::io::stdout()),
             json: args.connection.json,
             print_keys: args.print_keys,
+            print_headers: args.print_headers,
             separator: args.key_separator.as_bytes().to_vec(),
             topic: args.topic.clone(),
             closed: false,
@@ -151,6 +196,11 @@ impl Printer {
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).into_owned())
             };
+            let headers: serde_json::Map<String, serde_json::Value> = record
+                .headers
+                .iter()
+                .map(|(key, value)| (key.clone(), json!(text(value))))
+                .collect();
             let line = json!({
                 "topic": self.topic,
                 "partition": partition,
@@ -158,10 +208,22 @@ impl Printer {
                 "timestamp": record.timestamp_ms,
                 "key": text(&record.key),
                 "value": text(&record.value),
+                "headers": headers,
             });
             writeln!(self.out, "{line}")
         } else {
             let mut line = Vec::new();
+            if self.print_headers {
+                for (index, (key, value)) in record.headers.iter().enumerate() {
+                    if index > 0 {
+                        line.push(b',');
+                    }
+                    line.extend_from_slice(key.as_bytes());
+                    line.push(b':');
+                    line.extend_from_slice(value.as_deref().unwrap_or(b"null"));
+                }
+                line.extend_from_slice(&self.separator);
+            }
             if self.print_keys {
                 line.extend_from_slice(record.key.as_deref().unwrap_or(b"null"));
                 line.extend_from_slice(&self.separator);
@@ -223,7 +285,7 @@ impl Consumer {
                 bail!("--offset N needs --partition (or use earliest/latest)")
             }
             Some(start) => start,
-            None => self.reset,
+            None => args.from_timestamp.map_or(self.reset, Start::Time),
         };
         self.positions = self.resolve(&partitions, start)?;
         let mut idle_since = Instant::now();
@@ -321,6 +383,22 @@ impl Consumer {
                 .collect()),
             Start::Earliest => list_offsets(&mut self.cluster, &self.topic, partitions, EARLIEST),
             Start::Latest => list_offsets(&mut self.cluster, &self.topic, partitions, LATEST),
+            Start::Time(time_ms) => {
+                let mut found = list_offsets(&mut self.cluster, &self.topic, partitions, time_ms)?;
+                // -1: nothing that recent; start at the end, as Kafka's tools do.
+                let after: Vec<i32> = found
+                    .iter()
+                    .filter(|(_, &offset)| offset < 0)
+                    .map(|(&partition, _)| partition)
+                    .collect();
+                found.extend(list_offsets(
+                    &mut self.cluster,
+                    &self.topic,
+                    &after,
+                    LATEST,
+                )?);
+                Ok(found)
+            }
         }
     }
 
@@ -360,7 +438,7 @@ impl Consumer {
             .with_max_wait_ms(wait_ms)
             .with_min_bytes(1)
             .with_max_bytes(FETCH_MAX_BYTES)
-            .with_isolation_level(0)
+            .with_isolation_level(args.isolation_level.code())
             .with_topics(vec![FetchTopic::default()
                 .with_topic(topic_name(&self.topic.name))
                 .with_partitions(

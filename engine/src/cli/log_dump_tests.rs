@@ -11,6 +11,7 @@ fn batch_at(base_offset: i64, values: &[&str]) -> Vec<u8> {
             key: Some(Bytes::from_static(b"k")),
             value: Bytes::from(value.to_string()),
             timestamp_ms: 1_700_000_000_000,
+            headers: vec![("trace".into(), Bytes::from_static(b"t1"))],
         })
         .collect();
     let mut batch = encode_batch(&records, Compression::None).unwrap().to_vec();

@@ -63,6 +63,13 @@ pub struct ProduceArgs {
     /// Send what is waiting when no new line arrived for this long.
     #[arg(long, default_value_t = 5, value_name = "MS")]
     linger_ms: u64,
+    /// A header on every record, KEY=VALUE; repeat for several (in order).
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    headers: Vec<(String, String)>,
+    /// The create time of every record: ISO 8601 (no zone means UTC) or milliseconds since
+    /// the epoch. Default: when each line is read.
+    #[arg(long, value_name = "TIME", value_parser = super::consume::parse_time_ms)]
+    timestamp: Option<i64>,
 }
 
 /// The `--compression` values.
@@ -147,6 +154,11 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let mut pending: Vec<Pending> = Vec::new();
     let mut pending_bytes = 0usize;
     let mut next_unkeyed_partition = 0i32;
+    let headers: Vec<(String, Bytes)> = args
+        .headers
+        .iter()
+        .map(|(key, value)| (key.clone(), Bytes::from(value.clone())))
+        .collect();
     loop {
         let line = if pending.is_empty() {
             match lines.recv_timeout(Duration::from_millis(200)) {
@@ -204,7 +216,8 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             record: OutgoingRecord {
                 key,
                 value,
-                timestamp_ms: now_ms(),
+                timestamp_ms: args.timestamp.unwrap_or_else(now_ms),
+                headers: headers.clone(),
             },
         });
         if pending.len() >= args.batch_records.max(1) || pending_bytes >= args.batch_bytes {

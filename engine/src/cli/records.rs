@@ -4,7 +4,7 @@
 use anyhow::Context;
 use bytes::{Buf, Bytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
-use spate_net::records::plain_record;
+use spate_net::records::{plain_record, with_header};
 
 /// Bytes of a batch header before the records (`RECORD_BATCH_OVERHEAD`).
 const BATCH_HEADER_BYTES: usize = 61;
@@ -19,6 +19,8 @@ pub struct OutgoingRecord {
     pub value: Bytes,
     /// Create time, milliseconds since the epoch.
     pub timestamp_ms: i64,
+    /// Headers, in order.
+    pub headers: Vec<(String, Bytes)>,
 }
 
 /// Encodes `records` as exactly one v2 batch without a producer id, as a non-idempotent
@@ -29,12 +31,15 @@ pub fn encode_batch(records: &[OutgoingRecord], compression: Compression) -> any
         .iter()
         .enumerate()
         .map(|(index, record)| {
-            plain_record(
+            let plain = plain_record(
                 index,
                 record.key.clone(),
                 Some(record.value.clone()),
                 record.timestamp_ms,
-            )
+            );
+            record.headers.iter().fold(plain, |with, (key, value)| {
+                with_header(with, key, Some(value.clone()))
+            })
         })
         .collect();
     Ok(spate_net::records::encode_batch(&records, compression)?.freeze())
@@ -50,6 +55,8 @@ pub struct IncomingRecord {
     pub key: Option<Bytes>,
     /// The value, if any (a tombstone has none).
     pub value: Option<Bytes>,
+    /// The headers, in order (a header's value may be null).
+    pub headers: Vec<(String, Option<Bytes>)>,
 }
 
 /// The data records of the whole batches in fetched bytes (a fetch response may end with a
@@ -86,6 +93,11 @@ pub fn decode_fetched(records: &Bytes) -> anyhow::Result<(Vec<IncomingRecord>, O
                     timestamp_ms: record.timestamp,
                     key: record.key,
                     value: record.value,
+                    headers: record
+                        .headers
+                        .into_iter()
+                        .map(|(key, value)| (key.to_string(), value))
+                        .collect(),
                 }),
         );
     }
@@ -175,6 +187,7 @@ mod tests {
                 key: (index % 2 == 0).then(|| Bytes::from(format!("k{index}"))),
                 value: Bytes::from(format!("value-{index}")),
                 timestamp_ms: 1_700_000_000_000 + index as i64,
+                headers: vec![("h".into(), Bytes::from(format!("{index}")))],
             })
             .collect()
     }
@@ -210,6 +223,10 @@ mod tests {
         assert_eq!(next, Some(5));
         assert_eq!(records[0].key.as_deref(), Some(&b"k0"[..]));
         assert_eq!(records[1].key, None);
+        assert_eq!(
+            records[1].headers,
+            vec![("h".to_string(), Some(Bytes::from_static(b"1")))]
+        );
 
         let truncated = joined.freeze().slice(..first.len() + 20);
         let (records, next) = decode_fetched(&truncated).unwrap();
