@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "spate",
     version,
     about,
-    after_help = "The operator commands (topic, group, produce, consume) speak the Kafka protocol to any \
+    after_help = "The operator commands (topic, group, produce, consume, cluster) speak the Kafka protocol to any \
 Kafka-compatible broker: --brokers HOST:PORT (or SPATE_BROKERS; default 127.0.0.1:9092) picks it, \
 --json prints machine-readable output. `spate <command> --help` explains every flag."
 )]
@@ -38,6 +38,8 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Print a topic's records on stdout, one per line, alone or as a group member.
     Consume(cli::consume::ConsumeArgs),
+    /// The cluster's id, controller and brokers.
+    Cluster(cli::cluster::ClusterArgs),
     /// Inspect a partition's files offline: `spate log dump FILE...`.
     Log(cli::log_dump::LogArgs),
 }
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Group(args) => cli::group::run(args),
         Command::Produce(args) => cli::produce::run(args),
         Command::Consume(args) => cli::consume::run(args),
+        Command::Cluster(args) => cli::cluster::run(args),
         Command::Log(args) => cli::log_dump::run(args),
     };
     match result {

@@ -19,6 +19,7 @@
 //! and exits non-zero.
 
 pub mod broker;
+pub mod cluster;
 pub mod consume;
 pub mod consumer_protocol;
 pub mod datetime;

@@ -1,5 +1,5 @@
-//! `spate topic add-partitions|trim-prefix` and `spate group offset-delete` against a real
-//! broker, as an operator runs them.
+//! `spate topic add-partitions|trim-prefix`, `spate group offset-delete` and `spate cluster
+//! info` against a real broker, as an operator runs them.
 
 mod cli_support;
 
@@ -97,4 +97,42 @@ fn a_groups_offsets_for_a_topic_are_deleted() {
 
     let unknown = broker.fails(&["group", "offset-delete", "nobody", "--topic", "tracked"]);
     assert!(unknown.contains("does not exist"), "{unknown}");
+}
+
+#[test]
+fn cluster_info_shows_every_shard_as_a_broker() {
+    let broker = Broker::start();
+    broker.ok(&["topic", "create", "spread", "--partitions", "4"]);
+    let info = broker.json(&["cluster", "info"]);
+    let brokers = info["brokers"].as_array().unwrap();
+    assert_eq!(brokers.len(), 2, "{info}");
+    assert!(
+        info["cluster_id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{info}"
+    );
+    let ports: Vec<i64> = brokers
+        .iter()
+        .map(|b| b["port"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ports,
+        vec![broker.port as i64, broker.port as i64 + 1],
+        "{info}"
+    );
+    let led: i64 = brokers
+        .iter()
+        .map(|b| b["leader_partitions"].as_i64().unwrap())
+        .sum();
+    assert_eq!(led, info["partitions"].as_i64().unwrap(), "{info}");
+    assert_eq!(
+        brokers
+            .iter()
+            .filter(|b| b["is_controller"] == true)
+            .count(),
+        1,
+        "{info}"
+    );
+    let text = broker.ok(&["cluster", "info"]);
+    assert!(text.starts_with("Cluster: "), "{text}");
+    assert!(text.contains("LEADER-PARTITIONS"), "{text}");
 }
