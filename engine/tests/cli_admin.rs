@@ -136,3 +136,70 @@ fn cluster_info_shows_every_shard_as_a_broker() {
     assert!(text.starts_with("Cluster: "), "{text}");
     assert!(text.contains("LEADER-PARTITIONS"), "{text}");
 }
+
+#[test]
+fn offsets_are_reset_by_duration_to_current_and_from_an_exported_file() {
+    let broker = Broker::start();
+    broker.ok(&["topic", "create", "paced", "--partitions", "1"]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let two_hours_ago = (now_ms - 7_200_000).to_string();
+    broker.ok_with_input(
+        &["produce", "paced", "--timestamp", &two_hours_ago],
+        &lines(3),
+    );
+    broker.ok_with_input(&["produce", "paced"], &lines(2));
+    let reset = |target: &[&str]| {
+        let mut args = vec!["group", "reset-offsets", "pacer", "--topic", "paced"];
+        args.extend_from_slice(target);
+        broker.ok(&args)
+    };
+
+    reset(&["--by-duration", "PT1H", "--execute"]);
+    assert_eq!(committed(&broker, "pacer", "paced").get(&0), Some(&3));
+    let exported = reset(&["--to-current", "--export"]);
+    assert_eq!(exported, "paced,0,3\n");
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let edited = format!(
+        "# edited\n{}\nother,0,99\n",
+        exported.trim().replace(",3", ",1")
+    );
+    std::fs::write(file.path(), edited).unwrap();
+    let path = file.path().to_str().unwrap();
+    reset(&["--from-file", path, "--execute"]);
+    assert_eq!(committed(&broker, "pacer", "paced").get(&0), Some(&1));
+
+    std::fs::write(file.path(), "other,0,5\n").unwrap();
+    let refused = broker.fails(&[
+        "group",
+        "reset-offsets",
+        "pacer",
+        "--topic",
+        "paced",
+        "--from-file",
+        path,
+    ]);
+    assert!(refused.contains("no offsets for topic paced"), "{refused}");
+    let bad = broker.fails(&[
+        "group",
+        "reset-offsets",
+        "pacer",
+        "--topic",
+        "paced",
+        "--by-duration",
+        "30 minutes",
+    ]);
+    assert!(bad.contains("ISO 8601 duration"), "{bad}");
+    let none = broker.fails(&[
+        "group",
+        "reset-offsets",
+        "newcomer",
+        "--topic",
+        "paced",
+        "--to-current",
+    ]);
+    assert!(none.contains("no committed offset"), "{none}");
+}

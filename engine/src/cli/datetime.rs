@@ -1,4 +1,5 @@
-//! Parsing the ISO 8601 times that `group reset-offsets --to-datetime` takes.
+//! Parsing the ISO 8601 times (`--to-datetime`, `--from-timestamp`) and durations
+//! (`--by-duration`) that the CLI takes.
 
 /// Milliseconds since the Unix epoch for `YYYY-MM-DD[THH:MM[:SS[.fff]]][Z|±HH:MM|±HHMM]`.
 /// A time without a zone is UTC.
@@ -122,6 +123,63 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// Milliseconds in an ISO 8601 duration as Java's `Duration.parse` reads it (what Kafka's
+/// `--by-duration` takes): `PnDTnHnMn.nS`, each part optional but at least one, fractions
+/// only on seconds, e.g. `PT30M`, `P1DT12H`, `PT0.5S`.
+pub fn parse_iso8601_duration_ms(text: &str) -> Result<i64, String> {
+    let invalid =
+        || format!("expected an ISO 8601 duration like PT30M, P1DT12H or PT0.5S, got {text:?}");
+    let rest = text.strip_prefix(['P', 'p']).ok_or_else(invalid)?;
+    let (days, time) = match rest.split_once(['T', 't']) {
+        Some((days, time)) if !time.is_empty() => (days, time),
+        Some(_) => return Err(invalid()),
+        None => (rest, ""),
+    };
+    let mut total_ms: i64 = 0;
+    let mut parts = 0;
+    if !days.is_empty() {
+        let count = days
+            .strip_suffix(['D', 'd'])
+            .and_then(number)
+            .ok_or_else(invalid)?;
+        total_ms = count.checked_mul(86_400_000).ok_or_else(invalid)?;
+        parts += 1;
+    }
+    let mut time = time;
+    for (unit, unit_ms) in [('H', 3_600_000i64), ('M', 60_000)] {
+        if let Some(at) = time.find([unit, unit.to_ascii_lowercase()]) {
+            let count = number(&time[..at]).ok_or_else(invalid)?;
+            total_ms = count
+                .checked_mul(unit_ms)
+                .and_then(|ms| total_ms.checked_add(ms))
+                .ok_or_else(invalid)?;
+            time = &time[at + 1..];
+            parts += 1;
+        }
+    }
+    if !time.is_empty() {
+        let seconds = time.strip_suffix(['S', 's']).ok_or_else(invalid)?;
+        let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+        if fraction.len() > 9 || !fraction.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let whole_ms = number(whole)
+            .and_then(|count| count.checked_mul(1000))
+            .ok_or_else(invalid)?;
+        let fraction_ms = format!("{fraction:0<3}")[..3]
+            .parse::<i64>()
+            .map_err(|_| invalid())?;
+        total_ms = total_ms
+            .checked_add(whole_ms + fraction_ms)
+            .ok_or_else(invalid)?;
+        parts += 1;
+    }
+    if parts == 0 {
+        return Err(invalid());
+    }
+    Ok(total_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +227,20 @@ mod tests {
             "2024-1-01",
         ] {
             assert!(parse_iso8601_ms(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn durations_read_as_java_reads_them() {
+        assert_eq!(parse_iso8601_duration_ms("PT30M"), Ok(1_800_000));
+        assert_eq!(parse_iso8601_duration_ms("P1DT12H"), Ok(129_600_000));
+        assert_eq!(parse_iso8601_duration_ms("P2D"), Ok(172_800_000));
+        assert_eq!(parse_iso8601_duration_ms("PT0.5S"), Ok(500));
+        assert_eq!(parse_iso8601_duration_ms("PT1H2M3.004S"), Ok(3_723_004));
+        for bad in [
+            "", "P", "PT", "30M", "PT5X", "P1H", "PT-5M", "PT1.5M", "PT1.S5",
+        ] {
+            assert!(parse_iso8601_duration_ms(bad).is_err(), "{bad}");
         }
     }
 }

@@ -4,7 +4,7 @@ use spate_net::error_code::{GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP};
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
-use clap::{ArgGroup, Args, Subcommand};
+use clap::{Args, Subcommand};
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
@@ -17,12 +17,11 @@ use serde_json::json;
 
 use super::broker::{str_bytes, topic_name, Cluster};
 use super::consumer_protocol::decode_assignment;
-use super::datetime::parse_iso8601_ms;
 use super::group_member::PROTOCOL_TYPE;
-use super::group_offsets::{commit_all, fetch_committed, Committer};
-use super::offsets::{list_offsets, log_bounds};
+use super::group_offsets::fetch_committed;
+use super::offsets::list_offsets;
 use super::output::{id_list, offset_cell, offset_json, print_json, print_text, Table};
-use super::{check_error, error_name, ConnectionArgs};
+use super::{check_error, error_name, group_reset, ConnectionArgs};
 
 /// `spate group ...`
 #[derive(Args, Debug)]
@@ -47,41 +46,7 @@ enum GroupCommand {
     /// executing needs the group to have no members, as with Kafka's tool.
     ///
     /// Example: spate group reset-offsets billing --topic orders --to-earliest --execute
-    #[command(group(ArgGroup::new("target").required(true).multiple(false)))]
-    ResetOffsets {
-        /// The group id.
-        name: String,
-        /// The topic whose offsets move.
-        #[arg(long)]
-        topic: String,
-        /// Only these partitions (repeat for several; default: all).
-        #[arg(long = "partition", value_name = "N")]
-        partitions: Vec<i32>,
-        /// To the log start offset.
-        #[arg(long, group = "target")]
-        to_earliest: bool,
-        /// To the log end offset.
-        #[arg(long, group = "target")]
-        to_latest: bool,
-        /// To this offset (clamped to the log's start and end).
-        #[arg(long, group = "target", value_name = "N")]
-        to_offset: Option<i64>,
-        /// By this many offsets from the committed one, negative to go back (clamped).
-        #[arg(
-            long,
-            group = "target",
-            value_name = "N",
-            allow_negative_numbers = true
-        )]
-        shift_by: Option<i64>,
-        /// To the first record at or after this time, e.g. 2024-05-01T12:00:00Z (no zone
-        /// means UTC); to the log end when there is none.
-        #[arg(long, group = "target", value_name = "ISO8601", value_parser = parse_iso8601_ms)]
-        to_datetime: Option<i64>,
-        /// Commit the new offsets; without it only the plan is printed.
-        #[arg(long)]
-        execute: bool,
-    },
+    ResetOffsets(group_reset::ResetArgs),
     /// Delete a group's committed offsets for one topic (OffsetDelete); refused while the
     /// group's members subscribe to it.
     ///
@@ -110,33 +75,7 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     match args.command {
         GroupCommand::List => list(&mut cluster, json),
         GroupCommand::Describe { name } => describe(&mut cluster, json, &name),
-        GroupCommand::ResetOffsets {
-            name,
-            topic,
-            partitions,
-            to_earliest,
-            to_latest,
-            to_offset,
-            shift_by,
-            to_datetime,
-            execute,
-        } => {
-            let target = match (to_earliest, to_latest, to_offset, shift_by, to_datetime) {
-                (true, ..) => Target::Earliest,
-                (_, true, ..) => Target::Latest,
-                (_, _, Some(offset), ..) => Target::Offset(offset),
-                (_, _, _, Some(shift), _) => Target::Shift(shift),
-                (_, _, _, _, Some(time_ms)) => Target::Time(time_ms),
-                _ => bail!("give one of --to-earliest, --to-latest, --to-offset, --shift-by, --to-datetime"),
-            };
-            let plan = ResetPlan {
-                group: &name,
-                topic: &topic,
-                partitions: &partitions,
-                target,
-            };
-            reset_offsets(&mut cluster, json, &plan, execute)
-        }
+        GroupCommand::ResetOffsets(reset) => group_reset::run(&mut cluster, json, &reset),
         GroupCommand::OffsetDelete {
             name,
             topic,
@@ -191,7 +130,7 @@ fn list(cluster: &mut Cluster, json: bool) -> anyhow::Result<()> {
 }
 
 /// DescribeGroups of one group at its coordinator.
-fn describe_group(cluster: &mut Cluster, name: &str) -> anyhow::Result<DescribedGroup> {
+pub fn describe_group(cluster: &mut Cluster, name: &str) -> anyhow::Result<DescribedGroup> {
     let coordinator = cluster.coordinator(name)?;
     let version = coordinator.version(ApiKey::DescribeGroups, 0..=5)?;
     let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(str_bytes(name))]);
@@ -436,152 +375,6 @@ fn assignment_text(assignment: &BTreeMap<String, Vec<i32>>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Where `reset-offsets` moves each partition.
-#[derive(Clone, Copy, Debug)]
-enum Target {
-    Earliest,
-    Latest,
-    Offset(i64),
-    Shift(i64),
-    /// Milliseconds since the epoch.
-    Time(i64),
-}
-
-struct ResetPlan<'a> {
-    group: &'a str,
-    topic: &'a str,
-    partitions: &'a [i32],
-    target: Target,
-}
-
-fn reset_offsets(
-    cluster: &mut Cluster,
-    json: bool,
-    plan: &ResetPlan,
-    execute: bool,
-) -> anyhow::Result<()> {
-    let layout = cluster.topic(plan.topic)?;
-    let partitions = if plan.partitions.is_empty() {
-        layout.partition_indexes()
-    } else {
-        plan.partitions.to_vec()
-    };
-    for partition in &partitions {
-        layout.leader(*partition)?;
-    }
-    if execute {
-        let group = describe_group(cluster, plan.group)?;
-        if !group.members.is_empty() {
-            bail!(
-                "group {} has {} active member(s) (state {}); offsets can only be reset while it is empty: stop its consumers first",
-                plan.group,
-                group.members.len(),
-                group.group_state
-            );
-        }
-    }
-    let wanted = BTreeMap::from([(plan.topic.to_string(), partitions.clone())]);
-    let committed = fetch_committed(cluster.coordinator(plan.group)?, plan.group, Some(&wanted))?;
-    let current: BTreeMap<i32, i64> = partitions
-        .iter()
-        .map(|&p| {
-            (
-                p,
-                committed
-                    .get(&(plan.topic.to_string(), p))
-                    .copied()
-                    .unwrap_or(-1),
-            )
-        })
-        .collect();
-    let bounds = log_bounds(cluster, &layout, &partitions)?;
-    let by_time = match plan.target {
-        Target::Time(time_ms) => Some(list_offsets(cluster, &layout, &partitions, time_ms)?),
-        _ => None,
-    };
-    let mut new_offsets = BTreeMap::new();
-    for &partition in &partitions {
-        let (start, end) = bounds[&partition];
-        let clamp = |offset: i64| offset.clamp(start, end.max(start));
-        let new = match plan.target {
-            Target::Earliest => start,
-            Target::Latest => end,
-            Target::Offset(offset) => clamp(offset),
-            Target::Shift(shift) => match current[&partition] {
-                offset if offset >= 0 => clamp(offset.saturating_add(shift)),
-                _ => bail!(
-                    "cannot shift {}-{partition}: group {} has no committed offset for it",
-                    plan.topic,
-                    plan.group
-                ),
-            },
-            Target::Time(_) => match by_time.as_ref().map(|found| found[&partition]) {
-                Some(offset) if offset >= 0 => offset,
-                _ => end,
-            },
-        };
-        new_offsets.insert(partition, new);
-    }
-    if execute {
-        let committer = Committer {
-            group: plan.group,
-            generation: -1,
-            member_id: "",
-        };
-        commit_all(
-            cluster.coordinator(plan.group)?,
-            &committer,
-            plan.topic,
-            &new_offsets,
-        )?;
-    }
-    print_plan(json, plan, &current, &new_offsets, execute);
-    Ok(())
-}
-
-fn print_plan(
-    json: bool,
-    plan: &ResetPlan,
-    current: &BTreeMap<i32, i64>,
-    new_offsets: &BTreeMap<i32, i64>,
-    executed: bool,
-) {
-    if json {
-        let partitions: Vec<_> = new_offsets
-            .iter()
-            .map(|(partition, new)| {
-                json!({
-                    "topic": plan.topic,
-                    "partition": partition,
-                    "current_offset": offset_json(current[partition]),
-                    "new_offset": new,
-                })
-            })
-            .collect();
-        print_json(&json!({ "group": plan.group, "executed": executed, "partitions": partitions }));
-        return;
-    }
-    let mut table = Table::new(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
-    for (partition, new) in new_offsets {
-        table.row(vec![
-            plan.topic.to_string(),
-            partition.to_string(),
-            offset_cell(current[partition]),
-            new.to_string(),
-        ]);
-    }
-    let mut text = table.render();
-    if executed {
-        text.push_str(&format!(
-            "\nCommitted the new offsets for group {}.\n",
-            plan.group
-        ));
-    } else {
-        text.push_str("\nDry run: nothing was changed. Add --execute to commit these offsets.\n");
-    }
-    print_text(&text);
 }
 
 fn delete(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {

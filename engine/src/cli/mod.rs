@@ -26,6 +26,7 @@ pub mod datetime;
 pub mod group;
 pub mod group_member;
 pub mod group_offsets;
+pub mod group_reset;
 pub mod log_dump;
 pub mod offsets;
 pub mod output;
