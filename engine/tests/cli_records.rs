@@ -100,3 +100,43 @@ fn records_carry_headers_and_timestamps_and_are_found_by_time() {
     let refused = broker.fails(&["consume", "stamped", "--from-timestamp", "yesterday"]);
     assert!(refused.contains("--from-timestamp"), "{refused}");
 }
+
+#[test]
+fn an_idempotent_producer_numbers_its_batches() {
+    let broker = Broker::start();
+    broker.ok(&["topic", "create", "exact", "--partitions", "1"]);
+    let produced = broker.ok_with_input(
+        &["produce", "exact", "--idempotent", "--batch-records", "2"],
+        "a\nb\nc\nd\ne\n",
+    );
+    assert!(produced.is_empty(), "{produced}");
+    let refused = broker.fails(&["produce", "exact", "--idempotent", "--acks", "1"]);
+    assert!(
+        refused.contains("--idempotent needs --acks all"),
+        "{refused}"
+    );
+
+    let segment = broker
+        .data_dir()
+        .join("exact-0")
+        .join("00000000000000000000.log");
+    let dump = broker.ok(&["log", "dump", segment.to_str().unwrap(), "--json"]);
+    let batches: Vec<Value> = dump
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line.get("base_offset").is_some())
+        .collect();
+    let sequences: Vec<i64> = batches
+        .iter()
+        .map(|batch| batch["base_sequence"].as_i64().unwrap())
+        .collect();
+    // Lines are batched as they arrive: at most two a batch, numbered without a gap.
+    let mut expected = 0;
+    for batch in &batches {
+        assert!(batch["producer_id"].as_i64().unwrap() >= 0, "{dump}");
+        assert_eq!(batch["producer_id"], batches[0]["producer_id"], "{dump}");
+        assert_eq!(batch["base_sequence"].as_i64(), Some(expected), "{dump}");
+        expected += batch["count"].as_i64().unwrap();
+    }
+    assert_eq!(expected, 5, "sequences {sequences:?}");
+}

@@ -14,7 +14,9 @@ fn batch_at(base_offset: i64, values: &[&str]) -> Vec<u8> {
             headers: vec![("trace".into(), Bytes::from_static(b"t1"))],
         })
         .collect();
-    let mut batch = encode_batch(&records, Compression::None).unwrap().to_vec();
+    let mut batch = encode_batch(&records, Compression::None, None)
+        .unwrap()
+        .to_vec();
     // baseOffset is not covered by the CRC: the broker rewrites it, and so does this.
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
     batch

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId};
 use kafka_protocol::records::Compression;
 use serde_json::json;
 
 use super::broker::{topic_name, Cluster, TopicLayout};
-use super::records::{encode_batch, partition_for_key, OutgoingRecord};
+use super::records::{encode_batch, partition_for_key, OutgoingRecord, Sequenced};
 use super::{error_name, output, ConnectionArgs};
 
 /// How many times a partition's batch is retried after a retriable error.
@@ -66,6 +66,11 @@ pub struct ProduceArgs {
     /// A header on every record, KEY=VALUE; repeat for several (in order).
     #[arg(long = "header", value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
     headers: Vec<(String, String)>,
+    /// Produce as an idempotent producer (InitProducerId, then a producer id, epoch and
+    /// sequence numbers on every batch): a batch resent after a lost answer or a broken
+    /// connection is written once. Needs --acks all.
+    #[arg(long)]
+    idempotent: bool,
     /// The create time of every record: ISO 8601 (no zone means UTC) or milliseconds since
     /// the epoch. Default: when each line is read.
     #[arg(long, value_name = "TIME", value_parser = super::consume::parse_time_ms)]
@@ -140,6 +145,13 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if args.idempotent && args.acks != -1 {
+        anyhow::bail!("--idempotent needs --acks all, as Kafka's producers do");
+    }
+    let idempotence = match args.idempotent {
+        true => Some(Idempotence::start(&mut cluster)?),
+        false => None,
+    };
     let started = Instant::now();
     let mut producer = Producer {
         cluster,
@@ -147,6 +159,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         acks: args.acks,
         compression: args.compression.codec(),
         summary: Summary::default(),
+        idempotence,
     };
     super::catch_interrupts();
     let lines = spawn_stdin_reader();
@@ -318,6 +331,53 @@ struct Producer {
     acks: i16,
     compression: Compression,
     summary: Summary,
+    /// With --idempotent.
+    idempotence: Option<Idempotence>,
+}
+
+/// An idempotent producer's identity and each partition's next sequence number.
+struct Idempotence {
+    producer_id: i64,
+    producer_epoch: i16,
+    next_sequence: BTreeMap<i32, i32>,
+}
+
+impl Idempotence {
+    /// InitProducerId without a transactional id: a fresh producer id and epoch.
+    fn start(cluster: &mut Cluster) -> anyhow::Result<Idempotence> {
+        let connection = cluster.any();
+        let version = connection.version(ApiKey::InitProducerId, 0..=4)?;
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        let response = connection.send(version, &request)?;
+        super::check_error(response.error_code, None, || {
+            "cannot get a producer id".to_string()
+        })?;
+        Ok(Idempotence {
+            producer_id: response.producer_id.0,
+            producer_epoch: response.producer_epoch,
+            next_sequence: BTreeMap::new(),
+        })
+    }
+
+    /// The sequence numbers of the next `count` records to `partition`.
+    fn take(&mut self, partition: i32, count: usize) -> anyhow::Result<Sequenced> {
+        let next = self.next_sequence.entry(partition).or_insert(0);
+        let base_sequence = *next;
+        let after = i64::from(base_sequence) + count as i64;
+        if after > i64::from(i32::MAX) {
+            anyhow::bail!("partition {partition} ran out of sequence numbers: start again");
+        }
+        *next = after as i32;
+        Ok(Sequenced {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence,
+        })
+    }
 }
 
 /// One partition's records on their way to its leader.
@@ -326,6 +386,9 @@ struct PartitionBatch {
     first_line: u64,
     records: Vec<OutgoingRecord>,
     attempts: u32,
+    /// The batch as first encoded: an idempotent batch is resent byte for byte, with the
+    /// sequence numbers it was given, so that the broker can tell a resend.
+    encoded: Option<Bytes>,
 }
 
 impl Producer {
@@ -340,6 +403,7 @@ impl Producer {
                     first_line: item.line_number,
                     records: Vec::new(),
                     attempts: 0,
+                    encoded: None,
                 })
                 .records
                 .push(item.record);
@@ -380,8 +444,8 @@ impl Producer {
     fn send_to_leader(&mut self, leader: i32, batches: Vec<PartitionBatch>) -> Vec<PartitionBatch> {
         let mut partitions = Vec::new();
         let mut sendable = Vec::new();
-        for batch in batches {
-            match encode_batch(&batch.records, self.compression) {
+        for mut batch in batches {
+            match self.encode(&mut batch) {
                 Ok(bytes) => {
                     partitions.push(
                         PartitionProduceData::default()
@@ -423,9 +487,13 @@ impl Producer {
             }
             Ok(Some(response)) => response,
             Err(error) => {
+                self.cluster.drop_broker(leader);
+                if self.idempotence.is_some() {
+                    // The broker recognises a resent idempotent batch: resend.
+                    return self.retry_or_fail(sendable, &format!("{error:#}"));
+                }
                 // The connection may be half-used; a retry could duplicate records, so
                 // report them failed rather than resend.
-                self.cluster.drop_broker(leader);
                 let reason = format!("{error:#}");
                 for batch in &sendable {
                     self.summary
@@ -462,6 +530,35 @@ impl Producer {
                     format!("no answer for partition {}", batch.partition),
                     count,
                 ),
+            }
+        }
+        retry
+    }
+
+    /// The batch's bytes: encoded once, with sequence numbers when idempotent.
+    fn encode(&mut self, batch: &mut PartitionBatch) -> anyhow::Result<Bytes> {
+        if let Some(bytes) = &batch.encoded {
+            return Ok(bytes.clone());
+        }
+        let sequenced = match &mut self.idempotence {
+            Some(idempotence) => Some(idempotence.take(batch.partition, batch.records.len())?),
+            None => None,
+        };
+        let bytes = encode_batch(&batch.records, self.compression, sequenced)?;
+        batch.encoded = Some(bytes.clone());
+        Ok(bytes)
+    }
+
+    /// Batches that may be sent again, and the failure of those out of attempts.
+    fn retry_or_fail(&mut self, batches: Vec<PartitionBatch>, reason: &str) -> Vec<PartitionBatch> {
+        let mut retry = Vec::new();
+        for mut batch in batches {
+            if batch.attempts < RETRIES {
+                batch.attempts += 1;
+                retry.push(batch);
+            } else {
+                self.summary
+                    .fail(reason.to_string(), batch.records.len() as u64);
             }
         }
         retry

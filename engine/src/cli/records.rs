@@ -23,10 +23,31 @@ pub struct OutgoingRecord {
     pub headers: Vec<(String, Bytes)>,
 }
 
-/// Encodes `records` as exactly one v2 batch without a producer id, as a non-idempotent
-/// Java producer writes it (baseSequence -1).
-pub fn encode_batch(records: &[OutgoingRecord], compression: Compression) -> anyhow::Result<Bytes> {
+/// An idempotent producer's identity and the sequence number of a batch's first record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequenced {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+}
+
+/// Encodes `records` as exactly one v2 batch: without a producer id (baseSequence -1) as a
+/// non-idempotent Java producer writes it, or, when `sequenced` is given, with its
+/// producer id and epoch, and sequence numbers from `base_sequence` on (which must not pass
+/// `i32::MAX`: the CLI's producer stops first, 2^31 records being beyond any CLI run).
+pub fn encode_batch(
+    records: &[OutgoingRecord],
+    compression: Compression,
+    sequenced: Option<Sequenced>,
+) -> anyhow::Result<Bytes> {
     assert!(!records.is_empty(), "a batch holds at least one record");
+    if let Some(sequenced) = sequenced {
+        assert!(
+            sequenced.base_sequence >= 0
+                && i64::from(sequenced.base_sequence) + records.len() as i64 <= i64::from(i32::MAX),
+            "sequence numbers of a batch stay below i32::MAX"
+        );
+    }
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -37,9 +58,17 @@ pub fn encode_batch(records: &[OutgoingRecord], compression: Compression) -> any
                 Some(record.value.clone()),
                 record.timestamp_ms,
             );
-            record.headers.iter().fold(plain, |with, (key, value)| {
+            let mut record = record.headers.iter().fold(plain, |with, (key, value)| {
                 with_header(with, key, Some(value.clone()))
-            })
+            });
+            if let Some(sequenced) = sequenced {
+                // The encoder takes the batch's baseSequence from the first record and keeps
+                // one batch while offset - sequence stays the same.
+                record.producer_id = sequenced.producer_id;
+                record.producer_epoch = sequenced.producer_epoch;
+                record.sequence = sequenced.base_sequence + index as i32;
+            }
+            record
         })
         .collect();
     Ok(spate_net::records::encode_batch(&records, compression)?.freeze())
@@ -195,7 +224,7 @@ mod tests {
     #[test]
     fn many_records_encode_as_exactly_one_batch_without_a_producer() {
         for compression in [Compression::None, Compression::Gzip] {
-            let bytes = encode_batch(&outgoing(500), compression).unwrap();
+            let bytes = encode_batch(&outgoing(500), compression, None).unwrap();
             let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
             assert_eq!(infos.len(), 1);
             assert_eq!(infos[0].record_count, 500);
@@ -205,10 +234,31 @@ mod tests {
     }
 
     #[test]
+    fn an_idempotent_batch_carries_its_producer_and_sequences() {
+        let sequenced = Sequenced {
+            producer_id: 42,
+            producer_epoch: 3,
+            base_sequence: 100,
+        };
+        let bytes = encode_batch(&outgoing(7), Compression::Lz4, Some(sequenced)).unwrap();
+        let infos = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+        assert_eq!(infos.len(), 1, "one batch");
+        assert_eq!(
+            (
+                infos[0].producer_id,
+                infos[0].producer_epoch,
+                infos[0].base_sequence
+            ),
+            (42, 3, 100)
+        );
+        assert_eq!(infos[0].record_count, 7);
+    }
+
+    #[test]
     fn decoding_keeps_whole_batches_and_leaves_a_truncated_tail() {
-        let first = encode_batch(&outgoing(3), Compression::None).unwrap();
+        let first = encode_batch(&outgoing(3), Compression::None, None).unwrap();
         let mut second =
-            BytesMut::from(&encode_batch(&outgoing(2), Compression::None).unwrap()[..]);
+            BytesMut::from(&encode_batch(&outgoing(2), Compression::None, None).unwrap()[..]);
         // A broker assigns offsets: the second batch starts at 3.
         second[0..8].copy_from_slice(&3i64.to_be_bytes());
         let mut joined = BytesMut::new();

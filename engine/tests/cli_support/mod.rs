@@ -74,6 +74,11 @@ impl Broker {
     }
 
     /// The bootstrap address for `--brokers`.
+    /// The broker's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
