@@ -22,6 +22,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -39,6 +40,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod telemetry;
 
 /// A response frame, size prefix included: whole, or encoded bytes with the log's records
 /// between them (see `spate_net::response`).
@@ -119,6 +121,9 @@ pub const APIS: &[ApiSpec] = &[
     offset_delete::SPEC,
     alter_configs::SPEC,
     alter_configs::INCREMENTAL_SPEC,
+    describe_log_dirs::SPEC,
+    telemetry::SUBSCRIPTIONS_SPEC,
+    telemetry::PUSH_SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -281,6 +286,15 @@ pub async fn dispatch(
         RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
             alter_configs::handle_incremental(shard, &context, body).await,
         ),
+        RequestKind::DescribeLogDirs(body) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(shard, &context, body).await)
+        }
+        RequestKind::GetTelemetrySubscriptions(body) => {
+            ResponseKind::GetTelemetrySubscriptions(telemetry::subscriptions(&context, body))
+        }
+        RequestKind::PushTelemetry(body) => {
+            ResponseKind::PushTelemetry(telemetry::push(&context, body))
+        }
         other => {
             return Err(CloseReason::Protocol(format!(
                 "no handler for {:?}",
