@@ -64,6 +64,18 @@ pub enum StorageError {
         /// bounds it).
         durable_end: Offset,
     },
+    /// A replicated batch ([`crate::PartitionLog::append_replicated`]) does not start where
+    /// the log ends (or does not follow the batch before it): nothing was appended. The
+    /// follower fetches again from the log end, or truncates first if it holds offsets the
+    /// leader does not.
+    #[error("replicated batch starts at offset {received}, expected {expected}")]
+    UnexpectedAppendOffset {
+        /// The offset the batch had to start at: the log end, or the offset after the
+        /// previous batch.
+        expected: Offset,
+        /// The batch's base offset.
+        received: Offset,
+    },
     /// The log is closing, closed or deleted. The engine answers `NOT_LEADER_OR_FOLLOWER` (6)
     /// so that the client refreshes its metadata.
     #[error("partition log is closed")]

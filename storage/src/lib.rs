@@ -70,6 +70,7 @@ mod reader;
 mod received;
 mod records;
 mod recovery;
+mod replica;
 mod retention;
 mod seam;
 mod segment;

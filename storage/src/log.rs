@@ -339,12 +339,7 @@ impl PartitionLog {
             }
         }
         let mut state = self.shared.state.borrow_mut();
-        if let Some(failure) = &state.failure {
-            return Err(StorageError::Io(failure.to_error()));
-        }
-        if state.status != Status::Open {
-            return Err(StorageError::Closed);
-        }
+        crate::replica::check_open(&state)?;
         if let SequenceCheck::Duplicate {
             base_offset,
             last_offset,

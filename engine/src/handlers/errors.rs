@@ -28,6 +28,9 @@ pub fn storage_error_code(error: &StorageError, produce_version: i16) -> i16 {
         StorageError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Closed => ResponseError::NotLeaderOrFollower,
+        // A follower's append whose offsets do not continue its log: the follower's
+        // fetcher handles it; no client's request reaches it.
+        StorageError::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
         StorageError::Io(_) => ResponseError::KafkaStorageError,
     };
     code.code()
