@@ -133,3 +133,40 @@ fn leader_epochs_reach_their_checkpoint_before_their_batches_are_durable_and_sur
         rebuilt.close().await.unwrap();
     });
 }
+
+#[test]
+fn regression_an_older_epoch_at_the_start_of_the_active_segment_kept_the_newer_epochs() {
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("epochs-0");
+        let config = LogConfig {
+            retention_ms: -1,
+            ..small_segments()
+        };
+        let log = PartitionLog::open(path.clone(), config).await.unwrap();
+        // Epoch 0 until a segment rolls: it opens the active segment.
+        for batch in varied_batches(40) {
+            let last = log.append(&batch, 0).unwrap().last_offset;
+            log.wait_durable(last).await.unwrap();
+            if log.segment_count() > 1 {
+                break;
+            }
+        }
+        assert_eq!(log.segment_count(), 2);
+        // Epoch 1 starts inside it.
+        let epoch_1_start = log.log_end_offset();
+        let small = crate::testing::encode_batch(&BatchSpec::records(1, 10));
+        let last = log.append(&small, 1).unwrap().last_offset;
+        log.wait_durable(last).await.unwrap();
+        assert_eq!(log.segment_count(), 2, "both epochs in the active segment");
+        let expected = log.leader_epochs();
+        assert_eq!(expected.len(), 2);
+        assert_eq!(expected[1].start_offset, epoch_1_start);
+        log.close().await.unwrap();
+        // Recovery assigned the active segment's epoch 0 at its base again, which removed
+        // every entry at or above it.
+        let reopened = PartitionLog::open(path, config).await.unwrap();
+        assert_eq!(reopened.leader_epochs(), expected);
+        reopened.close().await.unwrap();
+    });
+}
