@@ -116,7 +116,11 @@ struct Plan {
 }
 
 fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
-    if !config.compact || state.status != Status::Open || state.failure.is_some() || state.cleaning
+    if !config.compact
+        || state.status != Status::Open
+        || state.failure.is_some()
+        || state.cleaning
+        || state.truncating
     {
         return None;
     }
@@ -359,7 +363,7 @@ fn temporary_path(dir: &Path, base: Offset, end: Offset, suffix: &str) -> PathBu
 }
 
 /// Renames a segment's three files to `*.deleted`; returns the new names.
-fn rename_for_deletion(dir: &Path, base: Offset) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn rename_for_deletion(dir: &Path, base: Offset) -> io::Result<Vec<PathBuf>> {
     let mut renamed = Vec::with_capacity(3);
     for path in segment::segment_file_paths(dir, base) {
         renamed.extend(retention::mark_deleted(&path)?);

@@ -76,6 +76,13 @@ pub enum StorageError {
         /// The batch's base offset.
         received: Offset,
     },
+    /// The log is being truncated ([`crate::PartitionLog::truncate_to`],
+    /// [`crate::PartitionLog::truncate_fully_and_start_at`]): nothing was appended. Retriable
+    /// once the truncation returns. Only a follower truncates, and only its fetcher appends
+    /// to it (after awaiting the truncation), so a producer meeting this sent to a replica
+    /// that is not the leader: the engine answers `NOT_LEADER_OR_FOLLOWER` (6).
+    #[error("partition log is being truncated")]
+    Truncating,
     /// The log is closing, closed or deleted. The engine answers `NOT_LEADER_OR_FOLLOWER` (6)
     /// so that the client refreshes its metadata.
     #[error("partition log is closed")]

@@ -34,39 +34,56 @@ pub(crate) async fn run(log: Weak<LogShared>) {
         let Some(shared) = next_work(&log).await else {
             return;
         };
-        let (writes, epochs) = {
-            let mut state = shared.state.borrow_mut();
-            let writes = state.appender.take();
-            state.in_flight_segments = writes.iter().map(|write| write.segment_base).collect();
-            (writes, state.epochs.take_dirty())
-        };
-        // A new leader epoch reaches its checkpoint file before the group commit that makes
-        // its first batch durable (see `epochs`).
-        if let Some(entries) = epochs {
-            if let Err(error) = write_epochs(&shared, entries).await {
-                tracing::error!(dir = %shared.dir.display(), %error, "leader epoch checkpoint write failed");
-                let mut state = shared.state.borrow_mut();
-                state.epochs.mark_dirty();
-                state.fail(&error);
-                return;
-            }
+        // A truncation waits for the flusher to be idle with nothing pending (see
+        // `truncate`): between here and the end of the round, files are being written.
+        shared.state.borrow_mut().flusher_busy = true;
+        let go_on = flush_round(&shared).await;
+        let mut state = shared.state.borrow_mut();
+        state.flusher_busy = false;
+        for waker in state.flusher_idle_waiters.drain(..) {
+            waker.wake();
         }
-        if writes.is_empty() {
-            if shared.state.borrow().status == Status::Open {
-                continue; // only the checkpoint was due
-            }
-            return; // closing, and everything appended is durable
-        }
-        if let Err(error) = flush(&shared, writes).await {
-            tracing::error!(dir = %shared.dir.display(), %error, "partition log write failed");
-            shared.state.borrow_mut().fail(&error);
+        if !go_on {
             return;
         }
     }
 }
 
+/// One round of work: the leader epoch checkpoint if it changed, then everything pending.
+/// Returns whether the flusher goes on (not after a failure, nor when closing with nothing
+/// left).
+async fn flush_round(shared: &LogShared) -> bool {
+    let (writes, epochs) = {
+        let mut state = shared.state.borrow_mut();
+        let writes = state.appender.take();
+        state.in_flight_segments = writes.iter().map(|write| write.segment_base).collect();
+        (writes, state.epochs.take_dirty())
+    };
+    // A new leader epoch reaches its checkpoint file before the group commit that makes
+    // its first batch durable (see `epochs`).
+    if let Some(entries) = epochs {
+        if let Err(error) = write_epochs(shared, entries).await {
+            tracing::error!(dir = %shared.dir.display(), %error, "leader epoch checkpoint write failed");
+            let mut state = shared.state.borrow_mut();
+            state.epochs.mark_dirty();
+            state.fail(&error);
+            return false;
+        }
+    }
+    if writes.is_empty() {
+        // Only the checkpoint was due; or closing, and everything appended is durable.
+        return shared.state.borrow().status == Status::Open;
+    }
+    if let Err(error) = flush(shared, writes).await {
+        tracing::error!(dir = %shared.dir.display(), %error, "partition log write failed");
+        shared.state.borrow_mut().fail(&error);
+        return false;
+    }
+    true
+}
+
 /// Replaces the leader epoch checkpoint, off the shard.
-async fn write_epochs(
+pub(crate) async fn write_epochs(
     shared: &LogShared,
     entries: Vec<crate::epochs::EpochEntry>,
 ) -> io::Result<()> {

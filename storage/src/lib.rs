@@ -79,6 +79,7 @@ pub mod tail_cache;
 mod testing;
 mod time_index;
 mod timestamps;
+mod truncate;
 
 pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};

@@ -104,6 +104,14 @@ pub(crate) struct LogState {
     pub cleaning: bool,
     /// When the earliest tombstone kept by the last compaction pass may be dropped.
     pub tombstone_deadline_ms: Option<i64>,
+    /// `truncate_to` or `truncate_fully_and_start_at` runs: appends are refused
+    /// (`StorageError::Truncating`), compaction and retention wait (see `truncate`).
+    pub truncating: bool,
+    /// The flusher is between taking work and finishing it (writes, syncs, index and
+    /// checkpoint files): a truncation waits until it is not, with nothing pending.
+    pub flusher_busy: bool,
+    /// Woken each time the flusher finishes a round of work.
+    pub flusher_idle_waiters: Vec<Waker>,
 }
 
 impl LogState {
@@ -160,6 +168,13 @@ impl LogState {
         self.record_failure(error, false);
     }
 
+    /// Marks the log failed in a way that closing and reopening it repairs: its in-memory
+    /// state no longer matches the files, which recovery reads afresh (an interrupted
+    /// truncation).
+    pub fn fail_recoverably(&mut self, error: &io::Error) {
+        self.record_failure(error, true);
+    }
+
     fn record_failure(&mut self, error: &io::Error, recoverable: bool) {
         if self.failure.is_none() {
             self.failure = Some(Failure {
@@ -201,6 +216,44 @@ impl Drop for LogShared {
     }
 }
 
+/// The state a log resumes from after recovery: at open, and after a truncation (which runs
+/// recovery again on the cut files).
+pub(crate) struct Resumed {
+    /// Segments, appender, producers and epochs (cut at the log start).
+    pub recovered: RecoveredLog,
+    pub log_start: Offset,
+    pub log_end: Offset,
+    pub cleaner_checkpoint: Offset,
+}
+
+impl Resumed {
+    /// Adds to what recovery found the log start and cleaner checkpoint from their files.
+    pub fn new(dir: &Path, mut recovered: RecoveredLog) -> io::Result<Resumed> {
+        let segments = &recovered.segments;
+        let (Some(first), Some(active)) = (segments.first(), segments.last()) else {
+            unreachable!("recovery always leaves at least one segment")
+        };
+        let log_end = active.end_offset;
+        // DeleteRecords may have moved the start into the first segment (or past segments
+        // not yet deleted); never past the end, should the tail have been lost.
+        let log_start = first
+            .base_offset
+            .max(retention::read_offset_file(dir, retention::LOG_START_FILE)?.unwrap_or(Offset(0)))
+            .min(log_end);
+        let cleaner_checkpoint =
+            retention::read_offset_file(dir, crate::compaction::CHECKPOINT_FILE)?
+                .unwrap_or(Offset(0))
+                .min(log_end);
+        recovered.epochs.truncate_from_start(log_start);
+        Ok(Resumed {
+            recovered,
+            log_start,
+            log_end,
+            cleaner_checkpoint,
+        })
+    }
+}
+
 /// A producer's batch as `append` gets it.
 enum Incoming<'batch> {
     /// In a request buffer.
@@ -234,35 +287,16 @@ impl PartitionLog {
     /// `Err(Io)` of kind `InvalidInput`.
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, StorageError> {
         config.check()?;
-        let RecoveredLog {
-            segments,
-            producers,
-            appender,
-            mut epochs,
-        } = recovery::recover(&dir, &config).await?;
-        let (Some(first), Some(active)) = (segments.first(), segments.last()) else {
-            unreachable!("recovery always leaves at least one segment")
-        };
-        let log_end = active.end_offset;
-        // DeleteRecords may have moved the start into the first segment (or past segments
-        // not yet deleted); never past the end, should the tail have been lost.
-        let log_start = first
-            .base_offset
-            .max(retention::read_offset_file(&dir, retention::LOG_START_FILE)?.unwrap_or(Offset(0)))
-            .min(log_end);
-        let cleaner_checkpoint =
-            retention::read_offset_file(&dir, crate::compaction::CHECKPOINT_FILE)?
-                .unwrap_or(Offset(0))
-                .min(log_end);
-        epochs.truncate_from_start(log_start);
+        let recovered = recovery::recover(&dir, &config).await?;
+        let resumed = Resumed::new(&dir, recovered)?;
         let state = LogState {
-            segments,
-            appender,
-            producers,
-            epochs,
-            log_start,
-            log_end,
-            durable_end: log_end,
+            segments: resumed.recovered.segments,
+            appender: resumed.recovered.appender,
+            producers: resumed.recovered.producers,
+            epochs: resumed.recovered.epochs,
+            log_start: resumed.log_start,
+            log_end: resumed.log_end,
+            durable_end: resumed.log_end,
             status: Status::Open,
             failure: None,
             close_done: false,
@@ -272,10 +306,13 @@ impl PartitionLog {
             flusher: None,
             flush_count: 0,
             in_flight_segments: Vec::new(),
-            cleaner_checkpoint,
+            cleaner_checkpoint: resumed.cleaner_checkpoint,
             cleaning: false,
             // A tombstone may have been kept before a restart: let the first pass look.
             tombstone_deadline_ms: Some(0),
+            truncating: false,
+            flusher_busy: false,
+            flusher_idle_waiters: Vec::new(),
         };
         let shared = Rc::new(LogShared {
             dir,

@@ -464,7 +464,7 @@ async fn recover_active_segment(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::segment::{align_up, index_file_path, log_file_path};
     use crate::testing::{encode_batch, read_all, run, same_batch, temp_dir, BatchSpec};
     use crate::{LogConfig, Offset, PartitionLog};
@@ -497,7 +497,12 @@ mod tests {
 
     /// Opens the damaged log and checks it holds exactly `batches[..kept]`, then that appends
     /// continue right after them and survive another reopen.
-    async fn check_recovered(path: &Path, batches: &[Vec<u8>], kept: usize, config: LogConfig) {
+    pub(crate) async fn check_recovered(
+        path: &Path,
+        batches: &[Vec<u8>],
+        kept: usize,
+        config: LogConfig,
+    ) {
         let log = PartitionLog::open(path.to_path_buf(), config)
             .await
             .unwrap();
@@ -548,7 +553,7 @@ mod tests {
     }
 
     #[derive(Clone, Copy, Debug)]
-    enum Damage {
+    pub(crate) enum Damage {
         /// The file ends at the cut.
         Truncate,
         /// Zeros from the cut to the end of the block (an O_DIRECT write that did not land).
@@ -557,7 +562,7 @@ mod tests {
         Garble,
     }
 
-    fn damage(pristine: &[u8], cut: usize, damage: Damage) -> Vec<u8> {
+    pub(crate) fn damage(pristine: &[u8], cut: usize, damage: Damage) -> Vec<u8> {
         match damage {
             Damage::Truncate => pristine[..cut].to_vec(),
             Damage::ZeroTail => {

@@ -36,7 +36,7 @@ impl PartitionLog {
     /// Errors: `Batch(Corrupt)` for bytes that are not intact batches (or no batch at all),
     /// `Batch(TooLarge)` past `max.message.bytes`, `UnexpectedAppendOffset` when the offsets
     /// do not continue the log (the follower fetches again from the log end, or truncates),
-    /// `Closed`, and the log's `Io` failure.
+    /// `Truncating` while a truncation runs, `Closed`, and the log's `Io` failure.
     pub fn append_replicated(&self, records: &[u8]) -> Result<Appended, StorageError> {
         let config = self.shared.config.get();
         let mut state = self.shared.state.borrow_mut();
@@ -95,13 +95,16 @@ impl PartitionLog {
     }
 }
 
-/// Refuses appends to a log that failed or is closing.
+/// Refuses appends to a log that failed, is closing or is being truncated.
 pub(crate) fn check_open(state: &LogState) -> Result<(), StorageError> {
     if let Some(failure) = &state.failure {
         return Err(StorageError::Io(failure.to_error()));
     }
     if state.status != Status::Open {
         return Err(StorageError::Closed);
+    }
+    if state.truncating {
+        return Err(StorageError::Truncating);
     }
     Ok(())
 }
@@ -152,4 +155,4 @@ fn check_replicated_batches(
 
 #[cfg(test)]
 #[path = "replica_tests.rs"]
-mod tests;
+pub(crate) mod tests;

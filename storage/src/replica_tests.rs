@@ -28,7 +28,8 @@ pub(crate) fn leader_batches(start: i64, shapes: &[(i32, i32)]) -> Vec<Vec<u8>> 
         .collect()
 }
 
-fn small_segments() -> LogConfig {
+/// Segments of 1,000 bytes, retention off (the test batches' timestamps are old).
+pub(crate) fn small_segments() -> LogConfig {
     LogConfig {
         segment_bytes: 1_000,
         index_interval_bytes: 200,

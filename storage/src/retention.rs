@@ -147,8 +147,10 @@ impl PartitionLog {
 
 /// How many segments, from the oldest, retention deletes now.
 fn deletable_segments(state: &LogState, config: &LogConfig, now_ms: i64) -> usize {
-    if state.cleaning {
-        return 0; // the cleaner is replacing segments; the next tick applies retention
+    if state.cleaning || state.truncating {
+        // The cleaner is replacing segments, or a truncation is cutting them: the next tick
+        // applies retention.
+        return 0;
     }
     let segments = &state.segments;
     // Never the active segment; only segments wholly durable and not being flushed.

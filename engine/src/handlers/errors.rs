@@ -28,6 +28,8 @@ pub fn storage_error_code(error: &StorageError, produce_version: i16) -> i16 {
         StorageError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Closed => ResponseError::NotLeaderOrFollower,
+        // Only a replica that stopped leading truncates its log: retry at the leader.
+        StorageError::Truncating => ResponseError::NotLeaderOrFollower,
         // A follower's append whose offsets do not continue its log: the follower's
         // fetcher handles it; no client's request reaches it.
         StorageError::UnexpectedAppendOffset { .. } => ResponseError::UnknownServerError,
