@@ -593,6 +593,11 @@ impl Appender {
         write
     }
 
+    /// Base offset of the active segment, counting pending rolls.
+    pub fn active_base(&self) -> Offset {
+        self.active.base_offset
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.queue.is_empty()
     }

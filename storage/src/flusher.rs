@@ -53,11 +53,12 @@ pub(crate) async fn run(log: Weak<LogShared>) {
 /// Returns whether the flusher goes on (not after a failure, nor when closing with nothing
 /// left).
 async fn flush_round(shared: &LogShared) -> bool {
-    let (writes, epochs) = {
+    let (writes, epochs, snapshots) = {
         let mut state = shared.state.borrow_mut();
         let writes = state.appender.take();
         state.in_flight_segments = writes.iter().map(|write| write.segment_base).collect();
-        (writes, state.epochs.take_dirty())
+        let snapshots = std::mem::take(&mut state.pending_snapshots);
+        (writes, state.epochs.take_dirty(), snapshots)
     };
     // A new leader epoch reaches its checkpoint file before the group commit that makes
     // its first batch durable (see `epochs`).
@@ -79,7 +80,26 @@ async fn flush_round(shared: &LogShared) -> bool {
         shared.state.borrow_mut().fail(&error);
         return false;
     }
+    // After the group commit that made their rolls durable (see `producer_snapshot`).
+    write_snapshots(shared, snapshots).await;
     true
+}
+
+/// Writes producer snapshots off the shard. A failure costs only a longer scan at the next
+/// open, so it is logged, not a failure of the log.
+async fn write_snapshots(shared: &LogShared, snapshots: Vec<(Offset, Vec<u8>)>) {
+    for (offset, bytes) in snapshots {
+        let dir = shared.dir.clone();
+        let log_start = shared.state.borrow().log_start;
+        let written = glommio::executor()
+            .spawn_blocking(move || {
+                crate::producer_snapshot::write(&dir, offset, &bytes, log_start)
+            })
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(dir = %shared.dir.display(), %offset, %error, "producer snapshot write failed");
+        }
+    }
 }
 
 /// Replaces the leader epoch checkpoint, off the shard.

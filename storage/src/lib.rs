@@ -64,6 +64,7 @@ mod flusher;
 pub mod fuzzing;
 mod index;
 mod log;
+mod producer_snapshot;
 mod producer_state;
 mod read_files;
 mod reader;

@@ -112,6 +112,9 @@ pub(crate) struct LogState {
     pub flusher_busy: bool,
     /// Woken each time the flusher finishes a round of work.
     pub flusher_idle_waiters: Vec<Waker>,
+    /// Producer snapshots taken at rolls, encoded, for the flusher to write once the roll
+    /// is durable (see `producer_snapshot`).
+    pub pending_snapshots: Vec<(Offset, Vec<u8>)>,
 }
 
 impl LogState {
@@ -140,6 +143,20 @@ impl LogState {
         self.segments
             .iter()
             .rposition(|segment| segment.base_offset == base_offset)
+    }
+
+    /// Puts a batch into the pending write (see `Appender::append`); when it starts a new
+    /// segment, takes the producer snapshot as of that segment's base first. Call it before
+    /// recording the batch in `producers`. Returns whether the batch was adopted in place.
+    pub fn append_to_segment(&mut self, batch: BatchToAppend<'_>, config: &LogConfig) -> bool {
+        let active_base = self.appender.active_base();
+        let adopted = self.appender.append(batch, config);
+        let new_base = self.appender.active_base();
+        if new_base != active_base {
+            let snapshot = crate::producer_snapshot::encode(&self.producers, new_base);
+            self.pending_snapshots.push((new_base, snapshot));
+        }
+        adopted
     }
 
     pub fn wake_flusher(&mut self) {
@@ -313,6 +330,7 @@ impl PartitionLog {
             truncating: false,
             flusher_busy: false,
             flusher_idle_waiters: Vec::new(),
+            pending_snapshots: Vec::new(),
         };
         let shared = Rc::new(LogShared {
             dir,
@@ -421,7 +439,7 @@ impl PartitionLog {
             max_timestamp: log_append_time_ms.unwrap_or(info.max_timestamp),
             now_ms,
         };
-        let in_place = state.appender.append(to_append, config);
+        let in_place = state.append_to_segment(to_append, config);
         state
             .producers
             .record(&info, base_offset, last_offset, crate::now_ms());

@@ -22,21 +22,23 @@ use std::collections::{HashMap, VecDeque};
 /// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`; clients cap in-flight requests at 5.
 pub(crate) const RETAINED_BATCHES_PER_PRODUCER: usize = 5;
 
+/// One of a producer's last batches. Fields are the crate's so that `producer_snapshot`
+/// can write and read them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RetainedBatch {
-    first_sequence: i32,
-    last_sequence: i32,
-    base_offset: Offset,
-    last_offset: Offset,
+pub(crate) struct RetainedBatch {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: Offset,
+    pub last_offset: Offset,
 }
 
-#[derive(Debug)]
-struct ProducerEntry {
-    epoch: i16,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProducerEntry {
+    pub epoch: i16,
     /// Oldest first; never empty; at most `RETAINED_BATCHES_PER_PRODUCER`.
-    batches: VecDeque<RetainedBatch>,
+    pub batches: VecDeque<RetainedBatch>,
     /// When its last batch was appended (wall clock, ms since the epoch).
-    last_append_ms: i64,
+    pub last_append_ms: i64,
 }
 
 /// What `append` does with a batch that passed the sequence checks.
@@ -51,9 +53,10 @@ pub(crate) enum SequenceCheck {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct ProducerStateTable {
-    producers: HashMap<i64, ProducerEntry>,
+    /// By producer id.
+    pub producers: HashMap<i64, ProducerEntry>,
 }
 
 impl ProducerStateTable {

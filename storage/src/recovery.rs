@@ -15,10 +15,9 @@
 //!   index files were written) is walked from position 0.
 //! - The active (last) segment is walked from position 0: every batch is CRC-checked, both
 //!   indexes are rebuilt (their files are written only when a segment is sealed or the log
-//!   closes, so after a crash they are missing or stale), and the producer state is rebuilt
-//!   from its batches. Reading the whole
-//!   active segment once is the price of rebuilding the producer state without a snapshot
-//!   file (Kafka pays the same after an unclean shutdown).
+//!   closes, so after a crash they are missing or stale), and its batches are recorded in
+//!   the producer state, which starts from the newest producer snapshot and the sealed
+//!   segments after it (see `producer_snapshot`; without one, from the first segment).
 //! - Files left by retention (`*.deleted`, indexes without a `.log`) are unlinked in the
 //!   background, off the shard.
 
@@ -77,8 +76,10 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
         segments.push(recover_sealed_segment(dir, base, bases[number + 1], config).await?);
     }
     let checkpoint = epochs::read_checkpoint(dir)?;
+    // From a snapshot and the sealed segments after it; the active segment's batches next.
+    let producers = crate::producer_snapshot::load(dir, &segments, active_base).await?;
     let (active, producers, appender, active_epochs) =
-        recover_active_segment(dir, active_base, config).await?;
+        recover_active_segment(dir, active_base, config, producers).await?;
     if let Some(previous) = segments.last() {
         if previous.end_offset != active.base_offset {
             tracing::warn!(dir = %dir.display(), end = %previous.end_offset, next = %active.base_offset,
@@ -365,8 +366,8 @@ fn tolerate_full_disk(written: io::Result<()>, dir: &Path, what: &str) -> io::Re
     }
 }
 
-/// What the active segment gives back: the segment, the producer state rebuilt from its
-/// batches, the appender positioned at its end, and each (epoch, offset) where its batches'
+/// What the active segment gives back: the segment, the producer state with its batches
+/// recorded, the appender positioned at its end, and each (epoch, offset) where its batches'
 /// leader epoch changes.
 type RecoveredActive = (Segment, ProducerStateTable, Appender, Vec<(i32, Offset)>);
 
@@ -374,12 +375,12 @@ async fn recover_active_segment(
     dir: &Path,
     base: Offset,
     config: &LogConfig,
+    mut producers: ProducerStateTable,
 ) -> io::Result<RecoveredActive> {
     let files = Segment::open_files(dir, base).await?;
     let (file, file_bytes) = (&files.log_file, files.log_bytes);
     let loaded = OffsetIndex::decode(&files.index_bytes, file_bytes);
     let loaded_time = TimeIndex::decode(&files.time_index_bytes, u64::MAX);
-    let mut producers = ProducerStateTable::default();
     let mut epoch_starts: Vec<(i32, Offset)> = Vec::new();
     let opened_ms = crate::now_ms();
     let tracker = TimeTracker::new(base);

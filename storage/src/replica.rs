@@ -72,7 +72,7 @@ impl PartitionLog {
                 max_timestamp: info.max_timestamp,
                 now_ms,
             };
-            state.appender.append(to_append, &config);
+            state.append_to_segment(to_append, &config);
             state
                 .producers
                 .record(info, base_offset, last_offset, now_ms);

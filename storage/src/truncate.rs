@@ -20,7 +20,8 @@
 //! 5. Recovery runs again on the directory, and its result (segments, appender, producer
 //!    state, epochs, log start, log end, cleaner checkpoint) replaces the state in place; the
 //!    durable end is the new end. The old segments' descriptors close once no read holds
-//!    them. Producer state is what a reopen gives: rebuilt from the active segment.
+//!    them. Producer state is what a reopen gives: the newest producer snapshot at or below
+//!    the cut (those above it are deleted first) and the batches after it.
 //!
 //! Crash safety. `truncate_to` renames the segments wholly above the cut (from the highest,
 //! each `.log` first, so recovery never loads a segment above a missing one) and syncs the
@@ -137,6 +138,8 @@ impl PartitionLog {
             (above, cut_segment)
         };
         let (cut_position, new_end) = cut_segment.position_of(offset).await?;
+        // Gone before the directory sync that makes the segments' removal durable.
+        crate::producer_snapshot::delete_above(dir, Some(new_end))?;
         delete_segments(dir, &above).await?;
         let file = &cut_segment.log_file;
         file.truncate(cut_position).await.map_err(io::Error::from)?;
@@ -170,6 +173,8 @@ impl PartitionLog {
                 bases(&state.segments[..kept]),
             )
         };
+        // The new log has no producers: recovery would otherwise start from a snapshot.
+        crate::producer_snapshot::delete_above(dir, None)?;
         delete_segments(dir, &above).await?;
         // Syncs its name; a file left at that name is emptied.
         Segment::create(dir, offset).await?.close().await?;
