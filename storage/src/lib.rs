@@ -14,7 +14,14 @@
 //! - [`batch`] validates Kafka record batches (magic v2) through a zero-copy view of the 61-byte
 //!   header ([`batch::BatchHeader`]) and describes them as [`batch::BatchInfo`].
 //! - `producer_state` keeps, per idempotent producer, its epoch and last five batches, so that
-//!   retries are answered with the original offsets and gaps are refused.
+//!   retries are answered with the original offsets and gaps are refused;
+//!   `producer_snapshot` writes that table at each roll (`<offset>.snapshot`) and loads it
+//!   on open, so recovery reads only the segments after the newest snapshot.
+//! - `replica` appends the batches a follower fetched, with the offsets and epochs their
+//!   leader assigned ([`PartitionLog::append_replicated`]); `truncate` cuts a log's tail
+//!   ([`PartitionLog::truncate_to`]) or restarts it empty at an offset
+//!   ([`PartitionLog::truncate_fully_and_start_at`]), crash-safely and in place, so every
+//!   handle stays valid.
 //! - `appender` owns the pending write buffer: 4 KiB-aligned DMA chunks that `append` copies
 //!   batches into, including the rule for rolling segments. A batch the engine received
 //!   straight into DMA chunks ([`ReceivedBatch`], placed by [`PartitionLog::receive_front`]) is
@@ -39,8 +46,8 @@
 //! - `seam` is where the flusher's writes and syncs meet the disk, and where tests inject
 //!   faults (ENOSPC, EIO, short and torn writes, failed `fdatasync`); `fuzzing` has the entry
 //!   points of the fuzz targets in `storage/fuzz/`.
-//! - `recovery` rebuilds the in-memory state on open: it scans the last segment, truncates a
-//!   torn tail, rebuilds indexes and the producer state.
+//! - `recovery` rebuilds the in-memory state on open (and after a truncation): it scans the
+//!   last segment, truncates a torn tail, rebuilds indexes and the producer state.
 //! - `segment` also holds a workaround for a glommio 0.9 bug (its polled-I/O probe is fooled by
 //!   an empty first file, after which every O_DIRECT read fails with EOPNOTSUPP on disks
 //!   without poll queues): `PartitionLog::open` runs it before opening any `DmaFile`.
@@ -49,8 +56,10 @@
 //!
 //! On-disk layout, as Kafka operators know it: `<dir>/00000000000000000000.log`, `.index` and
 //! `.timeindex`, file names being the segment's base offset padded to 20 digits, plus
-//! `<dir>/log-start-offset` once DeleteRecords has moved the log start, and
-//! `<dir>/cleaner-offset-checkpoint` once the cleaner has compacted the log.
+//! `<dir>/log-start-offset` once DeleteRecords has moved the log start,
+//! `<dir>/cleaner-offset-checkpoint` once the cleaner has compacted the log,
+//! `<dir>/leader-epoch-checkpoint`, and `<dir>/<offset>.snapshot` (producer state) from the
+//! first roll on.
 
 #![deny(missing_docs)]
 
