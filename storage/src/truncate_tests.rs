@@ -419,3 +419,90 @@ proptest! {
         });
     }
 }
+
+/// Copies the files of a closed log (no subdirectories).
+fn copy_log(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Where the first batch with an offset at or above `offset` starts in a segment file.
+fn cut_position_in(file: &[u8], offset: i64) -> usize {
+    let mut position = 0;
+    while position < file.len() {
+        let info = crate::batch::parse_stored_batch(&file[position..]).unwrap();
+        if info.last_offset() >= offset {
+            break;
+        }
+        position += info.batch_bytes;
+    }
+    position
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_truncation_leaves_a_prefix_at_least_as_long_as_the_cut() {
+    run(async {
+        let dir = temp_dir();
+        let pristine = dir.path().join("pristine");
+        let (log, model) = filled_log(&pristine).await;
+        log.close().await.unwrap();
+        let bases = segment_bases(&pristine);
+        // Inside the second segment, in a batch of several records.
+        let straddling = model
+            .batches
+            .iter()
+            .find(|batch| base_of(batch) > bases[1] && last_of(batch) > base_of(batch))
+            .unwrap()
+            .clone();
+        let offset = base_of(&straddling) + 1;
+        let mut truncated = model.clone();
+        truncated.truncate_to(offset);
+        let above: Vec<i64> = bases
+            .iter()
+            .copied()
+            .filter(|base| *base > offset)
+            .collect();
+        // The steps `cut_tail` takes, in its order: the segments above renamed from the
+        // highest down (each `.log` first), then the segment holding the cut truncated. A
+        // crash after each: how many segments were renamed, whether the cut was made.
+        let steps = (0..=above.len())
+            .map(|renamed| (renamed, false))
+            .chain([(above.len(), true)]);
+        for (number, (renamed, cut)) in steps.enumerate() {
+            let path = dir.path().join(format!("crash-{number}"));
+            copy_log(&pristine, &path);
+            for base in above.iter().rev().take(renamed) {
+                crate::compaction::rename_for_deletion(&path, Offset(*base)).unwrap();
+            }
+            if cut {
+                let cut_file = log_file_path(&path, Offset(bases[1]));
+                let bytes = std::fs::read(&cut_file).unwrap();
+                let position = cut_position_in(&bytes, offset);
+                std::fs::write(&cut_file, &bytes[..position]).unwrap();
+            }
+            let log = PartitionLog::open(path.clone(), config()).await.unwrap();
+            let stored: Vec<Vec<u8>> = read_all(&log, 1 << 20)
+                .await
+                .into_iter()
+                .map(|(_, bytes)| bytes)
+                .collect();
+            assert!(stored.len() >= truncated.batches.len(), "step {number}");
+            assert!(
+                stored[..] == model.batches[..stored.len()],
+                "a prefix of the old log"
+            );
+            let mut recovered = model.clone();
+            recovered.batches.truncate(stored.len());
+            let end = recovered.end();
+            recovered.epochs.retain(|entry| entry.start_offset.0 < end);
+            check(&log, &recovered).await;
+            // The follower truncates again after its restart.
+            log.truncate_to(Offset(offset)).await.unwrap();
+            check(&log, &truncated).await;
+            log.close().await.unwrap();
+        }
+    });
+}
