@@ -18,6 +18,7 @@ use glommio::net::TcpStream;
 use spate_net::{FramePiece, FrameReader, NextFrame, Reservation};
 
 use crate::handlers::{self, Frame, Pending};
+use crate::latency::Stage;
 use crate::shard::Shard;
 use crate::splice::Splicer;
 use glommio::io::BufferedFile;
@@ -53,9 +54,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // while it polls). One descriptor per connection; dropping both halves closes it.
     let fd = stream.as_raw_fd();
     let (mut stream, writer_stream) = futures_lite::io::split(stream);
-    let (sender, receiver) =
-        local_channel::new_bounded::<(Pending, Option<Reservation>)>(PIPELINE_DEPTH);
-    let writer = glommio::spawn_local(write_responses(writer_stream, fd, receiver, peer.clone()));
+    let (sender, receiver) = local_channel::new_bounded::<InFlight>(PIPELINE_DEPTH);
+    let writer = glommio::spawn_local(write_responses(
+        writer_stream,
+        fd,
+        receiver,
+        peer.clone(),
+        shard.clone(),
+    ));
 
     // Large Produce requests are streamed, so that their batches are received straight into
     // the DMA chunks they are written from (`spate_net::produce_stream`, `produce::IntoLogs`).
@@ -85,9 +91,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         };
         // A large request's share of the shard's request memory is held until it is answered.
         let reservation = frames.take_reservation();
+        let timing = RequestTiming::of(&frame);
         match handlers::dispatch(&shard, frame, &client_host).await {
             Ok(pending) => {
-                if sender.send((pending, reservation)).await.is_err() {
+                timing.record(&shard, Stage::Local);
+                if sender.send((pending, reservation, timing)).await.is_err() {
                     break; // the writer stopped: the socket is gone
                 }
             }
@@ -101,14 +109,49 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     writer.await;
 }
 
+/// A dispatched request on its way to the writer: its response, its share of the request
+/// memory, and when it was read.
+type InFlight = (Pending, Option<Reservation>, RequestTiming);
+
+/// When a request was read whole, and its API, for `spate_request_latency_seconds`.
+struct RequestTiming {
+    api_key: i16,
+    read_at: std::time::Instant,
+}
+
+impl RequestTiming {
+    fn of(frame: &handlers::RequestFrame) -> RequestTiming {
+        // The API key is the header's first field; a frame too short for one is refused by
+        // the dispatcher, and counted under key -1's slot meanwhile.
+        let api_key = match frame.bytes.get(..2) {
+            Some(&[high, low]) => i16::from_be_bytes([high, low]),
+            _ => -1,
+        };
+        RequestTiming {
+            api_key,
+            read_at: std::time::Instant::now(),
+        }
+    }
+
+    fn record(&self, shard: &Shard, stage: Stage) {
+        shard
+            .stats()
+            .latencies
+            .record(self.api_key, stage, self.read_at.elapsed());
+    }
+}
+
 async fn write_responses(
     mut stream: WriteHalf<TcpStream>,
     fd: RawFd,
-    receiver: LocalReceiver<(Pending, Option<Reservation>)>,
+    receiver: LocalReceiver<InFlight>,
     peer: String,
+    shard: Rc<Shard>,
 ) {
-    while let Some((pending, _reservation)) = receiver.recv().await {
-        match pending.await {
+    while let Some((pending, _reservation, timing)) = receiver.recv().await {
+        let response = pending.await;
+        timing.record(&shard, Stage::Total);
+        match response {
             Ok(Some(frame)) => {
                 if let Err(error) = write_frame(&mut stream, fd, frame).await {
                     tracing::debug!(%peer, %error, "client went away before its response");

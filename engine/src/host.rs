@@ -160,6 +160,24 @@ pub fn default_max_broker_partitions() -> u64 {
     (open_files_hard_limit() / 2).max(1000)
 }
 
+/// (total, available to the broker) bytes of the file system holding `dir`: DescribeLogDirs
+/// and `spate_disk_free_bytes`.
+pub fn file_system_bytes(dir: &Path) -> std::io::Result<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `path` is a valid C string; `stats` is written by statvfs only.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fragment = stats.f_frsize as i64;
+    Ok((
+        stats.f_blocks as i64 * fragment,
+        stats.f_bavail as i64 * fragment,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

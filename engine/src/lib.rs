@@ -26,6 +26,7 @@ pub mod connection_limits;
 pub mod groups;
 pub mod handlers;
 pub mod host;
+pub mod latency;
 pub mod log_scan;
 pub mod mesh;
 pub mod metadata;

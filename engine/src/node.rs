@@ -92,7 +92,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         controller_config(&config, shard_count as u32),
     )?;
     warn_if_descriptors_are_short(open_files_limit, bootstrapped.image.partition_count());
-    let stats = Arc::new(crate::stats::NodeStats::new(shard_count, started));
+    let stats = Arc::new(
+        crate::stats::NodeStats::new(shard_count, started).with_data_dir(config.data_dir.clone()),
+    );
     if let Some(address) = config.stats_listen {
         crate::stats::serve(address, stats.clone())?;
     }

@@ -96,6 +96,8 @@ pub struct ShardStats {
     fetch_record_bytes: [AtomicU64; FetchSource::ALL.len()],
     /// Produced batch bytes appended: [received in place, copied].
     produce_append_bytes: [AtomicU64; 2],
+    /// Request latency per API and stage (see `latency`).
+    pub latencies: crate::latency::RequestLatencies,
 }
 
 impl Default for ShardStats {
@@ -109,6 +111,7 @@ impl Default for ShardStats {
             cross_shard: std::array::from_fn(|_| AtomicU64::new(0)),
             fetch_record_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             produce_append_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
+            latencies: Default::default(),
         }
     }
 }
@@ -234,6 +237,8 @@ pub struct NodeStats {
     started: Instant,
     /// From the process start to the first moment every shard served, once known.
     startup_ms: AtomicU64,
+    /// The data directory, whose file system's free space is reported.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeStats {
@@ -243,7 +248,14 @@ impl NodeStats {
             shards: (0..shard_count).map(|_| Arc::default()).collect(),
             started,
             startup_ms: AtomicU64::new(0),
+            data_dir: None,
         }
+    }
+
+    /// Reports the free space of the file system holding `data_dir`.
+    pub fn with_data_dir(mut self, data_dir: std::path::PathBuf) -> NodeStats {
+        self.data_dir = Some(data_dir);
+        self
     }
 
     /// Records that every shard serves now; returns the start-up time in ms.
@@ -276,6 +288,7 @@ impl NodeStats {
                     "connections_accepted": accepted,
                     "connections_open": accepted.saturating_sub(closed),
                     "partitions_open": ShardStats::read(&stats.partitions_open),
+                    "request_latency": latency_json(&stats.latencies),
                 });
                 for ((family, _), values) in LABELLED_FAMILIES.iter().zip(stats.labelled()) {
                     let values: serde_json::Map<String, serde_json::Value> = values
@@ -293,6 +306,7 @@ impl NodeStats {
             "startup_ms": self.startup_ms.load(Ordering::Relaxed),
             "rss_bytes": process.rss_bytes,
             "cpu_s": process.cpu_s,
+            "disk_free_bytes": self.disk_free_bytes(),
             "shards": shards,
         })
     }
@@ -309,6 +323,28 @@ impl NodeStats {
         );
         let _ = writeln!(text, "# TYPE spate_process_cpu_seconds_total counter");
         let _ = writeln!(text, "spate_process_cpu_seconds_total {}", process.cpu_s);
+        let _ = writeln!(text, "# TYPE spate_build_info gauge");
+        let _ = writeln!(
+            text,
+            "spate_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(free) = self.disk_free_bytes() {
+            let _ = writeln!(text, "# TYPE spate_disk_free_bytes gauge");
+            let _ = writeln!(text, "spate_disk_free_bytes {free}");
+        }
+        // One node, every partition led by the only replica: 0 until replication exists.
+        for name in [
+            "spate_under_replicated_partitions",
+            "spate_offline_partitions",
+        ] {
+            let _ = writeln!(text, "# TYPE {name} gauge");
+            let _ = writeln!(text, "{name} 0");
+        }
+        let _ = writeln!(text, "# TYPE spate_request_latency_seconds histogram");
+        for (id, stats) in self.shards.iter().enumerate() {
+            stats.latencies.write_prometheus(&mut text, id, api_name);
+        }
         let _ = writeln!(text, "# TYPE spate_requests_total counter");
         for (id, stats) in self.shards.iter().enumerate() {
             for (key, counter) in stats.requests.iter().enumerate() {
@@ -356,6 +392,36 @@ impl NodeStats {
         }
         text
     }
+}
+
+impl NodeStats {
+    /// Bytes available to the broker on the data directory's file system.
+    fn disk_free_bytes(&self) -> Option<u64> {
+        let dir = self.data_dir.as_ref()?;
+        let (_, available) = crate::host::file_system_bytes(dir).ok()?;
+        u64::try_from(available).ok()
+    }
+}
+
+/// `{api: {stage: {count, sum_s}}}` for the APIs with requests.
+fn latency_json(latencies: &crate::latency::RequestLatencies) -> serde_json::Value {
+    let mut apis = serde_json::Map::new();
+    for slot in 0..crate::latency::API_SLOTS {
+        let mut stages = serde_json::Map::new();
+        for stage in crate::latency::Stage::ALL {
+            let (count, sum_s) = latencies.count_and_sum(slot, stage);
+            if count > 0 {
+                stages.insert(
+                    stage.name().to_string(),
+                    serde_json::json!({"count": count, "sum_s": sum_s}),
+                );
+            }
+        }
+        if !stages.is_empty() {
+            apis.insert(api_name(slot), stages.into());
+        }
+    }
+    apis.into()
 }
 
 /// A per-shard series of `/metrics`: name, Prometheus type, how to read it.

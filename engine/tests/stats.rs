@@ -90,4 +90,53 @@ fn produce_and_fetch_stay_on_their_shard() {
     let metrics = get(stats_port, "/metrics");
     assert!(metrics.contains("spate_cross_shard_total{shard=\"0\",kind=\"metadata_update\"}"));
     assert!(metrics.contains("api=\"Produce\""));
+
+    // Latency: every Produce and Fetch answered is counted at both stages, in +Inf as in the
+    // count (`_count` is per shard; summed over the shards it is every request).
+    let latency_total = |stats: &serde_json::Value, api: &str, stage: &str| -> u64 {
+        stats["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|shard| {
+                shard["request_latency"][api][stage]["count"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    for api in ["Produce", "Fetch"] {
+        for stage in ["local", "total"] {
+            let counted = latency_total(&after, api, stage) - latency_total(&before, api, stage);
+            assert_eq!(counted, 100, "{api} {stage}: {after:#}");
+        }
+    }
+    let counts: u64 = metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("spate_request_latency_seconds_count{")
+                && line.contains("api=\"Produce\",stage=\"total\"")
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counts, requests(&after, "Produce"), "{metrics}");
+    for line in metrics.lines().filter(|line| line.contains("le=\"+Inf\"")) {
+        let labels = &line[line.find('{').unwrap()..line.find(",le=").unwrap()];
+        let count_line = format!("spate_request_latency_seconds_count{labels}}}");
+        let count = metrics
+            .lines()
+            .find(|other| other.starts_with(&count_line))
+            .unwrap_or_else(|| panic!("no {count_line}"));
+        assert_eq!(line.rsplit(' ').next(), count.rsplit(' ').next(), "{line}");
+    }
+    for gauge in [
+        "# TYPE spate_request_latency_seconds histogram",
+        "spate_build_info{version=",
+        "spate_disk_free_bytes ",
+        "spate_under_replicated_partitions 0",
+        "spate_offline_partitions 0",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in\n{metrics}");
+    }
+    assert!(after["disk_free_bytes"].as_u64().unwrap() > 0);
 }

@@ -90,7 +90,7 @@ struct Measured {
 }
 
 fn measure(data_dir: &Path, wanted: Vec<(String, Vec<i32>)>) -> Measured {
-    let (total_bytes, usable_bytes, error) = match file_system_bytes(data_dir) {
+    let (total_bytes, usable_bytes, error) = match crate::host::file_system_bytes(data_dir) {
         Ok((total, usable)) => (total, usable, None),
         Err(error) => (-1, -1, Some(error)),
     };
@@ -133,21 +133,4 @@ fn log_bytes(dir: &PathBuf) -> i64 {
         .filter_map(|entry| entry.metadata().ok())
         .map(|metadata| metadata.len() as i64)
         .sum()
-}
-
-/// (total, available to us) bytes of the file system holding `dir`.
-fn file_system_bytes(dir: &Path) -> std::io::Result<(i64, i64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: `path` is a valid C string; `stats` is written by statvfs only.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let fragment = stats.f_frsize as i64;
-    Ok((
-        stats.f_blocks as i64 * fragment,
-        stats.f_bavail as i64 * fragment,
-    ))
 }
