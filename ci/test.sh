@@ -56,14 +56,19 @@ else
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# promtool (Debian's prometheus package) lints /metrics in engine/tests/stats.rs.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if ((${#missing[@]})); then
     step "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     run "apt-get update" wait_for_apt update -q
     run "apt-get install ${missing[*]}" wait_for_apt install -y -q --no-install-recommends "${missing[@]}"
+    # The package may start a Prometheus server where init scripts run; the suite needs
+    # only promtool.
+    pkill -x prometheus 2>/dev/null || true
 else
-    step "system packages present (kcat, python3, pip, venv, node, npm)"
+    step "system packages present (kcat, python3, pip, venv, node, npm, promtool)"
 fi
 
 # --- 2. client libraries --------------------------------------------------------------------
@@ -90,7 +95,8 @@ if [[ "${SPATE_CI_SKIP_CARGO:-0}" != 1 ]]; then
     step "cargo build --release"
     run "cargo build --release" cargo build --release
     step "cargo test --workspace --release"
-    run "cargo test --workspace --release" cargo test --workspace --release
+    # promtool is installed above: the metrics lint must run, not skip.
+    run "cargo test --workspace --release" env SPATE_REQUIRE_PROMTOOL=1 cargo test --workspace --release
 else
     step "skipping cargo build and test (SPATE_CI_SKIP_CARGO=1)"
 fi

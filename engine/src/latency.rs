@@ -12,15 +12,15 @@
 //! lands in `+Inf` only.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use spate_storage::metrics::Histogram;
 
 /// Bucket upper bounds in microseconds (Prometheus `le`), `+Inf` after the last.
 pub const BUCKET_BOUNDS_US: [u64; 16] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
-const BUCKETS: usize = BUCKET_BOUNDS_US.len() + 1;
 
 /// Kafka API keys with their own histograms (higher keys share the last slot).
 pub const API_SLOTS: usize = 96;
@@ -47,36 +47,6 @@ impl Stage {
     }
 }
 
-/// One histogram: a count per bucket (not cumulative) and the sum.
-struct Histogram {
-    buckets: [AtomicU64; BUCKETS],
-    sum_us: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    fn record(&self, micros: u64) {
-        let bucket = BUCKET_BOUNDS_US.partition_point(|&bound| bound < micros);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(micros, Ordering::Relaxed);
-    }
-
-    fn count(&self) -> u64 {
-        self.buckets
-            .iter()
-            .map(|bucket| bucket.load(Ordering::Relaxed))
-            .sum()
-    }
-}
-
 /// A shard's request latencies, per API slot and stage.
 pub struct RequestLatencies {
     histograms: Box<[[Histogram; 2]]>,
@@ -85,7 +55,9 @@ pub struct RequestLatencies {
 impl Default for RequestLatencies {
     fn default() -> Self {
         RequestLatencies {
-            histograms: (0..API_SLOTS).map(|_| Default::default()).collect(),
+            histograms: (0..API_SLOTS)
+                .map(|_| std::array::from_fn(|_| Histogram::new(&BUCKET_BOUNDS_US)))
+                .collect(),
         }
     }
 }
@@ -106,8 +78,7 @@ impl RequestLatencies {
     /// The count and the summed seconds of the API slot's requests at `stage`.
     pub fn count_and_sum(&self, slot: usize, stage: Stage) -> (u64, f64) {
         let histogram = &self.histograms[slot][stage as usize];
-        let sum_s = histogram.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        (histogram.count(), sum_s)
+        (histogram.count(), histogram.sum() as f64 / 1e6)
     }
 
     /// Appends the Prometheus series of this shard (`_bucket`, `_sum`, `_count` for each API
@@ -125,31 +96,53 @@ impl RequestLatencies {
                     api_name(slot),
                     stage.name()
                 );
-                let mut cumulative = 0;
-                for (bucket, bound_us) in BUCKET_BOUNDS_US.iter().enumerate() {
-                    cumulative += histogram.buckets[bucket].load(Ordering::Relaxed);
-                    let le = *bound_us as f64 / 1e6;
-                    let _ = writeln!(
-                        text,
-                        "spate_request_latency_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                    );
-                }
-                // Read once more for +Inf: a request recorded meanwhile must not make the
-                // buckets exceed the count.
-                let count = count.max(cumulative);
-                let _ = writeln!(
+                write_histogram(
                     text,
-                    "spate_request_latency_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
-                );
-                let sum = histogram.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-                let _ = writeln!(text, "spate_request_latency_seconds_sum{{{labels}}} {sum}");
-                let _ = writeln!(
-                    text,
-                    "spate_request_latency_seconds_count{{{labels}}} {count}"
+                    "spate_request_latency_seconds",
+                    &labels,
+                    histogram,
+                    1e6,
                 );
             }
         }
     }
+}
+
+/// Appends one Prometheus histogram's `_bucket` (cumulative, `+Inf` last), `_sum` and
+/// `_count` lines; bounds and sum are divided by `scale` (1e6 turns microseconds into the
+/// seconds Prometheus wants, 1.0 leaves bytes as they are).
+pub fn write_histogram(
+    text: &mut String,
+    name: &str,
+    labels: &str,
+    histogram: &Histogram,
+    scale: f64,
+) {
+    let counts = histogram.counts();
+    let separator = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (count, bound) in counts.iter().zip(histogram.bounds()) {
+        cumulative += count;
+        let le = *bound as f64 / scale;
+        let _ = writeln!(
+            text,
+            "{name}_bucket{{{labels}{separator}le=\"{le}\"}} {cumulative}"
+        );
+    }
+    // The counts were read once: +Inf and _count agree with the buckets.
+    cumulative += counts.last().copied().unwrap_or(0);
+    let _ = writeln!(
+        text,
+        "{name}_bucket{{{labels}{separator}le=\"+Inf\"}} {cumulative}"
+    );
+    let sum = histogram.sum() as f64 / scale;
+    let braced = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(text, "{name}_sum{braced} {sum}");
+    let _ = writeln!(text, "{name}_count{braced} {cumulative}");
 }
 
 #[cfg(test)]

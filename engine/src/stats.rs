@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::latency::write_histogram;
+
 /// Kafka API keys counted individually (higher keys share the last slot).
 const API_KEY_SLOTS: usize = 96;
 
@@ -98,6 +100,8 @@ pub struct ShardStats {
     produce_append_bytes: [AtomicU64; 2],
     /// Request latency per API and stage (see `latency`).
     pub latencies: crate::latency::RequestLatencies,
+    /// What the shard's logs record: fdatasync latency, group commit sizes.
+    pub log_metrics: Arc<spate_storage::metrics::LogMetrics>,
 }
 
 impl Default for ShardStats {
@@ -112,6 +116,7 @@ impl Default for ShardStats {
             fetch_record_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             produce_append_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             latencies: Default::default(),
+            log_metrics: Default::default(),
         }
     }
 }
@@ -206,8 +211,10 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<ShardStats>>> = const { RefCell::new(None) };
 }
 
-/// Makes `stats` the current thread's shard stats (called once by each shard at start).
+/// Makes `stats` the current thread's shard stats (called once by each shard at start), and
+/// its log metrics the ones this thread's logs record into.
 pub fn enter_shard(stats: Arc<ShardStats>) {
+    spate_storage::metrics::install(stats.log_metrics.clone());
     CURRENT.with(|current| *current.borrow_mut() = Some(stats));
 }
 
@@ -315,22 +322,22 @@ impl NodeStats {
     pub fn to_prometheus(&self) -> String {
         let mut text = String::new();
         let process = process_facts();
-        let _ = writeln!(text, "# TYPE spate_process_resident_memory_bytes gauge");
+        family(&mut text, "spate_process_resident_memory_bytes", "gauge");
         let _ = writeln!(
             text,
             "spate_process_resident_memory_bytes {}",
             process.rss_bytes
         );
-        let _ = writeln!(text, "# TYPE spate_process_cpu_seconds_total counter");
+        family(&mut text, "spate_process_cpu_seconds_total", "counter");
         let _ = writeln!(text, "spate_process_cpu_seconds_total {}", process.cpu_s);
-        let _ = writeln!(text, "# TYPE spate_build_info gauge");
+        family(&mut text, "spate_build_info", "gauge");
         let _ = writeln!(
             text,
             "spate_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
         if let Some(free) = self.disk_free_bytes() {
-            let _ = writeln!(text, "# TYPE spate_disk_free_bytes gauge");
+            family(&mut text, "spate_disk_free_bytes", "gauge");
             let _ = writeln!(text, "spate_disk_free_bytes {free}");
         }
         // One node, every partition led by the only replica: 0 until replication exists.
@@ -338,14 +345,35 @@ impl NodeStats {
             "spate_under_replicated_partitions",
             "spate_offline_partitions",
         ] {
-            let _ = writeln!(text, "# TYPE {name} gauge");
+            family(&mut text, name, "gauge");
             let _ = writeln!(text, "{name} 0");
         }
-        let _ = writeln!(text, "# TYPE spate_request_latency_seconds histogram");
+        family(&mut text, "spate_request_latency_seconds", "histogram");
         for (id, stats) in self.shards.iter().enumerate() {
             stats.latencies.write_prometheus(&mut text, id, api_name);
         }
-        let _ = writeln!(text, "# TYPE spate_requests_total counter");
+        let log_histograms: [LogHistogram; 2] = [
+            ("spate_fsync_latency_seconds", 1e6, |metrics| {
+                &metrics.fsync_latency_us
+            }),
+            ("spate_group_commit_bytes", 1.0, |metrics| {
+                &metrics.group_commit_bytes
+            }),
+        ];
+        for (name, scale, histogram) in log_histograms {
+            family(&mut text, name, "histogram");
+            for (id, stats) in self.shards.iter().enumerate() {
+                let labels = format!("shard=\"{id}\"");
+                write_histogram(
+                    &mut text,
+                    name,
+                    &labels,
+                    histogram(&stats.log_metrics),
+                    scale,
+                );
+            }
+        }
+        family(&mut text, "spate_requests_total", "counter");
         for (id, stats) in self.shards.iter().enumerate() {
             for (key, counter) in stats.requests.iter().enumerate() {
                 let count = ShardStats::read(counter);
@@ -374,15 +402,15 @@ impl NodeStats {
             }),
         ];
         for (name, kind, value) in gauges {
-            let _ = writeln!(text, "# TYPE {name} {kind}");
+            family(&mut text, name, kind);
             for (id, stats) in self.shards.iter().enumerate() {
                 let _ = writeln!(text, "{name}{{shard=\"{id}\"}} {}", value(stats));
             }
         }
-        for (family, (name, label)) in LABELLED_FAMILIES.iter().enumerate() {
-            let _ = writeln!(text, "# TYPE spate_{name}_total counter");
+        for (index, (name, label)) in LABELLED_FAMILIES.iter().enumerate() {
+            family(&mut text, &format!("spate_{name}_total"), "counter");
             for (id, stats) in self.shards.iter().enumerate() {
-                for (value_name, value) in &stats.labelled()[family] {
+                for (value_name, value) in &stats.labelled()[index] {
                     let _ = writeln!(
                         text,
                         "spate_{name}_total{{shard=\"{id}\",{label}=\"{value_name}\"}} {value}"
@@ -423,6 +451,46 @@ fn latency_json(latencies: &crate::latency::RequestLatencies) -> serde_json::Val
     }
     apis.into()
 }
+
+/// What each family of `/metrics` measures (its `# HELP`).
+const HELP: &[(&str, &str)] = &[
+    ("spate_process_resident_memory_bytes", "Resident memory of the broker process."),
+    ("spate_process_cpu_seconds_total", "CPU time (user + system) of the broker process."),
+    ("spate_build_info", "The broker's version, as a label; always 1."),
+    ("spate_disk_free_bytes", "Bytes available to the broker on the data directory's file system."),
+    ("spate_under_replicated_partitions", "Partitions whose ISR is smaller than their replica set (0 on one node)."),
+    ("spate_offline_partitions", "Partitions without a leader (0 on one node)."),
+    ("spate_request_latency_seconds", "Time from a request read whole to the end of its in-order part (stage=local) and to its response being ready (stage=total)."),
+    ("spate_fsync_latency_seconds", "Time of each group commit's fdatasync."),
+    ("spate_group_commit_bytes", "Bytes written by each group commit (from the block-aligned start)."),
+    ("spate_requests_total", "Requests received, by Kafka API."),
+    ("spate_request_bytes_total", "Bytes of the request frames received."),
+    ("spate_connections_accepted_total", "Client connections accepted."),
+    ("spate_connections_open", "Client connections open now."),
+    ("spate_partitions_open", "Partition logs open now."),
+    ("spate_cross_shard_total", "Interactions of a shard with state other shards change, by kind."),
+    ("spate_fetch_record_bytes_total", "Record bytes sent in fetch responses, by where they came from."),
+    ("spate_produce_append_bytes_total", "Produced batch bytes appended: received in place or copied."),
+];
+
+/// Writes a family's `# HELP` and `# TYPE` lines.
+fn family(text: &mut String, name: &str, kind: &str) {
+    let help = HELP
+        .iter()
+        .find(|(family, _)| *family == name)
+        .map_or("", |(_, help)| *help);
+    debug_assert!(!help.is_empty(), "no help for {name}");
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} {kind}");
+}
+
+/// A per-shard histogram of the logs' metrics: name, the divisor of its values (1e6: µs to
+/// seconds), which one.
+type LogHistogram = (
+    &'static str,
+    f64,
+    fn(&spate_storage::metrics::LogMetrics) -> &spate_storage::metrics::Histogram,
+);
 
 /// A per-shard series of `/metrics`: name, Prometheus type, how to read it.
 type Series = (&'static str, &'static str, fn(&ShardStats) -> u64);

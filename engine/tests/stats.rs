@@ -121,8 +121,9 @@ fn produce_and_fetch_stay_on_their_shard() {
         .sum();
     assert_eq!(counts, requests(&after, "Produce"), "{metrics}");
     for line in metrics.lines().filter(|line| line.contains("le=\"+Inf\"")) {
+        let name = &line[..line.find("_bucket{").unwrap()];
         let labels = &line[line.find('{').unwrap()..line.find(",le=").unwrap()];
-        let count_line = format!("spate_request_latency_seconds_count{labels}}}");
+        let count_line = format!("{name}_count{labels}}}");
         let count = metrics
             .lines()
             .find(|other| other.starts_with(&count_line))
@@ -139,4 +140,49 @@ fn produce_and_fetch_stay_on_their_shard() {
         assert!(metrics.contains(gauge), "{gauge} in\n{metrics}");
     }
     assert!(after["disk_free_bytes"].as_u64().unwrap() > 0);
+    // Every acks=all produce waited for a group commit: each shard that led a partition
+    // synced at least once, and a commit made at least one block durable.
+    for family in ["spate_fsync_latency_seconds", "spate_group_commit_bytes"] {
+        let synced: u64 = metrics
+            .lines()
+            .filter(|line| line.starts_with(&format!("{family}_count{{")))
+            .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert!(synced >= 2, "{family}: {metrics}");
+    }
+    assert!(metrics.contains("spate_group_commit_bytes_bucket{shard=\"0\",le=\"4096\"}"));
+    promtool_check(&metrics);
+}
+
+/// `promtool check metrics` (Prometheus' linter) finds nothing in `metrics`. Skipped with a
+/// line where promtool is not installed, unless SPATE_REQUIRE_PROMTOOL=1 (ci/test.sh
+/// installs it and sets that).
+fn promtool_check(metrics: &str) {
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) if std::env::var("SPATE_REQUIRE_PROMTOOL").as_deref() != Ok("1") => {
+            eprintln!("skipped promtool check metrics: {error}");
+            return;
+        }
+        Err(error) => panic!("promtool: {error}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -197,13 +197,20 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
             faults: faults.as_deref(),
         };
         let (segment_base, end_position) = (write.segment_base, write.end_position);
+        let written_bytes = write.end_position - write.start_position;
         let chunks = write
             .write_to(io, shared.config.get().write_in_flight_bytes_max)
             .await?;
+        let sync_started = std::time::Instant::now();
         if let Err(error) = io.fdatasync().await {
             shared.state.borrow_mut().fail_sync(&error);
             return Err(error);
         }
+        let sync_us = sync_started.elapsed().as_micros() as u64;
+        crate::metrics::record(|metrics| {
+            metrics.fsync_latency_us.record(sync_us);
+            metrics.group_commit_bytes.record(written_bytes);
+        });
         written.push(WrittenChunks {
             segment_base,
             file: file.clone(),

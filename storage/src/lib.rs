@@ -29,7 +29,8 @@
 //!   payload's only copy.
 //! - `flusher` is the background task of each log: it takes everything pending, writes it with
 //!   O_DIRECT, issues one `fdatasync` (the group commit), advances the durable end and wakes
-//!   `wait_durable` callers.
+//!   `wait_durable` callers. It records each group commit's `fdatasync` time and bytes into
+//!   the shard's [`metrics::LogMetrics`], when the engine installed one.
 //! - `segment` is one `.log` file plus its `.index` and `.timeindex`; `index` is the sparse
 //!   offset index in Kafka's 8-byte format, `time_index` the sparse time index in Kafka's
 //!   12-byte format; `reader` walks stored batches to serve fetches, from the
@@ -73,6 +74,7 @@ mod flusher;
 pub mod fuzzing;
 mod index;
 mod log;
+pub mod metrics;
 mod producer_snapshot;
 mod producer_state;
 mod read_files;
