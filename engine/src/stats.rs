@@ -612,4 +612,32 @@ mod tests {
         assert!(text.contains("spate_cross_shard_total{shard=\"1\",kind=\"controller_call\"} 1"));
         assert!(text.contains("spate_requests_total{shard=\"1\",api=\"Produce\"} 1"));
     }
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_metrics_the_broker_serves() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../grafana/spate-dashboard.json")).unwrap();
+        let mut used = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expression = target["expr"].as_str().unwrap();
+                for (start, _) in expression.match_indices("spate_") {
+                    let name: String = expression[start..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    let family = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|suffix| name.strip_suffix(suffix))
+                        .unwrap_or(&name);
+                    assert!(
+                        HELP.iter().any(|(known, _)| *known == family),
+                        "the dashboard asks for {name}, which /metrics does not serve"
+                    );
+                    used += 1;
+                }
+            }
+        }
+        assert!(used >= 10);
+    }
 }
