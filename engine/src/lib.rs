@@ -14,12 +14,15 @@
 //!   [`partition::PartitionTable::leader`] and change metadata only through the controller
 //!   ([`shard::Shard::controller_call`]).
 //! - [`config`] and [`topic_config`] hold broker settings and Kafka's topic configs.
+//! - [`cluster`] is the replicated cluster in progress: the controller quorum's Raft
+//!   ([`cluster::raft`]), the only module that names openraft.
 //!
 //! Data path rule: a produce or fetch is served entirely by the shard that owns the
 //! partition; nothing on that path crosses threads.
 
 pub mod acl;
 pub mod cleaner;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod connection_limits;

@@ -1,0 +1,4 @@
+//! The replicated cluster (issue 15), in progress: [`raft`] is the controller quorum's
+//! consensus. See `README.md` here for the plan.
+
+pub mod raft;

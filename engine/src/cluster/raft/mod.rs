@@ -1,0 +1,38 @@
+//! The controller quorum's consensus: openraft (`=0.10.0-alpha.37`, `single-threaded`, no tokio
+//! runtime) on glommio. This module is the only one that names openraft (CLUSTER.md: consensus
+//! comes from a well-kept Raft library, never from a home-made protocol).
+//!
+//! What is here (issue 15, first step):
+//! - [`runtime::GlommioRuntime`]: openraft's `AsyncRuntime` on glommio: tasks on the current task
+//!   queue, glommio timers, flume/futures/see channels and mutex; openraft's own runtime
+//!   conformance suite passes on it.
+//! - Under `cfg(test)`: an in-memory log store and state machine (`memory_store`) and an
+//!   in-memory network with a per-node partition switch (`memory_network`), with which three
+//!   quorum members in one executor elect a leader, commit, fail over when the leader is cut
+//!   off, and take it back as a follower (`tests.rs`).
+//!
+//! Still to come (see `../README.md`): the log and vote stores on fdatasync'ed files, the
+//! network on the controller port, the metadata records as the replicated commands, the
+//! snapshot of the metadata image.
+
+pub mod runtime;
+
+#[cfg(test)]
+mod memory_network;
+#[cfg(test)]
+mod memory_store;
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+openraft::declare_raft_types!(
+    /// Type configuration of the quorum in the tests: commands are plain strings.
+    pub ControllerConfig:
+        D = String,
+        R = u64,
+        AsyncRuntime = runtime::GlommioRuntime,
+);
+
+/// A quorum member handle in the tests.
+#[cfg(test)]
+pub type ControllerRaft = openraft::Raft<ControllerConfig, memory_store::StateMachine>;
