@@ -66,6 +66,18 @@ impl LeaderEpochCache {
         self.entries.last().map(|entry| entry.epoch)
     }
 
+    /// [`Self::assign`] only for an epoch newer than the latest known, as Kafka's
+    /// `LogSegment.recover` and follower appends do: stored batches may carry an older epoch
+    /// (a segment that begins before the latest epoch started, a leader's log holding every
+    /// epoch it kept), whose entry exists already, and assigning it again would remove every
+    /// entry above it. Returns whether anything changed.
+    pub fn assign_if_newer(&mut self, epoch: i32, start_offset: Offset) -> bool {
+        if self.latest_epoch().is_some_and(|latest| epoch <= latest) {
+            return false;
+        }
+        self.assign(epoch, start_offset)
+    }
+
     /// Records that `epoch` starts at `start_offset` (Kafka's `assign`). Negative epochs
     /// (batches written by a client that never had a leader epoch) are ignored. Returns
     /// whether anything changed.

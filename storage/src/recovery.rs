@@ -97,13 +97,10 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
     }
     let log_end = segments[segments.len() - 1].end_offset;
     epochs.truncate_from_end(log_end);
-    // Only epochs newer than the latest known start an entry (Kafka's `LogSegment.recover`):
-    // the active segment may begin with batches of an older epoch, whose entry the
-    // checkpoint already has, and assigning it again would remove every entry above it.
+    // The active segment may begin with batches of an older epoch, which the checkpoint
+    // already has (Kafka's `LogSegment.recover`).
     for (epoch, offset) in active_epochs {
-        if epochs.latest_epoch().is_none_or(|latest| epoch > latest) {
-            epochs.assign(epoch, offset);
-        }
+        epochs.assign_if_newer(epoch, offset);
     }
     Ok(RecoveredLog {
         segments,

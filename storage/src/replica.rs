@@ -76,16 +76,10 @@ impl PartitionLog {
             state
                 .producers
                 .record(info, base_offset, last_offset, now_ms);
-            // Only a newer epoch starts an entry: an older one (a leader's log holds batches
-            // of every epoch it kept) would remove the entries above it.
-            let epoch = info.partition_leader_epoch;
-            if state
+            // A leader's log holds batches of every epoch it kept: only a newer one starts.
+            state
                 .epochs
-                .latest_epoch()
-                .is_none_or(|latest| epoch > latest)
-            {
-                state.epochs.assign(epoch, base_offset);
-            }
+                .assign_if_newer(info.partition_leader_epoch, base_offset);
             state.log_end = last_offset.next();
         }
         assert_eq!(position, records.len());

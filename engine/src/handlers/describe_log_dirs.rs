@@ -7,7 +7,7 @@
 //! partition's directory), read off the shard: this is an admin request, rare and not on
 //! the data path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -123,7 +123,7 @@ fn measure(data_dir: &Path, wanted: Vec<(String, Vec<i32>)>) -> Measured {
 
 /// Bytes of a partition's segment files (0 for a partition not written yet). An active
 /// segment's preallocated tail is counted, as `du` would (the bytes are reserved).
-fn log_bytes(dir: &PathBuf) -> i64 {
+fn log_bytes(dir: &Path) -> i64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
