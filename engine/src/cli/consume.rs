@@ -17,7 +17,7 @@ use kafka_protocol::messages::{ApiKey, FetchRequest};
 use serde_json::json;
 
 use super::broker::{topic_name, Cluster, TopicLayout};
-use super::datetime::parse_iso8601_ms;
+use super::datetime::parse_time_ms;
 use super::group_member::GroupMember;
 use super::offsets::{list_offsets, EARLIEST, LATEST};
 use super::records::{decode_fetched, IncomingRecord};
@@ -102,15 +102,6 @@ impl IsolationLevel {
             IsolationLevel::ReadUncommitted => 0,
             IsolationLevel::ReadCommitted => 1,
         }
-    }
-}
-
-/// A time: ISO 8601, or milliseconds since the epoch.
-pub fn parse_time_ms(text: &str) -> Result<i64, String> {
-    match text.parse::<i64>() {
-        Ok(ms) if ms >= 0 => Ok(ms),
-        Ok(_) => Err(format!("a time cannot be negative: {text}")),
-        Err(_) => parse_iso8601_ms(text),
     }
 }
 

@@ -123,6 +123,15 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// A time: ISO 8601, or milliseconds since the epoch.
+pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(ms) if ms >= 0 => Ok(ms),
+        Ok(_) => Err(format!("a time cannot be negative: {text}")),
+        Err(_) => parse_iso8601_ms(text),
+    }
+}
+
 /// Milliseconds in an ISO 8601 duration as Java's `Duration.parse` reads it (what Kafka's
 /// `--by-duration` takes): `PnDTnHnMn.nS`, each part optional but at least one, fractions
 /// only on seconds, e.g. `PT30M`, `P1DT12H`, `PT0.5S`.

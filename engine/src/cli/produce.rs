@@ -73,7 +73,7 @@ pub struct ProduceArgs {
     idempotent: bool,
     /// The create time of every record: ISO 8601 (no zone means UTC) or milliseconds since
     /// the epoch. Default: when each line is read.
-    #[arg(long, value_name = "TIME", value_parser = super::consume::parse_time_ms)]
+    #[arg(long, value_name = "TIME", value_parser = super::datetime::parse_time_ms)]
     timestamp: Option<i64>,
 }
 
