@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+
+use crate::cluster::config::resolve_cluster;
+pub use crate::cluster::config::{ClusterConfig, QuorumVoter};
 use serde::Deserialize;
 
 /// Broker settings as a file may give them. Every field is optional; see [`BrokerConfig`]
@@ -48,6 +51,10 @@ pub struct ConfigFile {
     request_receive_timeout_ms: Option<u64>,
     producer_id_expiration_ms: Option<i64>,
     open_segments_max: Option<usize>,
+    controller_listen: Option<SocketAddr>,
+    controller_quorum_voters: Option<String>,
+    controller_quorum_election_timeout_ms: Option<u64>,
+    broker_rack: Option<String>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -189,6 +196,25 @@ pub struct ServeArgs {
     /// request. [default: half the open-files hard limit]
     #[arg(long, env = "SPATE_OPEN_SEGMENTS_MAX")]
     pub open_segments_max: Option<usize>,
+    /// Address of this node's controller port, where the controller quorum's members talk
+    /// to each other (Kafka's controller listener). [default: this node's entry in
+    /// --controller-quorum-voters]
+    #[arg(long, env = "SPATE_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum, `ID@HOST:PORT,...` (Kafka's controller.quorum.voters): nodes
+    /// listed run the controller on their controller port; with it the node joins a cluster.
+    /// [default: none: a one-node cluster, as always]
+    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+    /// How long a quorum member waits without hearing from a leader before it stands for
+    /// election (controller.quorum.election.timeout.ms); a randomized timeout between this
+    /// and twice this is used. [default: 1000]
+    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS")]
+    pub controller_quorum_election_timeout_ms: Option<u64>,
+    /// Rack of this node's brokers, for rack-aware placement and clients (broker.rack).
+    /// [default: the node, so that replicas go to distinct nodes]
+    #[arg(long, env = "SPATE_BROKER_RACK")]
+    pub broker_rack: Option<String>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -254,6 +280,10 @@ pub struct BrokerConfig {
     /// Partitions opened (and recovered) in the background at start, over all shards; the
     /// rest open on first use. A quarter of the open-files hard limit.
     pub open_partitions_ahead_max: usize,
+    /// The cluster this node belongs to; `None` for a one-node cluster.
+    pub cluster: Option<ClusterConfig>,
+    /// broker.rack, if the operator set one.
+    pub broker_rack: Option<String>,
 }
 
 /// How each shard's log cleaner runs (see `crate::cleaner`).
@@ -285,6 +315,16 @@ impl ServeArgs {
                 ip if ip.is_unspecified() => "127.0.0.1".to_string(),
                 ip => ip.to_string(),
             });
+        let node_id = self.node_id.or(file.node_id).unwrap_or(0);
+        let cluster = resolve_cluster(
+            node_id,
+            self.controller_quorum_voters
+                .or(file.controller_quorum_voters),
+            self.controller_listen.or(file.controller_listen),
+            self.controller_quorum_election_timeout_ms
+                .or(file.controller_quorum_election_timeout_ms)
+                .unwrap_or(1_000),
+        )?;
         let config = BrokerConfig {
             data_dir: self
                 .data_dir
@@ -293,7 +333,7 @@ impl ServeArgs {
             listen,
             advertised_host,
             smp: self.smp.or(file.smp),
-            node_id: self.node_id.or(file.node_id).unwrap_or(0),
+            node_id,
             default_partitions: self
                 .default_partitions
                 .or(file.default_partitions)
@@ -398,6 +438,8 @@ impl ServeArgs {
                 .or(file.open_segments_max)
                 .unwrap_or_else(|| (crate::host::open_files_hard_limit() / 2) as usize),
             open_partitions_ahead_max: (crate::host::open_files_hard_limit() / 4) as usize,
+            cluster,
+            broker_rack: self.broker_rack.or(file.broker_rack),
         };
         config.validate()?;
         Ok(config)

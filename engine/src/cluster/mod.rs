@@ -1,4 +1,5 @@
 //! The replicated cluster (issue 15), in progress: [`raft`] is the controller quorum's
 //! consensus. See `README.md` here for the plan.
 
+pub mod config;
 pub mod raft;

@@ -271,6 +271,52 @@ impl MetadataImage {
         Ok(())
     }
 
+    /// Records that rebuild this image from an empty one: a snapshot in KRaft's way (the
+    /// controller quorum ships and stores snapshots as records). Applying them to
+    /// `MetadataImage::default()` gives an image equal to this one except for `version`, which
+    /// [`Self::from_snapshot`] restores.
+    pub fn to_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::with_capacity(3 + self.brokers.len() + 2 * self.topics.len());
+        if !self.cluster_id.is_empty() {
+            records.push(MetadataRecord::ClusterId {
+                cluster_id: self.cluster_id.clone(),
+            });
+        }
+        for broker in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker((**broker).clone()));
+        }
+        if let Some(broker) = self.controller {
+            records.push(MetadataRecord::Controller { broker });
+        }
+        if self.next_producer_id != 0 {
+            records.push(MetadataRecord::ProducerIds {
+                next: self.next_producer_id,
+            });
+        }
+        for topic in self.topics.values() {
+            records.push(MetadataRecord::Topic {
+                name: topic.name.clone(),
+                id: topic.id,
+                configs: topic.configs.clone(),
+            });
+            if !topic.partitions.is_empty() {
+                records.push(MetadataRecord::Partitions {
+                    topic_id: topic.id,
+                    first: 0,
+                    assignments: topic.partitions.clone(),
+                });
+            }
+        }
+        records
+    }
+
+    /// The image that [`Self::to_records`] described, at `version`.
+    pub fn from_snapshot(version: u64, records: &[MetadataRecord]) -> Result<Self, ApplyError> {
+        let mut image = MetadataImage::default().apply_all(records)?;
+        image.version = version;
+        Ok(image)
+    }
+
     fn topic_mut(&mut self, id: Uuid) -> Option<&mut TopicImage> {
         let name = self.names_by_id.get(&id)?;
         self.topics.get_mut(name).map(Arc::make_mut)
@@ -327,6 +373,57 @@ mod tests {
             image.topic("orders").is_some(),
             "the old image is unchanged"
         );
+    }
+
+    #[test]
+    fn an_image_survives_its_snapshot_records() {
+        let id = Uuid::new_v4();
+        let records = vec![
+            MetadataRecord::ClusterId {
+                cluster_id: "c".into(),
+            },
+            MetadataRecord::RegisterBroker(BrokerRegistration {
+                id: broker(1),
+                host: "127.0.0.1".into(),
+                port: 9093,
+                rack: Some("r1".into()),
+                epoch: 7,
+            }),
+            MetadataRecord::Controller { broker: broker(1) },
+            MetadataRecord::ProducerIds { next: 3000 },
+            MetadataRecord::Topic {
+                name: "orders".into(),
+                id,
+                configs: BTreeMap::from([("retention.ms".into(), "1000".into())]),
+            },
+            MetadataRecord::Partitions {
+                topic_id: id,
+                first: 0,
+                assignments: vec![PartitionAssignment::single(broker(0)); 2],
+            },
+            MetadataRecord::PartitionChange {
+                topic_id: id,
+                partition: 1,
+                assignment: PartitionAssignment::single(broker(0)).moved_to(broker(1)),
+            },
+            MetadataRecord::Topic {
+                name: "empty".into(),
+                id: Uuid::new_v4(),
+                configs: BTreeMap::new(),
+            },
+        ];
+        let image = MetadataImage::default().apply_all(&records).unwrap();
+        let copy = MetadataImage::from_snapshot(image.version, &image.to_records()).unwrap();
+        assert_eq!(copy.version, image.version);
+        assert_eq!(copy.to_records(), image.to_records());
+        assert_eq!(copy.cluster_id, "c");
+        assert_eq!(copy.controller, Some(broker(1)));
+        assert_eq!(copy.next_producer_id, 3000);
+        assert_eq!(copy.partition_count(), 2);
+        assert_eq!(copy.broker(broker(1)).unwrap().rack.as_deref(), Some("r1"));
+        assert_eq!(copy.partition("orders", 1), image.partition("orders", 1));
+        assert_eq!(copy.topic_by_id(id).unwrap().configs.len(), 1);
+        assert!(copy.topic("empty").is_some());
     }
 
     #[test]

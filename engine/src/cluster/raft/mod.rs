@@ -11,16 +11,38 @@
 //!   quorum members in one executor elect a leader, commit, fail over when the leader is cut
 //!   off, and take it back as a follower (`tests.rs`).
 //!
+//! - [`QuorumTypes`] and [`metadata_machine::MetadataStateMachine`]: the metadata log's entries
+//!   are batches of metadata records; every member applies them to its `MetadataImage` and
+//!   hands each new image to an `ImageSink`; snapshots are the image as records, kept in
+//!   `raft-snapshot`.
+//!
 //! Still to come (see `../README.md`): the log and vote stores on fdatasync'ed files, the
 //! network on the controller port, the metadata records as the replicated commands, the
 //! snapshot of the metadata image.
 
+pub mod metadata_machine;
 pub mod runtime;
+
+openraft::declare_raft_types!(
+    /// Type configuration of the controller quorum: each log entry is one controller round's
+    /// metadata records; applying one answers with the image version it produced.
+    pub QuorumTypes:
+        D = metadata_machine::QuorumCommand,
+        R = u64,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        AsyncRuntime = runtime::GlommioRuntime,
+);
+
+/// A controller quorum member's handle.
+pub type QuorumRaft = openraft::Raft<QuorumTypes, metadata_machine::MetadataStateMachine>;
 
 #[cfg(test)]
 mod memory_network;
 #[cfg(test)]
 mod memory_store;
+#[cfg(test)]
+mod metadata_machine_tests;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,202 @@
+//! How a node joins a replicated cluster: the controller quorum's voters and this node's
+//! place in it (`--controller-quorum-voters`, `--controller-listen`; Kafka's names), resolved
+//! by `crate::config` with the other `spate serve` settings.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+/// A member of the controller quorum, as `--controller-quorum-voters` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumVoter {
+    /// Its node id.
+    pub node_id: i32,
+    /// Its controller port's address, `host:port` (a name is resolved when connecting).
+    pub address: String,
+}
+
+/// How this node takes part in a replicated cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The controller quorum's voters, in the order given.
+    pub voters: Vec<QuorumVoter>,
+    /// Where this node's controller port listens, if it is a voter.
+    pub controller_listen: Option<SocketAddr>,
+    /// controller.quorum.election.timeout.ms.
+    pub election_timeout_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Whether `node_id` runs the controller.
+    pub fn is_voter(&self, node_id: i32) -> bool {
+        self.voters.iter().any(|voter| voter.node_id == node_id)
+    }
+}
+
+/// Parses Kafka's `controller.quorum.voters`: `ID@HOST:PORT` separated by commas (IPv6 hosts
+/// in brackets).
+pub fn parse_quorum_voters(text: &str) -> anyhow::Result<Vec<QuorumVoter>> {
+    let mut voters: Vec<QuorumVoter> = Vec::new();
+    for entry in text
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (id, address) = entry
+            .split_once('@')
+            .with_context(|| format!("quorum voter '{entry}' is not ID@HOST:PORT"))?;
+        let node_id: i32 = id
+            .parse()
+            .with_context(|| format!("quorum voter '{entry}': '{id}' is not a node id"))?;
+        let (host, port) = address
+            .rsplit_once(':')
+            .with_context(|| format!("quorum voter '{entry}' has no port"))?;
+        anyhow::ensure!(!host.is_empty(), "quorum voter '{entry}' has no host");
+        port.parse::<u16>()
+            .with_context(|| format!("quorum voter '{entry}': '{port}' is not a port"))?;
+        anyhow::ensure!(
+            !voters.iter().any(|voter| voter.node_id == node_id),
+            "node {node_id} is listed twice in the quorum voters"
+        );
+        voters.push(QuorumVoter {
+            node_id,
+            address: address.to_string(),
+        });
+    }
+    anyhow::ensure!(!voters.is_empty(), "the quorum voters list is empty");
+    Ok(voters)
+}
+
+/// The cluster settings, from the voters list and the flags around it.
+pub(crate) fn resolve_cluster(
+    node_id: i32,
+    voters: Option<String>,
+    controller_listen: Option<SocketAddr>,
+    election_timeout_ms: u64,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let Some(voters) = voters else {
+        anyhow::ensure!(
+            controller_listen.is_none(),
+            "--controller-listen needs --controller-quorum-voters"
+        );
+        return Ok(None);
+    };
+    let voters = parse_quorum_voters(&voters)?;
+    let own = voters.iter().find(|voter| voter.node_id == node_id);
+    let controller_listen = match (controller_listen, own) {
+        (Some(listen), _) => Some(listen),
+        (None, Some(own)) => Some(own.address.parse().with_context(|| {
+            format!(
+                "node {node_id}'s quorum address '{}' is not IP:PORT; give --controller-listen",
+                own.address
+            )
+        })?),
+        (None, None) => None,
+    };
+    anyhow::ensure!(
+        own.is_some() || controller_listen.is_none(),
+        "--controller-listen is set but node {node_id} is not in the quorum voters"
+    );
+    anyhow::ensure!(
+        election_timeout_ms >= 100,
+        "the quorum election timeout must be at least 100 ms"
+    );
+    Ok(Some(ClusterConfig {
+        voters,
+        controller_listen,
+        election_timeout_ms,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn quorum_voters_make_a_cluster_node() {
+        let config = Harness::parse_from([
+            "spate",
+            "--node-id",
+            "2",
+            "--controller-quorum-voters",
+            "1@127.0.0.1:9301, 2@127.0.0.1:9302,3@localhost:9303",
+        ])
+        .serve
+        .resolve()
+        .unwrap();
+        let cluster = config.cluster.expect("a cluster node");
+        assert_eq!(cluster.voters.len(), 3);
+        assert_eq!(cluster.voters[2].address, "localhost:9303");
+        assert!(cluster.is_voter(2) && !cluster.is_voter(4));
+        assert_eq!(
+            cluster.controller_listen,
+            Some("127.0.0.1:9302".parse().unwrap()),
+            "the node's own entry is its controller port"
+        );
+        assert_eq!(cluster.election_timeout_ms, 1000);
+    }
+
+    #[test]
+    fn the_file_can_make_a_cluster_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spate.toml");
+        std::fs::write(
+            &path,
+            "node_id = 4\ncontroller_quorum_voters = \"1@127.0.0.1:9301\"\nbroker_rack = \"r2\"\n",
+        )
+        .unwrap();
+        let config = Harness::parse_from(["spate", "--config", path.to_str().unwrap()])
+            .serve
+            .resolve()
+            .unwrap();
+        let cluster = config.cluster.expect("a cluster node");
+        assert!(!cluster.is_voter(4), "node 4 is a broker only");
+        assert_eq!(cluster.controller_listen, None);
+        assert_eq!(config.broker_rack.as_deref(), Some("r2"));
+    }
+
+    #[test]
+    fn bad_quorum_voters_are_refused() {
+        for (voters, expected) in [
+            ("1@127.0.0.1", "no port"),
+            ("x@127.0.0.1:1", "not a node id"),
+            ("1@127.0.0.1:99999", "not a port"),
+            ("1@:9000", "no host"),
+            ("1@a:1,1@b:2", "twice"),
+            (" , ", "empty"),
+        ] {
+            let error = parse_quorum_voters(voters).unwrap_err();
+            assert!(
+                format!("{error:#}").contains(expected),
+                "{voters}: {error:#}"
+            );
+        }
+        let error = Harness::parse_from([
+            "spate",
+            "--node-id",
+            "1",
+            "--controller-quorum-voters",
+            "1@somehost:9301",
+        ])
+        .serve
+        .resolve()
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("--controller-listen"),
+            "{error:#}"
+        );
+        let error = Harness::parse_from(["spate", "--controller-listen", "127.0.0.1:9301"])
+            .serve
+            .resolve()
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("needs"), "{error:#}");
+    }
+}
