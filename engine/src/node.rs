@@ -107,6 +107,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             config.max_connections,
             config.max_connections_per_ip,
         )),
+        quorum_status: Default::default(),
         config,
     });
     block_termination_signals()?;

@@ -43,6 +43,8 @@ pub struct NodeContext {
     pub stats: Arc<crate::stats::NodeStats>,
     /// max.connections and max.connections.per.ip, over every shard.
     pub connections: Arc<crate::connection_limits::ConnectionLimits>,
+    /// The controller quorum as this node sees it (empty on a one-node cluster).
+    pub quorum_status: crate::cluster::status::QuorumStatusCell,
 }
 
 impl NodeContext {

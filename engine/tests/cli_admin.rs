@@ -132,9 +132,22 @@ fn cluster_info_shows_every_shard_as_a_broker() {
         1,
         "{info}"
     );
+    // A one-node cluster describes its controller as a quorum of one that it leads, whose
+    // log end is the metadata image's version (it grew with the topic just created).
+    let quorum = &info["quorum"];
+    assert_eq!(quorum["leader_id"], 0, "{info}");
+    assert_eq!(quorum["error"], serde_json::Value::Null, "{info}");
+    let voters = quorum["voters"].as_array().unwrap();
+    assert_eq!(voters.len(), 1, "{info}");
+    assert!(quorum["high_watermark"].as_i64().unwrap() > 0, "{info}");
+    assert_eq!(
+        voters[0]["log_end_offset"], quorum["high_watermark"],
+        "{info}"
+    );
     let text = broker.ok(&["cluster", "info"]);
     assert!(text.starts_with("Cluster: "), "{text}");
     assert!(text.contains("LEADER-PARTITIONS"), "{text}");
+    assert!(text.contains("Controller quorum: leader 0"), "{text}");
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! `spate cluster info`: the cluster as a client sees it: its id, the controller, every
-//! broker with its address and rack, and how many topics and partitions each broker leads.
+//! broker with its address and rack, how many topics and partitions each broker leads, and
+//! the controller quorum (DescribeQuorum): its leader, epoch, high watermark and each voter's
+//! progress.
 
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::{ApiKey, DescribeClusterRequest};
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::describe_quorum_response::ReplicaState;
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeQuorumRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::json;
 
@@ -25,7 +29,8 @@ pub struct ClusterArgs {
 enum ClusterCommand {
     /// The cluster id, the controller and every broker (address, rack, partitions led).
     ///
-    /// Uses DescribeCluster where the broker has it, else Metadata.
+    /// Uses DescribeCluster where the broker has it, else Metadata, and DescribeQuorum for the
+    /// controller quorum.
     Info,
 }
 
@@ -85,6 +90,11 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             })
             .collect();
     }
+    let quorum = if connection.supports(ApiKey::DescribeQuorum) {
+        Some(describe_quorum(connection)?)
+    } else {
+        None
+    };
     // Partitions led per broker, and topics (internal ones included) from Metadata.
     let mut led: BTreeMap<i32, usize> = BTreeMap::new();
     let mut partitions = 0usize;
@@ -108,6 +118,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         print_json(&json!({
             "cluster_id": cluster_id, "controller_id": controller, "brokers": rows,
             "topics": metadata.topics.len(), "partitions": partitions,
+            "quorum": quorum.as_ref().map(Quorum::to_json),
         }));
         return Ok(());
     }
@@ -134,6 +145,110 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         ]);
     }
     text.push_str(&table.render());
+    if let Some(quorum) = &quorum {
+        text.push('\n');
+        text.push_str(&quorum.render());
+    }
     print_text(&text);
     Ok(())
+}
+
+/// The controller quorum as DescribeQuorum tells it.
+struct Quorum {
+    leader: i32,
+    epoch: i32,
+    high_watermark: i64,
+    /// Set when the node asked does not lead the quorum (it knows only the leader).
+    error: Option<String>,
+    voters: Vec<ReplicaState>,
+    observers: Vec<ReplicaState>,
+}
+
+fn describe_quorum(connection: &mut super::broker::BrokerConnection) -> anyhow::Result<Quorum> {
+    let version = connection.version(ApiKey::DescribeQuorum, 0..=2)?;
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let response = connection.send(version, &request)?;
+    check_error(
+        response.error_code,
+        response.error_message.as_deref(),
+        || "cannot describe the controller quorum".to_string(),
+    )?;
+    let partition = response
+        .topics
+        .into_iter()
+        .flat_map(|topic| topic.partitions)
+        .find(|partition| partition.partition_index == 0)
+        .ok_or_else(|| anyhow::anyhow!("DescribeQuorum answered without the metadata log"))?;
+    let error = (partition.error_code != 0).then(|| {
+        partition.error_message.as_ref().map_or_else(
+            || format!("error {}", partition.error_code),
+            |message| message.to_string(),
+        )
+    });
+    Ok(Quorum {
+        leader: partition.leader_id.0,
+        epoch: partition.leader_epoch,
+        high_watermark: partition.high_watermark,
+        error,
+        voters: partition.current_voters,
+        observers: partition.observers,
+    })
+}
+
+impl Quorum {
+    fn to_json(&self) -> serde_json::Value {
+        let members = |replicas: &[ReplicaState]| -> Vec<serde_json::Value> {
+            replicas
+                .iter()
+                .map(|replica| {
+                    json!({
+                        "id": replica.replica_id.0, "log_end_offset": replica.log_end_offset,
+                        "lag": (self.high_watermark - replica.log_end_offset).max(0),
+                        "last_fetch_timestamp": replica.last_fetch_timestamp,
+                        "last_caught_up_timestamp": replica.last_caught_up_timestamp,
+                    })
+                })
+                .collect()
+        };
+        json!({
+            "leader_id": self.leader, "leader_epoch": self.epoch,
+            "high_watermark": self.high_watermark, "error": self.error,
+            "voters": members(&self.voters), "observers": members(&self.observers),
+        })
+    }
+
+    fn render(&self) -> String {
+        let mut text = format!(
+            "Controller quorum: leader {}  epoch {}  high watermark {}\n",
+            self.leader, self.epoch, self.high_watermark
+        );
+        if let Some(error) = &self.error {
+            text.push_str(&format!(
+                "({error}; ask the leader's node for each voter's progress)\n"
+            ));
+            return text;
+        }
+        let mut table = Table::new(&["NODE", "ROLE", "LOG-END-OFFSET", "LAG"]);
+        for (replicas, role) in [(&self.voters, "voter"), (&self.observers, "observer")] {
+            for replica in replicas {
+                let role = if replica.replica_id.0 == self.leader {
+                    "leader"
+                } else {
+                    role
+                };
+                table.row(vec![
+                    replica.replica_id.0.to_string(),
+                    role.to_string(),
+                    replica.log_end_offset.to_string(),
+                    (self.high_watermark - replica.log_end_offset)
+                        .max(0)
+                        .to_string(),
+                ]);
+            }
+        }
+        text.push_str(&table.render());
+        text
+    }
 }

@@ -23,6 +23,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -122,6 +123,7 @@ pub const APIS: &[ApiSpec] = &[
     alter_configs::SPEC,
     alter_configs::INCREMENTAL_SPEC,
     describe_log_dirs::SPEC,
+    describe_quorum::SPEC,
     telemetry::SUBSCRIPTIONS_SPEC,
     telemetry::PUSH_SPEC,
 ];
@@ -286,6 +288,9 @@ pub async fn dispatch(
         RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
             alter_configs::handle_incremental(shard, &context, body).await,
         ),
+        RequestKind::DescribeQuorum(body) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(shard, &context, body))
+        }
         RequestKind::DescribeLogDirs(body) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(shard, &context, body).await)
         }

@@ -21,6 +21,7 @@
 //! snapshot of the metadata image.
 
 pub mod metadata_machine;
+pub mod quorum;
 pub mod runtime;
 
 openraft::declare_raft_types!(
