@@ -20,9 +20,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::mesh::{Mesh, ShardMessage};
-use crate::metadata::bootstrap::ControllerParts;
+use crate::metadata::bootstrap::{ControllerParts, PartsLog};
 use crate::metadata::controller::{ControllerConfig, ControllerLimits};
-use crate::metadata::controller_task::ControllerTask;
+use crate::metadata::controller_task::{ControllerTask, MetadataLog};
 use crate::metadata::image::MetadataImage;
 use crate::partition::{ShardId, MAX_SHARDS_PER_NODE};
 use crate::shard::{NodeContext, Shard};
@@ -86,11 +86,19 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         );
     }
     let listeners = bind_listeners(config.listen, shard_count)?;
+    let controller_listener = crate::cluster::member::bind_controller_port(&config)?;
     let open_files_limit = raise_open_files_limit();
-    let bootstrapped = crate::metadata::bootstrap::start(
-        &config.data_dir,
-        controller_config(&config, shard_count as u32),
-    )?;
+    let bootstrapped = if config.cluster.is_some() {
+        crate::metadata::bootstrap::start_in_quorum(
+            &config.data_dir,
+            controller_config(&config, shard_count as u32),
+        )?
+    } else {
+        crate::metadata::bootstrap::start(
+            &config.data_dir,
+            controller_config(&config, shard_count as u32),
+        )?
+    };
     warn_if_descriptors_are_short(open_files_limit, bootstrapped.image.partition_count());
     let stats = Arc::new(
         crate::stats::NodeStats::new(shard_count, started).with_data_dir(config.data_dir.clone()),
@@ -126,6 +134,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             mesh: mesh.clone(),
             controller: if id == node.controller_shard {
                 controller.take()
+            } else {
+                None
+            },
+            controller_listener: if id == node.controller_shard {
+                controller_listener
             } else {
                 None
             },
@@ -176,6 +189,8 @@ struct ShardStart {
     mesh: glommio::channels::channel_mesh::FullMesh<ShardMessage>,
     /// Set for the controller's shard.
     controller: Option<ControllerParts>,
+    /// The bound controller port, for the controller's shard of a quorum voter.
+    controller_listener: Option<RawFd>,
 }
 
 async fn run_shard(start: ShardStart) {
@@ -187,6 +202,7 @@ async fn run_shard(start: ShardStart) {
         image,
         mesh,
         controller,
+        controller_listener,
     } = start;
     let _running = RunningShard::enter();
     crate::stats::enter_shard(node.stats.shards[id.0 as usize].clone());
@@ -198,14 +214,20 @@ async fn run_shard(start: ShardStart) {
             return;
         }
     };
-    let controller = controller.map(|parts| {
-        Rc::new(ControllerTask::new(
-            parts.state,
-            parts.store,
-            parts.unpersisted,
-            node.shard_count,
-        ))
-    });
+    let controller = match controller {
+        None => None,
+        Some(parts) => match start_controller(&node, parts, controller_listener).await {
+            Ok(controller) => Some(controller),
+            Err(error) => {
+                let _ = ready.send(Err(format!("{error:#}")));
+                return;
+            }
+        },
+    };
+    let publisher = controller
+        .as_ref()
+        .and_then(|(_, publisher)| publisher.clone());
+    let controller = controller.map(|(task, _)| task);
     let shard = Rc::new(Shard::new(
         id,
         node.clone(),
@@ -218,6 +240,10 @@ async fn run_shard(start: ShardStart) {
     }
     if let Some(controller) = controller {
         glommio::spawn_local(controller.run(shard.clone())).detach();
+    }
+    if let Some(publisher) = publisher {
+        glommio::spawn_local(publisher.run(shard.clone())).detach();
+        glommio::spawn_local(crate::cluster::member::announce_start(shard.clone())).detach();
     }
     shard.groups.load(&shard).await;
     // SAFETY: the descriptor is a bound, listening socket handed to this shard alone.
@@ -262,6 +288,42 @@ async fn run_shard(start: ShardStart) {
     }
     maintenance.await;
     shard.close_all().await;
+}
+
+/// The controller of the controller's shard: over the local journal, or over this node's
+/// member of the controller quorum (started here, on this shard's executor), with the
+/// publisher that carries the quorum's images to the shards.
+async fn start_controller(
+    node: &Arc<NodeContext>,
+    parts: ControllerParts,
+    listener: Option<RawFd>,
+) -> anyhow::Result<(
+    Rc<ControllerTask>,
+    Option<Rc<crate::cluster::publisher::ImagePublisher>>,
+)> {
+    match parts.log {
+        PartsLog::Journal { store, unpersisted } => Ok((
+            Rc::new(ControllerTask::new(
+                parts.state,
+                store,
+                unpersisted,
+                node.shard_count,
+            )),
+            None,
+        )),
+        PartsLog::Quorum => {
+            let listener = listener.context("a quorum voter needs its controller port")?;
+            let member = crate::cluster::member::start(node, listener).await?;
+            let log = MetadataLog::Quorum {
+                quorum: member.quorum,
+                publisher: member.publisher.clone(),
+            };
+            Ok((
+                Rc::new(ControllerTask::with_log(parts.state, log, node.shard_count)),
+                Some(member.publisher),
+            ))
+        }
+    }
 }
 
 /// Opens (and so recovers) the partitions this shard leads, in the background once the shard

@@ -65,7 +65,9 @@ pub fn controller_error_code(error: &ControllerError) -> i16 {
         ControllerError::PolicyViolation(_) => ResponseError::PolicyViolation,
         ControllerError::InternalTopic(_) => ResponseError::InvalidRequest,
         ControllerError::NotDurable(_) => ResponseError::KafkaStorageError,
-        ControllerError::Unavailable => ResponseError::NotController,
+        ControllerError::Unavailable | ControllerError::NotController { .. } => {
+            ResponseError::NotController
+        }
     };
     code.code()
 }

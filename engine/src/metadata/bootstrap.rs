@@ -1,6 +1,7 @@
 //! A node's metadata at start: load the journal, register this node's brokers, migrate an
 //! old `topics.json`, place partitions anew on a changed shard count, create
-//! `__consumer_offsets`, and remove the directories of topics deleted before a crash.
+//! `__consumer_offsets`, and remove the directories of topics deleted before a crash; or, on a
+//! node of a replicated cluster ([`start_in_quorum`]), leave all that to the quorum.
 //!
 //! Runs on the main thread before any shard serves, so it may block on files.
 
@@ -17,11 +18,23 @@ use super::store::MetadataStore;
 pub struct ControllerParts {
     /// The state machine, at the published image.
     pub state: ControllerState,
-    /// The journal.
-    pub store: MetadataStore,
-    /// Start-up records that could not be written yet (a full disk); written with the next
-    /// change.
-    pub unpersisted: Vec<MetadataRecord>,
+    /// Where its records go.
+    pub log: PartsLog,
+}
+
+/// Where the controller's records go, before its shard runs.
+pub enum PartsLog {
+    /// A one-node cluster's journal.
+    Journal {
+        /// The journal.
+        store: MetadataStore,
+        /// Start-up records that could not be written yet (a full disk); written with the
+        /// next change.
+        unpersisted: Vec<MetadataRecord>,
+    },
+    /// The controller quorum's log, which the controller's shard opens (its member lives on
+    /// that shard's executor).
+    Quorum,
 }
 
 /// The image every shard starts from, and the controller's parts.
@@ -65,8 +78,29 @@ pub fn start(data_dir: &Path, config: ControllerConfig) -> anyhow::Result<Bootst
         image,
         controller: ControllerParts {
             state,
-            store,
-            unpersisted,
+            log: PartsLog::Journal { store, unpersisted },
+        },
+    })
+}
+
+/// The start of a node whose metadata lives in the controller quorum: shards start from an
+/// empty image and follow what the quorum's member applies (`cluster::publisher`); the node's
+/// start-up records are sent to the controller once the member runs
+/// (`ControllerRequest::StartNode`). Partition directories are not cleaned against the empty
+/// image, which knows no topics yet.
+pub fn start_in_quorum(data_dir: &Path, config: ControllerConfig) -> anyhow::Result<Bootstrapped> {
+    let journal = data_dir.join(super::store::DIRECTORY);
+    anyhow::ensure!(
+        !journal.exists(),
+        "{} holds the metadata of a one-node cluster; a node cannot yet move it into a \
+         controller quorum: start the cluster node on an empty data directory",
+        journal.display()
+    );
+    Ok(Bootstrapped {
+        image: Arc::new(MetadataImage::default()),
+        controller: ControllerParts {
+            state: ControllerState::new(MetadataImage::default(), config),
+            log: PartsLog::Quorum,
         },
     })
 }

@@ -114,6 +114,14 @@ pub enum ControllerRequest {
     },
     /// A block of producer ids for a shard to hand out.
     AllocateProducerIds,
+    /// This node has started: register its brokers with `broker_epoch`, and make what a
+    /// first start makes (the cluster id, `__consumer_offsets`). A node whose metadata lives
+    /// in the controller quorum sends it once the quorum runs (a one-node cluster's journal
+    /// does the same at start, in `bootstrap`).
+    StartNode {
+        /// The epoch of this incarnation's broker registrations.
+        broker_epoch: i64,
+    },
 }
 
 /// The controller's answer, one result per item of the request, in order.
@@ -129,6 +137,8 @@ pub enum ControllerReply {
     AlterTopicConfigs(Vec<Result<(), ControllerError>>),
     /// The block of ids.
     ProducerIds(Range<i64>),
+    /// The node's start-up records are in the image.
+    NodeStarted,
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -166,6 +176,13 @@ pub enum ControllerError {
     /// The controller is not running (the node is shutting down).
     #[error("the controller is not available")]
     Unavailable,
+    /// This node's controller does not lead the controller quorum (NOT_CONTROLLER; the
+    /// client refreshes its metadata and tries again).
+    #[error("this node is not the active controller (the quorum's leader is {leader:?})")]
+    NotController {
+        /// The node that leads, if known.
+        leader: Option<i32>,
+    },
 }
 
 /// See the module docs.
@@ -284,6 +301,10 @@ impl ControllerState {
                     ControllerReply::ProducerIds(start..start + PRODUCER_ID_BLOCK),
                 )
             }
+            ControllerRequest::StartNode { broker_epoch } => (
+                self.startup(None, broker_epoch),
+                ControllerReply::NodeStarted,
+            ),
         }
     }
 

@@ -16,6 +16,14 @@
 //! calls are answered [`ControllerError::NotDurable`], and the next round tries again: nothing
 //! a client was told about is ever lost, and the broker keeps serving.
 //!
+//! On a node of a replicated cluster the journal is the controller quorum's log
+//! ([`MetadataLog::Quorum`]): a round runs only while this node's member leads the quorum
+//! (else its calls are answered [`ControllerError::NotController`]); it first waits until the
+//! member has applied everything committed and starts from that image (another leader may have
+//! written since this node last led); step 3 is a quorum write, which returns once a majority
+//! has the records and this node has applied them; and step 4 is done by every node's
+//! `cluster::publisher`, as the entry is applied there, not by this task.
+//!
 //! Concurrency contract: lives on the controller's shard (`!Send`); calls from other shards
 //! arrive through the mesh and are queued here by the shard's receiving tasks.
 
@@ -67,14 +75,33 @@ pub struct Call {
     pub reply_to: ReplyTo,
 }
 
+/// How long a quorum write may wait for a majority before its calls are refused.
+const QUORUM_WRITE_WAIT: Duration = Duration::from_secs(10);
+
+/// Where the controller's records go (see the module docs).
+pub enum MetadataLog {
+    /// A one-node cluster's local journal.
+    Journal {
+        /// The journal.
+        store: Arc<Mutex<MetadataStore>>,
+        /// Records applied at start that could not be written then (a full disk): written
+        /// with the next round.
+        unpersisted: RefCell<Vec<MetadataRecord>>,
+    },
+    /// The controller quorum's log.
+    Quorum {
+        /// This node's member.
+        quorum: crate::cluster::raft::quorum::Quorum,
+        /// Where the images it applies go; the newest is what the controller decides against.
+        publisher: Rc<crate::cluster::publisher::ImagePublisher>,
+    },
+}
+
 /// See the module docs.
 pub struct ControllerTask {
     state: RefCell<ControllerState>,
     published: RefCell<Arc<MetadataImage>>,
-    store: Arc<Mutex<MetadataStore>>,
-    /// Records applied at start that could not be written then (a full disk): written with
-    /// the next round.
-    unpersisted: RefCell<Vec<MetadataRecord>>,
+    log: MetadataLog,
     calls: RefCell<VecDeque<Call>>,
     calls_arrived: Notify,
     /// The newest image version each shard has applied, by shard.
@@ -90,13 +117,21 @@ impl ControllerTask {
         unpersisted: Vec<MetadataRecord>,
         shard_count: u32,
     ) -> ControllerTask {
+        let log = MetadataLog::Journal {
+            store: Arc::new(Mutex::new(store)),
+            unpersisted: RefCell::new(unpersisted),
+        };
+        ControllerTask::with_log(state, log, shard_count)
+    }
+
+    /// A controller whose records go to `log`.
+    pub fn with_log(state: ControllerState, log: MetadataLog, shard_count: u32) -> ControllerTask {
         let published = Arc::new(state.image().clone());
         ControllerTask {
             applied: RefCell::new(vec![published.version; shard_count as usize]),
             published: RefCell::new(published),
             state: RefCell::new(state),
-            store: Arc::new(Mutex::new(store)),
-            unpersisted: RefCell::new(unpersisted),
+            log,
             calls: RefCell::new(VecDeque::new()),
             calls_arrived: Notify::default(),
             applied_advanced: Notify::default(),
@@ -143,6 +178,23 @@ impl ControllerTask {
             let take = queue.len().min(CALLS_PER_ROUND_MAX);
             queue.drain(..take).collect()
         };
+        match &self.log {
+            MetadataLog::Journal { store, unpersisted } => {
+                self.journal_round(shard, calls, store, unpersisted).await
+            }
+            MetadataLog::Quorum { quorum, publisher } => {
+                self.quorum_round(shard, calls, quorum, publisher).await
+            }
+        }
+    }
+
+    async fn journal_round(
+        &self,
+        shard: &Rc<Shard>,
+        calls: Vec<Call>,
+        store: &Arc<Mutex<MetadataStore>>,
+        unpersisted: &RefCell<Vec<MetadataRecord>>,
+    ) {
         let mut records = Vec::new();
         let mut answers = Vec::with_capacity(calls.len());
         for call in calls {
@@ -156,9 +208,9 @@ impl ControllerTask {
             }
             return;
         }
-        let mut to_write = self.unpersisted.borrow().clone();
+        let mut to_write = unpersisted.borrow().clone();
         to_write.extend(records.iter().cloned());
-        if let Err(error) = self.persist(to_write).await {
+        if let Err(error) = self.persist(store, to_write).await {
             tracing::error!(%error, "cannot write the metadata journal; the changes are refused");
             let published = (**self.published.borrow()).clone();
             self.state.borrow_mut().reset(published);
@@ -172,7 +224,7 @@ impl ControllerTask {
             }
             return;
         }
-        self.unpersisted.borrow_mut().clear();
+        unpersisted.borrow_mut().clear();
         let image = Arc::new(self.state.borrow().image().clone());
         *self.published.borrow_mut() = image.clone();
         let version = image.version;
@@ -190,8 +242,12 @@ impl ControllerTask {
 
     /// Appends the records to the journal and syncs it, off the shard; writes a snapshot
     /// when the journal has grown enough.
-    async fn persist(&self, records: Vec<MetadataRecord>) -> std::io::Result<()> {
-        let store = self.store.clone();
+    async fn persist(
+        &self,
+        store: &Arc<Mutex<MetadataStore>>,
+        records: Vec<MetadataRecord>,
+    ) -> std::io::Result<()> {
+        let store = store.clone();
         let image = self.state.borrow().image().clone();
         glommio::executor()
             .spawn_blocking(move || {
@@ -206,6 +262,79 @@ impl ControllerTask {
                 Ok(())
             })
             .await
+    }
+
+    /// A round on the quorum's leader; see the module docs.
+    async fn quorum_round(
+        &self,
+        shard: &Rc<Shard>,
+        calls: Vec<Call>,
+        quorum: &crate::cluster::raft::quorum::Quorum,
+        publisher: &crate::cluster::publisher::ImagePublisher,
+    ) {
+        use crate::cluster::raft::quorum::QuorumWriteError;
+        let refusal = |error: QuorumWriteError| match error {
+            QuorumWriteError::NotLeader { leader } => ControllerError::NotController {
+                leader: leader.and_then(|leader| i32::try_from(leader).ok()),
+            },
+            other => ControllerError::NotDurable(other.to_string()),
+        };
+        let caught_up = if quorum.is_leader() {
+            quorum.catch_up().await
+        } else {
+            Err(QuorumWriteError::NotLeader {
+                leader: quorum.leader(),
+            })
+        };
+        if let Err(error) = caught_up {
+            let error = refusal(error);
+            for call in calls {
+                shard
+                    .deliver_controller_result(call.reply_to, Err(error.clone()))
+                    .await;
+            }
+            return;
+        }
+        let applied = publisher.applied_image();
+        if self.state.borrow().image().version != applied.version {
+            self.state.borrow_mut().reset((*applied).clone());
+        }
+        let mut records = Vec::new();
+        let mut answers = Vec::with_capacity(calls.len());
+        for call in calls {
+            let (made, reply) = self.state.borrow_mut().handle(call.request);
+            answers.push((call.reply_to, !made.is_empty(), reply));
+            records.extend(made);
+        }
+        let written = if records.is_empty() {
+            Ok(applied.version)
+        } else {
+            let deadline = std::time::Instant::now() + QUORUM_WRITE_WAIT;
+            quorum.write(records, deadline).await
+        };
+        match written {
+            Ok(version) => {
+                self.wait_applied_everywhere(version).await;
+                for (reply_to, _, reply) in answers {
+                    shard.deliver_controller_result(reply_to, Ok(reply)).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the controller quorum did not take a round's changes");
+                let error = refusal(error);
+                self.state
+                    .borrow_mut()
+                    .reset((*publisher.applied_image()).clone());
+                for (reply_to, changed, reply) in answers {
+                    let result = if changed {
+                        Err(error.clone())
+                    } else {
+                        Ok(reply)
+                    };
+                    shard.deliver_controller_result(reply_to, result).await;
+                }
+            }
+        }
     }
 
     async fn wait_applied_everywhere(&self, version: u64) {

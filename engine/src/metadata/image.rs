@@ -310,6 +310,61 @@ impl MetadataImage {
         records
     }
 
+    /// Records that take `previous` to this image as far as shards act on them: topics
+    /// removed, partitions changed, configs replaced, topics and partitions added. A member
+    /// that installs a snapshot jumps from one image to another without the records between;
+    /// these stand in for them, so that each shard's partition table retires and reconfigures
+    /// what it should.
+    pub fn changes_since(&self, previous: &MetadataImage) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for (id, name) in &previous.names_by_id {
+            if !self.names_by_id.contains_key(id) {
+                tracing::trace!(topic = %name, "removed in a snapshot");
+                records.push(MetadataRecord::RemoveTopic { topic_id: *id });
+            }
+        }
+        for topic in self.topics.values() {
+            let Some(before) = previous.topic_by_id(topic.id) else {
+                records.push(MetadataRecord::Topic {
+                    name: topic.name.clone(),
+                    id: topic.id,
+                    configs: topic.configs.clone(),
+                });
+                records.push(MetadataRecord::Partitions {
+                    topic_id: topic.id,
+                    first: 0,
+                    assignments: topic.partitions.clone(),
+                });
+                continue;
+            };
+            if before.configs != topic.configs {
+                records.push(MetadataRecord::TopicConfigs {
+                    topic_id: topic.id,
+                    configs: topic.configs.clone(),
+                });
+            }
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                match before.partitions.get(index) {
+                    Some(old) if old == assignment => {}
+                    Some(_) => records.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.id,
+                        partition: index as i32,
+                        assignment: assignment.clone(),
+                    }),
+                    None => {}
+                }
+            }
+            if topic.partitions.len() > before.partitions.len() {
+                records.push(MetadataRecord::Partitions {
+                    topic_id: topic.id,
+                    first: before.partition_count(),
+                    assignments: topic.partitions[before.partitions.len()..].to_vec(),
+                });
+            }
+        }
+        records
+    }
+
     /// The image that [`Self::to_records`] described, at `version`.
     pub fn from_snapshot(version: u64, records: &[MetadataRecord]) -> Result<Self, ApplyError> {
         let mut image = MetadataImage::default().apply_all(records)?;
@@ -424,6 +479,52 @@ mod tests {
         assert_eq!(copy.partition("orders", 1), image.partition("orders", 1));
         assert_eq!(copy.topic_by_id(id).unwrap().configs.len(), 1);
         assert!(copy.topic("empty").is_some());
+    }
+
+    #[test]
+    fn changes_since_takes_one_image_to_another() {
+        let kept = Uuid::new_v4();
+        let gone = Uuid::new_v4();
+        let topic = |name: &str, id: Uuid, partitions: usize| {
+            vec![
+                MetadataRecord::Topic {
+                    name: name.into(),
+                    id,
+                    configs: BTreeMap::new(),
+                },
+                MetadataRecord::Partitions {
+                    topic_id: id,
+                    first: 0,
+                    assignments: vec![PartitionAssignment::single(broker(0)); partitions],
+                },
+            ]
+        };
+        let mut before_records = topic("kept", kept, 2);
+        before_records.extend(topic("gone", gone, 1));
+        let before = MetadataImage::default().apply_all(&before_records).unwrap();
+        let mut later = vec![
+            MetadataRecord::RemoveTopic { topic_id: gone },
+            MetadataRecord::PartitionChange {
+                topic_id: kept,
+                partition: 1,
+                assignment: PartitionAssignment::single(broker(0)).moved_to(broker(1)),
+            },
+            MetadataRecord::TopicConfigs {
+                topic_id: kept,
+                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+            },
+            MetadataRecord::Partitions {
+                topic_id: kept,
+                first: 2,
+                assignments: vec![PartitionAssignment::single(broker(1))],
+            },
+        ];
+        later.extend(topic("new", Uuid::new_v4(), 3));
+        let after = before.apply_all(&later).unwrap();
+        let changes = after.changes_since(&before);
+        let replayed = before.apply_all(&changes).unwrap();
+        assert_eq!(replayed.to_records(), after.to_records(), "{changes:#?}");
+        assert!(after.changes_since(&after).is_empty());
     }
 
     #[test]

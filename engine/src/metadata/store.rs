@@ -37,7 +37,8 @@ use super::records::MetadataRecord;
 /// Records a journal may hold before the next snapshot.
 pub const SNAPSHOT_AFTER_RECORDS: usize = 20_000;
 
-const DIRECTORY: &str = "metadata";
+/// The journal's directory under the data directory.
+pub const DIRECTORY: &str = "metadata";
 const SNAPSHOT_FILE: &str = "snapshot.json";
 const LEGACY_CATALOG_FILE: &str = "topics.json";
 const SNAPSHOT_FORMAT: u32 = 1;

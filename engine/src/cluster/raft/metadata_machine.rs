@@ -16,6 +16,7 @@
 //! Concurrency contract: owned by the Raft task of one executor (`!Send`); the sink is called
 //! from that task and must not block.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -58,6 +59,9 @@ pub trait ImageSink {
     fn applied(&self, update: MetadataUpdate);
 }
 
+/// The newest snapshot, shared between a machine and its builders.
+type SharedSnapshot = Rc<RefCell<Option<SnapshotOf<C, Vec<u8>>>>>;
+
 /// What a snapshot's bytes hold.
 #[derive(Serialize, Deserialize)]
 struct SnapshotBody {
@@ -80,8 +84,9 @@ pub struct MetadataStateMachine {
     image: Arc<MetadataImage>,
     last_applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
-    /// The newest snapshot, as stored in `snapshot_path`.
-    snapshot: Option<SnapshotOf<C, Vec<u8>>>,
+    /// The newest snapshot, as stored in `snapshot_path`; shared with the snapshot builders,
+    /// which may finish while the machine applies more entries.
+    snapshot: SharedSnapshot,
     snapshot_path: PathBuf,
     sink: Rc<dyn ImageSink>,
 }
@@ -96,7 +101,7 @@ impl MetadataStateMachine {
             image: Arc::new(MetadataImage::default()),
             last_applied: None,
             membership: StoredMembershipOf::<C>::default(),
-            snapshot: None,
+            snapshot: Rc::new(RefCell::new(None)),
             snapshot_path,
             sink,
         };
@@ -104,7 +109,7 @@ impl MetadataStateMachine {
             // Starting from the snapshot is what openraft would ask for anyway once the log
             // before it is purged; doing it here keeps `applied_state` and the image in step.
             machine.load(&snapshot.meta, &snapshot.snapshot)?;
-            machine.snapshot = Some(snapshot);
+            *machine.snapshot.borrow_mut() = Some(snapshot);
         }
         Ok(machine)
     }
@@ -160,7 +165,7 @@ impl RaftSnapshotBuilder<C> for MetadataStateMachine {
             snapshot: serde_json::to_vec(&body).map_err(invalid_data)?,
         };
         write_snapshot_file(&self.snapshot_path, &snapshot).await?;
-        self.snapshot = Some(snapshot.clone());
+        *self.snapshot.borrow_mut() = Some(snapshot.clone());
         Ok(snapshot)
     }
 }
@@ -203,7 +208,7 @@ impl RaftStateMachine<C> for MetadataStateMachine {
                 image: self.image.clone(),
                 last_applied: self.last_applied,
                 membership: self.membership.clone(),
-                snapshot: None,
+                snapshot: self.snapshot.clone(),
                 snapshot_path: self.snapshot_path.clone(),
                 sink: self.sink.clone(),
             },
@@ -225,7 +230,7 @@ impl RaftStateMachine<C> for MetadataStateMachine {
             image: Arc::new(MetadataImage::default()),
             last_applied: None,
             membership: StoredMembershipOf::<C>::default(),
-            snapshot: None,
+            snapshot: Rc::new(RefCell::new(None)),
             snapshot_path: self.snapshot_path.clone(),
             sink: self.sink.clone(),
         };
@@ -234,7 +239,7 @@ impl RaftStateMachine<C> for MetadataStateMachine {
         self.image = loaded.image;
         self.last_applied = loaded.last_applied;
         self.membership = loaded.membership;
-        self.snapshot = Some(snapshot);
+        *self.snapshot.borrow_mut() = Some(snapshot);
         // The shards move to the snapshot's image as a whole; no records lead to it.
         self.sink.applied(MetadataUpdate {
             image: self.image.clone(),
@@ -244,7 +249,7 @@ impl RaftStateMachine<C> for MetadataStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<C, Vec<u8>>>, io::Error> {
-        Ok(self.snapshot.clone())
+        Ok(self.snapshot.borrow().clone())
     }
 }
 

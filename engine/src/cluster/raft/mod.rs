@@ -20,7 +20,9 @@
 //! network on the controller port, the metadata records as the replicated commands, the
 //! snapshot of the metadata image.
 
+pub mod log_store;
 pub mod metadata_machine;
+pub mod network;
 pub mod quorum;
 pub mod runtime;
 

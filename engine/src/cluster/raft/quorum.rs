@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
 use openraft::network::{NetSnapshot, RaftNetworkFactory};
+use openraft::raft::ReadPolicy;
 use openraft::rt::WatchReceiver;
 use openraft::storage::RaftLogStorage;
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
@@ -175,6 +176,22 @@ impl Quorum {
                     return Err(QuorumWriteError::Stopped(fatal.to_string()))
                 }
             }
+        }
+    }
+
+    /// Waits until this member, as leader, has applied everything committed before now (a
+    /// new leader may still be applying its predecessor's entries): the controller decides
+    /// against an image that includes every committed change.
+    pub async fn catch_up(&self) -> Result<(), QuorumWriteError> {
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
+                Err(QuorumWriteError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            Err(RaftError::APIError(_)) => Err(QuorumWriteError::Timeout),
+            Err(RaftError::Fatal(fatal)) => Err(QuorumWriteError::Stopped(fatal.to_string())),
         }
     }
 

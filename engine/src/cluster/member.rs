@@ -1,0 +1,144 @@
+//! This node's member of the controller quorum: bound at start, run on the controller's shard.
+//!
+//! - [`bind_controller_port`] binds `--controller-listen` on the main thread, before any shard
+//!   starts, so that a port in use stops the start with one clear line (as the Kafka ports do).
+//! - [`start`] opens the member on the controller's shard: its log and vote
+//!   (`raft::log_store`) and snapshot (`raft::metadata_machine`) under
+//!   `<data-dir>/controller-quorum/`, its network (`raft::network`) with a fault table, and
+//!   the server on the controller port; it keeps the node's `QuorumStatusCell` current.
+//! - [`announce_start`] sends the node's start-up records to the controller
+//!   (`ControllerRequest::StartNode`) until they are in the image.
+//!
+//! The directory's name has no `-N` suffix, so partition-directory clean-up never takes it
+//! for a partition of a deleted topic.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::publisher::ImagePublisher;
+use super::raft::log_store::FileLogStore;
+use super::raft::metadata_machine::MetadataStateMachine;
+use super::raft::network::{self, Faults, TcpNetworkFactory};
+use super::raft::quorum::{Quorum, QuorumOptions};
+use crate::config::BrokerConfig;
+use crate::metadata::controller::{ControllerError, ControllerRequest};
+use crate::metadata::image::MetadataImage;
+use crate::shard::{NodeContext, Shard};
+
+/// The member's directory under the data directory.
+pub const DIRECTORY: &str = "controller-quorum";
+/// How long [`announce_start`] waits between tries while no controller takes the call.
+const ANNOUNCE_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Binds this node's controller port if it is a voter; see the module docs.
+pub fn bind_controller_port(config: &BrokerConfig) -> anyhow::Result<Option<RawFd>> {
+    let Some(cluster) = &config.cluster else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        cluster.is_voter(config.node_id),
+        "node {} is not among --controller-quorum-voters; nodes that are brokers only are not \
+         supported yet: list every node as a voter",
+        config.node_id
+    );
+    let Some(address) = cluster.controller_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(address).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot listen on {address} for the controller quorum: {error}. Is another node running? Choose another port with --controller-listen"
+        )
+    })?;
+    Ok(Some(listener.into_raw_fd()))
+}
+
+/// A running member.
+pub struct Member {
+    /// The member.
+    pub quorum: Quorum,
+    /// Carries the images it applies to the node's shards.
+    pub publisher: Rc<ImagePublisher>,
+    /// The fault-injection table its network and server consult.
+    pub faults: Faults,
+}
+
+/// Starts the member on the controller's shard; see the module docs.
+pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Result<Member> {
+    let cluster = node
+        .config
+        .cluster
+        .as_ref()
+        .context("a quorum member needs --controller-quorum-voters")?;
+    let dir: PathBuf = node.config.data_dir.join(DIRECTORY);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let node_id = u64::try_from(node.config.node_id).context("node ids are not negative")?;
+    let voters: BTreeMap<u64, String> = cluster
+        .voters
+        .iter()
+        .map(|voter| (voter.node_id as u64, voter.address.clone()))
+        .collect();
+    let options = QuorumOptions {
+        node_id,
+        voters,
+        election_timeout_ms: cluster.election_timeout_ms,
+    };
+    let publisher = ImagePublisher::new(Arc::new(MetadataImage::default()));
+    let log = FileLogStore::open(&dir).await?;
+    let machine = MetadataStateMachine::open(&dir, publisher.clone())?;
+    let faults = Faults::default();
+    let network = TcpNetworkFactory::new(node_id, faults.clone());
+    let quorum = Quorum::start(options, network, log, machine).await?;
+    // SAFETY: the descriptor is the bound controller listener, handed to this shard alone.
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
+    glommio::spawn_local(network::serve(
+        listener,
+        quorum.raft().clone(),
+        faults.clone(),
+    ))
+    .detach();
+    glommio::spawn_local(quorum.clone().publish_status(node.quorum_status.clone())).detach();
+    tracing::info!(
+        node = node_id,
+        controller_listen = ?cluster.controller_listen,
+        voters = cluster.voters.len(),
+        "controller quorum member started"
+    );
+    Ok(Member {
+        quorum,
+        publisher,
+        faults,
+    })
+}
+
+/// Sends this node's start-up records to the controller until they are in the image; see the
+/// module docs. Ends early if the node shuts down.
+pub async fn announce_start(shard: Rc<Shard>) {
+    let broker_epoch = spate_net::records::now_ms();
+    let mut refusals = 0u64;
+    while !shard.node.is_shutting_down() {
+        match shard
+            .controller_call(ControllerRequest::StartNode { broker_epoch })
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(broker_epoch, "this node's brokers are registered");
+                return;
+            }
+            Err(ControllerError::NotController { .. }) => {}
+            Err(error) => {
+                refusals += 1;
+                if refusals.is_power_of_two() {
+                    tracing::warn!(%error, "the controller did not take this node's start yet");
+                }
+            }
+        }
+        glommio::timer::sleep(ANNOUNCE_RETRY_INTERVAL).await;
+    }
+}

@@ -1,0 +1,214 @@
+//! The controller quorum across real processes: three `spate serve` nodes on loopback, each a
+//! voter of `--controller-quorum-voters`, elect a leader over their controller ports, and
+//! keep one through kill -9 of the leader, a restart from its data directory, and the loss
+//! of two nodes out of three. Observed the way an operator would, with DescribeQuorum on each
+//! node's Kafka port.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::{free_port_range, Broker};
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::describe_quorum_response;
+use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+/// Election timeout given to the nodes: short, so that the tests are quick, and still many
+/// heartbeats long.
+const ELECTION_TIMEOUT_MS: &str = "300";
+/// How long a test waits for the quorum to reach a state.
+const WAIT: Duration = Duration::from_secs(30);
+/// NOT_LEADER_OR_FOLLOWER.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+struct Cluster {
+    nodes: Vec<Broker>,
+}
+
+/// What one node says about the quorum.
+#[derive(Debug)]
+struct View {
+    leader: i32,
+    epoch: i32,
+    error_code: i16,
+    high_watermark: i64,
+    voters: Vec<(i32, i64)>,
+}
+
+impl Cluster {
+    /// Nodes 1..=count, each with one shard and a controller port.
+    fn start(count: usize) -> Cluster {
+        let controller_base = free_port_range(count);
+        let voters = (0..count)
+            .map(|index| format!("{}@127.0.0.1:{}", index + 1, controller_base + index as u16))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..count)
+            .map(|index| {
+                let node_id = (index + 1).to_string();
+                Broker::start_with_args(
+                    1,
+                    &[
+                        "--node-id",
+                        &node_id,
+                        "--controller-quorum-voters",
+                        &voters,
+                        "--controller-quorum-election-timeout-ms",
+                        ELECTION_TIMEOUT_MS,
+                    ],
+                )
+            })
+            .collect();
+        Cluster { nodes }
+    }
+
+    fn node(&mut self, node_id: i32) -> &mut Broker {
+        &mut self.nodes[node_id as usize - 1]
+    }
+
+    /// DescribeQuorum on `node_id`'s Kafka port; `None` if the node does not answer.
+    fn view(&self, node_id: i32) -> Option<View> {
+        let broker = &self.nodes[node_id as usize - 1];
+        let mut client =
+            spate_net::client::Client::connect(broker.address(0), Duration::from_secs(2)).ok()?;
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let response = client.send(1, &request).ok()?;
+        let partition: describe_quorum_response::PartitionData = response
+            .topics
+            .into_iter()
+            .next()?
+            .partitions
+            .into_iter()
+            .next()?;
+        Some(View {
+            leader: partition.leader_id.0,
+            epoch: partition.leader_epoch,
+            error_code: partition.error_code,
+            high_watermark: partition.high_watermark,
+            voters: partition
+                .current_voters
+                .iter()
+                .map(|voter| (voter.replica_id.0, voter.log_end_offset))
+                .collect(),
+        })
+    }
+
+    /// Waits until a node among `alive` leads in an epoch above `above_epoch`, every node of
+    /// `alive` agrees on it, and the leader sees each of `caught_up` at its high watermark.
+    fn wait_for_leader(&self, alive: &[i32], caught_up: &[i32], above_epoch: i32) -> (i32, i32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let views: Vec<(i32, Option<View>)> =
+                alive.iter().map(|&node| (node, self.view(node))).collect();
+            if let Some((leader, epoch)) = agreed_leader(&views, caught_up, above_epoch) {
+                return (leader, epoch);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader above epoch {above_epoch} among {alive:?}: {views:#?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| format!("--- node {} ---\n{}", index + 1, node.log()))
+            .collect()
+    }
+}
+
+/// The leader and epoch every view agrees on, if the leader's own view says it leads and
+/// shows each of `caught_up` at its high watermark.
+fn agreed_leader(
+    views: &[(i32, Option<View>)],
+    caught_up: &[i32],
+    above_epoch: i32,
+) -> Option<(i32, i32)> {
+    let (_, Some(first)) = views.first()? else {
+        return None;
+    };
+    let (leader, epoch) = (first.leader, first.epoch);
+    if leader < 0 || epoch <= above_epoch {
+        return None;
+    }
+    for (node, view) in views {
+        let view = view.as_ref()?;
+        if (view.leader, view.epoch) != (leader, epoch) {
+            return None;
+        }
+        let expected_error = if *node == leader {
+            0
+        } else {
+            NOT_LEADER_OR_FOLLOWER
+        };
+        if view.error_code != expected_error {
+            return None;
+        }
+        if *node == leader {
+            let all_caught_up = caught_up.iter().all(|member| {
+                view.voters
+                    .iter()
+                    .any(|(id, end)| id == member && *end >= view.high_watermark)
+            });
+            if !all_caught_up || view.voters.len() != 3 {
+                return None;
+            }
+        }
+    }
+    Some((leader, epoch))
+}
+
+#[test]
+fn three_nodes_elect_a_controller_and_survive_the_leaders_kill_9() {
+    let mut cluster = Cluster::start(3);
+    let (leader, epoch) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+
+    cluster.node(leader).kill9();
+    let alive: Vec<i32> = [1, 2, 3].into_iter().filter(|&n| n != leader).collect();
+    let (new_leader, new_epoch) = cluster.wait_for_leader(&alive, &alive, epoch);
+    assert_ne!(new_leader, leader);
+
+    // The killed node comes back from its files, follows, and catches up.
+    cluster.node(leader).restart();
+    cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], new_epoch - 1);
+}
+
+#[test]
+fn with_two_of_three_down_no_one_leads_and_the_quorum_returns() {
+    let mut cluster = Cluster::start(3);
+    let (leader, epoch) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    let survivor = if leader == 1 { 2 } else { 1 };
+    let down: Vec<i32> = [1, 2, 3].into_iter().filter(|&n| n != survivor).collect();
+    for &node in &down {
+        cluster.node(node).kill9();
+    }
+    // Alone, the survivor may stand for election but can never win one.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let view = cluster.view(survivor).expect("the survivor answers");
+        assert!(
+            view.error_code != 0 || view.leader != survivor || view.epoch <= epoch,
+            "a lone node must not lead a new epoch: {view:?}"
+        );
+        if view.leader != leader || view.epoch > epoch {
+            break; // it noticed the leader is gone
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never noticed: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_ne!(cluster.view(survivor).expect("answers").error_code, 0);
+    for &node in &down {
+        cluster.node(node).restart();
+    }
+    cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], epoch);
+}
