@@ -447,6 +447,17 @@ impl ServeArgs {
 }
 
 impl BrokerConfig {
+    /// The rack of this node's brokers: `--broker-rack`, else, on a node of a replicated
+    /// cluster, the node itself (so that rack-aware placement puts replicas on distinct
+    /// nodes); a one-node cluster has none, as before.
+    pub fn rack(&self) -> Option<String> {
+        self.broker_rack.clone().or_else(|| {
+            self.cluster
+                .as_ref()
+                .map(|_| format!("node-{}", self.node_id))
+        })
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.default_partitions >= 1,

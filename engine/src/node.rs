@@ -224,10 +224,10 @@ async fn run_shard(start: ShardStart) {
             }
         },
     };
-    let publisher = controller
-        .as_ref()
-        .and_then(|(_, publisher)| publisher.clone());
-    let controller = controller.map(|(task, _)| task);
+    let (controller, member) = match controller {
+        Some((task, member)) => (Some(task), member),
+        None => (None, None),
+    };
     let shard = Rc::new(Shard::new(
         id,
         node.clone(),
@@ -241,8 +241,9 @@ async fn run_shard(start: ShardStart) {
     if let Some(controller) = controller {
         glommio::spawn_local(controller.run(shard.clone())).detach();
     }
-    if let Some(publisher) = publisher {
-        glommio::spawn_local(publisher.run(shard.clone())).detach();
+    if let Some(mut member) = member {
+        crate::cluster::member::serve(&mut member, shard.clone());
+        glommio::spawn_local(member.publisher.clone().run(shard.clone())).detach();
         glommio::spawn_local(crate::cluster::member::announce_start(shard.clone())).detach();
     }
     shard.groups.load(&shard).await;
@@ -297,10 +298,7 @@ async fn start_controller(
     node: &Arc<NodeContext>,
     parts: ControllerParts,
     listener: Option<RawFd>,
-) -> anyhow::Result<(
-    Rc<ControllerTask>,
-    Option<Rc<crate::cluster::publisher::ImagePublisher>>,
-)> {
+) -> anyhow::Result<(Rc<ControllerTask>, Option<crate::cluster::member::Member>)> {
     match parts.log {
         PartsLog::Journal { store, unpersisted } => Ok((
             Rc::new(ControllerTask::new(
@@ -315,12 +313,17 @@ async fn start_controller(
             let listener = listener.context("a quorum voter needs its controller port")?;
             let member = crate::cluster::member::start(node, listener).await?;
             let log = MetadataLog::Quorum {
-                quorum: member.quorum,
+                quorum: member.quorum.clone(),
                 publisher: member.publisher.clone(),
+                forwarder: Box::new(crate::cluster::raft::network::Forwarder::new(
+                    member.quorum.node_id(),
+                    member.faults.clone(),
+                )),
+                voters: member.voters.clone(),
             };
             Ok((
                 Rc::new(ControllerTask::with_log(parts.state, log, node.shard_count)),
-                Some(member.publisher),
+                Some(member),
             ))
         }
     }
@@ -401,6 +404,7 @@ fn controller_config(config: &BrokerConfig, shard_count: u32) -> ControllerConfi
         shard_count,
         advertised_host: config.advertised_host.clone(),
         base_port: config.listen.port(),
+        rack: config.rack(),
         default_partitions: config.default_partitions,
         offsets_topic_partitions: config.offsets_topic_partitions,
         limits: ControllerLimits {

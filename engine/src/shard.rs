@@ -149,6 +149,7 @@ impl Shard {
             Some(controller) => controller.submit(Call {
                 request,
                 reply_to: ReplyTo::Local(sender),
+                forwarded: false,
             }),
             None => {
                 self.stats().cross_shard(CrossShard::ControllerCall);
@@ -162,6 +163,21 @@ impl Shard {
                 }
             }
         }
+        receiver.await.unwrap_or(Err(ControllerError::Unavailable))
+    }
+
+    /// A call that another node forwarded to this one's controller (this must be the
+    /// controller's shard): answered here, never forwarded on.
+    pub async fn forwarded_controller_call(&self, request: ControllerRequest) -> ControllerResult {
+        let Some(controller) = &self.controller else {
+            return Err(ControllerError::Unavailable);
+        };
+        let (sender, receiver) = oneshot::channel();
+        controller.submit(Call {
+            request,
+            reply_to: ReplyTo::Local(sender),
+            forwarded: true,
+        });
         receiver.await.unwrap_or(Err(ControllerError::Unavailable))
     }
 
@@ -216,7 +232,11 @@ impl Shard {
                 ShardMessage::ControllerCall { call, request } => {
                     let reply_to = ReplyTo::Remote { shard: peer, call };
                     match &self.controller {
-                        Some(controller) => controller.submit(Call { request, reply_to }),
+                        Some(controller) => controller.submit(Call {
+                            request,
+                            reply_to,
+                            forwarded: false,
+                        }),
                         None => {
                             self.deliver_controller_result(
                                 reply_to,

@@ -165,6 +165,105 @@ fn agreed_leader(
     Some((leader, epoch))
 }
 
+/// Runs the `spate` CLI against `node` and returns its standard output.
+fn spate(cluster: &Cluster, node: i32, args: &[&str]) -> String {
+    let bootstrap = cluster.nodes[node as usize - 1].address(0).to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(args)
+        .args(["--brokers", &bootstrap])
+        .output()
+        .expect("spate runs");
+    assert!(
+        output.status.success(),
+        "spate {args:?} on node {node} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn any_node_describes_the_whole_cluster_and_serves_its_partitions() {
+    let cluster = Cluster::start(3);
+    cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    // Every node registers its broker through the controller (forwarded to the leader's
+    // node by the two others); wait until every node's image lists all three.
+    let deadline = Instant::now() + WAIT;
+    for node in [1, 2, 3] {
+        loop {
+            let info: serde_json::Value =
+                serde_json::from_str(&spate(&cluster, node, &["cluster", "info", "--json"]))
+                    .expect("json");
+            let ids: Vec<i64> = info["brokers"]
+                .as_array()
+                .expect("brokers")
+                .iter()
+                .map(|broker| broker["id"].as_i64().expect("id"))
+                .collect();
+            if ids == [1024, 2048, 3072] {
+                let racks: Vec<&str> = info["brokers"]
+                    .as_array()
+                    .expect("brokers")
+                    .iter()
+                    .map(|broker| broker["rack"].as_str().unwrap_or("-"))
+                    .collect();
+                assert_eq!(racks, ["node-1", "node-2", "node-3"], "{info}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node} lists {ids:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // A topic created through a node that does not lead the quorum is placed over all
+    // three nodes, and records produced through one node are read back through another.
+    spate(
+        &cluster,
+        1,
+        &["topic", "create", "spread", "--partitions", "6"],
+    );
+    let described = spate(&cluster, 2, &["topic", "describe", "spread"]);
+    for broker in ["1024", "2048", "3072"] {
+        assert!(described.contains(broker), "{described}");
+    }
+    let mut producer = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["produce", "spread", "--brokers"])
+        .arg(cluster.nodes[0].address(0).to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spate produce");
+    {
+        use std::io::Write;
+        let mut input = producer.stdin.take().expect("stdin");
+        for value in 0..60 {
+            writeln!(input, "value-{value}").expect("writes");
+        }
+    }
+    assert!(producer.wait().expect("waits").success());
+    let consumed = spate(
+        &cluster,
+        3,
+        &[
+            "consume",
+            "spread",
+            "--from-beginning",
+            "--count",
+            "60",
+            "--timeout-ms",
+            "20000",
+        ],
+    );
+    let mut values: Vec<&str> = consumed.lines().collect();
+    values.sort_by_key(|value| {
+        value
+            .trim_start_matches("value-")
+            .parse::<u32>()
+            .unwrap_or(0)
+    });
+    let expected: Vec<String> = (0..60).map(|value| format!("value-{value}")).collect();
+    assert_eq!(values, expected);
+}
+
 #[test]
 fn three_nodes_elect_a_controller_and_survive_the_leaders_kill_9() {
     let mut cluster = Cluster::start(3);
@@ -174,6 +273,26 @@ fn three_nodes_elect_a_controller_and_survive_the_leaders_kill_9() {
     let alive: Vec<i32> = [1, 2, 3].into_iter().filter(|&n| n != leader).collect();
     let (new_leader, new_epoch) = cluster.wait_for_leader(&alive, &alive, epoch);
     assert_ne!(new_leader, leader);
+    // The new leader's node answers as controller in Metadata on every live node, so admin
+    // requests of clients go to it.
+    for node in alive.iter().copied() {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let info: serde_json::Value =
+                serde_json::from_str(&spate(&cluster, node, &["cluster", "info", "--json"]))
+                    .expect("json");
+            if info["controller_id"] == i64::from(new_leader * 1024) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {node}: {info}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    spate(
+        &cluster,
+        alive[0],
+        &["topic", "create", "after-failover", "--partitions", "3"],
+    );
 
     // The killed node comes back from its files, follows, and catches up.
     cluster.node(leader).restart();

@@ -4,8 +4,9 @@
 //!   starts, so that a port in use stops the start with one clear line (as the Kafka ports do).
 //! - [`start`] opens the member on the controller's shard: its log and vote
 //!   (`raft::log_store`) and snapshot (`raft::metadata_machine`) under
-//!   `<data-dir>/controller-quorum/`, its network (`raft::network`) with a fault table, and
-//!   the server on the controller port; it keeps the node's `QuorumStatusCell` current.
+//!   `<data-dir>/controller-quorum/`, and its network (`raft::network`) with a fault table;
+//!   it keeps the node's `QuorumStatusCell` current. [`serve`] then serves the controller
+//!   port, once the shard that answers forwarded controller calls exists.
 //! - [`announce_start`] sends the node's start-up records to the controller
 //!   (`ControllerRequest::StartNode`) until they are in the image.
 //!
@@ -22,14 +23,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::forwarding::ControllerCalls;
 use super::publisher::ImagePublisher;
 use super::raft::log_store::FileLogStore;
 use super::raft::metadata_machine::MetadataStateMachine;
 use super::raft::network::{self, Faults, TcpNetworkFactory};
 use super::raft::quorum::{Quorum, QuorumOptions};
 use crate::config::BrokerConfig;
-use crate::metadata::controller::{ControllerError, ControllerRequest};
+use crate::metadata::controller::{ControllerError, ControllerRequest, NodeStart};
 use crate::metadata::image::MetadataImage;
+use crate::partition::NodeId;
 use crate::shard::{NodeContext, Shard};
 
 /// The member's directory under the data directory.
@@ -67,6 +70,10 @@ pub struct Member {
     pub publisher: Rc<ImagePublisher>,
     /// The fault-injection table its network and server consult.
     pub faults: Faults,
+    /// The voters' controller addresses, by node id.
+    pub voters: BTreeMap<u64, String>,
+    /// The controller port, until [`serve`] takes it.
+    listener: Option<glommio::net::TcpListener>,
 }
 
 /// Starts the member on the controller's shard; see the module docs.
@@ -86,7 +93,7 @@ pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Resul
         .collect();
     let options = QuorumOptions {
         node_id,
-        voters,
+        voters: voters.clone(),
         election_timeout_ms: cluster.election_timeout_ms,
     };
     let publisher = ImagePublisher::new(Arc::new(MetadataImage::default()));
@@ -97,12 +104,6 @@ pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Resul
     let quorum = Quorum::start(options, network, log, machine).await?;
     // SAFETY: the descriptor is the bound controller listener, handed to this shard alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
-    glommio::spawn_local(network::serve(
-        listener,
-        quorum.raft().clone(),
-        faults.clone(),
-    ))
-    .detach();
     glommio::spawn_local(quorum.clone().publish_status(node.quorum_status.clone())).detach();
     tracing::info!(
         node = node_id,
@@ -114,17 +115,47 @@ pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Resul
         quorum,
         publisher,
         faults,
+        voters,
+        listener: Some(listener),
     })
+}
+
+/// Serves the controller port (Raft's RPCs and forwarded controller calls) once the
+/// controller's shard exists. Members elect among themselves as soon as it runs.
+pub fn serve(member: &mut Member, shard: Rc<Shard>) {
+    let Some(listener) = member.listener.take() else {
+        return;
+    };
+    let calls = Rc::new(ControllerCalls {
+        shard,
+        publisher: member.publisher.clone(),
+    });
+    glommio::spawn_local(network::serve(
+        listener,
+        member.quorum.raft().clone(),
+        member.faults.clone(),
+        calls,
+    ))
+    .detach();
 }
 
 /// Sends this node's start-up records to the controller until they are in the image; see the
 /// module docs. Ends early if the node shuts down.
 pub async fn announce_start(shard: Rc<Shard>) {
+    let config = &shard.node.config;
     let broker_epoch = spate_net::records::now_ms();
+    let start = NodeStart {
+        node_id: NodeId(config.node_id),
+        shard_count: shard.node.shard_count,
+        host: config.advertised_host.clone(),
+        base_port: config.listen.port(),
+        rack: config.rack(),
+        broker_epoch,
+    };
     let mut refusals = 0u64;
     while !shard.node.is_shutting_down() {
         match shard
-            .controller_call(ControllerRequest::StartNode { broker_epoch })
+            .controller_call(ControllerRequest::StartNode(start.clone()))
             .await
         {
             Ok(_) => {

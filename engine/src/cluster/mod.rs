@@ -2,6 +2,7 @@
 //! consensus. See `README.md` here for the plan.
 
 pub mod config;
+pub mod forwarding;
 pub mod member;
 pub mod publisher;
 pub mod raft;

@@ -43,6 +43,7 @@ pub fn handle(
                 .with_broker_id(broker.node_id)
                 .with_host(broker.host)
                 .with_port(broker.port)
+                .with_rack(broker.rack)
         })
         .collect();
     response

@@ -53,6 +53,8 @@ pub struct ControllerConfig {
     pub advertised_host: String,
     /// Port of shard 0; shard s listens on `base_port + s`.
     pub base_port: u16,
+    /// Rack of its brokers (broker.rack), if set.
+    pub rack: Option<String>,
     /// Partitions of a topic created without a count.
     pub default_partitions: i32,
     /// Partitions of `__consumer_offsets` when it is created.
@@ -118,14 +120,28 @@ pub enum ControllerRequest {
     /// first start makes (the cluster id, `__consumer_offsets`). A node whose metadata lives
     /// in the controller quorum sends it once the quorum runs (a one-node cluster's journal
     /// does the same at start, in `bootstrap`).
-    StartNode {
-        /// The epoch of this incarnation's broker registrations.
-        broker_epoch: i64,
-    },
+    StartNode(NodeStart),
+}
+
+/// A node as it starts: what its brokers are registered with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeStart {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its shards, one broker each.
+    pub shard_count: u32,
+    /// Host advertised for its brokers.
+    pub host: String,
+    /// Port of its shard 0; shard s listens on `base_port + s`.
+    pub base_port: u16,
+    /// Rack of its brokers.
+    pub rack: Option<String>,
+    /// The epoch of this incarnation's broker registrations.
+    pub broker_epoch: i64,
 }
 
 /// The controller's answer, one result per item of the request, in order.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ControllerReply {
     /// Per topic: the topic as created (or as it would be, when validating).
     CreateTopics(Vec<Result<Arc<TopicImage>, ControllerError>>),
@@ -143,7 +159,7 @@ pub enum ControllerReply {
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
 /// (`handlers::errors::controller_error_code`).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ControllerError {
     /// TOPIC_ALREADY_EXISTS.
     #[error("Topic '{0}' already exists.")]
@@ -216,6 +232,23 @@ impl ControllerState {
         legacy: Option<&LegacyCatalog>,
         broker_epoch: i64,
     ) -> Vec<MetadataRecord> {
+        let start = NodeStart {
+            node_id: self.config.node_id,
+            shard_count: self.config.shard_count,
+            host: self.config.advertised_host.clone(),
+            base_port: self.config.base_port,
+            rack: self.config.rack.clone(),
+            broker_epoch,
+        };
+        self.start_node(legacy, &start)
+    }
+
+    /// [`Self::startup`] for any node of the cluster, as its `StartNode` call describes it.
+    pub fn start_node(
+        &mut self,
+        legacy: Option<&LegacyCatalog>,
+        start: &NodeStart,
+    ) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         if self.image.cluster_id.is_empty() {
             let cluster_id = legacy.map_or_else(
@@ -229,14 +262,14 @@ impl ControllerState {
                 next: legacy.producer_id_limit.max(self.image.next_producer_id),
             });
         }
-        for shard in 0..self.config.shard_count {
-            let id = BrokerId::of_shard(self.config.node_id, ShardId(shard));
+        for shard in 0..start.shard_count {
+            let id = BrokerId::of_shard(start.node_id, ShardId(shard));
             records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
                 id,
-                host: self.config.advertised_host.clone(),
-                port: self.config.base_port + shard as u16,
-                rack: None,
-                epoch: broker_epoch,
+                host: start.host.clone(),
+                port: start.base_port + shard as u16,
+                rack: start.rack.clone(),
+                epoch: start.broker_epoch,
             }));
         }
         records.push(MetadataRecord::Controller {
@@ -254,7 +287,7 @@ impl ControllerState {
         }
         self.apply(&more);
         records.append(&mut more);
-        let mut more = self.replace_partitions();
+        let mut more = self.replace_partitions(start.node_id, start.shard_count);
         if self
             .image
             .topic(crate::groups::offsets_topic::TOPIC)
@@ -271,6 +304,12 @@ impl ControllerState {
         self.apply(&more);
         records.append(&mut more);
         records
+    }
+
+    /// Makes `broker` the controller in the working image (a newly elected quorum leader;
+    /// the caller writes the same record).
+    pub fn claim_controller(&mut self, broker: BrokerId) {
+        self.apply(&[MetadataRecord::Controller { broker }]);
     }
 
     /// Carries out one request: returns its records (already applied to the working image)
@@ -301,10 +340,9 @@ impl ControllerState {
                     ControllerReply::ProducerIds(start..start + PRODUCER_ID_BLOCK),
                 )
             }
-            ControllerRequest::StartNode { broker_epoch } => (
-                self.startup(None, broker_epoch),
-                ControllerReply::NodeStarted,
-            ),
+            ControllerRequest::StartNode(start) => {
+                (self.start_node(None, &start), ControllerReply::NodeStarted)
+            }
         }
     }
 
@@ -518,14 +556,15 @@ impl ControllerState {
 
     /// This node's partitions whose leader the default policy would put on another shard (the
     /// shard count changed): moved there, with the next leader epoch.
-    fn replace_partitions(&self) -> Vec<MetadataRecord> {
+    fn replace_partitions(&self, node: NodeId, shard_count: u32) -> Vec<MetadataRecord> {
         let mut records = Vec::new();
         for topic in self.image.topics() {
             for (index, assignment) in topic.partitions.iter().enumerate() {
-                if assignment.leader.node() != self.config.node_id {
+                if assignment.leader.node() != node {
                     continue;
                 }
-                let wanted = self.placement(&topic.name, index as i32);
+                let wanted =
+                    placement::default_leader(node, &topic.name, index as i32, shard_count);
                 if assignment.leader != wanted {
                     records.push(MetadataRecord::PartitionChange {
                         topic_id: topic.id,
@@ -538,13 +577,27 @@ impl ControllerState {
         records
     }
 
+    /// The leader of a new partition: on this node, as always, while it is the only node
+    /// registered; spread over the registered nodes once there are more
+    /// (`placement::spread_leader`).
     fn placement(&self, topic: &str, partition: i32) -> BrokerId {
-        placement::default_leader(
-            self.config.node_id,
-            topic,
-            partition,
-            self.config.shard_count,
-        )
+        let mut shards_by_node: BTreeMap<NodeId, u32> = BTreeMap::new();
+        for broker in self.image.brokers() {
+            *shards_by_node.entry(broker.id.node()).or_default() += 1;
+        }
+        let only_this_node = shards_by_node
+            .keys()
+            .all(|node| *node == self.config.node_id);
+        if only_this_node {
+            return placement::default_leader(
+                self.config.node_id,
+                topic,
+                partition,
+                self.config.shard_count,
+            );
+        }
+        let nodes: Vec<(NodeId, u32)> = shards_by_node.into_iter().collect();
+        placement::spread_leader(&nodes, topic, partition)
     }
 
     fn apply(&mut self, records: &[MetadataRecord]) {

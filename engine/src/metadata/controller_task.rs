@@ -73,6 +73,9 @@ pub struct Call {
     pub request: ControllerRequest,
     /// Where the answer goes.
     pub reply_to: ReplyTo,
+    /// Whether another node forwarded it here: such a call is never forwarded again (two
+    /// members that each believe the other leads must not pass a call back and forth).
+    pub forwarded: bool,
 }
 
 /// How long a quorum write may wait for a majority before its calls are refused.
@@ -94,7 +97,24 @@ pub enum MetadataLog {
         quorum: crate::cluster::raft::quorum::Quorum,
         /// Where the images it applies go; the newest is what the controller decides against.
         publisher: Rc<crate::cluster::publisher::ImagePublisher>,
+        /// Forwards calls to the leader when this member does not lead.
+        forwarder: Box<crate::cluster::raft::network::Forwarder>,
+        /// The voters' controller addresses, by node id.
+        voters: std::collections::BTreeMap<u64, String>,
     },
+}
+
+/// Shard 0 of this node: the broker that answers as controller.
+fn own_broker(shard: &Rc<Shard>) -> crate::partition::BrokerId {
+    crate::partition::BrokerId::of_shard(shard.node.node_id(), ShardId(0))
+}
+
+/// What a member that does not lead needs to forward calls.
+struct Forward<'a> {
+    quorum: &'a crate::cluster::raft::quorum::Quorum,
+    publisher: &'a crate::cluster::publisher::ImagePublisher,
+    forwarder: &'a crate::cluster::raft::network::Forwarder,
+    voters: &'a std::collections::BTreeMap<u64, String>,
 }
 
 /// See the module docs.
@@ -159,6 +179,11 @@ impl ControllerTask {
         while !shard.node.is_shutting_down() {
             let arrived = self.calls_arrived.notified();
             if self.calls.borrow().is_empty() {
+                if self.must_claim_controller(&shard) {
+                    self.round(&shard).await;
+                }
+                // Also after a claim that failed (no majority): try again at the next tick,
+                // not in a loop.
                 futures_lite::future::or(arrived, glommio::timer::sleep(IDLE_CHECK_INTERVAL)).await;
                 continue;
             }
@@ -182,10 +207,38 @@ impl ControllerTask {
             MetadataLog::Journal { store, unpersisted } => {
                 self.journal_round(shard, calls, store, unpersisted).await
             }
-            MetadataLog::Quorum { quorum, publisher } => {
-                self.quorum_round(shard, calls, quorum, publisher).await
+            MetadataLog::Quorum {
+                quorum,
+                publisher,
+                forwarder,
+                voters,
+            } => {
+                if quorum.is_leader() {
+                    self.quorum_round(shard, calls, quorum, publisher).await
+                } else {
+                    let forward = Forward {
+                        quorum,
+                        publisher,
+                        forwarder,
+                        voters,
+                    };
+                    self.forward_round(shard, calls, forward).await
+                }
             }
         }
+    }
+
+    /// Whether this node leads the quorum but the image names another controller (it was
+    /// just elected): clients send admin requests to the controller that Metadata names, so
+    /// a new leader says so at once, in a round of its own.
+    fn must_claim_controller(&self, shard: &Rc<Shard>) -> bool {
+        let MetadataLog::Quorum {
+            quorum, publisher, ..
+        } = &self.log
+        else {
+            return false;
+        };
+        quorum.is_leader() && publisher.applied_image().controller != Some(own_broker(shard))
     }
 
     async fn journal_round(
@@ -300,6 +353,12 @@ impl ControllerTask {
             self.state.borrow_mut().reset((*applied).clone());
         }
         let mut records = Vec::new();
+        if applied.controller != Some(own_broker(shard)) {
+            records.push(MetadataRecord::Controller {
+                broker: own_broker(shard),
+            });
+            self.state.borrow_mut().claim_controller(own_broker(shard));
+        }
         let mut answers = Vec::with_capacity(calls.len());
         for call in calls {
             let (made, reply) = self.state.borrow_mut().handle(call.request);
@@ -335,6 +394,59 @@ impl ControllerTask {
                 }
             }
         }
+    }
+
+    /// A round on a member that does not lead: each call goes to the leader's node, unless
+    /// it was forwarded here already or no leader is known (NOT_CONTROLLER; the client
+    /// retries). Calls go one at a time: controller calls are rare, and the leader batches.
+    async fn forward_round(&self, shard: &Rc<Shard>, calls: Vec<Call>, forward: Forward<'_>) {
+        let this_node = shard.node.config.node_id as u64;
+        for call in calls {
+            let leader = forward
+                .quorum
+                .leader()
+                .filter(|leader| *leader != this_node);
+            let address = leader.and_then(|leader| forward.voters.get(&leader));
+            let result = match (leader, address) {
+                (Some(leader), Some(address)) if !call.forwarded => {
+                    match crate::cluster::forwarding::forward(
+                        forward.forwarder,
+                        leader,
+                        address,
+                        &call.request,
+                    )
+                    .await
+                    {
+                        Ok(reply) => {
+                            self.wait_published(forward.publisher, reply.version).await;
+                            reply.result
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+                _ => Err(ControllerError::NotController {
+                    leader: leader.and_then(|leader| i32::try_from(leader).ok()),
+                }),
+            };
+            shard.deliver_controller_result(call.reply_to, result).await;
+        }
+    }
+
+    /// Waits until this node's shards have an image of at least `version` (or the apply
+    /// wait runs out: the answer goes out anyway, as on the leader).
+    async fn wait_published(
+        &self,
+        publisher: &crate::cluster::publisher::ImagePublisher,
+        version: u64,
+    ) {
+        let deadline = std::time::Instant::now() + APPLY_WAIT_MAX;
+        while publisher.applied_image().version < version {
+            if std::time::Instant::now() >= deadline {
+                return;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        self.wait_applied_everywhere(version).await;
     }
 
     async fn wait_applied_everywhere(&self, version: u64) {

@@ -9,6 +9,7 @@ fn config(shard_count: u32) -> ControllerConfig {
         shard_count,
         advertised_host: "127.0.0.1".into(),
         base_port: 9092,
+        rack: None,
         default_partitions: 3,
         offsets_topic_partitions: 5,
         limits: ControllerLimits {

@@ -15,6 +15,19 @@ pub fn default_leader(node: NodeId, topic: &str, partition: i32, shard_count: u3
     BrokerId::of_shard(node, default_shard(topic, partition, shard_count))
 }
 
+/// The broker that leads a new partition in a cluster of several nodes (each with its shard
+/// count): partitions of one topic go round-robin over the nodes, from a start picked by the
+/// topic name's hash, and over each node's shards as on one node. Replicas come with
+/// replication.
+pub fn spread_leader(nodes: &[(NodeId, u32)], topic: &str, partition: i32) -> BrokerId {
+    assert!(!nodes.is_empty() && partition >= 0);
+    let start = u64::from(fnv1a(topic.as_bytes()));
+    let slot = start + partition as u64;
+    let (node, shard_count) = nodes[(slot % nodes.len() as u64) as usize];
+    let round = (partition as u64 / nodes.len() as u64) as i32;
+    default_leader(node, topic, round, shard_count.max(1))
+}
+
 /// The shard [`default_leader`] picks.
 pub fn default_shard(topic: &str, partition: i32, shard_count: u32) -> ShardId {
     assert!(shard_count > 0 && partition >= 0);
@@ -41,6 +54,26 @@ mod tests {
             per_shard[default_shard("events", partition, 4).0 as usize] += 1;
         }
         assert_eq!(per_shard, [100; 4]);
+    }
+
+    #[test]
+    fn partitions_spread_over_nodes_and_their_shards() {
+        let nodes = [(NodeId(1), 2), (NodeId(2), 1), (NodeId(3), 2)];
+        let mut per_broker = std::collections::BTreeMap::new();
+        for partition in 0..600 {
+            *per_broker
+                .entry(spread_leader(&nodes, "events", partition))
+                .or_insert(0) += 1;
+        }
+        let per_node = |node: i32| -> i32 {
+            per_broker
+                .iter()
+                .filter(|(broker, _)| broker.node() == NodeId(node))
+                .map(|(_, count)| *count)
+                .sum()
+        };
+        assert_eq!((per_node(1), per_node(2), per_node(3)), (200, 200, 200));
+        assert_eq!(per_broker.len(), 5, "every shard of every node leads some");
     }
 
     #[test]

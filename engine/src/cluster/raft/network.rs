@@ -9,6 +9,11 @@
 //! kind's response, the JSON of `Result<response, String>`. Anything else closes the
 //! connection with one log line.
 //!
+//! Besides Raft's RPCs, a member that does not lead forwards the controller calls of its node
+//! to the leader on the same port ([`Forwarder`], answered by the leader's [`ForwardedCalls`]),
+//! as Kafka brokers forward admin requests to the active controller (KIP-590). The bytes are
+//! opaque here: `metadata::controller_task` encodes them.
+//!
 //! [`Faults`] is the seam for partition tests: a per-peer block (the client fails the RPC as
 //! unreachable, and the server drops connections from a blocked peer) and a per-peer delay
 //! before each request. A partition of node X is every other node blocking X and X blocking
@@ -51,6 +56,9 @@ const KIND_APPEND_ENTRIES: u8 = 1;
 const KIND_VOTE: u8 = 2;
 const KIND_PRE_VOTE: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
+/// A controller call forwarded from a member that does not lead (opaque bytes here; see
+/// [`ForwardedCalls`]).
+const KIND_FORWARD: u8 = 5;
 /// Set in a response's kind.
 const RESPONSE: u8 = 0x80;
 
@@ -232,6 +240,25 @@ impl PeerClient {
             glommio::timer::sleep(delay).await;
         }
         let body = to_json(request).map_err(CallError::Unreachable)?;
+        let answer = self.call_raw(kind, body, limit).await?;
+        let answer: Result<Response, String> =
+            from_json(&answer).map_err(CallError::Unreachable)?;
+        answer.map_err(CallError::Remote)
+    }
+
+    /// Sends one request's bytes and returns the answer's bytes.
+    async fn call_raw(
+        &mut self,
+        kind: u8,
+        body: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Vec<u8>, CallError> {
+        if self.faults.is_blocked(self.target) {
+            return Err(CallError::Unreachable(io::Error::other(format!(
+                "node {} is cut off from node {} (fault injection)",
+                self.source, self.target
+            ))));
+        }
         let answer = within(limit, self.exchange(kind, &body)).await;
         let answer = match answer {
             Ok(answer) => answer,
@@ -249,9 +276,7 @@ impl PeerClient {
         if self.faults.is_blocked(self.target) {
             return Err(CallError::Unreachable(io::Error::other("cut off")));
         }
-        let answer: Result<Response, String> =
-            from_json(&answer).map_err(CallError::Unreachable)?;
-        answer.map_err(CallError::Remote)
+        Ok(answer)
     }
 
     async fn exchange(&mut self, kind: u8, body: &[u8]) -> io::Result<Vec<u8>> {
@@ -376,16 +401,78 @@ impl RaftNetworkV2<C> for PeerClient {
     }
 }
 
+/// Answers controller calls forwarded to this node (see the module docs).
+pub trait ForwardedCalls {
+    /// The answer to one forwarded call.
+    fn call(&self, request: Vec<u8>) -> futures::future::LocalBoxFuture<'static, Vec<u8>>;
+}
+
+/// Forwards this node's controller calls to the quorum's leader over one cached connection.
+pub struct Forwarder {
+    node_id: u64,
+    faults: Faults,
+    connection: RefCell<Option<PeerClient>>,
+}
+
+impl Forwarder {
+    /// The forwarder of node `node_id`.
+    pub fn new(node_id: u64, faults: Faults) -> Forwarder {
+        Forwarder {
+            node_id,
+            faults,
+            connection: RefCell::new(None),
+        }
+    }
+
+    /// Sends `request` to `leader` at `address` and waits up to `limit` for its answer.
+    pub async fn forward(
+        &self,
+        leader: u64,
+        address: &str,
+        request: Vec<u8>,
+        limit: Duration,
+    ) -> io::Result<Vec<u8>> {
+        let reusable = self
+            .connection
+            .borrow()
+            .as_ref()
+            .is_some_and(|client| client.target == leader && client.address == address);
+        let mut client = match self.connection.borrow_mut().take() {
+            Some(client) if reusable => client,
+            _ => PeerClient {
+                source: self.node_id,
+                target: leader,
+                address: address.to_string(),
+                faults: self.faults.clone(),
+                stream: None,
+            },
+        };
+        let answer = client.call_raw(KIND_FORWARD, request, limit).await;
+        *self.connection.borrow_mut() = Some(client);
+        answer.map_err(|error| match error {
+            CallError::Unreachable(error) => error,
+            CallError::Timeout => io::Error::new(io::ErrorKind::TimedOut, "no answer in time"),
+            CallError::Remote(message) => io::Error::other(message),
+        })
+    }
+}
+
 /// Serves the members that connect to this node's controller port, until the executor ends.
-pub async fn serve(listener: TcpListener, raft: QuorumRaft, faults: Faults) {
+pub async fn serve(
+    listener: TcpListener,
+    raft: QuorumRaft,
+    faults: Faults,
+    calls: Rc<dyn ForwardedCalls>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let raft = raft.clone();
                 let faults = faults.clone();
+                let calls = calls.clone();
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
-                    if let Err(error) = serve_connection(stream, raft, faults).await {
+                    if let Err(error) = serve_connection(stream, raft, faults, calls).await {
                         if error.kind() != io::ErrorKind::UnexpectedEof {
                             tracing::warn!(?peer, %error, "closing a controller quorum connection");
                         }
@@ -405,6 +492,7 @@ async fn serve_connection(
     mut stream: TcpStream,
     raft: QuorumRaft,
     faults: Faults,
+    calls: Rc<dyn ForwardedCalls>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let (kind, body) = within(HELLO_TIMEOUT, read_frame(&mut stream)).await?;
@@ -441,6 +529,7 @@ async fn serve_connection(
                 };
                 answer_of(raft.install_full_snapshot(request.vote, snapshot).await)?
             }
+            KIND_FORWARD => calls.call(body).await,
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

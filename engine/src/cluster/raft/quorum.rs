@@ -195,6 +195,11 @@ impl Quorum {
         }
     }
 
+    /// This member's node id.
+    pub fn node_id(&self) -> u64 {
+        self.options.node_id
+    }
+
     /// Whether this member believes it leads.
     pub fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
