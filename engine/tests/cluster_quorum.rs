@@ -24,6 +24,8 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
 struct Cluster {
     nodes: Vec<Broker>,
+    /// Node n's controller port is `controller_base + n - 1`.
+    controller_base: u16,
 }
 
 /// What one node says about the quorum.
@@ -60,7 +62,10 @@ impl Cluster {
                 )
             })
             .collect();
-        Cluster { nodes }
+        Cluster {
+            nodes,
+            controller_base,
+        }
     }
 
     fn node(&mut self, node_id: i32) -> &mut Broker {
@@ -262,6 +267,85 @@ fn any_node_describes_the_whole_cluster_and_serves_its_partitions() {
     });
     let expected: Vec<String> = (0..60).map(|value| format!("value-{value}")).collect();
     assert_eq!(values, expected);
+}
+
+/// Sends `bytes` to `node`'s controller port and checks that the node closes the connection
+/// (rather than leaving it hanging) within the wait.
+fn controller_port_closes_after(cluster: &Cluster, node: i32, bytes: &[u8], half_close: bool) {
+    use std::io::{Read, Write};
+    let port = cluster.controller_base + node as u16 - 1;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream.write_all(bytes).expect("writes");
+    if half_close {
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-closes");
+    }
+    let mut answer = Vec::new();
+    // The node answers nothing a hostile peer could use and closes: read sees the end.
+    // A reset is a close too (the node closed with our bytes unread); a timeout is a hang.
+    let read = stream.read_to_end(&mut answer);
+    let closed = match &read {
+        Ok(_) => true,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed, "node {node} did not close the connection: {read:?}");
+}
+
+#[test]
+fn hostile_bytes_on_the_controller_port_close_the_connection_and_harm_nothing() {
+    let cluster = Cluster::start(3);
+    let (leader, epoch) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    let mut oversized_hello = u32::MAX.to_be_bytes().to_vec();
+    oversized_hello.push(0);
+    let garbage = {
+        let mut frame = 9u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&[0, b'{', b'n', b'o', b'p', b'e', 0xff, 0xfe, b'}']);
+        frame
+    };
+    let wrong_version = {
+        let body = br#"{"version":99,"node_id":7}"#;
+        let mut frame = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        frame.push(0);
+        frame.extend_from_slice(body);
+        frame
+    };
+    let unknown_kind_after_hello = {
+        let body = br#"{"version":1,"node_id":7}"#;
+        let mut frames = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+        frames.push(0);
+        frames.extend_from_slice(body);
+        frames.extend_from_slice(&3u32.to_be_bytes());
+        frames.extend_from_slice(&[42, b'{', b'}']);
+        frames
+    };
+    for node in [1, 2, 3] {
+        controller_port_closes_after(&cluster, node, &oversized_hello, false);
+        controller_port_closes_after(&cluster, node, &garbage, false);
+        controller_port_closes_after(&cluster, node, &wrong_version, false);
+        controller_port_closes_after(&cluster, node, &unknown_kind_after_hello, false);
+        // Half a frame, then the peer goes away.
+        controller_port_closes_after(&cluster, node, &[0, 0, 1, 0, 2, b'{'], true);
+    }
+    // Nobody crashed, the same leader still leads, and the quorum still commits.
+    for node in &cluster.nodes {
+        assert!(!node.log().contains("panicked"), "{}", cluster.logs());
+    }
+    let (still, same_epoch) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    assert_eq!((still, same_epoch), (leader, epoch));
+    spate(
+        &cluster,
+        2,
+        &["topic", "create", "still-works", "--partitions", "1"],
+    );
+    let warned = cluster.nodes.iter().any(|node| {
+        node.log()
+            .contains("closing a controller quorum connection")
+    });
+    assert!(warned, "each refusal is logged: {}", cluster.logs());
 }
 
 #[test]

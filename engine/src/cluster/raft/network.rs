@@ -50,6 +50,10 @@ pub const FRAME_MAX_BYTES: usize = 64 << 20;
 const PROTOCOL_VERSION: u32 = 1;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may sit without a whole request before the server closes it.
+/// Raft peers send heartbeats many times a second; a forwarder that was idle this long
+/// reconnects on its next call.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 const KIND_HELLO: u8 = 0;
 const KIND_APPEND_ENTRIES: u8 = 1;
@@ -513,7 +517,7 @@ async fn serve_connection(
     };
     write_frame(&mut stream, KIND_HELLO, &to_json(&answer)?).await?;
     loop {
-        let (kind, body) = read_frame(&mut stream).await?;
+        let (kind, body) = within(IDLE_TIMEOUT, read_frame(&mut stream)).await?;
         if faults.is_blocked(peer) {
             return Ok(()); // dropped, as a cut link would
         }
