@@ -55,6 +55,8 @@ pub struct ConfigFile {
     controller_quorum_voters: Option<String>,
     controller_quorum_election_timeout_ms: Option<u64>,
     broker_rack: Option<String>,
+    broker_heartbeat_interval_ms: Option<u64>,
+    broker_session_timeout_ms: Option<u64>,
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -215,6 +217,16 @@ pub struct ServeArgs {
     /// [default: the node, so that replicas go to distinct nodes]
     #[arg(long, env = "SPATE_BROKER_RACK")]
     pub broker_rack: Option<String>,
+    /// How often a cluster node tells the controller it is alive
+    /// (broker.heartbeat.interval.ms). [default: 500]
+    #[arg(long, env = "SPATE_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A cluster node the controller has not heard from for this long is fenced: clients are
+    /// no longer sent to it (broker.session.timeout.ms; Kafka's default is 9000, ours is
+    /// shorter so that a failed node is noticed within the 3 s a producer should stall at
+    /// most). [default: 3000]
+    #[arg(long, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -324,6 +336,14 @@ impl ServeArgs {
             self.controller_quorum_election_timeout_ms
                 .or(file.controller_quorum_election_timeout_ms)
                 .unwrap_or(1_000),
+            (
+                self.broker_heartbeat_interval_ms
+                    .or(file.broker_heartbeat_interval_ms)
+                    .unwrap_or(500),
+                self.broker_session_timeout_ms
+                    .or(file.broker_session_timeout_ms)
+                    .unwrap_or(3_000),
+            ),
         )?;
         let config = BrokerConfig {
             data_dir: self

@@ -193,31 +193,18 @@ fn any_node_describes_the_whole_cluster_and_serves_its_partitions() {
     cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
     // Every node registers its broker through the controller (forwarded to the leader's
     // node by the two others); wait until every node's image lists all three.
-    let deadline = Instant::now() + WAIT;
     for node in [1, 2, 3] {
-        loop {
-            let info: serde_json::Value =
-                serde_json::from_str(&spate(&cluster, node, &["cluster", "info", "--json"]))
-                    .expect("json");
-            let ids: Vec<i64> = info["brokers"]
-                .as_array()
-                .expect("brokers")
-                .iter()
-                .map(|broker| broker["id"].as_i64().expect("id"))
-                .collect();
-            if ids == [1024, 2048, 3072] {
-                let racks: Vec<&str> = info["brokers"]
-                    .as_array()
-                    .expect("brokers")
-                    .iter()
-                    .map(|broker| broker["rack"].as_str().unwrap_or("-"))
-                    .collect();
-                assert_eq!(racks, ["node-1", "node-2", "node-3"], "{info}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "node {node} lists {ids:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_brokers(&cluster, node, &[1024, 2048, 3072]);
+        let info: serde_json::Value =
+            serde_json::from_str(&spate(&cluster, node, &["cluster", "info", "--json"]))
+                .expect("json");
+        let racks: Vec<&str> = info["brokers"]
+            .as_array()
+            .expect("brokers")
+            .iter()
+            .map(|broker| broker["rack"].as_str().unwrap_or("-"))
+            .collect();
+        assert_eq!(racks, ["node-1", "node-2", "node-3"], "{info}");
     }
     // A topic created through a node that does not lead the quorum is placed over all
     // three nodes, and records produced through one node are read back through another.
@@ -378,9 +365,37 @@ fn three_nodes_elect_a_controller_and_survive_the_leaders_kill_9() {
         &["topic", "create", "after-failover", "--partitions", "3"],
     );
 
-    // The killed node comes back from its files, follows, and catches up.
+    // The killed node comes back from its files, follows, catches up, and registers again.
     cluster.node(leader).restart();
     cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], new_epoch - 1);
+    for node in [1, 2, 3] {
+        wait_for_brokers(&cluster, node, &[1024, 2048, 3072]);
+    }
+}
+
+/// Waits until `node`'s Metadata lists exactly `expected` brokers.
+fn wait_for_brokers(cluster: &Cluster, node: i32, expected: &[i64]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info: serde_json::Value =
+            serde_json::from_str(&spate(cluster, node, &["cluster", "info", "--json"]))
+                .expect("json");
+        let ids: Vec<i64> = info["brokers"]
+            .as_array()
+            .expect("brokers")
+            .iter()
+            .map(|broker| broker["id"].as_i64().expect("id"))
+            .collect();
+        if ids == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {node} lists {ids:?}, not {expected:?}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -24,6 +24,10 @@ pub struct ClusterConfig {
     pub controller_listen: Option<SocketAddr>,
     /// controller.quorum.election.timeout.ms.
     pub election_timeout_ms: u64,
+    /// broker.heartbeat.interval.ms: how often a node tells the controller it is alive.
+    pub heartbeat_interval_ms: u64,
+    /// broker.session.timeout.ms: a node not heard from for this long is fenced.
+    pub session_timeout_ms: u64,
 }
 
 impl ClusterConfig {
@@ -73,7 +77,9 @@ pub(crate) fn resolve_cluster(
     voters: Option<String>,
     controller_listen: Option<SocketAddr>,
     election_timeout_ms: u64,
+    session: (u64, u64),
 ) -> anyhow::Result<Option<ClusterConfig>> {
+    let (heartbeat_interval_ms, session_timeout_ms) = session;
     let Some(voters) = voters else {
         anyhow::ensure!(
             controller_listen.is_none(),
@@ -101,10 +107,17 @@ pub(crate) fn resolve_cluster(
         election_timeout_ms >= 100,
         "the quorum election timeout must be at least 100 ms"
     );
+    anyhow::ensure!(
+        heartbeat_interval_ms >= 10 && heartbeat_interval_ms * 2 <= session_timeout_ms,
+        "the broker heartbeat interval ({heartbeat_interval_ms} ms) must be at least 10 ms and \
+         at most half the session timeout ({session_timeout_ms} ms)"
+    );
     Ok(Some(ClusterConfig {
         voters,
         controller_listen,
         election_timeout_ms,
+        heartbeat_interval_ms,
+        session_timeout_ms,
     }))
 }
 

@@ -8,7 +8,10 @@
 //!   it keeps the node's `QuorumStatusCell` current. [`serve`] then serves the controller
 //!   port, once the shard that answers forwarded controller calls exists.
 //! - [`announce_start`] sends the node's start-up records to the controller
-//!   (`ControllerRequest::StartNode`) until they are in the image.
+//!   (`ControllerRequest::StartNode`) until they are in the image, then heartbeats
+//!   (`ControllerRequest::Heartbeat`, every `broker.heartbeat.interval.ms`): the leader fences
+//!   a node it has not heard from for `broker.session.timeout.ms`, and unfences it when it
+//!   heartbeats again.
 //!
 //! The directory's name has no `-N` suffix, so partition-directory clean-up never takes it
 //! for a partition of a deleted topic.
@@ -139,8 +142,8 @@ pub fn serve(member: &mut Member, shard: Rc<Shard>) {
     .detach();
 }
 
-/// Sends this node's start-up records to the controller until they are in the image; see the
-/// module docs. Ends early if the node shuts down.
+/// Sends this node's start-up records to the controller until they are in the image, then
+/// heartbeats until the node shuts down; see the module docs.
 pub async fn announce_start(shard: Rc<Shard>) {
     let config = &shard.node.config;
     let broker_epoch = spate_net::records::now_ms();
@@ -160,6 +163,7 @@ pub async fn announce_start(shard: Rc<Shard>) {
         {
             Ok(_) => {
                 tracing::info!(broker_epoch, "this node's brokers are registered");
+                heartbeat(&shard, start.node_id, broker_epoch).await;
                 return;
             }
             Err(ControllerError::NotController { .. }) => {}
@@ -171,5 +175,30 @@ pub async fn announce_start(shard: Rc<Shard>) {
             }
         }
         glommio::timer::sleep(ANNOUNCE_RETRY_INTERVAL).await;
+    }
+}
+
+/// Tells the controller every heartbeat interval that this node is alive, until it stops.
+async fn heartbeat(shard: &Rc<Shard>, node_id: NodeId, broker_epoch: i64) {
+    let interval = shard
+        .node
+        .config
+        .cluster
+        .as_ref()
+        .map_or(Duration::from_millis(500), |cluster| {
+            Duration::from_millis(cluster.heartbeat_interval_ms)
+        });
+    while !shard.node.is_shutting_down() {
+        let sent = std::time::Instant::now();
+        let result = shard
+            .controller_call(ControllerRequest::Heartbeat {
+                node_id,
+                broker_epoch,
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(%error, "a heartbeat was not taken");
+        }
+        glommio::timer::sleep(interval.saturating_sub(sent.elapsed())).await;
     }
 }

@@ -47,11 +47,11 @@ pub async fn handle(
         request.include_topic_authorized_operations,
         acl::topic_operations(),
     );
+    let image = shard.image();
     let topics = match requested {
-        None => shard
-            .image()
+        None => image
             .topics()
-            .map(|topic| describe_topic(topic, topic_operations))
+            .map(|topic| describe_topic(&image, topic, topic_operations))
             .collect(),
         Some(names) => {
             let valid: Vec<&str> = names
@@ -68,7 +68,7 @@ pub async fn handle(
                 .map(|name| match validate_topic_name(name) {
                     Err(_) => topic_error(name, ResponseError::InvalidTopicException),
                     Ok(()) => match found.next().flatten() {
-                        Some(topic) => describe_topic(&topic, topic_operations),
+                        Some(topic) => describe_topic(&image, &topic, topic_operations),
                         None => topic_error(name, ResponseError::UnknownTopicOrPartition),
                     },
                 })
@@ -87,10 +87,12 @@ pub async fn handle(
         ))
 }
 
-/// Every broker of the cluster.
+/// Every broker of the cluster that clients may be sent to (fenced ones are left out, as
+/// Kafka does).
 pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
     image
         .brokers()
+        .filter(|broker| !broker.fenced)
         .map(|broker| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(broker.id.0))
@@ -101,7 +103,13 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-fn describe_topic(topic: &TopicImage, authorized_operations: i32) -> MetadataResponseTopic {
+/// A topic's partitions; one whose leader is fenced has no leader for now
+/// (LEADER_NOT_AVAILABLE: the client asks again).
+fn describe_topic(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    authorized_operations: i32,
+) -> MetadataResponseTopic {
     let ids = |brokers: &[crate::partition::BrokerId]| -> Vec<BrokerId> {
         brokers.iter().map(|broker| BrokerId(broker.0)).collect()
     };
@@ -110,9 +118,15 @@ fn describe_topic(topic: &TopicImage, authorized_operations: i32) -> MetadataRes
         .iter()
         .enumerate()
         .map(|(index, assignment)| {
+            let (leader, error) = if image.is_live(assignment.leader) {
+                (assignment.leader.0, 0)
+            } else {
+                (-1, ResponseError::LeaderNotAvailable.code())
+            };
             MetadataResponsePartition::default()
                 .with_partition_index(index as i32)
-                .with_leader_id(BrokerId(assignment.leader.0))
+                .with_error_code(error)
+                .with_leader_id(BrokerId(leader))
                 .with_leader_epoch(assignment.leader_epoch.0)
                 .with_replica_nodes(ids(&assignment.replicas))
                 .with_isr_nodes(ids(&assignment.isr))

@@ -121,6 +121,19 @@ pub enum ControllerRequest {
     /// in the controller quorum sends it once the quorum runs (a one-node cluster's journal
     /// does the same at start, in `bootstrap`).
     StartNode(NodeStart),
+    /// A node's periodic sign of life (Kafka's BrokerHeartbeat): unfences it if it was
+    /// fenced and is still the incarnation registered.
+    Heartbeat {
+        /// The node.
+        node_id: NodeId,
+        /// The epoch its brokers registered with.
+        broker_epoch: i64,
+    },
+    /// The controller's own decision that a node stopped heartbeating: fence its brokers.
+    FenceNode {
+        /// The node.
+        node_id: NodeId,
+    },
 }
 
 /// A node as it starts: what its brokers are registered with.
@@ -155,6 +168,8 @@ pub enum ControllerReply {
     ProducerIds(Range<i64>),
     /// The node's start-up records are in the image.
     NodeStarted,
+    /// A heartbeat or fencing was taken.
+    Acknowledged,
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -270,6 +285,7 @@ impl ControllerState {
                 port: start.base_port + shard as u16,
                 rack: start.rack.clone(),
                 epoch: start.broker_epoch,
+                fenced: false,
             }));
         }
         records.push(MetadataRecord::Controller {
@@ -304,6 +320,13 @@ impl ControllerState {
         self.apply(&more);
         records.append(&mut more);
         records
+    }
+
+    /// The epoch and fencing of a node's registration (that of its shard 0's broker).
+    fn node_registration(&self, node: NodeId) -> Option<(i64, bool)> {
+        self.image
+            .broker(BrokerId::of_shard(node, ShardId(0)))
+            .map(|broker| (broker.epoch, broker.fenced))
     }
 
     /// Makes `broker` the controller in the working image (a newly elected quorum leader;
@@ -342,6 +365,34 @@ impl ControllerState {
             }
             ControllerRequest::StartNode(start) => {
                 (self.start_node(None, &start), ControllerReply::NodeStarted)
+            }
+            ControllerRequest::Heartbeat {
+                node_id,
+                broker_epoch,
+            } => {
+                let registered = self.node_registration(node_id);
+                let records = match registered {
+                    Some((epoch, true)) if epoch == broker_epoch => {
+                        vec![MetadataRecord::NodeFencing {
+                            node: node_id,
+                            fenced: false,
+                        }]
+                    }
+                    _ => Vec::new(),
+                };
+                self.apply(&records);
+                (records, ControllerReply::Acknowledged)
+            }
+            ControllerRequest::FenceNode { node_id } => {
+                let records = match self.node_registration(node_id) {
+                    Some((_, false)) => vec![MetadataRecord::NodeFencing {
+                        node: node_id,
+                        fenced: true,
+                    }],
+                    _ => Vec::new(),
+                };
+                self.apply(&records);
+                (records, ControllerReply::Acknowledged)
             }
         }
     }
@@ -582,7 +633,7 @@ impl ControllerState {
     /// (`placement::spread_leader`).
     fn placement(&self, topic: &str, partition: i32) -> BrokerId {
         let mut shards_by_node: BTreeMap<NodeId, u32> = BTreeMap::new();
-        for broker in self.image.brokers() {
+        for broker in self.image.brokers().filter(|broker| !broker.fenced) {
             *shards_by_node.entry(broker.id.node()).or_default() += 1;
         }
         let only_this_node = shards_by_node

@@ -124,6 +124,12 @@ pub struct ControllerTask {
     log: MetadataLog,
     calls: RefCell<VecDeque<Call>>,
     calls_arrived: Notify,
+    /// On the quorum's leader: when each node was last heard from (StartNode or Heartbeat),
+    /// and since when this node leads (a node not heard from since is given a whole session
+    /// from then, as KRaft's new controller does). Kept in memory only: a new leader starts
+    /// every clock afresh.
+    heard_from: RefCell<std::collections::HashMap<crate::partition::NodeId, std::time::Instant>>,
+    leading_since: std::cell::Cell<Option<std::time::Instant>>,
     /// The newest image version each shard has applied, by shard.
     applied: RefCell<Vec<u64>>,
     applied_advanced: Notify,
@@ -152,6 +158,8 @@ impl ControllerTask {
             published: RefCell::new(published),
             state: RefCell::new(state),
             log,
+            heard_from: RefCell::default(),
+            leading_since: std::cell::Cell::new(None),
             calls: RefCell::new(VecDeque::new()),
             calls_arrived: Notify::default(),
             applied_advanced: Notify::default(),
@@ -179,7 +187,8 @@ impl ControllerTask {
         while !shard.node.is_shutting_down() {
             let arrived = self.calls_arrived.notified();
             if self.calls.borrow().is_empty() {
-                if self.must_claim_controller(&shard) {
+                self.fence_silent_nodes(&shard);
+                if !self.calls.borrow().is_empty() || self.must_claim_controller(&shard) {
                     self.round(&shard).await;
                 }
                 // Also after a claim that failed (no majority): try again at the next tick,
@@ -239,6 +248,52 @@ impl ControllerTask {
             return false;
         };
         quorum.is_leader() && publisher.applied_image().controller != Some(own_broker(shard))
+    }
+
+    /// On the quorum's leader: queues a fencing of every unfenced node not heard from for a
+    /// session timeout (`broker.session.timeout.ms`).
+    fn fence_silent_nodes(&self, shard: &Rc<Shard>) {
+        let MetadataLog::Quorum {
+            quorum, publisher, ..
+        } = &self.log
+        else {
+            return;
+        };
+        let Some(cluster) = &shard.node.config.cluster else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        if !quorum.is_leader() {
+            self.leading_since.set(None);
+            return;
+        }
+        let leading_since = *self.leading_since.get().get_or_insert(now);
+        self.leading_since.set(Some(leading_since));
+        let session = Duration::from_millis(cluster.session_timeout_ms);
+        let image = publisher.applied_image();
+        let mut silent: Vec<crate::partition::NodeId> = image
+            .brokers()
+            .filter(|broker| !broker.fenced && broker.id.shard() == ShardId(0))
+            .map(|broker| broker.id.node())
+            .filter(|node| {
+                let heard = self.heard_from.borrow().get(node).copied();
+                now.duration_since(heard.unwrap_or(leading_since).max(leading_since)) > session
+            })
+            .collect();
+        silent.dedup();
+        for node_id in silent {
+            tracing::warn!(
+                node = node_id.0,
+                session_timeout_ms = cluster.session_timeout_ms,
+                "fencing a node that stopped heartbeating"
+            );
+            let (sender, _ignored) = crate::oneshot::channel();
+            self.submit(Call {
+                request: ControllerRequest::FenceNode { node_id },
+                reply_to: ReplyTo::Local(sender),
+                forwarded: true,
+            });
+        }
     }
 
     async fn journal_round(
@@ -361,6 +416,7 @@ impl ControllerTask {
         }
         let mut answers = Vec::with_capacity(calls.len());
         for call in calls {
+            self.note_heard_from(&call.request);
             let (made, reply) = self.state.borrow_mut().handle(call.request);
             answers.push((call.reply_to, !made.is_empty(), reply));
             records.extend(made);
@@ -394,6 +450,17 @@ impl ControllerTask {
                 }
             }
         }
+    }
+
+    fn note_heard_from(&self, request: &ControllerRequest) {
+        let node = match request {
+            ControllerRequest::StartNode(start) => start.node_id,
+            ControllerRequest::Heartbeat { node_id, .. } => *node_id,
+            _ => return,
+        };
+        self.heard_from
+            .borrow_mut()
+            .insert(node, std::time::Instant::now());
     }
 
     /// A round on a member that does not lead: each call goes to the leader's node, unless

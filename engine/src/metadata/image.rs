@@ -32,6 +32,10 @@ pub struct BrokerRegistration {
     /// Bumped each time the broker registers again (a restart), so that state left by an
     /// earlier incarnation can be told apart.
     pub epoch: i64,
+    /// Set by the controller when the broker's node stopped heartbeating: clients are not
+    /// told about it and nothing new is placed on it until it heartbeats again.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// Where a partition's replicas live and which one leads.
@@ -168,6 +172,11 @@ impl MetadataImage {
         self.brokers.get(&id)
     }
 
+    /// Whether `id` is registered and not fenced: a broker clients may be sent to.
+    pub fn is_live(&self, id: BrokerId) -> bool {
+        self.brokers.get(&id).is_some_and(|broker| !broker.fenced)
+    }
+
     /// Applies records in order; on error the image is left as it was.
     pub fn apply_all<'a>(
         &self,
@@ -197,6 +206,13 @@ impl MetadataImage {
             }
             MetadataRecord::UnregisterBroker { broker } => {
                 self.brokers.remove(broker);
+            }
+            MetadataRecord::NodeFencing { node, fenced } => {
+                for registration in self.brokers.values_mut() {
+                    if registration.id.node() == *node {
+                        Arc::make_mut(registration).fenced = *fenced;
+                    }
+                }
             }
             MetadataRecord::Topic { name, id, configs } => {
                 if self.topics.contains_key(name) || self.names_by_id.contains_key(id) {
@@ -443,6 +459,7 @@ mod tests {
                 port: 9093,
                 rack: Some("r1".into()),
                 epoch: 7,
+                fenced: true,
             }),
             MetadataRecord::Controller { broker: broker(1) },
             MetadataRecord::ProducerIds { next: 3000 },

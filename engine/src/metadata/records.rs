@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::image::{BrokerRegistration, PartitionAssignment};
-use crate::partition::BrokerId;
+use crate::partition::{BrokerId, NodeId};
 
 /// One metadata change; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,13 @@ pub enum MetadataRecord {
     UnregisterBroker {
         /// Its broker id.
         broker: BrokerId,
+    },
+    /// Every broker of a node was fenced (it stopped heartbeating) or unfenced (it is back).
+    NodeFencing {
+        /// The node.
+        node: NodeId,
+        /// Fenced or not.
+        fenced: bool,
     },
     /// A topic was created (its partitions follow in [`MetadataRecord::Partitions`]).
     Topic {
@@ -90,6 +97,7 @@ impl MetadataRecord {
             self,
             MetadataRecord::RegisterBroker(_)
                 | MetadataRecord::UnregisterBroker { .. }
+                | MetadataRecord::NodeFencing { .. }
                 | MetadataRecord::Controller { .. }
         )
     }
@@ -103,6 +111,13 @@ impl MetadataRecord {
                 format!("register broker {}", registration.id)
             }
             MetadataRecord::UnregisterBroker { broker } => format!("unregister broker {broker}"),
+            MetadataRecord::NodeFencing { node, fenced } => {
+                format!(
+                    "{} node {}",
+                    if *fenced { "fence" } else { "unfence" },
+                    node.0
+                )
+            }
             MetadataRecord::Topic { name, id, .. } => format!("topic {name} ({id})"),
             MetadataRecord::Partitions {
                 topic_id,

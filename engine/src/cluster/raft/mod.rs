@@ -2,23 +2,21 @@
 //! runtime) on glommio. This module is the only one that names openraft (CLUSTER.md: consensus
 //! comes from a well-kept Raft library, never from a home-made protocol).
 //!
-//! What is here (issue 15, first step):
+//! What is here:
 //! - [`runtime::GlommioRuntime`]: openraft's `AsyncRuntime` on glommio: tasks on the current task
 //!   queue, glommio timers, flume/futures/see channels and mutex; openraft's own runtime
 //!   conformance suite passes on it.
-//! - Under `cfg(test)`: an in-memory log store and state machine (`memory_store`) and an
-//!   in-memory network with a per-node partition switch (`memory_network`), with which three
-//!   quorum members in one executor elect a leader, commit, fail over when the leader is cut
-//!   off, and take it back as a follower (`tests.rs`).
-//!
-//! - [`QuorumTypes`] and [`metadata_machine::MetadataStateMachine`]: the metadata log's entries
-//!   are batches of metadata records; every member applies them to its `MetadataImage` and
-//!   hands each new image to an `ImageSink`; snapshots are the image as records, kept in
-//!   `raft-snapshot`.
-//!
-//! Still to come (see `../README.md`): the log and vote stores on fdatasync'ed files, the
-//! network on the controller port, the metadata records as the replicated commands, the
-//! snapshot of the metadata image.
+//! - [`QuorumTypes`]: each log entry is a batch of metadata records.
+//! - [`log_store::FileLogStore`]: the log and vote on fdatasync'ed, CRC-framed files, with
+//!   torn-tail recovery and compaction; openraft's storage suite passes over it.
+//! - [`metadata_machine::MetadataStateMachine`]: every member applies committed entries to its
+//!   `MetadataImage` and hands each new image to an `ImageSink`; snapshots are the image as
+//!   records, kept in `raft-snapshot`.
+//! - [`network`]: openraft's RPCs over TCP on the controller port, forwarded controller calls,
+//!   and the [`network::Faults`] table for partition tests.
+//! - [`quorum::Quorum`]: the facade the rest of Spate uses.
+//! - Under `cfg(test)`: an in-memory log store, state machine and network (`memory_*`), with
+//!   which three members in one executor elect, commit, fail over and rejoin (`tests.rs`).
 
 pub mod log_store;
 pub mod metadata_machine;
