@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::*;
 use crate::groups::offsets_topic;
 use crate::metadata::store::LegacyTopic;
@@ -296,4 +298,95 @@ fn a_changed_shard_count_moves_partitions_with_a_new_leader_epoch() {
     assert!(records
         .iter()
         .any(|record| matches!(record, MetadataRecord::PartitionChange { .. })));
+}
+
+fn node_start(node: i32, shard_count: u32, broker_epoch: i64) -> NodeStart {
+    NodeStart {
+        node_id: NodeId(node),
+        shard_count,
+        host: "127.0.0.1".into(),
+        base_port: 9000 + node as u16 * 100,
+        rack: Some(format!("node-{node}")),
+        broker_epoch,
+    }
+}
+
+#[test]
+fn nodes_register_are_fenced_and_return_and_placement_follows() {
+    let mut controller = started(1);
+    controller.start_node(None, &node_start(1, 2, 10));
+    controller.start_node(None, &node_start(2, 1, 20));
+    let registered = controller.image().broker(BrokerId(1025)).unwrap();
+    assert_eq!((registered.port, registered.epoch), (9101, 10));
+    assert_eq!(registered.rack.as_deref(), Some("node-1"));
+
+    // A new topic spreads over the three nodes.
+    let create = |controller: &mut ControllerState, name: &str| {
+        controller.handle(ControllerRequest::CreateTopics {
+            topics: vec![NewTopic {
+                name: name.into(),
+                partitions: Some(9),
+                replication_factor: None,
+                configs: BTreeMap::new(),
+            }],
+            validate_only: false,
+        })
+    };
+    create(&mut controller, "spread");
+    let leaders = |controller: &ControllerState, name: &str| -> BTreeSet<NodeId> {
+        let topic = controller.image().topic(name).unwrap().clone();
+        topic
+            .partitions
+            .iter()
+            .map(|partition| partition.leader.node())
+            .collect()
+    };
+    assert_eq!(leaders(&controller, "spread").len(), 3);
+
+    // Fencing node 2 takes it out of placement; a heartbeat of an older incarnation does not
+    // bring it back, one of the registered incarnation does.
+    let fence = ControllerRequest::FenceNode { node_id: NodeId(2) };
+    let (records, _) = controller.handle(fence.clone());
+    assert_eq!(records.len(), 1);
+    assert!(controller.image().broker(BrokerId(2048)).unwrap().fenced);
+    assert!(
+        controller.handle(fence).0.is_empty(),
+        "fencing twice writes nothing"
+    );
+    create(&mut controller, "avoids-fenced");
+    assert!(!leaders(&controller, "avoids-fenced").contains(&NodeId(2)));
+    let stale = ControllerRequest::Heartbeat {
+        node_id: NodeId(2),
+        broker_epoch: 19,
+    };
+    assert!(controller.handle(stale).0.is_empty());
+    let current = ControllerRequest::Heartbeat {
+        node_id: NodeId(2),
+        broker_epoch: 20,
+    };
+    assert_eq!(controller.handle(current.clone()).0.len(), 1);
+    assert!(!controller.image().broker(BrokerId(2048)).unwrap().fenced);
+    assert!(
+        controller.handle(current).0.is_empty(),
+        "an unfenced node's heartbeat writes nothing"
+    );
+
+    // A restart registers again with a new epoch, unfenced.
+    controller.handle(ControllerRequest::FenceNode { node_id: NodeId(1) });
+    controller.start_node(None, &node_start(1, 2, 11));
+    let again = controller.image().broker(BrokerId(1024)).unwrap();
+    assert_eq!((again.epoch, again.fenced), (11, false));
+}
+
+#[test]
+fn a_one_node_data_directory_is_not_taken_into_a_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, _) = crate::metadata::store::MetadataStore::open(dir.path()).unwrap();
+    let error = crate::metadata::bootstrap::start_in_quorum(dir.path(), config(1))
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("one-node cluster"), "{error}");
+    let fresh = tempfile::tempdir().unwrap();
+    let started = crate::metadata::bootstrap::start_in_quorum(fresh.path(), config(1)).unwrap();
+    assert_eq!(started.image.version, 0);
 }
