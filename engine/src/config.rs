@@ -525,14 +525,15 @@ fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::Parser;
 
+    /// `spate serve`'s flags alone, for parsing tests (also `cluster::config`'s).
     #[derive(Parser)]
-    struct Harness {
+    pub(crate) struct Harness {
         #[command(flatten)]
-        serve: ServeArgs,
+        pub(crate) serve: ServeArgs,
     }
 
     #[test]

@@ -124,14 +124,8 @@ pub(crate) fn resolve_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ServeArgs;
+    use crate::config::tests::Harness;
     use clap::Parser;
-
-    #[derive(Parser)]
-    struct Harness {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
 
     #[test]
     fn quorum_voters_make_a_cluster_node() {

@@ -294,7 +294,7 @@ impl ControllerState {
         self.apply(&records);
         let mut more = Vec::new();
         for topic in legacy.map_or(&[][..], |legacy| &legacy.topics) {
-            more.extend(records_of(&self.new_topic(
+            more.extend(TopicImage::creation_records(&self.new_topic(
                 &topic.name,
                 topic.id,
                 topic.partitions,
@@ -310,7 +310,7 @@ impl ControllerState {
             .is_none()
         {
             let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-            more.extend(records_of(&self.new_topic(
+            more.extend(TopicImage::creation_records(&self.new_topic(
                 crate::groups::offsets_topic::TOPIC,
                 Uuid::new_v4(),
                 self.config.offsets_topic_partitions,
@@ -424,7 +424,7 @@ impl ControllerState {
                 let created =
                     self.new_topic(&topic.name, Uuid::new_v4(), partitions, &topic.configs);
                 if !validate_only {
-                    let created_records = records_of(&created);
+                    let created_records = created.creation_records();
                     self.apply(&created_records);
                     records.extend(created_records);
                 }
@@ -659,22 +659,6 @@ impl ControllerState {
             }
         }
     }
-}
-
-/// The records that create a topic: the topic, then its partitions.
-fn records_of(topic: &TopicImage) -> Vec<MetadataRecord> {
-    vec![
-        MetadataRecord::Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs: topic.configs.clone(),
-        },
-        MetadataRecord::Partitions {
-            topic_id: topic.id,
-            first: 0,
-            assignments: topic.partitions.clone(),
-        },
-    ]
 }
 
 /// Kafka's topic name rules.

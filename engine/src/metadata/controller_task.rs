@@ -267,11 +267,12 @@ impl ControllerTask {
             self.leading_since.set(None);
             return;
         }
-        let leading_since = *self.leading_since.get().get_or_insert(now);
+        let leading_since = self.leading_since.get().unwrap_or(now);
         self.leading_since.set(Some(leading_since));
         let session = Duration::from_millis(cluster.session_timeout_ms);
         let image = publisher.applied_image();
-        let mut silent: Vec<crate::partition::NodeId> = image
+        // One broker per node (its shard 0), so each node appears once.
+        let silent: Vec<crate::partition::NodeId> = image
             .brokers()
             .filter(|broker| !broker.fenced && broker.id.shard() == ShardId(0))
             .map(|broker| broker.id.node())
@@ -280,7 +281,6 @@ impl ControllerTask {
                 now.duration_since(heard.unwrap_or(leading_since).max(leading_since)) > session
             })
             .collect();
-        silent.dedup();
         for node_id in silent {
             tracing::warn!(
                 node = node_id.0,

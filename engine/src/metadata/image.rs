@@ -96,6 +96,22 @@ impl TopicImage {
         self.partitions.len() as i32
     }
 
+    /// The records that create this topic: the topic, then its partitions.
+    pub fn creation_records(&self) -> [MetadataRecord; 2] {
+        [
+            MetadataRecord::Topic {
+                name: self.name.clone(),
+                id: self.id,
+                configs: self.configs.clone(),
+            },
+            MetadataRecord::Partitions {
+                topic_id: self.id,
+                first: 0,
+                assignments: self.partitions.clone(),
+            },
+        ]
+    }
+
     /// A partition's assignment, if the index is in range.
     pub fn partition(&self, index: i32) -> Option<&PartitionAssignment> {
         usize::try_from(index)
@@ -310,18 +326,7 @@ impl MetadataImage {
             });
         }
         for topic in self.topics.values() {
-            records.push(MetadataRecord::Topic {
-                name: topic.name.clone(),
-                id: topic.id,
-                configs: topic.configs.clone(),
-            });
-            if !topic.partitions.is_empty() {
-                records.push(MetadataRecord::Partitions {
-                    topic_id: topic.id,
-                    first: 0,
-                    assignments: topic.partitions.clone(),
-                });
-            }
+            records.extend(topic.creation_records());
         }
         records
     }
@@ -341,16 +346,7 @@ impl MetadataImage {
         }
         for topic in self.topics.values() {
             let Some(before) = previous.topic_by_id(topic.id) else {
-                records.push(MetadataRecord::Topic {
-                    name: topic.name.clone(),
-                    id: topic.id,
-                    configs: topic.configs.clone(),
-                });
-                records.push(MetadataRecord::Partitions {
-                    topic_id: topic.id,
-                    first: 0,
-                    assignments: topic.partitions.clone(),
-                });
+                records.extend(topic.creation_records());
                 continue;
             };
             if before.configs != topic.configs {

@@ -236,16 +236,7 @@ fn image_of(path: &Path, snapshot: &SnapshotFile) -> anyhow::Result<MetadataImag
         },
     ];
     for topic in &snapshot.topics {
-        records.push(MetadataRecord::Topic {
-            name: topic.name.clone(),
-            id: topic.id,
-            configs: topic.configs.clone(),
-        });
-        records.push(MetadataRecord::Partitions {
-            topic_id: topic.id,
-            first: 0,
-            assignments: topic.partitions.clone(),
-        });
+        records.extend(topic.creation_records());
     }
     Ok(MetadataImage::default().apply_all(&records)?)
 }

@@ -8,7 +8,6 @@ use futures::FutureExt;
 use openraft::rt::Oneshot;
 
 use crate::cluster::raft::runtime::FuturesOneshot;
-use glommio::LocalExecutorBuilder;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
@@ -18,6 +17,7 @@ use openraft::StorageError;
 
 use super::{FileLogStore, LOG_FILE, VOTE_FILE};
 use crate::cluster::raft::metadata_machine::{ImageSink, MetadataStateMachine, QuorumCommand};
+use crate::cluster::raft::run_in_executor;
 use crate::cluster::raft::QuorumTypes as C;
 use crate::metadata::records::MetadataRecord;
 use crate::metadata::MetadataUpdate;
@@ -26,18 +26,6 @@ struct NoSink;
 
 impl ImageSink for NoSink {
     fn applied(&self, _update: MetadataUpdate) {}
-}
-
-fn run<Scenario, Run>(scenario: Scenario)
-where
-    Scenario: FnOnce() -> Run + Send + 'static,
-    Run: std::future::Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::default()
-        .spawn(scenario)
-        .expect("executor starts")
-        .join()
-        .expect("scenario finishes");
 }
 
 struct Builder;
@@ -56,7 +44,7 @@ impl StoreBuilder<C, FileLogStore, MetadataStateMachine, tempfile::TempDir> for 
 
 #[test]
 fn openraft_storage_suite() {
-    run(|| async {
+    run_in_executor(|| async {
         Suite::test_all(Builder).await.expect("the suite passes");
     });
 }
@@ -108,7 +96,7 @@ fn file_len(dir: &Path) -> u64 {
 
 #[test]
 fn everything_survives_a_reopen() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = FileLogStore::open(dir.path()).await.expect("opens");
         let vote = VoteOf::<C>::new(3, 2);
@@ -133,7 +121,7 @@ fn everything_survives_a_reopen() {
 
 #[test]
 fn every_torn_tail_recovers_to_a_prefix_and_takes_new_appends() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = FileLogStore::open(dir.path()).await.expect("opens");
         log.save_vote(&VoteOf::<C>::new(1, 1)).await.expect("vote");
@@ -179,7 +167,7 @@ fn every_torn_tail_recovers_to_a_prefix_and_takes_new_appends() {
 
 #[test]
 fn a_damaged_frame_ends_the_log_there() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = FileLogStore::open(dir.path()).await.expect("opens");
         append(&mut log, vec![entry(1, 1)]).await;
@@ -198,7 +186,7 @@ fn a_damaged_frame_ends_the_log_there() {
 
 #[test]
 fn a_damaged_vote_or_header_stops_the_start() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = FileLogStore::open(dir.path()).await.expect("opens");
         log.save_vote(&VoteOf::<C>::new(1, 1)).await.expect("vote");
@@ -217,7 +205,7 @@ fn a_damaged_vote_or_header_stops_the_start() {
 
 #[test]
 fn compaction_keeps_the_live_state() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = FileLogStore::open(dir.path()).await.expect("opens");
         log.compact_min_bytes = 4096;

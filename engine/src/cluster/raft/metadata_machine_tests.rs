@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures::stream;
-use glommio::LocalExecutorBuilder;
 use openraft::alias::EntryOf;
 use openraft::entry::RaftEntry;
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
@@ -14,6 +13,7 @@ use openraft::testing::{blank_ent, log_id, membership_ent};
 use uuid::Uuid;
 
 use super::metadata_machine::{ImageSink, MetadataStateMachine, QuorumCommand, SNAPSHOT_FILE};
+use super::run_in_executor;
 use super::QuorumTypes as C;
 use crate::metadata::image::{MetadataImage, PartitionAssignment};
 use crate::metadata::records::MetadataRecord;
@@ -30,18 +30,6 @@ impl ImageSink for Recorder {
     fn applied(&self, update: MetadataUpdate) {
         self.updates.borrow_mut().push(update);
     }
-}
-
-fn run<Scenario, Run>(scenario: Scenario)
-where
-    Scenario: FnOnce() -> Run + Send + 'static,
-    Run: std::future::Future<Output = ()> + 'static,
-{
-    LocalExecutorBuilder::default()
-        .spawn(scenario)
-        .expect("executor starts")
-        .join()
-        .expect("scenario finishes");
 }
 
 fn topic_records(name: &str, partitions: usize) -> Vec<MetadataRecord> {
@@ -90,7 +78,7 @@ fn first_entries() -> Vec<EntryOf<C>> {
 
 #[test]
 fn entries_apply_in_order_and_reach_the_sink() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = Rc::new(Recorder::default());
         let mut machine = MetadataStateMachine::open(dir.path(), sink.clone()).expect("opens");
@@ -110,7 +98,7 @@ fn entries_apply_in_order_and_reach_the_sink() {
 
 #[test]
 fn a_refused_entry_changes_nothing_and_the_next_applies() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = Rc::new(Recorder::default());
         let mut machine = MetadataStateMachine::open(dir.path(), sink.clone()).expect("opens");
@@ -132,7 +120,7 @@ fn a_refused_entry_changes_nothing_and_the_next_applies() {
 
 #[test]
 fn a_snapshot_is_stored_and_a_restarted_member_starts_from_it() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let sink = Rc::new(Recorder::default());
         let mut machine = MetadataStateMachine::open(dir.path(), sink.clone()).expect("opens");
@@ -165,7 +153,7 @@ fn a_snapshot_is_stored_and_a_restarted_member_starts_from_it() {
 
 #[test]
 fn a_member_installs_the_leaders_snapshot_and_a_bad_one_changes_nothing() {
-    run(|| async {
+    run_in_executor(|| async {
         let leader_dir = tempfile::tempdir().expect("tempdir");
         let mut leader =
             MetadataStateMachine::open(leader_dir.path(), Rc::new(Recorder::default()))
@@ -210,7 +198,7 @@ fn a_member_installs_the_leaders_snapshot_and_a_bad_one_changes_nothing() {
 
 #[test]
 fn a_damaged_snapshot_file_stops_the_start() {
-    run(|| async {
+    run_in_executor(|| async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut machine =
             MetadataStateMachine::open(dir.path(), Rc::new(Recorder::default())).expect("opens");

@@ -44,6 +44,21 @@ mod memory_network;
 mod memory_store;
 #[cfg(test)]
 mod metadata_machine_tests;
+
+/// Runs a test scenario on a fresh glommio executor (the stores do their file I/O on its
+/// blocking pool).
+#[cfg(test)]
+fn run_in_executor<Scenario, Run>(scenario: Scenario)
+where
+    Scenario: FnOnce() -> Run + Send + 'static,
+    Run: std::future::Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .spawn(scenario)
+        .expect("executor starts")
+        .join()
+        .expect("scenario finishes");
+}
 #[cfg(test)]
 mod tests;
 

@@ -279,14 +279,13 @@ impl Quorum {
             }
             let changed = metrics.changed();
             let tick = glommio::timer::sleep(Duration::from_secs(1));
-            match futures_lite::future::or(async { changed.await.is_ok() }, async {
+            let running = futures_lite::future::or(async { changed.await.is_ok() }, async {
                 tick.await;
                 true
             })
-            .await
-            {
-                true => {}
-                false => return,
+            .await;
+            if !running {
+                return;
             }
         }
     }
