@@ -339,6 +339,9 @@ fn hostile_bytes_on_the_controller_port_close_the_connection_and_harm_nothing() 
 fn three_nodes_elect_a_controller_and_survive_the_leaders_kill_9() {
     let mut cluster = Cluster::start(3);
     let (leader, epoch) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    // An acknowledged metadata change, made through the leader's own node just before the
+    // kill, must survive it.
+    spate(&cluster, leader, &["topic", "create", "before-kill", "--partitions", "2"]);
 
     cluster.node(leader).kill9();
     let alive: Vec<i32> = [1, 2, 3].into_iter().filter(|&n| n != leader).collect();
