@@ -341,7 +341,11 @@ fn three_nodes_elect_a_controller_and_survive_the_leaders_kill_9() {
     let (leader, epoch) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
     // An acknowledged metadata change, made through the leader's own node just before the
     // kill, must survive it.
-    spate(&cluster, leader, &["topic", "create", "before-kill", "--partitions", "2"]);
+    spate(
+        &cluster,
+        leader,
+        &["topic", "create", "before-kill", "--partitions", "2"],
+    );
 
     cluster.node(leader).kill9();
     let alive: Vec<i32> = [1, 2, 3].into_iter().filter(|&n| n != leader).collect();
