@@ -35,6 +35,7 @@ pub struct ConfigFile {
     group_min_session_timeout_ms: Option<i32>,
     group_max_session_timeout_ms: Option<i32>,
     offsets_topic_partitions: Option<i32>,
+    offsets_topic_replication_factor: Option<i16>,
     offsets_retention_minutes: Option<i64>,
     log_cleaner_enable: Option<bool>,
     log_cleaner_backoff_ms: Option<u64>,
@@ -50,6 +51,7 @@ pub struct ConfigFile {
     queued_max_request_bytes: Option<usize>,
     request_receive_timeout_ms: Option<u64>,
     producer_id_expiration_ms: Option<i64>,
+    replica_lag_time_max_ms: Option<u64>,
     open_segments_max: Option<usize>,
     controller_listen: Option<SocketAddr>,
     controller_quorum_voters: Option<String>,
@@ -127,6 +129,11 @@ pub struct ServeArgs {
     /// (offsets.topic.num.partitions). [default: 50]
     #[arg(long, env = "SPATE_OFFSETS_TOPIC_PARTITIONS")]
     pub offsets_topic_partitions: Option<i32>,
+    /// Replicas of each __consumer_offsets partition (offsets.topic.replication.factor); on a
+    /// cluster the topic is created once that many nodes have registered. [default: the
+    /// smaller of 3 and the number of controller quorum voters; 1 alone]
+    #[arg(long, env = "SPATE_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    pub offsets_topic_replication_factor: Option<i16>,
     /// How long committed offsets of an empty group are kept (offsets.retention.minutes).
     /// [default: 10080]
     #[arg(long, env = "SPATE_OFFSETS_RETENTION_MINUTES")]
@@ -193,6 +200,10 @@ pub struct ServeArgs {
     /// idempotence state there (Kafka's producer.id.expiration.ms). [default: 86400000]
     #[arg(long, env = "SPATE_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<i64>,
+    /// A follower that has not caught up with its leader's log end for this long leaves the
+    /// partition's ISR (replica.lag.time.max.ms). [default: 30000]
+    #[arg(long, env = "SPATE_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
     /// Most segment files the node keeps open (one descriptor each); past it, partitions idle
     /// for 10 s or more are closed, least recently used first, and reopen on their next
     /// request. [default: half the open-files hard limit]
@@ -263,6 +274,8 @@ pub struct BrokerConfig {
     pub groups: crate::groups::group::GroupConfig,
     /// Partitions of __consumer_offsets when created.
     pub offsets_topic_partitions: i32,
+    /// Replicas of each __consumer_offsets partition.
+    pub offsets_topic_replication_factor: usize,
     /// offsets.retention.minutes.
     pub offsets_retention_minutes: i64,
     /// The log cleaner's settings.
@@ -287,6 +300,8 @@ pub struct BrokerConfig {
     pub request_receive_timeout: std::time::Duration,
     /// producer.id.expiration.ms.
     pub producer_id_expiration_ms: i64,
+    /// replica.lag.time.max.ms.
+    pub replica_lag_time_max: std::time::Duration,
     /// Segment files open over all shards before idle partitions are closed.
     pub open_segments_max: usize,
     /// Partitions opened (and recovered) in the background at start, over all shards; the
@@ -395,6 +410,17 @@ impl ServeArgs {
                 .offsets_topic_partitions
                 .or(file.offsets_topic_partitions)
                 .unwrap_or(crate::groups::offsets_topic::DEFAULT_PARTITIONS),
+            offsets_topic_replication_factor: self
+                .offsets_topic_replication_factor
+                .or(file.offsets_topic_replication_factor)
+                .map_or_else(
+                    || {
+                        cluster
+                            .as_ref()
+                            .map_or(1, |cluster| cluster.voters.len().min(3))
+                    },
+                    |factor| factor.max(1) as usize,
+                ),
             offsets_retention_minutes: self
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes)
@@ -453,6 +479,12 @@ impl ServeArgs {
                 .producer_id_expiration_ms
                 .or(file.producer_id_expiration_ms)
                 .unwrap_or(86_400_000),
+            replica_lag_time_max: std::time::Duration::from_millis(
+                self.replica_lag_time_max_ms
+                    .or(file.replica_lag_time_max_ms)
+                    .unwrap_or(30_000)
+                    .max(100),
+            ),
             open_segments_max: self
                 .open_segments_max
                 .or(file.open_segments_max)

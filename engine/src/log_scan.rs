@@ -10,19 +10,20 @@ use crate::partition::{Isolation, Partition, PartitionError};
 /// How much of the log one step reads.
 const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
-/// Calls `visit(max_timestamp, batch)` for each stored batch from the log start to the high
-/// watermark, in offset order, until it returns true.
+/// Calls `visit(max_timestamp, batch)` for each stored batch from the log start to the
+/// durable end (a leader's whole log; see `Isolation::LocalDurable`), in offset order,
+/// until it returns true.
 pub async fn scan_batches(
     partition: &Partition,
     mut visit: impl FnMut(i64, &Bytes) -> bool,
 ) -> Result<(), PartitionError> {
     let mut offset = partition.log_start_offset();
-    while offset < partition.high_watermark() {
+    while offset < partition.durable_end_offset() {
         let chunk = partition
             .read(
                 offset,
                 SCAN_CHUNK_BYTES,
-                Isolation::ReadUncommitted,
+                Isolation::LocalDurable,
                 ReadMode::Copy,
             )
             .await?

@@ -251,6 +251,9 @@ async fn run_shard(start: ShardStart) {
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
     let _ = ready.send(Ok(id));
     glommio::spawn_local(open_partitions_ahead(shard.clone())).detach();
+    if node.config.cluster.is_some() {
+        crate::cluster::fetcher::spawn(&shard);
+    }
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
     crate::cleaner::spawn(&shard);
     loop {
@@ -367,6 +370,7 @@ async fn maintain(shard: Rc<Shard>) {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
         shard.groups.tick(&shard);
         shard.enforce_retention();
+        crate::cluster::isr::shrink_lagging(&shard, shard.node.config.replica_lag_time_max);
         ticks += 1;
         if ticks.is_multiple_of(TICKS_PER_PRODUCER_EXPIRY) {
             shard.expire_producers();
@@ -407,6 +411,7 @@ fn controller_config(config: &BrokerConfig, shard_count: u32) -> ControllerConfi
         rack: config.rack(),
         default_partitions: config.default_partitions,
         offsets_topic_partitions: config.offsets_topic_partitions,
+        offsets_topic_replication_factor: config.offsets_topic_replication_factor,
         limits: ControllerLimits {
             partitions_per_request_max: config.max_partitions_per_request,
             partitions_per_node_max: config.max_broker_partitions,

@@ -213,12 +213,60 @@ impl Shard {
     /// Takes a new image: the partition table follows it at once, and logs that moved away or
     /// were deleted are closed or deleted in the background.
     pub fn apply_metadata(self: &Rc<Self>, update: &MetadataUpdate) {
+        let previous = self.partitions.image();
         let retirements = self.partitions.apply(update);
+        self.follow_coordinator_leadership(&previous, &update.image);
         if !retirements.is_empty() {
             let shard = self.clone();
             glommio::spawn_local(async move { shard.partitions.retire(retirements).await })
                 .detach();
         }
+    }
+
+    /// Group coordination follows the leadership of `__consumer_offsets` partitions: a
+    /// partition this shard now leads has its groups loaded from the log (in the background;
+    /// they answer COORDINATOR_LOAD_IN_PROGRESS meanwhile), one it no longer leads has them
+    /// dropped.
+    fn follow_coordinator_leadership(
+        self: &Rc<Self>,
+        previous: &MetadataImage,
+        current: &MetadataImage,
+    ) {
+        let me = self.broker_id();
+        let led = |image: &MetadataImage| -> std::collections::BTreeSet<i32> {
+            image
+                .topic(offsets_topic::TOPIC)
+                .map(|topic| {
+                    (0..topic.partition_count())
+                        .filter(|index| topic.partitions[*index as usize].leader == me)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (before, after) = (led(previous), led(current));
+        for partition in before.difference(&after) {
+            tracing::info!(
+                partition,
+                "no longer coordinating the groups of this __consumer_offsets partition"
+            );
+            self.groups.lost(*partition);
+        }
+        let gained: Vec<i32> = after.difference(&before).copied().collect();
+        if gained.is_empty() {
+            return;
+        }
+        for partition in &gained {
+            tracing::info!(
+                partition,
+                "coordinating the groups of this __consumer_offsets partition: loading them"
+            );
+            self.groups.gained(*partition);
+        }
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            shard.groups.retry_loads(&shard).await;
+        })
+        .detach();
     }
 
     /// Handles the messages another shard sends this one, in order, until the mesh closes.

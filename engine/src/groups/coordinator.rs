@@ -109,6 +109,30 @@ impl Coordinator {
         self.unloaded.borrow().contains(&partition)
     }
 
+    /// This shard now leads `__consumer_offsets` partition `partition` (a failover, a new
+    /// topic): its groups answer COORDINATOR_LOAD_IN_PROGRESS until
+    /// [`Coordinator::retry_loads`] has read them from the log, which the new leader holds
+    /// in full (it was in the ISR).
+    pub fn gained(&self, partition: i32) {
+        self.forget_partition(partition);
+        self.unloaded.borrow_mut().insert(partition);
+    }
+
+    /// This shard no longer leads `__consumer_offsets` partition `partition`: its groups are
+    /// dropped here (their new coordinator loads them from its replica). Members waiting in a
+    /// join or sync of those groups are answered when their requests time out.
+    pub fn lost(&self, partition: i32) {
+        self.forget_partition(partition);
+        self.unloaded.borrow_mut().remove(&partition);
+    }
+
+    fn forget_partition(&self, partition: i32) {
+        let partitions = self.offsets_partitions;
+        self.groups
+            .borrow_mut()
+            .retain(|group, _| offsets_topic::partition_for(group, partitions) != partition);
+    }
+
     /// Tries again to load the partitions that failed to load; true while some still have not.
     pub async fn retry_loads(&self, shard: &Rc<Shard>) -> bool {
         let Some(topic) = shard.image().topic(offsets_topic::TOPIC).cloned() else {

@@ -47,6 +47,11 @@ pub fn partition_error_code(error: &PartitionError, version: i16) -> i16 {
         PartitionError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         PartitionError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         PartitionError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+        PartitionError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        PartitionError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend
+        }
+        PartitionError::RequestTimedOut => ResponseError::RequestTimedOut,
         PartitionError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         PartitionError::Storage(error) => return storage_error_code(error, version),
     };
@@ -65,6 +70,9 @@ pub fn controller_error_code(error: &ControllerError) -> i16 {
         ControllerError::PolicyViolation(_) => ResponseError::PolicyViolation,
         ControllerError::InternalTopic(_) => ResponseError::InvalidRequest,
         ControllerError::NotDurable(_) => ResponseError::KafkaStorageError,
+        ControllerError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+        ControllerError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
+        ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
         ControllerError::Unavailable | ControllerError::NotController { .. } => {
             ResponseError::NotController
         }

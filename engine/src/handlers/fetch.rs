@@ -18,7 +18,7 @@ use spate_storage::{Offset, ReadMode, Records, RecordsPiece};
 
 use super::errors::partition_error_code;
 use super::{ApiSpec, Frame, RequestContext};
-use crate::partition::{Isolation, Partition};
+use crate::partition::{Isolation, Partition, PartitionError};
 use crate::shard::Shard;
 
 /// Served versions: 13+ identify topics by id, which clients use only if we offer it.
@@ -57,7 +57,7 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
         let watched = read
             .watched
             .iter()
-            .map(|(partition, generation)| (partition.high_watermark_events(), *generation));
+            .map(|watched| (watched.events(), watched.generation));
         let changed = crate::notify::any(watched);
         futures_lite::future::or(changed, async {
             glommio::timer::sleep(deadline - now).await;
@@ -93,17 +93,58 @@ impl RecordPieces for FetchedRecords {
     }
 }
 
+/// A partition a long poll waits on: a consumer for its high watermark to advance, a
+/// follower for its durable end (new data to copy) or its high watermark (which the follower
+/// takes, so that it could lead with an up-to-date one and serves it to its own reads).
+struct Watched {
+    partition: Rc<Partition>,
+    follower: bool,
+    /// Taken before reading, so that data that became visible meanwhile wakes at once.
+    generation: crate::notify::Generation,
+}
+
+impl Watched {
+    /// Watches `partition`'s durable end (`follower`) or high watermark from now on.
+    fn new(partition: &Rc<Partition>, follower: bool) -> Watched {
+        let mut watched = Watched {
+            partition: partition.clone(),
+            follower,
+            generation: partition.high_watermark_events().generation(),
+        };
+        watched.generation = watched.events().generation();
+        watched
+    }
+
+    fn events(&self) -> &crate::notify::Notify {
+        if self.follower {
+            self.partition.durable_end_events()
+        } else {
+            self.partition.high_watermark_events()
+        }
+    }
+}
+
+/// How much of `fetched` a read may return within what is left of the response's budget
+/// (at least one byte: the first batch goes whole), or `None` when nothing is left.
+fn partition_max(fetched: &FetchPartition, budget: usize) -> Option<usize> {
+    (budget > 0).then(|| {
+        (fetched.partition_max_bytes.max(0) as usize)
+            .min(budget)
+            .max(1)
+    })
+}
+
 /// One pass over the request's partitions.
 struct Read {
     topics: Vec<FetchableTopicResponse>,
     records: RecordsByPartition,
     bytes: usize,
     any_error: bool,
-    /// The partitions read, each with a notification of its next high watermark advance.
-    watched: Vec<(Rc<Partition>, crate::notify::Generation)>,
+    /// The partitions read, each with the notification that brings it new data.
+    watched: Vec<Watched>,
 }
 
-async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchRequest) -> Read {
+async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRequest) -> Read {
     // Kafka's rule: the response holds at most the smaller of the client's max_bytes and the
     // broker's fetch.max.bytes, except that the first batch found is always sent whole
     // (KIP-74), so a max_bytes of 0 gets exactly one batch.
@@ -144,7 +185,8 @@ async fn read_all(shard: &Shard, context: &RequestContext, request: &FetchReques
                 }
             };
             read.bytes += records.as_ref().map_or(0, Records::len);
-            read.any_error |= data.error_code != 0;
+            // A diverging follower is answered at once too: it truncates before anything else.
+            read.any_error |= data.error_code != 0 || data.diverging_epoch.end_offset >= 0;
             partitions.push(data);
             topic_records.push(records.map(FetchedRecords));
         }
@@ -171,13 +213,13 @@ fn repeated(index: i32) -> PartitionData {
 
 /// The partition's fields and records, or the fields with an error code (records null).
 async fn read_partition(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     context: &RequestContext,
     request: &FetchRequest,
     topic: &str,
     fetched: &FetchPartition,
     budget: usize,
-    watched: &mut Vec<(Rc<Partition>, crate::notify::Generation)>,
+    watched: &mut Vec<Watched>,
 ) -> Result<(PartitionData, Records), PartitionData> {
     let index = fetched.partition;
     let data = PartitionData::default()
@@ -198,20 +240,20 @@ async fn read_partition(
         Ok(partition) => partition,
         Err(error) => return Err(refused(data, error)),
     };
-    watched.push((
-        partition.clone(),
-        partition.high_watermark_events().generation(),
-    ));
+    if request.replica_id.0 >= 0 {
+        let follower = crate::partition::BrokerId(request.replica_id.0);
+        return read_for_follower(shard, follower, &partition, fetched, data, budget, watched)
+            .await
+            .map_err(|(data, error)| refused(data, error));
+    }
+    watched.push(Watched::new(&partition, false));
     let data = data
         .with_high_watermark(partition.high_watermark().0)
         .with_last_stable_offset(partition.last_stable_offset().0)
         .with_log_start_offset(partition.log_start_offset().0);
-    if budget == 0 {
+    let Some(partition_max) = partition_max(fetched, budget) else {
         return Ok((data, Records::default()));
-    }
-    let partition_max = (fetched.partition_max_bytes.max(0) as usize)
-        .min(budget)
-        .max(1);
+    };
     // Tail reads come from the shard's tail cache (slices of the chunks the flusher wrote),
     // other reads of the active segment from its file (O_DIRECT, copied once), and reads of
     // sealed segments are file ranges that the connection splices to the socket.
@@ -227,5 +269,64 @@ async fn read_partition(
     {
         Ok(records) => Ok((data, records)),
         Err(error) => Err(refused(data, error)),
+    }
+}
+
+/// A follower's fetch (Kafka's replica fetch: `replica_id` is its broker id): its position
+/// moves the high watermark (and may get it back into the ISR), its log is checked for
+/// divergence from this leader's (Fetch v12's `last_fetched_epoch`: the answer then carries
+/// the epoch and end offset to truncate to, and no records), and it reads up to this leader's
+/// durable end, waking when that advances.
+async fn read_for_follower(
+    shard: &Rc<Shard>,
+    follower: crate::partition::BrokerId,
+    partition: &Rc<Partition>,
+    fetched: &FetchPartition,
+    data: PartitionData,
+    budget: usize,
+    watched: &mut Vec<Watched>,
+) -> Result<(PartitionData, Records), (PartitionData, PartitionError)> {
+    if !partition.has_replica(follower) {
+        return Err((data, PartitionError::NotLeaderOrFollower));
+    }
+    let fetch_offset = Offset(fetched.fetch_offset);
+    let data = data.with_log_start_offset(partition.log_start_offset().0);
+    if fetched.last_fetched_epoch >= 0 {
+        let epoch = crate::partition::LeaderEpoch(fetched.last_fetched_epoch);
+        // An epoch older than every one this leader knows cannot be told apart from none on
+        // the wire (Kafka's followers read a diverging epoch only when it is >= 0): no
+        // divergence, and a follower ahead of this log is told so by OFFSET_OUT_OF_RANGE.
+        let diverging = partition
+            .end_offset_for_epoch(epoch)
+            .and_then(|(ours, end)| (ours != epoch || end < fetch_offset).then_some((ours.0, end)));
+        if let Some((epoch, end_offset)) = diverging {
+            let data = data
+                .with_high_watermark(partition.high_watermark().0)
+                .with_last_stable_offset(partition.last_stable_offset().0)
+                .with_diverging_epoch(
+                    kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                        .with_epoch(epoch)
+                        .with_end_offset(end_offset.0),
+                );
+            return Ok((data, Records::default()));
+        }
+    }
+    if let Some(wanted) = partition.follower_fetched(follower, fetch_offset) {
+        crate::cluster::isr::request_change(shard, partition.clone(), wanted);
+    }
+    watched.push(Watched::new(partition, true));
+    watched.push(Watched::new(partition, false));
+    let data = data
+        .with_high_watermark(partition.high_watermark().0)
+        .with_last_stable_offset(partition.last_stable_offset().0);
+    let Some(partition_max) = partition_max(fetched, budget) else {
+        return Ok((data, Records::default()));
+    };
+    match partition
+        .read_for_follower(fetch_offset, partition_max, ReadMode::FileRanges)
+        .await
+    {
+        Ok(records) => Ok((data, records)),
+        Err(error) => Err((data, error)),
     }
 }

@@ -9,6 +9,7 @@
 //! acks=all, which costs little because the commit is shared.
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
@@ -112,17 +113,19 @@ pub async fn handle(
                 (Ok(_), true) => Err(ResponseError::TransactionalIdAuthorizationFailed
                     .code()
                     .into()),
-                (Ok(_), false) => append(shard, &context, &topic_data.name.0, index, batch)
-                    .await
-                    .map(|(partition, appended)| {
-                        let accepted = Accepted::of(&partition, &appended);
-                        waits.push(Waiting {
-                            partition,
-                            appended,
-                            slot,
-                        });
-                        accepted
-                    }),
+                (Ok(acks), false) => {
+                    append(shard, &context, *acks, &topic_data.name.0, index, batch)
+                        .await
+                        .map(|(partition, appended)| {
+                            let accepted = Accepted::of(&partition, &appended);
+                            waits.push(Waiting {
+                                partition,
+                                appended,
+                                slot,
+                            });
+                            accepted
+                        })
+                }
             };
             partition_responses.push(partition_response(index, result));
         }
@@ -133,13 +136,24 @@ pub async fn handle(
         );
     }
     let acks = acks.unwrap_or(Acks::All);
+    // Kafka's timeout_ms bounds the wait for the ISR (acks=all), not for the local group
+    // commit, which every level waits for and which a slow disk cannot be excused from.
+    let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     Ok(Box::pin(async move {
+        let deadline = Instant::now() + timeout;
         for waiting in &waits {
-            if let Err(error) = waiting
-                .partition
-                .wait_acknowledged(&waiting.appended, acks)
-                .await
-            {
+            let acknowledged = waiting.partition.wait_acknowledged(&waiting.appended, acks);
+            let timed_out = async {
+                waiting
+                    .partition
+                    .log()
+                    .wait_durable(waiting.appended.last_offset)
+                    .await
+                    .ok();
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                Err(PartitionError::RequestTimedOut)
+            };
+            if let Err(error) = futures_lite::future::or(acknowledged, timed_out).await {
                 answer_failed_wait(&context, waiting, &error, &mut responses);
             }
         }
@@ -219,6 +233,7 @@ enum Batch<'request> {
 async fn append(
     shard: &Shard,
     context: &RequestContext,
+    acks: Acks,
     topic: &str,
     index: i32,
     batch: Batch<'_>,
@@ -240,6 +255,9 @@ async fn append(
         .leader(topic, index, ANY_LEADER_EPOCH)
         .await
         .map_err(refused)?;
+    if acks == Acks::All {
+        partition.check_enough_replicas().map_err(refused)?;
+    }
     let produced = match batch {
         Batch::InRequest(records) => ProducedBatch::InRequest(records.unwrap_or_default()),
         Batch::Received(received) => ProducedBatch::Received(received),

@@ -59,6 +59,8 @@ pub struct ControllerConfig {
     pub default_partitions: i32,
     /// Partitions of `__consumer_offsets` when it is created.
     pub offsets_topic_partitions: i32,
+    /// Replicas of each of its partitions: it is created once that many nodes are live.
+    pub offsets_topic_replication_factor: usize,
     /// See [`ControllerLimits`].
     pub limits: ControllerLimits,
 }
@@ -134,6 +136,27 @@ pub enum ControllerRequest {
         /// The node.
         node_id: NodeId,
     },
+    /// A partition leader's change of its ISR (Kafka's AlterPartition): a follower caught up
+    /// and joins, or fell behind and leaves. Taken only if `leader`, `leader_epoch` and
+    /// `partition_epoch` are still the partition's (the leader's view is current).
+    AlterPartition(IsrChange),
+}
+
+/// What [`ControllerRequest::AlterPartition`] asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IsrChange {
+    /// The partition's topic.
+    pub topic_id: Uuid,
+    /// The partition.
+    pub partition: i32,
+    /// The leader that asks.
+    pub leader: BrokerId,
+    /// Its leader epoch.
+    pub leader_epoch: crate::partition::LeaderEpoch,
+    /// The partition epoch its view was made from.
+    pub partition_epoch: i32,
+    /// The ISR it wants.
+    pub isr: Vec<BrokerId>,
 }
 
 /// A node as it starts: what its brokers are registered with.
@@ -170,6 +193,8 @@ pub enum ControllerReply {
     NodeStarted,
     /// A heartbeat or fencing was taken.
     Acknowledged,
+    /// The partition as changed by an AlterPartition.
+    AlterPartition(Result<PartitionAssignment, ControllerError>),
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -214,6 +239,20 @@ pub enum ControllerError {
         /// The node that leads, if known.
         leader: Option<i32>,
     },
+    /// FENCED_LEADER_EPOCH: an AlterPartition from a leader that is no longer the
+    /// partition's (or of an older epoch).
+    #[error("the partition's leader or leader epoch changed")]
+    FencedLeaderEpoch,
+    /// INVALID_UPDATE_VERSION: an AlterPartition made from an older partition epoch.
+    #[error("the partition changed since (partition epoch {current})")]
+    InvalidUpdateVersion {
+        /// The partition epoch now.
+        current: i32,
+    },
+    /// INELIGIBLE_REPLICA: an ISR with a replica that is not one, or that is fenced, or
+    /// without its leader.
+    #[error("{0}")]
+    IneligibleReplica(String),
 }
 
 /// See the module docs.
@@ -298,27 +337,37 @@ impl ControllerState {
                 &topic.name,
                 topic.id,
                 topic.partitions,
+                1,
                 &topic.configs,
             )));
         }
         self.apply(&more);
         records.append(&mut more);
         let mut more = self.replace_partitions(start.node_id, start.shard_count);
+        // Kafka creates it on first use, with offsets.topic.replication.factor replicas, and
+        // refuses to while fewer brokers are alive; a group's coordinator is not available
+        // until then.
+        let factor = self.config.offsets_topic_replication_factor.max(1);
         if self
             .image
             .topic(crate::groups::offsets_topic::TOPIC)
             .is_none()
+            && self.placement_nodes().len().max(1) >= factor
         {
             let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
             more.extend(TopicImage::creation_records(&self.new_topic(
                 crate::groups::offsets_topic::TOPIC,
                 Uuid::new_v4(),
                 self.config.offsets_topic_partitions,
+                factor,
                 &configs,
             )));
         }
         self.apply(&more);
         records.append(&mut more);
+        // Last, once partitions of a changed shard count have moved: partitions without a
+        // leader whose ISR holds one of this node's brokers lead again.
+        records.append(&mut self.elect_leaderless());
         records
     }
 
@@ -372,29 +421,165 @@ impl ControllerState {
             } => {
                 let registered = self.node_registration(node_id);
                 let records = match registered {
-                    Some((epoch, true)) if epoch == broker_epoch => {
-                        vec![MetadataRecord::NodeFencing {
-                            node: node_id,
-                            fenced: false,
-                        }]
-                    }
+                    Some((epoch, true)) if epoch == broker_epoch => self.unfence(node_id),
                     _ => Vec::new(),
                 };
-                self.apply(&records);
                 (records, ControllerReply::Acknowledged)
             }
             ControllerRequest::FenceNode { node_id } => {
                 let records = match self.node_registration(node_id) {
-                    Some((_, false)) => vec![MetadataRecord::NodeFencing {
-                        node: node_id,
-                        fenced: true,
-                    }],
+                    Some((_, false)) => self.fence(node_id),
                     _ => Vec::new(),
                 };
-                self.apply(&records);
                 (records, ControllerReply::Acknowledged)
             }
+            ControllerRequest::AlterPartition(change) => {
+                let result = self.alter_partition(&change);
+                let records = match &result {
+                    Ok(assignment) => {
+                        let records = vec![MetadataRecord::PartitionChange {
+                            topic_id: change.topic_id,
+                            partition: change.partition,
+                            assignment: assignment.clone(),
+                        }];
+                        self.apply(&records);
+                        records
+                    }
+                    Err(_) => Vec::new(),
+                };
+                (records, ControllerReply::AlterPartition(result))
+            }
         }
+    }
+
+    /// Fences `node` (applied to the working image) and takes its brokers out of every
+    /// ISR, electing a new leader from what remains of the ISR wherever one of them led
+    /// (Kafka's KRaft controller does the same on fencing). The last member of an ISR stays
+    /// in it, so that a partition whose replicas all stopped comes back on the replica that
+    /// has everything (`unclean.leader.election.enable` is false): such a partition has no
+    /// leader until then.
+    fn fence(&mut self, node: NodeId) -> Vec<MetadataRecord> {
+        let mut records = vec![MetadataRecord::NodeFencing { node, fenced: true }];
+        self.apply(&records);
+        let mut changes = Vec::new();
+        for topic in self.image.topics() {
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                if !assignment
+                    .replicas
+                    .iter()
+                    .any(|broker| broker.node() == node)
+                {
+                    continue;
+                }
+                let mut isr: Vec<BrokerId> = assignment
+                    .isr
+                    .iter()
+                    .copied()
+                    .filter(|broker| broker.node() != node)
+                    .collect();
+                if isr.is_empty() {
+                    isr = assignment.isr.clone();
+                }
+                let leader = if self.image.is_live(assignment.leader) {
+                    assignment.leader
+                } else {
+                    self.elect(assignment, &isr)
+                };
+                if leader != assignment.leader || isr != assignment.isr {
+                    changes.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.id,
+                        partition: index as i32,
+                        assignment: assignment.changed(leader, isr),
+                    });
+                }
+            }
+        }
+        self.apply(&changes);
+        records.append(&mut changes);
+        records
+    }
+
+    /// Unfences `node` and gives a leader to each partition that has none and whose ISR
+    /// holds one of its brokers.
+    fn unfence(&mut self, node: NodeId) -> Vec<MetadataRecord> {
+        let mut records = vec![MetadataRecord::NodeFencing {
+            node,
+            fenced: false,
+        }];
+        self.apply(&records);
+        records.append(&mut self.elect_leaderless());
+        records
+    }
+
+    /// A leader for each partition that has none and whose ISR holds a live broker.
+    fn elect_leaderless(&mut self) -> Vec<MetadataRecord> {
+        let mut changes = Vec::new();
+        for topic in self.image.topics() {
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                if self.image.is_live(assignment.leader) {
+                    continue;
+                }
+                let leader = self.elect(assignment, &assignment.isr);
+                if leader != assignment.leader {
+                    changes.push(MetadataRecord::PartitionChange {
+                        topic_id: topic.id,
+                        partition: index as i32,
+                        assignment: assignment.changed(leader, assignment.isr.clone()),
+                    });
+                }
+            }
+        }
+        self.apply(&changes);
+        changes
+    }
+
+    /// The new leader of a partition: the first replica (preferred order) in `isr` that is
+    /// live, or none.
+    fn elect(&self, assignment: &PartitionAssignment, isr: &[BrokerId]) -> BrokerId {
+        assignment
+            .replicas
+            .iter()
+            .copied()
+            .find(|broker| isr.contains(broker) && self.image.is_live(*broker))
+            .unwrap_or(PartitionAssignment::NO_LEADER)
+    }
+
+    /// Checks an AlterPartition against the partition as it is, and makes the change.
+    fn alter_partition(&self, change: &IsrChange) -> Result<PartitionAssignment, ControllerError> {
+        let assignment = self
+            .image
+            .topic_by_id(change.topic_id)
+            .and_then(|topic| topic.partition(change.partition))
+            .ok_or(ControllerError::UnknownTopic)?;
+        if assignment.leader != change.leader || assignment.leader_epoch != change.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch);
+        }
+        if assignment.partition_epoch != change.partition_epoch {
+            return Err(ControllerError::InvalidUpdateVersion {
+                current: assignment.partition_epoch,
+            });
+        }
+        if !change.isr.contains(&change.leader) {
+            return Err(ControllerError::IneligibleReplica(
+                "the ISR must hold its leader".into(),
+            ));
+        }
+        for broker in &change.isr {
+            if !assignment.replicas.contains(broker) {
+                return Err(ControllerError::IneligibleReplica(format!(
+                    "broker {broker} is not a replica"
+                )));
+            }
+            if !assignment.isr.contains(broker) && !self.image.is_live(*broker) {
+                return Err(ControllerError::IneligibleReplica(format!(
+                    "broker {broker} is fenced"
+                )));
+            }
+        }
+        let mut isr = change.isr.clone();
+        isr.sort();
+        isr.dedup();
+        Ok(assignment.changed(assignment.leader, isr))
     }
 
     fn create_topics(
@@ -420,9 +605,14 @@ impl ControllerState {
         let mut records = Vec::new();
         let mut results = Vec::with_capacity(topics.len());
         for (topic, partitions) in topics.into_iter().zip(counts) {
-            let result = self.check_new_topic(&topic, partitions).map(|()| {
-                let created =
-                    self.new_topic(&topic.name, Uuid::new_v4(), partitions, &topic.configs);
+            let result = self.check_new_topic(&topic, partitions).map(|factor| {
+                let created = self.new_topic(
+                    &topic.name,
+                    Uuid::new_v4(),
+                    partitions,
+                    factor,
+                    &topic.configs,
+                );
                 if !validate_only {
                     let created_records = created.creation_records();
                     self.apply(&created_records);
@@ -435,7 +625,8 @@ impl ControllerState {
         (records, ControllerReply::CreateTopics(results))
     }
 
-    fn check_new_topic(&self, topic: &NewTopic, partitions: i32) -> Result<(), ControllerError> {
+    /// Checks a topic to create; returns its replication factor.
+    fn check_new_topic(&self, topic: &NewTopic, partitions: i32) -> Result<usize, ControllerError> {
         validate_topic_name(&topic.name)?;
         if self.image.topic(&topic.name).is_some() {
             return Err(ControllerError::TopicExists(topic.name.clone()));
@@ -445,16 +636,25 @@ impl ControllerState {
                 "Number of partitions must be larger than 0, got {partitions}."
             )));
         }
-        if let Some(factor) = topic.replication_factor.filter(|factor| *factor != -1) {
-            let nodes = 1;
-            if factor < 1 || factor > nodes {
-                return Err(ControllerError::InvalidReplicationFactor(format!(
-                    "Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {nodes} broker node(s) are registered."
-                )));
-            }
-        }
+        let factor = topic
+            .replication_factor
+            .filter(|factor| *factor != -1)
+            .unwrap_or(1);
+        self.check_factor(factor)?;
         crate::topic_config::validate(&topic.configs).map_err(ControllerError::InvalidConfig)?;
-        self.check_node_room(partitions)
+        self.check_node_room(partitions)?;
+        Ok(factor as usize)
+    }
+
+    /// INVALID_REPLICATION_FACTOR unless `factor` replicas fit on distinct live nodes.
+    fn check_factor(&self, factor: i16) -> Result<(), ControllerError> {
+        let nodes = self.placement_nodes().len().max(1);
+        if factor < 1 || factor as usize > nodes {
+            return Err(ControllerError::InvalidReplicationFactor(format!(
+                "Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {nodes} broker node(s) are registered."
+            )));
+        }
+        Ok(())
     }
 
     /// POLICY_VIOLATION if `more` partitions would take the node past its limit.
@@ -542,11 +742,17 @@ impl ControllerState {
             )));
         }
         self.check_node_room(added)?;
+        // New partitions take the topic's replication factor (that of its first partition).
+        let factor = topic
+            .partitions
+            .first()
+            .map_or(1, |first| first.replicas.len());
+        self.check_factor(factor as i16)?;
         Ok(vec![MetadataRecord::Partitions {
             topic_id: topic.id,
             first: current,
             assignments: (current..total)
-                .map(|partition| PartitionAssignment::single(self.placement(name, partition)))
+                .map(|partition| self.placement(name, partition, factor))
                 .collect(),
         }])
     }
@@ -593,6 +799,7 @@ impl ControllerState {
         name: &str,
         id: Uuid,
         partitions: i32,
+        factor: usize,
         configs: &BTreeMap<String, String>,
     ) -> TopicImage {
         TopicImage {
@@ -600,7 +807,7 @@ impl ControllerState {
             id,
             configs: configs.clone(),
             partitions: (0..partitions.max(0))
-                .map(|partition| PartitionAssignment::single(self.placement(name, partition)))
+                .map(|partition| self.placement(name, partition, factor))
                 .collect(),
         }
     }
@@ -611,7 +818,9 @@ impl ControllerState {
         let mut records = Vec::new();
         for topic in self.image.topics() {
             for (index, assignment) in topic.partitions.iter().enumerate() {
-                if assignment.leader.node() != node {
+                // Replicated partitions stay where they are: their replicas are on other
+                // nodes too, and moving one is a reassignment.
+                if assignment.leader.node() != node || assignment.replicas.len() != 1 {
                     continue;
                 }
                 let wanted =
@@ -628,27 +837,39 @@ impl ControllerState {
         records
     }
 
-    /// The leader of a new partition: on this node, as always, while it is the only node
-    /// registered; spread over the registered nodes once there are more
-    /// (`placement::spread_leader`).
-    fn placement(&self, topic: &str, partition: i32) -> BrokerId {
-        let mut shards_by_node: BTreeMap<NodeId, u32> = BTreeMap::new();
-        for broker in self.image.brokers().filter(|broker| !broker.fenced) {
-            *shards_by_node.entry(broker.id.node()).or_default() += 1;
-        }
-        let only_this_node = shards_by_node
-            .keys()
-            .all(|node| *node == self.config.node_id);
+    /// The replicas of a new partition (`factor` was checked): on this node, as always,
+    /// while it is the only node registered; spread over the registered nodes once there are
+    /// more (`placement::spread_replicas`).
+    fn placement(&self, topic: &str, partition: i32, factor: usize) -> PartitionAssignment {
+        let nodes = self.placement_nodes();
+        let only_this_node = nodes.iter().all(|node| node.id == self.config.node_id);
         if only_this_node {
-            return placement::default_leader(
+            return PartitionAssignment::single(placement::default_leader(
                 self.config.node_id,
                 topic,
                 partition,
                 self.config.shard_count,
-            );
+            ));
         }
-        let nodes: Vec<(NodeId, u32)> = shards_by_node.into_iter().collect();
-        placement::spread_leader(&nodes, topic, partition)
+        PartitionAssignment::replicated(placement::spread_replicas(
+            &nodes, topic, partition, factor,
+        ))
+    }
+
+    /// The registered, unfenced nodes, by id, with their shard counts and racks.
+    fn placement_nodes(&self) -> Vec<placement::PlacementNode> {
+        let mut nodes: BTreeMap<NodeId, placement::PlacementNode> = BTreeMap::new();
+        for broker in self.image.brokers().filter(|broker| !broker.fenced) {
+            nodes
+                .entry(broker.id.node())
+                .or_insert_with(|| placement::PlacementNode {
+                    id: broker.id.node(),
+                    shard_count: 0,
+                    rack: broker.rack.clone(),
+                })
+                .shard_count += 1;
+        }
+        nodes.into_values().collect()
     }
 
     fn apply(&mut self, records: &[MetadataRecord]) {

@@ -14,6 +14,7 @@ fn config(shard_count: u32) -> ControllerConfig {
         rack: None,
         default_partitions: 3,
         offsets_topic_partitions: 5,
+        offsets_topic_replication_factor: 1,
         limits: ControllerLimits {
             partitions_per_request_max: 100,
             partitions_per_node_max: 200,
@@ -346,8 +347,25 @@ fn nodes_register_are_fenced_and_return_and_placement_follows() {
     // Fencing node 2 takes it out of placement; a heartbeat of an older incarnation does not
     // bring it back, one of the registered incarnation does.
     let fence = ControllerRequest::FenceNode { node_id: NodeId(2) };
+    let led_by_2 = |controller: &ControllerState| -> Vec<usize> {
+        let topic = controller.image().topic("spread").unwrap().clone();
+        (0..topic.partitions.len())
+            .filter(|index| topic.partitions[*index].replicas[0].node() == NodeId(2))
+            .collect()
+    };
     let (records, _) = controller.handle(fence.clone());
-    assert_eq!(records.len(), 1);
+    assert!(matches!(
+        records[0],
+        MetadataRecord::NodeFencing { fenced: true, .. }
+    ));
+    // Its single-replica partitions have no other ISR member: no leader until it returns,
+    // in a new leader epoch.
+    assert_eq!(records.len(), 1 + led_by_2(&controller).len());
+    for index in led_by_2(&controller) {
+        let partition = &controller.image().topic("spread").unwrap().partitions[index];
+        assert_eq!(partition.leader, PartitionAssignment::NO_LEADER);
+        assert_eq!(partition.leader_epoch, LeaderEpoch(1));
+    }
     assert!(controller.image().broker(BrokerId(2048)).unwrap().fenced);
     assert!(
         controller.handle(fence).0.is_empty(),
@@ -364,8 +382,20 @@ fn nodes_register_are_fenced_and_return_and_placement_follows() {
         node_id: NodeId(2),
         broker_epoch: 20,
     };
-    assert_eq!(controller.handle(current.clone()).0.len(), 1);
+    assert_eq!(
+        controller.handle(current.clone()).0.len(),
+        1 + led_by_2(&controller).len()
+    );
     assert!(!controller.image().broker(BrokerId(2048)).unwrap().fenced);
+    for index in led_by_2(&controller) {
+        let partition = &controller.image().topic("spread").unwrap().partitions[index];
+        assert_eq!(
+            partition.leader.node(),
+            NodeId(2),
+            "back on its only replica"
+        );
+        assert_eq!(partition.leader_epoch, LeaderEpoch(2));
+    }
     assert!(
         controller.handle(current).0.is_empty(),
         "an unfenced node's heartbeat writes nothing"
@@ -389,4 +419,186 @@ fn a_one_node_data_directory_is_not_taken_into_a_quorum() {
     let fresh = tempfile::tempdir().unwrap();
     let started = crate::metadata::bootstrap::start_in_quorum(fresh.path(), config(1)).unwrap();
     assert_eq!(started.image.version, 0);
+}
+
+/// A controller with nodes 1, 2 and 3 registered (one shard each) and an RF=3 topic.
+fn three_nodes_with_a_replicated_topic() -> (ControllerState, uuid::Uuid) {
+    let mut controller = started(1);
+    controller.start_node(None, &node_start(2, 1, 20));
+    controller.start_node(None, &node_start(3, 1, 30));
+    let (_, reply) = controller.handle(ControllerRequest::CreateTopics {
+        topics: vec![NewTopic {
+            name: "r".into(),
+            partitions: Some(6),
+            replication_factor: Some(3),
+            configs: BTreeMap::new(),
+        }],
+        validate_only: false,
+    });
+    let ControllerReply::CreateTopics(results) = reply else {
+        panic!("{reply:?}")
+    };
+    let id = results[0].as_ref().expect("created").id;
+    (controller, id)
+}
+
+fn assignment(controller: &ControllerState, partition: usize) -> PartitionAssignment {
+    controller.image().topic("r").unwrap().partitions[partition].clone()
+}
+
+#[test]
+fn replicas_go_to_distinct_nodes_and_a_factor_above_the_node_count_is_refused() {
+    let (mut controller, _) = three_nodes_with_a_replicated_topic();
+    for partition in 0..6 {
+        let assigned = assignment(&controller, partition);
+        let mut nodes: Vec<NodeId> = assigned.replicas.iter().map(|b| b.node()).collect();
+        nodes.sort();
+        nodes.dedup();
+        assert_eq!(nodes.len(), 3, "three distinct nodes: {assigned:?}");
+        assert_eq!(assigned.isr.len(), 3);
+        assert_eq!(assigned.leader, assigned.replicas[0]);
+    }
+    let (_, reply) = controller.handle(ControllerRequest::CreateTopics {
+        topics: vec![NewTopic {
+            name: "too-many".into(),
+            partitions: Some(1),
+            replication_factor: Some(4),
+            configs: BTreeMap::new(),
+        }],
+        validate_only: false,
+    });
+    let ControllerReply::CreateTopics(results) = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(matches!(
+        results[0],
+        Err(ControllerError::InvalidReplicationFactor(_))
+    ));
+    // New partitions keep the topic's factor.
+    controller.handle(ControllerRequest::CreatePartitions {
+        topics: vec![("r".into(), 7)],
+        validate_only: false,
+    });
+    assert_eq!(assignment(&controller, 6).replicas.len(), 3);
+}
+
+#[test]
+fn fencing_a_leader_elects_the_next_isr_member_and_alter_partition_brings_it_back() {
+    let (mut controller, topic_id) = three_nodes_with_a_replicated_topic();
+    let before = assignment(&controller, 0);
+    let victim = before.leader.node();
+    controller.handle(ControllerRequest::FenceNode { node_id: victim });
+    let after = assignment(&controller, 0);
+    assert_eq!(
+        after.leader, before.replicas[1],
+        "the next replica in the ISR leads"
+    );
+    assert_eq!(after.leader_epoch, before.leader_epoch.next());
+    assert_eq!(after.partition_epoch, before.partition_epoch + 1);
+    assert!(after.isr.iter().all(|broker| broker.node() != victim));
+    assert_eq!(after.isr.len(), 2);
+    // Every partition lost the fenced node from its ISR.
+    for partition in 0..6 {
+        assert!(assignment(&controller, partition)
+            .isr
+            .iter()
+            .all(|broker| broker.node() != victim));
+    }
+
+    let victim_broker = before.leader;
+    let mut wanted = after.isr.clone();
+    wanted.push(victim_broker);
+    let change = |isr: Vec<BrokerId>, leader_epoch, partition_epoch| {
+        ControllerRequest::AlterPartition(IsrChange {
+            topic_id,
+            partition: 0,
+            leader: after.leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        })
+    };
+    // A fenced broker cannot join.
+    let (records, reply) = controller.handle(change(
+        wanted.clone(),
+        after.leader_epoch,
+        after.partition_epoch,
+    ));
+    assert!(records.is_empty());
+    assert!(
+        matches!(
+            reply,
+            ControllerReply::AlterPartition(Err(ControllerError::IneligibleReplica(_)))
+        ),
+        "{reply:?}"
+    );
+    controller.start_node(None, &node_start(victim.0, 1, 99));
+    // A stale view is refused: an older partition epoch, an older leader epoch.
+    let (_, reply) = controller.handle(change(
+        wanted.clone(),
+        after.leader_epoch,
+        after.partition_epoch - 1,
+    ));
+    assert!(
+        matches!(
+            reply,
+            ControllerReply::AlterPartition(Err(ControllerError::InvalidUpdateVersion { .. }))
+        ),
+        "{reply:?}"
+    );
+    let (_, reply) = controller.handle(change(
+        wanted.clone(),
+        before.leader_epoch,
+        after.partition_epoch,
+    ));
+    assert!(
+        matches!(
+            reply,
+            ControllerReply::AlterPartition(Err(ControllerError::FencedLeaderEpoch))
+        ),
+        "{reply:?}"
+    );
+    // The current view is taken; the leader stays, in the same leader epoch.
+    let (records, reply) =
+        controller.handle(change(wanted, after.leader_epoch, after.partition_epoch));
+    assert_eq!(records.len(), 1);
+    let ControllerReply::AlterPartition(Ok(changed)) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(changed.isr.len(), 3);
+    assert_eq!(changed.leader, after.leader);
+    assert_eq!(changed.leader_epoch, after.leader_epoch);
+    assert_eq!(changed.partition_epoch, after.partition_epoch + 1);
+    assert_eq!(assignment(&controller, 0), changed);
+}
+
+#[test]
+fn the_last_isr_member_stays_and_leads_again_when_it_returns() {
+    let (mut controller, _) = three_nodes_with_a_replicated_topic();
+    let before = assignment(&controller, 0);
+    let order: Vec<NodeId> = before.replicas.iter().map(|b| b.node()).collect();
+    controller.handle(ControllerRequest::FenceNode { node_id: order[0] });
+    controller.handle(ControllerRequest::FenceNode { node_id: order[1] });
+    let alone = assignment(&controller, 0);
+    assert_eq!(alone.isr, vec![before.replicas[2]]);
+    assert_eq!(alone.leader, before.replicas[2]);
+    controller.handle(ControllerRequest::FenceNode { node_id: order[2] });
+    let offline = assignment(&controller, 0);
+    assert_eq!(offline.leader, PartitionAssignment::NO_LEADER);
+    assert_eq!(
+        offline.isr,
+        vec![before.replicas[2]],
+        "the last member stays in the ISR"
+    );
+    // A replica out of the ISR coming back does not lead (no unclean election)...
+    controller.start_node(None, &node_start(order[0].0, 1, 100));
+    assert_eq!(
+        assignment(&controller, 0).leader,
+        PartitionAssignment::NO_LEADER
+    );
+    // ...the last ISR member does, in a new epoch.
+    controller.start_node(None, &node_start(order[2].0, 1, 101));
+    let back = assignment(&controller, 0);
+    assert_eq!(back.leader, before.replicas[2]);
+    assert!(back.leader_epoch > offline.leader_epoch);
 }

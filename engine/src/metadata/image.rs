@@ -65,6 +65,36 @@ impl PartitionAssignment {
         }
     }
 
+    /// A new partition on `replicas`, all in sync, led by the first.
+    pub fn replicated(replicas: Vec<BrokerId>) -> PartitionAssignment {
+        PartitionAssignment {
+            isr: replicas.clone(),
+            leader: replicas[0],
+            replicas,
+            leader_epoch: LeaderEpoch::INITIAL,
+            partition_epoch: 0,
+        }
+    }
+
+    /// The leader of a partition that has none (every in-sync replica is fenced).
+    pub const NO_LEADER: BrokerId = BrokerId(-1);
+
+    /// The same replicas with a changed leader and ISR: the leader epoch moves on when the
+    /// leader changes, the partition epoch on every change.
+    pub fn changed(&self, leader: BrokerId, isr: Vec<BrokerId>) -> PartitionAssignment {
+        PartitionAssignment {
+            replicas: self.replicas.clone(),
+            isr,
+            leader,
+            leader_epoch: if leader == self.leader {
+                self.leader_epoch
+            } else {
+                self.leader_epoch.next()
+            },
+            partition_epoch: self.partition_epoch + 1,
+        }
+    }
+
     /// The same partition led by `leader` from the next leader epoch on.
     pub fn moved_to(&self, leader: BrokerId) -> PartitionAssignment {
         PartitionAssignment {

@@ -28,6 +28,76 @@ pub fn spread_leader(nodes: &[(NodeId, u32)], topic: &str, partition: i32) -> Br
     default_leader(node, topic, round, shard_count.max(1))
 }
 
+/// A node as placement sees it: its id, shard count and rack.
+#[derive(Clone, Debug)]
+pub struct PlacementNode {
+    /// The node.
+    pub id: NodeId,
+    /// Its shards (at least one).
+    pub shard_count: u32,
+    /// Its rack, if it has one.
+    pub rack: Option<String>,
+}
+
+/// The replicas of a new partition in a cluster of several nodes, preferred leader first:
+/// the leader where [`spread_leader`] puts it, the others on the nodes that follow the
+/// leader's in id order, preferring racks not used yet (Kafka's rack-aware assignment, in
+/// its simplest form). Each replica sits on the shard of its node that [`default_shard`]
+/// picks, so one topic's replicas spread over the shards too. `factor` must not exceed the
+/// node count.
+pub fn spread_replicas(
+    nodes: &[PlacementNode],
+    topic: &str,
+    partition: i32,
+    factor: usize,
+) -> Vec<BrokerId> {
+    assert!(factor >= 1 && factor <= nodes.len());
+    let counts: Vec<(NodeId, u32)> = nodes
+        .iter()
+        .map(|node| (node.id, node.shard_count))
+        .collect();
+    let leader = spread_leader(&counts, topic, partition);
+    let first = nodes
+        .iter()
+        .position(|node| node.id == leader.node())
+        .expect("the leader is on one of the nodes");
+    let round = (partition as u64 / nodes.len() as u64) as i32;
+    let mut chosen = vec![first];
+    let ring: Vec<usize> = (1..nodes.len())
+        .map(|step| (first + step) % nodes.len())
+        .collect();
+    while chosen.len() < factor {
+        let used_rack = |index: &usize| {
+            nodes[*index].rack.is_some()
+                && chosen
+                    .iter()
+                    .any(|taken| nodes[*taken].rack == nodes[*index].rack)
+        };
+        let next = ring
+            .iter()
+            .copied()
+            .filter(|index| !chosen.contains(index))
+            .find(|index| !used_rack(index))
+            .or_else(|| ring.iter().copied().find(|index| !chosen.contains(index)))
+            .expect("factor is at most the node count");
+        chosen.push(next);
+    }
+    let mut replicas = vec![leader];
+    for index in &chosen[1..] {
+        let node = &nodes[*index];
+        // A different slot per replica, so that a topic's followers do not pile onto the
+        // shard that leads its partitions on that node.
+        let slot = round + chosen.len() as i32;
+        replicas.push(default_leader(
+            node.id,
+            topic,
+            slot,
+            node.shard_count.max(1),
+        ));
+    }
+    replicas
+}
+
 /// The shard [`default_leader`] picks.
 pub fn default_shard(topic: &str, partition: i32, shard_count: u32) -> ShardId {
     assert!(shard_count > 0 && partition >= 0);
@@ -74,6 +144,52 @@ mod tests {
         };
         assert_eq!((per_node(1), per_node(2), per_node(3)), (200, 200, 200));
         assert_eq!(per_broker.len(), 5, "every shard of every node leads some");
+    }
+
+    #[test]
+    fn replicas_go_to_distinct_nodes_and_racks() {
+        let node = |id: i32, shards: u32, rack: &str| PlacementNode {
+            id: NodeId(id),
+            shard_count: shards,
+            rack: Some(rack.to_string()),
+        };
+        let nodes = [
+            node(1, 2, "a"),
+            node(2, 1, "a"),
+            node(3, 2, "b"),
+            node(4, 1, "b"),
+        ];
+        let mut leaders = std::collections::BTreeMap::new();
+        for partition in 0..400 {
+            let replicas = spread_replicas(&nodes, "events", partition, 2);
+            assert_eq!(
+                replicas[0],
+                spread_leader(
+                    &[
+                        (NodeId(1), 2),
+                        (NodeId(2), 1),
+                        (NodeId(3), 2),
+                        (NodeId(4), 1)
+                    ],
+                    "events",
+                    partition
+                )
+            );
+            assert_ne!(replicas[0].node(), replicas[1].node());
+            let rack = |broker: BrokerId| if broker.node().0 <= 2 { "a" } else { "b" };
+            assert_ne!(
+                rack(replicas[0]),
+                rack(replicas[1]),
+                "two racks, two replicas"
+            );
+            *leaders.entry(replicas[0].node()).or_insert(0) += 1;
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![100; 4]);
+        let three = spread_replicas(&nodes[..3], "t", 0, 3);
+        let mut distinct: Vec<_> = three.iter().map(|broker| broker.node()).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3);
     }
 
     #[test]

@@ -43,6 +43,28 @@ pub enum PartitionError {
         /// The high watermark then.
         high_watermark: spate_storage::Offset,
     },
+    /// An acks=all produce while the ISR is smaller than `min.insync.replicas`
+    /// (NOT_ENOUGH_REPLICAS, retriable): nothing was appended.
+    #[error("the ISR has {isr} replicas, fewer than min.insync.replicas {min_insync}")]
+    NotEnoughReplicas {
+        /// The ISR's size.
+        isr: usize,
+        /// `min.insync.replicas`.
+        min_insync: usize,
+    },
+    /// An acks=all produce appended, after which the ISR shrank below
+    /// `min.insync.replicas` (NOT_ENOUGH_REPLICAS_AFTER_APPEND, retriable).
+    #[error("the ISR shrank to {isr} replicas, fewer than min.insync.replicas {min_insync}, after the append")]
+    NotEnoughReplicasAfterAppend {
+        /// The ISR's size.
+        isr: usize,
+        /// `min.insync.replicas`.
+        min_insync: usize,
+    },
+    /// An acks=all produce not acknowledged within the request's timeout
+    /// (REQUEST_TIMED_OUT): it was appended, and may still become visible.
+    #[error("not replicated to the in-sync replicas within the timeout")]
+    RequestTimedOut,
     /// A Produce's `acks` is not -1, 0 or 1 (INVALID_REQUIRED_ACKS).
     #[error("acks must be -1, 0 or 1, not {0}")]
     InvalidRequiredAcks(i16),

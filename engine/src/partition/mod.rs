@@ -25,5 +25,5 @@ pub use error::PartitionError;
 pub use ids::{
     BrokerId, LeaderEpoch, NodeId, ProducerId, ShardId, TopicPartition, MAX_SHARDS_PER_NODE,
 };
-pub use replica::{Acks, Appended, Isolation, Partition, ProducedBatch, Role};
+pub use replica::{Acks, Appended, Isolation, Partition, ProducedBatch, Role, WantedIsr};
 pub use table::PartitionTable;

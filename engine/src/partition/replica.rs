@@ -5,7 +5,11 @@
 //!
 //! - **log start**: the first offset still in the log (retention and DeleteRecords move it);
 //! - **high watermark**: what every in-sync replica has made durable, the most consumers may
-//!   read. On one node the ISR is this replica alone, so it is the log's durable end;
+//!   read. A leader computes it from its own durable end and the positions its followers
+//!   report in their fetches ([`Partition::follower_fetched`]); it advances only while the
+//!   ISR has at least `min.insync.replicas` members (KIP-966) and never goes back. A follower
+//!   takes the leader's, capped at its own durable end. With the ISR this replica alone (a
+//!   one-node cluster), it is the log's durable end;
 //! - **last stable offset**: the most `read_committed` consumers may read; the high watermark
 //!   until transactions exist;
 //! - **log end**: the next offset to assign (appended, maybe not durable yet).
@@ -32,8 +36,12 @@ use crate::notify::Notify;
 pub enum Role {
     /// This replica leads: it takes produces and serves fetches.
     Leader {
+        /// Every replica, this one included.
+        replicas: Vec<BrokerId>,
         /// The in-sync replicas, this one included.
         isr: Vec<BrokerId>,
+        /// The partition epoch of this view (the precondition of an ISR change).
+        partition_epoch: i32,
     },
     /// This replica copies the leader's log.
     Follower {
@@ -97,6 +105,11 @@ pub enum Isolation {
     ReadUncommitted,
     /// Everything below the last stable offset.
     ReadCommitted,
+    /// Everything durable on this replica, above the high watermark too: a leader reading
+    /// its own log (a new group coordinator loading its groups: its log is the partition's
+    /// from now on, and what it holds beyond the high watermark commits as followers catch
+    /// up). Never a client's.
+    LocalDurable,
 }
 
 impl Isolation {
@@ -110,15 +123,87 @@ impl Isolation {
     }
 }
 
+/// A follower's progress as its leader sees it.
+#[derive(Clone, Copy, Debug)]
+struct FollowerProgress {
+    /// The offset of its last fetch: everything below it is durable on the follower (a
+    /// follower fetches on only once its appends are fdatasync'ed).
+    durable_end: Offset,
+    /// When it last fetched from the leader's log end (Kafka's lastCaughtUpTime).
+    caught_up_at: std::time::Instant,
+}
+
+/// An ISR change the leader wants: see [`Partition::follower_fetched`] and
+/// [`Partition::lagging_followers`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WantedIsr {
+    /// The ISR wanted.
+    pub isr: Vec<BrokerId>,
+    /// The leader epoch of the leader that wants it.
+    pub leader_epoch: LeaderEpoch,
+    /// The partition epoch its view was made from.
+    pub partition_epoch: i32,
+}
+
+/// The replication state shared with the log's durable-end listener.
+struct Replication {
+    /// This replica's broker.
+    broker: BrokerId,
+    role: RefCell<Role>,
+    high_watermark: Cell<Offset>,
+    /// `min.insync.replicas`.
+    min_insync: Cell<usize>,
+    /// While leading: what each follower reported.
+    followers: RefCell<std::collections::BTreeMap<BrokerId, FollowerProgress>>,
+    /// An ISR change is on its way to the controller: do not ask again meanwhile.
+    isr_change_pending: Cell<bool>,
+    /// When this replica's current term as leader began: an ISR member not heard from since
+    /// counts as caught up then (Kafka starts every member's lastCaughtUpTime there).
+    term_started: Cell<std::time::Instant>,
+    /// Fired when the high watermark advances (consumers' long polls, acks=all) and when
+    /// the role changes (acks=all waiters recheck that they still lead).
+    high_watermark_advanced: Notify,
+    /// Fired when the local durable end advances (followers' long polls).
+    durable_end_advanced: Notify,
+}
+
+impl Replication {
+    /// After the local durable end or a follower's position moved: the new high watermark,
+    /// if it advanced (a leader's only).
+    fn advance_high_watermark(&self, durable_end: Offset) {
+        let high_watermark = {
+            let role = self.role.borrow();
+            let Role::Leader { isr, .. } = &*role else {
+                return;
+            };
+            if isr.len() < self.min_insync.get() {
+                return;
+            }
+            let followers = self.followers.borrow();
+            let mut high_watermark = durable_end;
+            for broker in isr.iter().filter(|broker| **broker != self.broker) {
+                match followers.get(broker) {
+                    Some(progress) => high_watermark = high_watermark.min(progress.durable_end),
+                    None => return,
+                }
+            }
+            high_watermark
+        };
+        if high_watermark > self.high_watermark.get() {
+            self.high_watermark.set(high_watermark);
+            self.high_watermark_advanced.notify_all();
+        }
+    }
+}
+
 /// See the module docs.
 pub struct Partition {
     key: TopicPartition,
     topic_id: Uuid,
     log: PartitionLog,
-    role: RefCell<Role>,
     leader_epoch: Cell<LeaderEpoch>,
-    /// Shared with the log's durable-end listener, which fires it.
-    high_watermark_advanced: Rc<Notify>,
+    /// Shared with the log's durable-end listener.
+    replication: Rc<Replication>,
     /// When the table last tried to reopen this replica's failed log.
     reopen_attempted: Cell<Option<std::time::Instant>>,
     /// When a request last went through the table to this replica.
@@ -129,23 +214,46 @@ pub struct Partition {
 pub const REOPEN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Partition {
-    /// A replica over an open log.
+    /// Broker `broker`'s replica over an open log.
+    ///
+    /// The high watermark starts at the durable end for a partition with one replica (as a
+    /// one-node broker always did), and at the log start for a replicated one, whose true
+    /// high watermark only the leader's followers can tell: it catches up with their first
+    /// fetches (Kafka keeps a checkpoint for this; Spate does not yet).
     pub fn new(
         key: TopicPartition,
         topic_id: Uuid,
         log: PartitionLog,
+        broker: BrokerId,
         role: Role,
         leader_epoch: LeaderEpoch,
+        min_insync: usize,
     ) -> Partition {
-        let high_watermark_advanced = Rc::new(Notify::default());
-        // On one node the high watermark is the log's durable end: whatever makes it advance
-        // (a group commit of produced batches today, of replicated ones later) wakes the
-        // fetches waiting for new data. With followers, the ISR's fetch positions will move
-        // it instead.
-        let listener = Rc::downgrade(&high_watermark_advanced);
-        log.on_durable_end_advanced(Box::new(move |_durable_end| {
-            if let Some(notify) = listener.upgrade() {
-                notify.notify_all();
+        let alone = matches!(&role, Role::Leader { replicas, .. } if replicas.len() == 1);
+        let start = if alone {
+            log.durable_end_offset()
+        } else {
+            log.log_start_offset()
+        };
+        let replication = Rc::new(Replication {
+            broker,
+            role: RefCell::new(role.clone()),
+            high_watermark: Cell::new(start),
+            min_insync: Cell::new(min_insync),
+            followers: RefCell::new(Default::default()),
+            isr_change_pending: Cell::new(false),
+            term_started: Cell::new(std::time::Instant::now()),
+            high_watermark_advanced: Notify::default(),
+            durable_end_advanced: Notify::default(),
+        });
+        // Whatever makes the durable end advance (a group commit of produced or replicated
+        // batches) wakes the followers waiting for new data, and moves a leader's high
+        // watermark, which wakes the consumers.
+        let listener = Rc::downgrade(&replication);
+        log.on_durable_end_advanced(Box::new(move |durable_end| {
+            if let Some(replication) = listener.upgrade() {
+                replication.durable_end_advanced.notify_all();
+                replication.advance_high_watermark(durable_end);
             }
         }));
         if matches!(role, Role::Leader { .. }) {
@@ -155,9 +263,8 @@ impl Partition {
             key,
             topic_id,
             log,
-            role: RefCell::new(role),
             leader_epoch: Cell::new(leader_epoch),
-            high_watermark_advanced,
+            replication,
             reopen_attempted: Cell::new(None),
             last_used: Cell::new(std::time::Instant::now()),
         }
@@ -215,17 +322,34 @@ impl Partition {
 
     /// Whether this replica leads.
     pub fn is_leader(&self) -> bool {
-        matches!(*self.role.borrow(), Role::Leader { .. })
+        matches!(*self.replication.role.borrow(), Role::Leader { .. })
     }
 
-    /// Takes the role and epoch the controller decided.
-    pub fn set_role(&self, role: Role, leader_epoch: LeaderEpoch) {
+    /// The role the controller gave this replica.
+    pub fn role(&self) -> Role {
+        self.replication.role.borrow().clone()
+    }
+
+    /// Takes the role and epoch the controller decided, and `min.insync.replicas`.
+    pub fn set_role(&self, role: Role, leader_epoch: LeaderEpoch, min_insync: usize) {
+        let replication = &self.replication;
+        let was_leading_epoch = self.is_leader().then(|| self.leader_epoch.get());
         if matches!(role, Role::Leader { .. }) {
             // Kafka starts a leader's epoch at its log end when it takes over.
             self.log.assign_leader_epoch(leader_epoch.0);
+            if was_leading_epoch != Some(leader_epoch) {
+                // A new term: what followers reported to an earlier one counts no more.
+                replication.followers.borrow_mut().clear();
+                replication.term_started.set(std::time::Instant::now());
+            }
         }
-        *self.role.borrow_mut() = role;
+        *replication.role.borrow_mut() = role;
         self.leader_epoch.set(leader_epoch);
+        replication.min_insync.set(min_insync.max(1));
+        replication.isr_change_pending.set(false);
+        replication.advance_high_watermark(self.log.durable_end_offset());
+        // acks=all waiters recheck their leadership.
+        replication.high_watermark_advanced.notify_all();
     }
 
     /// Checks a client's `current_leader_epoch` (-1: the client does not know it).
@@ -248,9 +372,13 @@ impl Partition {
         self.log.log_end_offset()
     }
 
-    /// The most consumers may read: durable on every in-sync replica. On one node, the ISR is
-    /// this replica, so it is the log's durable end.
+    /// The most consumers may read: durable on every in-sync replica (see the module docs).
     pub fn high_watermark(&self) -> Offset {
+        self.replication.high_watermark.get()
+    }
+
+    /// The log's durable end: the most a follower may copy from this leader.
+    pub fn durable_end_offset(&self) -> Offset {
         self.log.durable_end_offset()
     }
 
@@ -264,7 +392,158 @@ impl Partition {
     /// [`Notify::generation`] before reading, and wait for the next one with
     /// [`crate::notify::any`], so that nothing that becomes visible meanwhile is missed.
     pub fn high_watermark_events(&self) -> &Notify {
-        &self.high_watermark_advanced
+        &self.replication.high_watermark_advanced
+    }
+
+    /// Fired each time the log's durable end advances: followers' long polls wait on it.
+    pub fn durable_end_events(&self) -> &Notify {
+        &self.replication.durable_end_advanced
+    }
+
+    /// NOT_ENOUGH_REPLICAS for an acks=all produce while the ISR is smaller than
+    /// `min.insync.replicas` (checked before appending, as Kafka does).
+    pub fn check_enough_replicas(&self) -> Result<(), PartitionError> {
+        let replication = &self.replication;
+        if let Role::Leader { isr, .. } = &*replication.role.borrow() {
+            if isr.len() < replication.min_insync.get() {
+                return Err(PartitionError::NotEnoughReplicas {
+                    isr: isr.len(),
+                    min_insync: replication.min_insync.get(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A follower's fetch from `fetch_offset` (everything below it is durable there): its
+    /// progress moves the high watermark. Returns the ISR this leader wants if the follower
+    /// is out of the ISR and has caught up with the high watermark and this leader's term
+    /// (Kafka's rule for joining), and no change is pending already.
+    pub fn follower_fetched(&self, follower: BrokerId, fetch_offset: Offset) -> Option<WantedIsr> {
+        let replication = &self.replication;
+        let mut wanted = self.isr_view()?;
+        let in_isr = wanted.isr.contains(&follower);
+        wanted.isr.push(follower);
+        let now = std::time::Instant::now();
+        let log_end = self.log.log_end_offset();
+        {
+            let mut followers = replication.followers.borrow_mut();
+            // Kafka's grace: a follower is first seen as caught up when its leader starts
+            // hearing from it, so a new term does not shrink the ISR before it could fetch.
+            let progress = followers.entry(follower).or_insert(FollowerProgress {
+                durable_end: fetch_offset,
+                caught_up_at: now,
+            });
+            progress.durable_end = fetch_offset;
+            if fetch_offset >= log_end {
+                progress.caught_up_at = now;
+            }
+        }
+        replication.advance_high_watermark(self.log.durable_end_offset());
+        let term_start = self
+            .log
+            .leader_epochs()
+            .last()
+            .map_or(Offset(0), |entry| entry.start_offset);
+        let joins = !in_isr
+            && fetch_offset >= self.high_watermark()
+            && fetch_offset >= term_start
+            && !replication.isr_change_pending.replace(true);
+        joins.then_some(wanted)
+    }
+
+    /// The ISR this leader wants without the followers that have not caught up with its log
+    /// end within `lag_max` (Kafka's replica.lag.time.max.ms), if any is in the ISR and no
+    /// change is pending already.
+    pub fn lagging_followers(&self, lag_max: std::time::Duration) -> Option<WantedIsr> {
+        let replication = &self.replication;
+        let mut wanted = self.isr_view()?;
+        let now = std::time::Instant::now();
+        let followers = replication.followers.borrow();
+        let keep: Vec<BrokerId> = wanted
+            .isr
+            .iter()
+            .copied()
+            .filter(|broker| {
+                *broker == replication.broker
+                    || now.duration_since(
+                        followers
+                            .get(broker)
+                            .map_or(replication.term_started.get(), |progress| {
+                                progress.caught_up_at
+                            }),
+                    ) <= lag_max
+            })
+            .collect();
+        if keep.len() == wanted.isr.len() || replication.isr_change_pending.replace(true) {
+            return None;
+        }
+        wanted.isr = keep;
+        Some(wanted)
+    }
+
+    /// This leader's ISR, leader epoch and partition epoch: the base of an ISR change.
+    fn isr_view(&self) -> Option<WantedIsr> {
+        match &*self.replication.role.borrow() {
+            Role::Leader {
+                isr,
+                partition_epoch,
+                ..
+            } => Some(WantedIsr {
+                isr: isr.clone(),
+                leader_epoch: self.leader_epoch.get(),
+                partition_epoch: *partition_epoch,
+            }),
+            Role::Follower { .. } => None,
+        }
+    }
+
+    /// A changed `min.insync.replicas`.
+    pub fn set_min_insync(&self, min_insync: usize) {
+        self.replication.min_insync.set(min_insync.max(1));
+        self.replication
+            .advance_high_watermark(self.log.durable_end_offset());
+    }
+
+    /// The ISR change asked for has been answered (taken or refused): another may be asked.
+    pub fn isr_change_done(&self) {
+        self.replication.isr_change_pending.set(false);
+    }
+
+    /// A follower's new high watermark from its leader's answer, capped at what it holds.
+    pub fn follow_high_watermark(&self, leader_high_watermark: Offset) {
+        let replication = &self.replication;
+        let capped = leader_high_watermark.min(self.log.durable_end_offset());
+        if capped > replication.high_watermark.get() {
+            replication.high_watermark.set(capped);
+            replication.high_watermark_advanced.notify_all();
+        }
+    }
+
+    /// Appends batches fetched from the leader, as they are (see
+    /// `PartitionLog::append_replicated`); refused while leading.
+    pub fn append_replicated(&self, records: &[u8]) -> Result<Appended, PartitionError> {
+        if self.is_leader() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        let appended = self.log.append_replicated(records)?;
+        Ok(Appended {
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            log_append_time_ms: None,
+            duplicate: false,
+            appended_bytes: records.len(),
+            in_place: false,
+        })
+    }
+
+    /// The epoch of the last batch in the log (-1 for none): a follower's
+    /// `last_fetched_epoch`.
+    pub fn last_epoch(&self) -> i32 {
+        self.log
+            .leader_epochs()
+            .last()
+            .map_or(-1, |entry| entry.epoch)
     }
 
     /// Where a batch of `batch_bytes` would start in its first disk block if appended now:
@@ -298,17 +577,57 @@ impl Partition {
     }
 
     /// Resolves when the producer of `appended` may be answered for its acks level. Every
-    /// level waits until the batch is durable: acks=1 shares the group commit with acks=all,
-    /// which on one node is the same point (the ISR is this replica). A retried duplicate is
-    /// answered once its original is durable (it may be in the same group commit).
+    /// level waits until the batch is durable here: acks=1 shares the group commit with
+    /// acks=all. acks=all then waits for the high watermark to pass the batch: durable on
+    /// every in-sync replica (on one node, the same point). A retried duplicate is answered
+    /// once its original is. Leadership lost meanwhile (a new epoch) answers
+    /// NOT_LEADER_OR_FOLLOWER: the batch may be truncated by the new leader.
     pub async fn wait_acknowledged(
         &self,
         appended: &Appended,
-        _acks: Acks,
+        acks: Acks,
     ) -> Result<(), PartitionError> {
-        // Fetches are woken by the log's durable-end listener (see `new`), not here.
-        self.log.wait_durable(appended.last_offset).await?;
-        Ok(())
+        let epoch = self.leader_epoch.get();
+        let still_leading = || {
+            if self.is_leader() && self.leader_epoch.get() == epoch {
+                Ok(())
+            } else {
+                Err(PartitionError::NotLeaderOrFollower)
+            }
+        };
+        // Leadership lost while the group commit runs fails the wait too: a truncation by
+        // the new term may take the batch away, and its durable wait with it.
+        let lost = async {
+            loop {
+                let events = self.high_watermark_events();
+                let generation = events.generation();
+                still_leading()?;
+                crate::notify::any(std::iter::once((events, generation))).await;
+            }
+        };
+        let durable = async {
+            // Fetches are woken by the log's durable-end listener (see `new`), not here.
+            self.log.wait_durable(appended.last_offset).await?;
+            Ok::<(), PartitionError>(())
+        };
+        futures_lite::future::or(durable, lost).await?;
+        if acks != Acks::All {
+            return Ok(());
+        }
+        loop {
+            let events = self.high_watermark_events();
+            let generation = events.generation();
+            still_leading()?;
+            if self.high_watermark() > appended.last_offset {
+                return Ok(());
+            }
+            if let Err(PartitionError::NotEnoughReplicas { isr, min_insync }) =
+                self.check_enough_replicas()
+            {
+                return Err(PartitionError::NotEnoughReplicasAfterAppend { isr, min_insync });
+            }
+            crate::notify::any(std::iter::once((events, generation))).await;
+        }
     }
 
     /// Whole batches from the one holding `fetch_offset`, below the high watermark (or the
@@ -323,12 +642,60 @@ impl Partition {
         let upper_bound = match isolation {
             Isolation::ReadUncommitted => self.high_watermark(),
             Isolation::ReadCommitted => self.last_stable_offset(),
+            Isolation::LocalDurable => self.log.durable_end_offset(),
         };
         let records = self
             .log
             .read_records(fetch_offset, max_bytes, upper_bound, mode)
             .await?;
         Ok(records)
+    }
+
+    /// A follower's read: whole batches from `fetch_offset` up to this leader's durable end
+    /// (what it may copy), empty when the follower already has everything durable here.
+    pub async fn read_for_follower(
+        &self,
+        fetch_offset: Offset,
+        max_bytes: usize,
+        mode: ReadMode,
+    ) -> Result<Records, PartitionError> {
+        let durable_end = self.log.durable_end_offset();
+        if fetch_offset >= durable_end && fetch_offset <= self.log.log_end_offset() {
+            return Ok(Records::default());
+        }
+        Ok(self
+            .log
+            .read_records(fetch_offset, max_bytes, durable_end, mode)
+            .await?)
+    }
+
+    /// A follower's truncation after its leader answered with a diverging epoch (or the
+    /// leader's log starts past this one's end): the log ends at `offset`, and the high
+    /// watermark no further.
+    pub async fn truncate_to(&self, offset: Offset) -> Result<(), PartitionError> {
+        if offset < self.log.log_start_offset() {
+            self.log.truncate_fully_and_start_at(offset).await?;
+        } else {
+            self.log.truncate_to(offset).await?;
+        }
+        let end = self.log.log_end_offset();
+        if self.replication.high_watermark.get() > end {
+            self.replication.high_watermark.set(end);
+        }
+        Ok(())
+    }
+
+    /// A follower's log restarted at `offset` (the leader's log start is past this one's
+    /// end, as after the leader's retention).
+    pub async fn restart_at(&self, offset: Offset) -> Result<(), PartitionError> {
+        self.log.truncate_fully_and_start_at(offset).await?;
+        self.replication.high_watermark.set(offset);
+        Ok(())
+    }
+
+    /// Whether `broker` is one of this leader's replicas.
+    pub fn has_replica(&self, broker: BrokerId) -> bool {
+        matches!(&*self.replication.role.borrow(), Role::Leader { replicas, .. } if replicas.contains(&broker))
     }
 
     /// ListOffsets by timestamp: the first record at or after `timestamp_ms`.

@@ -109,6 +109,16 @@ impl PartitionTable {
         Ok(replica)
     }
 
+    /// This shard's replica of a partition it hosts, whatever its role: a follower's fetch
+    /// session appends to it. Opens the log on first use.
+    pub async fn replica_of(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Rc<Partition>, PartitionError> {
+        self.hosted(topic, partition).await
+    }
+
     /// The replica if it is open already (no I/O), whatever its role.
     pub fn open_replica(&self, topic: &str, partition: i32) -> Option<Rc<Partition>> {
         let image = self.image.borrow();
@@ -225,8 +235,10 @@ impl PartitionTable {
             key,
             topic.id,
             log,
+            self.broker,
             self.role_in(assignment),
             assignment.leader_epoch,
+            self.min_insync(&topic.configs),
         ))
     }
 
@@ -249,10 +261,19 @@ impl PartitionTable {
         Ok((topic.clone(), assignment.clone()))
     }
 
+    /// A topic's `min.insync.replicas`.
+    fn min_insync(&self, configs: &std::collections::BTreeMap<String, String>) -> usize {
+        crate::topic_config::effective(configs, "min.insync.replicas", &self.config)
+            .parse()
+            .unwrap_or(1)
+    }
+
     fn role_in(&self, assignment: &PartitionAssignment) -> Role {
         if assignment.leader == self.broker {
             Role::Leader {
+                replicas: assignment.replicas.clone(),
                 isr: assignment.isr.clone(),
+                partition_epoch: assignment.partition_epoch,
             }
         } else {
             Role::Follower {
@@ -298,7 +319,9 @@ impl PartitionTable {
                 } => retirements.extend(self.change_partition(*topic_id, *partition, assignment)),
                 MetadataRecord::TopicConfigs { topic_id, configs } => {
                     let wanted = log_config(configs, &self.config);
+                    let min_insync = self.min_insync(configs);
                     for replica in self.open_of(*topic_id) {
+                        replica.set_min_insync(min_insync);
                         if replica.log().config() != wanted {
                             if let Err(error) = replica.log().set_config(wanted) {
                                 tracing::warn!(partition = %replica.key(), %error, "cannot apply topic configs");
@@ -353,10 +376,18 @@ impl PartitionTable {
         partition: i32,
         assignment: &PartitionAssignment,
     ) -> Option<Retirement> {
-        let name = self.image.borrow().topic_by_id(topic_id)?.name.clone();
+        let (name, min_insync) = {
+            let image = self.image.borrow();
+            let topic = image.topic_by_id(topic_id)?;
+            (topic.name.clone(), self.min_insync(&topic.configs))
+        };
         let replica = self.open_replica(&name, partition)?;
         if assignment.replicas.contains(&self.broker) {
-            replica.set_role(self.role_in(assignment), assignment.leader_epoch);
+            replica.set_role(
+                self.role_in(assignment),
+                assignment.leader_epoch,
+                min_insync,
+            );
             return None;
         }
         let mut open = self.open.borrow_mut();

@@ -1,0 +1,393 @@
+//! A follower shard's fetch sessions: how replicas copy their leaders' logs (Kafka's
+//! `ReplicaFetcherThread`, one per follower shard and leader broker).
+//!
+//! [`spawn`] starts a supervisor on each shard of a cluster node. Whenever the shard's image
+//! names partitions it follows, it makes sure a session runs for each leader broker they
+//! follow. A session ([`session`]) loops: it builds one Fetch request (v12, with this
+//! shard's broker id as `replica_id`) over all the partitions it follows from that leader,
+//! each from its durable end with the epoch of its last batch, sends it on its own
+//! connection, and applies the answer:
+//! - batches are appended as they are (`Partition::append_replicated`: CRC and offsets
+//!   checked), and the session waits for their group commit before it fetches again, so
+//!   that the position its next fetch reports is durable here: "acknowledged" means
+//!   fdatasync'ed on every in-sync replica;
+//! - a diverging epoch truncates the log where it leaves the leader's (Kafka's rules in
+//!   `AbstractFetcherThread.truncateOnFetchResponse`), a leader log that starts past this
+//!   one's end restarts it there;
+//! - the leader's high watermark becomes this replica's, capped at what it holds;
+//! - leadership errors wait for the next image, other errors back off and retry.
+//!
+//! A session ends when its leader no longer leads anything this shard follows; the
+//! supervisor starts a new one when that changes again.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use spate_net::async_client::{BrokerConnection, ClientOptions};
+use spate_storage::Offset;
+
+use crate::metadata::image::MetadataImage;
+use crate::partition::{BrokerId, LeaderEpoch, Partition};
+use crate::shard::Shard;
+
+/// How long the leader may hold a fetch that finds nothing new (replica.fetch.wait.max.ms).
+const FETCH_WAIT: Duration = Duration::from_millis(500);
+/// Most bytes per partition and per response (replica.fetch.max.bytes and
+/// replica.fetch.response.max.bytes).
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const RESPONSE_MAX_BYTES: i32 = 10 << 20;
+/// The pause after an error, and how often the supervisor looks at the image.
+const BACKOFF: Duration = Duration::from_millis(100);
+/// Fetch v12: the last version before topic ids, with `last_fetched_epoch` (KIP-595) for
+/// divergence. Kafka's own followers use v15+ (`ReplicaState`), which needs topic ids; the
+/// broker serves up to v12 for now.
+const FETCH_VERSION: i16 = 12;
+/// Answers that mean "the leadership moved": wait for the image to follow.
+const LEADERSHIP_MOVED: [i16; 4] = [6, 74, 75, 3];
+/// OFFSET_OUT_OF_RANGE.
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+
+/// Starts the supervisor of this shard's fetch sessions (cluster nodes only).
+pub fn spawn(shard: &Rc<Shard>) {
+    glommio::spawn_local(supervise(shard.clone())).detach();
+}
+
+async fn supervise(shard: Rc<Shard>) {
+    let running: Rc<RefCell<HashSet<BrokerId>>> = Rc::default();
+    while !shard.node.is_shutting_down() {
+        let image = shard.partitions.image();
+        for leader in followed(&image, shard.broker_id()).into_keys() {
+            if running.borrow_mut().insert(leader) {
+                tracing::info!(leader = %leader, "starting a follower fetch session");
+                let running = running.clone();
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    session(&shard, leader).await;
+                    running.borrow_mut().remove(&leader);
+                })
+                .detach();
+            }
+        }
+        glommio::timer::sleep(BACKOFF).await;
+    }
+}
+
+/// A partition this shard follows: its topic, index and the leader epoch of the image.
+#[derive(Clone, Debug)]
+struct Followed {
+    topic: String,
+    partition: i32,
+    leader_epoch: LeaderEpoch,
+}
+
+/// Per leader broker, the partitions `me` follows from it.
+fn followed(image: &MetadataImage, me: BrokerId) -> BTreeMap<BrokerId, Vec<Followed>> {
+    let mut by_leader: BTreeMap<BrokerId, Vec<Followed>> = BTreeMap::new();
+    for topic in image.topics() {
+        for (index, assignment) in topic.partitions.iter().enumerate() {
+            if assignment.leader == me
+                || assignment.leader.0 < 0
+                || !assignment.replicas.contains(&me)
+            {
+                continue;
+            }
+            by_leader
+                .entry(assignment.leader)
+                .or_default()
+                .push(Followed {
+                    topic: topic.name.clone(),
+                    partition: index as i32,
+                    leader_epoch: assignment.leader_epoch,
+                });
+        }
+    }
+    by_leader
+}
+
+/// One follower replica in a fetch round.
+struct Fetching {
+    followed: Followed,
+    replica: Rc<Partition>,
+    fetch_offset: Offset,
+}
+
+/// Copies every partition this shard follows from `leader` until there is none.
+async fn session(shard: &Rc<Shard>, leader: BrokerId) {
+    let mut connection: Option<BrokerConnection<glommio::net::TcpStream>> = None;
+    while !shard.node.is_shutting_down() {
+        let image = shard.partitions.image();
+        let Some(partitions) = followed(&image, shard.broker_id()).remove(&leader) else {
+            return;
+        };
+        let Some(address) = image
+            .broker(leader)
+            .filter(|broker| !broker.fenced)
+            .map(|broker| format!("{}:{}", broker.host, broker.port))
+        else {
+            glommio::timer::sleep(BACKOFF).await;
+            continue;
+        };
+        let round = match prepare(shard, partitions).await {
+            Some(round) => round,
+            None => {
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        if connection
+            .as_ref()
+            .is_none_or(|open| open.is_broken() || open.broker() != address)
+        {
+            connection = match connect(&address).await {
+                Ok(open) => Some(open),
+                Err(error) => {
+                    tracing::debug!(%leader, %address, %error, "cannot reach the leader");
+                    glommio::timer::sleep(BACKOFF).await;
+                    continue;
+                }
+            };
+        }
+        let open = connection.as_mut().expect("connected above");
+        let request = fetch_request(shard.broker_id(), &round);
+        let response = open
+            .call_holding(FETCH_VERSION..=FETCH_VERSION, &request, FETCH_WAIT)
+            .await;
+        let response = match response {
+            Ok((_, response)) if response.error_code == 0 => response,
+            Ok((_, response)) => {
+                tracing::debug!(%leader, code = response.error_code, "fetch refused");
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(%leader, %address, %error, "fetch failed");
+                connection = None;
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let mut answers = BTreeMap::new();
+        for topic in response.responses {
+            for answer in topic.partitions {
+                answers.insert((topic.topic.0.to_string(), answer.partition_index), answer);
+            }
+        }
+        let mut back_off = false;
+        let mut appended = Vec::new();
+        for fetching in &round {
+            let key = (fetching.followed.topic.clone(), fetching.followed.partition);
+            let Some(answer) = answers.remove(&key) else {
+                continue;
+            };
+            match apply(fetching, answer).await {
+                Applied::Appended(last_offset, high_watermark) => {
+                    appended.push((fetching, last_offset, high_watermark))
+                }
+                Applied::Nothing => {}
+                Applied::BackOff => back_off = true,
+            }
+        }
+        // The next fetch reports these positions: only once they are durable.
+        for (fetching, last_offset, high_watermark) in appended {
+            match fetching.replica.log().wait_durable(last_offset).await {
+                Ok(()) => fetching.replica.follow_high_watermark(high_watermark),
+                Err(error) => {
+                    tracing::warn!(partition = %fetching.replica.key(), %error, "cannot make replicated batches durable");
+                    back_off = true;
+                }
+            }
+        }
+        if back_off {
+            glommio::timer::sleep(BACKOFF).await;
+        }
+    }
+}
+
+/// The replicas of a round, opened (their logs recovered) if need be; `None` if none is
+/// ready.
+async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fetching>> {
+    let mut round = Vec::with_capacity(partitions.len());
+    for followed in partitions {
+        match shard
+            .partitions
+            .replica_of(&followed.topic, followed.partition)
+            .await
+        {
+            Ok(replica) if !replica.is_leader() && !replica.log().failed() => {
+                // A tail appended but not yet durable (a round cut short): wait for it, so
+                // that the position reported is durable and the next batches follow it.
+                let log_end = replica.log_end_offset();
+                if log_end > replica.durable_end_offset() {
+                    let _ = replica.log().wait_durable(Offset(log_end.0 - 1)).await;
+                }
+                let fetch_offset = replica.durable_end_offset();
+                round.push(Fetching {
+                    followed,
+                    replica,
+                    fetch_offset,
+                });
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::debug!(topic = %followed.topic, partition = followed.partition, %error, "cannot open a follower replica");
+            }
+        }
+    }
+    (!round.is_empty()).then_some(round)
+}
+
+async fn connect(address: &str) -> Result<BrokerConnection<glommio::net::TcpStream>, String> {
+    let connecting = async {
+        glommio::net::TcpStream::connect(address)
+            .await
+            .map_err(|error| error.to_string())
+    };
+    let timeout = async {
+        glommio::timer::sleep(Duration::from_secs(5)).await;
+        Err("connect timed out".to_string())
+    };
+    let stream = futures_lite::future::or(connecting, timeout).await?;
+    let _ = stream.set_nodelay(true);
+    let options = ClientOptions {
+        client_id: "spate-replica-fetcher".into(),
+        request_timeout: Duration::from_secs(10),
+        max_response_bytes: RESPONSE_MAX_BYTES as usize + (1 << 20),
+        sleep: Rc::new(|duration| Box::pin(glommio::timer::sleep(duration))),
+    };
+    BrokerConnection::start(stream, address.to_string(), options)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+fn fetch_request(me: BrokerId, round: &[Fetching]) -> FetchRequest {
+    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    for fetching in round {
+        topics.entry(&fetching.followed.topic).or_default().push(
+            FetchPartition::default()
+                .with_partition(fetching.followed.partition)
+                .with_current_leader_epoch(fetching.followed.leader_epoch.0)
+                .with_fetch_offset(fetching.fetch_offset.0)
+                .with_last_fetched_epoch(fetching.replica.last_epoch())
+                .with_log_start_offset(fetching.replica.log_start_offset().0)
+                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+        );
+    }
+    FetchRequest::default()
+        .with_replica_id(WireBrokerId(me.0))
+        .with_max_wait_ms(FETCH_WAIT.as_millis() as i32)
+        .with_min_bytes(1)
+        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    FetchTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect(),
+        )
+}
+
+/// What one partition's answer led to.
+enum Applied {
+    /// Batches appended up to this last offset; the leader's high watermark.
+    Appended(Offset, Offset),
+    /// Nothing to wait for (no new batches, a truncation, the high watermark taken).
+    Nothing,
+    /// An error: pause before the next round.
+    BackOff,
+}
+
+async fn apply(
+    fetching: &Fetching,
+    answer: kafka_protocol::messages::fetch_response::PartitionData,
+) -> Applied {
+    let replica = &fetching.replica;
+    let high_watermark = Offset(answer.high_watermark);
+    match answer.error_code {
+        0 => {}
+        OFFSET_OUT_OF_RANGE if fetching.fetch_offset.0 < answer.log_start_offset => {
+            // The leader's log starts past ours (retention, DeleteRecords): start there.
+            let start = Offset(answer.log_start_offset);
+            tracing::info!(partition = %replica.key(), %start, "the leader's log starts past this replica's end: restarting the log there");
+            return match replica.restart_at(start).await {
+                Ok(()) => Applied::Nothing,
+                Err(error) => {
+                    tracing::warn!(partition = %replica.key(), %error, "cannot restart the log");
+                    Applied::BackOff
+                }
+            };
+        }
+        OFFSET_OUT_OF_RANGE
+            if answer.high_watermark >= 0 && fetching.fetch_offset > high_watermark =>
+        {
+            // This log runs past the leader's (a leader that lost an unacknowledged tail
+            // this replica has): everything up to the leader's high watermark is on both.
+            tracing::info!(partition = %replica.key(), offset = %high_watermark, "this replica's log runs past the leader's: truncating to its high watermark");
+            return match replica.truncate_to(high_watermark).await {
+                Ok(()) => Applied::Nothing,
+                Err(error) => {
+                    tracing::warn!(partition = %replica.key(), %error, "cannot truncate");
+                    Applied::BackOff
+                }
+            };
+        }
+        code if LEADERSHIP_MOVED.contains(&code) => return Applied::BackOff,
+        code => {
+            tracing::debug!(partition = %replica.key(), code, "the leader refused a partition's fetch");
+            return Applied::BackOff;
+        }
+    }
+    if answer.diverging_epoch.epoch >= 0 || answer.diverging_epoch.end_offset >= 0 {
+        let target = truncation_offset(
+            replica,
+            answer.diverging_epoch.epoch,
+            answer.diverging_epoch.end_offset,
+        );
+        tracing::info!(partition = %replica.key(), offset = %target, leader_epoch = answer.diverging_epoch.epoch, "the log diverges from the leader's: truncating");
+        return match replica.truncate_to(target).await {
+            Ok(()) => Applied::Nothing,
+            Err(error) => {
+                tracing::warn!(partition = %replica.key(), %error, "cannot truncate");
+                Applied::BackOff
+            }
+        };
+    }
+    let records: Bytes = answer.records.unwrap_or_default();
+    if records.is_empty() {
+        replica.follow_high_watermark(high_watermark);
+        return Applied::Nothing;
+    }
+    match replica.append_replicated(&records) {
+        Ok(appended) => Applied::Appended(appended.last_offset, high_watermark),
+        Err(error) => {
+            tracing::warn!(partition = %replica.key(), %error, "cannot append the leader's batches");
+            Applied::BackOff
+        }
+    }
+}
+
+/// Where a follower truncates after the leader answered that its log diverges at
+/// (`epoch`, `end_offset`): Kafka's rule. An undefined epoch truncates to the high
+/// watermark; an epoch this replica does not have truncates to the end of the largest one it
+/// has below it (the next fetch checks again from there); otherwise to the smaller of both
+/// ends of that epoch.
+fn truncation_offset(replica: &Partition, epoch: i32, end_offset: i64) -> Offset {
+    if epoch < 0 || end_offset < 0 {
+        return replica.high_watermark();
+    }
+    match replica.end_offset_for_epoch(LeaderEpoch(epoch)) {
+        Some((ours, our_end)) if ours.0 == epoch => our_end.min(Offset(end_offset)),
+        Some((_, our_end)) => our_end,
+        None => replica.high_watermark(),
+    }
+}

@@ -1,0 +1,220 @@
+//! A cluster of real `spate serve` processes on loopback for the cluster tests: nodes
+//! 1..=count, each a voter of `--controller-quorum-voters` with one shard, observed the way an
+//! operator would (DescribeQuorum, the `spate` CLI).
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{free_port_range, Broker};
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::describe_quorum_response;
+use kafka_protocol::messages::{DescribeQuorumRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+/// Election timeout given to the nodes: short, so that the tests are quick, and still many
+/// heartbeats long.
+pub const ELECTION_TIMEOUT_MS: &str = "300";
+/// How long a test waits for the quorum to reach a state.
+pub const WAIT: Duration = Duration::from_secs(30);
+/// NOT_LEADER_OR_FOLLOWER.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+pub struct Cluster {
+    pub nodes: Vec<Broker>,
+    /// Node n's controller port is `controller_base + n - 1`.
+    pub controller_base: u16,
+}
+
+/// What one node says about the quorum.
+#[derive(Debug)]
+pub struct View {
+    pub leader: i32,
+    pub epoch: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub voters: Vec<(i32, i64)>,
+}
+
+impl Cluster {
+    /// Nodes 1..=count, each with one shard and a controller port.
+    pub fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[])
+    }
+
+    /// [`Cluster::start`] with more `spate serve` arguments for every node.
+    pub fn start_with(count: usize, extra_args: &[&str]) -> Cluster {
+        let controller_base = free_port_range(count);
+        let voters = (0..count)
+            .map(|index| format!("{}@127.0.0.1:{}", index + 1, controller_base + index as u16))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (0..count)
+            .map(|index| {
+                let node_id = (index + 1).to_string();
+                let mut args = vec![
+                    "--node-id",
+                    &node_id,
+                    "--controller-quorum-voters",
+                    &voters,
+                    "--controller-quorum-election-timeout-ms",
+                    ELECTION_TIMEOUT_MS,
+                ];
+                args.extend_from_slice(extra_args);
+                Broker::start_with_args(1, &args)
+            })
+            .collect();
+        Cluster {
+            nodes,
+            controller_base,
+        }
+    }
+
+    pub fn node(&mut self, node_id: i32) -> &mut Broker {
+        &mut self.nodes[node_id as usize - 1]
+    }
+
+    /// DescribeQuorum on `node_id`'s Kafka port; `None` if the node does not answer.
+    pub fn view(&self, node_id: i32) -> Option<View> {
+        let broker = &self.nodes[node_id as usize - 1];
+        let mut client =
+            spate_net::client::Client::connect(broker.address(0), Duration::from_secs(2)).ok()?;
+        let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+        let response = client.send(1, &request).ok()?;
+        let partition: describe_quorum_response::PartitionData = response
+            .topics
+            .into_iter()
+            .next()?
+            .partitions
+            .into_iter()
+            .next()?;
+        Some(View {
+            leader: partition.leader_id.0,
+            epoch: partition.leader_epoch,
+            error_code: partition.error_code,
+            high_watermark: partition.high_watermark,
+            voters: partition
+                .current_voters
+                .iter()
+                .map(|voter| (voter.replica_id.0, voter.log_end_offset))
+                .collect(),
+        })
+    }
+
+    /// Waits until a node among `alive` leads in an epoch above `above_epoch`, every node of
+    /// `alive` agrees on it, and the leader sees each of `caught_up` at its high watermark.
+    pub fn wait_for_leader(
+        &self,
+        alive: &[i32],
+        caught_up: &[i32],
+        above_epoch: i32,
+    ) -> (i32, i32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let views: Vec<(i32, Option<View>)> =
+                alive.iter().map(|&node| (node, self.view(node))).collect();
+            if let Some((leader, epoch)) = agreed_leader(&views, caught_up, above_epoch) {
+                return (leader, epoch);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader above epoch {above_epoch} among {alive:?}: {views:#?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| format!("--- node {} ---\n{}", index + 1, node.log()))
+            .collect()
+    }
+}
+
+/// The leader and epoch every view agrees on, if the leader's own view says it leads and
+/// shows each of `caught_up` at its high watermark.
+pub fn agreed_leader(
+    views: &[(i32, Option<View>)],
+    caught_up: &[i32],
+    above_epoch: i32,
+) -> Option<(i32, i32)> {
+    let (_, Some(first)) = views.first()? else {
+        return None;
+    };
+    let (leader, epoch) = (first.leader, first.epoch);
+    if leader < 0 || epoch <= above_epoch {
+        return None;
+    }
+    for (node, view) in views {
+        let view = view.as_ref()?;
+        if (view.leader, view.epoch) != (leader, epoch) {
+            return None;
+        }
+        let expected_error = if *node == leader {
+            0
+        } else {
+            NOT_LEADER_OR_FOLLOWER
+        };
+        if view.error_code != expected_error {
+            return None;
+        }
+        if *node == leader {
+            let all_caught_up = caught_up.iter().all(|member| {
+                view.voters
+                    .iter()
+                    .any(|(id, end)| id == member && *end >= view.high_watermark)
+            });
+            if !all_caught_up || view.voters.len() != 3 {
+                return None;
+            }
+        }
+    }
+    Some((leader, epoch))
+}
+
+/// Runs the `spate` CLI against `node` and returns its standard output.
+pub fn spate(cluster: &Cluster, node: i32, args: &[&str]) -> String {
+    let bootstrap = cluster.nodes[node as usize - 1].address(0).to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(args)
+        .args(["--brokers", &bootstrap])
+        .output()
+        .expect("spate runs");
+    assert!(
+        output.status.success(),
+        "spate {args:?} on node {node} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Waits until `node`'s Metadata lists exactly `expected` brokers.
+pub fn wait_for_brokers(cluster: &Cluster, node: i32, expected: &[i64]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info: serde_json::Value =
+            serde_json::from_str(&spate(cluster, node, &["cluster", "info", "--json"]))
+                .expect("json");
+        let ids: Vec<i64> = info["brokers"]
+            .as_array()
+            .expect("brokers")
+            .iter()
+            .map(|broker| broker["id"].as_i64().expect("id"))
+            .collect();
+        if ids == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {node} lists {ids:?}, not {expected:?}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,467 @@
+//! Replication across real processes: three `spate serve` nodes, a topic with replication
+//! factor 3 and min.insync.replicas=2, an idempotent acks=all producer that retries every
+//! unanswered batch as a Kafka client does, and faults. One verifier checks each scenario:
+//! every acknowledged record is read back exactly once, in the order it was produced, at the
+//! offset its acknowledgement gave, and every replica holds the same batches.
+
+mod cluster_harness;
+mod harness;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cluster_harness::{spate, wait_for_brokers, Cluster, WAIT};
+use harness::{batch, decode_values, fetch};
+use kafka_protocol::messages::InitProducerIdRequest;
+use spate_net::client::Client;
+
+const TOPIC: &str = "orders";
+const PARTITIONS: i32 = 3;
+/// Fencing soon after a kill keeps the tests short; still six heartbeats long.
+const NODE_ARGS: [&str; 4] = [
+    "--broker-session-timeout-ms",
+    "1800",
+    "--broker-heartbeat-interval-ms",
+    "300",
+];
+/// Errors a Kafka producer retries.
+const RETRIABLE: [i16; 8] = [
+    3,  // UNKNOWN_TOPIC_OR_PARTITION
+    5,  // LEADER_NOT_AVAILABLE
+    6,  // NOT_LEADER_OR_FOLLOWER
+    7,  // REQUEST_TIMED_OUT
+    19, // NOT_ENOUGH_REPLICAS
+    20, // NOT_ENOUGH_REPLICAS_AFTER_APPEND
+    74, // FENCED_LEADER_EPOCH
+    75, // UNKNOWN_LEADER_EPOCH
+];
+
+/// An acknowledged record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Acked {
+    offset: i64,
+    value: String,
+}
+
+/// An idempotent producer with one batch in flight, which sends each batch to the
+/// partition's current leader and retries it, unchanged, until it is acknowledged.
+struct Producer {
+    producer_id: i64,
+    sequences: HashMap<i32, i32>,
+    clients: HashMap<SocketAddr, Client>,
+    acked: HashMap<i32, Vec<Acked>>,
+    /// Answers other than success, by error code (-1: no answer).
+    refusals: HashMap<i16, usize>,
+}
+
+impl Producer {
+    fn new(cluster: &Cluster) -> Producer {
+        let mut client = cluster.nodes[0].client(0);
+        let response = client
+            .send(
+                1,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(-1),
+            )
+            .expect("init producer id");
+        assert_eq!(response.error_code, 0);
+        Producer {
+            producer_id: response.producer_id.0,
+            sequences: HashMap::new(),
+            clients: HashMap::new(),
+            acked: HashMap::new(),
+            refusals: HashMap::new(),
+        }
+    }
+
+    /// Produces `value` to `partition` until it is acknowledged (or the test's patience
+    /// runs out).
+    fn send(&mut self, cluster: &Cluster, partition: i32, value: String) {
+        let sequence = *self.sequences.entry(partition).or_insert(0);
+        let records = batch(&[&value], Some((self.producer_id, 0, sequence)));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "{value} never acknowledged ({:?})\n{}",
+                self.refusals,
+                cluster.logs()
+            );
+            let Some(leader) = leader_address(cluster, partition) else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            let client = match self.clients.entry(leader) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    match Client::connect(leader, Duration::from_secs(5)) {
+                        Ok(client) => entry.insert(client),
+                        Err(_) => {
+                            *self.refusals.entry(-1).or_default() += 1;
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let request = acks_all(partition, records.clone(), 5_000);
+            let answer = match client.send(9, &request) {
+                Ok(response) => response.responses[0].partition_responses[0].clone(),
+                Err(_) => {
+                    self.clients.remove(&leader);
+                    *self.refusals.entry(-1).or_default() += 1;
+                    continue;
+                }
+            };
+            match answer.error_code {
+                0 => {
+                    self.sequences.insert(partition, sequence + 1);
+                    self.acked.entry(partition).or_default().push(Acked {
+                        offset: answer.base_offset,
+                        value,
+                    });
+                    return;
+                }
+                code if RETRIABLE.contains(&code) => {
+                    *self.refusals.entry(code).or_default() += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                code => panic!("{value}: error {code} is not retriable\n{}", cluster.logs()),
+            }
+        }
+    }
+
+    /// `count` records, round-robin over the partitions.
+    fn send_many(&mut self, cluster: &Cluster, label: &str, count: usize) {
+        for index in 0..count {
+            let partition = (index as i32) % PARTITIONS;
+            self.send(cluster, partition, format!("{label}-{index}"));
+        }
+    }
+}
+
+/// An acks=all Produce of `records` to `partition` of `TOPIC`.
+fn acks_all(
+    partition: i32,
+    records: bytes::Bytes,
+    timeout_ms: i32,
+) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    kafka_protocol::messages::ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(harness::topic_name(TOPIC))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
+/// The Kafka address of `partition`'s leader, as the first live node that answers says.
+fn leader_address(cluster: &Cluster, partition: i32) -> Option<SocketAddr> {
+    let (_, leader, _) = partition_state(cluster, partition)?;
+    let node = leader / 1024;
+    (leader >= 0).then(|| cluster.nodes[node as usize - 1].address(0))
+}
+
+/// (node answering, leader, ISR) of `partition` from the first node that answers.
+fn partition_state(cluster: &Cluster, partition: i32) -> Option<(usize, i32, Vec<i32>)> {
+    for (index, node) in cluster.nodes.iter().enumerate() {
+        let Ok(mut client) = Client::connect(node.address(0), Duration::from_secs(2)) else {
+            continue;
+        };
+        let request = kafka_protocol::messages::MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(harness::topic_name(TOPIC))),
+            ]))
+            .with_allow_auto_topic_creation(false);
+        let Ok(response) = client.send(12, &request) else {
+            continue;
+        };
+        let found = response
+            .topics
+            .first()?
+            .partitions
+            .iter()
+            .find(|p| p.partition_index == partition)?
+            .clone();
+        return Some((
+            index,
+            found.leader_id.0,
+            found.isr_nodes.iter().map(|id| id.0).collect(),
+        ));
+    }
+    None
+}
+
+/// Waits until every partition has a leader and all three replicas in its ISR.
+fn wait_for_full_isr(cluster: &Cluster) {
+    let deadline = Instant::now() + WAIT;
+    for partition in 0..PARTITIONS {
+        loop {
+            if let Some((_, leader, isr)) = partition_state(cluster, partition) {
+                if leader >= 0 && isr.len() == 3 {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition} never got its full ISR back: {:?}\n{}",
+                partition_state(cluster, partition),
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The verifier: each partition read from its leader holds every acknowledged record exactly
+/// once, in order, at its acknowledged offset (records whose produce was never acknowledged
+/// may be there too, as in Kafka); and every replica's log holds the same batches (`spate log
+/// dump` of each node's segment), once the followers caught up.
+fn verify(cluster: &Cluster, producer: &Producer) {
+    for partition in 0..PARTITIONS {
+        let acked = producer.acked.get(&partition).cloned().unwrap_or_default();
+        let leader = leader_address(cluster, partition).expect("a leader");
+        let mut client = Client::connect(leader, Duration::from_secs(5)).expect("connects");
+        let ours: std::collections::HashSet<&str> =
+            acked.iter().map(|record| record.value.as_str()).collect();
+        let mut read: Vec<Acked> = Vec::new();
+        let mut next = 0;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let response = fetch(&mut client, TOPIC, partition, next, 100);
+            let data = &response.responses[0].partitions[0];
+            assert_eq!(data.error_code, 0, "partition {partition}");
+            let records = decode_values(&data.records.clone().unwrap_or_default());
+            if records.is_empty() && next >= data.high_watermark {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}: reading never ends"
+            );
+            for (offset, value) in records {
+                next = offset + 1;
+                if ours.contains(value.as_str()) {
+                    read.push(Acked { offset, value });
+                }
+            }
+        }
+        assert_eq!(
+            read, acked,
+            "partition {partition}: the acknowledged records are not each read once, in order, at their offsets"
+        );
+        // Every replica ends up with the same batches at the same offsets.
+        let dump = |node: &harness::Broker| -> String {
+            let path = node
+                .data_dir()
+                .join("data")
+                .join(format!("{TOPIC}-{partition}"))
+                .join("00000000000000000000.log");
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+                .args(["log", "dump"])
+                .arg(&path)
+                .output()
+                .expect("spate log dump");
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .filter(|line| line.starts_with("baseOffset"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let dumps: Vec<String> = cluster.nodes.iter().map(dump).collect();
+            if dumps.iter().all(|other| *other == dumps[0]) && !dumps[0].is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}: the replicas differ:\n{}",
+                dumps.join("\n---\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn start_cluster() -> Cluster {
+    let cluster = Cluster::start_with(3, &NODE_ARGS);
+    cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    for node in [1, 2, 3] {
+        wait_for_brokers(&cluster, node, &[1024, 2048, 3072]);
+    }
+    spate(
+        &cluster,
+        1,
+        &[
+            "topic",
+            "create",
+            TOPIC,
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--replication-factor",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    wait_for_full_isr(&cluster);
+    cluster
+}
+
+#[test]
+fn a_leaders_kill_9_under_idempotent_acks_all_load_loses_and_duplicates_nothing() {
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 30);
+
+    let (_, leader, _) = partition_state(&cluster, 0).expect("metadata");
+    let victim = leader / 1024;
+    cluster.node(victim).kill9();
+    // The producer keeps going through the failover: its batches are retried, unchanged,
+    // until a new leader from the ISR acknowledges them.
+    producer.send_many(&cluster, "during", 60);
+    let (_, new_leader, isr) = partition_state(&cluster, 0).expect("metadata");
+    assert_ne!(new_leader / 1024, victim, "the leadership moved");
+    assert!(
+        !isr.contains(&leader),
+        "the dead node left the ISR: {isr:?}"
+    );
+
+    // The killed node returns, catches up and rejoins every ISR.
+    cluster.node(victim).start_again();
+    producer.send_many(&cluster, "after", 30);
+    wait_for_full_isr(&cluster);
+    verify(&cluster, &producer);
+}
+
+#[test]
+fn with_two_of_three_nodes_down_nothing_is_acknowledged_and_nothing_is_lost() {
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 30);
+
+    // Two nodes go: the survivor's partitions keep an ISR of one, below
+    // min.insync.replicas, and the controller quorum has no majority either.
+    cluster.node(2).kill9();
+    cluster.node(3).kill9();
+    let address = cluster.nodes[0].address(0);
+    let mut client = Client::connect(address, Duration::from_secs(5)).expect("connects");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answers = HashMap::new();
+    while Instant::now() < deadline {
+        for partition in 0..PARTITIONS {
+            let request = acks_all(partition, batch(&["never"], None), 1_000);
+            let response = client.send(9, &request).expect("the survivor answers");
+            let code = response.responses[0].partition_responses[0].error_code;
+            assert_ne!(
+                code, 0,
+                "a produce was acknowledged by a lone node (partition {partition})"
+            );
+            *answers.entry(code).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        answers.keys().all(|code| RETRIABLE.contains(code)),
+        "{answers:?}"
+    );
+
+    // They return: nothing acknowledged was lost, and the cluster takes writes again.
+    cluster.node(2).start_again();
+    cluster.node(3).start_again();
+    wait_for_full_isr(&cluster);
+    producer.send_many(&cluster, "after", 30);
+    verify(&cluster, &producer);
+}
+
+/// The committed offsets of `group` for `TOPIC` as `spate group describe` shows them through
+/// `node`, with its coordinator's address; `None` while the group cannot be described.
+fn committed_offsets(cluster: &Cluster, node: usize, group: &str) -> Option<(String, Vec<i64>)> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["group", "describe", group, "--json", "--brokers"])
+        .arg(cluster.nodes[node].address(0).to_string())
+        .output()
+        .ok()?;
+    let Ok(described) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+        eprintln!("describe: {}", String::from_utf8_lossy(&output.stderr));
+        return None;
+    };
+    let coordinator = described["coordinator"].as_str()?.to_string();
+    let offsets = described["offsets"]
+        .as_array()?
+        .iter()
+        .map(|row| row["committed_offset"].as_i64().unwrap_or(-1))
+        .collect();
+    Some((coordinator, offsets))
+}
+
+#[test]
+fn committed_group_offsets_survive_the_loss_of_their_coordinators_node() {
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 30);
+    // __consumer_offsets is replicated on the three nodes (offsets.topic.replication.factor
+    // defaults to min(3, voters)).
+    let described = spate(
+        &cluster,
+        1,
+        &["topic", "describe", "__consumer_offsets", "--json"],
+    );
+    let described: serde_json::Value = serde_json::from_str(&described).expect("json");
+    for partition in described["partitions"].as_array().expect("partitions") {
+        assert_eq!(
+            partition["replicas"].as_array().map(Vec::len),
+            Some(3),
+            "{partition}"
+        );
+    }
+    spate(
+        &cluster,
+        1,
+        &[
+            "group",
+            "reset-offsets",
+            "billing",
+            "--topic",
+            TOPIC,
+            "--to-offset",
+            "7",
+            "--execute",
+        ],
+    );
+    let (coordinator, offsets) = committed_offsets(&cluster, 0, "billing").expect("described");
+    assert_eq!(offsets, vec![7; PARTITIONS as usize]);
+    let victim = cluster
+        .nodes
+        .iter()
+        .position(|node| node.address(0).to_string() == coordinator)
+        .expect("the coordinator is one of the nodes");
+    cluster.nodes[victim].kill9();
+    let survivor = (victim + 1) % 3;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let seen = committed_offsets(&cluster, survivor, "billing");
+        match seen.clone() {
+            Some((moved_to, offsets)) if moved_to != coordinator => {
+                assert_eq!(
+                    offsets,
+                    vec![7; PARTITIONS as usize],
+                    "the committed offsets moved with the coordinator"
+                );
+                break;
+            }
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group never got a new coordinator (last seen {seen:?})\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
