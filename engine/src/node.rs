@@ -49,6 +49,10 @@ impl Drop for RunningShard {
     }
 }
 
+/// How long SIGTERM waits for the controller to move a cluster node's leaderships away
+/// before the node stops anyway (a controller quorum without a majority cannot answer).
+const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// How often shards look for shutdown and do their maintenance (retention, group timers).
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -110,6 +114,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         shard_count: shard_count as u32,
         controller_shard: ShardId(0),
         shutdown: AtomicBool::new(false),
+        controlled_shutdown: Default::default(),
         stats,
         connections: Arc::new(crate::connection_limits::ConnectionLimits::new(
             config.max_connections,
@@ -168,6 +173,20 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "spate is serving"
     );
     wait_for_termination_signal(&RUNNING_SHARDS, shard_count);
+    if node.config.cluster.is_some() {
+        tracing::info!("controlled shutdown: moving this node's partition leaderships away");
+        if node
+            .controlled_shutdown
+            .request_and_wait(CONTROLLED_SHUTDOWN_WAIT)
+        {
+            tracing::info!("controlled shutdown: the controller moved this node's leaderships");
+        } else {
+            tracing::warn!(
+                wait_ms = CONTROLLED_SHUTDOWN_WAIT.as_millis() as u64,
+                "controlled shutdown: the controller did not answer in time; stopping anyway"
+            );
+        }
+    }
     tracing::info!("shutting down: flushing and closing partition logs");
     node.shutdown.store(true, Ordering::Release);
     for handle in handles {

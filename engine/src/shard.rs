@@ -39,6 +39,10 @@ pub struct NodeContext {
     pub controller_shard: ShardId,
     /// Set when SIGINT/SIGTERM arrives; shards poll it and shut down.
     pub shutdown: AtomicBool,
+    /// A cluster node's controlled shutdown (Kafka's): SIGTERM first asks the controller to
+    /// move this node's leaderships and ISR memberships away (see `cluster::member`), and
+    /// the node stops serving once that is done or the wait ran out.
+    pub controlled_shutdown: crate::cluster::member::ControlledShutdown,
     /// Every shard's counters (see `stats`).
     pub stats: Arc<crate::stats::NodeStats>,
     /// max.connections and max.connections.per.ip, over every shard.

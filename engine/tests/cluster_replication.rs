@@ -465,3 +465,33 @@ fn committed_group_offsets_survive_the_loss_of_their_coordinators_node() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_rolling_sigterm_restart_gives_producers_only_retriable_errors_and_loses_nothing() {
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 15);
+    for node in 1..=3 {
+        // SIGTERM is a controlled shutdown: the controller moves the node's leaderships to
+        // other ISR members before it stops, so it leads nothing when it has exited.
+        assert_eq!(
+            cluster.node(node).stop(),
+            Some(0),
+            "clean exit of node {node}"
+        );
+        for partition in 0..PARTITIONS {
+            let (_, leader, isr) = partition_state(&cluster, partition).expect("metadata");
+            assert_ne!(
+                leader / 1024,
+                node,
+                "node {node} still leads partition {partition}"
+            );
+            assert!(isr.iter().all(|broker| broker / 1024 != node), "{isr:?}");
+        }
+        producer.send_many(&cluster, &format!("without-{node}"), 15);
+        cluster.node(node).start_again();
+        wait_for_full_isr(&cluster);
+        producer.send_many(&cluster, &format!("with-{node}"), 15);
+    }
+    verify(&cluster, &producer);
+}

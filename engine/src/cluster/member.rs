@@ -178,7 +178,44 @@ pub async fn announce_start(shard: Rc<Shard>) {
     }
 }
 
-/// Tells the controller every heartbeat interval that this node is alive, until it stops.
+/// A controlled shutdown's progress, shared by the main thread (which asks for it on
+/// SIGTERM and waits) and the controller's shard (whose heartbeat loop carries it out).
+#[derive(Default)]
+pub struct ControlledShutdown {
+    /// 0: not asked; 1: asked; 2: done.
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl ControlledShutdown {
+    /// Asks for it and waits until it is done or `wait` passed; whether it was done.
+    pub fn request_and_wait(&self, wait: Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        self.state.store(1, Ordering::Release);
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if self.state.load(Ordering::Acquire) == 2 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn requested(&self) -> bool {
+        self.state.load(std::sync::atomic::Ordering::Acquire) == 1
+    }
+
+    fn done(&self) {
+        self.state.store(2, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// How often the heartbeat loop looks for a controlled shutdown between heartbeats.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+
+/// Tells the controller every heartbeat interval that this node is alive, until it stops;
+/// on a controlled shutdown, stops heartbeating (a heartbeat would unfence the node) and
+/// asks the controller to fence it now, which moves its leaderships to other ISR members.
 async fn heartbeat(shard: &Rc<Shard>, node_id: NodeId, broker_epoch: i64) {
     let interval = shard
         .node
@@ -199,6 +236,35 @@ async fn heartbeat(shard: &Rc<Shard>, node_id: NodeId, broker_epoch: i64) {
         if let Err(error) = result {
             tracing::debug!(%error, "a heartbeat was not taken");
         }
-        glommio::timer::sleep(interval.saturating_sub(sent.elapsed())).await;
+        while sent.elapsed() < interval && !shard.node.controlled_shutdown.requested() {
+            glommio::timer::sleep(SHUTDOWN_POLL.min(interval.saturating_sub(sent.elapsed()))).await;
+        }
+        if shard.node.controlled_shutdown.requested() {
+            shut_down(shard, node_id, broker_epoch).await;
+            return;
+        }
+    }
+}
+
+/// Asks the controller to fence this node before it stops, until it answers (the main
+/// thread stops waiting after its own deadline).
+async fn shut_down(shard: &Rc<Shard>, node_id: NodeId, broker_epoch: i64) {
+    loop {
+        let result = shard
+            .controller_call(ControllerRequest::ControlledShutdown {
+                node_id,
+                broker_epoch,
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                shard.node.controlled_shutdown.done();
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the controlled shutdown was not taken yet");
+                glommio::timer::sleep(ANNOUNCE_RETRY_INTERVAL).await;
+            }
+        }
     }
 }

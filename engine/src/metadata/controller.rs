@@ -136,6 +136,15 @@ pub enum ControllerRequest {
         /// The node.
         node_id: NodeId,
     },
+    /// A node stopping on SIGTERM (Kafka's controlled shutdown): fence it now, which moves
+    /// its leaderships to other ISR members and takes it out of every ISR, so that clients
+    /// move before it goes. Only for the incarnation registered.
+    ControlledShutdown {
+        /// The node.
+        node_id: NodeId,
+        /// The epoch its brokers registered with.
+        broker_epoch: i64,
+    },
     /// A partition leader's change of its ISR (Kafka's AlterPartition): a follower caught up
     /// and joins, or fell behind and leaves. Taken only if `leader`, `leader_epoch` and
     /// `partition_epoch` are still the partition's (the leader's view is current).
@@ -429,6 +438,16 @@ impl ControllerState {
             ControllerRequest::FenceNode { node_id } => {
                 let records = match self.node_registration(node_id) {
                     Some((_, false)) => self.fence(node_id),
+                    _ => Vec::new(),
+                };
+                (records, ControllerReply::Acknowledged)
+            }
+            ControllerRequest::ControlledShutdown {
+                node_id,
+                broker_epoch,
+            } => {
+                let records = match self.node_registration(node_id) {
+                    Some((epoch, false)) if epoch == broker_epoch => self.fence(node_id),
                     _ => Vec::new(),
                 };
                 (records, ControllerReply::Acknowledged)

@@ -602,3 +602,28 @@ fn the_last_isr_member_stays_and_leads_again_when_it_returns() {
     assert_eq!(back.leader, before.replicas[2]);
     assert!(back.leader_epoch > offline.leader_epoch);
 }
+
+#[test]
+fn a_controlled_shutdown_moves_leadership_only_for_the_registered_incarnation() {
+    let (mut controller, _) = three_nodes_with_a_replicated_topic();
+    let before = assignment(&controller, 0);
+    let node = before.leader.node();
+    let epoch = controller.image().broker(before.leader).unwrap().epoch;
+    let stale = ControllerRequest::ControlledShutdown {
+        node_id: node,
+        broker_epoch: epoch - 1,
+    };
+    assert!(
+        controller.handle(stale).0.is_empty(),
+        "an older incarnation changes nothing"
+    );
+    let current = ControllerRequest::ControlledShutdown {
+        node_id: node,
+        broker_epoch: epoch,
+    };
+    assert!(!controller.handle(current).0.is_empty());
+    let after = assignment(&controller, 0);
+    assert_ne!(after.leader.node(), node);
+    assert!(after.isr.iter().all(|broker| broker.node() != node));
+    assert!(controller.image().broker(before.leader).unwrap().fenced);
+}
