@@ -31,6 +31,10 @@ use crate::shard::Shard;
 /// Kafka's `offset.metadata.max.bytes`.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 
+/// How long a write to `__consumer_offsets` may wait for its ISR (Kafka's
+/// offsets.commit.timeout.ms).
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A group and its committed offsets.
 pub struct GroupEntry {
     /// Membership state.
@@ -601,6 +605,11 @@ impl Coordinator {
                 offsets_write_error(&error)
             })?;
         let batch = encode_batch(&records).map_err(|_| code::COORDINATOR_NOT_AVAILABLE)?;
+        // Written with acks=all: refused up front, as Kafka does, while the ISR is smaller
+        // than min.insync.replicas.
+        leader
+            .check_enough_replicas()
+            .map_err(|error| offsets_write_error(&error))?;
         let appended = leader
             .append(crate::partition::ProducedBatch::InRequest(&batch))
             .map_err(|error| {
@@ -608,7 +617,11 @@ impl Coordinator {
                 offsets_write_error(&error)
             })?;
         leader
-            .wait_acknowledged(&appended, crate::partition::Acks::All)
+            .wait_acknowledged(
+                &appended,
+                crate::partition::Acks::All,
+                std::time::Instant::now() + COMMIT_TIMEOUT,
+            )
             .await
             .map_err(|error| {
                 tracing::error!(%error, "cannot make __consumer_offsets durable");

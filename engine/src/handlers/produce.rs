@@ -136,24 +136,16 @@ pub async fn handle(
         );
     }
     let acks = acks.unwrap_or(Acks::All);
-    // Kafka's timeout_ms bounds the wait for the ISR (acks=all), not for the local group
-    // commit, which every level waits for and which a slow disk cannot be excused from.
+    // Kafka's timeout_ms bounds the wait for the ISR (acks=all) of replicated partitions.
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     Ok(Box::pin(async move {
         let deadline = Instant::now() + timeout;
         for waiting in &waits {
-            let acknowledged = waiting.partition.wait_acknowledged(&waiting.appended, acks);
-            let timed_out = async {
+            let acknowledged =
                 waiting
                     .partition
-                    .log()
-                    .wait_durable(waiting.appended.last_offset)
-                    .await
-                    .ok();
-                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-                Err(PartitionError::RequestTimedOut)
-            };
-            if let Err(error) = futures_lite::future::or(acknowledged, timed_out).await {
+                    .wait_acknowledged(&waiting.appended, acks, deadline);
+            if let Err(error) = acknowledged.await {
                 answer_failed_wait(&context, waiting, &error, &mut responses);
             }
         }

@@ -578,15 +578,35 @@ impl Partition {
 
     /// Resolves when the producer of `appended` may be answered for its acks level. Every
     /// level waits until the batch is durable here: acks=1 shares the group commit with
-    /// acks=all. acks=all then waits for the high watermark to pass the batch: durable on
-    /// every in-sync replica (on one node, the same point). A retried duplicate is answered
-    /// once its original is. Leadership lost meanwhile (a new epoch) answers
-    /// NOT_LEADER_OR_FOLLOWER: the batch may be truncated by the new leader.
+    /// acks=all. On a replicated partition acks=all then waits for the high watermark to
+    /// pass the batch (durable on every in-sync replica), until `deadline`
+    /// (REQUEST_TIMED_OUT); leadership lost meanwhile (a new epoch) answers
+    /// NOT_LEADER_OR_FOLLOWER, since a truncation by the new term may take the batch away.
+    /// With one replica the high watermark is the durable end: no timer, no leadership watch
+    /// (the cost of the single-node produce path stays what it was). A retried duplicate is
+    /// answered once its original is.
     pub async fn wait_acknowledged(
         &self,
         appended: &Appended,
         acks: Acks,
+        deadline: std::time::Instant,
     ) -> Result<(), PartitionError> {
+        let replicated = matches!(&*self.replication.role.borrow(), Role::Leader { replicas, .. } if replicas.len() > 1);
+        if !replicated {
+            // Fetches are woken by the log's durable-end listener (see `new`), not here.
+            self.log.wait_durable(appended.last_offset).await?;
+            return Ok(());
+        }
+        let timed_out = async {
+            glommio::timer::sleep(deadline.saturating_duration_since(std::time::Instant::now()))
+                .await;
+            Err(PartitionError::RequestTimedOut)
+        };
+        futures_lite::future::or(self.wait_replicated(appended, acks), timed_out).await
+    }
+
+    /// [`Self::wait_acknowledged`] on a replicated partition, without the deadline.
+    async fn wait_replicated(&self, appended: &Appended, acks: Acks) -> Result<(), PartitionError> {
         let epoch = self.leader_epoch.get();
         let still_leading = || {
             if self.is_leader() && self.leader_epoch.get() == epoch {
@@ -595,8 +615,6 @@ impl Partition {
                 Err(PartitionError::NotLeaderOrFollower)
             }
         };
-        // Leadership lost while the group commit runs fails the wait too: a truncation by
-        // the new term may take the batch away, and its durable wait with it.
         let lost = async {
             loop {
                 let events = self.high_watermark_events();
@@ -606,7 +624,6 @@ impl Partition {
             }
         };
         let durable = async {
-            // Fetches are woken by the log's durable-end listener (see `new`), not here.
             self.log.wait_durable(appended.last_offset).await?;
             Ok::<(), PartitionError>(())
         };
