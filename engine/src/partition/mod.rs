@@ -7,6 +7,8 @@
 //!   (leader with its ISR, or follower), its leader epoch and its named offsets (log start,
 //!   high watermark, last stable offset, log end). It decides when an append is acknowledged
 //!   for each acks level and wakes long-polling fetches when the high watermark advances.
+//!   As a leader it tracks its followers' positions (the high watermark over the ISR, the
+//!   ISR changes it wants); as a follower it appends its leader's batches and truncates.
 //! - [`table::PartitionTable`] holds the shard's replicas and its current metadata image;
 //!   handlers reach a partition through [`table::PartitionTable::leader`], which checks that
 //!   the partition exists, is led here and matches the client's leader epoch, and opens its
