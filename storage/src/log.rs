@@ -504,6 +504,12 @@ impl PartitionLog {
         state.epochs.end_offset_for(epoch, state.log_end)
     }
 
+    /// The latest leader epoch and where it started, without copying the others (a
+    /// follower's `last_fetched_epoch`, a leader's term start, on every replica fetch).
+    pub fn latest_epoch(&self) -> Option<crate::epochs::EpochEntry> {
+        self.shared.state.borrow().epochs.entries().last().copied()
+    }
+
     /// The leader epochs and where each started, oldest first.
     pub fn leader_epochs(&self) -> Vec<crate::epochs::EpochEntry> {
         self.shared.state.borrow().epochs.entries().to_vec()

@@ -319,13 +319,7 @@ async fn apply(
             // The leader's log starts past ours (retention, DeleteRecords): start there.
             let start = Offset(answer.log_start_offset);
             tracing::info!(partition = %replica.key(), %start, "the leader's log starts past this replica's end: restarting the log there");
-            return match replica.restart_at(start).await {
-                Ok(()) => Applied::Nothing,
-                Err(error) => {
-                    tracing::warn!(partition = %replica.key(), %error, "cannot restart the log");
-                    Applied::BackOff
-                }
-            };
+            return settled(replica, replica.restart_at(start).await);
         }
         OFFSET_OUT_OF_RANGE
             if answer.high_watermark >= 0 && fetching.fetch_offset > high_watermark =>
@@ -333,13 +327,7 @@ async fn apply(
             // This log runs past the leader's (a leader that lost an unacknowledged tail
             // this replica has): everything up to the leader's high watermark is on both.
             tracing::info!(partition = %replica.key(), offset = %high_watermark, "this replica's log runs past the leader's: truncating to its high watermark");
-            return match replica.truncate_to(high_watermark).await {
-                Ok(()) => Applied::Nothing,
-                Err(error) => {
-                    tracing::warn!(partition = %replica.key(), %error, "cannot truncate");
-                    Applied::BackOff
-                }
-            };
+            return settled(replica, replica.truncate_to(high_watermark).await);
         }
         code if LEADERSHIP_MOVED.contains(&code) => return Applied::BackOff,
         code => {
@@ -354,13 +342,7 @@ async fn apply(
             answer.diverging_epoch.end_offset,
         );
         tracing::info!(partition = %replica.key(), offset = %target, leader_epoch = answer.diverging_epoch.epoch, "the log diverges from the leader's: truncating");
-        return match replica.truncate_to(target).await {
-            Ok(()) => Applied::Nothing,
-            Err(error) => {
-                tracing::warn!(partition = %replica.key(), %error, "cannot truncate");
-                Applied::BackOff
-            }
-        };
+        return settled(replica, replica.truncate_to(target).await);
     }
     let records: Bytes = answer.records.unwrap_or_default();
     if records.is_empty() {
@@ -371,6 +353,18 @@ async fn apply(
         Ok(appended) => Applied::Appended(appended.last_offset, high_watermark),
         Err(error) => {
             tracing::warn!(partition = %replica.key(), %error, "cannot append the leader's batches");
+            Applied::BackOff
+        }
+    }
+}
+
+/// The outcome of cutting a follower's log (a truncation, a restart at the leader's log
+/// start): fetch on at once, or back off after a failure.
+fn settled(replica: &Partition, cut: Result<(), crate::partition::PartitionError>) -> Applied {
+    match cut {
+        Ok(()) => Applied::Nothing,
+        Err(error) => {
+            tracing::warn!(partition = %replica.key(), %error, "cannot cut the log to the leader's");
             Applied::BackOff
         }
     }

@@ -442,8 +442,7 @@ impl Partition {
         replication.advance_high_watermark(self.log.durable_end_offset());
         let term_start = self
             .log
-            .leader_epochs()
-            .last()
+            .latest_epoch()
             .map_or(Offset(0), |entry| entry.start_offset);
         let joins = !in_isr
             && fetch_offset >= self.high_watermark()
@@ -540,10 +539,7 @@ impl Partition {
     /// The epoch of the last batch in the log (-1 for none): a follower's
     /// `last_fetched_epoch`.
     pub fn last_epoch(&self) -> i32 {
-        self.log
-            .leader_epochs()
-            .last()
-            .map_or(-1, |entry| entry.epoch)
+        self.log.latest_epoch().map_or(-1, |entry| entry.epoch)
     }
 
     /// Where a batch of `batch_bytes` would start in its first disk block if appended now:
