@@ -264,7 +264,7 @@ mod tests {
         glommio::LocalExecutorBuilder::default()
             .make()
             .unwrap()
-            .run(async move {
+            .run(spate_storage::wakeup::guarded(async move {
                 let file = BufferedFile::open(&path).await.unwrap();
                 let (start, length) = (5_000usize, data.len() - 9_000);
                 let mut sent = Vec::new();
@@ -278,6 +278,6 @@ mod tests {
                     .unwrap_err();
                 assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
                 file.close().await.unwrap();
-            });
+            }));
     }
 }

@@ -151,7 +151,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         let cpu = cpus[index % cpus.len()];
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{index}"))
-            .spawn(move || run_shard(start))
+            .spawn(move || spate_storage::wakeup::guarded(run_shard(start)))
             .map_err(|error| executor_error(&error))?;
         handles.push(handle);
     }

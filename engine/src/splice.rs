@@ -266,7 +266,7 @@ mod tests {
         glommio::LocalExecutorBuilder::default()
             .make()
             .unwrap()
-            .run(async move {
+            .run(spate_storage::wakeup::guarded(async move {
                 let file = std::fs::File::open(&path).unwrap();
                 let mut splicer = Splicer::new().unwrap();
                 splicer
@@ -274,7 +274,7 @@ mod tests {
                     .await
                     .unwrap();
                 drop(sender);
-            });
+            }));
         assert!(reader.join().unwrap() == data[start..start + length]);
     }
 }

@@ -43,7 +43,7 @@ fn run<T: 'static>(future: impl std::future::Future<Output = T> + 'static) -> T 
     glommio::LocalExecutorBuilder::default()
         .make()
         .expect("executor")
-        .run(future)
+        .run(spate_storage::wakeup::guarded(future))
 }
 
 #[test]

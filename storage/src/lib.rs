@@ -52,6 +52,8 @@
 //! - `segment` also holds a workaround for a glommio 0.9 bug (its polled-I/O probe is fooled by
 //!   an empty first file, after which every O_DIRECT read fails with EOPNOTSUPP on disks
 //!   without poll queues): `PartitionLog::open` runs it before opening any `DmaFile`.
+//! - [`wakeup`] guards an executor against a lost io_uring wake-up: a watchdog thread signals
+//!   an executor whose beat has stood still, so it never sleeps past its work.
 //! - [`StorageError`] and [`BatchError`] are the operating errors; each variant says what the
 //!   caller does about it.
 //!
@@ -92,6 +94,7 @@ mod testing;
 mod time_index;
 mod timestamps;
 mod truncate;
+pub mod wakeup;
 
 pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};

@@ -146,7 +146,7 @@ where
     glommio::LocalExecutorBuilder::default()
         .make()
         .unwrap()
-        .run(future)
+        .run(crate::wakeup::guarded(future))
 }
 
 /// The names of the files in `dir` that end with `suffix` ("" for all), sorted.

@@ -54,7 +54,7 @@ where
     Run: std::future::Future<Output = ()> + 'static,
 {
     glommio::LocalExecutorBuilder::default()
-        .spawn(scenario)
+        .spawn(|| spate_storage::wakeup::guarded(scenario()))
         .expect("executor starts")
         .join()
         .expect("scenario finishes");

@@ -177,7 +177,7 @@ async fn scenario() {
 #[test]
 fn three_nodes_elect_replicate_failover_rejoin() {
     LocalExecutorBuilder::default()
-        .spawn(|| async move { scenario().await })
+        .spawn(|| spate_storage::wakeup::guarded(scenario()))
         .expect("executor starts")
         .join()
         .expect("scenario finishes");
