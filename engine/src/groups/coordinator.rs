@@ -17,14 +17,14 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
 use spate_net::records::plain_record;
 
 use super::group::{
     code, Completions, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Member, Reply,
     SyncRequest, SyncResult, Waiter,
 };
-use super::offsets_topic::{self, OffsetValue, OffsetsRecord};
+use super::offsets_topic::{self, OffsetValue};
 use crate::oneshot;
 use crate::shard::Shard;
 
@@ -101,59 +101,6 @@ impl Coordinator {
             unloaded: RefCell::new(std::collections::BTreeSet::new()),
             retrying: Cell::new(false),
         }
-    }
-
-    /// Whether some `__consumer_offsets` partition failed to load and waits for a retry.
-    pub fn has_unloaded(&self) -> bool {
-        !self.unloaded.borrow().is_empty()
-    }
-
-    /// Whether the groups of this `__consumer_offsets` partition are not loaded yet.
-    pub fn is_loading(&self, partition: i32) -> bool {
-        self.unloaded.borrow().contains(&partition)
-    }
-
-    /// This shard now leads `__consumer_offsets` partition `partition` (a failover, a new
-    /// topic): its groups answer COORDINATOR_LOAD_IN_PROGRESS until
-    /// [`Coordinator::retry_loads`] has read them from the log, which the new leader holds
-    /// in full (it was in the ISR).
-    pub fn gained(&self, partition: i32) {
-        self.forget_partition(partition);
-        self.unloaded.borrow_mut().insert(partition);
-    }
-
-    /// This shard no longer leads `__consumer_offsets` partition `partition`: its groups are
-    /// dropped here (their new coordinator loads them from its replica). Members waiting in a
-    /// join or sync of those groups are answered when their requests time out.
-    pub fn lost(&self, partition: i32) {
-        self.forget_partition(partition);
-        self.unloaded.borrow_mut().remove(&partition);
-    }
-
-    fn forget_partition(&self, partition: i32) {
-        let partitions = self.offsets_partitions;
-        self.groups
-            .borrow_mut()
-            .retain(|group, _| offsets_topic::partition_for(group, partitions) != partition);
-    }
-
-    /// Tries again to load the partitions that failed to load; true while some still have not.
-    pub async fn retry_loads(&self, shard: &Rc<Shard>) -> bool {
-        let Some(topic) = shard.image().topic(offsets_topic::TOPIC).cloned() else {
-            return false;
-        };
-        if self.retrying.replace(true) {
-            return true;
-        }
-        let waiting: Vec<i32> = self.unloaded.borrow().iter().copied().collect();
-        for partition in waiting {
-            if let Ok(records) = self.load_partition(shard, &topic.name, partition).await {
-                self.unloaded.borrow_mut().remove(&partition);
-                tracing::info!(partition, records, "loaded __consumer_offsets partition");
-            }
-        }
-        self.retrying.set(false);
-        !self.unloaded.borrow().is_empty()
     }
 
     /// The `__consumer_offsets` partition that holds a group.
@@ -628,112 +575,6 @@ impl Coordinator {
                 offsets_write_error(&error)
             })
     }
-
-    /// Rebuilds groups and offsets from the `__consumer_offsets` partitions this shard owns.
-    pub async fn load(&self, shard: &Rc<Shard>) {
-        let Some(topic) = shard.image().topic(offsets_topic::TOPIC).cloned() else {
-            return;
-        };
-        let mut records = 0usize;
-        for (partition, assignment) in topic.partitions.iter().enumerate() {
-            if assignment.leader != shard.broker_id() {
-                continue;
-            }
-            let partition = partition as i32;
-            match self.load_partition(shard, &topic.name, partition).await {
-                Ok(loaded) => records += loaded,
-                Err(()) => {
-                    self.unloaded.borrow_mut().insert(partition);
-                }
-            }
-        }
-        if records > 0 {
-            tracing::info!(
-                groups = self.groups.borrow().len(),
-                records,
-                "loaded consumer groups"
-            );
-        }
-    }
-
-    /// Applies one `__consumer_offsets` partition's records; how many, or `Err` (logged) if
-    /// the partition could not be opened or read.
-    async fn load_partition(
-        &self,
-        shard: &Rc<Shard>,
-        topic: &str,
-        partition: i32,
-    ) -> Result<usize, ()> {
-        let log = match shard.partitions.leader(topic, partition, -1).await {
-            Ok(log) => log,
-            Err(error) => {
-                tracing::error!(partition, %error, "cannot load __consumer_offsets partition");
-                return Err(());
-            }
-        };
-        let mut records = 0usize;
-        {
-            let scanned = crate::log_scan::scan_batches(&log, |_, batch| {
-                let mut bytes = batch.clone();
-                if let Ok(set) = RecordBatchDecoder::decode(&mut bytes) {
-                    for record in set.records {
-                        if let Some(key) = &record.key {
-                            if let Some(decoded) =
-                                offsets_topic::decode(key, record.value.as_deref())
-                            {
-                                self.apply(decoded);
-                                records += 1;
-                            }
-                        }
-                    }
-                }
-                false
-            })
-            .await;
-            if let Err(error) = scanned {
-                tracing::error!(partition, %error, "error reading __consumer_offsets");
-                return Err(());
-            }
-        }
-        Ok(records)
-    }
-
-    fn apply(&self, record: OffsetsRecord) {
-        match record {
-            OffsetsRecord::Offset {
-                group,
-                topic,
-                partition,
-                value: Some(value),
-            } => {
-                self.with_group(&group, |entry| {
-                    entry.offsets.insert((topic, partition), value)
-                });
-            }
-            OffsetsRecord::Offset {
-                group,
-                topic,
-                partition,
-                value: None,
-            } => {
-                self.with_group(&group, |entry| entry.offsets.remove(&(topic, partition)));
-                self.forget_if_unused(&group);
-            }
-            OffsetsRecord::Group {
-                group,
-                value: Some((protocol_type, generation)),
-            } => {
-                let protocol_type = (!protocol_type.is_empty()).then_some(protocol_type);
-                let config = self.config.clone();
-                self.with_group(&group, |entry| {
-                    entry.group = Group::restored(&group, config, generation, protocol_type)
-                });
-            }
-            OffsetsRecord::Group { group, value: None } => {
-                self.groups.borrow_mut().remove(&group);
-            }
-        }
-    }
 }
 
 /// The code a group request gets when its `__consumer_offsets` write failed, as Kafka's group
@@ -799,3 +640,6 @@ fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<BytesMut> 
 fn wall_clock_ms() -> i64 {
     spate_net::records::now_ms()
 }
+
+#[path = "coordinator_loading.rs"]
+mod loading;

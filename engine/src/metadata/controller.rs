@@ -471,136 +471,6 @@ impl ControllerState {
         }
     }
 
-    /// Fences `node` (applied to the working image) and takes its brokers out of every
-    /// ISR, electing a new leader from what remains of the ISR wherever one of them led
-    /// (Kafka's KRaft controller does the same on fencing). The last member of an ISR stays
-    /// in it, so that a partition whose replicas all stopped comes back on the replica that
-    /// has everything (`unclean.leader.election.enable` is false): such a partition has no
-    /// leader until then.
-    fn fence(&mut self, node: NodeId) -> Vec<MetadataRecord> {
-        let mut records = vec![MetadataRecord::NodeFencing { node, fenced: true }];
-        self.apply(&records);
-        let mut changes = Vec::new();
-        for topic in self.image.topics() {
-            for (index, assignment) in topic.partitions.iter().enumerate() {
-                if !assignment
-                    .replicas
-                    .iter()
-                    .any(|broker| broker.node() == node)
-                {
-                    continue;
-                }
-                let mut isr: Vec<BrokerId> = assignment
-                    .isr
-                    .iter()
-                    .copied()
-                    .filter(|broker| broker.node() != node)
-                    .collect();
-                if isr.is_empty() {
-                    isr = assignment.isr.clone();
-                }
-                let leader = if self.image.is_live(assignment.leader) {
-                    assignment.leader
-                } else {
-                    self.elect(assignment, &isr)
-                };
-                if leader != assignment.leader || isr != assignment.isr {
-                    changes.push(MetadataRecord::PartitionChange {
-                        topic_id: topic.id,
-                        partition: index as i32,
-                        assignment: assignment.changed(leader, isr),
-                    });
-                }
-            }
-        }
-        self.apply(&changes);
-        records.append(&mut changes);
-        records
-    }
-
-    /// Unfences `node` and gives a leader to each partition that has none and whose ISR
-    /// holds one of its brokers.
-    fn unfence(&mut self, node: NodeId) -> Vec<MetadataRecord> {
-        let mut records = vec![MetadataRecord::NodeFencing {
-            node,
-            fenced: false,
-        }];
-        self.apply(&records);
-        records.append(&mut self.elect_leaderless());
-        records
-    }
-
-    /// A leader for each partition that has none and whose ISR holds a live broker.
-    fn elect_leaderless(&mut self) -> Vec<MetadataRecord> {
-        let mut changes = Vec::new();
-        for topic in self.image.topics() {
-            for (index, assignment) in topic.partitions.iter().enumerate() {
-                if self.image.is_live(assignment.leader) {
-                    continue;
-                }
-                let leader = self.elect(assignment, &assignment.isr);
-                if leader != assignment.leader {
-                    changes.push(MetadataRecord::PartitionChange {
-                        topic_id: topic.id,
-                        partition: index as i32,
-                        assignment: assignment.changed(leader, assignment.isr.clone()),
-                    });
-                }
-            }
-        }
-        self.apply(&changes);
-        changes
-    }
-
-    /// The new leader of a partition: the first replica (preferred order) in `isr` that is
-    /// live, or none.
-    fn elect(&self, assignment: &PartitionAssignment, isr: &[BrokerId]) -> BrokerId {
-        assignment
-            .replicas
-            .iter()
-            .copied()
-            .find(|broker| isr.contains(broker) && self.image.is_live(*broker))
-            .unwrap_or(PartitionAssignment::NO_LEADER)
-    }
-
-    /// Checks an AlterPartition against the partition as it is, and makes the change.
-    fn alter_partition(&self, change: &IsrChange) -> Result<PartitionAssignment, ControllerError> {
-        let assignment = self
-            .image
-            .topic_by_id(change.topic_id)
-            .and_then(|topic| topic.partition(change.partition))
-            .ok_or(ControllerError::UnknownTopic)?;
-        if assignment.leader != change.leader || assignment.leader_epoch != change.leader_epoch {
-            return Err(ControllerError::FencedLeaderEpoch);
-        }
-        if assignment.partition_epoch != change.partition_epoch {
-            return Err(ControllerError::InvalidUpdateVersion {
-                current: assignment.partition_epoch,
-            });
-        }
-        if !change.isr.contains(&change.leader) {
-            return Err(ControllerError::IneligibleReplica(
-                "the ISR must hold its leader".into(),
-            ));
-        }
-        for broker in &change.isr {
-            if !assignment.replicas.contains(broker) {
-                return Err(ControllerError::IneligibleReplica(format!(
-                    "broker {broker} is not a replica"
-                )));
-            }
-            if !assignment.isr.contains(broker) && !self.image.is_live(*broker) {
-                return Err(ControllerError::IneligibleReplica(format!(
-                    "broker {broker} is fenced"
-                )));
-            }
-        }
-        let mut isr = change.isr.clone();
-        isr.sort();
-        isr.dedup();
-        Ok(assignment.changed(assignment.leader, isr))
-    }
-
     fn create_topics(
         &mut self,
         topics: Vec<NewTopic>,
@@ -856,41 +726,6 @@ impl ControllerState {
         records
     }
 
-    /// The replicas of a new partition (`factor` was checked): on this node, as always,
-    /// while it is the only node registered; spread over the registered nodes once there are
-    /// more (`placement::spread_replicas`).
-    fn placement(&self, topic: &str, partition: i32, factor: usize) -> PartitionAssignment {
-        let nodes = self.placement_nodes();
-        let only_this_node = nodes.iter().all(|node| node.id == self.config.node_id);
-        if only_this_node {
-            return PartitionAssignment::single(placement::default_leader(
-                self.config.node_id,
-                topic,
-                partition,
-                self.config.shard_count,
-            ));
-        }
-        PartitionAssignment::replicated(placement::spread_replicas(
-            &nodes, topic, partition, factor,
-        ))
-    }
-
-    /// The registered, unfenced nodes, by id, with their shard counts and racks.
-    fn placement_nodes(&self) -> Vec<placement::PlacementNode> {
-        let mut nodes: BTreeMap<NodeId, placement::PlacementNode> = BTreeMap::new();
-        for broker in self.image.brokers().filter(|broker| !broker.fenced) {
-            nodes
-                .entry(broker.id.node())
-                .or_insert_with(|| placement::PlacementNode {
-                    id: broker.id.node(),
-                    shard_count: 0,
-                    rack: broker.rack.clone(),
-                })
-                .shard_count += 1;
-        }
-        nodes.into_values().collect()
-    }
-
     fn apply(&mut self, records: &[MetadataRecord]) {
         for record in records {
             if let Err(error) = self.image.apply(record) {
@@ -926,6 +761,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     Ok(())
 }
 
+#[path = "controller_replication.rs"]
+mod replication;
 #[cfg(test)]
 #[path = "controller_tests.rs"]
 mod tests;

@@ -10,7 +10,8 @@
 //!   applying records in order.
 //! - [`controller::ControllerState`] turns requests (create, delete and repartition topics,
 //!   change configs, hand out producer ids) into records and answers, enforcing the node's
-//!   limits. It does no I/O.
+//!   limits. It does no I/O. Its replication decisions (replica placement, fencing, leader
+//!   elections, AlterPartition) are in `controller_replication.rs`.
 //! - [`controller_task::ControllerTask`] runs it on the controller's shard: batches calls,
 //!   persists their records in the [`store::MetadataStore`] journal (fdatasync'ed off the
 //!   shard), publishes the new image to every shard as a [`MetadataUpdate`] over the channel
