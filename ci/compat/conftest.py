@@ -153,6 +153,11 @@ class Broker:
         return env
 
     def start(self) -> None:
+        self.start_process()
+        self.wait_ready()
+
+    def start_process(self) -> None:
+        """Start the process without waiting for its ports (nodes of a cluster start together)."""
         assert self.process is None or self.process.poll() is not None, "broker already running"
         # A broker killed with SIGKILL may leave its listening sockets to the kernel for a
         # moment (io_uring tears down its requests asynchronously): wait until the ports can
@@ -173,7 +178,6 @@ class Broker:
             )
         _LIVE_BROKERS.add(self)
         self._expected_exit = False
-        self.wait_ready()
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s

@@ -155,6 +155,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
         }
         let open = connection.as_mut().expect("connected above");
         let request = fetch_request(shard.broker_id(), &round);
+        tracing::trace!(%leader, partitions = ?round.iter().map(|f| (f.followed.partition, f.fetch_offset.0)).collect::<Vec<_>>(), "fetching");
         let response = open
             .call_holding(FETCH_VERSION..=FETCH_VERSION, &request, FETCH_WAIT)
             .await;
@@ -185,6 +186,13 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             let Some(answer) = answers.remove(&key) else {
                 continue;
             };
+            // The leadership moved while the fetch was out (a leader frozen and deposed
+            // answers late): its answer is no longer ours to take, as Kafka's fetcher drops a
+            // response whose leader epoch is not the partition's current one.
+            let replica = &fetching.replica;
+            if replica.is_leader() || replica.leader_epoch() != fetching.followed.leader_epoch {
+                continue;
+            }
             match apply(fetching, answer).await {
                 Applied::Appended(last_offset, high_watermark) => {
                     appended.push((fetching, last_offset, high_watermark))
@@ -194,6 +202,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             }
         }
         // The next fetch reports these positions: only once they are durable.
+        tracing::trace!(%leader, appended = appended.len(), "answer applied");
         for (fetching, last_offset, high_watermark) in appended {
             match fetching.replica.log().wait_durable(last_offset).await {
                 Ok(()) => fetching.replica.follow_high_watermark(high_watermark),
@@ -214,6 +223,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
 async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fetching>> {
     let mut round = Vec::with_capacity(partitions.len());
     for followed in partitions {
+        tracing::trace!(topic = %followed.topic, partition = followed.partition, "preparing");
         match shard
             .partitions
             .replica_of(&followed.topic, followed.partition)
@@ -224,6 +234,7 @@ async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fet
                 // that the position reported is durable and the next batches follow it.
                 let log_end = replica.log_end_offset();
                 if log_end > replica.durable_end_offset() {
+                    tracing::debug!(partition = %replica.key(), %log_end, durable_end = %replica.durable_end_offset(), "waiting for the tail to be durable before fetching");
                     let _ = replica.log().wait_durable(Offset(log_end.0 - 1)).await;
                 }
                 let fetch_offset = replica.durable_end_offset();
@@ -233,7 +244,9 @@ async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fet
                     fetch_offset,
                 });
             }
-            Ok(_) => {}
+            Ok(replica) => {
+                tracing::debug!(partition = %replica.key(), leads = replica.is_leader(), failed = replica.log().failed(), "not fetching this replica");
+            }
             Err(error) => {
                 tracing::debug!(topic = %followed.topic, partition = followed.partition, %error, "cannot open a follower replica");
             }
