@@ -511,6 +511,11 @@ impl Partition {
 
     /// A follower's new high watermark from its leader's answer, capped at what it holds.
     pub fn follow_high_watermark(&self, leader_high_watermark: Offset) {
+        // A leader's high watermark is its ISR's to move, never an answer's (a deposed
+        // leader's late one, say).
+        if self.is_leader() {
+            return;
+        }
         let replication = &self.replication;
         let capped = leader_high_watermark.min(self.log.durable_end_offset());
         if capped > replication.high_watermark.get() {
@@ -686,6 +691,11 @@ impl Partition {
     /// leader's log starts past this one's end): the log ends at `offset`, and the high
     /// watermark no further.
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), PartitionError> {
+        // Only a follower cuts its log to its leader's: a leader's log holds what its ISR
+        // acknowledged.
+        if self.is_leader() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
         if offset < self.log.log_start_offset() {
             self.log.truncate_fully_and_start_at(offset).await?;
         } else {
@@ -701,6 +711,9 @@ impl Partition {
     /// A follower's log restarted at `offset` (the leader's log start is past this one's
     /// end, as after the leader's retention).
     pub async fn restart_at(&self, offset: Offset) -> Result<(), PartitionError> {
+        if self.is_leader() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
         self.log.truncate_fully_and_start_at(offset).await?;
         self.replication.high_watermark.set(offset);
         Ok(())
@@ -750,3 +763,7 @@ impl Partition {
         &self.log
     }
 }
+
+#[cfg(test)]
+#[path = "replica_tests.rs"]
+mod tests;

@@ -1,0 +1,83 @@
+//! A leader's log and high watermark are its own: the follower's operations refuse it.
+
+use super::*;
+use kafka_protocol::records::Compression;
+use spate_net::records::{encode_batch, now_ms, plain_record};
+use spate_storage::LogConfig;
+
+const ME: BrokerId = BrokerId(1024);
+const OTHER: BrokerId = BrokerId(2048);
+
+fn run(test: impl std::future::Future<Output = ()>) {
+    glommio::LocalExecutorBuilder::default()
+        .make()
+        .expect("executor")
+        .run(spate_storage::wakeup::guarded(test));
+}
+
+fn replicated_leader() -> Role {
+    Role::Leader {
+        replicas: vec![ME, OTHER],
+        isr: vec![ME, OTHER],
+        partition_epoch: 0,
+    }
+}
+
+/// A deposed leader's late answer reaching a replica that leads now (the fetcher drops those;
+/// this is the partition's own guard): it neither moves the high watermark nor cuts the log.
+#[test]
+fn a_leader_refuses_a_followers_truncation_restart_and_high_watermark() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path().join("t-0"), LogConfig::default())
+            .await
+            .unwrap();
+        let partition = Partition::new(
+            TopicPartition::new("t", 0),
+            Uuid::nil(),
+            log,
+            ME,
+            replicated_leader(),
+            LeaderEpoch(1),
+            1,
+        );
+        let records: Vec<_> = (0..5)
+            .map(|index| plain_record(index, None, Some(bytes::Bytes::from("v")), now_ms()))
+            .collect();
+        let batch = encode_batch(&records, Compression::None).unwrap();
+        let appended = partition.append(ProducedBatch::InRequest(&batch)).unwrap();
+        partition
+            .log()
+            .wait_durable(appended.last_offset)
+            .await
+            .unwrap();
+        // The follower has reported nothing: the high watermark stays at the start.
+        assert_eq!(partition.high_watermark(), Offset(0));
+
+        partition.follow_high_watermark(Offset(5));
+        assert_eq!(partition.high_watermark(), Offset(0), "moved by an answer");
+        assert!(matches!(
+            partition.truncate_to(Offset(0)).await,
+            Err(PartitionError::NotLeaderOrFollower)
+        ));
+        assert!(matches!(
+            partition.restart_at(Offset(100)).await,
+            Err(PartitionError::NotLeaderOrFollower)
+        ));
+        assert_eq!(
+            partition.log_end_offset(),
+            Offset(5),
+            "the leader's log was cut"
+        );
+
+        // As a follower it takes all three.
+        partition.set_role(Role::Follower { leader: OTHER }, LeaderEpoch(2), 1);
+        partition.follow_high_watermark(Offset(3));
+        assert_eq!(partition.high_watermark(), Offset(3));
+        // (The batch straddling the cut goes whole, as in Kafka.)
+        partition.truncate_to(Offset(2)).await.unwrap();
+        assert_eq!(partition.log_end_offset(), Offset(0));
+        assert_eq!(partition.high_watermark(), Offset(0));
+        partition.log().close().await.unwrap();
+    });
+}
