@@ -194,6 +194,38 @@ pub fn spate(cluster: &Cluster, node: i32, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Runs the `spate` CLI against `node` until it succeeds with an output that `ready`
+/// accepts, and returns that output. Metadata reaches each node when that node applies the
+/// quorum's commit, so a change acknowledged through one node shows on another a moment
+/// later (as in Kafka, where clients retry UNKNOWN_TOPIC_OR_PARTITION): wait, never assume.
+pub fn spate_until(
+    cluster: &Cluster,
+    node: i32,
+    args: &[&str],
+    ready: impl Fn(&str) -> bool,
+) -> String {
+    let bootstrap = cluster.nodes[node as usize - 1].address(0).to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+            .args(args)
+            .args(["--brokers", &bootstrap])
+            .output()
+            .expect("spate runs");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() && ready(&stdout) {
+            return stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spate {args:?} on node {node} never got ready: {}\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until `node`'s Metadata lists exactly `expected` brokers.
 pub fn wait_for_brokers(cluster: &Cluster, node: i32, expected: &[i64]) {
     let deadline = Instant::now() + WAIT;
