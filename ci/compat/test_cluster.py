@@ -6,7 +6,9 @@ idempotent acks=all librdkafka producer while the leader of a partition is kille
 SIGKILL, or frozen with SIGSTOP (a "zombie" leader that wakes up after the cluster moved on).
 The client must see no delivery error, and every acknowledged record must be read back from
 the survivors exactly once, in order, at its acknowledged offset. A killed node that comes
-back catches up: the test then kills another node and reads everything again.
+back catches up: the test then kills another node and reads everything again. Three client
+families produce through faults, each retrying in its own way: librdkafka (kill -9 and
+SIGSTOP), kafka-python (SIGSTOP) and kafkajs (kill -9, through ci/node/failover.js).
 
 The Rust fault tests (engine/tests/cluster_replication.rs) check the same rules with a
 hand-written client; these check that Kafka's own client library rides the failover.
@@ -14,9 +16,11 @@ hand-written client; these check that Kafka's own client library rides the failo
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -183,16 +187,66 @@ class Load:
         assert len(self.acked) == self.sent
 
 
+class KafkaPythonLoad:
+    """The same load through kafka-python's idempotent producer (a pure-Python client whose
+    retries, metadata refreshes and sequence numbers are its own), with Load's interface."""
+
+    def __init__(self, cluster: Cluster, topic: str):
+        from kafka import KafkaProducer
+
+        self.topic = topic
+        self.producer = KafkaProducer(
+            bootstrap_servers=cluster.bootstrap().split(","), client_id="spate-ci-kafka-python",
+            enable_idempotence=True, acks="all", linger_ms=5, retries=1_000_000,
+            delivery_timeout_ms=90_000, request_timeout_ms=5_000, metadata_max_age_ms=1_000,
+            retry_backoff_ms=100)
+        self.acked: dict[str, tuple[int, int]] = {}
+        self.errors: list[str] = []
+        self.sent = 0
+
+    def send(self, count: int) -> None:
+        for _ in range(count):
+            value = f"record-{self.sent:06d}"
+            future = self.producer.send(self.topic, value=value.encode(),
+                                        partition=self.sent % PARTITIONS)
+            future.add_callback(self._on_acked, value)
+            future.add_errback(self._on_error, value)
+            self.sent += 1
+
+    def _on_acked(self, value, metadata):
+        self.acked[value] = (metadata.partition, metadata.offset)
+
+    def _on_error(self, value, error):
+        self.errors.append(f"{value}: {error!r}")
+
+    def wait_acked(self, count: int, cluster: Cluster) -> None:
+        wait_for(f"{count} acknowledgements", lambda: len(self.acked) + len(self.errors) >= count,
+                 cluster, timeout_s=120)
+
+    def finish(self, cluster: Cluster) -> None:
+        self.producer.flush(timeout=120)
+        self.producer.close(timeout=10)
+        assert not self.errors, f"delivery errors: {self.errors[:5]}\n{cluster.logs()}"
+        assert len(self.acked) == self.sent, (
+            f"{self.sent - len(self.acked)} records unacknowledged\n{cluster.logs()}")
+
+
 def verify(cluster: Cluster, load: Load, exclude: set[int]) -> None:
-    """Every acknowledged record is read back from the live nodes exactly once, in order, at
-    its acknowledged offset (the producer is idempotent: retries leave no duplicates)."""
-    read = consume(cluster.bootstrap(exclude), load.topic, list(range(PARTITIONS)),
-                   expected_count=len(load.acked), timeout_s=WAIT_S)
+    verify_acked(cluster, load.topic, load.acked, exclude)
+
+
+def verify_acked(cluster: Cluster, topic: str, acked: dict[str, tuple[int, int]],
+                 exclude: set[int]) -> None:
+    """Every acknowledged record (value -> (partition, offset)) is read back from the live
+    nodes exactly once, in order, at its acknowledged offset (the producers are idempotent:
+    retries leave no duplicates), and nothing else is in the topic."""
+    read = consume(cluster.bootstrap(exclude), topic, list(range(PARTITIONS)),
+                   expected_count=len(acked), timeout_s=WAIT_S)
     by_partition: dict[int, list[tuple[int, str]]] = {}
     for record in read:
         by_partition.setdefault(record.partition, []).append((record.offset, record.value))
     for partition in range(PARTITIONS):
-        expected = sorted((offset, value) for value, (p, offset) in load.acked.items()
+        expected = sorted((offset, value) for value, (p, offset) in acked.items()
                           if p == partition)
         got = by_partition.get(partition, [])
         if got != expected:
@@ -210,11 +264,11 @@ def leader_node(cluster: Cluster, topic: str, partition: int,
     return state[partition][0] // 1024
 
 
-def load_in_flight(cluster: Cluster, topic: str) -> Load:
+def load_in_flight(cluster: Cluster, topic: str, client=Load) -> Load:
     """A replicated topic and a producer with a third of its records sent, half of those
     acknowledged: the fault lands in the middle of the traffic."""
     create_replicated_topic(cluster, topic)
-    load = Load(cluster, topic)
+    load = client(cluster, topic)
     load.send(RECORDS // 3)
     load.wait_acked(RECORDS // 6, cluster)
     return load
@@ -240,9 +294,10 @@ def test_an_idempotent_librdkafka_producer_rides_a_leaders_kill_9_and_the_node_c
     verify(cluster, load, exclude={second})
 
 
+@pytest.mark.parametrize("client", [Load, KafkaPythonLoad], ids=["librdkafka", "kafka-python"])
 def test_a_frozen_leader_that_wakes_up_acknowledges_nothing_and_loses_nothing(
-        cluster, unique_topic):
-    load = load_in_flight(cluster, unique_topic())
+        cluster, unique_topic, client):
+    load = load_in_flight(cluster, unique_topic(), client)
     topic = load.topic
 
     zombie = leader_node(cluster, topic, 0)
@@ -268,6 +323,57 @@ def test_a_frozen_leader_that_wakes_up_acknowledges_nothing_and_loses_nothing(
     survivor = next(n for n in range(1, NODES + 1) if n not in (zombie, other))
     cluster.node(survivor).kill9()
     verify(cluster, load, exclude={survivor})
+
+
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
+NODE = shutil.which("node")
+
+
+@pytest.mark.skipif(NODE is None or not (NODE_DIR / "node_modules" / "kafkajs").is_dir(),
+                    reason="node or ci/node/node_modules missing (ci/test.sh runs npm ci)")
+def test_an_idempotent_kafkajs_producer_rides_a_leaders_kill_9(cluster, unique_topic, tmp_path):
+    """kafkajs (Node.js) retries its own way: it rolls its sequence numbers back when a request
+    fails and sends the same batch again after refreshing metadata. Each record it was told
+    about must be in the new leader's log once, at the offset it was told."""
+    topic = unique_topic()
+    create_replicated_topic(cluster, topic)
+    output = tmp_path / "acked.jsonl"
+    output.touch()
+    script = subprocess.Popen(
+        [NODE, str(NODE_DIR / "failover.js"), json.dumps({
+            "brokers": cluster.bootstrap().split(","), "topic": topic,
+            "partitions": PARTITIONS, "count": RECORDS, "batch": 10,
+            "outputPath": str(output)})],
+        cwd=NODE_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        def acked_lines():
+            return output.read_text().count("\n")
+        wait_for("kafkajs acknowledgements before the kill",
+                 lambda: acked_lines() >= RECORDS // 6 or script.poll() is not None, cluster)
+        victim = leader_node(cluster, topic, 0)
+        cluster.node(victim).kill9()
+        try:
+            stdout, stderr = script.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            script.kill()
+            stdout, stderr = script.communicate()
+            raise AssertionError(f"kafkajs did not finish within 180 s\n{stderr[-3000:]}\n"
+                                 f"{cluster.logs()}")
+        assert script.returncode == 0, (f"kafkajs failed (exit {script.returncode})\n"
+                                        f"{stderr[-4000:]}\n{cluster.logs()}")
+        assert json.loads(stdout.strip().splitlines()[-1]) == {"produced": RECORDS}
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.communicate()
+    acked = {}
+    for line in output.read_text().splitlines():
+        value, partition, offset = json.loads(line)
+        assert value not in acked, f"{value} acknowledged twice"
+        acked[value] = (partition, offset)
+    assert len(acked) == RECORDS
+    verify_acked(cluster, topic, acked, exclude={victim})
 
 
 def read_group(bootstrap: str, topic: str, group: str, wanted: int, cluster: Cluster):
