@@ -342,6 +342,7 @@ async fn start_controller(
                     member.faults.clone(),
                 )),
                 voters: member.voters.clone(),
+                faults: member.faults.clone(),
             };
             Ok((
                 Rc::new(ControllerTask::with_log(parts.state, log, node.shard_count)),

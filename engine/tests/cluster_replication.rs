@@ -290,7 +290,11 @@ fn verify(cluster: &Cluster, producer: &Producer) {
 }
 
 fn start_cluster() -> Cluster {
-    let cluster = Cluster::start_with(3, &NODE_ARGS);
+    start_cluster_with(&NODE_ARGS)
+}
+
+fn start_cluster_with(node_args: &[&str]) -> Cluster {
+    let cluster = Cluster::start_with(3, node_args);
     cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
     for node in [1, 2, 3] {
         wait_for_brokers(&cluster, node, &[1024, 2048, 3072]);
@@ -337,6 +341,102 @@ fn a_leaders_kill_9_under_idempotent_acks_all_load_loses_and_duplicates_nothing(
     cluster.node(victim).start_again();
     producer.send_many(&cluster, "after", 30);
     wait_for_full_isr(&cluster);
+    verify(&cluster, &producer);
+}
+
+/// Waits until no partition is led by `victim`'s broker or has it in its ISR; returns how
+/// long that took.
+fn wait_until_fenced(cluster: &Cluster, victim: i32) -> Duration {
+    let started = Instant::now();
+    let broker = victim * 1024;
+    for partition in 0..PARTITIONS {
+        loop {
+            if let Some((_, leader, isr)) = partition_state(cluster, partition) {
+                if leader >= 0 && leader != broker && !isr.contains(&broker) {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "partition {partition} still names node {victim}: {:?}\n{}",
+                partition_state(cluster, partition),
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    started.elapsed()
+}
+
+#[test]
+fn a_dead_nodes_leaderships_move_without_waiting_for_its_session_to_expire() {
+    // A two-minute session: a node fenced within the test's wait (30 s) was fenced because
+    // its controller port refused the quorum leader's connections, not because it went
+    // quiet. Both cases: a node that does not lead the quorum, then the quorum's leader
+    // (whose successor must first be elected, and starts every session clock afresh).
+    let mut cluster = start_cluster_with(&[
+        "--broker-session-timeout-ms",
+        "120000",
+        "--broker-heartbeat-interval-ms",
+        "300",
+    ]);
+    let explained = |cluster: &Cluster| -> usize {
+        cluster
+            .nodes
+            .iter()
+            .map(|node| {
+                node.log()
+                    .matches("controller port refuses connections")
+                    .count()
+            })
+            .sum()
+    };
+    for kill_quorum_leader in [false, true] {
+        let (quorum_leader, _) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+        let victim = match (kill_quorum_leader, quorum_leader) {
+            (true, leader) => leader,
+            (false, 1) => 2,
+            (false, _) => 1,
+        };
+        let explained_before = explained(&cluster);
+        cluster.node(victim).kill9();
+        let took = wait_until_fenced(&cluster, victim);
+        eprintln!("node {victim} fenced {took:?} after its kill -9");
+        assert!(
+            explained(&cluster) > explained_before,
+            "the fencing says why: {}",
+            cluster.logs()
+        );
+        // It comes back, registers again (unfenced) and rejoins every ISR.
+        cluster.node(victim).start_again();
+        wait_for_full_isr(&cluster);
+    }
+}
+
+#[test]
+fn a_frozen_quorum_leader_wakes_up_as_a_follower_and_rejoins_every_isr() {
+    // The node that leads the controller quorum (and some partitions) is frozen past its
+    // session: the others elect a new quorum leader, fence it and move its leaderships. Woken,
+    // it still believes for a moment that it leads, with every session clock stale; it must
+    // step down, heartbeat to the new leader, be unfenced and rejoin every ISR.
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 30);
+    let (zombie, _) = cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
+    let pid = cluster.node(zombie).pid().expect("running") as i32;
+    // SAFETY: signals to a child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let fenced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until_fenced(&cluster, zombie);
+        producer.send_many(&cluster, "during", 30);
+    }));
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    if let Err(panic) = fenced {
+        std::panic::resume_unwind(panic);
+    }
+    wait_for_full_isr(&cluster);
+    producer.send_many(&cluster, "after", 30);
     verify(&cluster, &producer);
 }
 

@@ -101,6 +101,8 @@ pub enum MetadataLog {
         forwarder: Box<crate::cluster::raft::network::Forwarder>,
         /// The voters' controller addresses, by node id.
         voters: std::collections::BTreeMap<u64, String>,
+        /// This member's network table: which peers refused a connection, and when.
+        faults: crate::cluster::raft::network::Faults,
     },
 }
 
@@ -221,6 +223,7 @@ impl ControllerTask {
                 publisher,
                 forwarder,
                 voters,
+                ..
             } => {
                 if quorum.is_leader() {
                     self.quorum_round(shard, calls, quorum, publisher).await
@@ -251,10 +254,22 @@ impl ControllerTask {
     }
 
     /// On the quorum's leader: queues a fencing of every unfenced node not heard from for a
-    /// session timeout (`broker.session.timeout.ms`).
+    /// session timeout (`broker.session.timeout.ms`), or whose controller port refused a
+    /// connection since it was last heard from.
+    ///
+    /// The refusal is the fast path for a process that died (kill -9, a crash, the OOM
+    /// killer): its ports close with it, the leader's next Raft call to it is refused within a
+    /// Raft heartbeat, and its partitions get new leaders in well under a second instead of a
+    /// session timeout. Fencing a live node is always safe (the leader epoch moves on, its
+    /// writes are refused, and it is unfenced when it heartbeats again), so a refusal needs no
+    /// more proof; a node that is cut off or slow answers with timeouts, not refusals, and is
+    /// left to the session timeout as before.
     fn fence_silent_nodes(&self, shard: &Rc<Shard>) {
         let MetadataLog::Quorum {
-            quorum, publisher, ..
+            quorum,
+            publisher,
+            faults,
+            ..
         } = &self.log
         else {
             return;
@@ -272,21 +287,36 @@ impl ControllerTask {
         let session = Duration::from_millis(cluster.session_timeout_ms);
         let image = publisher.applied_image();
         // One broker per node (its shard 0), so each node appears once.
-        let silent: Vec<crate::partition::NodeId> = image
+        let silent: Vec<(crate::partition::NodeId, bool)> = image
             .brokers()
             .filter(|broker| !broker.fenced && broker.id.shard() == ShardId(0))
             .map(|broker| broker.id.node())
-            .filter(|node| {
-                let heard = self.heard_from.borrow().get(node).copied();
-                now.duration_since(heard.unwrap_or(leading_since).max(leading_since)) > session
+            // The leader's own node is alive: it is running this. (A leader frozen and woken
+            // finds every clock stale, its own too, until it learns it was deposed.)
+            .filter(|node| *node != shard.node.node_id())
+            .filter_map(|node| {
+                let heard = self.heard_from.borrow().get(&node).copied();
+                let since = heard.unwrap_or(leading_since).max(leading_since);
+                let refused = u64::try_from(node.0)
+                    .ok()
+                    .and_then(|peer| faults.refused_at(peer))
+                    .is_some_and(|refused| refused > since);
+                (refused || now.duration_since(since) > session).then_some((node, refused))
             })
             .collect();
-        for node_id in silent {
-            tracing::warn!(
-                node = node_id.0,
-                session_timeout_ms = cluster.session_timeout_ms,
-                "fencing a node that stopped heartbeating"
-            );
+        for (node_id, refused) in silent {
+            if refused {
+                tracing::warn!(
+                    node = node_id.0,
+                    "fencing a node whose controller port refuses connections (its process is gone)"
+                );
+            } else {
+                tracing::warn!(
+                    node = node_id.0,
+                    session_timeout_ms = cluster.session_timeout_ms,
+                    "fencing a node that stopped heartbeating"
+                );
+            }
             let (sender, _ignored) = crate::oneshot::channel();
             self.submit(Call {
                 request: ControllerRequest::FenceNode { node_id },
@@ -388,7 +418,9 @@ impl ControllerTask {
             other => ControllerError::NotDurable(other.to_string()),
         };
         let caught_up = if quorum.is_leader() {
-            quorum.catch_up().await
+            quorum
+                .catch_up(std::time::Instant::now() + QUORUM_WRITE_WAIT)
+                .await
         } else {
             Err(QuorumWriteError::NotLeader {
                 leader: quorum.leader(),

@@ -17,7 +17,10 @@
 //! [`Faults`] is the seam for partition tests: a per-peer block (the client fails the RPC as
 //! unreachable, and the server drops connections from a blocked peer) and a per-peer delay
 //! before each request. A partition of node X is every other node blocking X and X blocking
-//! every other node.
+//! every other node. The same table records when each peer last refused a connection
+//! ([`Faults::refused_at`]): nothing listens on its controller port, so its process is gone
+//! (or not yet started), which the controller takes as a reason to fence it at once rather
+//! than after a whole session timeout (see `metadata/controller_task.rs`).
 //!
 //! Concurrency contract: everything here lives on the quorum's executor (`!Send`); one task
 //! per server connection; a client connection is used by one openraft replication task.
@@ -27,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -87,13 +90,26 @@ struct FaultTable {
     delays: BTreeMap<u64, Duration>,
 }
 
-/// The fault-injection table of one node; see the module docs. Cheap to clone.
+/// The fault-injection table of one node, and when each peer last refused a connection;
+/// see the module docs. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Faults {
     table: Rc<RefCell<FaultTable>>,
+    refusals: Rc<RefCell<BTreeMap<u64, Instant>>>,
 }
 
 impl Faults {
+    /// When `peer` last refused a connection from this node (`ECONNREFUSED`: no process
+    /// listens on its controller port). A timeout or a reset is not a refusal: a peer that is
+    /// cut off or slow is left to the session timeout.
+    pub fn refused_at(&self, peer: u64) -> Option<Instant> {
+        self.refusals.borrow().get(&peer).copied()
+    }
+
+    fn note_refused(&self, peer: u64) {
+        self.refusals.borrow_mut().insert(peer, Instant::now());
+    }
+
     /// Cuts this node off from `peer`, both ways.
     pub fn block(&self, peer: u64) {
         self.table.borrow_mut().blocked.insert(peer);
@@ -305,7 +321,12 @@ impl PeerClient {
     async fn connect(&self) -> io::Result<TcpStream> {
         let mut stream = TcpStream::connect(self.address.as_str())
             .await
-            .map_err(|error| io::Error::other(error.to_string()))?;
+            .map_err(io::Error::from)
+            .inspect_err(|error| {
+                if error.kind() == io::ErrorKind::ConnectionRefused {
+                    self.faults.note_refused(self.target);
+                }
+            })?;
         stream.set_nodelay(true)?;
         let hello = Hello {
             version: PROTOCOL_VERSION,

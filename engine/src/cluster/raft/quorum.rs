@@ -145,6 +145,14 @@ impl Quorum {
     /// Proposes `records` as one entry and waits until it is committed and applied here;
     /// answers the image version it produced. A freshly elected leader is given until
     /// `deadline` to have its lease granted.
+    ///
+    /// Bounded by `deadline` and by this member's leadership: a member deposed while its entry
+    /// waits answers [`QuorumWriteError::Unknown`] at once. openraft keeps a deposed leader's
+    /// pending write until its entry is committed or overwritten by the new leader, and a
+    /// quiet new leader may write nothing at that index for as long as the cluster is quiet.
+    /// A frozen controller that woke up still leading, proposed a round and was deposed
+    /// waited there for good, and with it every heartbeat of its node, which then stayed
+    /// fenced (found by `ci/compat/test_cluster.py`'s frozen leader).
     pub async fn write(
         &self,
         records: Vec<MetadataRecord>,
@@ -152,7 +160,12 @@ impl Quorum {
     ) -> Result<u64, QuorumWriteError> {
         let command = QuorumCommand { records };
         loop {
-            match self.raft.client_write(command.clone()).await {
+            let written = self
+                .while_leading(deadline, QuorumWriteError::Unknown, async {
+                    Ok(self.raft.client_write(command.clone()).await)
+                })
+                .await?;
+            match written {
                 Ok(response) => return Ok(response.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     let leading = forward.leader_id.is_none() && self.is_leader();
@@ -182,8 +195,19 @@ impl Quorum {
     /// Waits until this member, as leader, has applied everything committed before now (a
     /// new leader may still be applying its predecessor's entries): the controller decides
     /// against an image that includes every committed change.
-    pub async fn catch_up(&self) -> Result<(), QuorumWriteError> {
-        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+    /// Bounded like [`Self::write`]: a deposed member answers NotLeader, and one that cannot
+    /// reach a quorum Timeout at `deadline`.
+    pub async fn catch_up(&self, deadline: Instant) -> Result<(), QuorumWriteError> {
+        let read = self
+            .while_leading(
+                deadline,
+                QuorumWriteError::NotLeader {
+                    leader: self.leader(),
+                },
+                async { Ok(self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await) },
+            )
+            .await?;
+        match read {
             Ok(_) => Ok(()),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(forward))) => {
                 Err(QuorumWriteError::NotLeader {
@@ -192,6 +216,44 @@ impl Quorum {
             }
             Err(RaftError::APIError(_)) => Err(QuorumWriteError::Timeout),
             Err(RaftError::Fatal(fatal)) => Err(QuorumWriteError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Runs `work` until it ends, this member stops leading (`deposed`, with the leader it
+    /// knows of filled in for NotLeader), or `deadline` passes (Timeout).
+    async fn while_leading<T>(
+        &self,
+        deadline: Instant,
+        deposed: QuorumWriteError,
+        work: impl std::future::Future<Output = Result<T, QuorumWriteError>>,
+    ) -> Result<T, QuorumWriteError> {
+        let deposed = async {
+            let leader = self.until_deposed().await;
+            Err(match deposed {
+                QuorumWriteError::NotLeader { .. } => QuorumWriteError::NotLeader { leader },
+                other => other,
+            })
+        };
+        let expired = async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            Err(QuorumWriteError::Timeout)
+        };
+        futures_lite::future::or(work, futures_lite::future::or(deposed, expired)).await
+    }
+
+    /// Waits until this member no longer leads; answers the leader it then knows of.
+    async fn until_deposed(&self) -> Option<u64> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let now = metrics.borrow_watched();
+                if now.state != ServerState::Leader {
+                    return now.current_leader;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return None;
+            }
         }
     }
 
@@ -302,3 +364,7 @@ impl Quorum {
         &self.raft
     }
 }
+
+#[cfg(test)]
+#[path = "quorum_tests.rs"]
+mod tests;
