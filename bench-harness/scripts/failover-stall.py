@@ -232,6 +232,8 @@ def main() -> None:
             load.drain()
             result = summarize(load, first, end, killed["at"])
             result.update(round=round_no, victim=victim, errors=len(load.errors))
+            if load.errors:
+                result["first_errors"] = sorted(set(load.errors))[:3]
             rounds.append(result)
             print(json.dumps(result), flush=True)
             nodes[victim - 1].start()
