@@ -191,6 +191,12 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             // response whose leader epoch is not the partition's current one.
             let replica = &fetching.replica;
             if replica.is_leader() || replica.leader_epoch() != fetching.followed.leader_epoch {
+                tracing::debug!(
+                    partition = %replica.key(),
+                    followed = %fetching.followed.leader_epoch,
+                    replica = %replica.leader_epoch(),
+                    "answer dropped: the leadership moved while the fetch was out"
+                );
                 continue;
             }
             match apply(fetching, answer).await {

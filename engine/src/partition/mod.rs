@@ -22,6 +22,8 @@ pub mod ids;
 pub mod log_config;
 pub mod replica;
 pub mod table;
+#[cfg(test)]
+mod test_support;
 
 pub use error::PartitionError;
 pub use ids::{

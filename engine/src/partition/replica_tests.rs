@@ -1,19 +1,10 @@
 //! A leader's log and high watermark are its own: the follower's operations refuse it.
 
 use super::*;
+use crate::partition::test_support::{run, ME, OTHER};
 use kafka_protocol::records::Compression;
 use spate_net::records::{encode_batch, now_ms, plain_record};
 use spate_storage::LogConfig;
-
-const ME: BrokerId = BrokerId(1024);
-const OTHER: BrokerId = BrokerId(2048);
-
-fn run(test: impl std::future::Future<Output = ()>) {
-    glommio::LocalExecutorBuilder::default()
-        .make()
-        .expect("executor")
-        .run(spate_storage::wakeup::guarded(test));
-}
 
 fn replicated_leader() -> Role {
     Role::Leader {

@@ -158,13 +158,35 @@ impl PartitionTable {
         }
         let _permit = self.open_lock.acquire_permit(1).await;
         // The image may have changed while we waited for the lock.
-        let (topic_image, assignment) = self.check_hosted(topic, partition)?;
+        let (topic_image, _) = self.check_hosted(topic, partition)?;
         if let Some(open) = self.open_replica(topic, partition) {
             return Ok(open);
         }
         self.retire_replaced_topic(&topic_image).await;
         let dir = prepare_partition_dir(&self.config.data_dir, &topic_image, partition)?;
         let log = PartitionLog::open(dir, log_config(&topic_image.configs, &self.config)).await?;
+        // Images applied while the log was opening found no replica to change: the replica
+        // takes the assignment of the image as it is now, not as it was before the open (a
+        // follower left with an older leader epoch drops every answer of its leader, and
+        // never rejoins the ISR).
+        let current = self
+            .check_hosted(topic, partition)
+            .and_then(|(current, assignment)| {
+                if current.id == topic_image.id {
+                    Ok((current, assignment))
+                } else {
+                    Err(PartitionError::UnknownTopicOrPartition)
+                }
+            });
+        let (topic_image, assignment) = match current {
+            Ok(current) => current,
+            Err(error) => {
+                if let Err(error) = log.close().await {
+                    tracing::debug!(topic, partition, %error, "closing a log opened for a replica no longer hosted");
+                }
+                return Err(error);
+            }
+        };
         let replica = self.replica(
             TopicPartition::new(topic, partition),
             &topic_image,
@@ -210,6 +232,10 @@ impl PartitionTable {
                 return failed;
             }
         };
+        // As in `hosted`: the assignment as it is once the log is open.
+        let (topic_image, assignment) = self
+            .check_hosted(&key.topic, key.partition)
+            .unwrap_or((topic_image, assignment));
         let reopened = self.replica(key.clone(), &topic_image, &assignment, log);
         reopened.note_reopen_attempt();
         if let Some(open) = self.open.borrow_mut().get_mut(&*key.topic) {
@@ -626,3 +652,7 @@ pub fn remove_orphaned_partition_dirs(
     }
     Ok(count)
 }
+
+#[cfg(test)]
+#[path = "table_tests.rs"]
+mod tests;
