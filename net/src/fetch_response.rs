@@ -4,9 +4,8 @@
 //!
 //! kafka-protocol's encoder takes the records as one `Bytes`; this one writes everything else
 //! the same way, byte for byte (checked against it for every version in the tests), and
-//! leaves each partition's records as pieces of the frame. The partition fields that Spate
-//! never sets (diverging epoch, current leader, snapshot id: tagged fields of v12) are not
-//! written, as kafka-protocol omits them at their defaults.
+//! leaves each partition's records as pieces of the frame, including the tagged fields of
+//! v12 (a leader's `diverging_epoch` for a follower whose log runs past its own).
 
 use bytes::BufMut;
 use kafka_protocol::messages::ApiKey;
@@ -87,7 +86,7 @@ pub fn encode<R: RecordPieces>(
                 (None, None) => out.bytes.put_bytes_length(flexible, None),
             }
             if flexible {
-                out.bytes.put_no_tagged_fields(); // partition tagged fields
+                put_partition_tagged_fields(&mut out.bytes, version, partition);
             }
         }
         if flexible {
@@ -98,6 +97,39 @@ pub fn encode<R: RecordPieces>(
         out.bytes.put_no_tagged_fields(); // response tagged fields
     }
     out.finish()
+}
+
+/// A partition's tagged fields (v12+) as kafka-protocol writes them: each one that is not
+/// at its default, in tag order (0 `diverging_epoch`, which a leader sends a follower whose
+/// log runs past its own; 1 `current_leader`; 2 `snapshot_id`).
+fn put_partition_tagged_fields(
+    bytes: &mut bytes::BytesMut,
+    version: i16,
+    partition: &kafka_protocol::messages::fetch_response::PartitionData,
+) {
+    use kafka_protocol::protocol::Encodable;
+    let mut fields: Vec<(u32, bytes::BytesMut)> = Vec::new();
+    let mut field = |tag: u32, value: &dyn Fn(&mut bytes::BytesMut) -> anyhow::Result<()>| {
+        let mut encoded = bytes::BytesMut::new();
+        // These fixed-size structs encode into memory: nothing can fail.
+        value(&mut encoded).expect("a tagged field encodes");
+        fields.push((tag, encoded));
+    };
+    if partition.diverging_epoch != Default::default() {
+        field(0, &|buf| partition.diverging_epoch.encode(buf, version));
+    }
+    if partition.current_leader != Default::default() {
+        field(1, &|buf| partition.current_leader.encode(buf, version));
+    }
+    if partition.snapshot_id != Default::default() {
+        field(2, &|buf| partition.snapshot_id.encode(buf, version));
+    }
+    bytes.put_uvarint(fields.len() as u32);
+    for (tag, encoded) in fields {
+        bytes.put_uvarint(tag);
+        bytes.put_uvarint(encoded.len() as u32);
+        bytes.put_slice(&encoded);
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +213,41 @@ mod tests {
             ("[a-z._-]{1,40}", proptest::collection::vec(partition, 0..4)),
             0..4,
         )
+    }
+
+    /// A leader tells a follower whose log runs past its own where to truncate with the
+    /// v12 tagged field `diverging_epoch`. This encoder used to leave every tagged field out,
+    /// so over TCP the follower saw an empty answer, fetched again at once, and never
+    /// truncated nor rejoined the ISR (found with `failover-stall.py`: a killed leader with
+    /// an unreplicated tail, restarted).
+    #[test]
+    fn the_tagged_partition_fields_of_v12_are_written_as_kafka_protocol_writes_them() {
+        use kafka_protocol::messages::fetch_response::{
+            EpochEndOffset, LeaderIdAndEpoch, SnapshotId,
+        };
+        let shape: Shape = vec![(
+            "stall".into(),
+            vec![(0, 0, None, None), (1, 0, None, None), (2, 0, None, None)],
+        )];
+        let (mut response, _) = response_of(&shape, true);
+        let partitions = &mut response.responses[0].partitions;
+        partitions[0].diverging_epoch = EpochEndOffset::default()
+            .with_epoch(14)
+            .with_end_offset(33657);
+        partitions[1].current_leader = LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(3072))
+            .with_leader_epoch(15);
+        partitions[2].snapshot_id = SnapshotId::default().with_end_offset(9).with_epoch(2);
+        partitions[2].diverging_epoch = EpochEndOffset::default().with_epoch(1).with_end_offset(5);
+        let expected = crate::encode_response(
+            ApiKey::Fetch,
+            12,
+            42,
+            &ResponseKind::Fetch(response.clone()),
+        )
+        .unwrap();
+        let ours = encode::<InlineRecords>(12, 42, &response, Vec::new()).flatten();
+        assert_eq!(&ours[..], &expected[..]);
     }
 
     proptest! {

@@ -184,6 +184,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
         for fetching in &round {
             let key = (fetching.followed.topic.clone(), fetching.followed.partition);
             let Some(answer) = answers.remove(&key) else {
+                tracing::debug!(partition = %fetching.replica.key(), "the leader's answer leaves this partition out");
                 continue;
             };
             // The leadership moved while the fetch was out (a leader frozen and deposed
@@ -332,6 +333,18 @@ async fn apply(
 ) -> Applied {
     let replica = &fetching.replica;
     let high_watermark = Offset(answer.high_watermark);
+    tracing::trace!(
+        partition = %replica.key(),
+        fetch_offset = %fetching.fetch_offset,
+        last_epoch = replica.last_epoch(),
+        code = answer.error_code,
+        high_watermark = answer.high_watermark,
+        log_start = answer.log_start_offset,
+        diverging_epoch = answer.diverging_epoch.epoch,
+        diverging_end = answer.diverging_epoch.end_offset,
+        bytes = answer.records.as_ref().map_or(0, |records| records.len()),
+        "answer"
+    );
     match answer.error_code {
         0 => {}
         OFFSET_OUT_OF_RANGE if fetching.fetch_offset.0 < answer.log_start_offset => {
@@ -348,7 +361,10 @@ async fn apply(
             tracing::info!(partition = %replica.key(), offset = %high_watermark, "this replica's log runs past the leader's: truncating to its high watermark");
             return settled(replica, replica.truncate_to(high_watermark).await);
         }
-        code if LEADERSHIP_MOVED.contains(&code) => return Applied::BackOff,
+        code if LEADERSHIP_MOVED.contains(&code) => {
+            tracing::debug!(partition = %replica.key(), code, leader_epoch = %fetching.followed.leader_epoch, "the leader answered that the leadership moved: waiting for the image");
+            return Applied::BackOff;
+        }
         code => {
             tracing::debug!(partition = %replica.key(), code, "the leader refused a partition's fetch");
             return Applied::BackOff;
