@@ -294,13 +294,6 @@ def test_an_idempotent_librdkafka_producer_rides_a_leaders_kill_9_and_the_node_c
     verify(cluster, load, exclude={second})
 
 
-# In about a third of the runs on a loaded machine the woken node never rejoined the ISR of
-# the partition it led (nothing acknowledged lost). Its causes are found and fixed (2026-12-05,
-# cluster/README.md): until this test has passed ten runs under load with the fixes it runs
-# with SPATE_FULL_TESTS=1 only.
-@pytest.mark.skipif(os.environ.get("SPATE_FULL_TESTS") != "1",
-                    reason="waits for ten runs under load with the rejoin fixes; "
-                           "runs with SPATE_FULL_TESTS=1")
 @pytest.mark.parametrize("client", [Load, KafkaPythonLoad], ids=["librdkafka", "kafka-python"])
 def test_a_frozen_leader_that_wakes_up_acknowledges_nothing_and_loses_nothing(
         cluster, unique_topic, client):
