@@ -121,6 +121,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             config.max_connections_per_ip,
         )),
         quorum_status: Default::default(),
+        broker_epoch: spate_net::records::now_ms(),
         config,
     });
     block_termination_signals()?;
@@ -275,6 +276,11 @@ async fn run_shard(start: ShardStart) {
     }
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
     crate::cleaner::spawn(&shard);
+    if node.config.cluster.is_some() {
+        // Clients wait in the listen backlog until this shard's image is the quorum's, not
+        // the one replayed from disk; see `caught_up`.
+        crate::cluster::member::caught_up(&shard).await;
+    }
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             maintenance_tick_until_shutdown(&node).await;

@@ -49,6 +49,10 @@ pub struct NodeContext {
     pub connections: Arc<crate::connection_limits::ConnectionLimits>,
     /// The controller quorum as this node sees it (empty on a one-node cluster).
     pub quorum_status: crate::cluster::status::QuorumStatusCell,
+    /// This start's broker epoch (its wall-clock millisecond): a cluster node registers its
+    /// brokers with it, and its shards serve clients once their image holds that
+    /// registration (see `cluster::member::caught_up`).
+    pub broker_epoch: i64,
 }
 
 impl NodeContext {

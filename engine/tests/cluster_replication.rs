@@ -168,33 +168,41 @@ fn leader_address(cluster: &Cluster, partition: i32) -> Option<SocketAddr> {
 
 /// (node answering, leader, ISR) of `partition` from the first node that answers.
 fn partition_state(cluster: &Cluster, partition: i32) -> Option<(usize, i32, Vec<i32>)> {
-    for (index, node) in cluster.nodes.iter().enumerate() {
-        let Ok(mut client) = Client::connect(node.address(0), Duration::from_secs(2)) else {
-            continue;
-        };
-        let request = kafka_protocol::messages::MetadataRequest::default()
-            .with_topics(Some(vec![
-                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
-                    .with_name(Some(harness::topic_name(TOPIC))),
-            ]))
-            .with_allow_auto_topic_creation(false);
-        let Ok(response) = client.send(12, &request) else {
-            continue;
-        };
-        let found = response
-            .topics
-            .first()?
-            .partitions
-            .iter()
-            .find(|p| p.partition_index == partition)?
-            .clone();
-        return Some((
-            index,
-            found.leader_id.0,
-            found.isr_nodes.iter().map(|id| id.0).collect(),
-        ));
-    }
-    None
+    cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .find_map(|(index, node)| Some((index, partition_metadata(node.address(0), partition)?)))
+        .map(|(index, found)| {
+            (
+                index,
+                found.leader_id.0,
+                found.isr_nodes.iter().map(|id| id.0).collect(),
+            )
+        })
+}
+
+/// `partition` of `TOPIC` as the node at `address` answers Metadata; `None` if it does not
+/// answer within two seconds (or does not know the partition).
+fn partition_metadata(
+    address: SocketAddr,
+    partition: i32,
+) -> Option<kafka_protocol::messages::metadata_response::MetadataResponsePartition> {
+    let mut client = Client::connect(address, Duration::from_secs(2)).ok()?;
+    let request = kafka_protocol::messages::MetadataRequest::default()
+        .with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(harness::topic_name(TOPIC))),
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let response = client.send(12, &request).ok()?;
+    response
+        .topics
+        .first()?
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)
+        .cloned()
 }
 
 /// Waits until every partition has a leader and all three replicas in its ISR.
@@ -477,6 +485,59 @@ fn with_two_of_three_nodes_down_nothing_is_acknowledged_and_nothing_is_lost() {
     wait_for_full_isr(&cluster);
     producer.send_many(&cluster, "after", 30);
     verify(&cluster, &producer);
+}
+
+/// `partition`'s (leader, leader epoch) as `node` alone answers Metadata.
+fn leadership_seen_by(cluster: &Cluster, node: i32, partition: i32) -> Option<(i32, i32)> {
+    let found = partition_metadata(cluster.nodes[node as usize - 1].address(0), partition)?;
+    Some((found.leader_id.0, found.leader_epoch))
+}
+
+#[test]
+fn a_restarted_node_serves_clients_only_once_it_has_caught_up_with_the_quorum() {
+    // A node killed while it led a partition replays, at its restart, an image in which it
+    // still leads it; the quorum has since fenced it and moved the leadership. As a Kafka
+    // broker does, it must catch up with the quorum before it answers any client: told
+    // otherwise, clients would send their produce to a leader that is not one.
+    let mut cluster = start_cluster();
+    let (_, leader, _) = partition_state(&cluster, 0).expect("metadata");
+    let victim = leader / 1024;
+    let (_, epoch_led) = leadership_seen_by(&cluster, victim, 0).expect("the leader answers");
+    cluster.node(victim).kill9();
+    wait_until_fenced(&cluster, victim);
+    // The others go too, so that the victim, restarted alone, cannot catch up.
+    let others: Vec<i32> = [1, 2, 3].into_iter().filter(|&n| n != victim).collect();
+    for &node in &others {
+        cluster.node(node).kill9();
+    }
+    cluster.node(victim).start_again();
+    assert_eq!(
+        leadership_seen_by(&cluster, victim, 0),
+        None,
+        "a node that has not caught up with the quorum answered a client\n{}",
+        cluster.logs()
+    );
+    // With the others back it catches up, then serves, and its first answer is already
+    // newer than the leadership it had when it was killed.
+    for &node in &others {
+        cluster.node(node).start_again();
+    }
+    let deadline = Instant::now() + WAIT;
+    let (_, epoch_seen) = loop {
+        if let Some(seen) = leadership_seen_by(&cluster, victim, 0) {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted node never served\n{}",
+            cluster.logs()
+        );
+    };
+    assert!(
+        epoch_seen > epoch_led,
+        "its first answer is its stale image: epoch {epoch_seen}, it led in {epoch_led}"
+    );
+    wait_for_full_isr(&cluster);
 }
 
 /// The committed offsets of `group` for `TOPIC` as `spate group describe` shows them through

@@ -12,6 +12,7 @@
 //!   (`ControllerRequest::Heartbeat`, every `broker.heartbeat.interval.ms`): the leader fences
 //!   a node it has not heard from for `broker.session.timeout.ms`, and unfences it when it
 //!   heartbeats again.
+//! - [`caught_up`] holds each shard's clients back until its image holds that registration.
 //!
 //! The directory's name has no `-N` suffix, so partition-directory clean-up never takes it
 //! for a partition of a deleted topic.
@@ -146,7 +147,7 @@ pub fn serve(member: &mut Member, shard: Rc<Shard>) {
 /// heartbeats until the node shuts down; see the module docs.
 pub async fn announce_start(shard: Rc<Shard>) {
     let config = &shard.node.config;
-    let broker_epoch = spate_net::records::now_ms();
+    let broker_epoch = shard.node.broker_epoch;
     let start = NodeStart {
         node_id: NodeId(config.node_id),
         shard_count: shard.node.shard_count,
@@ -175,6 +176,48 @@ pub async fn announce_start(shard: Rc<Shard>) {
             }
         }
         glommio::timer::sleep(ANNOUNCE_RETRY_INTERVAL).await;
+    }
+}
+
+/// How often [`caught_up`] looks at the shard's image.
+const CAUGHT_UP_POLL: Duration = Duration::from_millis(10);
+
+/// Returns once this shard's image holds its broker's registration of this start (its
+/// `StartNode`, see [`announce_start`]), or the node stops.
+///
+/// A restarted node replays an image from its own files that may be long stale: a node
+/// killed while it led partitions still leads them there, although the quorum has fenced it
+/// and moved them. The registration of this start is written to the quorum's log after
+/// everything that happened while the node was away, so an image that holds it is at
+/// least that new. Like a Kafka broker, which serves only once it has caught up with the
+/// metadata log, a shard accepts no client connection before then (they wait in the listen
+/// backlog): told the stale image, a client would send its writes to a leader that is not
+/// one.
+pub async fn caught_up(shard: &Shard) {
+    let registered = |shard: &Shard| {
+        shard
+            .image()
+            .broker(shard.broker_id())
+            .is_some_and(|registration| registration.epoch == shard.node.broker_epoch)
+    };
+    let started = std::time::Instant::now();
+    let mut logged = false;
+    while !registered(shard) && !shard.node.is_shutting_down() {
+        if !logged && started.elapsed() >= Duration::from_secs(1) {
+            tracing::info!(
+                shard = shard.id.0,
+                "waiting for the controller quorum to register this node before serving clients"
+            );
+            logged = true;
+        }
+        glommio::timer::sleep(CAUGHT_UP_POLL).await;
+    }
+    if registered(shard) {
+        tracing::info!(
+            shard = shard.id.0,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "caught up with the controller quorum: serving clients"
+        );
     }
 }
 
