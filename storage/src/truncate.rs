@@ -56,8 +56,8 @@ const CLEANING_POLL: Duration = Duration::from_millis(10);
 impl PartitionLog {
     /// Removes every batch holding an offset at or above `offset` (a batch straddling it goes
     /// whole, as in Kafka's `LogSegment.truncateTo`), so that the log ends at `offset` or
-    /// below; the leader epochs starting at or above the new end go too. A no-op if `offset`
-    /// is at or above the log end; below the log start it is
+    /// below; the leader epochs starting at or above the new end go too. At or above the log
+    /// end only such epochs go (see `drop_epochs_at_end`); below the log start it is
     /// [`Self::truncate_fully_and_start_at`]. Returns once the cut is durable, with the log
     /// end and durable end at the new end. Appends meanwhile get `Truncating`, and so does
     /// a second truncation (see the module docs of `truncate`). `Closed` or `Io` if the log
@@ -68,12 +68,18 @@ impl PartitionLog {
     /// the new end keep waiting until new batches reach them: a replica fails its producers'
     /// waits when it stops leading, before it truncates, as Kafka does.
     pub async fn truncate_to(&self, offset: Offset) -> Result<(), StorageError> {
-        {
+        let at_or_past_end = {
             let state = self.shared.state.borrow();
             crate::replica::check_open(&state)?;
-            if offset >= state.log_end {
-                return Ok(());
-            }
+            (offset >= state.log_end).then(|| {
+                (state.epochs.entries().last())
+                    .is_some_and(|entry| entry.start_offset >= state.log_end)
+            })
+        };
+        match at_or_past_end {
+            Some(true) => return self.drop_epochs_at_end().await,
+            Some(false) => return Ok(()),
+            None => {}
         }
         let mut truncation = Truncation::begin(&self.shared).await?;
         let (log_start, log_end) = {
@@ -155,6 +161,31 @@ impl PartitionLog {
         };
         crate::flusher::write_epochs(&self.shared, entries).await?;
         self.clamp_offset_files(new_end).await
+    }
+
+    /// The log is not cut, but its latest leader epoch starts at its end: a replica made
+    /// leader and deposed before any batch of that epoch. Kafka's `truncateTo` drops such an
+    /// entry too ("we may have a conflicting epoch entry at the end of the log"): a follower
+    /// that kept it would send it as its last fetched epoch, be told again that the epoch
+    /// before it ended at this end, and truncate here again, for ever.
+    async fn drop_epochs_at_end(&self) -> Result<(), StorageError> {
+        let _truncation = Truncation::begin(&self.shared).await?;
+        let entries = {
+            let mut state = self.shared.state.borrow_mut();
+            let log_end = state.log_end;
+            state.epochs.truncate_from_end(log_end);
+            match state.epochs.take_dirty() {
+                Some(entries) => entries,
+                None => return Ok(()),
+            }
+        };
+        // A failed write leaves the old checkpoint, whose entry recovery drops at the log
+        // end; the flusher tries again meanwhile.
+        let written = crate::flusher::write_epochs(&self.shared, entries).await;
+        if written.is_err() {
+            self.shared.state.borrow_mut().epochs.mark_dirty();
+        }
+        Ok(written?)
     }
 
     /// Replaces the files by one empty segment at `offset` (see "Crash safety").

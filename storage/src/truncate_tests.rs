@@ -232,6 +232,33 @@ fn truncation_inside_the_active_segment_and_at_or_past_the_end() {
 }
 
 #[test]
+fn a_truncation_at_or_past_the_end_drops_an_epoch_that_began_there_without_a_batch() {
+    // A replica made leader in epoch 5 (its entry starts at the log end) and deposed before
+    // any batch of that epoch: as a follower it sends 5 as its last fetched epoch, its new
+    // leader answers that epoch 4 ended at this end, and the truncation there must drop
+    // epoch 5, or the follower asks again for ever (Kafka's `truncateTo` cuts the epoch
+    // cache at the log end even when the log itself is not cut).
+    run(async {
+        let dir = temp_dir();
+        let path = dir.path().join("p-0");
+        let (log, model) = filled_log(&path).await;
+        let end = Offset(model.end());
+        for target in [end, Offset(end.0 + 10)] {
+            log.assign_leader_epoch(5);
+            assert_eq!(log.latest_epoch().map(|entry| entry.epoch), Some(5));
+            log.truncate_to(target).await.unwrap();
+            assert_eq!(log.leader_epochs(), model.epochs, "truncate_to({target})");
+            assert_eq!(
+                crate::epochs::read_checkpoint(&path).unwrap().unwrap(),
+                model.epochs,
+                "the checkpoint is cut too"
+            );
+        }
+        continue_and_reopen(&path, log, model).await;
+    });
+}
+
+#[test]
 fn truncation_below_the_log_start_starts_an_empty_log_there() {
     run(async {
         let dir = temp_dir();
