@@ -264,26 +264,13 @@ fn verify(cluster: &Cluster, producer: &Producer) {
             "partition {partition}: the acknowledged records are not each read once, in order, at their offsets"
         );
         // Every replica ends up with the same batches at the same offsets.
-        let dump = |node: &harness::Broker| -> String {
-            let path = node
-                .data_dir()
-                .join("data")
-                .join(format!("{TOPIC}-{partition}"))
-                .join("00000000000000000000.log");
-            let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
-                .args(["log", "dump"])
-                .arg(&path)
-                .output()
-                .expect("spate log dump");
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .filter(|line| line.starts_with("baseOffset"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
         let deadline = Instant::now() + WAIT;
         loop {
-            let dumps: Vec<String> = cluster.nodes.iter().map(dump).collect();
+            let dumps: Vec<String> = cluster
+                .nodes
+                .iter()
+                .map(|node| dump(node, partition))
+                .collect();
             if dumps.iter().all(|other| *other == dumps[0]) && !dumps[0].is_empty() {
                 break;
             }
@@ -295,6 +282,52 @@ fn verify(cluster: &Cluster, producer: &Producer) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The batch lines of `spate log dump` of `partition`'s first segment on `node`.
+fn dump(node: &harness::Broker, partition: i32) -> String {
+    let path = node
+        .data_dir()
+        .join("data")
+        .join(format!("{TOPIC}-{partition}"))
+        .join("00000000000000000000.log");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["log", "dump"])
+        .arg(&path)
+        .output()
+        .expect("spate log dump");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with("baseOffset"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_followers_kill_9_keeps_every_acknowledged_record_on_its_disk() {
+    // A follower reports only what it fdatasync'ed, and its leader acknowledges on that:
+    // every acknowledged record must be in the killed follower's files.
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 300);
+    wait_for_full_isr(&cluster);
+    let (_, leader, _) = partition_state(&cluster, 0).expect("metadata");
+    let follower = [1, 2, 3]
+        .into_iter()
+        .find(|&node| node != leader / 1024)
+        .unwrap();
+    let acknowledged = producer.acked[&0].last().expect("acknowledged").offset;
+    cluster.node(follower).kill9();
+    let on_disk = dump(&cluster.nodes[follower as usize - 1], 0);
+    assert!(
+        on_disk.contains(&format!("lastOffset: {acknowledged} ")),
+        "the killed follower's file lacks offset {acknowledged}:\n{on_disk}"
+    );
+    // It recovers, catches up and rejoins; nothing acknowledged is missing anywhere.
+    cluster.node(follower).start_again();
+    producer.send_many(&cluster, "after", 30);
+    wait_for_full_isr(&cluster);
+    verify(&cluster, &producer);
 }
 
 fn start_cluster() -> Cluster {

@@ -96,6 +96,9 @@ pub struct Appended {
     pub appended_bytes: usize,
     /// Received in place, without a copy.
     pub in_place: bool,
+    /// The leader epoch the batch was appended in (a follower's: the epoch it follows):
+    /// only that term may acknowledge it.
+    pub leader_epoch: LeaderEpoch,
 }
 
 /// Which records a read may return.
@@ -440,6 +443,7 @@ impl Partition {
             }
         }
         replication.advance_high_watermark(self.log.durable_end_offset());
+        tracing::trace!(partition = %self.key, follower = follower.0, %fetch_offset, high_watermark = %self.high_watermark(), in_isr, "follower fetched");
         let term_start = self
             .log
             .latest_epoch()
@@ -538,6 +542,7 @@ impl Partition {
             duplicate: false,
             appended_bytes: records.len(),
             in_place: false,
+            leader_epoch: self.leader_epoch.get(),
         })
     }
 
@@ -560,7 +565,8 @@ impl Partition {
         if !self.is_leader() {
             return Err(PartitionError::NotLeaderOrFollower);
         }
-        let epoch = self.leader_epoch.get().0;
+        let leader_epoch = self.leader_epoch.get();
+        let epoch = leader_epoch.0;
         let (bytes, appended) = match batch {
             ProducedBatch::InRequest(bytes) => (bytes.len(), self.log.append(bytes, epoch)?),
             ProducedBatch::Received(received) => {
@@ -574,6 +580,7 @@ impl Partition {
             duplicate: appended.duplicate,
             appended_bytes: if appended.duplicate { 0 } else { bytes },
             in_place: appended.in_place,
+            leader_epoch,
         })
     }
 
@@ -586,13 +593,24 @@ impl Partition {
     /// With one replica the high watermark is the durable end: no timer, no leadership watch
     /// (the cost of the single-node produce path stays what it was). A retried duplicate is
     /// answered once its original is.
+    ///
+    /// Only the term that appended the batch may acknowledge it: the wait starts after the
+    /// append (the produce path's second phase, behind the connection's earlier requests),
+    /// and a replica deposed in between answers NOT_LEADER_OR_FOLLOWER. As a follower it
+    /// would otherwise have looked unreplicated, and acknowledged on its own durability a
+    /// batch that its new leader never had and its truncation then removed.
     pub async fn wait_acknowledged(
         &self,
         appended: &Appended,
         acks: Acks,
         deadline: std::time::Instant,
     ) -> Result<(), PartitionError> {
-        let replicated = matches!(&*self.replication.role.borrow(), Role::Leader { replicas, .. } if replicas.len() > 1);
+        let replicated = match &*self.replication.role.borrow() {
+            Role::Leader { replicas, .. } if self.leader_epoch.get() == appended.leader_epoch => {
+                replicas.len() > 1
+            }
+            _ => return Err(PartitionError::NotLeaderOrFollower),
+        };
         if !replicated {
             // Fetches are woken by the log's durable-end listener (see `new`), not here.
             self.log.wait_durable(appended.last_offset).await?;
@@ -608,7 +626,7 @@ impl Partition {
 
     /// [`Self::wait_acknowledged`] on a replicated partition, without the deadline.
     async fn wait_replicated(&self, appended: &Appended, acks: Acks) -> Result<(), PartitionError> {
-        let epoch = self.leader_epoch.get();
+        let epoch = appended.leader_epoch;
         let still_leading = || {
             if self.is_leader() && self.leader_epoch.get() == epoch {
                 Ok(())

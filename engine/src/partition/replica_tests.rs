@@ -72,3 +72,55 @@ fn a_leader_refuses_a_followers_truncation_restart_and_high_watermark() {
         partition.log().close().await.unwrap();
     });
 }
+
+/// The produce path answers in two phases: the batch is appended as leader, and its wait
+/// for acknowledgement runs later (after the connection's earlier requests). A replica that
+/// was deposed in between must not answer that batch as acknowledged: as a follower it
+/// would have taken the path of an unreplicated partition (durable here is enough) and
+/// acknowledged a batch its new leader never had, which the truncation then removed (the
+/// chaos run's lost acknowledged records).
+#[test]
+fn a_batch_appended_by_a_leader_deposed_before_its_wait_is_not_acknowledged() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path().join("t-0"), LogConfig::default())
+            .await
+            .unwrap();
+        let partition = Partition::new(
+            TopicPartition::new("t", 0),
+            Uuid::nil(),
+            log,
+            ME,
+            replicated_leader(),
+            LeaderEpoch(1),
+            1,
+        );
+        let records: Vec<_> = (0..5)
+            .map(|index| plain_record(index, None, Some(bytes::Bytes::from("v")), now_ms()))
+            .collect();
+        let batch = encode_batch(&records, Compression::None).unwrap();
+        let appended = partition.append(ProducedBatch::InRequest(&batch)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+
+        // Deposed, then the wait starts: a follower now.
+        partition.set_role(Role::Follower { leader: OTHER }, LeaderEpoch(2), 1);
+        for acks in [Acks::All, Acks::Leader] {
+            let answer = partition.wait_acknowledged(&appended, acks, deadline).await;
+            assert!(
+                matches!(answer, Err(PartitionError::NotLeaderOrFollower)),
+                "{acks:?}: {answer:?}"
+            );
+        }
+
+        // Leader again in a newer term: still not the term that appended the batch.
+        partition.set_role(replicated_leader(), LeaderEpoch(3), 1);
+        let answer = partition
+            .wait_acknowledged(&appended, Acks::All, deadline)
+            .await;
+        assert!(
+            matches!(answer, Err(PartitionError::NotLeaderOrFollower)),
+            "a later term: {answer:?}"
+        );
+        partition.log().close().await.unwrap();
+    });
+}
