@@ -14,29 +14,36 @@ fn replicated_leader() -> Role {
     }
 }
 
+/// A leader in epoch 1 of a partition replicated on ME and OTHER, in `dir`, and its first
+/// batch of five records, appended.
+async fn leader_with_a_batch(dir: &std::path::Path) -> (Partition, Appended) {
+    let log = PartitionLog::open(dir.join("t-0"), LogConfig::default())
+        .await
+        .unwrap();
+    let partition = Partition::new(
+        TopicPartition::new("t", 0),
+        Uuid::nil(),
+        log,
+        ME,
+        replicated_leader(),
+        LeaderEpoch(1),
+        1,
+    );
+    let records: Vec<_> = (0..5)
+        .map(|index| plain_record(index, None, Some(bytes::Bytes::from("v")), now_ms()))
+        .collect();
+    let batch = encode_batch(&records, Compression::None).unwrap();
+    let appended = partition.append(ProducedBatch::InRequest(&batch)).unwrap();
+    (partition, appended)
+}
+
 /// A deposed leader's late answer reaching a replica that leads now (the fetcher drops those;
 /// this is the partition's own guard): it neither moves the high watermark nor cuts the log.
 #[test]
 fn a_leader_refuses_a_followers_truncation_restart_and_high_watermark() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path().join("t-0"), LogConfig::default())
-            .await
-            .unwrap();
-        let partition = Partition::new(
-            TopicPartition::new("t", 0),
-            Uuid::nil(),
-            log,
-            ME,
-            replicated_leader(),
-            LeaderEpoch(1),
-            1,
-        );
-        let records: Vec<_> = (0..5)
-            .map(|index| plain_record(index, None, Some(bytes::Bytes::from("v")), now_ms()))
-            .collect();
-        let batch = encode_batch(&records, Compression::None).unwrap();
-        let appended = partition.append(ProducedBatch::InRequest(&batch)).unwrap();
+        let (partition, appended) = leader_with_a_batch(dir.path()).await;
         partition
             .log()
             .wait_durable(appended.last_offset)
@@ -83,23 +90,7 @@ fn a_leader_refuses_a_followers_truncation_restart_and_high_watermark() {
 fn a_batch_appended_by_a_leader_deposed_before_its_wait_is_not_acknowledged() {
     run(async {
         let dir = tempfile::tempdir().unwrap();
-        let log = PartitionLog::open(dir.path().join("t-0"), LogConfig::default())
-            .await
-            .unwrap();
-        let partition = Partition::new(
-            TopicPartition::new("t", 0),
-            Uuid::nil(),
-            log,
-            ME,
-            replicated_leader(),
-            LeaderEpoch(1),
-            1,
-        );
-        let records: Vec<_> = (0..5)
-            .map(|index| plain_record(index, None, Some(bytes::Bytes::from("v")), now_ms()))
-            .collect();
-        let batch = encode_batch(&records, Compression::None).unwrap();
-        let appended = partition.append(ProducedBatch::InRequest(&batch)).unwrap();
+        let (partition, appended) = leader_with_a_batch(dir.path()).await;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
 
         // Deposed, then the wait starts: a follower now.
