@@ -236,12 +236,12 @@ def verify(cluster: Cluster, load: Load, exclude: set[int]) -> None:
 
 
 def verify_acked(cluster: Cluster, topic: str, acked: dict[str, tuple[int, int]],
-                 exclude: set[int]) -> None:
+                 exclude: set[int], timeout_s: float = WAIT_S) -> None:
     """Every acknowledged record (value -> (partition, offset)) is read back from the live
     nodes exactly once, in order, at its acknowledged offset (the producers are idempotent:
     retries leave no duplicates), and nothing else is in the topic."""
     read = consume(cluster.bootstrap(exclude), topic, list(range(PARTITIONS)),
-                   expected_count=len(acked), timeout_s=WAIT_S)
+                   expected_count=len(acked), timeout_s=timeout_s)
     by_partition: dict[int, list[tuple[int, str]]] = {}
     for record in read:
         by_partition.setdefault(record.partition, []).append((record.offset, record.value))

@@ -1,0 +1,200 @@
+"""A randomized chaos run: faults, one after another, under a steady idempotent acks=all load.
+
+Three `spate serve` nodes (test_cluster.py's cluster) hold a topic with replication factor 3
+and min.insync.replicas=2. A librdkafka producer (test_cluster.Load) writes a steady trickle
+from a thread of its own while the test picks faults at random: kill -9 of a node (often a
+partition's leader), SIGSTOP of a node for less or more than its session, a controlled
+SIGTERM restart, two nodes killed at once, all three killed at once. After each fault the
+test heals it, waits until every partition has its full ISR again and the producer is
+acknowledged again, then picks the next. At the end the producer must have had no delivery
+error, every acknowledged record must be read back exactly once, in order, at its
+acknowledged offset, and every replica must hold the same batches (`spate log dump`).
+
+6 faults in CI; 200 with SPATE_FULL_TESTS=1 (or SPATE_CHAOS_FAULTS=N). The run prints its
+seed; SPATE_CHAOS_SEED=S replays the same choices (the timing is the machine's).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import SPATE_BIN
+from test_cluster import (NODES, PARTITIONS, WAIT_S, Cluster, Load, cluster,  # noqa: F401
+                          create_replicated_topic, full_isr, partition_state, verify_acked,
+                          wait_for)
+
+FULL = os.environ.get("SPATE_FULL_TESTS") == "1"
+FAULTS = int(os.environ.get("SPATE_CHAOS_FAULTS", "200" if FULL else "6"))
+# Every fault takes a few seconds to heal (fencing, restart, catch-up); the long run's
+# verification reads about a million records.
+TIMEOUT_S = 300 + 30 * FAULTS
+# Acknowledgements the producer must get after a fault is healed before the next one: the
+# cluster takes writes again, not only reports a full ISR.
+PROGRESS = 200
+
+
+class Trickle(threading.Thread):
+    """Feeds `load` about a thousand records a second, never more than 5,000 unanswered,
+    until stopped; all of `load`'s calls (and so its delivery callbacks) run on this thread."""
+
+    def __init__(self, load: Load):
+        super().__init__(daemon=True)
+        self.load = load
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        load = self.load
+        while not self.stopping.is_set():
+            if load.sent - len(load.acked) - len(load.errors) < 5_000:
+                load.send(10)
+            load.producer.poll(0.01)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+
+
+def acknowledged(load: Load) -> int:
+    return len(load.acked)
+
+
+def leader_of(cluster: Cluster, topic: str, rng: random.Random) -> int:
+    """The node leading a random partition (as the cluster says), or a random node."""
+    state = partition_state(cluster.bootstrap(), topic)
+    partition = rng.randrange(PARTITIONS)
+    if partition in state and state[partition][0] >= 0:
+        return state[partition][0] // 1024
+    return rng.randint(1, NODES)
+
+
+def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
+    """(description, apply) for a random fault; apply() does it and heals it."""
+    roll = rng.random()
+    node = leader_of(cluster, topic, rng) if rng.random() < 0.6 else rng.randint(1, NODES)
+    broker = cluster.node(node)
+    if roll < 0.35:
+        down_s = rng.uniform(0.0, 3.0)
+
+        def kill():
+            broker.kill9()
+            time.sleep(down_s)
+            broker.start()
+        return f"kill -9 of node {node}, restarted after {down_s:.1f} s", kill
+    if roll < 0.65:
+        # The session is 1.8 s: shorter freezes leave the node in place, longer ones fence it
+        # and wake a zombie leader.
+        frozen_s = rng.uniform(0.3, 4.0)
+
+        def freeze():
+            os.killpg(broker.process.pid, signal.SIGSTOP)
+            try:
+                time.sleep(frozen_s)
+            finally:
+                os.killpg(broker.process.pid, signal.SIGCONT)
+        return f"SIGSTOP of node {node} for {frozen_s:.1f} s", freeze
+    if roll < 0.8:
+        def controlled():
+            code = broker.stop()
+            assert code == 0, f"node {node} exited with {code} on SIGTERM\n{cluster.logs()}"
+            broker.start()
+        return f"SIGTERM (controlled shutdown) of node {node}, restarted", controlled
+    if roll < 0.95:
+        other = rng.choice([n for n in range(1, NODES + 1) if n != node])
+        down_s = rng.uniform(0.5, 3.0)
+
+        def two_down():
+            cluster.node(node).kill9()
+            cluster.node(other).kill9()
+            time.sleep(down_s)
+            for n in (node, other):
+                cluster.node(n).start_process()
+            for n in (node, other):
+                cluster.node(n).wait_ready(timeout_s=WAIT_S)
+        return f"kill -9 of nodes {node} and {other}, restarted after {down_s:.1f} s", two_down
+
+    def all_down():
+        for n in range(1, NODES + 1):
+            cluster.node(n).kill9()
+        for n in range(1, NODES + 1):
+            cluster.node(n).start_process()
+        for n in range(1, NODES + 1):
+            cluster.node(n).wait_ready(timeout_s=WAIT_S)
+    return "kill -9 of all three nodes, restarted together", all_down
+
+
+def acknowledged_by_partition(load: Load) -> str:
+    """Per partition: how many records were acknowledged and the highest offset among them."""
+    counts: dict[int, list[int]] = {}
+    for partition, offset in list(load.acked.values()):
+        entry = counts.setdefault(partition, [0, -1])
+        entry[0] += 1
+        entry[1] = max(entry[1], offset)
+    return ", ".join(f"partition {p}: {n} acknowledged, up to offset {top}"
+                     for p, (n, top) in sorted(counts.items()))
+
+
+def log_dump(broker, topic: str, partition: int) -> str:
+    """The batch lines of every segment of one replica, in offset order."""
+    directory = broker.data_dir / f"{topic}-{partition}"
+    lines: list[str] = []
+    for segment in sorted(directory.glob("*.log")):
+        output = subprocess.run([str(SPATE_BIN), "log", "dump", str(segment)],
+                                capture_output=True, text=True, timeout=60, check=False)
+        lines += [line for line in output.stdout.splitlines() if line.startswith("baseOffset")]
+    return "\n".join(lines)
+
+
+def replicas_agree(cluster: Cluster, topic: str) -> bool:
+    for partition in range(PARTITIONS):
+        dumps = [log_dump(broker, topic, partition) for broker in cluster.nodes]
+        if not dumps[0] or any(dump != dumps[0] for dump in dumps):
+            return False
+    return True
+
+
+@pytest.mark.timeout(TIMEOUT_S)
+def test_a_randomized_chaos_run_loses_duplicates_and_reorders_nothing(cluster, unique_topic):
+    seed = int(os.environ.get("SPATE_CHAOS_SEED", random.randrange(1 << 32)))
+    print(f"\nchaos: {FAULTS} faults, SPATE_CHAOS_SEED={seed}")
+    rng = random.Random(seed)
+    topic = unique_topic()
+    create_replicated_topic(cluster, topic)
+    load = Load(cluster, topic)
+    trickle = Trickle(load)
+    trickle.start()
+    try:
+        wait_for("the first acknowledgements", lambda: acknowledged(load) >= PROGRESS, cluster)
+        for number in range(1, FAULTS + 1):
+            what, fault = pick_fault(cluster, topic, rng)
+            started = time.monotonic()
+            fault()
+            wait_for(f"every ISR full after fault {number} ({what}; seed {seed})",
+                     lambda: full_isr(cluster, topic), cluster)
+            healed = acknowledged(load)
+            wait_for(f"the producer acknowledged after fault {number} ({what}; seed {seed})",
+                     lambda: acknowledged(load) >= healed + PROGRESS, cluster)
+            print(f"fault {number}: {what}; healed, full ISR and writing again after "
+                  f"{time.monotonic() - started:.1f} s; {acknowledged(load)} acknowledged, "
+                  f"{len(load.errors)} delivery errors")
+            assert not load.errors, (
+                f"delivery errors after fault {number} ({what}; seed {seed}): "
+                f"{load.errors[:5]}\n{cluster.logs()}")
+            time.sleep(rng.uniform(0.0, 1.0))
+    except AssertionError:
+        print(f"chaos failed (seed {seed}): {acknowledged_by_partition(load)}; "
+              f"delivery errors: {load.errors[:5]}")
+        raise
+    finally:
+        trickle.stop()
+    load.finish(cluster)
+    verify_acked(cluster, topic, load.acked, exclude=set(), timeout_s=WAIT_S + load.sent / 5_000)
+    wait_for(f"every replica holding the same batches (seed {seed})",
+             lambda: replicas_agree(cluster, topic), cluster)
+    print(f"chaos: {FAULTS} faults, {len(load.acked)} records acknowledged and read back once each")
