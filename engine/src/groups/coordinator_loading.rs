@@ -103,6 +103,16 @@ impl Coordinator {
     ) -> Result<usize, ()> {
         let log = match shard.partitions.leader(topic, partition, -1).await {
             Ok(log) => log,
+            Err(crate::partition::PartitionError::NotLeaderOrFollower) => {
+                // The leadership moved while the load waited (a restarted node whose replayed
+                // image was stale): nothing to coordinate here, and nothing failed; the new
+                // leader loads it, and `gained` brings it back if it returns.
+                tracing::debug!(
+                    partition,
+                    "no longer leading this __consumer_offsets partition: not loading it"
+                );
+                return Ok(0);
+            }
             Err(error) => {
                 tracing::error!(partition, %error, "cannot load __consumer_offsets partition");
                 return Err(());
