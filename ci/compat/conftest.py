@@ -107,7 +107,8 @@ class Broker:
     """
 
     def __init__(self, workdir: Path, shard_count: int = SHARD_COUNT,
-                 default_partitions: int = DEFAULT_PARTITIONS, extra_args: list[str] | None = None):
+                 default_partitions: int = DEFAULT_PARTITIONS, extra_args: list[str] | None = None,
+                 extra_ports: list[int] | None = None):
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,6 +116,9 @@ class Broker:
         self.shard_count = shard_count
         self.default_partitions = default_partitions
         self.extra_args = list(extra_args or [])
+        # Ports other than the Kafka ones that a restart waits for (a cluster node's controller
+        # port): a stopped node's sockets can outlive its process for a moment.
+        self.extra_ports = list(extra_ports or [])
         self.base_port = pick_base_port(shard_count)
         self.process: subprocess.Popen | None = None
         self.runs = 0
@@ -163,7 +167,7 @@ class Broker:
         # moment (io_uring tears down its requests asynchronously): wait until the ports can
         # be bound again, as a restarted Kafka would have to.
         deadline = time.monotonic() + PORTS_RELEASE_TIMEOUT_S
-        while not all(_port_is_free(port) for port in self.ports):
+        while not all(_port_is_free(port) for port in self.ports + self.extra_ports):
             if time.monotonic() > deadline:
                 break  # the broker will say which port is taken
             time.sleep(0.05)

@@ -47,7 +47,8 @@ class Cluster:
         voters = ",".join(f"{n}@127.0.0.1:{controller_base + n - 1}" for n in range(1, NODES + 1))
         self.nodes = [
             Broker(workdir / f"node-{n}", shard_count=1, extra_args=[
-                "--node-id", str(n), "--controller-quorum-voters", voters, *NODE_ARGS])
+                "--node-id", str(n), "--controller-quorum-voters", voters, *NODE_ARGS],
+                extra_ports=[controller_base + n - 1])
             for n in range(1, NODES + 1)
         ]
 

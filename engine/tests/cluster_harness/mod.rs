@@ -61,7 +61,9 @@ impl Cluster {
                     ELECTION_TIMEOUT_MS,
                 ];
                 args.extend_from_slice(extra_args);
-                Broker::start_with_args(1, &args)
+                let mut broker = Broker::start_with_args(1, &args);
+                broker.extra_ports = vec![controller_base + index as u16];
+                broker
             })
             .collect();
         Cluster {

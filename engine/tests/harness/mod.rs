@@ -28,6 +28,9 @@ pub struct Broker {
     pub smp: usize,
     /// More `spate serve` arguments.
     pub extra_args: Vec<String>,
+    /// Ports other than the Kafka ones that a restart waits to be free (a cluster node's
+    /// controller port).
+    pub extra_ports: Vec<u16>,
 }
 
 impl Broker {
@@ -44,6 +47,7 @@ impl Broker {
             port,
             smp,
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            extra_ports: Vec::new(),
         };
         broker.spawn();
         broker
@@ -130,7 +134,7 @@ impl Broker {
 
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        self.start_again();
     }
 
     /// SIGKILL and wait: a crash.
@@ -143,19 +147,22 @@ impl Broker {
 
     /// Starts the broker again on the same data directory (after `stop` or `kill9`).
     ///
-    /// A killed broker's listening sockets can outlive its process for a moment (the kernel
-    /// tears io_uring rings down in the background, and in-flight accepts hold the socket), so
-    /// this first waits until every port can be bound again.
+    /// A stopped or killed broker's listening sockets can outlive its process for a moment
+    /// (the kernel tears io_uring rings down in the background, and in-flight accepts hold
+    /// the socket), so this first waits until every port (and `extra_ports`) can be bound
+    /// again.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "the broker is still running");
-        let ports = self.port..self.port + self.smp as u16;
+        let ports: Vec<u16> = (self.port..self.port + self.smp as u16)
+            .chain(self.extra_ports.iter().copied())
+            .collect();
         wait_for(
             "the old broker's ports to be released",
             Duration::from_secs(10),
             || {
                 ports
-                    .clone()
-                    .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+                    .iter()
+                    .all(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
             },
         );
         self.spawn();
