@@ -150,16 +150,9 @@ impl PartitionLog {
         let file = &cut_segment.log_file;
         file.truncate(cut_position).await.map_err(io::Error::from)?;
         file.fdatasync().await.map_err(io::Error::from)?;
-        let entries = {
-            let mut state = self.shared.state.borrow_mut();
-            // At the new end, not at `offset`: an epoch that began in a batch straddling the
-            // cut has no batch left.
-            state.epochs.truncate_from_end(new_end);
-            // Written here, not by the flusher: it must land after the cut.
-            state.epochs.take_dirty();
-            state.epochs.entries().to_vec()
-        };
-        crate::flusher::write_epochs(&self.shared, entries).await?;
+        // At the new end, not at `offset`: an epoch that began in a batch straddling the cut
+        // has no batch left.
+        self.write_epochs_cut_at(new_end).await?;
         self.clamp_offset_files(new_end).await
     }
 
@@ -170,22 +163,26 @@ impl PartitionLog {
     /// before it ended at this end, and truncate here again, for ever.
     async fn drop_epochs_at_end(&self) -> Result<(), StorageError> {
         let _truncation = Truncation::begin(&self.shared).await?;
-        let entries = {
-            let mut state = self.shared.state.borrow_mut();
-            let log_end = state.log_end;
-            state.epochs.truncate_from_end(log_end);
-            match state.epochs.take_dirty() {
-                Some(entries) => entries,
-                None => return Ok(()),
-            }
-        };
+        let log_end = self.shared.state.borrow().log_end;
         // A failed write leaves the old checkpoint, whose entry recovery drops at the log
         // end; the flusher tries again meanwhile.
-        let written = crate::flusher::write_epochs(&self.shared, entries).await;
+        let written = self.write_epochs_cut_at(log_end).await;
         if written.is_err() {
             self.shared.state.borrow_mut().epochs.mark_dirty();
         }
         Ok(written?)
+    }
+
+    /// Drops the leader epochs starting at or above `end` and writes the checkpoint here,
+    /// not by the flusher: during a truncation it must land after the cut.
+    async fn write_epochs_cut_at(&self, end: Offset) -> io::Result<()> {
+        let entries = {
+            let mut state = self.shared.state.borrow_mut();
+            state.epochs.truncate_from_end(end);
+            state.epochs.take_dirty();
+            state.epochs.entries().to_vec()
+        };
+        crate::flusher::write_epochs(&self.shared, entries).await
     }
 
     /// Replaces the files by one empty segment at `offset` (see "Crash safety").
