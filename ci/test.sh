@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Spate's whole test suite, from a fresh Debian machine (run as root) to a verdict:
-#   1. install what is missing: kcat (always), and python3/pip/venv, node/npm only if absent;
+#   1. install what is missing: kcat, promtool and nft (always), and python3/pip/venv,
+#      node/npm only if absent;
 #   2. the Python clients in ci/.venv (ci/requirements.txt) and kafkajs in ci/node (npm ci);
 #   3. cargo build --release, cargo test --workspace --release;
 #   4. pytest ci/compat: real clients against real `target/release/spate` processes (the
@@ -60,6 +61,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # promtool (Debian's prometheus package) lints /metrics in engine/tests/stats.rs.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# nft makes the network partitions of the cluster tests (ci/compat/netfaults.py).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 
 if ((${#missing[@]})); then
     step "installing system packages: ${missing[*]}"
@@ -70,7 +73,7 @@ if ((${#missing[@]})); then
     # only promtool.
     pkill -x prometheus 2>/dev/null || true
 else
-    step "system packages present (kcat, python3, pip, venv, node, npm, promtool)"
+    step "system packages present (kcat, python3, pip, venv, node, npm, promtool, nft)"
 fi
 
 # --- 2. client libraries --------------------------------------------------------------------
@@ -145,7 +148,8 @@ SPATE_CI_BROKER_ARGS="--tail-cache-bytes 0 --segment-bytes 65536" \
     "$CI_DIR/compat/test_kafkajs.py" "$CI_DIR/compat/test_kcat.py" -q --timeout="$PYTEST_TIMEOUT_S" "$@"
 zero_copy_status=$?
 step "pytest ci/compat (timeout ${PYTEST_TIMEOUT_S}s per test)"
-"$VENV/bin/python" -m pytest "$CI_DIR/compat" -v --timeout="$PYTEST_TIMEOUT_S" --durations=10 "$@" 2>&1 \
+# nft is installed above: the network-partition tests must run, not skip.
+SPATE_REQUIRE_NETFAULTS=1 "$VENV/bin/python" -m pytest "$CI_DIR/compat" -v --timeout="$PYTEST_TIMEOUT_S" --durations=10 "$@" 2>&1 \
     | tee "$pytest_log"
 pytest_status=${PIPESTATUS[0]}
 set -e

@@ -12,6 +12,7 @@ Environment knobs (all optional):
   SPATE_CI_BROKER_ARGS  extra `spate serve` arguments for every broker of the session, e.g.
                  "--tail-cache-bytes 0 --segment-bytes 65536" to serve nearly every fetch from
                  sealed segments (the zero-copy path); ci/test.sh runs the client tests so once.
+  SPATE_CI_KEEP=1  keep a passing cluster test's data dirs and logs too (test_cluster.py).
   SPATE_CI_BUDGET_S  wall-time budget for the whole pytest session (default 1200 s). Tests that
                  would start after it is spent fail at once, so a badly broken broker (every
                  test running into its timeouts) cannot stretch CI past its limit.
@@ -119,6 +120,9 @@ class Broker:
         # Ports other than the Kafka ones that a restart waits for (a cluster node's controller
         # port): a stopped node's sockets can outlive its process for a moment.
         self.extra_ports = list(extra_ports or [])
+        # A cgroup's `cgroup.procs` the process enters before it execs (netfaults.py cuts the
+        # network of a cgroup's sockets), or None.
+        self.cgroup_procs: Path | None = None
         self.base_port = pick_base_port(shard_count)
         self.process: subprocess.Popen | None = None
         self.runs = 0
@@ -178,10 +182,17 @@ class Broker:
             self.process = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 cwd=self.workdir, env=self.environment(), start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=self._before_exec,
             )
         _LIVE_BROKERS.add(self)
         self._expected_exit = False
+
+    def _before_exec(self) -> None:
+        """Runs in the child between fork and exec."""
+        _die_with_parent()
+        if self.cgroup_procs is not None:
+            # Before exec, so that every socket the broker creates belongs to the cgroup.
+            self.cgroup_procs.write_text(str(os.getpid()))
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s

@@ -29,7 +29,9 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import netfaults
 from conftest import Broker, _test_failed, pick_base_port
+from netfaults import NetFaults
 from confluent_helpers import consume
 
 NODES = 3
@@ -39,18 +41,30 @@ RECORDS = 3000
 NODE_ARGS = ["--controller-quorum-election-timeout-ms", "300",
              "--broker-session-timeout-ms", "1800", "--broker-heartbeat-interval-ms", "300"]
 WAIT_S = 60.0
+# With network partitions: a follower cut off from its leader (but not from the controller)
+# leaves the ISR after replica.lag.time.max.ms; Kafka's 30 s would stall acks=all on its
+# partition for as long.
+NET_NODE_ARGS = ["--replica-lag-time-max-ms", "3000"]
 
 
 class Cluster:
-    def __init__(self, workdir: Path):
+    """Three nodes; with `net` (netfaults.NetFaults), each in a cgroup that `net` can cut off."""
+
+    def __init__(self, workdir: Path, net: NetFaults | None = None):
         controller_base = pick_base_port(NODES)
         voters = ",".join(f"{n}@127.0.0.1:{controller_base + n - 1}" for n in range(1, NODES + 1))
         self.nodes = [
             Broker(workdir / f"node-{n}", shard_count=1, extra_args=[
-                "--node-id", str(n), "--controller-quorum-voters", voters, *NODE_ARGS],
+                "--node-id", str(n), "--controller-quorum-voters", voters, *NODE_ARGS,
+                *(NET_NODE_ARGS if net is not None else [])],
                 extra_ports=[controller_base + n - 1])
             for n in range(1, NODES + 1)
         ]
+        self.net = net
+        if net is not None:
+            for n, broker in enumerate(self.nodes, 1):
+                broker.cgroup_procs = net.cgroup_procs(n)
+                net.set_ports(n, broker.ports + broker.extra_ports)
 
     def node(self, node_id: int) -> Broker:
         return self.nodes[node_id - 1]
@@ -66,8 +80,29 @@ class Cluster:
 
 @pytest.fixture
 def cluster(request, spate_bin, ci_tmp):
+    yield from run_cluster(request, ci_tmp)
+
+
+@pytest.fixture
+def net_cluster(request, spate_bin, ci_tmp):
+    """A cluster whose nodes the test can cut off from each other (`cluster.net`). Skips where
+    the kernel or the tools cannot make partitions, unless SPATE_REQUIRE_NETFAULTS=1 (CI sets
+    it: there the partition tests must run)."""
+    reason = netfaults.unavailable()
+    if reason is not None:
+        if os.environ.get("SPATE_REQUIRE_NETFAULTS") == "1":
+            pytest.fail(f"network partitions unavailable: {reason}", pytrace=False)
+        pytest.skip(f"network partitions unavailable: {reason}")
+    net = NetFaults()
+    try:
+        yield from run_cluster(request, ci_tmp, net)
+    finally:
+        net.close()
+
+
+def run_cluster(request, ci_tmp, net: NetFaults | None = None):
     workdir = Path(tempfile.mkdtemp(prefix=f"{request.node.name[:40]}-", dir=ci_tmp))
-    cluster = Cluster(workdir)
+    cluster = Cluster(workdir, net)
     try:
         # The nodes start together: each waits for its quorum before it serves.
         for broker in cluster.nodes:
@@ -82,6 +117,8 @@ def cluster(request, spate_bin, ci_tmp):
             broker._hard_kill()
         if _test_failed(request.node):
             print(f"\n{cluster.logs()}\n(cluster data and logs kept in {workdir})")
+        elif os.environ.get("SPATE_CI_KEEP") == "1":
+            print(f"\n(cluster data and logs kept in {workdir}: SPATE_CI_KEEP=1)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -4,7 +4,9 @@ Three `spate serve` nodes (test_cluster.py's cluster) hold a topic with replicat
 and min.insync.replicas=2. A librdkafka producer (test_cluster.Load) writes a steady trickle
 from a thread of its own while the test picks faults at random: kill -9 of a node (often a
 partition's leader), SIGSTOP of a node for less or more than its session, a controlled
-SIGTERM restart, two nodes killed at once, all three killed at once. After each fault the
+SIGTERM restart, two nodes killed at once, all three killed at once, a network partition
+that isolates a node from the other two, and a cut between two nodes that both still reach
+the third (netfaults.py; the client reaches every node throughout). After each fault the
 test heals it, waits until every partition has its full ISR again and the producer is
 acknowledged again, then picks the next. At the end the producer must have had no delivery
 error, every acknowledged record must be read back exactly once, in order, at its
@@ -26,9 +28,9 @@ import time
 import pytest
 
 from conftest import SPATE_BIN
-from test_cluster import (NODES, PARTITIONS, WAIT_S, Cluster, Load, cluster,  # noqa: F401
-                          create_replicated_topic, full_isr, partition_state, verify_acked,
-                          wait_for)
+from test_cluster import (NODES, PARTITIONS, WAIT_S, Cluster, Load,  # noqa: F401
+                          create_replicated_topic, full_isr, net_cluster, partition_state,
+                          verify_acked, wait_for)
 
 FULL = os.environ.get("SPATE_FULL_TESTS") == "1"
 FAULTS = int(os.environ.get("SPATE_CHAOS_FAULTS", "200" if FULL else "6"))
@@ -79,7 +81,7 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
     roll = rng.random()
     node = leader_of(cluster, topic, rng) if rng.random() < 0.6 else rng.randint(1, NODES)
     broker = cluster.node(node)
-    if roll < 0.35:
+    if roll < 0.25:
         down_s = rng.uniform(0.0, 3.0)
 
         def kill():
@@ -87,7 +89,7 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
             time.sleep(down_s)
             broker.start()
         return f"kill -9 of node {node}, restarted after {down_s:.1f} s", kill
-    if roll < 0.65:
+    if roll < 0.45:
         # The session is 1.8 s: shorter freezes leave the node in place, longer ones fence it
         # and wake a zombie leader.
         frozen_s = rng.uniform(0.3, 4.0)
@@ -99,13 +101,13 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
             finally:
                 os.killpg(broker.process.pid, signal.SIGCONT)
         return f"SIGSTOP of node {node} for {frozen_s:.1f} s", freeze
-    if roll < 0.8:
+    if roll < 0.55:
         def controlled():
             code = broker.stop()
             assert code == 0, f"node {node} exited with {code} on SIGTERM\n{cluster.logs()}"
             broker.start()
         return f"SIGTERM (controlled shutdown) of node {node}, restarted", controlled
-    if roll < 0.95:
+    if roll < 0.65:
         other = rng.choice([n for n in range(1, NODES + 1) if n != node])
         down_s = rng.uniform(0.5, 3.0)
 
@@ -118,6 +120,30 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
             for n in (node, other):
                 cluster.node(n).wait_ready(timeout_s=WAIT_S)
         return f"kill -9 of nodes {node} and {other}, restarted after {down_s:.1f} s", two_down
+    if roll < 0.8:
+        # Shorter and longer than the session, as for SIGSTOP; but the isolated node runs on,
+        # and clients still reach it.
+        cut_s = rng.uniform(0.3, 6.0)
+
+        def isolate():
+            cluster.net.isolate(node)
+            try:
+                time.sleep(cut_s)
+            finally:
+                cluster.net.heal()
+        return f"network partition isolating node {node} for {cut_s:.1f} s", isolate
+    if roll < 0.95:
+        other = rng.choice([n for n in range(1, NODES + 1) if n != node])
+        cut_s = rng.uniform(0.3, 6.0)
+
+        def cut_pair():
+            cluster.net.cut(node, other)
+            try:
+                time.sleep(cut_s)
+            finally:
+                cluster.net.heal()
+        return (f"network cut between nodes {node} and {other} (both still reach the third) "
+                f"for {cut_s:.1f} s", cut_pair)
 
     def all_down():
         for n in range(1, NODES + 1):
@@ -160,7 +186,8 @@ def replicas_agree(cluster: Cluster, topic: str) -> bool:
 
 
 @pytest.mark.timeout(TIMEOUT_S)
-def test_a_randomized_chaos_run_loses_duplicates_and_reorders_nothing(cluster, unique_topic):
+def test_a_randomized_chaos_run_loses_duplicates_and_reorders_nothing(net_cluster, unique_topic):
+    cluster = net_cluster
     seed = int(os.environ.get("SPATE_CHAOS_SEED", random.randrange(1 << 32)))
     print(f"\nchaos: {FAULTS} faults, SPATE_CHAOS_SEED={seed}")
     rng = random.Random(seed)

@@ -508,14 +508,34 @@ impl ControllerTask {
             let address = leader.and_then(|leader| forward.voters.get(&leader));
             let result = match (leader, address) {
                 (Some(leader), Some(address)) if !call.forwarded => {
-                    match crate::cluster::forwarding::forward(
-                        forward.forwarder,
-                        leader,
-                        address,
-                        &call.request,
-                    )
-                    .await
-                    {
+                    // The forward ends when the quorum's leader changes, not only at its
+                    // timeout: a leader cut off by a network partition answers nothing, and
+                    // this task (with every call of this node behind it, its heartbeats
+                    // too) would otherwise wait the whole FORWARD_TIMEOUT, even after this
+                    // node was elected in its place. The call may or may not have taken
+                    // effect there; the caller is told NOT_CONTROLLER and retries, as after
+                    // a timeout.
+                    let forwarded = async {
+                        crate::cluster::forwarding::forward(
+                            forward.forwarder,
+                            leader,
+                            address,
+                            &call.request,
+                        )
+                        .await
+                    };
+                    let leader_changed = async {
+                        let now = forward.quorum.until_leader_changes_from(leader).await;
+                        tracing::debug!(
+                            from = leader,
+                            to = ?now,
+                            "the quorum's leader changed while a call was forwarded to it"
+                        );
+                        Err(ControllerError::NotController {
+                            leader: now.and_then(|now| i32::try_from(now).ok()),
+                        })
+                    };
+                    match futures_lite::future::or(forwarded, leader_changed).await {
                         Ok(reply) => {
                             self.wait_published(forward.publisher, reply.version).await;
                             reply.result

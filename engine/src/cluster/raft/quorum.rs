@@ -258,6 +258,25 @@ impl Quorum {
         }
     }
 
+    /// Waits until this member knows of a leader other than `leader` (or of none); answers
+    /// the one it then knows of. A call forwarded to `leader` is not worth waiting for after
+    /// that: a leader cut off by a network partition answers nothing, and this member may
+    /// be the new leader itself.
+    pub async fn until_leader_changes_from(&self, leader: u64) -> Option<u64> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let now = metrics.borrow_watched();
+                if now.current_leader != Some(leader) {
+                    return now.current_leader;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+
     /// This member's node id.
     pub fn node_id(&self) -> u64 {
         self.options.node_id
