@@ -312,6 +312,27 @@ def load_in_flight(cluster: Cluster, topic: str, client=Load) -> Load:
     return load
 
 
+def test_an_admin_client_of_a_cluster_just_formed_finds_its_controller_through_any_node(
+        net_cluster, unique_topic):
+    """librdkafka's AdminClient sends CreateTopics to the controller Metadata names, and waits
+    until it knows that broker's address. A node that had not yet seen the controller's
+    broker registered (or unfenced) named it anyway, without listing it: the client waited
+    out its whole request timeout ("Failed while waiting for controller"). Every node, asked
+    at once after the start, must name a broker it lists. (net_cluster: its cgroups slow the
+    start a little, which made every run meet the window.)"""
+    cluster = net_cluster
+    for number, broker in enumerate(cluster.nodes, 1):
+        topic = unique_topic(f"via-{number}")
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        started = time.monotonic()
+        # Replication factor 1: this early, the other nodes may not have registered yet (a
+        # factor of 3 is refused with INVALID_REPLICATION_FACTOR then, as Kafka refuses it).
+        futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)],
+                                      request_timeout=10)
+        futures[topic].result(timeout=15)  # one attempt: a timeout fails the test
+        print(f"\nCreateTopics through node {number}: {time.monotonic() - started:.2f} s")
+
+
 def test_an_idempotent_librdkafka_producer_rides_a_leaders_kill_9_and_the_node_catches_up(
         cluster, unique_topic):
     load = load_in_flight(cluster, unique_topic())

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -36,7 +36,9 @@ pub fn handle(
             )));
     }
     let image = shard.image();
-    let brokers = super::metadata::brokers(&image)
+    let listed = super::metadata::brokers(&image);
+    let controller = super::metadata::controller_for_clients(&image, &listed, shard.broker_id());
+    let brokers = listed
         .into_iter()
         .map(|broker| {
             DescribeClusterBroker::default()
@@ -48,6 +50,6 @@ pub fn handle(
         .collect();
     response
         .with_cluster_id(StrBytes::from_string(image.cluster_id.clone()))
-        .with_controller_id(BrokerId(image.controller.map_or(-1, |broker| broker.0)))
+        .with_controller_id(controller)
         .with_brokers(brokers)
 }

@@ -76,15 +76,40 @@ pub async fn handle(
         }
     };
     let image = shard.image();
+    let brokers = brokers(&image);
+    let controller = controller_for_clients(&image, &brokers, shard.broker_id());
     MetadataResponse::default()
-        .with_brokers(brokers(&image))
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
-        .with_controller_id(BrokerId(image.controller.map_or(-1, |broker| broker.0)))
+        .with_controller_id(controller)
         .with_topics(topics)
         .with_cluster_authorized_operations(acl::if_requested(
             request.include_cluster_authorized_operations,
             acl::cluster_operations(),
         ))
+}
+
+/// The controller id to tell clients: one of `listed`, the brokers of the same answer.
+///
+/// Clients send admin requests to the broker named here and wait until they know its
+/// address: librdkafka's AdminClient, told of a controller that the answer does not list,
+/// waited out its whole request timeout ("Failed while waiting for controller") when a node
+/// answered Metadata just after the cluster formed, before the controller's own broker had
+/// registered or been unfenced in its image. Every broker forwards admin requests to the
+/// quorum's leader (as KRaft brokers do, KIP-590, which name a random live broker here), so
+/// when the image's controller is not listed this node's own broker is as good an answer.
+pub fn controller_for_clients(
+    image: &MetadataImage,
+    listed: &[MetadataResponseBroker],
+    own: crate::partition::BrokerId,
+) -> BrokerId {
+    let is_listed = |id: i32| listed.iter().any(|broker| broker.node_id.0 == id);
+    [image.controller.map(|broker| broker.0), Some(own.0)]
+        .into_iter()
+        .flatten()
+        .find(|id| is_listed(*id))
+        .or_else(|| listed.first().map(|broker| broker.node_id.0))
+        .map_or(BrokerId(-1), BrokerId)
 }
 
 /// Every broker of the cluster that clients may be sent to (fenced ones are left out, as
