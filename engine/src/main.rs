@@ -44,13 +44,19 @@ enum Command {
     Log(cli::log_dump::LogArgs),
 }
 
+/// The log filter without `SPATE_LOG`. openraft's heartbeat worker warns about every failed
+/// heartbeat, one line per peer every few tens of milliseconds for as long as a peer is
+/// unreachable (a network partition, a node down): the fencing and the replication errors
+/// already say so once, so its own lines are kept to errors.
+const DEFAULT_LOG_FILTER: &str = "info,openraft::core::heartbeat=error";
+
 fn main() -> ExitCode {
     // First, before the heap grows: see the function's docs.
     spate_engine::host::disable_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
