@@ -15,7 +15,8 @@ controller quorum, from inside the process; a partition must also cut the data p
 Needs root, the `nft` tool (Debian's nftables; ci/test.sh installs it) and a cgroup2 mount
 under /sys/fs/cgroup (either the whole hierarchy or the `unified` one of a hybrid layout).
 `unavailable()` says why not, if not. Rules live in a table of their own, named after this
-process, removed by `close()` (and by a leftover's `close()` at exit).
+process, removed by `close()` (also at exit; and a later run removes the tables and cgroups
+of a run that was killed before either).
 """
 
 from __future__ import annotations
@@ -63,6 +64,23 @@ def unavailable() -> str | None:
     return None
 
 
+def _remove_leftovers(mount: Path) -> None:
+    """Deletes the tables and cgroups of runs whose process is gone (killed before close())."""
+    listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,
+                             check=False).stdout
+    for line in listing.splitlines():
+        name = line.split()[-1] if line.startswith("table inet spate_partitions_") else ""
+        pid = name.removeprefix("spate_partitions_").split("_")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True,
+                           check=False)
+            for directory in mount.glob(f"spate-{pid}_*"):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    pass
+
+
 def _nft(script: str) -> None:
     """Runs one nft script as one transaction (all of it applies, or none)."""
     result = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True,
@@ -86,6 +104,7 @@ class NetFaults:
         tag = f"{os.getpid()}_{next(_COUNTER)}"
         self.table = f"spate_partitions_{tag}"
         self._mount = _cgroup2_mount()
+        _remove_leftovers(self._mount)
         self._prefix = f"spate-{tag}"
         self._ports: dict[int, list[int]] = {}
         self._cuts: set[frozenset[int]] = set()
