@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""The producer's stall when a partition leader is killed (issue 15's "≤ 3 s at p99").
+"""The producer's stall when a partition leader is killed (issue 15's "≤ 3 s at p99"), frozen
+or cut off from the other nodes.
 
 Usage (the Python clients of ci/.venv; `ci/test.sh` creates it):
     ci/.venv/bin/python bench-harness/scripts/failover-stall.py [--kills 10] [--rate 2000]
-        [--spate target/release/spate] [--node-arg=--broker-session-timeout-ms=3000 ...]
+        [--fault kill|freeze|isolate] [--spate target/release/spate]
+        [--node-arg=--broker-session-timeout-ms=3000 ...]
 
 Three single-shard `spate serve` nodes on loopback with their default timeouts (a controller
 quorum of three), a 3-partition topic with replication factor 3 and min.insync.replicas=2, and
@@ -11,6 +13,13 @@ one idempotent acks=all librdkafka producer (confluent-kafka, its defaults but f
 `linger.ms=5`) sending 1 KiB records round-robin at a fixed rate (open loop: the send times
 do not wait for acknowledgements, so a stall shows in full). Each round kills -9 the node that
 leads partition 0, measures, restarts it and waits until every ISR is full again.
+`--victim controller` picks the active controller's node instead (recovery timed on a
+partition it leads): its death costs an election before anyone can fence it.
+`--fault freeze` SIGSTOPs the leader instead (SIGCONT at the end of the round), and
+`--fault isolate` cuts it off from the other two nodes with nftables (ci/compat/netfaults.py;
+root and `nft` needed; healed at the end of the round) while the client still reaches it:
+neither closes a port, so the cluster has to wait for the session timeout, where a kill is
+noticed when the dead node's controller port refuses a connection.
 
 What a round reports:
 - stall: the longest time a record sent in the round waited for its acknowledgement, which
@@ -40,6 +49,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "ci" / "compat"))
+import netfaults  # noqa: E402
 PARTITIONS = 3
 TOPIC = "stall"
 
@@ -71,12 +82,18 @@ class Node:
                         "--controller-listen", f"127.0.0.1:{controller_port}",
                         "--controller-quorum-voters", voters, *extra]
         self.process: subprocess.Popen | None = None
+        self.cgroup_procs: Path | None = None  # entered before exec, for --fault isolate
+
+    def _before_exec(self) -> None:
+        if self.cgroup_procs is not None:
+            self.cgroup_procs.write_text(str(os.getpid()))
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=log, start_new_session=True,
-                                            env={**os.environ, "NO_COLOR": "1"})
+                                            env={**os.environ, "NO_COLOR": "1"},
+                                            preexec_fn=self._before_exec)
 
     def kill9(self) -> None:
         if self.process and self.process.poll() is None:
@@ -93,6 +110,15 @@ def partition_state(bootstrap: str) -> dict[int, tuple[int, list[int]]]:
     if entry is None or entry.error is not None:
         return {}
     return {pid: (p.leader, sorted(p.isrs)) for pid, p in entry.partitions.items()}
+
+
+def controller_node(bootstrap: str) -> int | None:
+    """The node of the active controller, as Metadata names it."""
+    try:
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
+    except Exception:  # noqa: BLE001
+        return None
+    return metadata.controller_id // 1024 if metadata.controller_id >= 0 else None
 
 
 def wait_for(what: str, condition, timeout_s: float = 60.0):
@@ -159,21 +185,27 @@ class Load:
         self.producer.flush(120)
 
 
-def summarize(load: Load, first: int, end: int, kill_at: float | None) -> dict:
+def summarize(load: Load, first: int, end: int, kill_at: float | None,
+              partition: int = 0) -> dict:
     waits = [load.acked[i] - load.sent[i][0] for i in range(first, end) if i in load.acked]
     result = {"records": end - first, "acked": len(waits),
               "stall_s": round(max(waits), 3) if waits else None,
               "p99_s": round(statistics.quantiles(waits, n=100)[98], 4) if len(waits) > 100 else None}
     if kill_at is not None:
         after = [load.acked[i] for i in range(first, end)
-                 if load.sent[i][0] >= kill_at and load.sent[i][1] == 0 and i in load.acked]
+                 if load.sent[i][0] >= kill_at and load.sent[i][1] == partition
+                 and i in load.acked]
         result["recovered_s"] = round(min(after) - kill_at, 3) if after else None
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=10, help="rounds (one fault each)")
+    parser.add_argument("--fault", choices=("kill", "freeze", "isolate"), default="kill")
+    parser.add_argument("--victim", choices=("leader", "controller"), default="leader",
+                        help="the leader of partition 0, or the active controller's node (and "
+                        "a partition it leads)")
     parser.add_argument("--rate", type=float, default=2000.0, help="records per second")
     parser.add_argument("--record-size", type=int, default=1024)
     parser.add_argument("--round-seconds", type=float, default=9.0)
@@ -192,6 +224,15 @@ def main() -> None:
                   args.node_arg) for n in (1, 2, 3)]
     bootstrap = ",".join(node.bootstrap for node in nodes)
     rounds = []
+    net = None
+    if args.fault == "isolate":
+        reason = netfaults.unavailable()
+        if reason is not None:
+            raise SystemExit(f"--fault isolate: {reason}")
+        net = netfaults.NetFaults()
+        for node, n in zip(nodes, (1, 2, 3)):
+            node.cgroup_procs = net.cgroup_procs(n)
+            net.set_ports(n, [kafka_base + n - 1, controller_base + n - 1])
     try:
         for node in nodes:
             node.start()
@@ -221,35 +262,68 @@ def main() -> None:
         baseline = summarize(load, first, end, None)
         print(f"baseline (no kill): {json.dumps(baseline)}", flush=True)
         for round_no in range(1, args.kills + 1):
-            victim = partition_state(bootstrap)[0][0] // 1024
+            state = partition_state(bootstrap)
+            controller = controller_node(bootstrap)
+            victim = state[0][0] // 1024
+            if args.victim == "controller" and controller is not None:
+                victim = controller
+            # The partition whose recovery is timed: one the victim leads.
+            watched = next((p for p, (leader, _) in sorted(state.items())
+                            if leader // 1024 == victim), 0)
             killed = {}
 
             def kill():
                 killed["at"] = time.monotonic()
-                nodes[victim - 1].kill9()
+                process = nodes[victim - 1].process
+                if args.fault == "kill":
+                    nodes[victim - 1].kill9()
+                elif args.fault == "freeze":
+                    os.killpg(process.pid, signal.SIGSTOP)
+                else:
+                    net.isolate(victim)
 
             first, end = load.run_for(args.round_seconds, during=kill)
+            # Heal before draining: a record the client sent to the frozen or isolated node
+            # is retried or answered once it can be.
+            if args.fault == "freeze":
+                os.killpg(nodes[victim - 1].process.pid, signal.SIGCONT)
+            elif args.fault == "isolate":
+                net.heal()
             load.drain()
-            result = summarize(load, first, end, killed["at"])
+            result = summarize(load, first, end, killed["at"], watched)
             result.update(round=round_no, victim=victim, errors=len(load.errors))
             if load.errors:
                 result["first_errors"] = sorted(set(load.errors))[:3]
+            result["fault"] = args.fault
+            # Killing the active controller's node costs an election before anyone fences it.
+            result["victim_was_controller"] = controller == victim
             rounds.append(result)
             print(json.dumps(result), flush=True)
-            nodes[victim - 1].start()
+            if args.fault == "kill":
+                nodes[victim - 1].start()
             wait_for("the victim back in every ISR", full_isr, timeout_s=90)
         stalls = sorted(r["stall_s"] for r in rounds if r["stall_s"] is not None)
         if stalls:
             p99 = stalls[min(len(stalls) - 1, int(round(0.99 * (len(stalls) - 1))))]
-            print(f"stall over {len(stalls)} kills: p50 {statistics.median(stalls):.2f} s, "
-                  f"p99 {p99:.2f} s, max {stalls[-1]:.2f} s; baseline max wait "
+            for label, was in (("the controller's node", True), ("another node", False)):
+                some = sorted(r["stall_s"] for r in rounds
+                              if r["stall_s"] is not None and r["victim_was_controller"] == was)
+                if some:
+                    print(f"  victim {label}: {len(some)} faults, p50 "
+                          f"{statistics.median(some):.2f} s, max {some[-1]:.2f} s")
+            print(f"stall over {len(stalls)} faults ({args.fault}): "
+                  f"p50 {statistics.median(stalls):.2f} s, p99 {p99:.2f} s, max {stalls[-1]:.2f} s; baseline max wait "
                   f"{baseline['stall_s']} s; delivery errors {len(load.errors)}")
         if args.json:
             Path(args.json).write_text(json.dumps({"baseline": baseline, "rounds": rounds},
                                                   indent=1))
     finally:
         for node in nodes:
+            if node.process and node.process.poll() is None:
+                os.killpg(node.process.pid, signal.SIGCONT)
             node.kill9()
+        if net is not None:
+            net.close()
         if args.keep:
             print(f"work directory kept: {workdir}", file=sys.stderr)
         else:
