@@ -174,18 +174,22 @@ class Load:
     """An idempotent acks=all librdkafka producer writing numbered records round-robin over
     the partitions, and what it was told."""
 
-    def __init__(self, cluster: Cluster, topic: str):
+    def __init__(self, cluster: Cluster, topic: str, client_defaults: bool = False):
         self.topic = topic
+        # A frozen leader must not hold a request for librdkafka's default 30 s; with
+        # client_defaults it may (the timeouts and refresh intervals are librdkafka's).
+        quick = {} if client_defaults else {
+            "request.timeout.ms": 5_000,
+            "socket.timeout.ms": 5_000,
+            "topic.metadata.refresh.interval.ms": 1_000,
+        }
         self.producer = Producer({
             "bootstrap.servers": cluster.bootstrap(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": 90_000,
-            # A frozen leader must not hold a request for librdkafka's default 30 s.
-            "request.timeout.ms": 5_000,
-            "socket.timeout.ms": 5_000,
-            "topic.metadata.refresh.interval.ms": 1_000,
+            **quick,
         })
         self.acked: dict[str, tuple[int, int]] = {}
         self.errors: list[str] = []

@@ -28,6 +28,8 @@ from test_cluster_chaos import acknowledged as acked_count
 pytestmark = pytest.mark.timeout(240)
 # See the isolated controller's test.
 TAKEOVER_BOUND_S = 12.0
+# librdkafka's request.timeout.ms.
+REQUEST_TIMEOUT_DEFAULT_S = 30.0
 
 
 def majority_view(cluster: Cluster, topic: str, cut_off: int):
@@ -41,9 +43,10 @@ def majority_view(cluster: Cluster, topic: str, cut_off: int):
     return None
 
 
-def start_load(cluster: Cluster, topic: str) -> tuple[Load, Trickle]:
+def start_load(cluster: Cluster, topic: str, client_defaults: bool = False
+               ) -> tuple[Load, Trickle]:
     create_replicated_topic(cluster, topic)
-    load = Load(cluster, topic)
+    load = Load(cluster, topic, client_defaults)
     trickle = Trickle(load)
     trickle.start()
     wait_for("the first acknowledgements", lambda: acked_count(load) >= PROGRESS, cluster)
@@ -155,3 +158,42 @@ def test_a_cut_between_a_leader_and_a_follower_costs_the_follower_its_isr_place_
         print(f"{PROGRESS} more acknowledgements {time.monotonic() - cut_at:.1f} s after the cut")
     finally:
         heal_and_verify(cluster, topic, load, trickle)
+
+
+def test_a_producer_with_librdkafkas_defaults_leaves_an_isolated_leader_while_it_is_cut_off(
+        net_cluster, unique_topic):
+    """With librdkafka's own timeouts (request.timeout.ms 30 s), a producer stayed with an
+    isolated leader for as long as the isolation lasted: its acks=all requests waited there
+    until they timed out, and the node's Metadata still named itself leader. The isolated
+    node's controller lease expires a session after its last answered heartbeat; it then
+    answers NOT_LEADER_OR_FOLLOWER and names no leader, and the client goes to the others
+    while the cut lasts."""
+    cluster, topic = net_cluster, unique_topic()
+    load, trickle = start_load(cluster, topic, client_defaults=True)
+    try:
+        isolated = leader_node(cluster, topic, 0)
+        cut_at = time.monotonic()
+        cluster.net.isolate(isolated)
+        wait_for(f"the nodes other than {isolated} leading every partition without it",
+                 lambda: majority_view(cluster, topic, isolated), cluster)
+        # Every partition, the isolated node's former ones too, must take writes again
+        # within a fraction of the client's 30 s request timeout.
+        before = {p: n for p, n in acked_per_partition(load).items()}
+
+        def every_partition_moved():
+            now = acked_per_partition(load)
+            return all(now.get(p, 0) >= before.get(p, 0) + 50 for p in range(PARTITIONS))
+        wait_for(f"50 more acknowledgements on every partition while node {isolated} is cut off",
+                 every_partition_moved, cluster, timeout_s=REQUEST_TIMEOUT_DEFAULT_S / 2)
+        print(f"\nnode {isolated} cut off; every partition writing again "
+              f"{time.monotonic() - cut_at:.1f} s later, with librdkafka's default timeouts")
+        assert not load.errors, f"delivery errors: {load.errors[:5]}\n{cluster.logs()}"
+    finally:
+        heal_and_verify(cluster, topic, load, trickle)
+
+
+def acked_per_partition(load: Load) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for partition, _ in list(load.acked.values()):
+        counts[partition] = counts.get(partition, 0) + 1
+    return counts

@@ -122,6 +122,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         )),
         quorum_status: Default::default(),
         broker_epoch: spate_net::records::now_ms(),
+        controller_lease: crate::cluster::member::ControllerLease::new(
+            config
+                .cluster
+                .as_ref()
+                .map(|cluster| std::time::Duration::from_millis(cluster.session_timeout_ms)),
+        ),
         config,
     });
     block_termination_signals()?;

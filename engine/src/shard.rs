@@ -53,6 +53,8 @@ pub struct NodeContext {
     /// brokers with it, and its shards serve clients once their image holds that
     /// registration (see `cluster::member::caught_up`).
     pub broker_epoch: i64,
+    /// Whether the controller still counts this node in (see `cluster::member`).
+    pub controller_lease: crate::cluster::member::ControllerLease,
 }
 
 impl NodeContext {

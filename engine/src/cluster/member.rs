@@ -163,6 +163,7 @@ pub async fn announce_start(shard: Rc<Shard>) {
             .await
         {
             Ok(_) => {
+                shard.node.controller_lease.answered();
                 tracing::info!(broker_epoch, "this node's brokers are registered");
                 heartbeat(&shard, start.node_id, broker_epoch).await;
                 return;
@@ -221,6 +222,81 @@ pub async fn caught_up(shard: &Shard) {
     }
 }
 
+/// Whether the controller still counts this node in, as far as this node can tell: when it
+/// last answered one of its heartbeats (or its registration).
+///
+/// The controller fences a node it has not heard from for a session timeout and gives its
+/// leaderships to other ISR members. A node cut off from the controller (a network
+/// partition, or a quorum that lost its majority around it) cannot learn that: its image
+/// still names it leader, clients that still reach it keep sending it produce requests, and
+/// their acks=all waits can never complete (no follower fetches from it any more). Clients
+/// then stay with it until their request times out, and come back, because its Metadata
+/// still names it: a 40 s isolation stalled a librdkafka producer 41 s. Once no heartbeat
+/// has been answered for a session, the controller has fenced this node (it heard from it
+/// no later than it answered), so the node stops acting as leader of its replicated
+/// partitions towards clients: produce and its waits answer NOT_LEADER_OR_FOLLOWER and
+/// Metadata names no leader for them, until a heartbeat is answered again. Nothing changes
+/// for safety (the leader epochs already guard that); this is about sending clients away.
+pub struct ControllerLease {
+    origin: std::time::Instant,
+    /// Milliseconds from `origin` to the last answer.
+    answered_ms: std::sync::atomic::AtomicU64,
+    /// The session timeout; zero on a one-node cluster (no controller to lose).
+    session_ms: u64,
+}
+
+impl ControllerLease {
+    /// The lease of a node whose controller fences it after `session` without a heartbeat
+    /// (None: a one-node cluster, never expired). It starts as answered now: a node serves
+    /// clients only once its registration was taken.
+    pub fn new(session: Option<Duration>) -> ControllerLease {
+        ControllerLease {
+            origin: std::time::Instant::now(),
+            answered_ms: std::sync::atomic::AtomicU64::new(0),
+            session_ms: session.map_or(0, |session| session.as_millis() as u64),
+        }
+    }
+
+    /// The controller answered a heartbeat (or the registration) just now.
+    pub fn answered(&self) {
+        let now = self.origin.elapsed().as_millis() as u64;
+        self.answered_ms
+            .fetch_max(now, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether a session has passed since the last answer: the controller has fenced this
+    /// node, or will at its next check.
+    pub fn expired(&self) -> bool {
+        self.session_ms > 0 && self.silent_for() > Duration::from_millis(self.session_ms)
+    }
+
+    /// How long until the lease expires if no answer comes (zero once expired; `None` on a
+    /// one-node cluster).
+    pub fn remaining(&self) -> Option<Duration> {
+        (self.session_ms > 0)
+            .then(|| Duration::from_millis(self.session_ms).saturating_sub(self.silent_for()))
+    }
+
+    fn silent_for(&self) -> Duration {
+        let answered = self.answered_ms.load(std::sync::atomic::Ordering::Acquire);
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(answered))
+    }
+
+    /// Waits until the lease has expired (for ever on a one-node cluster).
+    pub async fn until_expired(&self) {
+        loop {
+            match self.remaining() {
+                None => futures_lite::future::pending::<()>().await,
+                Some(left) if left.is_zero() => return,
+                // A heartbeat answered meanwhile pushes the expiry out: look again then.
+                Some(left) => glommio::timer::sleep(left + Duration::from_millis(1)).await,
+            }
+        }
+    }
+}
+
 /// A controlled shutdown's progress, shared by the main thread (which asks for it on
 /// SIGTERM and waits) and the controller's shard (whose heartbeat loop carries it out).
 #[derive(Default)]
@@ -268,6 +344,7 @@ async fn heartbeat(shard: &Rc<Shard>, node_id: NodeId, broker_epoch: i64) {
         .map_or(Duration::from_millis(500), |cluster| {
             Duration::from_millis(cluster.heartbeat_interval_ms)
         });
+    let mut lease_expiry_logged = false;
     while !shard.node.is_shutting_down() {
         let sent = std::time::Instant::now();
         let result = shard
@@ -276,8 +353,29 @@ async fn heartbeat(shard: &Rc<Shard>, node_id: NodeId, broker_epoch: i64) {
                 broker_epoch,
             })
             .await;
-        if let Err(error) = result {
-            tracing::debug!(%error, "a heartbeat was not taken");
+        match result {
+            Ok(_) => {
+                let was_expired = shard.node.controller_lease.expired();
+                shard.node.controller_lease.answered();
+                if was_expired {
+                    tracing::info!(
+                        "the controller answers heartbeats again: leading towards clients again"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "a heartbeat was not taken");
+                if shard.node.controller_lease.expired() && !lease_expiry_logged {
+                    lease_expiry_logged = true;
+                    tracing::warn!(
+                        "no heartbeat answered for a session: the controller has fenced this \
+                         node; its replicated partitions send clients elsewhere"
+                    );
+                }
+            }
+        }
+        if !shard.node.controller_lease.expired() {
+            lease_expiry_logged = false;
         }
         while sent.elapsed() < interval && !shard.node.controlled_shutdown.requested() {
             glommio::timer::sleep(SHUTDOWN_POLL.min(interval.saturating_sub(sent.elapsed()))).await;

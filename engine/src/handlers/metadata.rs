@@ -48,10 +48,17 @@ pub async fn handle(
         acl::topic_operations(),
     );
     let image = shard.image();
+    // A node whose controller lease expired names no leader for the replicated partitions
+    // it still leads in its image: the controller has moved them (cluster::member).
+    let fenced = shard
+        .node
+        .controller_lease
+        .expired()
+        .then(|| shard.node.node_id());
     let topics = match requested {
         None => image
             .topics()
-            .map(|topic| describe_topic(&image, topic, topic_operations))
+            .map(|topic| describe_topic(&image, topic, topic_operations, fenced))
             .collect(),
         Some(names) => {
             let valid: Vec<&str> = names
@@ -68,7 +75,7 @@ pub async fn handle(
                 .map(|name| match validate_topic_name(name) {
                     Err(_) => topic_error(name, ResponseError::InvalidTopicException),
                     Ok(()) => match found.next().flatten() {
-                        Some(topic) => describe_topic(&image, &topic, topic_operations),
+                        Some(topic) => describe_topic(&image, &topic, topic_operations, fenced),
                         None => topic_error(name, ResponseError::UnknownTopicOrPartition),
                     },
                 })
@@ -129,11 +136,13 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
 }
 
 /// A topic's partitions; one whose leader is fenced has no leader for now
-/// (LEADER_NOT_AVAILABLE: the client asks again).
+/// (LEADER_NOT_AVAILABLE: the client asks again), and neither has a replicated one led by
+/// `fenced_node`, this node when its controller lease expired.
 fn describe_topic(
     image: &MetadataImage,
     topic: &TopicImage,
     authorized_operations: i32,
+    fenced_node: Option<crate::partition::NodeId>,
 ) -> MetadataResponseTopic {
     let ids = |brokers: &[crate::partition::BrokerId]| -> Vec<BrokerId> {
         brokers.iter().map(|broker| BrokerId(broker.0)).collect()
@@ -143,7 +152,10 @@ fn describe_topic(
         .iter()
         .enumerate()
         .map(|(index, assignment)| {
-            let (leader, error) = if image.is_live(assignment.leader) {
+            let self_fenced = fenced_node.is_some_and(|node| {
+                assignment.leader.node() == node && assignment.replicas.len() > 1
+            });
+            let (leader, error) = if image.is_live(assignment.leader) && !self_fenced {
                 (assignment.leader.0, 0)
             } else {
                 (-1, ResponseError::LeaderNotAvailable.code())

@@ -138,6 +138,7 @@ pub async fn handle(
     let acks = acks.unwrap_or(Acks::All);
     // Kafka's timeout_ms bounds the wait for the ISR (acks=all) of replicated partitions.
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    let node = shard.node.clone();
     Ok(Box::pin(async move {
         let deadline = Instant::now() + timeout;
         for waiting in &waits {
@@ -145,7 +146,24 @@ pub async fn handle(
                 waiting
                     .partition
                     .wait_acknowledged(&waiting.appended, acks, deadline);
-            if let Err(error) = acknowledged.await {
+            // An acks=all wait on a replicated partition also ends when this node's
+            // controller lease expires: no follower will fetch from a node the controller
+            // fenced, and its client should go to the new leader now rather than at its
+            // request timeout. (acks=1 waits only for this node's disk.)
+            let watch_lease = node.config.cluster.is_some()
+                && acks == Acks::All
+                && waiting.partition.leads_replicated();
+            let result = if watch_lease {
+                let fenced = async {
+                    node.controller_lease.until_expired().await;
+                    Err(PartitionError::NotLeaderOrFollower)
+                };
+                futures_lite::future::or(acknowledged, fenced).await
+            } else {
+                // A one-node cluster's produce path stays as it was.
+                acknowledged.await
+            };
+            if let Err(error) = result {
                 answer_failed_wait(&context, waiting, &error, &mut responses);
             }
         }
@@ -247,6 +265,14 @@ async fn append(
         .leader(topic, index, ANY_LEADER_EPOCH)
         .await
         .map_err(refused)?;
+    if shard.node.config.cluster.is_some()
+        && partition.leads_replicated()
+        && shard.node.controller_lease.expired()
+    {
+        // The controller has fenced this node and given the partition to another replica:
+        // send the client there (see `cluster::member::ControllerLease`).
+        return Err(refused(PartitionError::NotLeaderOrFollower));
+    }
     if acks == Acks::All {
         partition.check_enough_replicas().map_err(refused)?;
     }

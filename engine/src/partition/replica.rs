@@ -328,6 +328,12 @@ impl Partition {
         matches!(*self.replication.role.borrow(), Role::Leader { .. })
     }
 
+    /// Whether this replica leads a partition that has other replicas (one that gets a new
+    /// leader elsewhere when this node is fenced).
+    pub fn leads_replicated(&self) -> bool {
+        matches!(&*self.replication.role.borrow(), Role::Leader { replicas, .. } if replicas.len() > 1)
+    }
+
     /// The role the controller gave this replica.
     pub fn role(&self) -> Role {
         self.replication.role.borrow().clone()
