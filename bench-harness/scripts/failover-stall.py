@@ -86,7 +86,7 @@ class Node:
 
     def _before_exec(self) -> None:
         if self.cgroup_procs is not None:
-            self.cgroup_procs.write_text(str(os.getpid()))
+            netfaults.enter(self.cgroup_procs)
 
     def start(self) -> None:
         with open(self.log, "ab") as log:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import pytest
 
+import netfaults
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPATE_BIN = Path(os.environ.get("SPATE_BIN", REPO_ROOT / "target" / "release" / "spate"))
 CI_TMP = Path(os.environ.get("SPATE_CI_TMP", REPO_ROOT / "target" / "ci-tmp"))
@@ -191,8 +193,7 @@ class Broker:
         """Runs in the child between fork and exec."""
         _die_with_parent()
         if self.cgroup_procs is not None:
-            # Before exec, so that every socket the broker creates belongs to the cgroup.
-            self.cgroup_procs.write_text(str(os.getpid()))
+            netfaults.enter(self.cgroup_procs)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s

@@ -64,6 +64,12 @@ def unavailable() -> str | None:
     return None
 
 
+def enter(cgroup_procs: Path) -> None:
+    """Moves the calling process into the cgroup of `cgroup_procs`: a broker's child calls it
+    between fork and exec, so that every socket the broker creates belongs to the cgroup."""
+    cgroup_procs.write_text(str(os.getpid()))
+
+
 def _remove_leftovers(mount: Path) -> None:
     """Deletes the tables and cgroups of runs whose process is gone (killed before close())."""
     listing = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True,

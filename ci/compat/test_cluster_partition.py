@@ -53,11 +53,15 @@ def start_load(cluster: Cluster, topic: str, client_defaults: bool = False
     return load, trickle
 
 
-def progress(load: Load, cluster: Cluster, what: str) -> None:
+def progress(load: Load, cluster: Cluster, what: str, cut_at: float | None = None) -> None:
+    """Waits for PROGRESS more acknowledgements (and no delivery error); with `cut_at`, says
+    how long after the cut they came."""
     before = acked_count(load)
     wait_for(f"{PROGRESS} more acknowledgements {what}",
              lambda: acked_count(load) >= before + PROGRESS, cluster)
     assert not load.errors, f"delivery errors {what}: {load.errors[:5]}\n{cluster.logs()}"
+    if cut_at is not None:
+        print(f"{PROGRESS} more acknowledgements {time.monotonic() - cut_at:.1f} s after the cut")
 
 
 def heal_and_verify(cluster: Cluster, topic: str, load: Load, trickle: Trickle) -> None:
@@ -121,8 +125,7 @@ def test_an_isolated_controller_and_leader_is_replaced_and_acknowledges_nothing_
             f"the takeover took {took_s:.1f} s (bound {TAKEOVER_BOUND_S} s)\n{cluster.logs()}")
         # The client still reaches the isolated node and may still be told it leads; it must
         # find the new leaders and be acknowledged by them.
-        progress(load, cluster, f"while node {isolated} is cut off")
-        print(f"{PROGRESS} more acknowledgements {time.monotonic() - cut_at:.1f} s after the cut")
+        progress(load, cluster, f"while node {isolated} is cut off", cut_at)
     finally:
         heal_and_verify(cluster, topic, load, trickle)
 
@@ -154,8 +157,8 @@ def test_a_cut_between_a_leader_and_a_follower_costs_the_follower_its_isr_place_
         print(f"\nnodes {leader} (leading partition {partition}) and {follower} cut apart, "
               f"the controller {controller} reaching both; {time.monotonic() - cut_at:.1f} s "
               f"later: {state}")
-        progress(load, cluster, f"while nodes {leader} and {follower} cannot reach each other")
-        print(f"{PROGRESS} more acknowledgements {time.monotonic() - cut_at:.1f} s after the cut")
+        progress(load, cluster, f"while nodes {leader} and {follower} cannot reach each other",
+                 cut_at)
     finally:
         heal_and_verify(cluster, topic, load, trickle)
 

@@ -18,7 +18,8 @@
 //! (the client fails the RPC as unreachable, and the server drops connections from a blocked
 //! peer) and a per-peer delay before each request. A partition of node X is every other node
 //! blocking X and X blocking every other node. It cuts only this port; partitions between
-//! real processes (data path too) are made by the kernel, in `ci/compat/netfaults.py`. The same table records when each peer last refused a connection
+//! real processes (data path too) are made by the kernel, in `ci/compat/netfaults.py`.
+//! The same table records when each peer last refused a connection
 //! ([`Faults::refused_at`]): nothing listens on its controller port, so its process is gone
 //! (or not yet started), which the controller takes as a reason to fence it at once rather
 //! than after a whole session timeout (see `metadata/controller_task.rs`).

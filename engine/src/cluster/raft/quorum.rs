@@ -244,11 +244,21 @@ impl Quorum {
 
     /// Waits until this member no longer leads; answers the leader it then knows of.
     async fn until_deposed(&self) -> Option<u64> {
+        self.until_metrics(|now| now.state != ServerState::Leader)
+            .await
+    }
+
+    /// Waits until `reached` holds for this member's metrics; answers the leader it then
+    /// knows of (None also when the member stopped).
+    async fn until_metrics(
+        &self,
+        reached: impl Fn(&openraft::RaftMetrics<C>) -> bool,
+    ) -> Option<u64> {
         let mut metrics = self.raft.metrics();
         loop {
             {
                 let now = metrics.borrow_watched();
-                if now.state != ServerState::Leader {
+                if reached(&now) {
                     return now.current_leader;
                 }
             }
@@ -263,18 +273,8 @@ impl Quorum {
     /// that: a leader cut off by a network partition answers nothing, and this member may
     /// be the new leader itself.
     pub async fn until_leader_changes_from(&self, leader: u64) -> Option<u64> {
-        let mut metrics = self.raft.metrics();
-        loop {
-            {
-                let now = metrics.borrow_watched();
-                if now.current_leader != Some(leader) {
-                    return now.current_leader;
-                }
-            }
-            if metrics.changed().await.is_err() {
-                return None;
-            }
-        }
+        self.until_metrics(|now| now.current_leader != Some(leader))
+            .await
     }
 
     /// This member's node id.
