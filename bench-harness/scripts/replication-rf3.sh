@@ -2,7 +2,9 @@
 # Usage: bench-harness/scripts/replication-rf3.sh   (SPATE=BIN ROUNDS=1 PRODUCERS=3 BATCH_RECORDS=256)
 # RF=3 (min.insync.replicas=2) against RF=1 on three local single-shard nodes, acks=all,
 # spate-bench as the generator; fio's 1 MiB write+fdatasync in the same run. All on one disk:
-# RF=3 writes each byte three times, so a third of RF=1 is the ceiling.
+# RF=3 writes each byte three times, so a third of RF=1 is the ceiling. Each topic: as fast
+# as possible, then open loop at half that rate (latency), with the three nodes' CPU-s/GiB
+# in all and per replica (replicated-rounds.py).
 set -u
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,13 +24,7 @@ sleep 2
 for round in $(seq "${ROUNDS:-1}"); do
   fio=$(fio_write_mb_s $OUT --bs=1M --iodepth=1 --fdatasync=1)
   for t in r1 r3; do
-    $BENCH produce --brokers 127.0.0.1:19501 --topic $t --partitions 3 --producers ${PRODUCERS:-3} \
-      --batch-records ${BATCH_RECORDS:-256} --record-size 1024 --acks all --duration 10 --warmup 2 \
-      --quiet --json $OUT/$round-$t.json >/dev/null 2>$OUT/$round-$t.err
-    python3 - $OUT/$round-$t.json $fio $t $round <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); fio = float(sys.argv[2]); l = r["latency_us"]
-print(f"round {sys.argv[4]} {sys.argv[3]}: {r['throughput_mb_s']:.0f} MB/s = {r['throughput_mb_s']/fio:.2f} of fio {fio:.0f} MB/s; p50 {l['p50']/1000:.1f} p99 {l['p99']/1000:.1f} ms; errors {r['errors']}")
-PY
+    "$ROOT/bench-harness/scripts/replicated-rounds.py" "$BENCH" 127.0.0.1:19501 $t 3 "${t#r}" \
+      "$fio" $OUT $round $(pgrep -f "data-dir $OUT/d")
   done
 done

@@ -151,3 +151,50 @@ def test_admin_describe_cluster(broker):
     assert all(node.host == "127.0.0.1" for node in description.nodes), description.nodes
     assert description.cluster_id, f"empty cluster id: {description}"
     assert description.controller is not None, f"no controller: {description}"
+
+
+def test_a_single_node_replicates_a_topic_sized_like_kafkas_tools_size_internal_topics(
+        broker, unique_topic):
+    """Kafka's tools (Schema Registry, Connect, Streams) size their topics as min(3, brokers),
+    and every shard is a broker: on this two-shard node, a factor of 2. The replicas go to
+    both shards, the ISR is full, and an idempotent acks=all producer with librdkafka's
+    defaults rides a kill -9 with nothing lost, duplicated or reordered."""
+    admin = admin_client(broker.bootstrap)
+    brokers = len(admin.describe_cluster(request_timeout=15).result(timeout=20).nodes)
+    factor = min(3, brokers)
+    assert factor == 2, f"{brokers} brokers on a two-shard node"
+    topic = unique_topic()
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=PARTITIONS, replication_factor=factor,
+                  config={"min.insync.replicas": "2"})],
+        operation_timeout=10, request_timeout=15)
+    futures[topic].result(timeout=20)
+    wait_for_topic(broker.bootstrap, topic, PARTITIONS)
+
+    def full_isr() -> bool:
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        return all(len(set(p.replicas)) == 2 and sorted(p.isrs) == sorted(p.replicas)
+                   for p in partitions)
+
+    deadline = time.monotonic() + 20
+    while not full_isr():
+        assert time.monotonic() < deadline, "the ISR never filled"
+        time.sleep(0.2)
+    settings = {"enable.idempotence": True, "linger.ms": 5}
+    records = make_records(10_000, "replicated")
+    first, second = records[:5_000], records[5_000:]
+    delivered, errors = produce(broker.bootstrap, topic, first, settings)
+    assert not errors, f"{len(errors)} delivery errors, e.g. {errors[:5]}"
+    broker.kill9()
+    broker.restart(clean=False)
+    deadline = time.monotonic() + 30
+    while not full_isr():
+        assert time.monotonic() < deadline, "the ISR never filled again after the restart"
+        time.sleep(0.2)
+    more, errors = produce(broker.bootstrap, topic, second, settings)
+    assert not errors, f"{len(errors)} delivery errors, e.g. {errors[:5]}"
+    delivered.update(more)
+    consumed = consume(broker.bootstrap, topic, list(range(PARTITIONS)),
+                       expected_count=len(records))
+    verify(consumed, records, f"RF=2 on one node through a kill -9 ({topic})",
+           delivered=delivered, partition_count=PARTITIONS)

@@ -277,9 +277,7 @@ async fn run_shard(start: ShardStart) {
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
     let _ = ready.send(Ok(id));
     glommio::spawn_local(open_partitions_ahead(shard.clone())).detach();
-    if node.config.cluster.is_some() {
-        crate::cluster::fetcher::spawn(&shard);
-    }
+    crate::cluster::fetcher::spawn(&shard);
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
     crate::cleaner::spawn(&shard);
     if node.config.cluster.is_some() {

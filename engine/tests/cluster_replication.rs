@@ -291,16 +291,7 @@ fn dump(node: &harness::Broker, partition: i32) -> String {
         .join("data")
         .join(format!("{TOPIC}-{partition}"))
         .join("00000000000000000000.log");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
-        .args(["log", "dump"])
-        .arg(&path)
-        .output()
-        .expect("spate log dump");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.starts_with("baseOffset"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    harness::dumped_batches(&path)
 }
 
 #[test]

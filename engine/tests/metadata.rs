@@ -128,6 +128,13 @@ fn a_changed_shard_count_moves_partitions_with_a_new_leader_epoch() {
     broker.smp = 1;
     broker.start_again();
     let mut client = broker.client(0);
+    // The broker of the shard that is gone is no longer listed: nothing serves its port.
+    let brokers: Vec<i32> = metadata(&mut client, None)
+        .brokers
+        .iter()
+        .map(|broker| broker.node_id.0)
+        .collect();
+    assert_eq!(brokers, [0]);
     for partition in 0..4 {
         let (mut leader, epoch) = leader_client(&broker, &mut client, "moving", partition);
         let expected_epoch = if moved.contains(&partition) { 1 } else { 0 };

@@ -20,7 +20,7 @@
 //! A session ends when its leader no longer leads anything this shard follows; the
 //! supervisor starts a new one when that changes again.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
@@ -53,25 +53,35 @@ const LEADERSHIP_MOVED: [i16; 4] = [6, 74, 75, 3];
 /// OFFSET_OUT_OF_RANGE.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
-/// Starts the supervisor of this shard's fetch sessions (cluster nodes only).
+/// Starts the supervisor of this shard's fetch sessions. Every node runs it: a single node
+/// too, whose partitions with a factor above one have their replicas on its other shards.
 pub fn spawn(shard: &Rc<Shard>) {
     glommio::spawn_local(supervise(shard.clone())).detach();
 }
 
 async fn supervise(shard: Rc<Shard>) {
     let running: Rc<RefCell<HashSet<BrokerId>>> = Rc::default();
+    // The image version last looked at; a session that ends looks again (`None`). A node
+    // with nothing replicated (a single node's default) scans each image once, not every
+    // tick.
+    let seen: Rc<Cell<Option<u64>>> = Rc::default();
     while !shard.node.is_shutting_down() {
         let image = shard.partitions.image();
-        for leader in followed(&image, shard.broker_id()).into_keys() {
-            if running.borrow_mut().insert(leader) {
-                tracing::info!(leader = %leader, "starting a follower fetch session");
-                let running = running.clone();
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    session(&shard, leader).await;
-                    running.borrow_mut().remove(&leader);
-                })
-                .detach();
+        if seen.get() != Some(image.version) {
+            seen.set(Some(image.version));
+            for leader in followed(&image, shard.broker_id()).into_keys() {
+                if running.borrow_mut().insert(leader) {
+                    tracing::info!(leader = %leader, "starting a follower fetch session");
+                    let running = running.clone();
+                    let seen = seen.clone();
+                    let shard = shard.clone();
+                    glommio::spawn_local(async move {
+                        session(&shard, leader).await;
+                        running.borrow_mut().remove(&leader);
+                        seen.set(None);
+                    })
+                    .detach();
+                }
             }
         }
         glommio::timer::sleep(BACKOFF).await;

@@ -7,7 +7,7 @@
 //! partition's directory), read off the shard: this is an admin request, rare and not on
 //! the data path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
-use crate::partition::table::partition_dir;
+use crate::partition::table::replica_dir;
 use crate::shard::Shard;
 
 /// Served versions (v4 adds the directory's total and usable bytes).
@@ -35,7 +35,8 @@ pub async fn handle(
     let image = shard.image();
     let here = shard.partitions.broker();
     // (topic, partitions hosted here that were asked for).
-    let mut wanted: Vec<(String, Vec<i32>)> = Vec::new();
+    let data_dir = shard.node.config.data_dir.clone();
+    let mut wanted: Vec<(String, Vec<(i32, PathBuf)>)> = Vec::new();
     for topic in image.topics() {
         let asked: Option<Vec<i32>> = match &request.topics {
             None => None,
@@ -47,19 +48,21 @@ pub async fn handle(
                 None => continue,
             },
         };
-        let hosted: Vec<i32> = (0..topic.partition_count())
-            .filter(|&index| {
-                topic
-                    .partition(index)
-                    .is_some_and(|assignment| assignment.replicas.contains(&here))
-            })
+        let hosted: Vec<(i32, PathBuf)> = (0..topic.partition_count())
             .filter(|index| asked.as_ref().is_none_or(|asked| asked.contains(index)))
+            .filter_map(|index| {
+                let assignment = topic.partition(index)?;
+                assignment.replicas.contains(&here).then(|| {
+                    let dir =
+                        replica_dir(&data_dir, &topic.name, index, &assignment.replicas, here);
+                    (index, dir)
+                })
+            })
             .collect();
         if !hosted.is_empty() {
             wanted.push((topic.name.clone(), hosted));
         }
     }
-    let data_dir = shard.node.config.data_dir.clone();
     let measured = glommio::executor()
         .spawn_blocking(move || measure(&data_dir, wanted))
         .await;
@@ -89,7 +92,7 @@ struct Measured {
     error: Option<std::io::Error>,
 }
 
-fn measure(data_dir: &Path, wanted: Vec<(String, Vec<i32>)>) -> Measured {
+fn measure(data_dir: &Path, wanted: Vec<(String, Vec<(i32, PathBuf)>)>) -> Measured {
     let (total_bytes, usable_bytes, error) = match crate::host::file_system_bytes(data_dir) {
         Ok((total, usable)) => (total, usable, None),
         Err(error) => (-1, -1, Some(error)),
@@ -99,8 +102,8 @@ fn measure(data_dir: &Path, wanted: Vec<(String, Vec<i32>)>) -> Measured {
         .map(|(name, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|index| {
-                    let size = log_bytes(&partition_dir(data_dir, &name, index));
+                .map(|(index, dir)| {
+                    let size = log_bytes(&dir);
                     DescribeLogDirsPartition::default()
                         .with_partition_index(index)
                         .with_partition_size(size)

@@ -353,6 +353,7 @@ impl ControllerState {
         self.apply(&more);
         records.append(&mut more);
         let mut more = self.replace_partitions(start.node_id, start.shard_count);
+        more.extend(self.remap_replicas(start.node_id, start.shard_count));
         // Kafka creates it on first use, with offsets.topic.replication.factor replicas, and
         // refuses to while fewer brokers are alive; a group's coordinator is not available
         // until then.
@@ -535,13 +536,25 @@ impl ControllerState {
         Ok(factor as usize)
     }
 
-    /// INVALID_REPLICATION_FACTOR unless `factor` replicas fit on distinct live nodes.
+    /// INVALID_REPLICATION_FACTOR unless `factor` replicas fit on distinct live brokers
+    /// (shards). Replicas go to distinct nodes first; a factor above the node count puts
+    /// some on other shards of the same nodes, with a warning, because Kafka's tools size
+    /// internal topics as min(3, brokers) and every shard is a broker to them.
     fn check_factor(&self, factor: i16) -> Result<(), ControllerError> {
-        let nodes = self.placement_nodes().len().max(1);
-        if factor < 1 || factor as usize > nodes {
+        let nodes = self.placement_nodes();
+        let brokers: usize = nodes.iter().map(|node| node.shard_count as usize).sum();
+        let brokers = brokers.max(1);
+        if factor < 1 || factor as usize > brokers {
             return Err(ControllerError::InvalidReplicationFactor(format!(
-                "Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {nodes} broker node(s) are registered."
+                "Unable to replicate the partition {factor} time(s): The target replication factor of {factor} cannot be reached because only {brokers} broker(s) are registered."
             )));
+        }
+        if factor as usize > nodes.len().max(1) {
+            tracing::warn!(
+                factor,
+                nodes = nodes.len().max(1),
+                "more replicas than nodes: some replicas share a node (on distinct shards), and losing that node loses them together"
+            );
         }
         Ok(())
     }
@@ -721,6 +734,58 @@ impl ControllerState {
                         assignment: assignment.moved_to(wanted),
                     });
                 }
+            }
+        }
+        records
+    }
+
+    /// Replicas of replicated partitions on shards of `node` that it no longer has (its
+    /// shard count went down), moved to shards of the same node that hold no other replica
+    /// of the partition: the replica's directory depends on its rank among its node's
+    /// replicas, not on its shard, so its data stays where it is. A replica with no free
+    /// shard left stays where it was, not live, and its partition under-replicated (warned).
+    fn remap_replicas(&self, node: NodeId, shard_count: u32) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for topic in self.image.topics() {
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                let gone =
+                    |broker: &BrokerId| broker.node() == node && broker.shard().0 >= shard_count;
+                if assignment.replicas.len() < 2 || !assignment.replicas.iter().any(gone) {
+                    continue;
+                }
+                let mut moves = BTreeMap::new();
+                for replica in assignment.replicas.iter().filter(|broker| gone(broker)) {
+                    let taken = |shard: u32| {
+                        let broker = BrokerId::of_shard(node, ShardId(shard));
+                        assignment.replicas.contains(&broker)
+                            || moves.values().any(|moved| *moved == broker)
+                    };
+                    match (0..shard_count).find(|shard| !taken(*shard)) {
+                        Some(shard) => {
+                            moves.insert(*replica, BrokerId::of_shard(node, ShardId(shard)));
+                        }
+                        None => tracing::warn!(
+                            topic = %topic.name,
+                            partition = index,
+                            replica = %replica,
+                            shard_count,
+                            "a replica's shard is gone and no free shard is left for it: the partition stays under-replicated until the node has that many shards again"
+                        ),
+                    }
+                }
+                if moves.is_empty() {
+                    continue;
+                }
+                let map = |broker: &BrokerId| *moves.get(broker).unwrap_or(broker);
+                let leader = map(&assignment.leader);
+                let mut changed =
+                    assignment.changed(leader, assignment.isr.iter().map(map).collect());
+                changed.replicas = assignment.replicas.iter().map(map).collect();
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.id,
+                    partition: index as i32,
+                    assignment: changed,
+                });
             }
         }
         records

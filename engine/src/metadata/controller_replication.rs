@@ -144,9 +144,10 @@ impl ControllerState {
         Ok(assignment.changed(assignment.leader, isr))
     }
 
-    /// The replicas of a new partition (`factor` was checked): on this node, as always,
-    /// while it is the only node registered; spread over the registered nodes once there are
-    /// more (`placement::spread_replicas`).
+    /// The replicas of a new partition (`factor` was checked): a factor of one on this
+    /// node, as always, while it is the only node registered; otherwise spread over the
+    /// registered nodes and, past one per node, over their shards
+    /// (`placement::spread_replicas`).
     pub(super) fn placement(
         &self,
         topic: &str,
@@ -155,7 +156,7 @@ impl ControllerState {
     ) -> PartitionAssignment {
         let nodes = self.placement_nodes();
         let only_this_node = nodes.iter().all(|node| node.id == self.config.node_id);
-        if only_this_node {
+        if only_this_node && factor == 1 {
             return PartitionAssignment::single(placement::default_leader(
                 self.config.node_id,
                 topic,
@@ -163,6 +164,16 @@ impl ControllerState {
                 self.config.shard_count,
             ));
         }
+        let nodes = if nodes.is_empty() {
+            // A single node before its registration is applied: itself.
+            vec![placement::PlacementNode {
+                id: self.config.node_id,
+                shard_count: self.config.shard_count,
+                rack: self.config.rack.clone(),
+            }]
+        } else {
+            nodes
+        };
         PartitionAssignment::replicated(placement::spread_replicas(
             &nodes, topic, partition, factor,
         ))

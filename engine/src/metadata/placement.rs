@@ -39,19 +39,29 @@ pub struct PlacementNode {
     pub rack: Option<String>,
 }
 
-/// The replicas of a new partition in a cluster of several nodes, preferred leader first:
-/// the leader where [`spread_leader`] puts it, the others on the nodes that follow the
-/// leader's in id order, preferring racks not used yet (Kafka's rack-aware assignment, in
-/// its simplest form). Each replica sits on the shard of its node that [`default_shard`]
-/// picks, so one topic's replicas spread over the shards too. `factor` must not exceed the
-/// node count.
+/// The replicas of a new partition, preferred leader first: the leader where
+/// [`spread_leader`] puts it, the others on the nodes that follow the leader's in id order,
+/// preferring racks not used yet (Kafka's rack-aware assignment, in its simplest form). Each
+/// replica sits on the shard of its node that [`default_shard`] picks, so one topic's
+/// replicas spread over the shards too.
+///
+/// When `factor` is above the node count, the replicas past one per node go to other shards
+/// of the same nodes, again in ring order from the leader's node (a node with one shard
+/// takes no second replica): the rule for clusters smaller than the factor, and how
+/// a single node takes factors up to its shard count. Such replicas survive the loss of a
+/// disk's file or a shard's bug, not of their node. `factor` must not exceed the total shard
+/// count.
 pub fn spread_replicas(
     nodes: &[PlacementNode],
     topic: &str,
     partition: i32,
     factor: usize,
 ) -> Vec<BrokerId> {
-    assert!(factor >= 1 && factor <= nodes.len());
+    let total: usize = nodes
+        .iter()
+        .map(|node| node.shard_count.max(1) as usize)
+        .sum();
+    assert!(factor >= 1 && factor <= total);
     let counts: Vec<(NodeId, u32)> = nodes
         .iter()
         .map(|node| (node.id, node.shard_count))
@@ -66,7 +76,7 @@ pub fn spread_replicas(
     let ring: Vec<usize> = (1..nodes.len())
         .map(|step| (first + step) % nodes.len())
         .collect();
-    while chosen.len() < factor {
+    while chosen.len() < factor.min(nodes.len()) {
         let used_rack = |index: &usize| {
             nodes[*index].rack.is_some()
                 && chosen
@@ -95,7 +105,43 @@ pub fn spread_replicas(
             node.shard_count.max(1),
         ));
     }
+    // More replicas than nodes: further shards of the chosen nodes, in the same order.
+    let mut lap = 1;
+    while replicas.len() < factor {
+        for index in &chosen {
+            if replicas.len() == factor {
+                break;
+            }
+            let node = &nodes[*index];
+            let shard_count = node.shard_count.max(1);
+            let taken: Vec<ShardId> = replicas
+                .iter()
+                .filter(|broker| broker.node() == node.id)
+                .map(|broker| broker.shard())
+                .collect();
+            if taken.len() >= shard_count as usize {
+                continue;
+            }
+            let start = default_shard(topic, round + lap, shard_count).0;
+            let shard = (0..shard_count)
+                .map(|step| ShardId((start + step) % shard_count))
+                .find(|shard| !taken.contains(shard))
+                .expect("the node has a shard left");
+            replicas.push(BrokerId::of_shard(node.id, shard));
+        }
+        lap += 1;
+    }
     replicas
+}
+
+/// Whether a partition's replicas share a node (placed by [`spread_replicas`] for a factor
+/// above the node count).
+pub fn replicas_share_a_node(replicas: &[BrokerId]) -> bool {
+    replicas.iter().enumerate().any(|(index, broker)| {
+        replicas[..index]
+            .iter()
+            .any(|other| other.node() == broker.node())
+    })
 }
 
 /// The shard [`default_leader`] picks.
@@ -190,6 +236,45 @@ mod tests {
         distinct.sort();
         distinct.dedup();
         assert_eq!(distinct.len(), 3);
+    }
+
+    #[test]
+    fn more_replicas_than_nodes_go_to_distinct_shards() {
+        let node = |id: i32, shards: u32| PlacementNode {
+            id: NodeId(id),
+            shard_count: shards,
+            rack: None,
+        };
+        // One node: a factor up to its shard count, every replica on its own shard, the
+        // leader where a factor of one would put it.
+        let one = [node(0, 4)];
+        for partition in 0..40 {
+            for factor in 1..=4 {
+                let replicas = spread_replicas(&one, "events", partition, factor);
+                assert_eq!(replicas.len(), factor);
+                assert_eq!(
+                    replicas[0],
+                    default_leader(NodeId(0), "events", partition, 4)
+                );
+                let mut shards: Vec<_> = replicas.iter().map(|broker| broker.shard()).collect();
+                shards.sort();
+                shards.dedup();
+                assert_eq!(shards.len(), factor, "{replicas:?}");
+            }
+        }
+        // Two nodes, factor 3: one replica on each node first, the third on the node with a
+        // shard left.
+        let two = [node(1, 1), node(2, 2)];
+        for partition in 0..20 {
+            let replicas = spread_replicas(&two, "t", partition, 3);
+            let mut distinct = replicas.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), 3, "{replicas:?}");
+            assert_ne!(replicas[0].node(), replicas[1].node());
+            assert!(replicas_share_a_node(&replicas));
+            assert!(!replicas_share_a_node(&replicas[..2]));
+        }
     }
 
     #[test]

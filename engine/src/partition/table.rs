@@ -158,12 +158,19 @@ impl PartitionTable {
         }
         let _permit = self.open_lock.acquire_permit(1).await;
         // The image may have changed while we waited for the lock.
-        let (topic_image, _) = self.check_hosted(topic, partition)?;
+        let (topic_image, assignment) = self.check_hosted(topic, partition)?;
         if let Some(open) = self.open_replica(topic, partition) {
             return Ok(open);
         }
         self.retire_replaced_topic(&topic_image).await;
-        let dir = prepare_partition_dir(&self.config.data_dir, &topic_image, partition)?;
+        let dir = replica_dir(
+            &self.config.data_dir,
+            topic,
+            partition,
+            &assignment.replicas,
+            self.broker,
+        );
+        let dir = prepare_partition_dir(dir, &topic_image)?;
         let log = PartitionLog::open(dir, log_config(&topic_image.configs, &self.config)).await?;
         // Images applied while the log was opening found no replica to change: the replica
         // takes the assignment of the image as it is now, not as it was before the open (a
@@ -388,7 +395,13 @@ impl PartitionTable {
             retirements.push(match open.remove(&(index as i32)) {
                 Some(replica) => Retirement::Delete(replica),
                 None => Retirement::DeleteDirectory {
-                    dir: partition_dir(&self.config.data_dir, &topic.name, index as i32),
+                    dir: replica_dir(
+                        &self.config.data_dir,
+                        &topic.name,
+                        index as i32,
+                        &assignment.replicas,
+                        self.broker,
+                    ),
                     topic_id: topic.id,
                 },
             });
@@ -540,6 +553,47 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
+/// What follows `<topic>-<partition>` in the directory of a further replica of a partition
+/// on the same node.
+const REPLICA_SUFFIX: &str = ".replica";
+
+/// The directory of `broker`'s replica of a partition whose replicas are `replicas`:
+/// [`partition_dir`], unless several replicas of the partition sit on `broker`'s node (a
+/// replication factor above the node count puts them on distinct shards): then the first
+/// of them in replica order keeps that name and the k-th further one gets
+/// `<topic>-<partition>.replica<k>`. The name depends on the replica's rank among its
+/// node's replicas, not on its shard, so that a changed shard count that moves a replica
+/// to another shard moves no data. No topic's partition directory can take such a name:
+/// those end in `-<digits>`.
+pub fn replica_dir(
+    data_dir: &Path,
+    topic: &str,
+    partition: i32,
+    replicas: &[BrokerId],
+    broker: BrokerId,
+) -> PathBuf {
+    let rank = replicas
+        .iter()
+        .filter(|replica| replica.node() == broker.node())
+        .position(|replica| *replica == broker)
+        .unwrap_or(0);
+    if rank == 0 {
+        partition_dir(data_dir, topic, partition)
+    } else {
+        data_dir.join(format!("{topic}-{partition}{REPLICA_SUFFIX}{rank}"))
+    }
+}
+
+/// The topic and partition a partition or replica directory's name names.
+fn parse_replica_dir_name(name: &str) -> Option<(&str, i32)> {
+    let name = match name.rsplit_once(REPLICA_SUFFIX) {
+        Some((partition_dir, rank)) if rank.parse::<u32>().is_ok() => partition_dir,
+        _ => name,
+    };
+    let (topic, partition) = name.rsplit_once('-')?;
+    Some((topic, partition.parse().ok()?))
+}
+
 /// `partition.metadata` as Kafka writes it.
 fn partition_metadata(topic_id: Uuid) -> String {
     format!("version: 0\ntopic_id: {topic_id}\n")
@@ -571,14 +625,10 @@ fn deletion_name(dir: &Path) -> PathBuf {
     dir.with_file_name(format!("{name}.{}-delete", Uuid::new_v4().simple()))
 }
 
-/// Prepares `<data>/<topic>-<partition>` for this topic: a directory left by a deleted topic
-/// of the same name (its `partition.metadata` names another id) is removed first.
-fn prepare_partition_dir(
-    data_dir: &Path,
-    topic: &TopicImage,
-    partition: i32,
-) -> Result<PathBuf, StorageError> {
-    let dir = partition_dir(data_dir, &topic.name, partition);
+/// Prepares a replica's directory (see [`replica_dir`]) for this topic: a directory left by a
+/// deleted topic of the same name (its `partition.metadata` names another id) is removed
+/// first.
+fn prepare_partition_dir(dir: PathBuf, topic: &TopicImage) -> Result<PathBuf, StorageError> {
     let metadata_path = dir.join(PARTITION_METADATA_FILE);
     let expected = partition_metadata(topic.id);
     match std::fs::read_to_string(&metadata_path) {
@@ -616,10 +666,7 @@ pub fn remove_orphaned_partition_dirs(
             orphans.push(path);
             continue;
         }
-        let Some((topic, partition)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let Ok(partition) = partition.parse::<i32>() else {
+        let Some((topic, partition)) = parse_replica_dir_name(name) else {
             continue;
         };
         // A directory whose `partition.metadata` is gone is half-deleted (or half-created):

@@ -364,3 +364,18 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
 pub fn temp_path(broker: &Broker, name: &str) -> PathBuf {
     broker.dir.path().join(name)
 }
+
+/// The batch lines (`baseOffset ...`) of `spate log dump` of a segment file: what two replicas
+/// of a partition must agree on.
+pub fn dumped_batches(segment: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["log", "dump"])
+        .arg(segment)
+        .output()
+        .expect("spate log dump");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.starts_with("baseOffset"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
