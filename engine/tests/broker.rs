@@ -350,10 +350,7 @@ fn altered_topic_configs_take_effect_on_open_logs() {
 #[test]
 fn a_relative_data_dir_works() {
     let workdir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = harness::free_port_range(1);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
         .current_dir(workdir.path())
         .args(["serve", "--data-dir", "relative-data", "--smp", "1"])

@@ -186,15 +186,27 @@ impl Drop for Broker {
     }
 }
 
-/// A port P such that P..P+count are free right now.
+/// A port P such that P..P+count are free right now, below Linux's ephemeral range
+/// (32768-60999): a port the kernel gave out as the probe's (bind to port 0) can be taken
+/// by any process's next outgoing connection before the broker binds it, and an outgoing
+/// socket on that port makes the broker's bind fail with "Address already in use" (seen
+/// with two clusters starting at once in one test binary). The Python harness picks its
+/// ports the same way.
 pub fn free_port_range(count: usize) -> u16 {
-    for _ in 0..100 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = probe.local_addr().expect("addr").port();
-        drop(probe);
-        if base as usize + count >= 65535 {
-            continue;
-        }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const RANGE: std::ops::Range<u64> = 12_000..32_000;
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    for _ in 0..1000 {
+        // A cheap draw that differs between processes and between calls.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.subsec_nanos() as u64);
+        let draw = DRAWS.fetch_add(1, Ordering::Relaxed);
+        let mixed = (nanos
+            ^ (u64::from(std::process::id()) << 20)
+            ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        let base = (RANGE.start + (mixed >> 16) % (RANGE.end - RANGE.start - count as u64)) as u16;
         let all_free =
             (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset as u16)).is_ok());
         if all_free {
