@@ -12,14 +12,16 @@ B=${SPATE:-$ROOT/target/release/spate}; BENCH=${BENCH:-$ROOT/target/release/spat
 OUT=${OUT:-/tmp/spate-rf3}; rm -rf $OUT; mkdir -p $OUT
 # A round writes about 12 GB at RF=1 and 3 x 4 GB at RF=3: the data goes at exit, and the
 # nodes with it, whatever happens.
+# Each run writes tens of GB: retention keeps what stays on disk to 1 GiB per replica.
+RETENTION="--config retention.bytes=1073741824 --config segment.bytes=134217728"
 trap 'pkill -9 -f "data-dir $OUT/d"; sleep 1; rm -rf "$OUT"/d1 "$OUT"/d2 "$OUT"/d3' EXIT
 V="1@127.0.0.1:19401,2@127.0.0.1:19402,3@127.0.0.1:19403"
 for n in 1 2 3; do
   $B serve --node-id $n --smp 1 --data-dir $OUT/d$n --listen 127.0.0.1:1950$n --controller-listen 127.0.0.1:1940$n --controller-quorum-voters $V > $OUT/n$n.log 2>&1 &
 done
 sleep 6
-$B topic create r1 --partitions 3 --replication-factor 1 --brokers 127.0.0.1:19501 >/dev/null
-$B topic create r3 --partitions 3 --replication-factor 3 --config min.insync.replicas=2 --brokers 127.0.0.1:19501 >/dev/null
+$B topic create r1 --partitions 3 --replication-factor 1 $RETENTION --brokers 127.0.0.1:19501 >/dev/null
+$B topic create r3 --partitions 3 --replication-factor 3 --config min.insync.replicas=2 $RETENTION --brokers 127.0.0.1:19501 >/dev/null
 sleep 2
 for round in $(seq "${ROUNDS:-1}"); do
   fio=$(fio_write_mb_s $OUT --bs=1M --iodepth=1 --fdatasync=1)

@@ -10,12 +10,14 @@ set -u
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 B=${SPATE:-$ROOT/target/release/spate}; BENCH=${BENCH:-$ROOT/target/release/spate-bench}
 OUT=${OUT:-/tmp/spate-rf-shards}; rm -rf $OUT; mkdir -p $OUT
+# Each run writes tens of GB: retention keeps what stays on disk to 1 GiB per replica.
+RETENTION="--config retention.bytes=1073741824 --config segment.bytes=134217728"
 trap 'pkill -9 -f "data-dir $OUT/d"; sleep 1; rm -rf "$OUT"/d' EXIT
 $B serve --smp 2 --data-dir $OUT/d --listen 127.0.0.1:19601 > $OUT/node.log 2>&1 &
 PID=$!
 wait_for_port 19601; wait_for_port 19602
-$B topic create r1 --partitions 4 --replication-factor 1 --brokers 127.0.0.1:19601 >/dev/null
-$B topic create r2 --partitions 4 --replication-factor 2 --config min.insync.replicas=2 --brokers 127.0.0.1:19601 >/dev/null
+$B topic create r1 --partitions 4 --replication-factor 1 $RETENTION --brokers 127.0.0.1:19601 >/dev/null
+$B topic create r2 --partitions 4 --replication-factor 2 --config min.insync.replicas=2 $RETENTION --brokers 127.0.0.1:19601 >/dev/null
 sleep 1
 for round in $(seq "${ROUNDS:-1}"); do
   fio=$(fio_write_mb_s $OUT --bs=1M --iodepth=1 --fdatasync=1)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import netfaults
@@ -352,6 +352,21 @@ def test_an_idempotent_librdkafka_producer_rides_a_leaders_kill_9_and_the_node_c
     # dies and nothing is missing from the two that are left.
     cluster.node(victim).start()
     wait_for("the restarted node back in every ISR", lambda: full_isr(cluster, topic), cluster)
+    # Partition 0 stays led elsewhere until a preferred election (AdminClient.elect_leaders,
+    # Kafka's ElectLeaders) gives it back to its preferred replica, the node that led it.
+    assert partition_state(cluster.bootstrap(), topic)[0][0] != victim * 1024
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    # (confluent-kafka 2.16's elect_leaders fails on its own keyword arguments: the
+    # admin client's request timeout applies.)
+    elected = admin.elect_leaders(ElectionType.PREFERRED,
+                                  [TopicPartition(topic, 0)]).result(timeout=20)
+    assert elected == {TopicPartition(topic, 0): None}, elected
+    wait_for("partition 0 led by its preferred replica again",
+             lambda: partition_state(cluster.bootstrap(), topic).get(0, (-1,))[0] == victim * 1024,
+             cluster)
+    again = admin.elect_leaders(ElectionType.PREFERRED,
+                                [TopicPartition(topic, 0)]).result(timeout=20)
+    assert again[TopicPartition(topic, 0)].code() == KafkaError.ELECTION_NOT_NEEDED, again
     second = next(n for n in range(1, NODES + 1) if n != victim)
     cluster.node(second).kill9()
     verify(cluster, load, exclude={second})

@@ -52,6 +52,8 @@ pub struct ConfigFile {
     request_receive_timeout_ms: Option<u64>,
     producer_id_expiration_ms: Option<i64>,
     replica_lag_time_max_ms: Option<u64>,
+    auto_leader_rebalance_enable: Option<bool>,
+    leader_imbalance_check_interval_seconds: Option<u64>,
     open_segments_max: Option<usize>,
     controller_listen: Option<SocketAddr>,
     controller_quorum_voters: Option<String>,
@@ -204,6 +206,16 @@ pub struct ServeArgs {
     /// partition's ISR (replica.lag.time.max.ms). [default: 30000]
     #[arg(long, env = "SPATE_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// Move partition leadership back to each partition's preferred replica (its first)
+    /// once that replica is live and in sync again, when more than 10% of a broker's
+    /// preferred partitions are led elsewhere (auto.leader.rebalance.enable, with Kafka's
+    /// leader.imbalance.per.broker.percentage). [default: true]
+    #[arg(long, env = "SPATE_AUTO_LEADER_REBALANCE_ENABLE")]
+    pub auto_leader_rebalance_enable: Option<bool>,
+    /// How often the controller checks the leader balance
+    /// (leader.imbalance.check.interval.seconds). [default: 300]
+    #[arg(long, env = "SPATE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS")]
+    pub leader_imbalance_check_interval_seconds: Option<u64>,
     /// Most segment files the node keeps open (one descriptor each); past it, partitions idle
     /// for 10 s or more are closed, least recently used first, and reopen on their next
     /// request. [default: half the open-files hard limit]
@@ -302,6 +314,8 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// replica.lag.time.max.ms.
     pub replica_lag_time_max: std::time::Duration,
+    /// leader.imbalance.check.interval.seconds, if auto.leader.rebalance.enable.
+    pub leader_rebalance_interval: Option<std::time::Duration>,
     /// Segment files open over all shards before idle partitions are closed.
     pub open_segments_max: usize,
     /// Partitions opened (and recovered) in the background at start, over all shards; the
@@ -485,6 +499,18 @@ impl ServeArgs {
                     .unwrap_or(30_000)
                     .max(100),
             ),
+            leader_rebalance_interval: self
+                .auto_leader_rebalance_enable
+                .or(file.auto_leader_rebalance_enable)
+                .unwrap_or(true)
+                .then(|| {
+                    std::time::Duration::from_secs(
+                        self.leader_imbalance_check_interval_seconds
+                            .or(file.leader_imbalance_check_interval_seconds)
+                            .unwrap_or(300)
+                            .max(1),
+                    )
+                }),
             open_segments_max: self
                 .open_segments_max
                 .or(file.open_segments_max)

@@ -73,9 +73,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("spate: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<cli::ExitWith>() {
+            Some(cli::ExitWith(code)) => ExitCode::from(*code),
+            None => {
+                eprintln!("spate: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

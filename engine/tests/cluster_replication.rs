@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cluster_harness::{spate, wait_for_brokers, Cluster, WAIT};
+use cluster_harness::{health, spate, wait_for_brokers, Cluster, WAIT};
 use harness::{batch, decode_values, fetch};
 use kafka_protocol::messages::InitProducerIdRequest;
 use spate_net::client::Client;
@@ -368,12 +368,108 @@ fn a_leaders_kill_9_under_idempotent_acks_all_load_loses_and_duplicates_nothing(
         !isr.contains(&leader),
         "the dead node left the ISR: {isr:?}"
     );
+    // `spate cluster health` says what an operator must know, in its exit code too (from
+    // another node, once its image has the fencing).
+    let witness = if victim == 1 { 2 } else { 1 };
+    let ours: Vec<String> = (0..PARTITIONS).map(|p| format!("{TOPIC}-{p}")).collect();
+    let report = wait_for_health(&cluster, witness, |code, report| {
+        let under: Vec<&str> = report["under_replicated_partitions"]
+            .as_array()
+            .map(|names| names.iter().filter_map(|name| name.as_str()).collect())
+            .unwrap_or_default();
+        code == 2
+            && report["brokers_down"] == serde_json::json!([leader])
+            && ours.iter().all(|name| under.contains(&name.as_str()))
+    });
+    assert_eq!(report["healthy"], false, "{report}");
+    assert_eq!(
+        report["offline_partitions"],
+        serde_json::json!([]),
+        "{report}"
+    );
 
     // The killed node returns, catches up and rejoins every ISR.
     cluster.node(victim).start_again();
     producer.send_many(&cluster, "after", 30);
     wait_for_full_isr(&cluster);
     verify(&cluster, &producer);
+    let report = wait_for_health(&cluster, witness, |code, _| code == 0);
+    assert_eq!(
+        report["unhealthy_reasons"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    // The victim's partition stays led elsewhere until a preferred election moves it back
+    // (`spate cluster elect-leaders`, Kafka's ElectLeaders).
+    let (_, now_leading, _) = partition_state(&cluster, 0).expect("metadata");
+    assert_ne!(now_leading, leader);
+    let elected: serde_json::Value = serde_json::from_str(&spate(
+        &cluster,
+        witness,
+        &["cluster", "elect-leaders", "--topic", TOPIC, "--json"],
+    ))
+    .expect("json");
+    assert!(
+        elected["results"].as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|row| row["partition"] == 0 && row["elected"] == true)),
+        "{elected}"
+    );
+    wait_for_leader(&cluster, 0, leader);
+}
+
+/// Waits until `partition` is led by `broker` (in the first answering node's Metadata).
+fn wait_for_leader(cluster: &Cluster, partition: i32, broker: i32) {
+    let deadline = Instant::now() + WAIT;
+    while partition_state(cluster, partition).map(|(_, leader, _)| leader) != Some(broker) {
+        assert!(
+            Instant::now() < deadline,
+            "partition {partition} never led by {broker}: {:?}\n{}",
+            partition_state(cluster, partition),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn leadership_returns_to_the_preferred_replicas_once_their_node_is_back() {
+    // The controller checks the leader balance every second instead of Kafka's 300.
+    let mut args = NODE_ARGS.to_vec();
+    args.extend(["--leader-imbalance-check-interval-seconds", "1"]);
+    let mut cluster = start_cluster_with(&args);
+    // Just created, every partition is led by its preferred replica.
+    let preferred: Vec<i32> = (0..PARTITIONS)
+        .map(|partition| partition_state(&cluster, partition).expect("metadata").1)
+        .collect();
+    let victim = preferred[0] / 1024;
+    cluster.node(victim).kill9();
+    wait_until_fenced(&cluster, victim);
+    cluster.node(victim).start_again();
+    wait_for_full_isr(&cluster);
+    for (partition, broker) in preferred.iter().enumerate() {
+        wait_for_leader(&cluster, partition as i32, *broker);
+    }
+}
+
+/// `spate cluster health` on `node` until `wanted` accepts its exit code and report.
+fn wait_for_health(
+    cluster: &Cluster,
+    node: i32,
+    wanted: impl Fn(i32, &serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, report) = health(cluster, node);
+        if wanted(code, &report) {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster health on node {node}: exit {code}, {report}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until no partition is led by `victim`'s broker or has it in its ISR; returns how

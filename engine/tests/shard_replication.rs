@@ -224,6 +224,16 @@ fn a_single_node_replicates_a_topic_over_its_shards_through_a_kill_9() {
         assert_eq!(leader, replicas[0]);
         assert_eq!(isr.len(), 2);
     }
+    // A single node with replicas on its shards is a healthy cluster of its own.
+    let health = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["cluster", "health", "--json", "--brokers"])
+        .arg(broker.address(0).to_string())
+        .output()
+        .expect("spate runs");
+    let report: serde_json::Value = serde_json::from_slice(&health.stdout).expect("json");
+    assert_eq!(health.status.code(), Some(0), "{report}");
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(report["brokers"], serde_json::json!([0, 1]), "{report}");
     let mut producer = Producer::new(&broker);
     producer.send_many(&broker, "before", 200);
     verify(&broker, &producer, 2);

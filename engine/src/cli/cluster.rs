@@ -1,7 +1,7 @@
 //! `spate cluster info`: the cluster as a client sees it: its id, the controller, every
 //! broker with its address and rack, how many topics and partitions each broker leads, and
 //! the controller quorum (DescribeQuorum): its leader, epoch, high watermark and each voter's
-//! progress.
+//! progress. `spate cluster health` is in `cluster_health`.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +32,25 @@ enum ClusterCommand {
     /// Uses DescribeCluster where the broker has it, else Metadata, and DescribeQuorum for the
     /// controller quorum.
     Info,
+    /// Whether the cluster is healthy: offline, under-min-ISR and under-replicated
+    /// partitions, brokers down, a controller. Exit code 0 when healthy, 2 when not.
+    Health,
+    /// Leader election (Kafka's kafka-leader-election.sh): each partition back to its
+    /// preferred replica where that one is live and in sync, or with --unclean a live
+    /// replica for a partition without a leader, even an out-of-sync one (it loses what
+    /// that replica lacks). Every partition unless --topic (and --partition) narrow it.
+    ElectLeaders {
+        /// Only this topic's partitions.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only these partitions of --topic (comma-separated).
+        #[arg(long, value_delimiter = ',', requires = "topic")]
+        partition: Vec<i32>,
+        /// An unclean election: for partitions with no live leader, any live replica, even
+        /// out of sync (what it lacks of the old leader's log is lost).
+        #[arg(long)]
+        unclean: bool,
+    },
 }
 
 /// One broker as the cluster describes it.
@@ -55,9 +74,24 @@ impl BrokerRow {
 
 /// Runs `spate cluster ...`.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let ClusterCommand::Info = args.command;
     let json = args.connection.json;
     let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    match args.command {
+        ClusterCommand::Info => {}
+        ClusterCommand::Health => return super::cluster_health::run(&mut cluster, json),
+        ClusterCommand::ElectLeaders {
+            topic,
+            partition,
+            unclean,
+        } => {
+            let election = super::cluster_elect::Election {
+                topic,
+                partitions: partition,
+                unclean,
+            };
+            return super::cluster_elect::run(&mut cluster, election, json);
+        }
+    }
     let metadata = cluster.metadata(None)?;
     let mut cluster_id = metadata.cluster_id.as_ref().map(|id| id.to_string());
     let mut controller = metadata.controller_id.0;
@@ -154,8 +188,9 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
 }
 
 /// The controller quorum as DescribeQuorum tells it.
-struct Quorum {
-    leader: i32,
+pub(super) struct Quorum {
+    /// The quorum's leader, -1 when it has none.
+    pub(super) leader: i32,
     epoch: i32,
     high_watermark: i64,
     /// Set when the node asked does not lead the quorum (it knows only the leader).
@@ -164,7 +199,9 @@ struct Quorum {
     observers: Vec<ReplicaState>,
 }
 
-fn describe_quorum(connection: &mut super::broker::BrokerConnection) -> anyhow::Result<Quorum> {
+pub(super) fn describe_quorum(
+    connection: &mut super::broker::BrokerConnection,
+) -> anyhow::Result<Quorum> {
     let version = connection.version(ApiKey::DescribeQuorum, 0..=2)?;
     let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
         .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))

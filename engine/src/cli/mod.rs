@@ -14,12 +14,17 @@
 //!   assignor, and [`group_offsets`] commits and fetches group offsets.
 //! - [`records`] encodes and decodes record batches and holds Kafka's murmur2 partitioner.
 //! - [`output`] prints tables and JSON; [`datetime`] parses `--to-datetime`.
+//! - [`cluster`] is `spate cluster info`, [`cluster_health`] `spate cluster health`,
+//!   [`cluster_elect`] `spate cluster elect-leaders`.
 //!
 //! Every command returns `anyhow::Result`; `main` prints an error as one `spate: ...` line
-//! and exits non-zero.
+//! and exits non-zero. A command whose verdict is its exit code (`cluster health`) returns
+//! [`ExitWith`], which `main` turns into that code without a line.
 
 pub mod broker;
 pub mod cluster;
+pub mod cluster_elect;
+pub mod cluster_health;
 pub mod consume;
 pub mod consumer_protocol;
 pub mod datetime;
@@ -39,6 +44,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use kafka_protocol::ResponseError;
+
+/// A command's verdict as an exit code, its report already printed: `main` exits with the
+/// code and prints nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("exit code {0}")]
+pub struct ExitWith(pub u8);
 
 /// Flags every operator command takes.
 #[derive(Args, Debug, Clone)]

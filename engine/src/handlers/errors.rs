@@ -73,6 +73,9 @@ pub fn controller_error_code(error: &ControllerError) -> i16 {
         ControllerError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
         ControllerError::InvalidUpdateVersion { .. } => ResponseError::InvalidUpdateVersion,
         ControllerError::IneligibleReplica(_) => ResponseError::IneligibleReplica,
+        ControllerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        ControllerError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
+        ControllerError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
         ControllerError::Unavailable | ControllerError::NotController { .. } => {
             ResponseError::NotController
         }

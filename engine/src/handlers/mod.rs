@@ -24,6 +24,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod elect_leaders;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -124,6 +125,7 @@ pub const APIS: &[ApiSpec] = &[
     alter_configs::INCREMENTAL_SPEC,
     describe_log_dirs::SPEC,
     describe_quorum::SPEC,
+    elect_leaders::SPEC,
     telemetry::SUBSCRIPTIONS_SPEC,
     telemetry::PUSH_SPEC,
 ];
@@ -290,6 +292,9 @@ pub async fn dispatch(
         ),
         RequestKind::DescribeQuorum(body) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(shard, &context, body))
+        }
+        RequestKind::ElectLeaders(body) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(shard, &context, body).await)
         }
         RequestKind::DescribeLogDirs(body) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(shard, &context, body).await)

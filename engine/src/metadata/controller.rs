@@ -149,6 +149,17 @@ pub enum ControllerRequest {
     /// and joins, or fell behind and leaves. Taken only if `leader`, `leader_epoch` and
     /// `partition_epoch` are still the partition's (the leader's view is current).
     AlterPartition(IsrChange),
+    /// Kafka's ElectLeaders (KIP-460): for each partition (every one for `None`), the
+    /// preferred replica (the first) as leader if it is live and in sync (`preferred`), or
+    /// else, for a partition with no live leader, any live replica even out of sync (an
+    /// unclean election: what it lacks of the old log is lost). Also what the automatic
+    /// leader rebalance asks (`leader_balance`).
+    ElectLeaders {
+        /// A preferred election, else an unclean one.
+        preferred: bool,
+        /// (topic, partition) pairs; `None` for every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// What [`ControllerRequest::AlterPartition`] asks.
@@ -204,6 +215,9 @@ pub enum ControllerReply {
     Acknowledged,
     /// The partition as changed by an AlterPartition.
     AlterPartition(Result<PartitionAssignment, ControllerError>),
+    /// Per partition asked (for every partition: those elected or refused, without the
+    /// ones that needed no election, as Kafka answers).
+    ElectLeaders(Vec<((String, i32), Result<(), ControllerError>)>),
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -262,6 +276,15 @@ pub enum ControllerError {
     /// without its leader.
     #[error("{0}")]
     IneligibleReplica(String),
+    /// ELECTION_NOT_NEEDED: the leader is already the one the election would pick.
+    #[error("Leader election not needed for topic partition.")]
+    ElectionNotNeeded,
+    /// PREFERRED_LEADER_NOT_AVAILABLE: the preferred replica is fenced or out of sync.
+    #[error("The preferred leader is not available: it is fenced or not in the ISR.")]
+    PreferredLeaderNotAvailable,
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no replica of the partition is live.
+    #[error("No replica of the partition is live.")]
+    EligibleLeadersNotAvailable,
 }
 
 /// See the module docs.
@@ -468,6 +491,13 @@ impl ControllerState {
                     Err(_) => Vec::new(),
                 };
                 (records, ControllerReply::AlterPartition(result))
+            }
+            ControllerRequest::ElectLeaders {
+                preferred,
+                partitions,
+            } => {
+                let (records, results) = self.elect_leaders(preferred, partitions);
+                (records, ControllerReply::ElectLeaders(results))
             }
         }
     }

@@ -5,6 +5,12 @@
 use std::collections::BTreeMap;
 
 use super::{ControllerError, ControllerState, IsrChange};
+
+/// What an ElectLeaders makes: its records, and a result per partition asked.
+pub(super) type ElectionOutcome = (
+    Vec<MetadataRecord>,
+    Vec<((String, i32), Result<(), ControllerError>)>,
+);
 use crate::metadata::image::PartitionAssignment;
 use crate::metadata::placement;
 use crate::metadata::records::MetadataRecord;
@@ -101,6 +107,120 @@ impl ControllerState {
             .copied()
             .find(|broker| isr.contains(broker) && self.image.is_live(*broker))
             .unwrap_or(PartitionAssignment::NO_LEADER)
+    }
+
+    /// ElectLeaders (see [`super::ControllerRequest::ElectLeaders`]): the changes, applied to
+    /// the working image, and a result per partition.
+    pub(super) fn elect_leaders(
+        &mut self,
+        preferred: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> ElectionOutcome {
+        let every_partition = partitions.is_none();
+        let wanted = partitions.unwrap_or_else(|| {
+            self.image
+                .topics()
+                .flat_map(|topic| {
+                    (0..topic.partition_count()).map(|index| (topic.name.clone(), index))
+                })
+                .collect()
+        });
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        for (name, index) in wanted {
+            let result = self.elect_one(preferred, &name, index);
+            let result = match result {
+                Ok((topic_id, assignment)) => {
+                    let change = [MetadataRecord::PartitionChange {
+                        topic_id,
+                        partition: index,
+                        assignment,
+                    }];
+                    self.apply(&change);
+                    records.extend(change);
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            };
+            // Kafka leaves out, for an election of every partition, those that needed none.
+            if every_partition && result == Err(ControllerError::ElectionNotNeeded) {
+                continue;
+            }
+            results.push(((name, index), result));
+        }
+        (records, results)
+    }
+
+    /// The changed assignment that one partition's election makes, or why it makes none.
+    fn elect_one(
+        &self,
+        preferred: bool,
+        name: &str,
+        index: i32,
+    ) -> Result<(uuid::Uuid, PartitionAssignment), ControllerError> {
+        let topic = self
+            .image
+            .topic(name)
+            .ok_or(ControllerError::UnknownTopic)?;
+        let assignment = topic
+            .partition(index)
+            .ok_or(ControllerError::UnknownTopic)?;
+        if preferred {
+            let wanted = assignment.replicas[0];
+            if assignment.leader == wanted {
+                return Err(ControllerError::ElectionNotNeeded);
+            }
+            if !assignment.isr.contains(&wanted) || !self.image.is_live(wanted) {
+                return Err(ControllerError::PreferredLeaderNotAvailable);
+            }
+            return Ok((topic.id, assignment.changed(wanted, assignment.isr.clone())));
+        }
+        if self.image.is_live(assignment.leader) {
+            return Err(ControllerError::ElectionNotNeeded);
+        }
+        // In sync first (no loss); else any live replica, which becomes the whole ISR.
+        let clean = self.elect(assignment, &assignment.isr);
+        if clean != PartitionAssignment::NO_LEADER {
+            return Ok((topic.id, assignment.changed(clean, assignment.isr.clone())));
+        }
+        let unclean = self.elect(assignment, &assignment.replicas);
+        if unclean == PartitionAssignment::NO_LEADER {
+            return Err(ControllerError::EligibleLeadersNotAvailable);
+        }
+        tracing::warn!(topic = name, partition = index, leader = %unclean, isr = ?assignment.isr, "unclean leader election: what the out-of-sync replica lacks is lost");
+        Ok((topic.id, assignment.changed(unclean, vec![unclean])))
+    }
+
+    /// The partitions whose preferred replica is live and in sync but does not lead, if
+    /// more than `imbalance_percent` of some broker's preferred partitions are led by
+    /// another (Kafka's `leader.imbalance.per.broker.percentage`): every such partition,
+    /// for a preferred election that moves leadership back after a failover.
+    pub fn imbalanced_partitions(&self, imbalance_percent: u32) -> Vec<(String, i32)> {
+        let mut preferred_count: BTreeMap<BrokerId, usize> = BTreeMap::new();
+        let mut movable: BTreeMap<BrokerId, Vec<(String, i32)>> = BTreeMap::new();
+        for topic in self.image.topics() {
+            for (index, assignment) in topic.partitions.iter().enumerate() {
+                let wanted = assignment.replicas[0];
+                *preferred_count.entry(wanted).or_default() += 1;
+                if assignment.leader != wanted
+                    && assignment.isr.contains(&wanted)
+                    && self.image.is_live(wanted)
+                {
+                    movable
+                        .entry(wanted)
+                        .or_default()
+                        .push((topic.name.clone(), index as i32));
+                }
+            }
+        }
+        movable
+            .into_iter()
+            .filter(|(broker, partitions)| {
+                let total = preferred_count.get(broker).copied().unwrap_or(1).max(1);
+                partitions.len() * 100 > total * imbalance_percent as usize
+            })
+            .flat_map(|(_, partitions)| partitions)
+            .collect()
     }
 
     /// Checks an AlterPartition against the partition as it is, and makes the change.

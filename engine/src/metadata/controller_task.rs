@@ -132,6 +132,8 @@ pub struct ControllerTask {
     /// every clock afresh.
     heard_from: RefCell<std::collections::HashMap<crate::partition::NodeId, std::time::Instant>>,
     leading_since: std::cell::Cell<Option<std::time::Instant>>,
+    /// When the leader balance was last checked (`rebalance_leaders`).
+    balance_checked: std::cell::Cell<Option<std::time::Instant>>,
     /// The newest image version each shard has applied, by shard.
     applied: RefCell<Vec<u64>>,
     applied_advanced: Notify,
@@ -162,6 +164,7 @@ impl ControllerTask {
             log,
             heard_from: RefCell::default(),
             leading_since: std::cell::Cell::new(None),
+            balance_checked: std::cell::Cell::new(None),
             calls: RefCell::new(VecDeque::new()),
             calls_arrived: Notify::default(),
             applied_advanced: Notify::default(),
@@ -190,6 +193,7 @@ impl ControllerTask {
             let arrived = self.calls_arrived.notified();
             if self.calls.borrow().is_empty() {
                 self.fence_silent_nodes(&shard);
+                self.rebalance_leaders(&shard);
                 if !self.calls.borrow().is_empty() || self.must_claim_controller(&shard) {
                     self.round(&shard).await;
                 }
@@ -324,6 +328,52 @@ impl ControllerTask {
                 forwarded: true,
             });
         }
+    }
+
+    /// On the active controller, every `leader.imbalance.check.interval.seconds`: queues a
+    /// preferred election of the partitions whose preferred replica is live and in sync but
+    /// does not lead, once more than 10% of some broker's preferred partitions are led
+    /// elsewhere (Kafka's `auto.leader.rebalance.enable`). After a node's failure and return
+    /// its partitions stay led by the others until then, which piles the load onto them.
+    fn rebalance_leaders(&self, shard: &Rc<Shard>) {
+        /// Kafka's leader.imbalance.per.broker.percentage.
+        const IMBALANCE_PERCENT: u32 = 10;
+        let Some(interval) = shard.node.config.leader_rebalance_interval else {
+            return;
+        };
+        if let MetadataLog::Quorum { quorum, .. } = &self.log {
+            if !quorum.is_leader() {
+                self.balance_checked.set(None);
+                return;
+            }
+        }
+        let now = std::time::Instant::now();
+        let Some(checked) = self.balance_checked.get() else {
+            // A new controller waits a whole interval, as Kafka's does.
+            self.balance_checked.set(Some(now));
+            return;
+        };
+        if now.duration_since(checked) < interval {
+            return;
+        }
+        self.balance_checked.set(Some(now));
+        let partitions = self.state.borrow().imbalanced_partitions(IMBALANCE_PERCENT);
+        if partitions.is_empty() {
+            return;
+        }
+        tracing::info!(
+            partitions = partitions.len(),
+            "leader imbalance: electing preferred leaders"
+        );
+        let (sender, _ignored) = crate::oneshot::channel();
+        self.submit(Call {
+            request: ControllerRequest::ElectLeaders {
+                preferred: true,
+                partitions: Some(partitions),
+            },
+            reply_to: ReplyTo::Local(sender),
+            forwarded: true,
+        });
     }
 
     async fn journal_round(

@@ -228,6 +228,22 @@ pub fn spate_until(
     }
 }
 
+/// `spate cluster health --json` against `node`: its exit code and report.
+pub fn health(cluster: &Cluster, node: i32) -> (i32, serde_json::Value) {
+    let bootstrap = cluster.nodes[node as usize - 1].address(0).to_string();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args(["cluster", "health", "--json", "--brokers", &bootstrap])
+        .output()
+        .expect("spate runs");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!(
+            "cluster health printed no JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), report)
+}
+
 /// Waits until `node`'s Metadata lists exactly `expected` brokers.
 pub fn wait_for_brokers(cluster: &Cluster, node: i32, expected: &[i64]) {
     let deadline = Instant::now() + WAIT;
