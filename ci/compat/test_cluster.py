@@ -17,6 +17,7 @@ hand-written client; these check that Kafka's own client library rides the failo
 from __future__ import annotations
 
 import json
+import json
 import os
 import shutil
 import signal
@@ -278,12 +279,13 @@ def verify(cluster: Cluster, load: Load, exclude: set[int]) -> None:
 
 
 def verify_acked(cluster: Cluster, topic: str, acked: dict[str, tuple[int, int]],
-                 exclude: set[int], timeout_s: float = WAIT_S) -> None:
+                 exclude: set[int], timeout_s: float = WAIT_S,
+                 consumer_config: dict | None = None) -> None:
     """Every acknowledged record (value -> (partition, offset)) is read back from the live
     nodes exactly once, in order, at its acknowledged offset (the producers are idempotent:
     retries leave no duplicates), and nothing else is in the topic."""
     read = consume(cluster.bootstrap(exclude), topic, list(range(PARTITIONS)),
-                   expected_count=len(acked), timeout_s=timeout_s)
+                   expected_count=len(acked), timeout_s=timeout_s, config=consumer_config)
     by_partition: dict[int, list[tuple[int, str]]] = {}
     for record in read:
         by_partition.setdefault(record.partition, []).append((record.offset, record.value))
@@ -548,3 +550,33 @@ def test_the_whole_cluster_killed_at_once_keeps_every_acknowledged_record(cluste
                          f"moved after the restart, e.g. {missing[:3]}\n{cluster.logs()}")
     values = [record.value for record in read]
     assert len(values) == len(set(values)), "no record twice"
+
+
+def test_a_librdkafka_consumer_reads_from_the_in_sync_follower_in_its_rack(cluster, unique_topic):
+    """KIP-392: a consumer that names its rack (client.rack) is sent by the leader to an
+    in-sync replica in that rack (each node is rack `node-<id>` by default) and reads every
+    acknowledged record there, once and in order; librdkafka's statistics say which broker
+    each partition was fetched from."""
+    topic = unique_topic()
+    create_replicated_topic(cluster, topic)
+    load = Load(cluster, topic)
+    load.send(RECORDS)
+    load.finish(cluster)
+    leader, isr = partition_state(cluster.bootstrap(), topic)[0]
+    follower = next(broker for broker in isr if broker != leader)
+    fetched_from: dict[int, int] = {}
+
+    def on_stats(text: str) -> None:
+        partitions = json.loads(text).get("topics", {}).get(topic, {}).get("partitions", {})
+        for index, partition in partitions.items():
+            if int(index) >= 0 and partition.get("broker", -1) >= 0:
+                fetched_from[int(index)] = partition["broker"]
+
+    verify_acked(cluster, topic, load.acked, exclude=set(), consumer_config={
+        "client.rack": f"node-{follower // 1024}",
+        "statistics.interval.ms": 100,
+        "stats_cb": on_stats,
+    })
+    print(f"\nfetched from {fetched_from}; partition 0 led by {leader}, follower {follower}")
+    assert fetched_from.get(0) == follower, \
+        f"partition 0 (leader {leader}) was fetched from {fetched_from.get(0)}, not {follower}"

@@ -54,6 +54,7 @@ pub struct ConfigFile {
     replica_lag_time_max_ms: Option<u64>,
     auto_leader_rebalance_enable: Option<bool>,
     leader_imbalance_check_interval_seconds: Option<u64>,
+    replica_selector: Option<String>,
     open_segments_max: Option<usize>,
     controller_listen: Option<SocketAddr>,
     controller_quorum_voters: Option<String>,
@@ -216,6 +217,13 @@ pub struct ServeArgs {
     /// (leader.imbalance.check.interval.seconds). [default: 300]
     #[arg(long, env = "SPATE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS")]
     pub leader_imbalance_check_interval_seconds: Option<u64>,
+    /// Which replica a consumer that names its rack (client.rack, Fetch v11+) reads from
+    /// (KIP-392, Kafka's replica.selector.class): `rack-aware` sends it to an in-sync
+    /// replica in its rack when the leader is in another one (a saving in cross-rack
+    /// traffic; it reads a moment behind the leader), `leader` keeps every consumer on the
+    /// leader. Kafka's class names are accepted too. [default: rack-aware]
+    #[arg(long, env = "SPATE_REPLICA_SELECTOR")]
+    pub replica_selector: Option<String>,
     /// Most segment files the node keeps open (one descriptor each); past it, partitions idle
     /// for 10 s or more are closed, least recently used first, and reopen on their next
     /// request. [default: half the open-files hard limit]
@@ -316,6 +324,9 @@ pub struct BrokerConfig {
     pub replica_lag_time_max: std::time::Duration,
     /// leader.imbalance.check.interval.seconds, if auto.leader.rebalance.enable.
     pub leader_rebalance_interval: Option<std::time::Duration>,
+    /// Whether a leader sends a consumer in another rack to an in-sync replica in the
+    /// consumer's rack (`--replica-selector rack-aware`, KIP-392).
+    pub rack_aware_reads: bool,
     /// Segment files open over all shards before idle partitions are closed.
     pub open_segments_max: usize,
     /// Partitions opened (and recovered) in the background at start, over all shards; the
@@ -499,6 +510,11 @@ impl ServeArgs {
                     .unwrap_or(30_000)
                     .max(100),
             ),
+            rack_aware_reads: rack_aware_reads(
+                self.replica_selector
+                    .as_deref()
+                    .or(file.replica_selector.as_deref()),
+            )?,
             leader_rebalance_interval: self
                 .auto_leader_rebalance_enable
                 .or(file.auto_leader_rebalance_enable)
@@ -521,6 +537,18 @@ impl ServeArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// `--replica-selector`: true for rack-aware (the default), false for leader.
+fn rack_aware_reads(selector: Option<&str>) -> anyhow::Result<bool> {
+    match selector {
+        None
+        | Some("rack-aware")
+        | Some("RackAwareReplicaSelector")
+        | Some("org.apache.kafka.common.replica.RackAwareReplicaSelector") => Ok(true),
+        Some("leader") | Some("LeaderSelector") => Ok(false),
+        Some(other) => anyhow::bail!("--replica-selector {other}: expected rack-aware or leader"),
     }
 }
 

@@ -1,6 +1,11 @@
 //! Fetch (key 1): whole stored batches from the requested offsets, below the high
 //! watermark, as a long poll that honours `min_bytes` and `max_wait_ms`.
 //!
+//! Followers fetch here too (`replica_id` >= 0: their positions move the high watermark).
+//! Consumers with Fetch v11+ may read from any replica, up to its high watermark, and a
+//! leader sends one that names a rack other than its own to an in-sync replica in that
+//! rack (`preferred_read_replica`, KIP-392).
+//!
 //! Fetch sessions (KIP-227) are declined by always answering `session_id = 0`, so clients
 //! keep sending full fetch requests. There are no transactions yet, so the last stable
 //! offset equals the high watermark and there are no aborted transactions to report.
@@ -186,7 +191,10 @@ async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRe
             };
             read.bytes += records.as_ref().map_or(0, Records::len);
             // A diverging follower is answered at once too: it truncates before anything else.
-            read.any_error |= data.error_code != 0 || data.diverging_epoch.end_offset >= 0;
+            // So is a consumer sent to another replica.
+            read.any_error |= data.error_code != 0
+                || data.diverging_epoch.end_offset >= 0
+                || data.preferred_read_replica.0 >= 0;
             partitions.push(data);
             topic_records.push(records.map(FetchedRecords));
         }
@@ -232,14 +240,35 @@ async fn read_partition(
     let refused = |data: PartitionData, error| {
         data.with_error_code(partition_error_code(&error, context.version))
     };
-    let partition = match shard
-        .partitions
-        .leader(topic, index, fetched.current_leader_epoch)
-        .await
-    {
+    // Consumers that speak Fetch v11+ may read from a follower (KIP-392), as Kafka lets
+    // them whatever its replica selector; older ones and followers read from the leader.
+    let consumer_reads_anywhere = context.version >= 11 && request.replica_id.0 < 0;
+    let found = if consumer_reads_anywhere {
+        shard
+            .partitions
+            .readable(topic, index, fetched.current_leader_epoch)
+            .await
+    } else {
+        shard
+            .partitions
+            .leader(topic, index, fetched.current_leader_epoch)
+            .await
+    };
+    let partition = match found {
         Ok(partition) => partition,
         Err(error) => return Err(refused(data, error)),
     };
+    if consumer_reads_anywhere && partition.is_leader() {
+        if let Some(replica) = closer_replica(shard, topic, index, &request.rack_id) {
+            // The consumer is sent there: no records, answered at once.
+            let data = data
+                .with_high_watermark(partition.high_watermark().0)
+                .with_last_stable_offset(partition.last_stable_offset().0)
+                .with_log_start_offset(partition.log_start_offset().0)
+                .with_preferred_read_replica(BrokerId(replica.0));
+            return Ok((data, Records::default()));
+        }
+    }
     if request.replica_id.0 >= 0 {
         let follower = crate::partition::BrokerId(request.replica_id.0);
         return read_for_follower(shard, follower, &partition, fetched, data, budget, watched)
@@ -270,6 +299,37 @@ async fn read_partition(
         Ok(records) => Ok((data, records)),
         Err(error) => Err(refused(data, error)),
     }
+}
+
+/// The replica a consumer in `client_rack` should read `topic`-`index` from instead of this
+/// leader (Kafka's RackAwareReplicaSelector): none when rack-aware reads are off, the
+/// consumer names no rack or shares this leader's; else the first in-sync, unfenced replica
+/// in its rack, if any.
+fn closer_replica(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: i32,
+    client_rack: &str,
+) -> Option<crate::partition::BrokerId> {
+    if !shard.node.config.rack_aware_reads || client_rack.is_empty() {
+        return None;
+    }
+    let image = shard.image();
+    let me = shard.broker_id();
+    let in_rack = |broker: crate::partition::BrokerId| {
+        image
+            .broker(broker)
+            .is_some_and(|found| !found.fenced && found.rack.as_deref() == Some(client_rack))
+    };
+    if in_rack(me) {
+        return None;
+    }
+    let assignment = image.topic(topic)?.partition(index)?;
+    assignment
+        .isr
+        .iter()
+        .copied()
+        .find(|broker| *broker != me && in_rack(*broker))
 }
 
 /// A follower's fetch (Kafka's replica fetch: `replica_id` is its broker id): its position

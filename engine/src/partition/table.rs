@@ -109,6 +109,20 @@ impl PartitionTable {
         Ok(replica)
     }
 
+    /// The partition if this shard hosts a replica of it, leader or follower, whose leader
+    /// epoch is the client's (-1: any): what a consumer may read from with Fetch v11+
+    /// (KIP-392), up to this replica's high watermark. Opens the log on first use.
+    pub async fn readable(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<Rc<Partition>, PartitionError> {
+        let replica = self.hosted(topic, partition).await?;
+        replica.check_leader_epoch(current_leader_epoch)?;
+        Ok(replica)
+    }
+
     /// This shard's replica of a partition it hosts, whatever its role: a follower's fetch
     /// session appends to it. Opens the log on first use.
     pub async fn replica_of(
