@@ -148,7 +148,7 @@ mod tests {
             Some("127.0.0.1:9302".parse().unwrap()),
             "the node's own entry is its controller port"
         );
-        assert_eq!(cluster.election_timeout_ms, 1000);
+        assert_eq!(cluster.election_timeout_ms, 500);
     }
 
     #[test]
