@@ -243,8 +243,8 @@ pub struct ServeArgs {
     /// election (controller.quorum.election.timeout.ms); a randomized timeout between this
     /// and twice this is used, and a follower refuses other candidates for twice this after
     /// it last heard from its leader (openraft's leader lease). [default: 500, half of
-    /// Kafka's: at 1000 a kill of the controller's node stalled producers 3.8 s (p50), at
-    /// 500 2.0 s, within the 3 s the cluster aims for]
+    /// Kafka's: at 1000 a kill of the controller's node stalled producers 5.3 s (p50), at
+    /// 500 2.0 s, within the 3 s the cluster aims for; BENCHMARKS.md]
     #[arg(long, env = "SPATE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS")]
     pub controller_quorum_election_timeout_ms: Option<u64>,
     /// Rack of this node's brokers, for rack-aware placement and clients (broker.rack).
