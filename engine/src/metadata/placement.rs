@@ -48,9 +48,10 @@ pub struct PlacementNode {
 /// When `factor` is above the node count, the replicas past one per node go to other shards
 /// of the same nodes, again in ring order from the leader's node (a node with one shard
 /// takes no second replica): the rule for clusters smaller than the factor, and how
-/// a single node takes factors up to its shard count. Such replicas survive the loss of a
-/// disk's file or a shard's bug, not of their node. `factor` must not exceed the total shard
-/// count.
+/// a single node takes factors up to its shard count. Such replicas share their node's
+/// fate: they satisfy tools that ask for a factor, and one replica's damaged segment can be
+/// read from the other, but they do not survive the loss of the node or its disk. `factor`
+/// must not exceed the total shard count.
 pub fn spread_replicas(
     nodes: &[PlacementNode],
     topic: &str,
