@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use harness::{batch, decode_values, fetch, metadata, wait_for, Broker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, InitProducerIdRequest, ProduceRequest};
+use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use spate_net::client::Client;
@@ -82,18 +82,8 @@ struct Producer {
 
 impl Producer {
     fn new(broker: &Broker) -> Producer {
-        let response = broker
-            .client(0)
-            .send(
-                1,
-                &InitProducerIdRequest::default()
-                    .with_transactional_id(None)
-                    .with_transaction_timeout_ms(-1),
-            )
-            .expect("init producer id");
-        assert_eq!(response.error_code, 0);
         Producer {
-            producer_id: response.producer_id.0,
+            producer_id: harness::init_producer_id(&mut broker.client(0)),
             sequences: vec![0; PARTITIONS as usize],
             acked: vec![Vec::new(); PARTITIONS as usize],
         }

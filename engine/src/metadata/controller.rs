@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::image::{BrokerRegistration, MetadataImage, PartitionAssignment, TopicImage};
-use super::placement;
 use super::records::MetadataRecord;
 use super::store::LegacyCatalog;
 use crate::partition::{BrokerId, NodeId, ShardId};
@@ -742,83 +741,6 @@ impl ControllerState {
                 .map(|partition| self.placement(name, partition, factor))
                 .collect(),
         }
-    }
-
-    /// This node's partitions whose leader the default policy would put on another shard (the
-    /// shard count changed): moved there, with the next leader epoch.
-    fn replace_partitions(&self, node: NodeId, shard_count: u32) -> Vec<MetadataRecord> {
-        let mut records = Vec::new();
-        for topic in self.image.topics() {
-            for (index, assignment) in topic.partitions.iter().enumerate() {
-                // Replicated partitions stay where they are: their replicas are on other
-                // nodes too, and moving one is a reassignment.
-                if assignment.leader.node() != node || assignment.replicas.len() != 1 {
-                    continue;
-                }
-                let wanted =
-                    placement::default_leader(node, &topic.name, index as i32, shard_count);
-                if assignment.leader != wanted {
-                    records.push(MetadataRecord::PartitionChange {
-                        topic_id: topic.id,
-                        partition: index as i32,
-                        assignment: assignment.moved_to(wanted),
-                    });
-                }
-            }
-        }
-        records
-    }
-
-    /// Replicas of replicated partitions on shards of `node` that it no longer has (its
-    /// shard count went down), moved to shards of the same node that hold no other replica
-    /// of the partition: the replica's directory depends on its rank among its node's
-    /// replicas, not on its shard, so its data stays where it is. A replica with no free
-    /// shard left stays where it was, not live, and its partition under-replicated (warned).
-    fn remap_replicas(&self, node: NodeId, shard_count: u32) -> Vec<MetadataRecord> {
-        let mut records = Vec::new();
-        for topic in self.image.topics() {
-            for (index, assignment) in topic.partitions.iter().enumerate() {
-                let gone =
-                    |broker: &BrokerId| broker.node() == node && broker.shard().0 >= shard_count;
-                if assignment.replicas.len() < 2 || !assignment.replicas.iter().any(gone) {
-                    continue;
-                }
-                let mut moves = BTreeMap::new();
-                for replica in assignment.replicas.iter().filter(|broker| gone(broker)) {
-                    let taken = |shard: u32| {
-                        let broker = BrokerId::of_shard(node, ShardId(shard));
-                        assignment.replicas.contains(&broker)
-                            || moves.values().any(|moved| *moved == broker)
-                    };
-                    match (0..shard_count).find(|shard| !taken(*shard)) {
-                        Some(shard) => {
-                            moves.insert(*replica, BrokerId::of_shard(node, ShardId(shard)));
-                        }
-                        None => tracing::warn!(
-                            topic = %topic.name,
-                            partition = index,
-                            replica = %replica,
-                            shard_count,
-                            "a replica's shard is gone and no free shard is left for it: the partition stays under-replicated until the node has that many shards again"
-                        ),
-                    }
-                }
-                if moves.is_empty() {
-                    continue;
-                }
-                let map = |broker: &BrokerId| *moves.get(broker).unwrap_or(broker);
-                let leader = map(&assignment.leader);
-                let mut changed =
-                    assignment.changed(leader, assignment.isr.iter().map(map).collect());
-                changed.replicas = assignment.replicas.iter().map(map).collect();
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: topic.id,
-                    partition: index as i32,
-                    assignment: changed,
-                });
-            }
-        }
-        records
     }
 
     fn apply(&mut self, records: &[MetadataRecord]) {

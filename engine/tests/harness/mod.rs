@@ -391,3 +391,17 @@ pub fn dumped_batches(segment: &Path) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A new idempotent producer id (InitProducerId without a transactional id).
+pub fn init_producer_id(client: &mut Client) -> i64 {
+    let response = client
+        .send(
+            1,
+            &kafka_protocol::messages::InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(-1),
+        )
+        .expect("init producer id");
+    assert_eq!(response.error_code, 0);
+    response.producer_id.0
+}
