@@ -580,3 +580,63 @@ def test_a_librdkafka_consumer_reads_from_the_in_sync_follower_in_its_rack(clust
     print(f"\nfetched from {fetched_from}; partition 0 led by {leader}, follower {follower}")
     assert fetched_from.get(0) == follower, \
         f"partition 0 (leader {leader}) was fetched from {fetched_from.get(0)}, not {follower}"
+
+
+def kafkajs_admin(cluster: Cluster, *steps):
+    """ci/node/admin.js (kafkajs's admin client) against the whole cluster: each step's result."""
+    command = [NODE, str(NODE_DIR / "admin.js"),
+               json.dumps({"brokers": cluster.bootstrap().split(","), "steps": list(steps)})]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=NODE_DIR,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, (f"admin.js exited {result.returncode}\n"
+                                    f"{result.stderr[-4000:]}\n{cluster.logs()}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def replicas_of(cluster: Cluster, topic: str, partition: int) -> list[int] | None:
+    try:
+        metadata = AdminClient({"bootstrap.servers": cluster.bootstrap()}).list_topics(
+            topic, timeout=5)
+    except Exception:  # noqa: BLE001
+        return None
+    entry = metadata.topics.get(topic)
+    return None if entry is None else list(entry.partitions[partition].replicas)
+
+
+@pytest.mark.skipif(NODE is None or not (NODE_DIR / "node_modules" / "kafkajs").is_dir(),
+                    reason="node or ci/node/node_modules missing (ci/test.sh runs npm ci)")
+def test_kafkajs_reassigns_a_partition_off_its_leader_and_back_under_librdkafka_load(
+        cluster, unique_topic):
+    """KIP-455 through a real admin client (kafkajs's alterPartitionReassignments and
+    listPartitionReassignments) while an idempotent acks=all librdkafka producer writes:
+    partition 0 leaves its leader's node (the leadership moves, the node's copy goes), then
+    comes back to it (the node copies the log from scratch and joins the ISR before the
+    reassignment completes). No delivery error; every acknowledged record read once, in
+    order, at its offset."""
+    topic = unique_topic()
+    load = load_in_flight(cluster, topic)
+    leader = partition_state(cluster.bootstrap(), topic)[0][0]
+    others = [broker for broker in (1024, 2048, 3072) if broker != leader]
+
+    def reassign(replicas):
+        kafkajs_admin(cluster, {"op": "reassign", "topics": [
+            {"topic": topic, "partitionAssignment": [{"partition": 0, "replicas": replicas}]}]})
+
+    def settled():
+        listed = kafkajs_admin(cluster, {"op": "listReassignments",
+                                         "topics": [{"topic": topic, "partitions": [0]}]})[0]
+        return all(not p["addingReplicas"] and not p["removingReplicas"]
+                   for t in listed["topics"] for p in t["partitions"])
+
+    reassign(others)
+    wait_for("partition 0 off its leader's node",
+             lambda: replicas_of(cluster, topic, 0) == others and settled(), cluster)
+    load.send(RECORDS // 3)
+    target = [leader, *others]
+    reassign(target)
+    wait_for("partition 0 back on all three nodes, in sync",
+             lambda: replicas_of(cluster, topic, 0) == target and settled()
+             and full_isr(cluster, topic), cluster)
+    load.send(RECORDS - load.sent)
+    load.finish(cluster)
+    verify(cluster, load, exclude=set())

@@ -2,7 +2,9 @@
 // Run a list of kafkajs admin steps and report each result.
 //
 // Options: { brokers, steps: [ {op: 'create', topics: [[name, partitions], ...]},
-//   {op: 'list'}, {op: 'metadata', topics: [...]}, {op: 'delete', topics: [...]} ] }.
+//   {op: 'list'}, {op: 'metadata', topics: [...]}, {op: 'delete', topics: [...]},
+//   {op: 'reassign', topics: [{topic, partitionAssignment: [{partition, replicas}]}]},
+//   {op: 'listReassignments', topics: [{topic, partitions: [...]}] or null} ] }.
 
 const { client, main } = require('./common')
 
@@ -26,6 +28,11 @@ main(async options => {
           name: topic.name,
           partitions: topic.partitions.map(p => ({ id: p.partitionId, leader: p.leader, error: p.partitionErrorCode })),
         })))
+      } else if (step.op === 'reassign') {
+        await admin.alterPartitionReassignments({ topics: step.topics, timeout: 15000 })
+        results.push(true)
+      } else if (step.op === 'listReassignments') {
+        results.push(await admin.listPartitionReassignments({ topics: step.topics || null, timeout: 15000 }))
       } else if (step.op === 'delete') {
         await admin.deleteTopics({ topics: step.topics, timeout: 15000 })
         results.push(true)

@@ -769,3 +769,6 @@ fn a_rolling_sigterm_restart_gives_producers_only_retriable_errors_and_loses_not
 // Reads from the closest replica (KIP-392), in a file of its own.
 #[path = "cluster_replication/follower_reads.rs"]
 mod follower_reads;
+// Partition reassignment (KIP-455), in a file of its own.
+#[path = "cluster_replication/reassignment.rs"]
+mod reassignment;

@@ -1,7 +1,8 @@
 //! `spate cluster info`: the cluster as a client sees it: its id, the controller, every
 //! broker with its address and rack, how many topics and partitions each broker leads, and
 //! the controller quorum (DescribeQuorum): its leader, epoch, high watermark and each voter's
-//! progress. `spate cluster health` is in `cluster_health`.
+//! progress. `spate cluster health` is in `cluster_health`, `elect-leaders` in
+//! `cluster_elect`, `reassign` and `reassignments` in `cluster_reassign`.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,91 @@ enum ClusterCommand {
         #[arg(long)]
         unclean: bool,
     },
+    /// Moves partitions to other brokers (Kafka's kafka-reassign-partitions.sh, KIP-455):
+    /// the new replicas copy the log, and the old ones go once the new are in sync. Takes
+    /// --topic, --partition and --replicas, or Kafka's plan file; --cancel, --verify and
+    /// --generate as Kafka's tool has them.
+    Reassign(ReassignArgs),
+    /// The partition reassignments in progress: replicas, those being added and removed.
+    Reassignments,
+}
+
+/// `spate cluster reassign` (see `cluster_reassign`).
+#[derive(Args, Debug)]
+struct ReassignArgs {
+    /// The topic (with --partition and --replicas; or, with --generate, a topic to move,
+    /// repeatable).
+    #[arg(long)]
+    topic: Vec<String>,
+    /// Partitions of --topic (comma-separated; every partition when left out).
+    #[arg(long, value_delimiter = ',')]
+    partition: Vec<i32>,
+    /// The broker ids the partitions should end on, preferred leader first
+    /// (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "reassignment_json_file")]
+    replicas: Vec<i32>,
+    /// Kafka's plan: {"version":1,"partitions":[{"topic":..,"partition":..,"replicas":[..]}]}.
+    #[arg(long, value_name = "FILE")]
+    reassignment_json_file: Option<std::path::PathBuf>,
+    /// Executes the plan (the default; accepted for Kafka's scripts).
+    #[arg(long, conflicts_with_all = ["cancel", "verify", "generate"])]
+    execute: bool,
+    /// Cancels the reassignments of the partitions named: back to their replicas before.
+    #[arg(long, conflicts_with_all = ["verify", "generate"])]
+    cancel: bool,
+    /// Says for each partition of the plan whether it has moved (exit code 2 while any is
+    /// still moving).
+    #[arg(long, conflicts_with = "generate", requires = "reassignment_json_file")]
+    verify: bool,
+    /// Prints a plan spreading the --topic(s) over --broker-list, changing nothing.
+    #[arg(long, requires = "broker_list")]
+    generate: bool,
+    /// The brokers --generate spreads partitions over (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    broker_list: Vec<i32>,
+    /// Waits until the partitions have moved (or the cancellation is done).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value_t = 300)]
+    wait_timeout_seconds: u64,
+}
+
+/// `spate cluster reassign`: which of Kafka's modes, from the flags.
+fn reassign(cluster: &mut Cluster, args: ReassignArgs, json: bool) -> anyhow::Result<()> {
+    use super::cluster_reassign::{self as tool, Plan, Reassign};
+    if args.generate {
+        return tool::generate(cluster, &args.topic, &args.broker_list, json);
+    }
+    let plan = match &args.reassignment_json_file {
+        Some(path) => Plan::from_file(path)?,
+        None => {
+            let [topic] = &args.topic[..] else {
+                anyhow::bail!("name one --topic (with --partition and --replicas), or give --reassignment-json-file");
+            };
+            anyhow::ensure!(
+                args.cancel || !args.replicas.is_empty(),
+                "--replicas names the brokers the partitions should end on"
+            );
+            let partitions = if args.partition.is_empty() {
+                cluster.topic(topic)?.partition_indexes()
+            } else {
+                args.partition.clone()
+            };
+            Plan::of_partitions(topic, &partitions, &args.replicas)
+        }
+    };
+    if args.verify {
+        return tool::verify(cluster, &plan, json);
+    }
+    let asked = Reassign {
+        plan,
+        cancel: args.cancel,
+        wait: args
+            .wait
+            .then(|| std::time::Duration::from_secs(args.wait_timeout_seconds)),
+    };
+    tool::run(cluster, asked, json)
 }
 
 /// One broker as the cluster describes it.
@@ -91,6 +177,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             };
             return super::cluster_elect::run(&mut cluster, election, json);
         }
+        ClusterCommand::Reassign(args) => return reassign(&mut cluster, args, json),
+        ClusterCommand::Reassignments => return super::cluster_reassign::list(&mut cluster, json),
     }
     let metadata = cluster.metadata(None)?;
     let mut cluster_id = metadata.cluster_id.as_ref().map(|id| id.to_string());

@@ -25,6 +25,7 @@ pub mod broker;
 pub mod cluster;
 pub mod cluster_elect;
 pub mod cluster_health;
+pub mod cluster_reassign;
 pub mod consume;
 pub mod consumer_protocol;
 pub mod datetime;

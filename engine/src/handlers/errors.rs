@@ -76,6 +76,8 @@ pub fn controller_error_code(error: &ControllerError) -> i16 {
         ControllerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         ControllerError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
         ControllerError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
         ControllerError::Unavailable | ControllerError::NotController { .. } => {
             ResponseError::NotController
         }

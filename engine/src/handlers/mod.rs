@@ -41,6 +41,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 pub mod sync_group;
 pub mod telemetry;
 
@@ -126,6 +127,8 @@ pub const APIS: &[ApiSpec] = &[
     describe_log_dirs::SPEC,
     describe_quorum::SPEC,
     elect_leaders::SPEC,
+    reassignments::ALTER_SPEC,
+    reassignments::LIST_SPEC,
     telemetry::SUBSCRIPTIONS_SPEC,
     telemetry::PUSH_SPEC,
 ];
@@ -295,6 +298,14 @@ pub async fn dispatch(
         }
         RequestKind::ElectLeaders(body) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(shard, &context, body).await)
+        }
+        RequestKind::AlterPartitionReassignments(body) => {
+            ResponseKind::AlterPartitionReassignments(
+                reassignments::alter(shard, &context, body).await,
+            )
+        }
+        RequestKind::ListPartitionReassignments(body) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(shard, &context, body))
         }
         RequestKind::DescribeLogDirs(body) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(shard, &context, body).await)

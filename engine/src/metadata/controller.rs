@@ -159,7 +159,21 @@ pub enum ControllerRequest {
         /// (topic, partition) pairs; `None` for every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's AlterPartitionReassignments (KIP-455): for each partition, the replicas it
+    /// should end with (the new ones are added, and the old ones dropped once the new are in
+    /// sync), or `None` to cancel its reassignment.
+    AlterReassignments {
+        /// Each partition's target replicas, or `None`.
+        partitions: Vec<ReassignmentTarget>,
+        /// Whether a target may have another replica count than the partition (v1's
+        /// `allow_replication_factor_change`; v0 allows it).
+        allow_factor_change: bool,
+    },
 }
+
+/// A partition of an AlterReassignments: ((topic, partition), the replicas it should end
+/// with, or `None` to cancel its reassignment).
+pub type ReassignmentTarget = ((String, i32), Option<Vec<BrokerId>>);
 
 /// What [`ControllerRequest::AlterPartition`] asks.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -217,6 +231,8 @@ pub enum ControllerReply {
     /// Per partition asked (for every partition: those elected or refused, without the
     /// ones that needed no election, as Kafka answers).
     ElectLeaders(Vec<((String, i32), Result<(), ControllerError>)>),
+    /// Per partition asked, in order.
+    AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -284,6 +300,13 @@ pub enum ControllerError {
     /// ELIGIBLE_LEADERS_NOT_AVAILABLE: no replica of the partition is live.
     #[error("No replica of the partition is live.")]
     EligibleLeadersNotAvailable,
+    /// INVALID_REPLICA_ASSIGNMENT: a reassignment's target that cannot be (empty,
+    /// duplicated or unknown brokers, ...).
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// NO_REASSIGNMENT_IN_PROGRESS: a cancellation of a partition that is not reassigning.
+    #[error("No reassignment is in progress for this partition.")]
+    NoReassignmentInProgress,
 }
 
 /// See the module docs.
@@ -476,7 +499,10 @@ impl ControllerState {
                 (records, ControllerReply::Acknowledged)
             }
             ControllerRequest::AlterPartition(change) => {
-                let result = self.alter_partition(&change);
+                // A follower joining the ISR may complete its partition's reassignment.
+                let result = self
+                    .alter_partition(&change)
+                    .map(|assignment| self.complete_reassignment(assignment));
                 let records = match &result {
                     Ok(assignment) => {
                         let records = vec![MetadataRecord::PartitionChange {
@@ -497,6 +523,13 @@ impl ControllerState {
             } => {
                 let (records, results) = self.elect_leaders(preferred, partitions);
                 (records, ControllerReply::ElectLeaders(results))
+            }
+            ControllerRequest::AlterReassignments {
+                partitions,
+                allow_factor_change,
+            } => {
+                let (records, results) = self.alter_reassignments(partitions, allow_factor_change);
+                (records, ControllerReply::AlterReassignments(results))
             }
         }
     }
@@ -778,6 +811,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
     Ok(())
 }
 
+#[path = "controller_reassign.rs"]
+mod reassign;
 #[path = "controller_replication.rs"]
 mod replication;
 #[cfg(test)]

@@ -291,6 +291,8 @@ impl ControllerState {
                 let mut changed =
                     assignment.changed(leader, assignment.isr.iter().map(map).collect());
                 changed.replicas = assignment.replicas.iter().map(map).collect();
+                changed.adding = assignment.adding.iter().map(map).collect();
+                changed.removing = assignment.removing.iter().map(map).collect();
                 records.push(MetadataRecord::PartitionChange {
                     topic_id: topic.id,
                     partition: index as i32,

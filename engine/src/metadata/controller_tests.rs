@@ -632,3 +632,7 @@ fn a_controlled_shutdown_moves_leadership_only_for_the_registered_incarnation() 
 // Leader elections, and replicas on one node's shards, in a file of their own.
 #[path = "controller_election_tests.rs"]
 mod elections;
+
+// Partition reassignment, in a file of its own.
+#[path = "controller_reassign_tests.rs"]
+mod reassignments;

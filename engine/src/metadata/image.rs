@@ -51,6 +51,13 @@ pub struct PartitionAssignment {
     pub leader_epoch: LeaderEpoch,
     /// Bumped on every change of this assignment: the precondition of the next change.
     pub partition_epoch: i32,
+    /// During a reassignment (KIP-455): the replicas being added, which `replicas` already
+    /// holds; the reassignment completes once all of them are in the ISR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<BrokerId>,
+    /// During a reassignment: the replicas to drop from `replicas` when it completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<BrokerId>,
 }
 
 impl PartitionAssignment {
@@ -62,6 +69,8 @@ impl PartitionAssignment {
             leader,
             leader_epoch: LeaderEpoch::INITIAL,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 
@@ -73,6 +82,8 @@ impl PartitionAssignment {
             replicas,
             leader_epoch: LeaderEpoch::INITIAL,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 
@@ -92,6 +103,8 @@ impl PartitionAssignment {
                 self.leader_epoch.next()
             },
             partition_epoch: self.partition_epoch + 1,
+            adding: self.adding.clone(),
+            removing: self.removing.clone(),
         }
     }
 
@@ -103,7 +116,14 @@ impl PartitionAssignment {
             leader,
             leader_epoch: self.leader_epoch.next(),
             partition_epoch: self.partition_epoch + 1,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
+    }
+
+    /// Whether a reassignment of this partition is under way.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
     }
 }
 

@@ -363,7 +363,8 @@ impl PartitionTable {
                     topic_id,
                     partition,
                     assignment,
-                } => retirements.extend(self.change_partition(*topic_id, *partition, assignment)),
+                } => retirements
+                    .extend(self.change_partition(&previous, *topic_id, *partition, assignment)),
                 MetadataRecord::TopicConfigs { topic_id, configs } => {
                     let wanted = log_config(configs, &self.config);
                     let min_insync = self.min_insync(configs);
@@ -423,8 +424,13 @@ impl PartitionTable {
         retirements
     }
 
+    /// An open replica takes its new role; a replica this shard no longer hosts (a
+    /// reassignment dropped it) is handed back: deleted unless another replica of this node
+    /// now uses its directory (a partition moved between shards of the node when its shard
+    /// count changed), then closed only.
     fn change_partition(
         &self,
+        previous: &MetadataImage,
         topic_id: Uuid,
         partition: i32,
         assignment: &PartitionAssignment,
@@ -434,18 +440,55 @@ impl PartitionTable {
             let topic = image.topic_by_id(topic_id)?;
             (topic.name.clone(), self.min_insync(&topic.configs))
         };
-        let replica = self.open_replica(&name, partition)?;
-        if assignment.replicas.contains(&self.broker) {
-            replica.set_role(
-                self.role_in(assignment),
-                assignment.leader_epoch,
-                min_insync,
-            );
+        let hosted = assignment.replicas.contains(&self.broker);
+        let open = self.open_replica(&name, partition);
+        if hosted {
+            if let Some(replica) = open {
+                replica.set_role(
+                    self.role_in(assignment),
+                    assignment.leader_epoch,
+                    min_insync,
+                );
+            }
             return None;
         }
-        let mut open = self.open.borrow_mut();
-        open.get_mut(&name)?.partitions.remove(&partition);
-        Some(Retirement::Close(replica))
+        let old_replicas = previous
+            .topic_by_id(topic_id)
+            .and_then(|topic| topic.partition(partition))
+            .map(|old| old.replicas.clone())
+            .filter(|old| old.contains(&self.broker))?;
+        let data_dir = &self.config.data_dir;
+        let dir = replica_dir(data_dir, &name, partition, &old_replicas, self.broker);
+        let reused = assignment
+            .replicas
+            .iter()
+            .filter(|broker| broker.node() == self.broker.node())
+            .any(|broker| {
+                replica_dir(data_dir, &name, partition, &assignment.replicas, *broker) == dir
+            });
+        let Some(replica) = open else {
+            return (!reused).then_some(Retirement::DeleteDirectory { dir, topic_id });
+        };
+        // Waiters for acks=all on a leader that was dropped end now (NOT_LEADER_OR_FOLLOWER)
+        // instead of at their timeout.
+        replica.set_role(
+            Role::Follower {
+                leader: assignment.leader,
+            },
+            assignment.leader_epoch,
+            min_insync,
+        );
+        self.open
+            .borrow_mut()
+            .get_mut(&name)?
+            .partitions
+            .remove(&partition);
+        Some(if reused {
+            Retirement::Close(replica)
+        } else {
+            tracing::info!(partition = %replica.key(), "this broker is no longer a replica of the partition: deleting its log");
+            Retirement::Delete(replica)
+        })
     }
 
     /// Closes or deletes what [`Self::apply`] handed back, one at a time, so that a topic

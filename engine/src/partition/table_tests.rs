@@ -30,6 +30,8 @@ fn a_replica_opened_while_an_image_arrives_takes_the_newer_assignment() {
             leader: OTHER,
             leader_epoch: LeaderEpoch(3),
             partition_epoch: 5,
+            adding: Vec::new(),
+            removing: Vec::new(),
         };
         let image = MetadataImage::default()
             .apply_all(&[

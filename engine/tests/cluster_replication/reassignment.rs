@@ -1,0 +1,170 @@
+//! Partition reassignment (KIP-455) across real processes, with `spate cluster reassign`:
+//! a partition shrinks off its leader's node (whose copy is deleted), then moves back onto
+//! that node while it is down; the controller's node is killed with the reassignment under
+//! way, and the new controller completes it once the new replica has copied the log. The
+//! idempotent acks=all producer runs between the steps; the verifier checks the result.
+
+use super::*;
+use cluster_harness::spate_until;
+
+/// Partition 0's replicas as `node` answers Metadata.
+fn replicas_seen_by(cluster: &Cluster, node: i32) -> Option<Vec<i32>> {
+    let found = partition_metadata(cluster.nodes[node as usize - 1].address(0), 0)?;
+    Some(found.replica_nodes.iter().map(|id| id.0).collect())
+}
+
+/// What `spate cluster reassignments --json` printed: (topic, partition, adding) of each.
+fn reassignments(printed: &str) -> Vec<(String, i64, Vec<i64>)> {
+    let listed: serde_json::Value = serde_json::from_str(printed).expect("json");
+    listed["reassignments"]
+        .as_array()
+        .expect("reassignments")
+        .iter()
+        .map(|row| {
+            (
+                row["topic"].as_str().expect("topic").to_string(),
+                row["partition"].as_i64().expect("partition"),
+                row["adding_replicas"]
+                    .as_array()
+                    .expect("adding")
+                    .iter()
+                    .map(|id| id.as_i64().expect("id"))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// `spate cluster reassign --verify` of `plan` on `node`: its exit code.
+fn verify_plan(cluster: &Cluster, node: i32, plan: &std::path::Path) -> i32 {
+    let bootstrap = cluster.nodes[node as usize - 1].address(0).to_string();
+    std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args([
+            "cluster",
+            "reassign",
+            "--verify",
+            "--reassignment-json-file",
+        ])
+        .arg(plan)
+        .args(["--brokers", &bootstrap])
+        .output()
+        .expect("spate runs")
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn a_partition_moves_off_a_node_and_back_through_a_kill_of_the_controllers_node() {
+    let mut cluster = start_cluster();
+    let mut producer = Producer::new(&cluster);
+    producer.send_many(&cluster, "before", 60);
+    let (_, leader, _) = partition_state(&cluster, 0).expect("metadata");
+    let moved = leader / 1024;
+    let [b, c] = <[i32; 2]>::try_from(
+        [1, 2, 3]
+            .into_iter()
+            .filter(|node| *node != moved)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+
+    // 1. Off the leader's node: b and c are in sync, so it completes at once; b, the first
+    //    in sync, leads in a new epoch, and the old leader deletes its copy.
+    let shrink = format!("{},{}", b * 1024, c * 1024);
+    spate(
+        &cluster,
+        c,
+        &[
+            "cluster",
+            "reassign",
+            "--topic",
+            TOPIC,
+            "--partition",
+            "0",
+            "--replicas",
+            &shrink,
+            "--wait",
+        ],
+    );
+    wait_for_leader(&cluster, 0, b * 1024);
+    let old_copy = cluster.nodes[moved as usize - 1]
+        .data_dir()
+        .join("data")
+        .join(format!("{TOPIC}-0"));
+    let deadline = Instant::now() + WAIT;
+    while old_copy.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} is still there\n{}",
+            old_copy.display(),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        replicas_seen_by(&cluster, moved),
+        Some(vec![b * 1024, c * 1024])
+    );
+    producer.send_many(&cluster, "shrunk", 30);
+
+    // 2. Back onto that node while it is down, from a plan in Kafka's format: under way
+    //    (listed, and --verify says so) until the node returns and catches up.
+    cluster.node(moved).kill9();
+    wait_until_fenced(&cluster, moved);
+    let target = [moved * 1024, b * 1024, c * 1024];
+    let plan_dir = tempfile::tempdir().unwrap();
+    let plan = plan_dir.path().join("plan.json");
+    std::fs::write(
+        &plan,
+        serde_json::json!({
+            "version": 1,
+            "partitions": [{"topic": TOPIC, "partition": 0, "replicas": target, "log_dirs": ["any", "any", "any"]}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    spate(
+        &cluster,
+        b,
+        &[
+            "cluster",
+            "reassign",
+            "--execute",
+            "--reassignment-json-file",
+            plan.to_str().unwrap(),
+        ],
+    );
+    spate_until(
+        &cluster,
+        c,
+        &["cluster", "reassignments", "--json"],
+        |printed| reassignments(printed) == [(TOPIC.to_string(), 0, vec![i64::from(moved * 1024)])],
+    );
+    assert_eq!(verify_plan(&cluster, b, &plan), 2, "still under way");
+    producer.send_many(&cluster, "reassigning", 30);
+
+    // 3. The controller's node dies with the reassignment under way; the moved node comes
+    //    back, and with the last node forms a quorum whose new controller completes it.
+    let controller = cluster.view(b).expect("quorum view").leader;
+    assert!([b, c].contains(&controller), "{controller}");
+    let survivor = if controller == b { c } else { b };
+    cluster.node(controller).kill9();
+    cluster.node(moved).start_again();
+    producer.send_many(&cluster, "after", 30);
+    spate_until(
+        &cluster,
+        survivor,
+        &["cluster", "reassignments", "--json"],
+        |printed| reassignments(printed).is_empty(),
+    );
+    assert_eq!(replicas_seen_by(&cluster, survivor), Some(target.to_vec()));
+    assert_eq!(verify_plan(&cluster, survivor, &plan), 0, "complete");
+
+    // 4. Everyone back: every replica holds the same batches, and every acknowledged
+    //    record is read once, in order, at its offset.
+    cluster.node(controller).start_again();
+    producer.send_many(&cluster, "last", 30);
+    wait_for_full_isr(&cluster);
+    verify(&cluster, &producer);
+}
