@@ -640,3 +640,33 @@ def test_kafkajs_reassigns_a_partition_off_its_leader_and_back_under_librdkafka_
     load.send(RECORDS - load.sent)
     load.finish(cluster)
     verify(cluster, load, exclude=set())
+
+
+def test_librdkafka_creates_a_topic_on_the_replicas_it_names(cluster, unique_topic):
+    """CreateTopics with explicit replica assignments (AdminClient's
+    NewTopic(replica_assignment=...), kafka-topics.sh --replica-assignment): each partition
+    lives on the brokers named, led by the first, and takes acks=all writes there."""
+    topic = unique_topic()
+    wanted = [[2048, 3072], [3072, 1024], [1024, 2048]]
+
+    def created():
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+        futures = admin.create_topics([NewTopic(topic, num_partitions=len(wanted), replica_assignment=wanted)],
+                                      request_timeout=15)
+        try:
+            futures[topic].result(timeout=20)
+            return True
+        except Exception as error:  # noqa: BLE001 - the quorum may still be registering nodes
+            return "already exists" in str(error).lower()
+    wait_for("CreateTopics with replica assignments", created, cluster)
+
+    def placed():
+        state = partition_state(cluster.bootstrap(), topic)
+        return len(state) == PARTITIONS and all(
+            replicas_of(cluster, topic, p) == wanted[p] and state[p] == (wanted[p][0], sorted(wanted[p]))
+            for p in range(PARTITIONS))
+    wait_for("each partition on its named replicas, led by the first", placed, cluster)
+    load = Load(cluster, topic)
+    load.send(300)
+    load.finish(cluster)
+    verify(cluster, load, exclude=set())

@@ -361,6 +361,7 @@ impl Shard {
                 partitions: None,
                 replication_factor: None,
                 configs: Default::default(),
+                assignments: Vec::new(),
             })
             .collect();
         let request = ControllerRequest::CreateTopics {

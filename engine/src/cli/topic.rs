@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
     alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest, ApiKey,
-    CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest,
 };
 use serde_json::json;
@@ -46,11 +48,16 @@ enum TopicCommand {
         /// The topic's name.
         name: String,
         /// Number of partitions.
-        #[arg(long)]
-        partitions: i32,
+        #[arg(long, required_unless_present = "replica_assignment")]
+        partitions: Option<i32>,
         /// Copies of each partition; the broker's default when not given.
         #[arg(long)]
         replication_factor: Option<i16>,
+        /// Each partition's brokers instead of --partitions and --replication-factor, as
+        /// kafka-topics.sh takes them: partitions separated by commas, a partition's broker
+        /// ids by colons, preferred leader first (e.g. 1024:2048,2048:3072).
+        #[arg(long, value_name = "B:B,B:B,...", conflicts_with_all = ["partitions", "replication_factor"])]
+        replica_assignment: Option<String>,
         /// A topic config, KEY=VALUE (e.g. retention.ms=86400000); repeat for several.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
         configs: Vec<(String, String)>,
@@ -124,15 +131,18 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
             name,
             partitions,
             replication_factor,
+            replica_assignment,
             configs,
-        } => create(
-            &mut cluster,
-            json,
-            &name,
-            partitions,
-            replication_factor,
-            &configs,
-        ),
+        } => {
+            let layout = match replica_assignment {
+                Some(text) => Layout::Assigned(parse_replica_assignment(&text)?),
+                None => Layout::Counted {
+                    partitions: partitions.unwrap_or_default(),
+                    replication_factor,
+                },
+            };
+            create(&mut cluster, json, &name, layout, &configs)
+        }
         TopicCommand::List => list(&mut cluster, json),
         TopicCommand::Describe { name, all_configs } => {
             describe(&mut cluster, json, &name, all_configs)
@@ -166,31 +176,65 @@ fn create(
     cluster: &mut Cluster,
     json: bool,
     name: &str,
-    partitions: i32,
-    replication_factor: Option<i16>,
+    layout: Layout,
     configs: &[(String, String)],
 ) -> anyhow::Result<()> {
-    if partitions < 1 {
-        bail!("--partitions must be at least 1");
-    }
     let connection = cluster.any();
     let version = connection.version(ApiKey::CreateTopics, 2..=7)?;
-    // -1 ("the broker's default") is understood from v4 on; older brokers need a number.
-    let replication_factor = replication_factor.unwrap_or(if version >= 4 { -1 } else { 1 });
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions)
-        .with_replication_factor(replication_factor)
-        .with_configs(
-            configs
-                .iter()
-                .map(|(key, value)| {
-                    CreatableTopicConfig::default()
-                        .with_name(str_bytes(key))
-                        .with_value(Some(str_bytes(value)))
-                })
-                .collect(),
-        );
+    let topic = CreatableTopic::default().with_name(topic_name(name));
+    let (asked_partitions, asked_factor) = match &layout {
+        Layout::Counted {
+            partitions,
+            replication_factor,
+        } => (*partitions, replication_factor.unwrap_or(-1)),
+        Layout::Assigned(partitions) => (
+            partitions.len() as i32,
+            partitions
+                .first()
+                .map_or(-1, |replicas| replicas.len() as i16),
+        ),
+    };
+    let topic = match layout {
+        Layout::Counted {
+            partitions,
+            replication_factor,
+        } => {
+            if partitions < 1 {
+                bail!("--partitions must be at least 1");
+            }
+            // -1 ("the broker's default") is understood from v4 on; older brokers need a
+            // number.
+            let replication_factor =
+                replication_factor.unwrap_or(if version >= 4 { -1 } else { 1 });
+            topic
+                .with_num_partitions(partitions)
+                .with_replication_factor(replication_factor)
+        }
+        Layout::Assigned(partitions) => topic
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                partitions
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, brokers)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(index as i32)
+                            .with_broker_ids(brokers.into_iter().map(BrokerId).collect())
+                    })
+                    .collect(),
+            ),
+    };
+    let topic = topic.with_configs(
+        configs
+            .iter()
+            .map(|(key, value)| {
+                CreatableTopicConfig::default()
+                    .with_name(str_bytes(key))
+                    .with_value(Some(str_bytes(value)))
+            })
+            .collect(),
+    );
     let request = CreateTopicsRequest::default()
         .with_topics(vec![topic])
         .with_timeout_ms(ADMIN_TIMEOUT_MS);
@@ -202,10 +246,10 @@ fn create(
     check_error(result.error_code, result.error_message.as_deref(), || {
         format!("cannot create topic {name}")
     })?;
-    let replication_factor = if version >= 5 {
-        result.replication_factor
+    let (partitions, replication_factor) = if version >= 5 {
+        (result.num_partitions, result.replication_factor)
     } else {
-        replication_factor
+        (asked_partitions, asked_factor)
     };
     if json {
         print_json(&json!({
@@ -571,4 +615,31 @@ fn alter_whole_set(
     check_error(result.error_code, result.error_message.as_deref(), || {
         format!("cannot change the configs of topic {name}")
     })
+}
+
+/// How a topic to create is laid out: a count (and factor) for the broker to place, or each
+/// partition's brokers.
+enum Layout {
+    Counted {
+        partitions: i32,
+        replication_factor: Option<i16>,
+    },
+    Assigned(Vec<Vec<i32>>),
+}
+
+/// kafka-topics.sh's `--replica-assignment`: `1:2,2:3` is partition 0 on brokers 1 and 2,
+/// partition 1 on 2 and 3.
+fn parse_replica_assignment(text: &str) -> anyhow::Result<Vec<Vec<i32>>> {
+    text.split(',')
+        .map(|partition| {
+            partition
+                .split(':')
+                .map(|id| {
+                    id.trim().parse::<i32>().map_err(|_| {
+                        anyhow::anyhow!("--replica-assignment: '{id}' is not a broker id (expected e.g. 1024:2048,2048:3072)")
+                    })
+                })
+                .collect()
+        })
+        .collect()
 }

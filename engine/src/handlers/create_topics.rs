@@ -14,6 +14,7 @@ use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest, NewTopic};
 use crate::metadata::image::TopicImage;
+use crate::partition::BrokerId;
 use crate::shard::Shard;
 use crate::topic_config;
 
@@ -30,18 +31,23 @@ pub async fn handle(
     let mut new_topics = Vec::with_capacity(request.topics.len());
     let mut refused: Vec<Option<(i16, String)>> = Vec::with_capacity(request.topics.len());
     for topic in &request.topics {
-        if !topic.assignments.is_empty() {
-            refused.push(Some((
-                ResponseError::InvalidReplicaAssignment.code(),
-                "Manual replica assignments are not supported: partitions are placed on shards by Spate.".into(),
-            )));
-            continue;
-        }
+        let assignments = match manual_assignments(topic) {
+            Ok(assignments) => assignments,
+            Err(refusal) => {
+                refused.push(Some(refusal));
+                continue;
+            }
+        };
         refused.push(None);
         new_topics.push(NewTopic {
             name: topic.name.0.to_string(),
-            partitions: (topic.num_partitions != -1).then_some(topic.num_partitions),
+            partitions: if assignments.is_empty() {
+                (topic.num_partitions != -1).then_some(topic.num_partitions)
+            } else {
+                Some(assignments.len() as i32)
+            },
             replication_factor: Some(topic.replication_factor),
+            assignments,
             configs: topic
                 .configs
                 .iter()
@@ -120,4 +126,45 @@ fn created_result(
                 .map_or(1, |partition| partition.replicas.len() as i16),
         )
         .with_configs((context.version >= 5).then_some(configs))
+}
+
+/// A topic's explicit replica assignments (`kafka-topics.sh --replica-assignment`), each
+/// partition's brokers by index; empty when the topic asks for a count and a factor. Kafka's
+/// request checks: not both, and partitions numbered 0, 1, 2, ...
+fn manual_assignments(
+    topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Vec<Vec<BrokerId>>, (i16, String)> {
+    if topic.assignments.is_empty() {
+        return Ok(Vec::new());
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+        ));
+    }
+    let mut by_index: Vec<(i32, Vec<BrokerId>)> = topic
+        .assignments
+        .iter()
+        .map(|assignment| {
+            let brokers = assignment
+                .broker_ids
+                .iter()
+                .map(|id| BrokerId(id.0))
+                .collect();
+            (assignment.partition_index, brokers)
+        })
+        .collect();
+    by_index.sort_by_key(|(index, _)| *index);
+    if by_index
+        .iter()
+        .enumerate()
+        .any(|(position, (index, _))| *index != position as i32)
+    {
+        return Err((
+            ResponseError::InvalidReplicaAssignment.code(),
+            "partitions should be a consecutive 0-based integer sequence".into(),
+        ));
+    }
+    Ok(by_index.into_iter().map(|(_, brokers)| brokers).collect())
 }

@@ -75,6 +75,10 @@ pub struct NewTopic {
     pub replication_factor: Option<i16>,
     /// Config overrides.
     pub configs: BTreeMap<String, String>,
+    /// Explicit replicas of each partition, by index (CreateTopics' `assignments`), instead
+    /// of a partition count and factor; empty for Spate's placement.
+    #[serde(default)]
+    pub assignments: Vec<Vec<BrokerId>>,
 }
 
 /// A change of a topic's config overrides.
@@ -557,14 +561,20 @@ impl ControllerState {
         let mut records = Vec::new();
         let mut results = Vec::with_capacity(topics.len());
         for (topic, partitions) in topics.into_iter().zip(counts) {
-            let result = self.check_new_topic(&topic, partitions).map(|factor| {
-                let created = self.new_topic(
-                    &topic.name,
-                    Uuid::new_v4(),
-                    partitions,
-                    factor,
-                    &topic.configs,
-                );
+            let created = if topic.assignments.is_empty() {
+                self.check_new_topic(&topic, partitions).map(|factor| {
+                    self.new_topic(
+                        &topic.name,
+                        Uuid::new_v4(),
+                        partitions,
+                        factor,
+                        &topic.configs,
+                    )
+                })
+            } else {
+                self.manual_topic(&topic)
+            };
+            let result = created.map(|created| {
                 if !validate_only {
                     let created_records = created.creation_records();
                     self.apply(&created_records);

@@ -137,6 +137,7 @@ fn a_single_node_places_replicas_on_its_shards_and_moves_those_of_a_shard_that_i
             partitions: Some(6),
             replication_factor: Some(3),
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }],
     );
     assert!(created[0].is_ok(), "{created:?}");
@@ -147,6 +148,7 @@ fn a_single_node_places_replicas_on_its_shards_and_moves_those_of_a_shard_that_i
             partitions: Some(1),
             replication_factor: Some(4),
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }],
     );
     assert!(matches!(
@@ -174,6 +176,7 @@ fn a_single_node_places_replicas_on_its_shards_and_moves_those_of_a_shard_that_i
             partitions: Some(6),
             replication_factor: Some(2),
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }],
     );
     assert!(created[0].is_ok(), "{created:?}");

@@ -1,3 +1,6 @@
+//! Replicas named by clients: partition reassignment, and CreateTopics' explicit
+//! assignments ([`ControllerState::manual_topic`]).
+//!
 //! Partition reassignment (KIP-455, Kafka's `ReplicationControlManager` and
 //! `PartitionReassignmentReplicas`): an operator names the replicas a partition should end
 //! with; the controller adds the new ones to its replicas at once (they start fetching as
@@ -18,8 +21,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{ControllerError, ControllerState, ReassignmentTarget};
-use crate::metadata::image::PartitionAssignment;
+use uuid::Uuid;
+
+use super::{validate_topic_name, ControllerError, ControllerState, NewTopic, ReassignmentTarget};
+use crate::metadata::image::{PartitionAssignment, TopicImage};
 use crate::metadata::records::MetadataRecord;
 use crate::partition::{BrokerId, NodeId};
 
@@ -98,25 +103,8 @@ impl ControllerState {
         target: &[BrokerId],
         allow_factor_change: bool,
     ) -> Result<(), ControllerError> {
+        self.check_manual_replicas(target)?;
         let invalid = |why: String| Err(ControllerError::InvalidReplicaAssignment(why));
-        if target.is_empty() {
-            return invalid(
-                "The manual partition assignment includes an empty replica list.".into(),
-            );
-        }
-        let mut seen = target.to_vec();
-        seen.sort();
-        seen.dedup();
-        if seen.len() != target.len() {
-            return invalid("The manual partition assignment includes duplicate replicas.".into());
-        }
-        for broker in target {
-            if self.image.broker(*broker).is_none() {
-                return invalid(format!(
-                    "The manual partition assignment includes broker {broker}, but no such broker is registered."
-                ));
-            }
-        }
         let original = original_replicas(current);
         if !allow_factor_change && target.len() != original.len() {
             return Err(ControllerError::InvalidReplicationFactor(format!(
@@ -147,6 +135,75 @@ impl ControllerState {
             }
         }
         Ok(())
+    }
+
+    /// Kafka's checks of one partition's replicas named by a client (a reassignment's
+    /// target, CreateTopics' assignments): some, distinct, registered.
+    fn check_manual_replicas(&self, replicas: &[BrokerId]) -> Result<(), ControllerError> {
+        let invalid = |why: String| Err(ControllerError::InvalidReplicaAssignment(why));
+        if replicas.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        let mut seen = replicas.to_vec();
+        seen.sort();
+        seen.dedup();
+        if seen.len() != replicas.len() {
+            return invalid("The manual partition assignment includes duplicate replicas.".into());
+        }
+        for broker in replicas {
+            if self.image.broker(*broker).is_none() {
+                return invalid(format!(
+                    "The manual partition assignment includes broker {broker}, but no such broker is registered."
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A topic created with explicit replicas for each partition (CreateTopics'
+    /// `assignments`, `kafka-topics.sh --replica-assignment`), checked as Kafka's KRaft
+    /// controller checks them: each partition's replicas as for a reassignment, the same
+    /// count for every partition, at least one of them unfenced. The unfenced replicas form
+    /// the ISR, the first of them leads.
+    pub(super) fn manual_topic(&self, topic: &NewTopic) -> Result<TopicImage, ControllerError> {
+        validate_topic_name(&topic.name)?;
+        if self.image.topic(&topic.name).is_some() {
+            return Err(ControllerError::TopicExists(topic.name.clone()));
+        }
+        let factor = topic.assignments.first().map_or(0, Vec::len);
+        let mut partitions = Vec::with_capacity(topic.assignments.len());
+        for (index, replicas) in topic.assignments.iter().enumerate() {
+            self.check_manual_replicas(replicas)?;
+            if replicas.len() != factor {
+                return Err(ControllerError::InvalidReplicaAssignment(
+                    "All partitions in the manual partition assignment must have the same number of replicas.".into(),
+                ));
+            }
+            let isr: Vec<BrokerId> = replicas
+                .iter()
+                .copied()
+                .filter(|broker| self.image.is_live(*broker))
+                .collect();
+            let Some(leader) = isr.first().copied() else {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "All brokers specified in the manual partition assignment for partition {index} are fenced or in controlled shutdown."
+                )));
+            };
+            let mut assignment = PartitionAssignment::replicated(replicas.clone());
+            assignment.leader = leader;
+            assignment.isr = isr;
+            partitions.push(assignment);
+        }
+        crate::topic_config::validate(&topic.configs).map_err(ControllerError::InvalidConfig)?;
+        self.check_node_room(partitions.len() as i32)?;
+        Ok(TopicImage {
+            name: topic.name.clone(),
+            id: Uuid::new_v4(),
+            configs: topic.configs.clone(),
+            partitions,
+        })
     }
 
     /// The partition reassigned to `target` (checked): the new replicas added, the old ones

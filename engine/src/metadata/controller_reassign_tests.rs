@@ -243,3 +243,68 @@ fn targets_are_checked_as_kafka_checks_them_and_a_node_keeps_its_shards() {
         "unchanged"
     );
 }
+
+/// CreateTopics of "m" with explicit replicas per partition.
+fn create_assigned(
+    controller: &mut ControllerState,
+    assignments: Vec<Vec<BrokerId>>,
+) -> Result<Arc<TopicImage>, ControllerError> {
+    let (_, reply) = controller.handle(ControllerRequest::CreateTopics {
+        topics: vec![NewTopic {
+            name: "m".into(),
+            partitions: Some(assignments.len() as i32),
+            replication_factor: Some(-1),
+            configs: BTreeMap::new(),
+            assignments,
+        }],
+        validate_only: false,
+    });
+    let ControllerReply::CreateTopics(mut results) = reply else {
+        panic!("{reply:?}")
+    };
+    results.remove(0)
+}
+
+#[test]
+fn a_topic_created_with_explicit_replicas_has_them_led_by_the_first_unfenced() {
+    let (mut controller, _) = with_a_fourth_node();
+    let [a, b, d] = [
+        BrokerId::of_shard(NodeId(0), ShardId(0)),
+        BrokerId::of_shard(NodeId(2), ShardId(0)),
+        on_node_4(1),
+    ];
+    let invalid = |result: Result<Arc<TopicImage>, ControllerError>| match result {
+        Err(ControllerError::InvalidReplicaAssignment(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        invalid(create_assigned(&mut controller, vec![vec![a, b], vec![d]]))
+            .contains("same number of replicas")
+    );
+    assert!(
+        invalid(create_assigned(&mut controller, vec![vec![a, BrokerId(5)]]))
+            .contains("no such broker")
+    );
+    controller.handle(ControllerRequest::FenceNode { node_id: NodeId(4) });
+    assert!(invalid(create_assigned(&mut controller, vec![vec![d]])).contains("fenced"));
+    let created = create_assigned(&mut controller, vec![vec![d, b], vec![a, d]]).expect("created");
+    let partitions = &controller
+        .image()
+        .topic("m")
+        .expect("in the image")
+        .partitions;
+    assert_eq!(partitions, &created.partitions);
+    assert_eq!(
+        (
+            partitions[0].replicas.clone(),
+            partitions[0].isr.clone(),
+            partitions[0].leader
+        ),
+        (vec![d, b], vec![b], b),
+        "the fenced replica is out of the ISR and does not lead"
+    );
+    assert_eq!(
+        (partitions[1].isr.clone(), partitions[1].leader),
+        (vec![a], a)
+    );
+}

@@ -35,6 +35,7 @@ fn new_topic(name: &str, partitions: Option<i32>) -> NewTopic {
         partitions,
         replication_factor: None,
         configs: BTreeMap::new(),
+        assignments: Vec::new(),
     }
 }
 
@@ -330,6 +331,7 @@ fn nodes_register_are_fenced_and_return_and_placement_follows() {
                 partitions: Some(9),
                 replication_factor: None,
                 configs: BTreeMap::new(),
+                assignments: Vec::new(),
             }],
             validate_only: false,
         })
@@ -433,6 +435,7 @@ fn three_nodes_with_a_replicated_topic() -> (ControllerState, uuid::Uuid) {
             partitions: Some(6),
             replication_factor: Some(3),
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }],
         validate_only: false,
     });
@@ -465,6 +468,7 @@ fn replicas_go_to_distinct_nodes_and_a_factor_above_the_node_count_is_refused() 
             partitions: Some(1),
             replication_factor: Some(4),
             configs: BTreeMap::new(),
+            assignments: Vec::new(),
         }],
         validate_only: false,
     });

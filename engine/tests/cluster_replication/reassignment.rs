@@ -107,6 +107,39 @@ fn a_partition_moves_off_a_node_and_back_through_a_kill_of_the_controllers_node(
         Some(vec![b * 1024, c * 1024])
     );
     producer.send_many(&cluster, "shrunk", 30);
+    // A topic created on the brokers named (kafka-topics.sh's --replica-assignment) lives
+    // there, each partition led by its first replica.
+    let pinned = format!("{}:{},{}:{}", c * 1024, b * 1024, b * 1024, moved * 1024);
+    spate(
+        &cluster,
+        b,
+        &["topic", "create", "pinned", "--replica-assignment", &pinned],
+    );
+    let described = spate_until(
+        &cluster,
+        c,
+        &["topic", "describe", "pinned", "--json"],
+        |printed| printed.contains("\"leader\""),
+    );
+    let described: serde_json::Value = serde_json::from_str(&described).expect("json");
+    let layout: Vec<(i64, Vec<i64>)> = described["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|partition| {
+            let replicas = partition["replicas"].as_array().expect("replicas");
+            (
+                partition["leader"].as_i64().expect("leader"),
+                replicas.iter().map(|id| id.as_i64().expect("id")).collect(),
+            )
+        })
+        .collect();
+    let [on_b, on_c, on_moved] = [b, c, moved].map(|node| i64::from(node * 1024));
+    assert_eq!(
+        layout,
+        [(on_c, vec![on_c, on_b]), (on_b, vec![on_b, on_moved])],
+        "{described}"
+    );
 
     // 2. Back onto that node while it is down, from a plan in Kafka's format: under way
     //    (listed, and --verify says so) until the node returns and catches up.
