@@ -320,23 +320,26 @@ fn start_cluster_with(node_args: &[&str]) -> Cluster {
     for node in [1, 2, 3] {
         wait_for_brokers(&cluster, node, &[1024, 2048, 3072]);
     }
-    spate(
-        &cluster,
-        1,
-        &[
-            "topic",
-            "create",
-            TOPIC,
-            "--partitions",
-            &PARTITIONS.to_string(),
-            "--replication-factor",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
+    create_topic(&cluster, 1, 3, &["--config", "min.insync.replicas=2"]);
     wait_for_full_isr(&cluster);
     cluster
+}
+
+/// `spate topic create` of `TOPIC` through `node`, `PARTITIONS` partitions of `factor`
+/// replicas, with `more` arguments.
+fn create_topic(cluster: &Cluster, node: i32, factor: i16, more: &[&str]) {
+    let (partitions, factor) = (PARTITIONS.to_string(), factor.to_string());
+    let mut args = vec![
+        "topic",
+        "create",
+        TOPIC,
+        "--partitions",
+        &partitions,
+        "--replication-factor",
+        &factor,
+    ];
+    args.extend_from_slice(more);
+    spate(cluster, node, &args);
 }
 
 #[test]
@@ -772,3 +775,6 @@ mod follower_reads;
 // Partition reassignment (KIP-455), in a file of its own.
 #[path = "cluster_replication/reassignment.rs"]
 mod reassignment;
+// Brokers that are not voters (learners of the quorum), in a file of their own.
+#[path = "cluster_replication/brokers_only.rs"]
+mod brokers_only;

@@ -99,10 +99,20 @@ pub(crate) fn resolve_cluster(
         })?),
         (None, None) => None,
     };
-    anyhow::ensure!(
-        own.is_some() || controller_listen.is_none(),
-        "--controller-listen is set but node {node_id} is not in the quorum voters"
-    );
+    // A node that is a broker only is a learner of the quorum: the leader sends it the
+    // metadata log on its controller port, whose address it gives when it joins.
+    if own.is_none() {
+        match controller_listen {
+            None => anyhow::bail!(
+                "node {node_id} is not among --controller-quorum-voters, so it is a broker only:                  give it --controller-listen IP:PORT, where the quorum's leader sends it the                  metadata log"
+            ),
+            Some(listen) if listen.ip().is_unspecified() => anyhow::bail!(
+                "--controller-listen {listen}: a broker-only node gives this address to the                  quorum's leader, so it must be one the voters can reach, not {}",
+                listen.ip()
+            ),
+            Some(_) => {}
+        }
+    }
     anyhow::ensure!(
         election_timeout_ms >= 100,
         "the quorum election timeout must be at least 100 ms"
@@ -157,7 +167,7 @@ mod tests {
         let path = dir.path().join("spate.toml");
         std::fs::write(
             &path,
-            "node_id = 4\ncontroller_quorum_voters = \"1@127.0.0.1:9301\"\nbroker_rack = \"r2\"\n",
+            "node_id = 4\ncontroller_quorum_voters = \"1@127.0.0.1:9301\"\nbroker_rack = \"r2\"\ncontroller_listen = \"127.0.0.1:9304\"\n",
         )
         .unwrap();
         let config = Harness::parse_from(["spate", "--config", path.to_str().unwrap()])
@@ -166,8 +176,27 @@ mod tests {
             .unwrap();
         let cluster = config.cluster.expect("a cluster node");
         assert!(!cluster.is_voter(4), "node 4 is a broker only");
-        assert_eq!(cluster.controller_listen, None);
+        assert_eq!(
+            cluster.controller_listen,
+            Some("127.0.0.1:9304".parse().unwrap()),
+            "where the leader sends it the metadata log"
+        );
         assert_eq!(config.broker_rack.as_deref(), Some("r2"));
+        // A broker-only node needs a controller port the voters can reach.
+        for (listen, expected) in [(None, "is a broker only"), (Some("0.0.0.0:9304"), "reach")] {
+            let mut args = vec![
+                "spate",
+                "--node-id",
+                "4",
+                "--controller-quorum-voters",
+                "1@127.0.0.1:9301",
+            ];
+            if let Some(listen) = listen {
+                args.extend(["--controller-listen", listen]);
+            }
+            let error = Harness::parse_from(args).serve.resolve().unwrap_err();
+            assert!(format!("{error:#}").contains(expected), "{error:#}");
+        }
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //!   `<data-dir>/controller-quorum/`, and its network (`raft::network`) with a fault table;
 //!   it keeps the node's `QuorumStatusCell` current. [`serve`] then serves the controller
 //!   port, once the shard that answers forwarded controller calls exists.
+//! - A node that is not among the voters is a broker only: its member is a learner of the
+//!   quorum (openraft's non-voting member), which receives and applies the metadata log but
+//!   neither votes nor counts for commits; it asks the leader to take it at every start
+//!   ([`join_as_learner`], `ControllerRequest::JoinQuorum`), giving its `--controller-listen`
+//!   address, where the leader then sends it the log.
 //! - [`announce_start`] sends the node's start-up records to the controller
 //!   (`ControllerRequest::StartNode`) until they are in the image, then heartbeats
 //!   (`ControllerRequest::Heartbeat`, every `broker.heartbeat.interval.ms`): the leader fences
@@ -49,12 +54,6 @@ pub fn bind_controller_port(config: &BrokerConfig) -> anyhow::Result<Option<RawF
     let Some(cluster) = &config.cluster else {
         return Ok(None);
     };
-    anyhow::ensure!(
-        cluster.is_voter(config.node_id),
-        "node {} is not among --controller-quorum-voters; nodes that are brokers only are not \
-         supported yet: list every node as a voter",
-        config.node_id
-    );
     let Some(address) = cluster.controller_listen else {
         return Ok(None);
     };
@@ -125,11 +124,13 @@ pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Resul
 }
 
 /// Serves the controller port (Raft's RPCs and forwarded controller calls) once the
-/// controller's shard exists. Members elect among themselves as soon as it runs.
+/// controller's shard exists. Members elect among themselves as soon as it runs; a node that
+/// is a broker only then joins as a learner ([`join_as_learner`]).
 pub fn serve(member: &mut Member, shard: Rc<Shard>) {
     let Some(listener) = member.listener.take() else {
         return;
     };
+    let shard_for_join = shard.clone();
     let calls = Rc::new(ControllerCalls {
         shard,
         publisher: member.publisher.clone(),
@@ -141,6 +142,72 @@ pub fn serve(member: &mut Member, shard: Rc<Shard>) {
         calls,
     ))
     .detach();
+    if !member.voters.contains_key(&member.quorum.node_id()) {
+        glommio::spawn_local(join_as_learner(
+            shard_for_join,
+            member.voters.clone(),
+            member.faults.clone(),
+        ))
+        .detach();
+    }
+}
+
+/// How long [`join_as_learner`] waits between tries.
+const JOIN_RETRY_INTERVAL: Duration = Duration::from_millis(200);
+
+/// On a node that is a broker only: asks the quorum's leader, through the voters in turn, to
+/// take this node's member as a learner (`ControllerRequest::JoinQuorum`), so that the leader
+/// sends it the metadata log on its controller port. Done at every start (asking again is
+/// harmless); returns once the leader took it, or the node stops.
+async fn join_as_learner(shard: Rc<Shard>, voters: BTreeMap<u64, String>, faults: Faults) {
+    let config = &shard.node.config;
+    let Some(address) = config
+        .cluster
+        .as_ref()
+        .and_then(|cluster| cluster.controller_listen)
+    else {
+        return;
+    };
+    let request = ControllerRequest::JoinQuorum {
+        node_id: NodeId(config.node_id),
+        address: address.to_string(),
+    };
+    let forwarder = network::Forwarder::new(config.node_id as u64, faults);
+    let ids: Vec<u64> = voters.keys().copied().collect();
+    let (mut next, mut leader, mut refusals) = (0usize, None::<u64>, 0u64);
+    while !shard.node.is_shutting_down() && !ids.is_empty() {
+        // The leader a voter named, else the next voter.
+        let voter = leader.take().unwrap_or_else(|| {
+            next += 1;
+            ids[(next - 1) % ids.len()]
+        });
+        let Some(voter_address) = voters.get(&voter) else {
+            continue;
+        };
+        // A voter that cannot be reached: the next one.
+        if let Ok(reply) =
+            super::forwarding::forward(&forwarder, voter, voter_address, &request).await
+        {
+            match reply.result {
+                Ok(_) => {
+                    tracing::info!(%address, voter, "joined the controller quorum as a learner: the leader sends this node the metadata log");
+                    return;
+                }
+                Err(ControllerError::NotController { leader: named }) => {
+                    leader = named
+                        .and_then(|named| u64::try_from(named).ok())
+                        .filter(|named| *named != voter);
+                }
+                Err(error) => {
+                    refusals += 1;
+                    if refusals.is_power_of_two() {
+                        tracing::warn!(%error, voter, "the controller quorum did not take this node as a learner yet");
+                    }
+                }
+            }
+        }
+        glommio::timer::sleep(JOIN_RETRY_INTERVAL).await;
+    }
 }
 
 /// Sends this node's start-up records to the controller until they are in the image, then

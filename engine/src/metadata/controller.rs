@@ -163,6 +163,15 @@ pub enum ControllerRequest {
         /// (topic, partition) pairs; `None` for every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// A node that is not a voter asks to receive the metadata log (as a learner of the
+    /// controller quorum, at its controller port `address`). Carried out by the controller
+    /// task on the quorum's leader; it makes no metadata record.
+    JoinQuorum {
+        /// The node.
+        node_id: NodeId,
+        /// Its controller port, `host:port`.
+        address: String,
+    },
     /// Kafka's AlterPartitionReassignments (KIP-455): for each partition, the replicas it
     /// should end with (the new ones are added, and the old ones dropped once the new are in
     /// sync), or `None` to cancel its reassignment.
@@ -528,6 +537,8 @@ impl ControllerState {
                 let (records, results) = self.elect_leaders(preferred, partitions);
                 (records, ControllerReply::ElectLeaders(results))
             }
+            // The controller task adds the node to the quorum; nothing to record here.
+            ControllerRequest::JoinQuorum { .. } => (Vec::new(), ControllerReply::Acknowledged),
             ControllerRequest::AlterReassignments {
                 partitions,
                 allow_factor_change,

@@ -498,6 +498,11 @@ impl ControllerTask {
         }
         let mut answers = Vec::with_capacity(calls.len());
         for call in calls {
+            if let ControllerRequest::JoinQuorum { node_id, address } = &call.request {
+                let result = self.add_learner(quorum, *node_id, address.clone()).await;
+                shard.deliver_controller_result(call.reply_to, result).await;
+                continue;
+            }
             self.note_heard_from(&call.request);
             let (made, reply) = self.state.borrow_mut().handle(call.request);
             answers.push((call.reply_to, !made.is_empty(), reply));
@@ -531,6 +536,44 @@ impl ControllerTask {
                     shard.deliver_controller_result(reply_to, result).await;
                 }
             }
+        }
+    }
+
+    /// A broker-only node joins the quorum as a learner (see
+    /// [`ControllerRequest::JoinQuorum`]); a voter's id is refused, so that no call can
+    /// change a voter's address or role.
+    async fn add_learner(
+        &self,
+        quorum: &crate::cluster::raft::quorum::Quorum,
+        node: crate::partition::NodeId,
+        address: String,
+    ) -> ControllerResult {
+        let MetadataLog::Quorum { voters, .. } = &self.log else {
+            return Err(ControllerError::Unavailable);
+        };
+        let Ok(node_id) = u64::try_from(node.0) else {
+            return Err(ControllerError::PolicyViolation(format!(
+                "node id {} is negative",
+                node.0
+            )));
+        };
+        if voters.contains_key(&node_id) {
+            return Err(ControllerError::PolicyViolation(format!(
+                "node {node_id} is a voter of the controller quorum, not a node to add"
+            )));
+        }
+        let deadline = std::time::Instant::now() + QUORUM_WRITE_WAIT;
+        match quorum.add_learner(node_id, address.clone(), deadline).await {
+            Ok(()) => {
+                tracing::info!(node = node_id, %address, "a broker-only node joined the controller quorum as a learner");
+                Ok(ControllerReply::Acknowledged)
+            }
+            Err(crate::cluster::raft::quorum::QuorumWriteError::NotLeader { leader }) => {
+                Err(ControllerError::NotController {
+                    leader: leader.and_then(|leader| i32::try_from(leader).ok()),
+                })
+            }
+            Err(error) => Err(ControllerError::NotDurable(error.to_string())),
         }
     }
 

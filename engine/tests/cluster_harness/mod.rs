@@ -1,6 +1,7 @@
 //! A cluster of real `spate serve` processes on loopback for the cluster tests: nodes
-//! 1..=count, each a voter of `--controller-quorum-voters` with one shard, observed the way an
-//! operator would (DescribeQuorum, the `spate` CLI).
+//! 1..=count, each a voter of `--controller-quorum-voters` with one shard (or, with
+//! `start_mixed`, some of them brokers only), observed the way an operator would
+//! (DescribeQuorum, the `spate` CLI).
 
 #![allow(dead_code)]
 
@@ -70,6 +71,59 @@ impl Cluster {
             nodes,
             controller_base,
         }
+    }
+
+    /// Nodes 1..=voters are the quorum's voters, nodes voters+1..=voters+brokers brokers only
+    /// (learners of the quorum, each with a controller port of its own).
+    pub fn start_mixed(voters: usize, brokers: usize, extra_args: &[&str]) -> Cluster {
+        let controller_base = free_port_range(voters + brokers);
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            controller_base,
+        };
+        for _ in 0..voters + brokers {
+            cluster.start_node(voters, extra_args);
+        }
+        cluster
+    }
+
+    /// Starts the next node (id `nodes.len() + 1`, controller port `controller_base + id -
+    /// 1`): a voter if its id is at most `voters`, else a broker only. A node added after
+    /// [`Cluster::start_mixed`] takes a controller port checked free now.
+    pub fn start_node(&mut self, voters: usize, extra_args: &[&str]) -> i32 {
+        let node_id = self.nodes.len() + 1;
+        let quorum = (0..voters)
+            .map(|index| {
+                format!(
+                    "{}@127.0.0.1:{}",
+                    index + 1,
+                    self.controller_base + index as u16
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut port = self.controller_base + node_id as u16 - 1;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            port = free_port_range(1);
+        }
+        let listen = format!("127.0.0.1:{port}");
+        let id = node_id.to_string();
+        let mut args = vec![
+            "--node-id",
+            &id,
+            "--controller-quorum-voters",
+            &quorum,
+            "--controller-quorum-election-timeout-ms",
+            ELECTION_TIMEOUT_MS,
+        ];
+        if node_id > voters {
+            args.extend(["--controller-listen", &listen]);
+        }
+        args.extend_from_slice(extra_args);
+        let mut broker = Broker::start_with_args(1, &args);
+        broker.extra_ports = vec![port];
+        self.nodes.push(broker);
+        node_id as i32
     }
 
     pub fn node(&mut self, node_id: i32) -> &mut Broker {

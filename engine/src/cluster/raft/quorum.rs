@@ -242,6 +242,51 @@ impl Quorum {
         futures_lite::future::or(work, futures_lite::future::or(deposed, expired)).await
     }
 
+    /// On the leader: makes node `node_id` a learner of the quorum (openraft's non-voting
+    /// member), replicated to at `address`, its controller port: a node that is a broker
+    /// only receives the metadata log this way and applies it like a voter, but takes no
+    /// part in elections or commits. Answers once the membership change is committed;
+    /// asking again for a learner is harmless (openraft re-adds it).
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        address: String,
+        deadline: Instant,
+    ) -> Result<(), QuorumWriteError> {
+        let added = self
+            .while_leading(deadline, QuorumWriteError::Unknown, async {
+                Ok(self
+                    .raft
+                    .add_learner(node_id, BasicNode::new(address), false)
+                    .await)
+            })
+            .await?;
+        match added {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(QuorumWriteError::NotLeader {
+                    leader: forward.leader_id,
+                })
+            }
+            // A membership change already in flight (another node joining): retried.
+            Err(RaftError::APIError(_)) => Err(QuorumWriteError::Unknown),
+            Err(RaftError::Fatal(fatal)) => Err(QuorumWriteError::Stopped(fatal.to_string())),
+        }
+    }
+
+    /// Whether this member is in the quorum's membership, as a voter or a learner.
+    pub fn is_member(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let node_id = self.options.node_id;
+        let member = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .any(|(id, _)| *id == node_id);
+        member
+    }
+
     /// Waits until this member no longer leads; answers the leader it then knows of.
     async fn until_deposed(&self) -> Option<u64> {
         self.until_metrics(|now| now.state != ServerState::Leader)
