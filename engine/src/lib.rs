@@ -38,6 +38,7 @@ pub mod notify;
 pub mod oneshot;
 pub mod partition;
 pub mod shard;
+pub mod shutdown_marker;
 pub mod splice;
 pub mod stats;
 pub mod topic_config;

@@ -71,6 +71,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
+    // Before anything is written: how the last run ended (see `shutdown_marker`).
+    let last_shutdown_clean = crate::shutdown_marker::take(&config.data_dir);
+    if last_shutdown_clean == Some(false) {
+        tracing::warn!("the last run of this node did not stop cleanly (a crash, kill -9 or power loss): recovering its logs");
+    }
     if let Some(io) =
         crate::host::load_io_properties(config.io_properties.as_deref(), &config.data_dir)?
     {
@@ -122,6 +127,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         )),
         quorum_status: Default::default(),
         broker_epoch: spate_net::records::now_ms(),
+        last_shutdown_clean,
         controller_lease: crate::cluster::member::ControllerLease::new(
             config
                 .cluster
@@ -200,6 +206,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         if handle.join().is_err() {
             bail!("a shard failed while shutting down");
         }
+    }
+    if let Err(error) = crate::shutdown_marker::write(&node.config.data_dir) {
+        tracing::warn!(%error, "cannot leave the clean-shutdown marker: the next start will be taken for one after a crash");
     }
     tracing::info!("stopped cleanly");
     Ok(())

@@ -53,6 +53,9 @@ pub struct NodeContext {
     /// brokers with it, and its shards serve clients once their image holds that
     /// registration (see `cluster::member::caught_up`).
     pub broker_epoch: i64,
+    /// Whether this node's last run stopped cleanly (`None`: its first start); see
+    /// `shutdown_marker`.
+    pub last_shutdown_clean: Option<bool>,
     /// Whether the controller still counts this node in (see `cluster::member`).
     pub controller_lease: crate::cluster::member::ControllerLease,
 }

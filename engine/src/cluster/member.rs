@@ -222,6 +222,7 @@ pub async fn announce_start(shard: Rc<Shard>) {
         base_port: config.listen.port(),
         rack: config.rack(),
         broker_epoch,
+        clean_shutdown: shard.node.last_shutdown_clean,
     };
     let mut refusals = 0u64;
     while !shard.node.is_shutting_down() {

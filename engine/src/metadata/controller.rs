@@ -220,6 +220,10 @@ pub struct NodeStart {
     pub rack: Option<String>,
     /// The epoch of this incarnation's broker registrations.
     pub broker_epoch: i64,
+    /// Whether the node's last run stopped cleanly (`None`: its first start, or a node that
+    /// does not say).
+    #[serde(default)]
+    pub clean_shutdown: Option<bool>,
 }
 
 /// The controller's answer, one result per item of the request, in order.
@@ -360,6 +364,9 @@ impl ControllerState {
             base_port: self.config.base_port,
             rack: self.config.rack.clone(),
             broker_epoch,
+            // A one-node cluster does not persist registrations; its start says it in its
+            // own log.
+            clean_shutdown: None,
         };
         self.start_node(legacy, &start)
     }
@@ -370,6 +377,12 @@ impl ControllerState {
         legacy: Option<&LegacyCatalog>,
         start: &NodeStart,
     ) -> Vec<MetadataRecord> {
+        if start.clean_shutdown == Some(false) && start.node_id != self.config.node_id {
+            tracing::warn!(
+                node = start.node_id.0,
+                "node registered after an unclean stop (a crash, kill -9 or power loss): its replicas rejoin the ISR once caught up"
+            );
+        }
         let mut records = Vec::new();
         if self.image.cluster_id.is_empty() {
             let cluster_id = legacy.map_or_else(
@@ -392,6 +405,7 @@ impl ControllerState {
                 rack: start.rack.clone(),
                 epoch: start.broker_epoch,
                 fenced: false,
+                clean_shutdown: start.clean_shutdown,
             }));
         }
         records.push(MetadataRecord::Controller {

@@ -311,6 +311,7 @@ fn node_start(node: i32, shard_count: u32, broker_epoch: i64) -> NodeStart {
         base_port: 9000 + node as u16 * 100,
         rack: Some(format!("node-{node}")),
         broker_epoch,
+        clean_shutdown: Some(false),
     }
 }
 
@@ -409,6 +410,11 @@ fn nodes_register_are_fenced_and_return_and_placement_follows() {
     controller.start_node(None, &node_start(1, 2, 11));
     let again = controller.image().broker(BrokerId(1024)).unwrap();
     assert_eq!((again.epoch, again.fenced), (11, false));
+    assert_eq!(
+        again.clean_shutdown,
+        Some(false),
+        "registered with how it last stopped"
+    );
 }
 
 #[test]

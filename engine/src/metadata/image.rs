@@ -36,6 +36,11 @@ pub struct BrokerRegistration {
     /// told about it and nothing new is placed on it until it heartbeats again.
     #[serde(default)]
     pub fenced: bool,
+    /// Whether the node's run before this registration stopped cleanly (`None`: its first
+    /// start, or not known). Information for operators: replicas report only what they
+    /// fdatasync'ed, so an unclean stop loses nothing they were counted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_shutdown: Option<bool>,
 }
 
 /// Where a partition's replicas live and which one leads.
@@ -506,6 +511,7 @@ mod tests {
                 rack: Some("r1".into()),
                 epoch: 7,
                 fenced: true,
+                clean_shutdown: Some(false),
             }),
             MetadataRecord::Controller { broker: broker(1) },
             MetadataRecord::ProducerIds { next: 3000 },

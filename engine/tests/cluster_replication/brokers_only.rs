@@ -1,7 +1,8 @@
 //! Nodes that are brokers only (not among `--controller-quorum-voters`): learners of the
 //! controller quorum that receive the metadata log, register, host replicas and forward
 //! admin requests like any node. An operator adds one to a running cluster and moves
-//! partitions onto it (`spate cluster reassign`); it survives its own kill -9.
+//! partitions onto it (`spate cluster reassign`); it survives its own kill -9, after which
+//! it registers as a node that did not stop cleanly, and a SIGTERM restart.
 
 use super::*;
 use cluster_harness::spate_until;
@@ -74,6 +75,32 @@ fn a_broker_only_node_joins_a_running_cluster_and_takes_partitions_moved_onto_it
     producer.send_many(&cluster, "node-3-down", 60);
     cluster.node(added).start_again();
     wait_for_full_isr(&cluster);
+    // It registered saying that it had not stopped cleanly, and the controller said so.
+    assert!(
+        cluster.nodes[added as usize - 1]
+            .log()
+            .contains("did not stop cleanly"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        cluster.nodes[0]
+            .log()
+            .contains("node registered after an unclean stop"),
+        "{}",
+        cluster.logs()
+    );
     producer.send_many(&cluster, "node-3-back", 30);
+    // After a SIGTERM it comes back as after a clean stop.
+    cluster.node(added).restart();
+    wait_for_full_isr(&cluster);
+    assert!(
+        !cluster.nodes[added as usize - 1]
+            .log()
+            .contains("did not stop cleanly"),
+        "{}",
+        cluster.logs()
+    );
+    producer.send_many(&cluster, "restarted", 30);
     verify(&cluster, &producer);
 }
