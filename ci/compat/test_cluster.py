@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import ElectionType, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 
 import netfaults
 from conftest import Broker, _test_failed, pick_base_port
@@ -645,7 +645,8 @@ def test_kafkajs_reassigns_a_partition_off_its_leader_and_back_under_librdkafka_
 def test_librdkafka_creates_a_topic_on_the_replicas_it_names(cluster, unique_topic):
     """CreateTopics with explicit replica assignments (AdminClient's
     NewTopic(replica_assignment=...), kafka-topics.sh --replica-assignment): each partition
-    lives on the brokers named, led by the first, and takes acks=all writes there."""
+    lives on the brokers named, led by the first, and takes acks=all writes there; so does a
+    partition added with CreatePartitions naming its replicas."""
     topic = unique_topic()
     wanted = [[2048, 3072], [3072, 1024], [1024, 2048]]
 
@@ -670,3 +671,9 @@ def test_librdkafka_creates_a_topic_on_the_replicas_it_names(cluster, unique_top
     load.send(300)
     load.finish(cluster)
     verify(cluster, load, exclude=set())
+    # CreatePartitions naming the new partition's replicas (NewPartitions(replica_assignment)).
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    admin.create_partitions([NewPartitions(topic, PARTITIONS + 1,
+                                           replica_assignment=[[3072, 2048]])])[topic].result(20)
+    wait_for("the added partition on its named replicas",
+             lambda: replicas_of(cluster, topic, PARTITIONS) == [3072, 2048], cluster)

@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest};
+use crate::partition::BrokerId;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -25,8 +26,28 @@ pub async fn handle(
         .iter()
         .map(|topic| (topic.name.0.to_string(), topic.count))
         .collect();
+    // The replicas of each new partition, where the request names them.
+    let assignments = request
+        .topics
+        .iter()
+        .map(|topic| {
+            topic.assignments.as_ref().map(|assignments| {
+                assignments
+                    .iter()
+                    .map(|assignment| {
+                        assignment
+                            .broker_ids
+                            .iter()
+                            .map(|id| BrokerId(id.0))
+                            .collect()
+                    })
+                    .collect()
+            })
+        })
+        .collect();
     let call = ControllerRequest::CreatePartitions {
         topics: topics.clone(),
+        assignments,
         validate_only: request.validate_only,
     };
     let mut outcomes = match shard.controller_call(call).await {

@@ -109,6 +109,10 @@ pub enum ControllerRequest {
     CreatePartitions {
         /// (topic, total partitions).
         topics: Vec<(String, i32)>,
+        /// Per topic (same order; missing or `None`: Spate places them), the replicas of
+        /// each new partition, as the request's `assignments` name them.
+        #[serde(default)]
+        assignments: Vec<Option<Vec<Vec<BrokerId>>>>,
         /// Check only.
         validate_only: bool,
     },
@@ -477,8 +481,9 @@ impl ControllerState {
             ControllerRequest::DeleteTopics { names } => self.delete_topics(names),
             ControllerRequest::CreatePartitions {
                 topics,
+                assignments,
                 validate_only,
-            } => self.create_partitions(topics, validate_only),
+            } => self.create_partitions(topics, assignments, validate_only),
             ControllerRequest::AlterTopicConfigs {
                 topics,
                 validate_only,
@@ -695,13 +700,16 @@ impl ControllerState {
     fn create_partitions(
         &mut self,
         topics: Vec<(String, i32)>,
+        assignments: Vec<Option<Vec<Vec<BrokerId>>>>,
         validate_only: bool,
     ) -> (Vec<MetadataRecord>, ControllerReply) {
         let mut records = Vec::new();
+        let mut assignments = assignments.into_iter();
         let results = topics
             .into_iter()
             .map(|(name, total)| {
-                let added = self.check_new_partitions(&name, total)?;
+                let assigned = assignments.next().flatten();
+                let added = self.check_new_partitions(&name, total, assigned.as_deref())?;
                 if !validate_only {
                     self.apply(&added);
                     records.extend(added);
@@ -712,11 +720,13 @@ impl ControllerState {
         (records, ControllerReply::CreatePartitions(results))
     }
 
-    /// The records that grow a topic to `total` partitions, after checking that it may.
+    /// The records that grow a topic to `total` partitions, after checking that it may; the
+    /// new partitions on the replicas `assigned` names, if it does.
     fn check_new_partitions(
         &self,
         name: &str,
         total: i32,
+        assigned: Option<&[Vec<BrokerId>]>,
     ) -> Result<Vec<MetadataRecord>, ControllerError> {
         if INTERNAL_TOPICS.contains(&name) {
             return Err(ControllerError::InternalTopic(format!(
@@ -746,13 +756,19 @@ impl ControllerState {
             .partitions
             .first()
             .map_or(1, |first| first.replicas.len());
-        self.check_factor(factor as i16)?;
+        let assignments = match assigned {
+            Some(assigned) => self.manual_partitions(current, added, factor, assigned)?,
+            None => {
+                self.check_factor(factor as i16)?;
+                (current..total)
+                    .map(|partition| self.placement(name, partition, factor))
+                    .collect()
+            }
+        };
         Ok(vec![MetadataRecord::Partitions {
             topic_id: topic.id,
             first: current,
-            assignments: (current..total)
-                .map(|partition| self.placement(name, partition, factor))
-                .collect(),
+            assignments,
         }])
     }
 

@@ -175,26 +175,12 @@ impl ControllerState {
         let factor = topic.assignments.first().map_or(0, Vec::len);
         let mut partitions = Vec::with_capacity(topic.assignments.len());
         for (index, replicas) in topic.assignments.iter().enumerate() {
-            self.check_manual_replicas(replicas)?;
             if replicas.len() != factor {
                 return Err(ControllerError::InvalidReplicaAssignment(
                     "All partitions in the manual partition assignment must have the same number of replicas.".into(),
                 ));
             }
-            let isr: Vec<BrokerId> = replicas
-                .iter()
-                .copied()
-                .filter(|broker| self.image.is_live(*broker))
-                .collect();
-            let Some(leader) = isr.first().copied() else {
-                return Err(ControllerError::InvalidReplicaAssignment(format!(
-                    "All brokers specified in the manual partition assignment for partition {index} are fenced or in controlled shutdown."
-                )));
-            };
-            let mut assignment = PartitionAssignment::replicated(replicas.clone());
-            assignment.leader = leader;
-            assignment.isr = isr;
-            partitions.push(assignment);
+            partitions.push(self.manual_partition(index as i32, replicas)?);
         }
         crate::topic_config::validate(&topic.configs).map_err(ControllerError::InvalidConfig)?;
         self.check_node_room(partitions.len() as i32)?;
@@ -204,6 +190,62 @@ impl ControllerState {
             configs: topic.configs.clone(),
             partitions,
         })
+    }
+
+    /// New partitions `first..first + added` of a topic of `factor` replicas on the replicas
+    /// a CreatePartitions names (Kafka's checks: one list per new partition, each of the
+    /// topic's factor).
+    pub(super) fn manual_partitions(
+        &self,
+        first: i32,
+        added: i32,
+        factor: usize,
+        assigned: &[Vec<BrokerId>],
+    ) -> Result<Vec<PartitionAssignment>, ControllerError> {
+        if assigned.len() != added as usize {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "Increasing the number of partitions by {added} but {} assignments provided.",
+                assigned.len()
+            )));
+        }
+        assigned
+            .iter()
+            .enumerate()
+            .map(|(offset, replicas)| {
+                let index = first + offset as i32;
+                if replicas.len() != factor {
+                    return Err(ControllerError::InvalidReplicaAssignment(format!(
+                        "Inconsistent replication factor between partitions, partition 0 has {factor} while partitions [{index}] have replication factors [{}], respectively.",
+                        replicas.len()
+                    )));
+                }
+                self.manual_partition(index, replicas)
+            })
+            .collect()
+    }
+
+    /// One partition on the replicas a client named (checked): the unfenced ones in sync,
+    /// the first of them leading.
+    fn manual_partition(
+        &self,
+        index: i32,
+        replicas: &[BrokerId],
+    ) -> Result<PartitionAssignment, ControllerError> {
+        self.check_manual_replicas(replicas)?;
+        let isr: Vec<BrokerId> = replicas
+            .iter()
+            .copied()
+            .filter(|broker| self.image.is_live(*broker))
+            .collect();
+        let Some(leader) = isr.first().copied() else {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "All brokers specified in the manual partition assignment for partition {index} are fenced or in controlled shutdown."
+            )));
+        };
+        let mut assignment = PartitionAssignment::replicated(replicas.to_vec());
+        assignment.leader = leader;
+        assignment.isr = isr;
+        Ok(assignment)
     }
 
     /// The partition reassigned to `target` (checked): the new replicas added, the old ones

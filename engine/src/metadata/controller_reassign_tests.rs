@@ -308,3 +308,38 @@ fn a_topic_created_with_explicit_replicas_has_them_led_by_the_first_unfenced() {
         (vec![a], a)
     );
 }
+
+#[test]
+fn partitions_added_on_the_replicas_named_are_checked_like_kafkas() {
+    let (mut controller, _) = with_a_fourth_node();
+    let [b, d] = [BrokerId::of_shard(NodeId(2), ShardId(0)), on_node_4(0)];
+    let mut grow = |assignments: Vec<Vec<BrokerId>>| {
+        let (_, reply) = controller.handle(ControllerRequest::CreatePartitions {
+            topics: vec![("r".into(), 8)],
+            assignments: vec![Some(assignments)],
+            validate_only: false,
+        });
+        match reply {
+            ControllerReply::CreatePartitions(mut results) => results.remove(0),
+            other => panic!("{other:?}"),
+        }
+    };
+    let invalid = |result: Result<(), ControllerError>| match result {
+        Err(ControllerError::InvalidReplicaAssignment(why)) => why,
+        other => panic!("{other:?}"),
+    };
+    assert!(invalid(grow(vec![vec![d, b]])).contains("by 2 but 1 assignments"));
+    assert!(invalid(grow(vec![vec![d, b], vec![d]])).contains("Inconsistent replication factor"));
+    let c = BrokerId::of_shard(NodeId(3), ShardId(0));
+    assert_eq!(grow(vec![vec![d, b, c], vec![c, b, d]]), Ok(()));
+    let partitions = &controller.image().topic("r").expect("topic").partitions;
+    assert_eq!(partitions.len(), 8);
+    assert_eq!(
+        (partitions[6].replicas.clone(), partitions[6].leader),
+        (vec![d, b, c], d)
+    );
+    assert_eq!(
+        (partitions[7].replicas.clone(), partitions[7].leader),
+        (vec![c, b, d], c)
+    );
+}

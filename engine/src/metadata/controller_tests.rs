@@ -160,6 +160,7 @@ fn partition_limits_refuse_huge_requests_and_a_full_node() {
         matches!(full[0], Err(ControllerError::PolicyViolation(ref message)) if message.contains("max.broker.partitions"))
     );
     let (_, reply) = controller.handle(ControllerRequest::CreatePartitions {
+        assignments: Vec::new(),
         topics: vec![("t2".into(), 96), ("t2".into(), 95)],
         validate_only: false,
     });
@@ -187,6 +188,7 @@ fn internal_topics_cannot_be_deleted_or_repartitioned() {
     assert!(matches!(results[0], Err(ControllerError::InternalTopic(_))));
     assert_eq!(results[1], Err(ControllerError::UnknownTopic));
     let (_, reply) = controller.handle(ControllerRequest::CreatePartitions {
+        assignments: Vec::new(),
         topics: vec![(offsets_topic::TOPIC.into(), 60)],
         validate_only: false,
     });
@@ -487,6 +489,7 @@ fn replicas_go_to_distinct_nodes_and_a_factor_above_the_node_count_is_refused() 
     ));
     // New partitions keep the topic's factor.
     controller.handle(ControllerRequest::CreatePartitions {
+        assignments: Vec::new(),
         topics: vec![("r".into(), 7)],
         validate_only: false,
     });
