@@ -5,19 +5,23 @@ and min.insync.replicas=2. A librdkafka producer (test_cluster.Load) writes a st
 from a thread of its own while the test picks faults at random: kill -9 of a node (often a
 partition's leader), SIGSTOP of a node for less or more than its session, a controlled
 SIGTERM restart, two nodes killed at once, all three killed at once, a network partition
-that isolates a node from the other two, and a cut between two nodes that both still reach
-the third (netfaults.py; the client reaches every node throughout). After each fault the
+that isolates a node from the other two, a cut between two nodes that both still reach
+the third (netfaults.py; the client reaches every node throughout), and a partition
+reassigned off a node and back (`spate cluster reassign`), often with a node killed while
+the copy is under way. After each fault the
 test heals it, waits until every partition has its full ISR again and the producer is
 acknowledged again, then picks the next. At the end the producer must have had no delivery
 error, every acknowledged record must be read back exactly once, in order, at its
 acknowledged offset, and every replica must hold the same batches (`spate log dump`).
 
 6 faults in CI; 200 with SPATE_FULL_TESTS=1 (or SPATE_CHAOS_FAULTS=N). The run prints its
-seed; SPATE_CHAOS_SEED=S replays the same choices (the timing is the machine's).
+seed; SPATE_CHAOS_SEED=S replays the same choices (the timing is the machine's);
+SPATE_CHAOS_ONLY=reassign draws nothing but reassignments.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -30,10 +34,12 @@ import pytest
 from conftest import SPATE_BIN
 from test_cluster import (NODES, PARTITIONS, WAIT_S, Cluster, Load,  # noqa: F401
                           create_replicated_topic, full_isr, net_cluster, partition_state,
-                          verify_acked, wait_for)
+                          replicas_of, verify_acked, wait_for)
 
 FULL = os.environ.get("SPATE_FULL_TESTS") == "1"
 FAULTS = int(os.environ.get("SPATE_CHAOS_FAULTS", "200" if FULL else "6"))
+# SPATE_CHAOS_ONLY=reassign draws only reassignments (to look at that fault alone).
+ONLY_REASSIGNMENTS = os.environ.get("SPATE_CHAOS_ONLY") == "reassign"
 # Every fault takes a few seconds to heal (fencing, restart, catch-up); the long run's
 # verification reads about a million records.
 TIMEOUT_S = 300 + 30 * FAULTS
@@ -79,6 +85,8 @@ def leader_of(cluster: Cluster, topic: str, rng: random.Random) -> int:
 def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
     """(description, apply) for a random fault; apply() does it and heals it."""
     roll = rng.random()
+    if ONLY_REASSIGNMENTS:
+        roll = 0.9
     node = leader_of(cluster, topic, rng) if rng.random() < 0.6 else rng.randint(1, NODES)
     broker = cluster.node(node)
     if roll < 0.25:
@@ -132,7 +140,7 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
             finally:
                 cluster.net.heal()
         return f"network partition isolating node {node} for {cut_s:.1f} s", isolate
-    if roll < 0.95:
+    if roll < 0.88:
         other = rng.choice([n for n in range(1, NODES + 1) if n != node])
         cut_s = rng.uniform(0.3, 6.0)
 
@@ -145,6 +153,31 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
         return (f"network cut between nodes {node} and {other} (both still reach the third) "
                 f"for {cut_s:.1f} s", cut_pair)
 
+    if roll < 0.95:
+        partition = rng.randrange(PARTITIONS)
+        victim = rng.randint(1, NODES) if rng.random() < 0.7 else None
+        down_s = rng.uniform(0.0, 2.0)
+
+        def move_off_and_back():
+            original = replicas_of(cluster, topic, partition)
+            assert original is not None and len(original) == NODES, original
+            shrunk = [broker for broker in original if broker // 1024 != node]
+            reassign(cluster, topic, partition, shrunk, wait=True)
+            # Back, with a node killed while the copy is under way (the moved node, the
+            # controller's, or a leader's: whichever the draw names).
+            reassign(cluster, topic, partition, original, wait=False)
+            if victim is not None:
+                cluster.node(victim).kill9()
+                time.sleep(down_s)
+                cluster.node(victim).start()
+            wait_for(f"the reassignment of partition {partition} completed",
+                     lambda: replicas_of(cluster, topic, partition) == original
+                     and not json.loads(spate_cli(cluster, "cluster", "reassignments",
+                                                  "--json"))["reassignments"], cluster)
+        killed = f", node {victim} killed for {down_s:.1f} s while it copies" if victim else ""
+        return (f"partition {partition} reassigned off node {node} and back{killed}",
+                move_off_and_back)
+
     def all_down():
         for n in range(1, NODES + 1):
             cluster.node(n).kill9()
@@ -153,6 +186,27 @@ def pick_fault(cluster: Cluster, topic: str, rng: random.Random):
         for n in range(1, NODES + 1):
             cluster.node(n).wait_ready(timeout_s=WAIT_S)
     return "kill -9 of all three nodes, restarted together", all_down
+
+
+def spate_cli(cluster: Cluster, *args: str) -> str:
+    """The `spate` CLI against the cluster (any node that answers), retried while it fails
+    (a node down, a controller being elected); its standard output."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        done = subprocess.run([str(SPATE_BIN), *args, "--brokers", cluster.bootstrap()],
+                              capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode == 0:
+            return done.stdout
+        assert time.monotonic() < deadline, (
+            f"spate {' '.join(args)} kept failing: {done.stderr[-2000:]}\n{cluster.logs()}")
+        time.sleep(0.2)
+
+
+def reassign(cluster: Cluster, topic: str, partition: int, replicas: list[int],
+             wait: bool) -> None:
+    spate_cli(cluster, "cluster", "reassign", "--topic", topic, "--partition", str(partition),
+              "--replicas", ",".join(str(broker) for broker in replicas),
+              *(["--wait"] if wait else []))
 
 
 def acknowledged_by_partition(load: Load) -> str:

@@ -293,6 +293,7 @@ async fn run_shard(start: ShardStart) {
         // Clients wait in the listen backlog until this shard's image is the quorum's, not
         // the one replayed from disk; see `caught_up`.
         crate::cluster::member::caught_up(&shard).await;
+        shard.partitions.set_caught_up();
     }
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {

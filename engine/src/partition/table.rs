@@ -51,6 +51,16 @@ pub enum Retirement {
     },
 }
 
+impl Retirement {
+    /// The directory it closes or deletes.
+    pub fn dir(&self) -> &Path {
+        match self {
+            Retirement::Close(replica) | Retirement::Delete(replica) => replica.log().dir(),
+            Retirement::DeleteDirectory { dir, .. } => dir,
+        }
+    }
+}
+
 /// The open replicas of one topic.
 struct OpenTopic {
     id: Uuid,
@@ -64,6 +74,21 @@ pub struct PartitionTable {
     image: RefCell<Arc<MetadataImage>>,
     open: RefCell<HashMap<String, OpenTopic>>,
     open_lock: glommio::sync::Semaphore,
+    /// Directories of replicas handed back by [`Self::apply`] whose [`Self::retire`] has
+    /// not finished: a replica given back to this shard meanwhile (a reassignment undone at
+    /// once) waits before it opens one, or it would reuse the old files and then lose them
+    /// to the deletion.
+    /// (How many retirements of each are pending: a replayed log can drop the same replica
+    /// several times.)
+    retiring: RefCell<HashMap<PathBuf, usize>>,
+    /// Notified as each of `retiring` is done.
+    retired: crate::notify::Notify,
+    /// Whether the images applied are the cluster's current ones. A restarted cluster node
+    /// replays its metadata log from its own files first, and an old record that took a
+    /// partition off this broker says nothing about now: a later one may have given it
+    /// back, with the data in its directory. Until then a dropped replica is only closed,
+    /// never deleted (see `member::caught_up`). Always true on a one-node cluster.
+    caught_up: std::cell::Cell<bool>,
 }
 
 impl PartitionTable {
@@ -75,11 +100,21 @@ impl PartitionTable {
     ) -> PartitionTable {
         PartitionTable {
             broker,
-            config,
             image: RefCell::new(image),
             open: RefCell::new(HashMap::new()),
             open_lock: glommio::sync::Semaphore::new(1),
+            retiring: RefCell::default(),
+            retired: crate::notify::Notify::default(),
+            caught_up: std::cell::Cell::new(config.cluster.is_none()),
+            config,
         }
+    }
+
+    /// The images applied from now on are the cluster's current ones (a restarted cluster
+    /// node has caught up with its controller quorum): a replica dropped from now on is
+    /// deleted, not only closed.
+    pub fn set_caught_up(&self) {
+        self.caught_up.set(true);
     }
 
     /// The newest metadata image this shard has applied.
@@ -170,6 +205,16 @@ impl PartitionTable {
             }
             return Ok(open);
         }
+        // Not while an older replica's directory of the same name is being closed or
+        // deleted (`retiring`); before the lock, which the retirement takes.
+        loop {
+            let (_, assignment) = self.check_hosted(topic, partition)?;
+            let dir = self.dir_of(topic, partition, &assignment);
+            if !self.retiring.borrow().contains_key(&dir) {
+                break;
+            }
+            self.retired.notified().await;
+        }
         let _permit = self.open_lock.acquire_permit(1).await;
         // The image may have changed while we waited for the lock.
         let (topic_image, assignment) = self.check_hosted(topic, partition)?;
@@ -177,14 +222,7 @@ impl PartitionTable {
             return Ok(open);
         }
         self.retire_replaced_topic(&topic_image).await;
-        let dir = replica_dir(
-            &self.config.data_dir,
-            topic,
-            partition,
-            &assignment.replicas,
-            self.broker,
-        );
-        let dir = prepare_partition_dir(dir, &topic_image)?;
+        let dir = prepare_partition_dir(self.dir_of(topic, partition, &assignment), &topic_image)?;
         let log = PartitionLog::open(dir, log_config(&topic_image.configs, &self.config)).await?;
         // Images applied while the log was opening found no replica to change: the replica
         // takes the assignment of the image as it is now, not as it was before the open (a
@@ -289,6 +327,17 @@ impl PartitionTable {
         ))
     }
 
+    /// This shard's directory for its replica of a partition assigned so.
+    fn dir_of(&self, topic: &str, partition: i32, assignment: &PartitionAssignment) -> PathBuf {
+        replica_dir(
+            &self.config.data_dir,
+            topic,
+            partition,
+            &assignment.replicas,
+            self.broker,
+        )
+    }
+
     /// The topic and assignment if this shard hosts the partition.
     fn check_hosted(
         &self,
@@ -348,7 +397,9 @@ impl PartitionTable {
     }
 
     /// Takes a new image: roles and epochs of open replicas change in place, configs reach
-    /// open logs, and what this shard no longer hosts is returned for [`Self::retire`].
+    /// open logs, and what this shard no longer hosts is returned for [`Self::retire`],
+    /// which the caller must run: until it has, a replica of the same directory does not
+    /// open (`retiring`).
     pub fn apply(&self, update: &MetadataUpdate) -> Vec<Retirement> {
         let previous = std::mem::replace(&mut *self.image.borrow_mut(), update.image.clone());
         let mut retirements = Vec::new();
@@ -380,6 +431,11 @@ impl PartitionTable {
                 _ => {}
             }
         }
+        let mut retiring = self.retiring.borrow_mut();
+        for retirement in &retirements {
+            *retiring.entry(retirement.dir().to_path_buf()).or_default() += 1;
+        }
+        drop(retiring);
         retirements
     }
 
@@ -466,8 +522,10 @@ impl PartitionTable {
             .any(|broker| {
                 replica_dir(data_dir, &name, partition, &assignment.replicas, *broker) == dir
             });
+        // Deleted only on a current image; a replayed one closes (see `caught_up`).
+        let delete = !reused && self.caught_up.get();
         let Some(replica) = open else {
-            return (!reused).then_some(Retirement::DeleteDirectory { dir, topic_id });
+            return delete.then_some(Retirement::DeleteDirectory { dir, topic_id });
         };
         // Waiters for acks=all on a leader that was dropped end now (NOT_LEADER_OR_FOLLOWER)
         // instead of at their timeout.
@@ -483,7 +541,7 @@ impl PartitionTable {
             .get_mut(&name)?
             .partitions
             .remove(&partition);
-        Some(if reused {
+        Some(if !delete {
             Retirement::Close(replica)
         } else {
             tracing::info!(partition = %replica.key(), "this broker is no longer a replica of the partition: deleting its log");
@@ -499,7 +557,17 @@ impl PartitionTable {
         }
         let _permit = self.open_lock.acquire_permit(1).await;
         for retirement in retirements {
+            let dir = retirement.dir().to_path_buf();
             retire(retirement).await;
+            let mut retiring = self.retiring.borrow_mut();
+            if let Some(pending) = retiring.get_mut(&dir) {
+                *pending -= 1;
+                if *pending == 0 {
+                    retiring.remove(&dir);
+                }
+            }
+            drop(retiring);
+            self.retired.notify_all();
         }
         let open = self.open_count();
         crate::stats::update_current(|stats| stats.set_partitions_open(open));

@@ -10,6 +10,35 @@ use crate::partition::test_support::{run, ME, OTHER};
 use crate::partition::LeaderEpoch;
 use clap::Parser;
 
+/// A table of broker ME over a temporary data directory whose image has topic "t" with one
+/// partition assigned so; the directory, the table, the image and the topic's id.
+fn table_with(
+    assignment: &PartitionAssignment,
+) -> (tempfile::TempDir, PartitionTable, MetadataImage, Uuid) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Harness::parse_from(["spate", "--data-dir", dir.path().to_str().unwrap()])
+        .serve
+        .resolve()
+        .unwrap();
+    let topic_id = Uuid::new_v4();
+    let image = MetadataImage::default()
+        .apply_all(&[
+            MetadataRecord::Topic {
+                name: "t".into(),
+                id: topic_id,
+                configs: Default::default(),
+            },
+            MetadataRecord::Partitions {
+                topic_id,
+                first: 0,
+                assignments: vec![assignment.clone()],
+            },
+        ])
+        .unwrap();
+    let table = PartitionTable::new(ME, config, Arc::new(image.clone()));
+    (dir, table, image, topic_id)
+}
+
 /// A restarted node opens a follower's log from its last image while the controller's newer
 /// images arrive. An image applied during the open used to find no open replica to change,
 /// and the replica then kept the older leader epoch until the next change of its partition;
@@ -18,12 +47,6 @@ use clap::Parser;
 #[test]
 fn a_replica_opened_while_an_image_arrives_takes_the_newer_assignment() {
     run(async {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Harness::parse_from(["spate", "--data-dir", dir.path().to_str().unwrap()])
-            .serve
-            .resolve()
-            .unwrap();
-        let topic_id = Uuid::new_v4();
         let before = PartitionAssignment {
             replicas: vec![OTHER, ME],
             isr: vec![OTHER],
@@ -33,21 +56,7 @@ fn a_replica_opened_while_an_image_arrives_takes_the_newer_assignment() {
             adding: Vec::new(),
             removing: Vec::new(),
         };
-        let image = MetadataImage::default()
-            .apply_all(&[
-                MetadataRecord::Topic {
-                    name: "t".into(),
-                    id: topic_id,
-                    configs: Default::default(),
-                },
-                MetadataRecord::Partitions {
-                    topic_id,
-                    first: 0,
-                    assignments: vec![before.clone()],
-                },
-            ])
-            .unwrap();
-        let table = PartitionTable::new(ME, config, Arc::new(image.clone()));
+        let (_dir, table, image, topic_id) = table_with(&before);
 
         let opening = table.replica_of("t", 0);
         futures::pin_mut!(opening);
@@ -71,5 +80,55 @@ fn a_replica_opened_while_an_image_arrives_takes_the_newer_assignment() {
         let replica = opening.await.unwrap();
         assert_eq!(replica.leader_epoch(), LeaderEpoch(4));
         assert!(replica.is_leader(), "the replica kept its older role");
+    });
+}
+
+/// A reassignment takes a replica off this broker and gives it back moments later (found by
+/// the chaos run's reassignments). The first change hands the open replica back for
+/// deletion, which runs in the background; the follower's fetcher, seeing the second,
+/// opened the partition again before the deletion ran, found the old directory (the same
+/// topic id), reused it, and then lost it to the deletion's rename: every later write of
+/// that follower failed, and it never rejoined the ISR. The replica given back must open
+/// only once the old one is gone, on a fresh directory.
+#[test]
+fn a_replica_given_back_while_its_old_copy_is_being_deleted_opens_a_fresh_log() {
+    run(async {
+        let hosted = PartitionAssignment::replicated(vec![OTHER, ME]);
+        let (_dir, table, image, topic_id) = table_with(&hosted);
+        let old = table.replica_of("t", 0).await.unwrap();
+        let old_dir = old.log().dir().to_path_buf();
+        drop(old);
+
+        // Off this broker, then back.
+        let apply = |image: &MetadataImage, replicas: Vec<BrokerId>| {
+            let mut assignment = hosted.changed(OTHER, vec![OTHER]);
+            assignment.replicas = replicas;
+            let change = MetadataRecord::PartitionChange {
+                topic_id,
+                partition: 0,
+                assignment,
+            };
+            let next = image.apply_all([&change]).unwrap();
+            let retired = table.apply(&MetadataUpdate {
+                image: Arc::new(next.clone()),
+                records: Arc::new(vec![change]),
+            });
+            (next, retired)
+        };
+        let (without, retired) = apply(&image, vec![OTHER]);
+        assert_eq!(retired.len(), 1, "the dropped replica is handed back");
+        let (_, none) = apply(&without, vec![OTHER, ME]);
+        assert!(none.is_empty());
+
+        // The fetcher opens it again while the deletion runs (started first, as the shard's
+        // background task would be).
+        let (replica, ()) = futures::join!(table.replica_of("t", 0), table.retire(retired));
+        let replica = replica.unwrap();
+        assert_eq!(replica.log().dir(), old_dir, "the same directory name");
+        assert!(
+            old_dir.join("partition.metadata").exists(),
+            "the new replica's directory was taken away by the old one's deletion"
+        );
+        assert_eq!(replica.log_end_offset(), spate_storage::Offset(0));
     });
 }

@@ -201,3 +201,125 @@ fn a_partition_moves_off_a_node_and_back_through_a_kill_of_the_controllers_node(
     wait_for_full_isr(&cluster);
     verify(&cluster, &producer);
 }
+
+/// Every record of partition 0 of `topic` as the leader serves it (values in offset order).
+fn read_all(cluster: &Cluster, node: i32, topic: &str) -> Vec<String> {
+    let mut client = Client::connect(
+        cluster.nodes[node as usize - 1].address(0),
+        Duration::from_secs(5),
+    )
+    .expect("connects");
+    let mut values = Vec::new();
+    let mut next = 0;
+    loop {
+        let response = fetch(&mut client, topic, 0, next, 1000);
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, 0, "{}", cluster.logs());
+        let records = decode_values(&data.records.clone().unwrap_or_default());
+        if records.is_empty() {
+            return values;
+        }
+        for (offset, value) in records {
+            next = offset + 1;
+            values.push(value);
+        }
+    }
+}
+
+/// A node replays its metadata log at start, and the shards follow each image: an old
+/// record that took a partition off the node used to delete the node's copy then, although
+/// a later record had given the partition back to it, with its data. A partition with one
+/// replica lost everything that way.
+#[test]
+fn a_node_that_restarts_keeps_a_partition_moved_off_it_and_back() {
+    let mut cluster = start_cluster();
+    spate(
+        &cluster,
+        1,
+        &["topic", "create", "solo", "--replica-assignment", "1024"],
+    );
+    let produce = |cluster: &Cluster, values: &[&str]| {
+        let request = {
+            use kafka_protocol::messages::produce_request::{
+                PartitionProduceData, TopicProduceData,
+            };
+            kafka_protocol::messages::ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(5_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(harness::topic_name("solo"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch(values, None)))])])
+        };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let leader = partition_metadata_of(cluster, "solo").map(|(leader, _)| leader);
+            if let Some(leader) = leader.filter(|leader| *leader >= 0) {
+                let address = cluster.nodes[leader as usize / 1024 - 1].address(0);
+                if let Ok(mut client) = Client::connect(address, Duration::from_secs(5)) {
+                    if let Ok(response) = client.send(9, &request) {
+                        if response.responses[0].partition_responses[0].error_code == 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never acknowledged\n{}",
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    produce(&cluster, &["a", "b"]);
+    for replicas in ["2048", "1024"] {
+        spate(
+            &cluster,
+            1,
+            &[
+                "cluster",
+                "reassign",
+                "--topic",
+                "solo",
+                "--partition",
+                "0",
+                "--replicas",
+                replicas,
+                "--wait",
+            ],
+        );
+    }
+    produce(&cluster, &["c"]);
+    cluster.node(1).kill9();
+    cluster.node(1).start_again();
+    let deadline = Instant::now() + WAIT;
+    while partition_metadata_of(&cluster, "solo").map(|(leader, _)| leader) != Some(1024) {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        read_all(&cluster, 1, "solo"),
+        ["a", "b", "c"],
+        "{}",
+        cluster.logs()
+    );
+}
+
+/// (leader, replicas) of partition 0 of `topic` from the first node that answers.
+fn partition_metadata_of(cluster: &Cluster, topic: &str) -> Option<(i32, Vec<i32>)> {
+    cluster.nodes.iter().find_map(|node| {
+        let mut client = Client::connect(node.address(0), Duration::from_secs(2)).ok()?;
+        let request = kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(harness::topic_name(topic))),
+        ]));
+        let response = client.send(12, &request).ok()?;
+        let partition = response.topics.first()?.partitions.first()?.clone();
+        Some((
+            partition.leader_id.0,
+            partition.replica_nodes.iter().map(|id| id.0).collect(),
+        ))
+    })
+}
