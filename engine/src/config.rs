@@ -52,6 +52,8 @@ pub struct ConfigFile {
     request_receive_timeout_ms: Option<u64>,
     producer_id_expiration_ms: Option<i64>,
     replica_lag_time_max_ms: Option<u64>,
+    replica_fetch_max_bytes: Option<usize>,
+    replica_fetch_response_max_bytes: Option<usize>,
     auto_leader_rebalance_enable: Option<bool>,
     leader_imbalance_check_interval_seconds: Option<u64>,
     replica_selector: Option<String>,
@@ -207,6 +209,18 @@ pub struct ServeArgs {
     /// partition's ISR (replica.lag.time.max.ms). [default: 30000]
     #[arg(long, env = "SPATE_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// Most bytes a follower asks for per partition in one fetch (replica.fetch.max.bytes).
+    /// A follower reports to its leader only what it has fdatasync'ed, so a replica that
+    /// catches up (a reassignment's new replica, a node back from a failure) syncs once per
+    /// fetch: larger fetches copy faster (bench-harness/scripts/reassign-copy.sh).
+    /// [default: 1048576]
+    #[arg(long, env = "SPATE_REPLICA_FETCH_MAX_BYTES")]
+    pub replica_fetch_max_bytes: Option<usize>,
+    /// Most bytes of one fetch response to a follower, over all its partitions
+    /// (replica.fetch.response.max.bytes); the follower holds one in memory at a time.
+    /// [default: 10485760]
+    #[arg(long, env = "SPATE_REPLICA_FETCH_RESPONSE_MAX_BYTES")]
+    pub replica_fetch_response_max_bytes: Option<usize>,
     /// Move partition leadership back to each partition's preferred replica (its first)
     /// once that replica is live and in sync again, when more than 10% of a broker's
     /// preferred partitions are led elsewhere (auto.leader.rebalance.enable, with Kafka's
@@ -325,6 +339,10 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// replica.lag.time.max.ms.
     pub replica_lag_time_max: std::time::Duration,
+    /// replica.fetch.max.bytes.
+    pub replica_fetch_max_bytes: usize,
+    /// replica.fetch.response.max.bytes.
+    pub replica_fetch_response_max_bytes: usize,
     /// leader.imbalance.check.interval.seconds, if auto.leader.rebalance.enable.
     pub leader_rebalance_interval: Option<std::time::Duration>,
     /// Whether a leader sends a consumer in another rack to an in-sync replica in the
@@ -513,6 +531,18 @@ impl ServeArgs {
                     .unwrap_or(30_000)
                     .max(100),
             ),
+            // At least one batch always comes (Kafka's rule), so a small limit only slows
+            // copying; the response limit bounds what a follower holds.
+            replica_fetch_max_bytes: self
+                .replica_fetch_max_bytes
+                .or(file.replica_fetch_max_bytes)
+                .unwrap_or(1 << 20)
+                .clamp(1024, 1 << 30),
+            replica_fetch_response_max_bytes: self
+                .replica_fetch_response_max_bytes
+                .or(file.replica_fetch_response_max_bytes)
+                .unwrap_or(10 << 20)
+                .clamp(1024, 1 << 30),
             rack_aware_reads: rack_aware_reads(
                 self.replica_selector
                     .as_deref()

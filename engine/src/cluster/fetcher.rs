@@ -38,10 +38,6 @@ use crate::shard::Shard;
 
 /// How long the leader may hold a fetch that finds nothing new (replica.fetch.wait.max.ms).
 const FETCH_WAIT: Duration = Duration::from_millis(500);
-/// Most bytes per partition and per response (replica.fetch.max.bytes and
-/// replica.fetch.response.max.bytes).
-const PARTITION_MAX_BYTES: i32 = 1 << 20;
-const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// The pause after an error, and how often the supervisor looks at the image.
 const BACKOFF: Duration = Duration::from_millis(100);
 /// Fetch v12: the last version before topic ids, with `last_fetched_epoch` (KIP-595) for
@@ -154,7 +150,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             .as_ref()
             .is_none_or(|open| open.is_broken() || open.broker() != address)
         {
-            connection = match connect(&address).await {
+            connection = match connect(shard, &address).await {
                 Ok(open) => Some(open),
                 Err(error) => {
                     tracing::debug!(%leader, %address, %error, "cannot reach the leader");
@@ -164,7 +160,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             };
         }
         let open = connection.as_mut().expect("connected above");
-        let request = fetch_request(shard.broker_id(), &round);
+        let request = fetch_request(shard, &round);
         tracing::trace!(%leader, partitions = ?round.iter().map(|f| (f.followed.partition, f.fetch_offset.0)).collect::<Vec<_>>(), "fetching");
         let response = open
             .call_holding(FETCH_VERSION..=FETCH_VERSION, &request, FETCH_WAIT)
@@ -272,7 +268,16 @@ async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fet
     (!round.is_empty()).then_some(round)
 }
 
-async fn connect(address: &str) -> Result<BrokerConnection<glommio::net::TcpStream>, String> {
+async fn connect(
+    shard: &Shard,
+    address: &str,
+) -> Result<BrokerConnection<glommio::net::TcpStream>, String> {
+    let config = &shard.node.config;
+    // A response holds at least one whole batch, even past the limits.
+    let max_response_bytes = config
+        .replica_fetch_response_max_bytes
+        .max(config.replica_fetch_max_bytes)
+        + (1 << 20);
     let connecting = async {
         glommio::net::TcpStream::connect(address)
             .await
@@ -287,7 +292,7 @@ async fn connect(address: &str) -> Result<BrokerConnection<glommio::net::TcpStre
     let options = ClientOptions {
         client_id: "spate-replica-fetcher".into(),
         request_timeout: Duration::from_secs(10),
-        max_response_bytes: RESPONSE_MAX_BYTES as usize + (1 << 20),
+        max_response_bytes,
         sleep: Rc::new(|duration| Box::pin(glommio::timer::sleep(duration))),
     };
     BrokerConnection::start(stream, address.to_string(), options)
@@ -295,7 +300,14 @@ async fn connect(address: &str) -> Result<BrokerConnection<glommio::net::TcpStre
         .map_err(|error| error.to_string())
 }
 
-fn fetch_request(me: BrokerId, round: &[Fetching]) -> FetchRequest {
+/// One fetch of a round, with `--replica-fetch-max-bytes` per partition and
+/// `--replica-fetch-response-max-bytes` in all.
+fn fetch_request(shard: &Shard, round: &[Fetching]) -> FetchRequest {
+    let me = shard.broker_id();
+    let config = &shard.node.config;
+    let partition_max_bytes = i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX);
+    let response_max_bytes =
+        i32::try_from(config.replica_fetch_response_max_bytes).unwrap_or(i32::MAX);
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
     for fetching in round {
         topics.entry(&fetching.followed.topic).or_default().push(
@@ -305,14 +317,14 @@ fn fetch_request(me: BrokerId, round: &[Fetching]) -> FetchRequest {
                 .with_fetch_offset(fetching.fetch_offset.0)
                 .with_last_fetched_epoch(fetching.replica.last_epoch())
                 .with_log_start_offset(fetching.replica.log_start_offset().0)
-                .with_partition_max_bytes(PARTITION_MAX_BYTES),
+                .with_partition_max_bytes(partition_max_bytes),
         );
     }
     FetchRequest::default()
         .with_replica_id(WireBrokerId(me.0))
         .with_max_wait_ms(FETCH_WAIT.as_millis() as i32)
         .with_min_bytes(1)
-        .with_max_bytes(RESPONSE_MAX_BYTES)
+        .with_max_bytes(response_max_bytes)
         .with_session_id(0)
         .with_session_epoch(-1)
         .with_topics(
