@@ -11,7 +11,9 @@
 //! - [`controller::ControllerState`] turns requests (create, delete and repartition topics,
 //!   change configs, hand out producer ids) into records and answers, enforcing the node's
 //!   limits. It does no I/O. Its replication decisions (replica placement, fencing, leader
-//!   elections, AlterPartition) are in `controller_replication.rs`.
+//!   elections, AlterPartition) are in `controller_replication.rs`; replicas named by
+//!   clients (reassignments, KIP-455, and CreateTopics/CreatePartitions assignments) in
+//!   `controller_reassign.rs`.
 //! - [`controller_task::ControllerTask`] runs it on the controller's shard: batches calls,
 //!   persists their records in the [`store::MetadataStore`] journal (fdatasync'ed off the
 //!   shard), publishes the new image to every shard as a [`MetadataUpdate`] over the channel
@@ -20,8 +22,8 @@
 //!   leader shard.
 //!
 //! Every change goes through the controller: shards never write metadata themselves. On one
-//! node the controller is shard 0 with a local journal; a replicated cluster will put a Raft
-//! quorum behind the same state machine.
+//! node the controller is shard 0 with a local journal; on a replicated cluster a Raft
+//! quorum (`crate::cluster::raft`) is behind the same state machine.
 
 use std::sync::Arc;
 
