@@ -13,7 +13,8 @@
 //!   limits. It does no I/O. Its replication decisions (replica placement, fencing, leader
 //!   elections, AlterPartition) are in `controller_replication.rs`; replicas named by
 //!   clients (reassignments, KIP-455, and CreateTopics/CreatePartitions assignments) in
-//!   `controller_reassign.rs`.
+//!   `controller_reassign.rs`; topic requests (create, delete, repartition, configs) in
+//!   `controller_topics.rs`.
 //! - [`controller_task::ControllerTask`] runs it on the controller's shard: batches calls,
 //!   persists their records in the [`store::MetadataStore`] journal (fdatasync'ed off the
 //!   shard), publishes the new image to every shard as a [`MetadataUpdate`] over the channel
