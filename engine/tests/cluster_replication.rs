@@ -325,6 +325,24 @@ fn start_cluster_with(node_args: &[&str]) -> Cluster {
     cluster
 }
 
+/// `spate cluster reassign --wait` through `node`: `partition` of `topic` onto `replicas`.
+fn reassign_and_wait(cluster: &Cluster, node: i32, topic: &str, partition: i32, replicas: &[i32]) {
+    let partition = partition.to_string();
+    let replicas: Vec<String> = replicas.iter().map(ToString::to_string).collect();
+    let args = [
+        "cluster",
+        "reassign",
+        "--topic",
+        topic,
+        "--partition",
+        &partition,
+        "--replicas",
+        &replicas.join(","),
+        "--wait",
+    ];
+    spate(cluster, node, &args);
+}
+
 /// `spate topic create` of `TOPIC` through `node`, `PARTITIONS` partitions of `factor`
 /// replicas, with `more` arguments.
 fn create_topic(cluster: &Cluster, node: i32, factor: i16, more: &[&str]) {

@@ -45,25 +45,8 @@ fn a_broker_only_node_joins_a_running_cluster_and_takes_partitions_moved_onto_it
     // Every partition gains a replica on it, first in its list (its preferred leader).
     for partition in 0..PARTITIONS {
         let (_, _, isr) = partition_state(&cluster, partition).expect("metadata");
-        let target: Vec<String> = std::iter::once(added * 1024)
-            .chain(isr)
-            .map(|broker| broker.to_string())
-            .collect();
-        spate(
-            &cluster,
-            2,
-            &[
-                "cluster",
-                "reassign",
-                "--topic",
-                TOPIC,
-                "--partition",
-                &partition.to_string(),
-                "--replicas",
-                &target.join(","),
-                "--wait",
-            ],
-        );
+        let target: Vec<i32> = std::iter::once(added * 1024).chain(isr).collect();
+        reassign_and_wait(&cluster, 2, TOPIC, partition, &target);
     }
     wait_for_full_isr(&cluster);
     producer.send_many(&cluster, "three-nodes", 60);

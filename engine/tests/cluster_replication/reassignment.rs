@@ -71,22 +71,7 @@ fn a_partition_moves_off_a_node_and_back_through_a_kill_of_the_controllers_node(
 
     // 1. Off the leader's node: b and c are in sync, so it completes at once; b, the first
     //    in sync, leads in a new epoch, and the old leader deletes its copy.
-    let shrink = format!("{},{}", b * 1024, c * 1024);
-    spate(
-        &cluster,
-        c,
-        &[
-            "cluster",
-            "reassign",
-            "--topic",
-            TOPIC,
-            "--partition",
-            "0",
-            "--replicas",
-            &shrink,
-            "--wait",
-        ],
-    );
+    reassign_and_wait(&cluster, c, TOPIC, 0, &[b * 1024, c * 1024]);
     wait_for_leader(&cluster, 0, b * 1024);
     let old_copy = cluster.nodes[moved as usize - 1]
         .data_dir()
@@ -274,22 +259,8 @@ fn a_node_that_restarts_keeps_a_partition_moved_off_it_and_back() {
         }
     };
     produce(&cluster, &["a", "b"]);
-    for replicas in ["2048", "1024"] {
-        spate(
-            &cluster,
-            1,
-            &[
-                "cluster",
-                "reassign",
-                "--topic",
-                "solo",
-                "--partition",
-                "0",
-                "--replicas",
-                replicas,
-                "--wait",
-            ],
-        );
+    for replicas in [2048, 1024] {
+        reassign_and_wait(&cluster, 1, "solo", 0, &[replicas]);
     }
     produce(&cluster, &["c"]);
     cluster.node(1).kill9();

@@ -274,19 +274,6 @@ impl Quorum {
         }
     }
 
-    /// Whether this member is in the quorum's membership, as a voter or a learner.
-    pub fn is_member(&self) -> bool {
-        let metrics = self.raft.metrics();
-        let metrics = metrics.borrow_watched();
-        let node_id = self.options.node_id;
-        let member = metrics
-            .membership_config
-            .membership()
-            .nodes()
-            .any(|(id, _)| *id == node_id);
-        member
-    }
-
     /// Waits until this member no longer leads; answers the leader it then knows of.
     async fn until_deposed(&self) -> Option<u64> {
         self.until_metrics(|now| now.state != ServerState::Leader)
