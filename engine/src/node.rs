@@ -97,6 +97,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let listeners = bind_listeners(config.listen, shard_count)?;
     let controller_listener = crate::cluster::member::bind_controller_port(&config)?;
     let open_files_limit = raise_open_files_limit();
+    // This start's broker epoch: what its brokers register with, and what its followers
+    // name in their fetches (KIP-903), so both must be this one value.
+    let broker_epoch = spate_net::records::now_ms();
     let bootstrapped = if config.cluster.is_some() {
         crate::metadata::bootstrap::start_in_quorum(
             &config.data_dir,
@@ -106,6 +109,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         crate::metadata::bootstrap::start(
             &config.data_dir,
             controller_config(&config, shard_count as u32),
+            broker_epoch,
         )?
     };
     warn_if_descriptors_are_short(open_files_limit, bootstrapped.image.partition_count());
@@ -126,7 +130,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             config.max_connections_per_ip,
         )),
         quorum_status: Default::default(),
-        broker_epoch: spate_net::records::now_ms(),
+        broker_epoch,
         last_shutdown_clean,
         controller_lease: crate::cluster::member::ControllerLease::new(
             config

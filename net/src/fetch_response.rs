@@ -1,11 +1,13 @@
-//! The Fetch response (versions 4–12) encoded as a frame of pieces, so that the records are
+//! The Fetch response (versions 4–17) encoded as a frame of pieces, so that the records are
 //! sent from where they are (tail cache chunks, segment files) instead of being copied into
 //! one buffer first.
 //!
 //! kafka-protocol's encoder takes the records as one `Bytes`; this one writes everything else
 //! the same way, byte for byte (checked against it for every version in the tests), and
 //! leaves each partition's records as pieces of the frame, including the tagged fields of
-//! v12 (a leader's `diverging_epoch` for a follower whose log runs past its own).
+//! v12+ (a leader's `diverging_epoch` for a follower whose log runs past its own; the
+//! `current_leader` hint of KIP-951) and v16's `node_endpoints` (where those leaders are).
+//! Topics are named from v4 to v12 and identified by id from v13 (KIP-516).
 
 use bytes::BufMut;
 use kafka_protocol::messages::ApiKey;
@@ -15,7 +17,7 @@ use crate::response::{Frame, FrameBuilder, RecordPieces};
 use crate::wire::WireWrite;
 
 /// Versions this encoder writes (those the engine's Fetch handler serves).
-pub const VERSIONS: std::ops::RangeInclusive<i16> = 4..=12;
+pub const VERSIONS: std::ops::RangeInclusive<i16> = 4..=17;
 
 /// Encodes `response` as a frame with the response header for `correlation_id`. `records`
 /// holds, per topic and partition in the response's order, the records to send in place of
@@ -47,7 +49,11 @@ pub fn encode<R: RecordPieces>(
     let mut records = records.into_iter();
     for topic in &response.responses {
         let mut topic_records = records.next().unwrap_or_default().into_iter();
-        out.bytes.put_string(flexible, topic.topic.0.as_bytes());
+        if version <= 12 {
+            out.bytes.put_string(flexible, topic.topic.0.as_bytes());
+        } else {
+            out.bytes.put_slice(topic.topic_id.as_bytes());
+        }
         out.bytes.put_array_length(flexible, topic.partitions.len());
         for partition in &topic.partitions {
             let bytes = &mut out.bytes;
@@ -94,9 +100,31 @@ pub fn encode<R: RecordPieces>(
         }
     }
     if flexible {
-        out.bytes.put_no_tagged_fields(); // response tagged fields
+        put_response_tagged_fields(&mut out.bytes, version, response);
     }
     out.finish()
+}
+
+/// The response's tagged fields (v12+): v16's `node_endpoints` (tag 0), the brokers that
+/// the partitions' `current_leader` hints name, when there are any.
+fn put_response_tagged_fields(bytes: &mut bytes::BytesMut, version: i16, response: &FetchResponse) {
+    use kafka_protocol::protocol::Encodable;
+    if version < 16 || response.node_endpoints.is_empty() {
+        bytes.put_no_tagged_fields();
+        return;
+    }
+    let mut encoded = bytes::BytesMut::new();
+    encoded.put_array_length(true, response.node_endpoints.len());
+    for endpoint in &response.node_endpoints {
+        // In-memory encoding of a struct of plain fields: nothing can fail.
+        endpoint
+            .encode(&mut encoded, version)
+            .expect("a node endpoint encodes");
+    }
+    bytes.put_uvarint(1);
+    bytes.put_uvarint(0);
+    bytes.put_uvarint(encoded.len() as u32);
+    bytes.put_slice(&encoded);
 }
 
 /// A partition's tagged fields (v12+) as kafka-protocol writes them: each one that is not
@@ -191,6 +219,7 @@ mod tests {
                 all_records.push(topic_records);
                 FetchableTopicResponse::default()
                     .with_topic(TopicName(StrBytes::from_string(name.clone())))
+                    .with_topic_id(topic_id_of(name))
                     .with_partitions(partitions)
             })
             .collect();
@@ -200,6 +229,15 @@ mod tests {
             .with_session_id(0)
             .with_responses(topics);
         (response, all_records)
+    }
+
+    /// A topic id made from its name, so that each topic of a shape has its own.
+    fn topic_id_of(name: &str) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        for (i, byte) in name.bytes().enumerate() {
+            bytes[i % 16] ^= byte;
+        }
+        uuid::Uuid::from_bytes(bytes)
     }
 
     fn shape() -> impl Strategy<Value = Shape> {
@@ -250,10 +288,41 @@ mod tests {
         assert_eq!(&ours[..], &expected[..]);
     }
 
+    /// KIP-951: from v16 a partition refused with NOT_LEADER_OR_FOLLOWER names its leader
+    /// (`current_leader`) and the response says where that leader listens
+    /// (`node_endpoints`, a tagged field of the response); topics go by id from v13.
+    #[test]
+    fn the_leader_hints_of_v16_are_written_as_kafka_protocol_writes_them() {
+        use kafka_protocol::messages::fetch_response::{LeaderIdAndEpoch, NodeEndpoint};
+        let shape: Shape = vec![("hint".into(), vec![(0, 6, None, None), (1, 0, None, None)])];
+        for version in 12..=17 {
+            let (mut response, _) = response_of(&shape, true);
+            response.responses[0].partitions[0].current_leader = LeaderIdAndEpoch::default()
+                .with_leader_id(BrokerId(2048))
+                .with_leader_epoch(4);
+            if version >= 16 {
+                response.node_endpoints = vec![NodeEndpoint::default()
+                    .with_node_id(BrokerId(2048))
+                    .with_host(StrBytes::from_static_str("127.0.0.2"))
+                    .with_port(9192)
+                    .with_rack(Some(StrBytes::from_static_str("r2")))];
+            }
+            let expected = crate::encode_response(
+                ApiKey::Fetch,
+                version,
+                42,
+                &ResponseKind::Fetch(response.clone()),
+            )
+            .unwrap();
+            let ours = encode::<InlineRecords>(version, 42, &response, Vec::new()).flatten();
+            assert_eq!(&ours[..], &expected[..], "v{version}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
-        fn pieces_encode_exactly_as_kafka_protocol(shape in shape(), version in 4i16..=12) {
+        fn pieces_encode_exactly_as_kafka_protocol(shape in shape(), version in 4i16..=17) {
             let (inline_response, _) = response_of(&shape, true);
             let expected = crate::encode_response(
                 ApiKey::Fetch,

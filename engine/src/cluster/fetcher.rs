@@ -3,8 +3,10 @@
 //!
 //! [`spawn`] starts a supervisor on each shard of a cluster node. Whenever the shard's image
 //! names partitions it follows, it makes sure a session runs for each leader broker they
-//! follow. A session ([`session`]) loops: it builds one Fetch request (v12, with this
-//! shard's broker id as `replica_id`) over all the partitions it follows from that leader,
+//! follow. A session ([`session`]) loops: it builds one Fetch request (v17 as Kafka's own
+//! followers send it: topics by id, this shard's broker id and broker epoch in
+//! `replica_state`; v12 with `replica_id` to a leader that serves no newer version) over all
+//! the partitions it follows from that leader,
 //! each from its durable end with the epoch of its last batch, sends it on its own
 //! connection, and applies the answer:
 //! - batches are appended as they are (`Partition::append_replicated`: CRC and offsets
@@ -26,8 +28,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId as WireBrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::{ApiKey, BrokerId as WireBrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use spate_net::async_client::{BrokerConnection, ClientOptions};
 use spate_storage::Offset;
@@ -40,10 +42,15 @@ use crate::shard::Shard;
 const FETCH_WAIT: Duration = Duration::from_millis(500);
 /// The pause after an error, and how often the supervisor looks at the image.
 const BACKOFF: Duration = Duration::from_millis(100);
-/// Fetch v12: the last version before topic ids, with `last_fetched_epoch` (KIP-595) for
-/// divergence. Kafka's own followers use v15+ (`ReplicaState`), which needs topic ids; the
-/// broker serves up to v12 for now.
-const FETCH_VERSION: i16 = 12;
+/// The Fetch versions a follower speaks: v12 has `last_fetched_epoch` (KIP-595) for
+/// divergence, v13 topic ids, v15 `replica_state` (KIP-903: the broker epoch, so that a
+/// leader can tell a fetch from an earlier incarnation of this broker), v17 the newest
+/// Spate serves. The highest the leader serves is taken.
+const FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 12..=17;
+/// The first Fetch version that identifies topics by id.
+const TOPIC_IDS_VERSION: i16 = 13;
+/// The first Fetch version with `replica_state`.
+const REPLICA_STATE_VERSION: i16 = 15;
 /// Answers that mean "the leadership moved": wait for the image to follow.
 const LEADERSHIP_MOVED: [i16; 4] = [6, 74, 75, 3];
 /// OFFSET_OUT_OF_RANGE.
@@ -88,6 +95,7 @@ async fn supervise(shard: Rc<Shard>) {
 #[derive(Clone, Debug)]
 struct Followed {
     topic: String,
+    topic_id: uuid::Uuid,
     partition: i32,
     leader_epoch: LeaderEpoch,
 }
@@ -108,6 +116,7 @@ fn followed(image: &MetadataImage, me: BrokerId) -> BTreeMap<BrokerId, Vec<Follo
                 .or_default()
                 .push(Followed {
                     topic: topic.name.clone(),
+                    topic_id: topic.id,
                     partition: index as i32,
                     leader_epoch: assignment.leader_epoch,
                 });
@@ -160,10 +169,19 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             };
         }
         let open = connection.as_mut().expect("connected above");
-        let request = fetch_request(shard, &round);
-        tracing::trace!(%leader, partitions = ?round.iter().map(|f| (f.followed.partition, f.fetch_offset.0)).collect::<Vec<_>>(), "fetching");
+        let version = match open.version_for(ApiKey::Fetch, FETCH_VERSIONS) {
+            Ok(version) => version,
+            Err(error) => {
+                tracing::warn!(%leader, %address, %error, "the leader serves no Fetch version a follower speaks");
+                connection = None;
+                glommio::timer::sleep(BACKOFF).await;
+                continue;
+            }
+        };
+        let request = fetch_request(shard, &round, version);
+        tracing::trace!(%leader, version, partitions = ?round.iter().map(|f| (f.followed.partition, f.fetch_offset.0)).collect::<Vec<_>>(), "fetching");
         let response = open
-            .call_holding(FETCH_VERSION..=FETCH_VERSION, &request, FETCH_WAIT)
+            .call_holding(version..=version, &request, FETCH_WAIT)
             .await;
         let response = match response {
             Ok((_, response)) if response.error_code == 0 => response,
@@ -179,16 +197,27 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
                 continue;
             }
         };
+        // Answers by (topic id, partition); before v13 the answer names its topics.
+        let ids_by_name: BTreeMap<&str, uuid::Uuid> = round
+            .iter()
+            .map(|fetching| (fetching.followed.topic.as_str(), fetching.followed.topic_id))
+            .collect();
         let mut answers = BTreeMap::new();
         for topic in response.responses {
+            let id = if version >= TOPIC_IDS_VERSION {
+                Some(topic.topic_id)
+            } else {
+                ids_by_name.get(&*topic.topic.0).copied()
+            };
+            let Some(id) = id else { continue };
             for answer in topic.partitions {
-                answers.insert((topic.topic.0.to_string(), answer.partition_index), answer);
+                answers.insert((id, answer.partition_index), answer);
             }
         }
         let mut back_off = false;
         let mut appended = Vec::new();
         for fetching in &round {
-            let key = (fetching.followed.topic.clone(), fetching.followed.partition);
+            let key = (fetching.followed.topic_id, fetching.followed.partition);
             let Some(answer) = answers.remove(&key) else {
                 tracing::debug!(partition = %fetching.replica.key(), "the leader's answer leaves this partition out");
                 continue;
@@ -300,28 +329,44 @@ async fn connect(
         .map_err(|error| error.to_string())
 }
 
-/// One fetch of a round, with `--replica-fetch-max-bytes` per partition and
+/// One fetch of a round at `version`, with `--replica-fetch-max-bytes` per partition and
 /// `--replica-fetch-response-max-bytes` in all.
-fn fetch_request(shard: &Shard, round: &[Fetching]) -> FetchRequest {
+fn fetch_request(shard: &Shard, round: &[Fetching], version: i16) -> FetchRequest {
     let me = shard.broker_id();
     let config = &shard.node.config;
     let partition_max_bytes = i32::try_from(config.replica_fetch_max_bytes).unwrap_or(i32::MAX);
     let response_max_bytes =
         i32::try_from(config.replica_fetch_response_max_bytes).unwrap_or(i32::MAX);
-    let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+    let mut topics: BTreeMap<(&str, uuid::Uuid), Vec<FetchPartition>> = BTreeMap::new();
     for fetching in round {
-        topics.entry(&fetching.followed.topic).or_default().push(
-            FetchPartition::default()
-                .with_partition(fetching.followed.partition)
-                .with_current_leader_epoch(fetching.followed.leader_epoch.0)
-                .with_fetch_offset(fetching.fetch_offset.0)
-                .with_last_fetched_epoch(fetching.replica.last_epoch())
-                .with_log_start_offset(fetching.replica.log_start_offset().0)
-                .with_partition_max_bytes(partition_max_bytes),
-        );
+        let followed = &fetching.followed;
+        topics
+            .entry((&followed.topic, followed.topic_id))
+            .or_default()
+            .push(
+                FetchPartition::default()
+                    .with_partition(fetching.followed.partition)
+                    .with_current_leader_epoch(fetching.followed.leader_epoch.0)
+                    .with_fetch_offset(fetching.fetch_offset.0)
+                    .with_last_fetched_epoch(fetching.replica.last_epoch())
+                    .with_log_start_offset(fetching.replica.log_start_offset().0)
+                    .with_partition_max_bytes(partition_max_bytes),
+            );
     }
+    // From v15 the follower names itself in `replica_state`, and `replica_id` must be -1.
+    let (replica_id, replica_state) = if version >= REPLICA_STATE_VERSION {
+        (
+            WireBrokerId(-1),
+            ReplicaState::default()
+                .with_replica_id(WireBrokerId(me.0))
+                .with_replica_epoch(shard.node.broker_epoch),
+        )
+    } else {
+        (WireBrokerId(me.0), ReplicaState::default())
+    };
     FetchRequest::default()
-        .with_replica_id(WireBrokerId(me.0))
+        .with_replica_id(replica_id)
+        .with_replica_state(replica_state)
         .with_max_wait_ms(FETCH_WAIT.as_millis() as i32)
         .with_min_bytes(1)
         .with_max_bytes(response_max_bytes)
@@ -330,10 +375,14 @@ fn fetch_request(shard: &Shard, round: &[Fetching]) -> FetchRequest {
         .with_topics(
             topics
                 .into_iter()
-                .map(|(topic, partitions)| {
-                    FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-                        .with_partitions(partitions)
+                .map(|((topic, topic_id), partitions)| {
+                    let topic = if version >= TOPIC_IDS_VERSION {
+                        FetchTopic::default().with_topic_id(topic_id)
+                    } else {
+                        FetchTopic::default()
+                            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                    };
+                    topic.with_partitions(partitions)
                 })
                 .collect(),
         )

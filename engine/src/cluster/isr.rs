@@ -25,6 +25,7 @@ pub fn request_change(shard: &Rc<Shard>, partition: Rc<Partition>, wanted: Wante
             leader_epoch: wanted.leader_epoch,
             partition_epoch: wanted.partition_epoch,
             isr: wanted.isr.clone(),
+            broker_epochs: wanted.joining_broker_epochs.clone(),
         };
         let result = shard
             .controller_call(ControllerRequest::AlterPartition(change))

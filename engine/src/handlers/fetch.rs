@@ -6,6 +6,14 @@
 //! leader sends one that names a rack other than its own to an in-sync replica in that
 //! rack (`preferred_read_replica`, KIP-392).
 //!
+//! Versions: from v13 topics go by id (KIP-516; an id this broker does not know is
+//! UNKNOWN_TOPIC_ID); from v15 a follower names itself and its broker epoch in
+//! `replica_state` (KIP-903) instead of `replica_id`; from v16 a partition refused because
+//! this broker does not lead it names its leader and the response says where that leader
+//! listens (KIP-951), so a client moves without a Metadata round trip; v17 adds the
+//! follower's directory id (KIP-853), which a broker with one log directory per shard
+//! ignores.
+//!
 //! Fetch sessions (KIP-227) are declined by always answering `session_id = 0`, so clients
 //! keep sending full fetch requests. There are no transactions yet, so the last stable
 //! offset equals the high watermark and there are no aborted transactions to report.
@@ -16,6 +24,7 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::fetch_request::FetchPartition;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
 
 use spate_net::fetch_response;
 use spate_net::response::RecordPieces;
@@ -26,8 +35,15 @@ use super::{ApiSpec, Frame, RequestContext};
 use crate::partition::{Isolation, Partition, PartitionError};
 use crate::shard::Shard;
 
-/// Served versions: 13+ identify topics by id, which clients use only if we offer it.
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 12);
+/// Served versions (see the module's notes for what each adds).
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 17);
+
+/// Fetch v13 is the first to identify topics by id.
+const TOPIC_IDS_VERSION: i16 = 13;
+/// Fetch v15 is the first whose followers name themselves in `replica_state`.
+const REPLICA_STATE_VERSION: i16 = 15;
+/// Fetch v16 is the first with leader hints (KIP-951).
+const LEADER_HINTS_VERSION: i16 = 16;
 
 /// Longest long poll we honour, whatever the client asks, so a shutdown is never held up.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
@@ -44,9 +60,12 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
         let read = read_all(shard, context, &request).await;
         let now = Instant::now();
         if read.bytes >= min_bytes || read.any_error || now >= deadline {
-            let response = FetchResponse::default()
+            let mut response = FetchResponse::default()
                 .with_session_id(0)
                 .with_responses(read.topics);
+            if context.version >= LEADER_HINTS_VERSION {
+                super::leader_hints::add_to_fetch(&shard.image(), &mut response);
+            }
             for records in read.records.iter().flatten().flatten() {
                 shard.stats().fetch_records(&records.0);
             }
@@ -149,6 +168,56 @@ struct Read {
     watched: Vec<Watched>,
 }
 
+/// Who sends a fetch: a follower (its broker id and, from v15, its broker epoch, -1 when
+/// not given) or a consumer (`None`).
+fn follower_of(context: &RequestContext, request: &FetchRequest) -> Option<FollowerFetch> {
+    let (id, epoch) = if context.version >= REPLICA_STATE_VERSION {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    (id >= 0).then_some(FollowerFetch {
+        broker: crate::partition::BrokerId(id),
+        broker_epoch: epoch,
+    })
+}
+
+/// The request a partition is read for, and who asks.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    context: &'a RequestContext,
+    request: &'a FetchRequest,
+    follower: Option<FollowerFetch>,
+}
+
+/// A follower's identity in its fetch.
+#[derive(Clone, Copy, Debug)]
+struct FollowerFetch {
+    broker: crate::partition::BrokerId,
+    /// Its broker epoch (Fetch v15+), or -1.
+    broker_epoch: i64,
+}
+
+/// The name of a requested topic: from v13 its id's, `None` for an id this broker does not
+/// know.
+fn topic_name(
+    image: &crate::metadata::image::MetadataImage,
+    context: &RequestContext,
+    topic: &kafka_protocol::messages::fetch_request::FetchTopic,
+) -> Option<kafka_protocol::messages::TopicName> {
+    if context.version < TOPIC_IDS_VERSION {
+        return Some(topic.topic.clone());
+    }
+    image.topic_by_id(topic.topic_id).map(|found| {
+        kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_string(
+            found.name.clone(),
+        ))
+    })
+}
+
 async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRequest) -> Read {
     // Kafka's rule: the response holds at most the smaller of the client's max_bytes and the
     // broker's fetch.max.bytes, except that the first batch found is always sent whole
@@ -161,24 +230,30 @@ async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRe
         any_error: false,
         watched: Vec::new(),
     };
+    let follower = follower_of(context, request);
+    let image = shard.image();
     let mut seen = std::collections::HashSet::new();
     for topic in &request.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         let mut topic_records = Vec::with_capacity(topic.partitions.len());
+        let name = topic_name(&image, context, topic);
         for partition in &topic.partitions {
-            let (data, records) = if !seen.insert((&*topic.topic.0, partition.partition)) {
-                // A partition named twice would be read (and held in memory) twice: refused.
-                (repeated(partition.partition), None)
-            } else {
+            let (data, records) = if let Some(name) = name
+                .as_ref()
+                .filter(|name| seen.insert((name.0.clone(), partition.partition)))
+            {
                 let budget = match max_bytes.saturating_sub(read.bytes) {
                     0 if read.bytes == 0 => 1,
                     budget => budget,
                 };
                 match read_partition(
                     shard,
-                    context,
-                    request,
-                    &topic.topic.0,
+                    Asked {
+                        context,
+                        request,
+                        follower,
+                    },
+                    &name.0,
                     partition,
                     budget,
                     &mut read.watched,
@@ -188,6 +263,17 @@ async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRe
                     Ok((data, records)) => (data, Some(records)),
                     Err(data) => (data, None),
                 }
+            } else if name.is_some() {
+                // A partition named twice would be read (and held in memory) twice: refused.
+                (
+                    refused_as(partition.partition, ResponseError::InvalidRequest),
+                    None,
+                )
+            } else {
+                (
+                    refused_as(partition.partition, ResponseError::UnknownTopicId),
+                    None,
+                )
             };
             read.bytes += records.as_ref().map_or(0, Records::len);
             // A diverging follower is answered at once too: it truncates before anything else.
@@ -201,18 +287,20 @@ async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRe
         read.records.push(topic_records);
         read.topics.push(
             FetchableTopicResponse::default()
-                .with_topic(topic.topic.clone())
+                .with_topic(name.unwrap_or_else(|| topic.topic.clone()))
+                .with_topic_id(topic.topic_id)
                 .with_partitions(partitions),
         );
     }
     read
 }
 
-/// The answer for a partition the request names more than once.
-fn repeated(index: i32) -> PartitionData {
+/// The answer for a partition refused before it is looked up: named more than once
+/// (INVALID_REQUEST), or of a topic id this broker does not know (UNKNOWN_TOPIC_ID).
+fn refused_as(index: i32, error: ResponseError) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)
-        .with_error_code(kafka_protocol::ResponseError::InvalidRequest.code())
+        .with_error_code(error.code())
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
@@ -222,13 +310,17 @@ fn repeated(index: i32) -> PartitionData {
 /// The partition's fields and records, or the fields with an error code (records null).
 async fn read_partition(
     shard: &Rc<Shard>,
-    context: &RequestContext,
-    request: &FetchRequest,
+    asked: Asked<'_>,
     topic: &str,
     fetched: &FetchPartition,
     budget: usize,
     watched: &mut Vec<Watched>,
 ) -> Result<(PartitionData, Records), PartitionData> {
+    let Asked {
+        context,
+        request,
+        follower,
+    } = asked;
     let index = fetched.partition;
     let data = PartitionData::default()
         .with_partition_index(index)
@@ -242,7 +334,7 @@ async fn read_partition(
     };
     // Consumers that speak Fetch v11+ may read from a follower (KIP-392), as Kafka lets
     // them whatever its replica selector; older ones and followers read from the leader.
-    let consumer_reads_anywhere = context.version >= 11 && request.replica_id.0 < 0;
+    let consumer_reads_anywhere = context.version >= 11 && follower.is_none();
     let found = if consumer_reads_anywhere {
         shard
             .partitions
@@ -269,8 +361,7 @@ async fn read_partition(
             return Ok((data, Records::default()));
         }
     }
-    if request.replica_id.0 >= 0 {
-        let follower = crate::partition::BrokerId(request.replica_id.0);
+    if let Some(follower) = follower {
         return read_for_follower(shard, follower, &partition, fetched, data, budget, watched)
             .await
             .map_err(|(data, error)| refused(data, error));
@@ -332,6 +423,16 @@ fn closer_replica(
         .find(|broker| *broker != me && in_rack(*broker))
 }
 
+/// Whether the fetching follower's broker may join an ISR (Kafka's
+/// `Partition.isReplicaIsrEligible`, KIP-903): registered and unfenced in this broker's
+/// image, and the fetch either names no broker epoch or the one registered, so a fetch from
+/// an earlier incarnation of a restarted broker does not bring it back in.
+fn isr_eligible(shard: &Rc<Shard>, fetch: FollowerFetch) -> bool {
+    shard.image().broker(fetch.broker).is_some_and(|broker| {
+        !broker.fenced && (fetch.broker_epoch == -1 || fetch.broker_epoch == broker.epoch)
+    })
+}
+
 /// A follower's fetch (Kafka's replica fetch: `replica_id` is its broker id): its position
 /// moves the high watermark (and may get it back into the ISR), its log is checked for
 /// divergence from this leader's (Fetch v12's `last_fetched_epoch`: the answer then carries
@@ -339,13 +440,14 @@ fn closer_replica(
 /// durable end, waking when that advances.
 async fn read_for_follower(
     shard: &Rc<Shard>,
-    follower: crate::partition::BrokerId,
+    fetch: FollowerFetch,
     partition: &Rc<Partition>,
     fetched: &FetchPartition,
     data: PartitionData,
     budget: usize,
     watched: &mut Vec<Watched>,
 ) -> Result<(PartitionData, Records), (PartitionData, PartitionError)> {
+    let follower = fetch.broker;
     if !partition.has_replica(follower) {
         return Err((data, PartitionError::NotLeaderOrFollower));
     }
@@ -371,7 +473,12 @@ async fn read_for_follower(
             return Ok((data, Records::default()));
         }
     }
-    if let Some(wanted) = partition.follower_fetched(follower, fetch_offset) {
+    if let Some(wanted) = partition.follower_fetched(
+        follower,
+        fetch_offset,
+        isr_eligible(shard, fetch),
+        fetch.broker_epoch,
+    ) {
         crate::cluster::isr::request_change(shard, partition.clone(), wanted);
     }
     watched.push(Watched::new(partition, true));

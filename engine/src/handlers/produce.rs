@@ -37,6 +37,8 @@ pub const SPEC: ApiSpec = ApiSpec {
 const ZSTD: i16 = 4;
 /// Produce v7 is the first that may carry zstd.
 const ZSTD_MIN_PRODUCE_VERSION: i16 = 7;
+/// Produce v10 is the first with leader hints (KIP-951).
+const LEADER_HINTS_VERSION: i16 = 10;
 /// Produce requests carry no leader epoch: any is accepted.
 const ANY_LEADER_EPOCH: i32 = -1;
 
@@ -139,6 +141,7 @@ pub async fn handle(
     // Kafka's timeout_ms bounds the wait for the ISR (acks=all) of replicated partitions.
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let node = shard.node.clone();
+    let shard = shard.clone();
     Ok(Box::pin(async move {
         let deadline = Instant::now() + timeout;
         for waiting in &waits {
@@ -181,7 +184,10 @@ pub async fn handle(
                 None => Ok(None),
             };
         }
-        let response = ProduceResponse::default().with_responses(responses);
+        let mut response = ProduceResponse::default().with_responses(responses);
+        if context.version >= LEADER_HINTS_VERSION {
+            super::leader_hints::add_to_produce(&shard.image(), &mut response);
+        }
         encode(&context, &ResponseKind::Produce(response)).map(|frame| Some(frame.into()))
     }))
 }

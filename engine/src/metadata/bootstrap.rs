@@ -45,11 +45,15 @@ pub struct Bootstrapped {
     pub controller: ControllerParts,
 }
 
-/// See the module docs.
-pub fn start(data_dir: &Path, config: ControllerConfig) -> anyhow::Result<Bootstrapped> {
+/// See the module docs. `broker_epoch` is this start's, which the node's brokers register
+/// with.
+pub fn start(
+    data_dir: &Path,
+    config: ControllerConfig,
+    broker_epoch: i64,
+) -> anyhow::Result<Bootstrapped> {
     let (mut store, loaded) = MetadataStore::open(data_dir)?;
     let mut state = ControllerState::new(loaded.image, config);
-    let broker_epoch = spate_net::records::now_ms();
     let records = state.startup(loaded.legacy.as_ref(), broker_epoch);
     let unpersisted = match store.append(&records) {
         Ok(()) => {

@@ -207,6 +207,11 @@ pub struct IsrChange {
     pub partition_epoch: i32,
     /// The ISR it wants.
     pub isr: Vec<BrokerId>,
+    /// The broker epochs of joining replicas as their fetches gave them (Kafka's
+    /// `NewIsrWithEpochs`, KIP-903; -1: not given): one that is not the broker's registered
+    /// epoch is from an earlier incarnation and may not join.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub broker_epochs: Vec<(BrokerId, i64)>,
 }
 
 /// A node as it starts: what its brokers are registered with.

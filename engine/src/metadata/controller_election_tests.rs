@@ -58,6 +58,7 @@ fn a_preferred_election_moves_leadership_back_only_to_a_live_in_sync_preferred_r
         leader_epoch: failed_over.leader_epoch,
         partition_epoch: failed_over.partition_epoch,
         isr,
+        broker_epochs: Vec::new(),
     }));
     // Back in sync: the automatic rebalance would pick it, and an election moves it.
     assert!(controller

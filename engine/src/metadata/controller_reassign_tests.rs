@@ -40,6 +40,7 @@ fn joins_isr(controller: &mut ControllerState, topic_id: uuid::Uuid, joining: Br
         leader_epoch: now.leader_epoch,
         partition_epoch: now.partition_epoch,
         isr,
+        broker_epochs: Vec::new(),
     }));
     assert!(
         matches!(reply, ControllerReply::AlterPartition(Ok(_))),

@@ -332,9 +332,25 @@ impl ControllerState {
                     "broker {broker} is not a replica"
                 )));
             }
-            if !assignment.isr.contains(broker) && !self.image.is_live(*broker) {
+            if assignment.isr.contains(broker) {
+                continue;
+            }
+            if !self.image.is_live(*broker) {
                 return Err(ControllerError::IneligibleReplica(format!(
                     "broker {broker} is fenced"
+                )));
+            }
+            let stale = change.broker_epochs.iter().find(|(joining, epoch)| {
+                joining == broker
+                    && *epoch != -1
+                    && self
+                        .image
+                        .broker(*broker)
+                        .is_some_and(|registered| registered.epoch != *epoch)
+            });
+            if let Some((_, epoch)) = stale {
+                return Err(ControllerError::IneligibleReplica(format!(
+                    "broker {broker}'s epoch {epoch} is not its registered one"
                 )));
             }
         }

@@ -530,6 +530,7 @@ fn fencing_a_leader_elects_the_next_isr_member_and_alter_partition_brings_it_bac
             leader_epoch,
             partition_epoch,
             isr,
+            broker_epochs: Vec::new(),
         })
     };
     // A fenced broker cannot join.
@@ -584,6 +585,45 @@ fn fencing_a_leader_elects_the_next_isr_member_and_alter_partition_brings_it_bac
     assert_eq!(changed.leader_epoch, after.leader_epoch);
     assert_eq!(changed.partition_epoch, after.partition_epoch + 1);
     assert_eq!(assignment(&controller, 0), changed);
+}
+
+/// KIP-903: a leader names the broker epoch each joining follower's fetch carried; a fetch
+/// from an earlier incarnation of a restarted broker cannot bring it into the ISR.
+#[test]
+fn a_replica_joins_the_isr_only_with_its_current_broker_epoch() {
+    let (mut controller, topic_id) = three_nodes_with_a_replicated_topic();
+    let before = assignment(&controller, 0);
+    let victim = before.leader;
+    controller.handle(ControllerRequest::FenceNode {
+        node_id: victim.node(),
+    });
+    controller.start_node(None, &node_start(victim.node().0, 1, 99));
+    let after = assignment(&controller, 0);
+    let mut wanted = after.isr.clone();
+    wanted.push(victim);
+    let change = |broker_epoch: i64| {
+        ControllerRequest::AlterPartition(IsrChange {
+            topic_id,
+            partition: 0,
+            leader: after.leader,
+            leader_epoch: after.leader_epoch,
+            partition_epoch: after.partition_epoch,
+            isr: wanted.clone(),
+            broker_epochs: vec![(victim, broker_epoch)],
+        })
+    };
+    let (records, reply) = controller.handle(change(98));
+    assert!(records.is_empty());
+    assert!(
+        matches!(
+            reply,
+            ControllerReply::AlterPartition(Err(ControllerError::IneligibleReplica(_)))
+        ),
+        "{reply:?}"
+    );
+    let (records, reply) = controller.handle(change(99));
+    assert_eq!(records.len(), 1, "{reply:?}");
+    assert!(assignment(&controller, 0).isr.contains(&victim));
 }
 
 #[test]

@@ -146,6 +146,9 @@ pub struct WantedIsr {
     pub leader_epoch: LeaderEpoch,
     /// The partition epoch its view was made from.
     pub partition_epoch: i32,
+    /// The broker epoch each joining follower's fetch carried (KIP-903; -1: not given), so
+    /// that the controller refuses one from an earlier incarnation of its broker.
+    pub joining_broker_epochs: Vec<(BrokerId, i64)>,
 }
 
 /// The replication state shared with the log's durable-end listener.
@@ -427,8 +430,17 @@ impl Partition {
     /// A follower's fetch from `fetch_offset` (everything below it is durable there): its
     /// progress moves the high watermark. Returns the ISR this leader wants if the follower
     /// is out of the ISR and has caught up with the high watermark and this leader's term
-    /// (Kafka's rule for joining), and no change is pending already.
-    pub fn follower_fetched(&self, follower: BrokerId, fetch_offset: Offset) -> Option<WantedIsr> {
+    /// (Kafka's rule for joining), `eligible` says its broker may join (Kafka's
+    /// `isReplicaIsrEligible`: registered, unfenced, and the fetch is not from an earlier
+    /// incarnation: `broker_epoch`, -1 when the fetch did not say), and no change is pending
+    /// already.
+    pub fn follower_fetched(
+        &self,
+        follower: BrokerId,
+        fetch_offset: Offset,
+        eligible: bool,
+        broker_epoch: i64,
+    ) -> Option<WantedIsr> {
         let replication = &self.replication;
         let mut wanted = self.isr_view()?;
         let in_isr = wanted.isr.contains(&follower);
@@ -455,9 +467,11 @@ impl Partition {
             .latest_epoch()
             .map_or(Offset(0), |entry| entry.start_offset);
         let joins = !in_isr
+            && eligible
             && fetch_offset >= self.high_watermark()
             && fetch_offset >= term_start
             && !replication.isr_change_pending.replace(true);
+        wanted.joining_broker_epochs = vec![(follower, broker_epoch)];
         joins.then_some(wanted)
     }
 
@@ -502,6 +516,7 @@ impl Partition {
                 isr: isr.clone(),
                 leader_epoch: self.leader_epoch.get(),
                 partition_epoch: *partition_epoch,
+                joining_broker_epochs: Vec::new(),
             }),
             Role::Follower { .. } => None,
         }
