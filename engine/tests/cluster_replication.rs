@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use cluster_harness::{health, spate, wait_for_brokers, Cluster, WAIT};
 use harness::{batch, decode_values, fetch};
+use kafka_protocol::messages::DescribeClusterRequest;
 use spate_net::client::Client;
 
 const TOPIC: &str = "orders";
@@ -551,6 +552,40 @@ fn a_dead_nodes_leaderships_move_without_waiting_for_its_session_to_expire() {
     }
 }
 
+/// Waits until DescribeCluster v2 on `asked` lists `fenced`'s broker as fenced when asked to
+/// include fenced brokers (KIP-1073), and leaves it out otherwise.
+fn wait_for_fenced_in_describe_cluster(cluster: &Cluster, asked: i32, fenced: i32) {
+    let address = cluster.nodes[asked as usize - 1].address(0);
+    let mut client = Client::connect(address, Duration::from_secs(5)).expect("connects");
+    let listed = |client: &mut Client, include_fenced: bool| -> Vec<(i32, bool)> {
+        let request = DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_fenced_brokers(include_fenced);
+        let response = client.send(2, &request).expect("describe cluster v2");
+        response
+            .brokers
+            .iter()
+            .map(|broker| (broker.broker_id.0, broker.is_fenced))
+            .collect()
+    };
+    let broker = fenced * 1024;
+    let deadline = Instant::now() + WAIT;
+    while !listed(&mut client, true).contains(&(broker, true)) {
+        assert!(
+            Instant::now() < deadline,
+            "node {asked} never lists broker {broker} as fenced: {:?}",
+            listed(&mut client, true)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        listed(&mut client, false)
+            .iter()
+            .all(|(id, _)| *id != broker),
+        "a fenced broker is left out unless asked for"
+    );
+}
+
 #[test]
 fn a_frozen_quorum_leader_wakes_up_as_a_follower_and_rejoins_every_isr() {
     // The node that leads the controller quorum (and some partitions) is frozen past its
@@ -566,6 +601,7 @@ fn a_frozen_quorum_leader_wakes_up_as_a_follower_and_rejoins_every_isr() {
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let fenced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_until_fenced(&cluster, zombie);
+        wait_for_fenced_in_describe_cluster(&cluster, if zombie == 1 { 2 } else { 1 }, zombie);
         producer.send_many(&cluster, "during", 30);
     }));
     // SAFETY: as above.

@@ -1,4 +1,6 @@
 //! DescribeCluster (key 60): the cluster's brokers, its id and controller, from the image.
+//! v2 (KIP-1073) lists the fenced brokers too when asked (`include_fenced_brokers`), each
+//! marked `is_fenced`: how an operator sees a node that stopped heartbeating.
 
 use std::rc::Rc;
 
@@ -11,7 +13,7 @@ use super::{ApiSpec, RequestContext};
 use crate::shard::Shard;
 
 /// Served versions.
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeCluster, 0, 1);
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeCluster, 0, 2);
 
 /// endpoint_type for brokers (v1); controllers (2) are not separately addressable here.
 const ENDPOINT_BROKERS: i8 = 1;
@@ -38,14 +40,17 @@ pub fn handle(
     let image = shard.image();
     let listed = super::metadata::brokers(&image);
     let controller = super::metadata::controller_for_clients(&image, &listed, shard.broker_id());
-    let brokers = listed
-        .into_iter()
+    let include_fenced = context.version >= 2 && request.include_fenced_brokers;
+    let brokers = image
+        .brokers()
+        .filter(|broker| include_fenced || !broker.fenced)
         .map(|broker| {
             DescribeClusterBroker::default()
-                .with_broker_id(broker.node_id)
-                .with_host(broker.host)
-                .with_port(broker.port)
-                .with_rack(broker.rack)
+                .with_broker_id(kafka_protocol::messages::BrokerId(broker.id.0))
+                .with_host(StrBytes::from_string(broker.host.clone()))
+                .with_port(i32::from(broker.port))
+                .with_rack(broker.rack.clone().map(StrBytes::from_string))
+                .with_is_fenced(include_fenced && broker.fenced)
         })
         .collect();
     response

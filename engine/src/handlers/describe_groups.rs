@@ -1,4 +1,6 @@
-//! DescribeGroups (key 15): state, protocol and members with their assignments.
+//! DescribeGroups (key 15): state, protocol and members with their assignments. An unknown
+//! group is "Dead"; from v6 it also carries GROUP_ID_NOT_FOUND and a message (KIP-1043), as
+//! Kafka 4 answers.
 
 use std::rc::Rc;
 
@@ -11,12 +13,15 @@ use super::{ApiSpec, RequestContext};
 use crate::shard::Shard;
 
 /// Served versions.
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeGroups, 0, 5);
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeGroups, 0, 6);
+
+/// DescribeGroups v6 is the first to report an unknown group as an error.
+const NOT_FOUND_VERSION: i16 = 6;
 
 /// Describes each group; an unknown group is reported as "Dead", as Kafka does.
 pub fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
     let operations = crate::acl::if_requested(
@@ -34,7 +39,16 @@ pub fn handle(
                 return described.with_error_code(error_code);
             }
             let Some(summary) = shard.groups.describe(&group_id) else {
-                return described.with_group_state(StrBytes::from_static_str("Dead"));
+                let dead = described.with_group_state(StrBytes::from_static_str("Dead"));
+                if context.version < NOT_FOUND_VERSION {
+                    return dead;
+                }
+                return dead
+                    .with_error_code(kafka_protocol::ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(StrBytes::from_string(format!(
+                        "Group {} not found.",
+                        group_id.0
+                    ))));
             };
             let protocol = summary.protocol_name.clone();
             let members = summary

@@ -37,6 +37,10 @@ use crate::shard::Shard;
 
 /// Served versions (see the module's notes for what each adds).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 17);
+// The zero-copy encoder writes every version served.
+const _: () = assert!(
+    *fetch_response::VERSIONS.start() <= SPEC.min && SPEC.max <= *fetch_response::VERSIONS.end()
+);
 
 /// Fetch v13 is the first to identify topics by id.
 const TOPIC_IDS_VERSION: i16 = 13;

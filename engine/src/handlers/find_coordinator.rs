@@ -11,8 +11,10 @@ use kafka_protocol::ResponseError;
 use super::{ApiSpec, RequestContext};
 use crate::shard::Shard;
 
-/// Served versions (v4 batches keys).
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 4);
+/// Served versions: v4 batches keys; v5 only allows TRANSACTION_ABORTABLE (KIP-890) and v6
+/// the share-group key type (KIP-932), which Spate answers with INVALID_REQUEST like any
+/// key type it has no coordinator for.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;

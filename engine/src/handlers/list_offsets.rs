@@ -1,4 +1,7 @@
-//! ListOffsets (key 2): earliest, latest, by timestamp, and max timestamp.
+//! ListOffsets (key 2): earliest, latest, by timestamp, and max timestamp; from v8 the
+//! earliest local offset (KIP-405), from v9 the latest tiered offset (KIP-1005). Spate has no
+//! tiered storage, so the earliest local offset is the log start offset and the latest
+//! tiered offset is none (-1), as Kafka answers for a topic without remote storage.
 //!
 //! Earliest and latest come from the log's offsets (earliest is the log start offset, which
 //! retention and DeleteRecords move). Timestamp look-ups use the log's time index
@@ -18,11 +21,13 @@ use crate::partition::{Partition, PartitionError};
 use crate::shard::Shard;
 
 /// Served versions.
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 7);
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 9);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// KIP-405's EARLIEST_LOCAL_TIMESTAMP (v8+).
+const EARLIEST_LOCAL: i64 = -4;
 /// isolation_level value for read_committed (v2+).
 const READ_COMMITTED: i8 = 1;
 
@@ -86,9 +91,10 @@ async fn lookup(
             return Ok(Some((partition.last_stable_offset().0, -1)))
         }
         LATEST => return Ok(Some((partition.high_watermark().0, -1))),
-        EARLIEST => return Ok(Some((partition.log_start_offset().0, -1))),
+        EARLIEST | EARLIEST_LOCAL => return Ok(Some((partition.log_start_offset().0, -1))),
         MAX_TIMESTAMP => partition.max_timestamp().await?,
         target if target >= 0 => partition.offset_for_timestamp(target).await?,
+        // LATEST_TIERED (-5, v9+) among them: nothing is tiered.
         _ => None,
     };
     Ok(found.map(|(offset, timestamp)| (offset.0, timestamp)))

@@ -22,8 +22,10 @@ use crate::metadata::controller::INTERNAL_TOPICS;
 use crate::metadata::image::{MetadataImage, TopicImage};
 use crate::shard::Shard;
 
-/// Served versions (13 changes nothing we need; 12 is what PROTOCOL.md recommends).
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 12);
+/// Served versions: v13 adds only a top-level error code (KIP-1102's REBOOTSTRAP_REQUIRED),
+/// which Spate never sets. Topics carry their ids from v10, which clients need before they
+/// fetch by id (Fetch v13+).
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 13);
 
 /// Describes the requested topics (all of them when the list is null, or empty at v0).
 pub async fn handle(
@@ -48,13 +50,7 @@ pub async fn handle(
         acl::topic_operations(),
     );
     let image = shard.image();
-    // A node whose controller lease expired names no leader for the replicated partitions
-    // it still leads in its image: the controller has moved them (cluster::member).
-    let fenced = shard
-        .node
-        .controller_lease
-        .expired()
-        .then(|| shard.node.node_id());
+    let fenced = fenced_node(shard);
     let topics = match requested {
         None => image
             .topics()
@@ -94,6 +90,17 @@ pub async fn handle(
             request.include_cluster_authorized_operations,
             acl::cluster_operations(),
         ))
+}
+
+/// This node when its controller lease expired: it then names no leader for the replicated
+/// partitions it still leads in its image, since the controller has moved them
+/// (cluster::member).
+pub(super) fn fenced_node(shard: &Shard) -> Option<crate::partition::NodeId> {
+    shard
+        .node
+        .controller_lease
+        .expired()
+        .then(|| shard.node.node_id())
 }
 
 /// The controller id to tell clients: one of `listed`, the brokers of the same answer.
@@ -138,7 +145,7 @@ pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
 /// A topic's partitions; one whose leader is fenced has no leader for now
 /// (LEADER_NOT_AVAILABLE: the client asks again), and neither has a replicated one led by
 /// `fenced_node`, this node when its controller lease expired.
-fn describe_topic(
+pub(super) fn describe_topic(
     image: &MetadataImage,
     topic: &TopicImage,
     authorized_operations: i32,

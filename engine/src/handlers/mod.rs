@@ -24,6 +24,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod errors;
 pub mod fetch;
@@ -127,6 +128,7 @@ pub const APIS: &[ApiSpec] = &[
     alter_configs::INCREMENTAL_SPEC,
     describe_log_dirs::SPEC,
     describe_quorum::SPEC,
+    describe_topic_partitions::SPEC,
     elect_leaders::SPEC,
     reassignments::ALTER_SPEC,
     reassignments::LIST_SPEC,
@@ -293,6 +295,9 @@ pub async fn dispatch(
         }
         RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
             alter_configs::handle_incremental(shard, &context, body).await,
+        ),
+        RequestKind::DescribeTopicPartitions(body) => ResponseKind::DescribeTopicPartitions(
+            describe_topic_partitions::handle(shard, &context, body),
         ),
         RequestKind::DescribeQuorum(body) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(shard, &context, body))
