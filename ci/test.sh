@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Spate's whole test suite, from a fresh Debian machine (run as root) to a verdict:
-#   1. install what is missing: kcat, promtool and nft (always), and python3/pip/venv,
-#      node/npm only if absent;
-#   2. the Python clients in ci/.venv (ci/requirements.txt) and kafkajs in ci/node (npm ci);
+#   1. install what is missing: kcat, promtool, nft, Go and Sarama's sources (always), and
+#      python3/pip/venv, node/npm only if absent;
+#   2. the Python clients in ci/.venv (ci/requirements.txt), kafka-python 3 in
+#      ci/.venv-kafka-python3 (ci/requirements-kafka-python3.txt), kafkajs in ci/node (npm ci);
 #   3. cargo build --release, cargo test --workspace --release;
 #   4. pytest ci/compat: real clients against real `target/release/spate` processes (the
 #      client tests first once more with fetches served from sealed segments by splice).
@@ -63,6 +64,9 @@ command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # nft makes the network partitions of the cluster tests (ci/compat/netfaults.py).
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# Go and Sarama's sources for ci/compat/test_sarama.py (built offline in GOPATH mode).
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+[[ -d /usr/share/gocode/src/github.com/Shopify/sarama ]] || missing+=(golang-github-shopify-sarama-dev)
 
 if ((${#missing[@]})); then
     step "installing system packages: ${missing[*]}"
@@ -73,7 +77,7 @@ if ((${#missing[@]})); then
     # only promtool.
     pkill -x prometheus 2>/dev/null || true
 else
-    step "system packages present (kcat, python3, pip, venv, node, npm, promtool, nft)"
+    step "system packages present (kcat, python3, pip, venv, node, npm, promtool, nft, go, sarama)"
 fi
 
 # --- 2. client libraries --------------------------------------------------------------------
@@ -85,6 +89,19 @@ fi
 step "pip install -r ci/requirements.txt"
 run "pip install" "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
     -r "$CI_DIR/requirements.txt"
+
+VENV_KP3="$CI_DIR/.venv-kafka-python3"
+if ! "$VENV_KP3/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    step "creating $VENV_KP3"
+    rm -rf "$VENV_KP3"
+    run "python3 -m venv (kafka-python 3)" python3 -m venv "$VENV_KP3"
+fi
+step "pip install -r ci/requirements-kafka-python3.txt (its own virtualenv)"
+run "pip install (kafka-python 3)" "$VENV_KP3/bin/python" -m pip install -q \
+    --disable-pip-version-check -r "$CI_DIR/requirements-kafka-python3.txt"
+# Every client family runs: a missing one fails its test instead of skipping it.
+export SPATE_REQUIRE_ALL_CLIENTS=1
+export SPATE_KAFKA_PYTHON3="$VENV_KP3/bin/python"
 
 step "npm ci (kafkajs) in ci/node"
 run "npm ci" bash -c "cd '$CI_DIR/node' && npm ci --no-audit --no-fund --loglevel=error"
@@ -145,7 +162,8 @@ set +e
 step "pytest: client tests over the zero-copy fetch path"
 SPATE_CI_BROKER_ARGS="--tail-cache-bytes 0 --segment-bytes 65536" \
     "$VENV/bin/python" -m pytest "$CI_DIR/compat/test_confluent.py" "$CI_DIR/compat/test_kafka_python.py" \
-    "$CI_DIR/compat/test_kafkajs.py" "$CI_DIR/compat/test_kcat.py" -q --timeout="$PYTEST_TIMEOUT_S" "$@"
+    "$CI_DIR/compat/test_kafkajs.py" "$CI_DIR/compat/test_kcat.py" "$CI_DIR/compat/test_aiokafka.py" \
+    "$CI_DIR/compat/test_kafka_python3.py" "$CI_DIR/compat/test_sarama.py" -q --timeout="$PYTEST_TIMEOUT_S" "$@"
 zero_copy_status=$?
 step "pytest ci/compat (timeout ${PYTEST_TIMEOUT_S}s per test)"
 # nft is installed above: the network-partition tests must run, not skip.
