@@ -14,6 +14,8 @@
 //!   [`partition::PartitionTable::leader`] and change metadata only through the controller
 //!   ([`shard::Shard::controller_call`]).
 //! - [`config`] and [`topic_config`] hold broker settings and Kafka's topic configs.
+//! - [`stats`] serves `/stats` and `/metrics` from per-shard counters; [`latency`] and
+//!   [`request_errors`] feed its request latency and error families.
 //! - [`cluster`] is the replicated cluster in progress: the controller quorum's Raft
 //!   ([`cluster::raft`]), the only module that names openraft.
 //!
@@ -37,6 +39,7 @@ pub mod node;
 pub mod notify;
 pub mod oneshot;
 pub mod partition;
+pub mod request_errors;
 pub mod shard;
 pub mod shutdown_marker;
 pub mod splice;

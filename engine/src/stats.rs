@@ -24,6 +24,9 @@ use crate::latency::write_histogram;
 
 /// Kafka API keys counted individually (higher keys share the last slot).
 const API_KEY_SLOTS: usize = 96;
+/// Error codes counted per API: -1 (UNKNOWN_SERVER_ERROR) up to `ERROR_SLOTS - 2`, Kafka's
+/// highest code with room to spare; a higher one counts in the last slot.
+const ERROR_SLOTS: usize = 160;
 
 /// The kinds of cross-shard interaction a shard can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +93,8 @@ impl FetchSource {
 #[repr(align(128))]
 pub struct ShardStats {
     requests: [AtomicU64; API_KEY_SLOTS],
+    /// Error codes in responses, by API and code: `[api * ERROR_SLOTS + code + 1]`.
+    request_errors: Box<[AtomicU64]>,
     request_bytes: AtomicU64,
     connections_accepted: AtomicU64,
     connections_closed: AtomicU64,
@@ -108,6 +113,9 @@ impl Default for ShardStats {
     fn default() -> Self {
         ShardStats {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            request_errors: (0..API_KEY_SLOTS * ERROR_SLOTS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             request_bytes: AtomicU64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
@@ -131,6 +139,29 @@ impl ShardStats {
         let slot = (api_key.max(0) as usize).min(API_KEY_SLOTS - 1);
         add(&self.requests[slot], 1);
         add(&self.request_bytes, bytes as u64);
+    }
+
+    /// The error codes of a response to Kafka API `api_key` (see `request_errors`).
+    pub fn response_errors(&self, api_key: i16, each: impl FnOnce(&mut dyn FnMut(i16))) {
+        let api = (api_key.max(0) as usize).min(API_KEY_SLOTS - 1);
+        each(&mut |code| {
+            let slot = (i32::from(code) + 1).clamp(0, ERROR_SLOTS as i32 - 1) as usize;
+            add(&self.request_errors[api * ERROR_SLOTS + slot], 1);
+        });
+    }
+
+    /// (API slot, error code, count) of every error counted.
+    fn request_errors(&self) -> impl Iterator<Item = (usize, i16, u64)> + '_ {
+        self.request_errors
+            .iter()
+            .enumerate()
+            .filter_map(|(index, counter)| {
+                let count = Self::read(counter);
+                (count > 0).then(|| {
+                    let code = (index % ERROR_SLOTS) as i16 - 1;
+                    (index / ERROR_SLOTS, code, count)
+                })
+            })
     }
 
     /// A connection accepted.
@@ -286,11 +317,19 @@ impl NodeStats {
                         requests.insert(api_name(key), count.into());
                     }
                 }
+                let mut errors = serde_json::Map::new();
+                for (key, code, count) in stats.request_errors() {
+                    let api = errors
+                        .entry(api_name(key))
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                    api[crate::request_errors::error_name(code)] = count.into();
+                }
                 let accepted = ShardStats::read(&stats.connections_accepted);
                 let closed = ShardStats::read(&stats.connections_closed);
                 let mut shard = serde_json::json!({
                     "shard": id,
                     "requests": requests,
+                    "request_errors": errors,
                     "request_bytes": ShardStats::read(&stats.request_bytes),
                     "connections_accepted": accepted,
                     "connections_open": accepted.saturating_sub(closed),
@@ -386,6 +425,17 @@ impl NodeStats {
                 }
             }
         }
+        family(&mut text, "spate_request_errors_total", "counter");
+        for (id, stats) in self.shards.iter().enumerate() {
+            for (key, code, count) in stats.request_errors() {
+                let api = api_name(key);
+                let error = crate::request_errors::error_name(code);
+                let _ = writeln!(
+                    text,
+                    "spate_request_errors_total{{shard=\"{id}\",api=\"{api}\",error=\"{error}\"}} {count}"
+                );
+            }
+        }
         let gauges: [Series; 4] = [
             ("spate_request_bytes_total", "counter", |stats| {
                 ShardStats::read(&stats.request_bytes)
@@ -464,6 +514,7 @@ const HELP: &[(&str, &str)] = &[
     ("spate_fsync_latency_seconds", "Time of each group commit's fdatasync."),
     ("spate_group_commit_bytes", "Bytes written by each group commit (from the block-aligned start)."),
     ("spate_requests_total", "Requests received, by Kafka API."),
+    ("spate_request_errors_total", "Error codes in responses, by Kafka API and error: each topic's, partition's or group's code counts once, as in Kafka's ErrorsPerSec (NONE is left out)."),
     ("spate_request_bytes_total", "Bytes of the request frames received."),
     ("spate_connections_accepted_total", "Client connections accepted."),
     ("spate_connections_open", "Client connections open now."),

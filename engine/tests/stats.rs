@@ -154,6 +154,64 @@ fn produce_and_fetch_stay_on_their_shard() {
     promtool_check(&metrics);
 }
 
+/// The error codes of responses, per shard, API and error, summed over the shards.
+fn request_errors(stats: &serde_json::Value, api: &str, error: &str) -> u64 {
+    stats["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| shard["request_errors"][api][error].as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn response_errors_are_counted_by_api_and_error() {
+    let stats_port = free_port_range(1);
+    let address = format!("127.0.0.1:{stats_port}");
+    let broker = Broker::start_with_args(2, &["--stats-listen", &address]);
+    create_topic(&mut broker.client(0), "errs", 1);
+    let owner = shard_for("errs", 0, 2).0 as usize;
+    let before = stats(stats_port);
+    // Three produces and two fetches to the shard that does not lead the partition, a fetch
+    // of a topic that does not exist, and answers without errors beside them.
+    let mut wrong = broker.client(1 - owner);
+    for _ in 0..3 {
+        let response = produce(&mut wrong, "errs", 0, batch(&["x"], None), -1);
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 6);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            fetch(&mut wrong, "errs", 0, 0, 0).responses[0].partitions[0].error_code,
+            6
+        );
+    }
+    let missing = fetch(&mut broker.client(owner), "no-such-topic", 0, 0, 0);
+    assert_eq!(missing.responses[0].partitions[0].error_code, 3);
+    let mut right = broker.client(owner);
+    for _ in 0..4 {
+        produce(&mut right, "errs", 0, batch(&["y"], None), -1);
+    }
+    let after = stats(stats_port);
+    let counted = |api: &str, error: &str| {
+        request_errors(&after, api, error) - request_errors(&before, api, error)
+    };
+    assert_eq!(counted("Produce", "NOT_LEADER_OR_FOLLOWER"), 3, "{after:#}");
+    assert_eq!(counted("Fetch", "NOT_LEADER_OR_FOLLOWER"), 2, "{after:#}");
+    assert_eq!(
+        counted("Fetch", "UNKNOWN_TOPIC_OR_PARTITION"),
+        1,
+        "{after:#}"
+    );
+    assert_eq!(counted("Produce", "NONE"), 0, "no error is not an error");
+    let metrics = get(stats_port, "/metrics");
+    let wrong_shard = 1 - owner;
+    let line = format!(
+        "spate_request_errors_total{{shard=\"{wrong_shard}\",api=\"Produce\",error=\"NOT_LEADER_OR_FOLLOWER\"}} 3"
+    );
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    promtool_check(&metrics);
+}
+
 /// `promtool check metrics` (Prometheus' linter) finds nothing in `metrics`. Skipped with a
 /// line where promtool is not installed, unless SPATE_REQUIRE_PROMTOOL=1 (ci/test.sh
 /// installs it and sets that).

@@ -70,6 +70,11 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
             if context.version >= LEADER_HINTS_VERSION {
                 super::leader_hints::add_to_fetch(&shard.image(), &mut response);
             }
+            shard
+                .stats()
+                .response_errors(context.api_key as i16, |count| {
+                    crate::request_errors::fetch_errors(&response, count)
+                });
             for records in read.records.iter().flatten().flatten() {
                 shard.stats().fetch_records(&records.0);
             }

@@ -329,6 +329,11 @@ pub async fn dispatch(
             )))
         }
     };
+    shard
+        .stats()
+        .response_errors(context.api_key as i16, |count| {
+            crate::request_errors::each_error(&response, count)
+        });
     Ok(ready(Some(encode(&context, &response)?.into())))
 }
 

@@ -188,6 +188,11 @@ pub async fn handle(
         if context.version >= LEADER_HINTS_VERSION {
             super::leader_hints::add_to_produce(&shard.image(), &mut response);
         }
+        shard
+            .stats()
+            .response_errors(context.api_key as i16, |count| {
+                crate::request_errors::produce_errors(&response, count)
+            });
         encode(&context, &ResponseKind::Produce(response)).map(|frame| Some(frame.into()))
     }))
 }
