@@ -42,6 +42,7 @@ pub struct ConfigFile {
     log_cleaner_io_max_bytes_per_second: Option<u64>,
     log_cleaner_dedupe_buffer_size: Option<usize>,
     stats_listen: Option<SocketAddr>,
+    metrics_topic_labels: Option<bool>,
     max_partitions_per_request: Option<u32>,
     max_broker_partitions: Option<u64>,
     auto_create_topics_max_per_request: Option<usize>,
@@ -164,6 +165,12 @@ pub struct ServeArgs {
     /// `GET /metrics` (Prometheus). [default: off]
     #[arg(long, env = "SPATE_STATS_LISTEN")]
     pub stats_listen: Option<SocketAddr>,
+    /// Label the per-topic families of `/metrics` (`spate_bytes_in_total`,
+    /// `spate_bytes_out_total`) with their topic; `false` sums every topic into one series
+    /// per shard, for clusters with so many topics that a series each would be too many.
+    /// [default: true]
+    #[arg(long, env = "SPATE_METRICS_TOPIC_LABELS")]
+    pub metrics_topic_labels: Option<bool>,
     /// Most partitions one CreateTopics or CreatePartitions request may create; larger
     /// requests are refused with POLICY_VIOLATION (Kafka's fixed limit is 10000).
     /// [default: 10000]
@@ -319,6 +326,8 @@ pub struct BrokerConfig {
     pub cleaner: CleanerConfig,
     /// Where the stats endpoint listens, if anywhere.
     pub stats_listen: Option<SocketAddr>,
+    /// Whether per-topic metrics carry a topic label.
+    pub metrics_topic_labels: bool,
     /// Most partitions one request may create.
     pub max_partitions_per_request: u32,
     /// Most partitions this node may hold (max.broker.partitions).
@@ -491,6 +500,10 @@ impl ServeArgs {
                 },
             },
             stats_listen: self.stats_listen.or(file.stats_listen),
+            metrics_topic_labels: self
+                .metrics_topic_labels
+                .or(file.metrics_topic_labels)
+                .unwrap_or(true),
             max_partitions_per_request: self
                 .max_partitions_per_request
                 .or(file.max_partitions_per_request)

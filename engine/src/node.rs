@@ -114,7 +114,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     };
     warn_if_descriptors_are_short(open_files_limit, bootstrapped.image.partition_count());
     let stats = Arc::new(
-        crate::stats::NodeStats::new(shard_count, started).with_data_dir(config.data_dir.clone()),
+        crate::stats::NodeStats::new(shard_count, started)
+            .with_data_dir(config.data_dir.clone())
+            .with_topic_labels(config.metrics_topic_labels),
     );
     if let Some(address) = config.stats_listen {
         crate::stats::serve(address, stats.clone())?;

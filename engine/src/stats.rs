@@ -103,6 +103,11 @@ pub struct ShardStats {
     fetch_record_bytes: [AtomicU64; FetchSource::ALL.len()],
     /// Produced batch bytes appended: [received in place, copied].
     produce_append_bytes: [AtomicU64; 2],
+    /// Bytes in and out by topic (`""` for all of them when topic labels are off), created
+    /// on a partition's first use of it ([`ShardStats::topic_traffic`]).
+    topics: std::sync::Mutex<std::collections::BTreeMap<String, Arc<TopicTraffic>>>,
+    /// Whether `topics` is keyed by topic (`--metrics-topic-labels`).
+    topic_labels: std::sync::atomic::AtomicBool,
     /// Request latency per API and stage (see `latency`).
     pub latencies: crate::latency::RequestLatencies,
     /// What the shard's logs record: fdatasync latency, group commit sizes.
@@ -123,9 +128,33 @@ impl Default for ShardStats {
             cross_shard: std::array::from_fn(|_| AtomicU64::new(0)),
             fetch_record_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
             produce_append_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
+            topics: Default::default(),
+            topic_labels: std::sync::atomic::AtomicBool::new(true),
             latencies: Default::default(),
             log_metrics: Default::default(),
         }
+    }
+}
+
+/// A topic's traffic on one shard, as Kafka's BytesInPerSec and BytesOutPerSec count it:
+/// produced batch bytes appended by the leader, and record bytes sent to consumers
+/// (replication is neither). Handlers look the handle up per partition answered
+/// ([`ShardStats::topic_traffic`]).
+#[derive(Default)]
+pub struct TopicTraffic {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl TopicTraffic {
+    /// Produced bytes appended.
+    pub fn bytes_in(&self, bytes: usize) {
+        add(&self.bytes_in, bytes as u64);
+    }
+
+    /// Record bytes sent to a consumer.
+    pub fn bytes_out(&self, bytes: usize) {
+        add(&self.bytes_out, bytes as u64);
     }
 }
 
@@ -162,6 +191,45 @@ impl ShardStats {
                     (index / ERROR_SLOTS, code, count)
                 })
             })
+    }
+
+    /// The traffic counters of `topic` on this shard (shared by all topics when topic labels
+    /// are off). Takes an uncontended lock (the scrape is the only other taker): a produce
+    /// takes it once per partition appended to, a fetch once per partition with records.
+    pub fn topic_traffic(&self, topic: &str) -> Arc<TopicTraffic> {
+        let key = if self.topic_labels.load(Ordering::Relaxed) {
+            topic
+        } else {
+            ""
+        };
+        let mut topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(found) = topics.get(key) {
+            return found.clone();
+        }
+        let traffic = Arc::new(TopicTraffic::default());
+        topics.insert(key.to_string(), traffic.clone());
+        traffic
+    }
+
+    /// (topic, bytes in, bytes out) of every topic counted, `""` for all of them.
+    fn topic_bytes(&self) -> Vec<(String, u64, u64)> {
+        let topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        topics
+            .iter()
+            .map(|(topic, traffic)| {
+                (
+                    topic.clone(),
+                    Self::read(&traffic.bytes_in),
+                    Self::read(&traffic.bytes_out),
+                )
+            })
+            .collect()
     }
 
     /// A connection accepted.
@@ -324,9 +392,20 @@ impl NodeStats {
                         .or_insert_with(|| serde_json::Value::Object(Default::default()));
                     api[crate::request_errors::error_name(code)] = count.into();
                 }
+                let topics: serde_json::Map<String, serde_json::Value> = stats
+                    .topic_bytes()
+                    .into_iter()
+                    .map(|(topic, bytes_in, bytes_out)| {
+                        (
+                            topic,
+                            serde_json::json!({"bytes_in": bytes_in, "bytes_out": bytes_out}),
+                        )
+                    })
+                    .collect();
                 let accepted = ShardStats::read(&stats.connections_accepted);
                 let closed = ShardStats::read(&stats.connections_closed);
                 let mut shard = serde_json::json!({
+                    "topics": topics,
                     "shard": id,
                     "requests": requests,
                     "request_errors": errors,
@@ -436,6 +515,23 @@ impl NodeStats {
                 );
             }
         }
+        for (family_name, pick) in [
+            ("spate_bytes_in_total", 0usize),
+            ("spate_bytes_out_total", 1usize),
+        ] {
+            family(&mut text, family_name, "counter");
+            for (id, stats) in self.shards.iter().enumerate() {
+                for (topic, bytes_in, bytes_out) in stats.topic_bytes() {
+                    let value = if pick == 0 { bytes_in } else { bytes_out };
+                    let topic_label = if topic.is_empty() {
+                        String::new()
+                    } else {
+                        format!(",topic=\"{}\"", escape_label(&topic))
+                    };
+                    let _ = writeln!(text, "{family_name}{{shard=\"{id}\"{topic_label}}} {value}");
+                }
+            }
+        }
         let gauges: [Series; 4] = [
             ("spate_request_bytes_total", "counter", |stats| {
                 ShardStats::read(&stats.request_bytes)
@@ -473,12 +569,30 @@ impl NodeStats {
 }
 
 impl NodeStats {
+    /// Whether per-topic families carry a topic label (`--metrics-topic-labels`); set before
+    /// the shards start.
+    pub fn with_topic_labels(self, labelled: bool) -> NodeStats {
+        for shard in &self.shards {
+            shard.topic_labels.store(labelled, Ordering::Relaxed);
+        }
+        self
+    }
+
     /// Bytes available to the broker on the data directory's file system.
     fn disk_free_bytes(&self) -> Option<u64> {
         let dir = self.data_dir.as_ref()?;
         let (_, available) = crate::host::file_system_bytes(dir).ok()?;
         u64::try_from(available).ok()
     }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped. (Topic names
+/// allow only [a-zA-Z0-9._-], but a name from an older catalog is not re-checked here.)
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// `{api: {stage: {count, sum_s}}}` for the APIs with requests.
@@ -515,6 +629,8 @@ const HELP: &[(&str, &str)] = &[
     ("spate_group_commit_bytes", "Bytes written by each group commit (from the block-aligned start)."),
     ("spate_requests_total", "Requests received, by Kafka API."),
     ("spate_request_errors_total", "Error codes in responses, by Kafka API and error: each topic's, partition's or group's code counts once, as in Kafka's ErrorsPerSec (NONE is left out)."),
+    ("spate_bytes_in_total", "Produced batch bytes appended by partition leaders, by topic (one series per shard without --metrics-topic-labels)."),
+    ("spate_bytes_out_total", "Record bytes sent in fetch responses to consumers (not followers), by topic (one series per shard without --metrics-topic-labels)."),
     ("spate_request_bytes_total", "Bytes of the request frames received."),
     ("spate_connections_accepted_total", "Client connections accepted."),
     ("spate_connections_open", "Client connections open now."),

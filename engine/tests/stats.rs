@@ -212,6 +212,79 @@ fn response_errors_are_counted_by_api_and_error() {
     promtool_check(&metrics);
 }
 
+/// (bytes in, bytes out) of `topic` (`""`: all topics, labels off), summed over the shards.
+fn topic_bytes(stats: &serde_json::Value, topic: &str) -> (u64, u64) {
+    stats["shards"]
+        .as_array()
+        .expect("shards")
+        .iter()
+        .map(|shard| {
+            let traffic = &shard["topics"][topic];
+            (
+                traffic["bytes_in"].as_u64().unwrap_or(0),
+                traffic["bytes_out"].as_u64().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+}
+
+#[test]
+fn bytes_in_and_out_are_counted_by_topic_or_in_one_series() {
+    for labelled in [true, false] {
+        let stats_port = free_port_range(1);
+        let address = format!("127.0.0.1:{stats_port}");
+        let labels = labelled.to_string();
+        let broker = Broker::start_with_args(
+            2,
+            &[
+                "--stats-listen",
+                &address,
+                "--metrics-topic-labels",
+                &labels,
+            ],
+        );
+        create_topic(&mut broker.client(0), "ins", 2);
+        create_topic(&mut broker.client(0), "outs", 1);
+        let mut produced = std::collections::HashMap::new();
+        let mut fetched = std::collections::HashMap::new();
+        for (topic, partitions, records) in [("ins", 2, 3), ("outs", 1, 5)] {
+            for partition in 0..partitions {
+                let mut client = broker.client(shard_for(topic, partition, 2).0 as usize);
+                for n in 0..records {
+                    let batch = batch(&[&format!("{topic}-{partition}-{n}")], None);
+                    *produced.entry(topic).or_insert(0) += batch.len() as u64;
+                    let response = produce(&mut client, topic, partition, batch, -1);
+                    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+                }
+                let response = fetch(&mut client, topic, partition, 0, 0);
+                let records = response.responses[0].partitions[0].records.clone();
+                *fetched.entry(topic).or_insert(0) += records.map_or(0, |r| r.len() as u64);
+            }
+        }
+        let after = stats(stats_port);
+        let metrics = get(stats_port, "/metrics");
+        if labelled {
+            for topic in ["ins", "outs"] {
+                assert_eq!(
+                    topic_bytes(&after, topic),
+                    (produced[topic], fetched[topic]),
+                    "{topic}: {after:#}"
+                );
+            }
+            assert!(
+                metrics.contains("spate_bytes_in_total{shard=\""),
+                "{metrics}"
+            );
+            assert!(metrics.contains(",topic=\"outs\"}"), "{metrics}");
+        } else {
+            let all = (produced.values().sum(), fetched.values().sum());
+            assert_eq!(topic_bytes(&after, ""), all, "{after:#}");
+            assert!(!metrics.contains("topic=\""), "{metrics}");
+        }
+        promtool_check(&metrics);
+    }
+}
+
 /// `promtool check metrics` (Prometheus' linter) finds nothing in `metrics`. Skipped with a
 /// line where promtool is not installed, unless SPATE_REQUIRE_PROMTOOL=1 (ci/test.sh
 /// installs it and sets that).

@@ -75,8 +75,23 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
                 .response_errors(context.api_key as i16, |count| {
                     crate::request_errors::fetch_errors(&response, count)
                 });
-            for records in read.records.iter().flatten().flatten() {
-                shard.stats().fetch_records(&records.0);
+            let consumer = follower_of(context, &request).is_none();
+            for (records, topic) in read
+                .records
+                .iter()
+                .zip(&response.responses)
+                .flat_map(|(records, topic)| records.iter().map(move |one| (one, topic)))
+            {
+                if let Some(records) = records.as_ref().filter(|records| !records.0.is_empty()) {
+                    shard.stats().fetch_records(&records.0);
+                    // As Kafka's BytesOutPerSec: consumers' reads, not replication.
+                    if consumer {
+                        shard
+                            .stats()
+                            .topic_traffic(&topic.topic.0)
+                            .bytes_out(records.0.len());
+                    }
+                }
             }
             return fetch_response::encode(
                 context.version,

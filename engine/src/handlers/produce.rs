@@ -293,9 +293,11 @@ async fn append(
     };
     let appended = partition.append(produced).map_err(refused)?;
     if !appended.duplicate {
-        shard
-            .stats()
-            .produce_append(appended.appended_bytes, appended.in_place);
+        let stats = shard.stats();
+        stats.produce_append(appended.appended_bytes, appended.in_place);
+        stats
+            .topic_traffic(&partition.key().topic)
+            .bytes_in(appended.appended_bytes);
     }
     Ok((partition, appended))
 }
