@@ -197,11 +197,16 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
                 continue;
             }
         };
-        // Answers by (topic id, partition); before v13 the answer names its topics.
-        let ids_by_name: BTreeMap<&str, uuid::Uuid> = round
-            .iter()
-            .map(|fetching| (fetching.followed.topic.as_str(), fetching.followed.topic_id))
-            .collect();
+        // Answers by (topic id, partition); before v13 the answer names its topics, whose ids
+        // the round knows.
+        let ids_by_name: BTreeMap<&str, uuid::Uuid> = if version < TOPIC_IDS_VERSION {
+            round
+                .iter()
+                .map(|fetching| (fetching.followed.topic.as_str(), fetching.followed.topic_id))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         let mut answers = BTreeMap::new();
         for topic in response.responses {
             let id = if version >= TOPIC_IDS_VERSION {

@@ -60,8 +60,9 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
+    let follower = follower_of(context, &request);
     loop {
-        let read = read_all(shard, context, &request).await;
+        let read = read_all(shard, context, &request, follower).await;
         let now = Instant::now();
         if read.bytes >= min_bytes || read.any_error || now >= deadline {
             let mut response = FetchResponse::default()
@@ -75,7 +76,6 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
                 .response_errors(context.api_key as i16, |count| {
                     crate::request_errors::fetch_errors(&response, count)
                 });
-            let consumer = follower_of(context, &request).is_none();
             for (records, topic) in read
                 .records
                 .iter()
@@ -85,7 +85,7 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
                 if let Some(records) = records.as_ref().filter(|records| !records.0.is_empty()) {
                     shard.stats().fetch_records(&records.0);
                     // As Kafka's BytesOutPerSec: consumers' reads, not replication.
-                    if consumer {
+                    if follower.is_none() {
                         shard
                             .stats()
                             .topic_traffic(&topic.topic.0)
@@ -242,7 +242,12 @@ fn topic_name(
     })
 }
 
-async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRequest) -> Read {
+async fn read_all(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: &FetchRequest,
+    follower: Option<FollowerFetch>,
+) -> Read {
     // Kafka's rule: the response holds at most the smaller of the client's max_bytes and the
     // broker's fetch.max.bytes, except that the first batch found is always sent whole
     // (KIP-74), so a max_bytes of 0 gets exactly one batch.
@@ -254,7 +259,6 @@ async fn read_all(shard: &Rc<Shard>, context: &RequestContext, request: &FetchRe
         any_error: false,
         watched: Vec::new(),
     };
-    let follower = follower_of(context, request);
     let image = shard.image();
     let mut seen = std::collections::HashSet::new();
     for topic in &request.topics {
