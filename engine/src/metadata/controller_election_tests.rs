@@ -48,7 +48,7 @@ fn a_preferred_election_moves_leadership_back_only_to_a_live_in_sync_preferred_r
         );
         controller.start_node(None, &node_start(preferred.node().0, 1, 77));
     }
-    assert!(controller.imbalanced_partitions(10).is_empty());
+    assert!(controller.imbalanced_partitions(1000).is_empty());
     let mut isr = failed_over.isr.clone();
     isr.push(preferred);
     controller.handle(ControllerRequest::AlterPartition(IsrChange {
@@ -62,7 +62,7 @@ fn a_preferred_election_moves_leadership_back_only_to_a_live_in_sync_preferred_r
     }));
     // Back in sync: the automatic rebalance would pick it, and an election moves it.
     assert!(controller
-        .imbalanced_partitions(10)
+        .imbalanced_partitions(1000)
         .contains(&("r".to_string(), 0)));
     // An election of every partition answers for those it elected and those it could not
     // (the preferred replica's other partitions, still out of sync), not for the others.
@@ -78,7 +78,7 @@ fn a_preferred_election_moves_leadership_back_only_to_a_live_in_sync_preferred_r
     assert_eq!(back.leader, preferred);
     assert_eq!(back.leader_epoch, failed_over.leader_epoch.next());
     assert_eq!(back.isr.len(), 3);
-    assert!(controller.imbalanced_partitions(10).is_empty());
+    assert!(controller.imbalanced_partitions(1000).is_empty());
     assert_eq!(
         elect(&mut controller, true, Some(vec![0, 99])),
         [
@@ -200,4 +200,44 @@ fn a_single_node_places_replicas_on_its_shards_and_moves_those_of_a_shard_that_i
             assert_eq!(new.leader_epoch, old.leader_epoch.next());
         }
     }
+}
+
+/// Kafka's KRaft controller balances every partition whose preferred replica is back
+/// (`maybeBalancePartitionLeaders`), with no per-broker percentage: a broker that prefers
+/// many partitions gets each one back as soon as its replica is in sync, not only once a
+/// tenth of them are, which left one partition led elsewhere for good when the others had
+/// been balanced in an earlier pass.
+#[test]
+fn one_partition_back_in_sync_is_balanced_however_many_its_broker_prefers() {
+    let (mut controller, topic_id) = three_nodes_with_a_replicated_topic();
+    controller.handle(ControllerRequest::CreatePartitions {
+        topics: vec![("r".to_string(), 60)],
+        assignments: Vec::new(),
+        validate_only: false,
+    });
+    let preferred = assignment(&controller, 0).replicas[0];
+    controller.handle(ControllerRequest::FenceNode {
+        node_id: preferred.node(),
+    });
+    controller.start_node(None, &node_start(preferred.node().0, 1, 77));
+    let failed_over = assignment(&controller, 0);
+    assert_ne!(failed_over.leader, preferred);
+    assert!(controller.imbalanced_partitions(1000).is_empty());
+    let mut isr = failed_over.isr.clone();
+    isr.push(preferred);
+    controller.handle(ControllerRequest::AlterPartition(IsrChange {
+        topic_id,
+        partition: 0,
+        leader: failed_over.leader,
+        leader_epoch: failed_over.leader_epoch,
+        partition_epoch: failed_over.partition_epoch,
+        isr,
+        broker_epochs: Vec::new(),
+    }));
+    assert_eq!(
+        controller.imbalanced_partitions(1000),
+        [("r".to_string(), 0)]
+    );
+    // At most the asked number per pass (Kafka's 1,000 elections per imbalance check).
+    assert_eq!(controller.imbalanced_partitions(0), []);
 }

@@ -192,36 +192,30 @@ impl ControllerState {
         Ok((topic.id, assignment.changed(unclean, vec![unclean])))
     }
 
-    /// The partitions whose preferred replica is live and in sync but does not lead, if
-    /// more than `imbalance_percent` of some broker's preferred partitions are led by
-    /// another (Kafka's `leader.imbalance.per.broker.percentage`): every such partition,
-    /// for a preferred election that moves leadership back after a failover.
-    pub fn imbalanced_partitions(&self, imbalance_percent: u32) -> Vec<(String, i32)> {
-        let mut preferred_count: BTreeMap<BrokerId, usize> = BTreeMap::new();
-        let mut movable: BTreeMap<BrokerId, Vec<(String, i32)>> = BTreeMap::new();
+    /// The partitions whose preferred replica is live and in sync but does not lead, at
+    /// most `max` of them: for a preferred election that moves leadership back after a
+    /// failover. Every such partition counts, as in Kafka's KRaft controller
+    /// (`maybeBalancePartitionLeaders`); ZooKeeper-era Kafka waited until more than
+    /// `leader.imbalance.per.broker.percentage` of a broker's preferred partitions were led
+    /// elsewhere, which strands a partition whose replica caught up after the others had
+    /// been balanced.
+    pub fn imbalanced_partitions(&self, max: usize) -> Vec<(String, i32)> {
+        let mut partitions = Vec::new();
         for topic in self.image.topics() {
             for (index, assignment) in topic.partitions.iter().enumerate() {
+                if partitions.len() >= max {
+                    return partitions;
+                }
                 let wanted = assignment.replicas[0];
-                *preferred_count.entry(wanted).or_default() += 1;
                 if assignment.leader != wanted
                     && assignment.isr.contains(&wanted)
                     && self.image.is_live(wanted)
                 {
-                    movable
-                        .entry(wanted)
-                        .or_default()
-                        .push((topic.name.clone(), index as i32));
+                    partitions.push((topic.name.clone(), index as i32));
                 }
             }
         }
-        movable
-            .into_iter()
-            .filter(|(broker, partitions)| {
-                let total = preferred_count.get(broker).copied().unwrap_or(1).max(1);
-                partitions.len() * 100 > total * imbalance_percent as usize
-            })
-            .flat_map(|(_, partitions)| partitions)
-            .collect()
+        partitions
     }
 
     /// This node's partitions whose leader the default policy would put on another shard (the

@@ -332,12 +332,12 @@ impl ControllerTask {
 
     /// On the active controller, every `leader.imbalance.check.interval.seconds`: queues a
     /// preferred election of the partitions whose preferred replica is live and in sync but
-    /// does not lead, once more than 10% of some broker's preferred partitions are led
-    /// elsewhere (Kafka's `auto.leader.rebalance.enable`). After a node's failure and return
-    /// its partitions stay led by the others until then, which piles the load onto them.
+    /// does not lead (Kafka's `auto.leader.rebalance.enable`), at most 1,000 per check as
+    /// Kafka's `MAX_ELECTIONS_PER_IMBALANCE`. After a node's failure and return its
+    /// partitions stay led by the others until then, which piles the load onto them.
     fn rebalance_leaders(&self, shard: &Rc<Shard>) {
-        /// Kafka's leader.imbalance.per.broker.percentage.
-        const IMBALANCE_PERCENT: u32 = 10;
+        /// Kafka's KRaft controller's cap on the elections of one imbalance check.
+        const MAX_ELECTIONS_PER_CHECK: usize = 1_000;
         let Some(interval) = shard.node.config.leader_rebalance_interval else {
             return;
         };
@@ -357,7 +357,10 @@ impl ControllerTask {
             return;
         }
         self.balance_checked.set(Some(now));
-        let partitions = self.state.borrow().imbalanced_partitions(IMBALANCE_PERCENT);
+        let partitions = self
+            .state
+            .borrow()
+            .imbalanced_partitions(MAX_ELECTIONS_PER_CHECK);
         if partitions.is_empty() {
             return;
         }
