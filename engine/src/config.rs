@@ -43,6 +43,7 @@ pub struct ConfigFile {
     log_cleaner_dedupe_buffer_size: Option<usize>,
     stats_listen: Option<SocketAddr>,
     metrics_topic_labels: Option<bool>,
+    metrics_consumer_lag_interval_ms: Option<u64>,
     max_partitions_per_request: Option<u32>,
     max_broker_partitions: Option<u64>,
     auto_create_topics_max_per_request: Option<usize>,
@@ -171,6 +172,11 @@ pub struct ServeArgs {
     /// [default: true]
     #[arg(long, env = "SPATE_METRICS_TOPIC_LABELS")]
     pub metrics_topic_labels: Option<bool>,
+    /// How often each group coordinator measures its groups' consumer lag for
+    /// `spate_consumer_group_lag` (one ListOffsets per leader broker per pass); 0 turns it
+    /// off. [default: 15000]
+    #[arg(long, env = "SPATE_METRICS_CONSUMER_LAG_INTERVAL_MS")]
+    pub metrics_consumer_lag_interval_ms: Option<u64>,
     /// Most partitions one CreateTopics or CreatePartitions request may create; larger
     /// requests are refused with POLICY_VIOLATION (Kafka's fixed limit is 10000).
     /// [default: 10000]
@@ -328,6 +334,8 @@ pub struct BrokerConfig {
     pub stats_listen: Option<SocketAddr>,
     /// Whether per-topic metrics carry a topic label.
     pub metrics_topic_labels: bool,
+    /// How often coordinators measure consumer lag (`None`: never).
+    pub metrics_consumer_lag_interval: Option<std::time::Duration>,
     /// Most partitions one request may create.
     pub max_partitions_per_request: u32,
     /// Most partitions this node may hold (max.broker.partitions).
@@ -504,6 +512,13 @@ impl ServeArgs {
                 .metrics_topic_labels
                 .or(file.metrics_topic_labels)
                 .unwrap_or(true),
+            metrics_consumer_lag_interval: Some(
+                self.metrics_consumer_lag_interval_ms
+                    .or(file.metrics_consumer_lag_interval_ms)
+                    .unwrap_or(15_000),
+            )
+            .filter(|&ms| ms > 0)
+            .map(std::time::Duration::from_millis),
             max_partitions_per_request: self
                 .max_partitions_per_request
                 .or(file.max_partitions_per_request)

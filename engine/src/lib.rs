@@ -15,7 +15,9 @@
 //!   ([`shard::Shard::controller_call`]).
 //! - [`config`] and [`topic_config`] hold broker settings and Kafka's topic configs.
 //! - [`stats`] serves `/stats` and `/metrics` from per-shard counters; [`latency`] and
-//!   [`request_errors`] feed its request latency and error families.
+//!   [`request_errors`] feed its request latency and error families, and [`gauges`] the
+//!   values each shard publishes about itself once a second (log sizes, busy time, partition
+//!   health, consumer lag from [`groups::lag`]).
 //! - [`cluster`] is the replicated cluster in progress: the controller quorum's Raft
 //!   ([`cluster::raft`]), the only module that names openraft.
 //!
@@ -28,6 +30,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod connection_limits;
+pub mod gauges;
 pub mod groups;
 pub mod handlers;
 pub mod host;

@@ -293,6 +293,7 @@ async fn run_shard(start: ShardStart) {
     let _ = ready.send(Ok(id));
     glommio::spawn_local(open_partitions_ahead(shard.clone())).detach();
     crate::cluster::fetcher::spawn(&shard);
+    glommio::spawn_local(crate::groups::lag::run(shard.clone())).detach();
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
     crate::cleaner::spawn(&shard);
     if node.config.cluster.is_some() {
@@ -411,6 +412,9 @@ async fn maintain(shard: Rc<Shard>) {
     // Idle partitions are closed, when segments hold too many descriptors, every second.
     const TICKS_PER_IDLE_CLOSE: u64 = 10;
     const IDLE_BEFORE_CLOSE: Duration = Duration::from_secs(10);
+    // Gauges are published every this many ticks (1 s).
+    const TICKS_PER_GAUGES: u64 = 10;
+    let mut gauges = crate::gauges::GaugePublisher::default();
     let mut ticks = 0u64;
     while !shard.node.is_shutting_down() {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
@@ -418,6 +422,9 @@ async fn maintain(shard: Rc<Shard>) {
         shard.enforce_retention();
         crate::cluster::isr::shrink_lagging(&shard, shard.node.config.replica_lag_time_max);
         ticks += 1;
+        if ticks.is_multiple_of(TICKS_PER_GAUGES) {
+            gauges.publish(&shard);
+        }
         if ticks.is_multiple_of(TICKS_PER_PRODUCER_EXPIRY) {
             shard.expire_producers();
         }

@@ -110,8 +110,10 @@ pub struct ShardStats {
     topic_labels: std::sync::atomic::AtomicBool,
     /// Request latency per API and stage (see `latency`).
     pub latencies: crate::latency::RequestLatencies,
-    /// What the shard's logs record: fdatasync latency, group commit sizes.
+    /// What the shard's logs record: fdatasync latency, group commit sizes, I/O in flight.
     pub log_metrics: Arc<spate_storage::metrics::LogMetrics>,
+    /// What the shard publishes about itself once a second (see `gauges`).
+    gauges: std::sync::Mutex<crate::gauges::ShardGauges>,
 }
 
 impl Default for ShardStats {
@@ -132,6 +134,7 @@ impl Default for ShardStats {
             topic_labels: std::sync::atomic::AtomicBool::new(true),
             latencies: Default::default(),
             log_metrics: Default::default(),
+            gauges: Default::default(),
         }
     }
 }
@@ -269,6 +272,14 @@ impl ShardStats {
             &self.produce_append_bytes[usize::from(!in_place)],
             bytes as u64,
         );
+    }
+
+    /// The shard's published gauges, to update or read (held only to copy).
+    pub fn gauges(&self) -> std::sync::MutexGuard<'_, crate::gauges::ShardGauges> {
+        // Every update is a few stores: a panic while holding it left whole values.
+        self.gauges
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read(counter: &AtomicU64) -> u64 {
@@ -415,6 +426,20 @@ impl NodeStats {
                     "partitions_open": ShardStats::read(&stats.partitions_open),
                     "request_latency": latency_json(&stats.latencies),
                 });
+                if let serde_json::Value::Object(gauges) = stats.gauges().to_json() {
+                    for (name, value) in gauges {
+                        shard[name] = value;
+                    }
+                }
+                shard["io_in_flight"] = spate_storage::metrics::IoOp::ALL
+                    .iter()
+                    .map(|op| {
+                        let count =
+                            stats.log_metrics.in_flight[*op as usize].load(Ordering::Relaxed);
+                        (op.name().to_string(), serde_json::Value::from(count))
+                    })
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
                 for ((family, _), values) in LABELLED_FAMILIES.iter().zip(stats.labelled()) {
                     let values: serde_json::Map<String, serde_json::Value> = values
                         .into_iter()
@@ -458,25 +483,30 @@ impl NodeStats {
             family(&mut text, "spate_disk_free_bytes", "gauge");
             let _ = writeln!(text, "spate_disk_free_bytes {free}");
         }
-        // One node, every partition led by the only replica: 0 until replication exists.
-        for name in [
-            "spate_under_replicated_partitions",
-            "spate_offline_partitions",
-        ] {
-            family(&mut text, name, "gauge");
-            let _ = writeln!(text, "{name} 0");
+        crate::gauges::write_prometheus(&mut text, &self.shards);
+        family(&mut text, "spate_io_uring_in_flight", "gauge");
+        for (id, stats) in self.shards.iter().enumerate() {
+            for op in spate_storage::metrics::IoOp::ALL {
+                let count = stats.log_metrics.in_flight[op as usize].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    text,
+                    "spate_io_uring_in_flight{{shard=\"{id}\",op=\"{}\"}} {count}",
+                    op.name()
+                );
+            }
         }
         family(&mut text, "spate_request_latency_seconds", "histogram");
         for (id, stats) in self.shards.iter().enumerate() {
             stats.latencies.write_prometheus(&mut text, id, api_name);
         }
-        let log_histograms: [LogHistogram; 2] = [
+        let log_histograms: [LogHistogram; 3] = [
             ("spate_fsync_latency_seconds", 1e6, |metrics| {
                 &metrics.fsync_latency_us
             }),
             ("spate_group_commit_bytes", 1.0, |metrics| {
                 &metrics.group_commit_bytes
             }),
+            ("spate_io_uring_depth", 1.0, |metrics| &metrics.io_depth),
         ];
         for (name, scale, histogram) in log_histograms {
             family(&mut text, name, "histogram");
@@ -588,7 +618,7 @@ impl NodeStats {
 
 /// A Prometheus label value: backslash, double quote and newline escaped. (Topic names
 /// allow only [a-zA-Z0-9._-], but a name from an older catalog is not re-checked here.)
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -622,8 +652,14 @@ const HELP: &[(&str, &str)] = &[
     ("spate_process_cpu_seconds_total", "CPU time (user + system) of the broker process."),
     ("spate_build_info", "The broker's version, as a label; always 1."),
     ("spate_disk_free_bytes", "Bytes available to the broker on the data directory's file system."),
-    ("spate_under_replicated_partitions", "Partitions whose ISR is smaller than their replica set (0 on one node)."),
-    ("spate_offline_partitions", "Partitions without a leader (0 on one node)."),
+    ("spate_under_replicated_partitions", "Partitions led by the shard whose ISR is smaller than their replica set."),
+    ("spate_offline_partitions", "Partitions without a live leader, counted by the active controller's shard (0 on the others)."),
+    ("spate_shard_busy_seconds_total", "Time the shard's executor ran tasks or polled its rings rather than sleeping."),
+    ("spate_shard_busy_ratio", "The share of the last second the shard was busy, 0 to 1."),
+    ("spate_log_size_bytes", "Segment bytes of each replica the shard hosts, by topic and partition (one series per shard without --metrics-topic-labels)."),
+    ("spate_consumer_group_lag", "High watermark less committed offset, by group, topic and partition (by group without --metrics-topic-labels), as the group's coordinator last measured it."),
+    ("spate_io_uring_in_flight", "Log operations submitted to the shard's io_uring and not yet completed, by operation."),
+    ("spate_io_uring_depth", "Log operations in flight on the shard's io_uring when each was submitted, itself included."),
     ("spate_request_latency_seconds", "Time from a request read whole to the end of its in-order part (stage=local) and to its response being ready (stage=total)."),
     ("spate_fsync_latency_seconds", "Time of each group commit's fdatasync."),
     ("spate_group_commit_bytes", "Bytes written by each group commit (from the block-aligned start)."),
@@ -641,7 +677,7 @@ const HELP: &[(&str, &str)] = &[
 ];
 
 /// Writes a family's `# HELP` and `# TYPE` lines.
-fn family(text: &mut String, name: &str, kind: &str) {
+pub(crate) fn family(text: &mut String, name: &str, kind: &str) {
     let help = HELP
         .iter()
         .find(|(family, _)| *family == name)

@@ -315,7 +315,11 @@ fn start_cluster() -> Cluster {
 }
 
 fn start_cluster_with(node_args: &[&str]) -> Cluster {
-    let cluster = Cluster::start_with(3, node_args);
+    started(Cluster::start_with(3, node_args))
+}
+
+/// A started three-node cluster once it serves `TOPIC` with every ISR full.
+fn started(cluster: Cluster) -> Cluster {
     cluster.wait_for_leader(&[1, 2, 3], &[1, 2, 3], 0);
     for node in [1, 2, 3] {
         wait_for_brokers(&cluster, node, &[1024, 2048, 3072]);
@@ -727,3 +731,6 @@ mod brokers_only;
 
 #[path = "cluster_replication/fencing.rs"]
 mod fencing;
+
+#[path = "cluster_replication/metrics.rs"]
+mod metrics;

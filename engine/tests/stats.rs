@@ -134,8 +134,8 @@ fn produce_and_fetch_stay_on_their_shard() {
         "# TYPE spate_request_latency_seconds histogram",
         "spate_build_info{version=",
         "spate_disk_free_bytes ",
-        "spate_under_replicated_partitions 0",
-        "spate_offline_partitions 0",
+        "spate_under_replicated_partitions{shard=\"0\"} 0",
+        "spate_offline_partitions{shard=\"0\"} 0",
     ] {
         assert!(metrics.contains(gauge), "{gauge} in\n{metrics}");
     }
@@ -283,6 +283,139 @@ fn bytes_in_and_out_are_counted_by_topic_or_in_one_series() {
         }
         promtool_check(&metrics);
     }
+}
+
+/// The value of the one `/metrics` line that starts with `series` (name and labels).
+fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+/// `spate group reset-offsets GROUP --topic TOPIC --to-offset OFFSET --execute`.
+fn commit(broker: &Broker, group: &str, topic: &str, offset: i64) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_spate"))
+        .args([
+            "group",
+            "reset-offsets",
+            group,
+            "--topic",
+            topic,
+            "--to-offset",
+        ])
+        .arg(offset.to_string())
+        .args(["--execute", "--brokers"])
+        .arg(broker.address(0).to_string())
+        .output()
+        .expect("spate group reset-offsets");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn log_sizes_consumer_lag_busy_time_and_io_depth_are_published() {
+    let stats_port = free_port_range(1);
+    let address = format!("127.0.0.1:{stats_port}");
+    let broker = Broker::start_with_args(
+        2,
+        &[
+            "--stats-listen",
+            &address,
+            "--metrics-consumer-lag-interval-ms",
+            "100",
+        ],
+    );
+    // Two partitions on different shards: whichever shard coordinates the group reads one
+    // high watermark itself and asks the other shard's broker for the other.
+    let topic = "sized";
+    assert_ne!(shard_for(topic, 0, 2), shard_for(topic, 1, 2));
+    create_topic(&mut broker.client(0), topic, 2);
+    let mut stored = [0u64; 2];
+    for (partition, records) in [(0, 7), (1, 3)] {
+        let mut client = broker.client(shard_for(topic, partition, 2).0 as usize);
+        for n in 0..records {
+            let batch = batch(&[&format!("{partition}-{n}")], None);
+            stored[partition as usize] += batch.len() as u64;
+            let response = produce(&mut client, topic, partition, batch, -1);
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    commit(&broker, "lagging", topic, 2);
+    let lag_of = |metrics: &str, partition: i32| {
+        metric_value(
+            metrics,
+            &format!("spate_consumer_group_lag{{group=\"lagging\",topic=\"{topic}\",partition=\"{partition}\"}}"),
+        )
+    };
+    let size_of = |metrics: &str, partition: i32| {
+        let shard = shard_for(topic, partition, 2).0;
+        metric_value(
+            metrics,
+            &format!("spate_log_size_bytes{{shard=\"{shard}\",topic=\"{topic}\",partition=\"{partition}\"}}"),
+        )
+    };
+    // Published within a second or two: wait for the values, not for a time.
+    let mut metrics = String::new();
+    harness::wait_for(
+        "lag and log sizes",
+        std::time::Duration::from_secs(30),
+        || {
+            metrics = get(stats_port, "/metrics");
+            lag_of(&metrics, 0) == Some(5.0)
+                && lag_of(&metrics, 1) == Some(1.0)
+                && size_of(&metrics, 0) == Some(stored[0] as f64)
+                && size_of(&metrics, 1) == Some(stored[1] as f64)
+        },
+    );
+    // Every acks=all produce wrote and synced through the shard's ring: each found a depth.
+    let depth_counts: f64 = (0..2)
+        .filter_map(|shard| {
+            metric_value(
+                &metrics,
+                &format!("spate_io_uring_depth_count{{shard=\"{shard}\"}}"),
+            )
+        })
+        .sum();
+    assert!(depth_counts >= 20.0, "{metrics}");
+    for shard in 0..2 {
+        for op in ["write", "fdatasync", "read"] {
+            let series = format!("spate_io_uring_in_flight{{shard=\"{shard}\",op=\"{op}\"}}");
+            assert!(
+                metric_value(&metrics, &series).is_some(),
+                "{series}: {metrics}"
+            );
+        }
+        let busy = metric_value(
+            &metrics,
+            &format!("spate_shard_busy_seconds_total{{shard=\"{shard}\"}}"),
+        );
+        assert!(busy.is_some_and(|busy| busy > 0.0), "{metrics}");
+        let ratio = metric_value(
+            &metrics,
+            &format!("spate_shard_busy_ratio{{shard=\"{shard}\"}}"),
+        )
+        .expect("busy ratio");
+        assert!((0.0..=1.0).contains(&ratio), "{metrics}");
+    }
+    let json = stats(stats_port);
+    let owner = shard_for(topic, 0, 2).0 as usize;
+    assert_eq!(
+        json["shards"][owner]["log_size_bytes"][topic]["0"].as_u64(),
+        Some(stored[0]),
+        "{json:#}"
+    );
+    promtool_check(&metrics);
+
+    // Caught up: no lag. Past the end (a reset ahead of the log): no negative lag either.
+    commit(&broker, "lagging", topic, 7);
+    harness::wait_for("lag caught up", std::time::Duration::from_secs(30), || {
+        metrics = get(stats_port, "/metrics");
+        lag_of(&metrics, 0) == Some(0.0) && lag_of(&metrics, 1) == Some(0.0)
+    });
 }
 
 /// `promtool check metrics` (Prometheus' linter) finds nothing in `metrics`. Skipped with a

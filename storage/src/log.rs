@@ -579,6 +579,17 @@ impl PartitionLog {
         self.shared.state.borrow().flush_count
     }
 
+    /// The bytes of the log's segments (Kafka's `Log` `Size` metric): what each holds up to
+    /// its end, not the preallocated room after it.
+    pub fn size_bytes(&self) -> u64 {
+        let state = self.shared.state.borrow();
+        state
+            .segments
+            .iter()
+            .map(|segment| segment.size_bytes)
+            .sum()
+    }
+
     /// How many segments the log has: each holds one descriptor while the log is open.
     pub fn segment_count(&self) -> usize {
         self.shared.state.borrow().segments.len()

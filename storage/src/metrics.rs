@@ -1,5 +1,7 @@
 //! Histograms a shard's logs record into, for the engine's `/metrics`: how long each group
-//! commit's `fdatasync` took and how many bytes it made durable.
+//! commit's `fdatasync` took and how many bytes it made durable; and the log I/O in flight
+//! on the shard's io_uring (segment writes, `fdatasync`s, segment reads), with the depth
+//! each submission found ([`in_flight`]).
 //!
 //! The engine gives each shard's thread one [`LogMetrics`] ([`install`]); every log's flusher
 //! on that thread records into it. The counters are relaxed atomics with one writer (the
@@ -79,8 +81,41 @@ pub const GROUP_COMMIT_BOUNDS_BYTES: [u64; 9] = [
     64 << 20,
 ];
 
+/// io_uring depth bounds, operations in flight (the new one included).
+pub const IO_DEPTH_BOUNDS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// A kind of log I/O submitted to the shard's io_uring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoOp {
+    /// An O_DIRECT write of a segment's bytes.
+    Write,
+    /// A group commit's `fdatasync`.
+    Fdatasync,
+    /// A read of a segment's bytes (a fetch past the tail cache, a scan).
+    Read,
+}
+
+impl IoOp {
+    /// Every kind, in the order of [`LogMetrics::in_flight`].
+    pub const ALL: [IoOp; 3] = [IoOp::Write, IoOp::Fdatasync, IoOp::Read];
+
+    /// The metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoOp::Write => "write",
+            IoOp::Fdatasync => "fdatasync",
+            IoOp::Read => "read",
+        }
+    }
+}
+
 /// What one shard's logs record.
 pub struct LogMetrics {
+    /// Log operations submitted and not yet completed, by [`IoOp`].
+    pub in_flight: [AtomicU64; 3],
+    /// How many log operations were in flight when each was submitted (itself included):
+    /// the queue depth the shard gives the device.
+    pub io_depth: Histogram,
     /// Each group commit's `fdatasync`, microseconds.
     pub fsync_latency_us: Histogram,
     /// Each group commit's bytes written (from the block-aligned start, so a partial last
@@ -91,6 +126,8 @@ pub struct LogMetrics {
 impl Default for LogMetrics {
     fn default() -> Self {
         LogMetrics {
+            in_flight: std::array::from_fn(|_| AtomicU64::new(0)),
+            io_depth: Histogram::new(&IO_DEPTH_BOUNDS),
             fsync_latency_us: Histogram::new(&FSYNC_BOUNDS_US),
             group_commit_bytes: Histogram::new(&GROUP_COMMIT_BOUNDS_BYTES),
         }
@@ -115,6 +152,36 @@ pub(crate) fn record(record: impl FnOnce(&LogMetrics)) {
     });
 }
 
+/// Counts one `op` in flight on the current thread's metrics until the guard drops (the
+/// operation completed, failed or was cancelled), and records the depth it found.
+pub(crate) fn in_flight(op: IoOp) -> InFlight {
+    let metrics = SHARD_METRICS.with(|current| current.borrow().clone());
+    if let Some(metrics) = &metrics {
+        let depth: u64 = metrics
+            .in_flight
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum();
+        metrics.io_depth.record(depth + 1);
+        metrics.in_flight[op as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    InFlight { metrics, op }
+}
+
+/// One log operation in flight; see [`in_flight`].
+pub(crate) struct InFlight {
+    metrics: Option<Arc<LogMetrics>>,
+    op: IoOp,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.in_flight[self.op as usize].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +194,28 @@ mod tests {
         }
         assert_eq!(histogram.counts(), vec![2, 2, 2]);
         assert_eq!((histogram.count(), histogram.sum()), (6, 1062));
+    }
+
+    #[test]
+    fn operations_count_in_flight_until_dropped_and_record_the_depth_they_found() {
+        let metrics = Arc::new(LogMetrics::default());
+        install(metrics.clone());
+        let write = in_flight(IoOp::Write);
+        let sync = in_flight(IoOp::Fdatasync);
+        let counts = || {
+            metrics
+                .in_flight
+                .each_ref()
+                .map(|c| c.load(Ordering::Relaxed))
+        };
+        assert_eq!(counts(), [1, 1, 0]);
+        drop(write);
+        let read = in_flight(IoOp::Read);
+        assert_eq!(counts(), [0, 1, 1]);
+        drop((sync, read));
+        assert_eq!(counts(), [0, 0, 0]);
+        // Depths 1, 2 and 2.
+        assert_eq!(metrics.io_depth.counts()[..3], [1, 2, 0]);
+        SHARD_METRICS.with(|current| *current.borrow_mut() = None);
     }
 }

@@ -67,6 +67,7 @@ impl<'file> SegmentWindow<'file> {
         };
         if !covered {
             let size = (needed.max(self.read_bytes) as u64).min(available) as usize;
+            let _in_flight = crate::metrics::in_flight(crate::metrics::IoOp::Read);
             self.data = Some(self.file.read_at(position, size).await?);
             self.data_position = position;
         }
@@ -482,7 +483,10 @@ impl SegmentRead<'_> {
                 return Ok(None);
             }
             let header_bytes = (plan.end_position - position).min(HEADER_BYTES as u64) as usize;
-            let header = file.read_at(position, header_bytes).await?;
+            let header = {
+                let _in_flight = crate::metrics::in_flight(crate::metrics::IoOp::Read);
+                file.read_at(position, header_bytes).await?
+            };
             let (last_offset, batch_bytes) = header_extent(&header)
                 .filter(|&(_, batch_bytes)| position + batch_bytes as u64 <= plan.end_position)
                 .ok_or_else(|| invalid_batch(plan, position))?;

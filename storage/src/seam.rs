@@ -94,6 +94,7 @@ pub(crate) struct SegmentIo<'file> {
 impl SegmentIo<'_> {
     /// One O_DIRECT write of a whole, block-aligned buffer; returns the bytes written.
     pub async fn write_at(&self, chunk: Rc<DmaBuffer>, position: u64) -> io::Result<usize> {
+        let _in_flight = crate::metrics::in_flight(crate::metrics::IoOp::Write);
         match self.faults.and_then(FaultPlan::next_write) {
             None | Some(Fault::SyncError) => Ok(self.file.write_rc_at(chunk, position).await?),
             Some(Fault::WriteError(errno)) => Err(io::Error::from_raw_os_error(errno)),
@@ -122,6 +123,7 @@ impl SegmentIo<'_> {
     }
 
     pub async fn fdatasync(&self) -> io::Result<()> {
+        let _in_flight = crate::metrics::in_flight(crate::metrics::IoOp::Fdatasync);
         match self.faults.and_then(FaultPlan::next_sync) {
             Some(Fault::SyncError) => Err(io::Error::from_raw_os_error(libc::EIO)),
             _ => Ok(self.file.fdatasync().await?),

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId as WireBrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use spate_net::async_client::{BrokerConnection, ClientOptions};
+use spate_net::async_client::BrokerConnection;
 use spate_storage::Offset;
 
 use crate::metadata::image::MetadataImage;
@@ -312,26 +312,7 @@ async fn connect(
         .replica_fetch_response_max_bytes
         .max(config.replica_fetch_max_bytes)
         + (1 << 20);
-    let connecting = async {
-        glommio::net::TcpStream::connect(address)
-            .await
-            .map_err(|error| error.to_string())
-    };
-    let timeout = async {
-        glommio::timer::sleep(Duration::from_secs(5)).await;
-        Err("connect timed out".to_string())
-    };
-    let stream = futures_lite::future::or(connecting, timeout).await?;
-    let _ = stream.set_nodelay(true);
-    let options = ClientOptions {
-        client_id: "spate-replica-fetcher".into(),
-        request_timeout: Duration::from_secs(10),
-        max_response_bytes,
-        sleep: Rc::new(|duration| Box::pin(glommio::timer::sleep(duration))),
-    };
-    BrokerConnection::start(stream, address.to_string(), options)
-        .await
-        .map_err(|error| error.to_string())
+    super::connect(address, "spate-replica-fetcher", max_response_bytes).await
 }
 
 /// One fetch of a round at `version`, with `--replica-fetch-max-bytes` per partition and

@@ -24,3 +24,34 @@ pub mod member;
 pub mod publisher;
 pub mod raft;
 pub mod status;
+
+/// A Kafka connection from this shard to another broker (`host:port`, this node's or
+/// another's), as a follower's fetcher or a coordinator measuring lag opens it: 5 s to
+/// connect, 10 s per request, responses up to `max_response_bytes`.
+pub async fn connect(
+    address: &str,
+    client_id: &str,
+    max_response_bytes: usize,
+) -> Result<spate_net::async_client::BrokerConnection<glommio::net::TcpStream>, String> {
+    use std::time::Duration;
+    let connecting = async {
+        glommio::net::TcpStream::connect(address)
+            .await
+            .map_err(|error| error.to_string())
+    };
+    let timeout = async {
+        glommio::timer::sleep(Duration::from_secs(5)).await;
+        Err("connect timed out".to_string())
+    };
+    let stream = futures_lite::future::or(connecting, timeout).await?;
+    let _ = stream.set_nodelay(true);
+    let options = spate_net::async_client::ClientOptions {
+        client_id: client_id.into(),
+        request_timeout: Duration::from_secs(10),
+        max_response_bytes,
+        sleep: std::rc::Rc::new(|duration| Box::pin(glommio::timer::sleep(duration))),
+    };
+    spate_net::async_client::BrokerConnection::start(stream, address.to_string(), options)
+        .await
+        .map_err(|error| error.to_string())
+}

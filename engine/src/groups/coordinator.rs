@@ -363,6 +363,23 @@ impl Coordinator {
         }
     }
 
+    /// Every committed offset of the groups this shard coordinates: (group, topic,
+    /// partition, offset), for the lag gauge (`groups::lag`).
+    pub fn committed_offsets(&self) -> Vec<(String, String, i32, i64)> {
+        self.groups
+            .borrow()
+            .iter()
+            .flat_map(|(group_id, entry)| {
+                entry
+                    .offsets
+                    .iter()
+                    .map(move |((topic, partition), value)| {
+                        (group_id.clone(), topic.clone(), *partition, value.offset)
+                    })
+            })
+            .collect()
+    }
+
     /// Every group this shard coordinates (ListGroups).
     pub fn list(&self) -> Vec<GroupSummary> {
         self.groups

@@ -45,6 +45,13 @@ impl Cluster {
 
     /// [`Cluster::start`] with more `spate serve` arguments for every node.
     pub fn start_with(count: usize, extra_args: &[&str]) -> Cluster {
+        let extra: Vec<String> = extra_args.iter().map(ToString::to_string).collect();
+        Cluster::start_each(count, |_| extra.clone())
+    }
+
+    /// [`Cluster::start`] with more `spate serve` arguments for each node (by index from
+    /// 0), such as a stats port of its own.
+    pub fn start_each(count: usize, extra_args: impl Fn(usize) -> Vec<String>) -> Cluster {
         let controller_base = free_port_range(count);
         let voters = (0..count)
             .map(|index| format!("{}@127.0.0.1:{}", index + 1, controller_base + index as u16))
@@ -61,7 +68,8 @@ impl Cluster {
                     "--controller-quorum-election-timeout-ms",
                     ELECTION_TIMEOUT_MS,
                 ];
-                args.extend_from_slice(extra_args);
+                let extra = extra_args(index);
+                args.extend(extra.iter().map(String::as_str));
                 let mut broker = Broker::start_with_args(1, &args);
                 broker.extra_ports = vec![controller_base + index as u16];
                 broker
