@@ -20,7 +20,9 @@ Everything the member does is written to stdout as JSON lines, one event each, f
     {"event": "closed"}    after a clean close
 
 Options: client, bootstrap, group, topic, client_id, instance_id (static membership),
-session_timeout_ms, heartbeat_interval_ms, max_poll_interval_ms, commit (commit what was
+session_timeout_ms, heartbeat_interval_ms, max_poll_interval_ms, group_protocol ("consumer":
+KIP-848, confluent only; assignments then come incrementally and each "assigned" event carries
+the whole set owned), remote_assignor, commit (commit what was
 processed after every batch, synchronously), max_records (process this many records, committing
 them, then `uncommitted` more without committing, then stop processing and report "done"),
 uncommitted, close_when_done, debug (librdkafka debug contexts, e.g. "cgrp", on stderr).
@@ -118,27 +120,48 @@ def run_confluent(options: dict, progress: Progress, commands: list[str]) -> Non
         "client.id": options.get("client_id", "spate-ci-group"),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": options.get("session_timeout_ms", 6000),
-        "heartbeat.interval.ms": options.get("heartbeat_interval_ms", 1000),
         "max.poll.interval.ms": options.get("max_poll_interval_ms", 20000),
         "fetch.wait.max.ms": 100,
         "statistics.interval.ms": 500,
         "stats_cb": on_stats,
     }
+    # KIP-848 (group.protocol=consumer): the coordinator assigns and sets the session and
+    # heartbeat timing; librdkafka refuses the classic settings then.
+    incremental = options.get("group_protocol") == "consumer"
+    if incremental:
+        config["group.protocol"] = "consumer"
+        if options.get("remote_assignor"):
+            config["group.remote.assignor"] = options["remote_assignor"]
+    else:
+        config["session.timeout.ms"] = options.get("session_timeout_ms", 6000)
+        config["heartbeat.interval.ms"] = options.get("heartbeat_interval_ms", 1000)
     if options.get("instance_id"):
         config["group.instance.id"] = options["instance_id"]
     if options.get("debug"):
         config["debug"] = options["debug"]  # librdkafka debug contexts, logged to stderr
     consumer = Consumer(config)
 
+    owned: set[int] = set()
+
     def on_assign(consumer, partitions):
-        emit("assigned", partitions=sorted(p.partition for p in partitions),
-             member_id=consumer.memberid(), generation=None)
+        if incremental:
+            # Incremental: only the partitions added; report the whole set owned.
+            owned.update(p.partition for p in partitions)
+            emit("assigned", partitions=sorted(owned), member_id=consumer.memberid(),
+                 generation=None)
+        else:
+            emit("assigned", partitions=sorted(p.partition for p in partitions),
+                 member_id=consumer.memberid(), generation=None)
 
     def on_revoke(consumer, partitions):
-        emit("revoked", partitions=sorted(p.partition for p in partitions))
+        if incremental:
+            owned.difference_update(p.partition for p in partitions)
+            emit("assigned", partitions=sorted(owned), member_id=consumer.memberid(),
+                 generation=None)
+        else:
+            emit("revoked", partitions=sorted(p.partition for p in partitions))
 
-    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke, on_lost=on_revoke)
     emit("started")
     while "close" not in commands:
         messages = consumer.consume(num_messages=500, timeout=POLL_S)

@@ -33,6 +33,8 @@ pub struct ConfigFile {
     io_properties: Option<PathBuf>,
     group_initial_rebalance_delay_ms: Option<u64>,
     group_min_session_timeout_ms: Option<i32>,
+    group_consumer_session_timeout_ms: Option<u64>,
+    group_consumer_heartbeat_interval_ms: Option<i32>,
     group_max_session_timeout_ms: Option<i32>,
     offsets_topic_partitions: Option<i32>,
     offsets_topic_replication_factor: Option<i16>,
@@ -132,6 +134,15 @@ pub struct ServeArgs {
     /// [default: 1800000]
     #[arg(long, env = "SPATE_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<i32>,
+    /// How long a KIP-848 consumer group member (group.protocol=consumer) may go without a
+    /// heartbeat before it is fenced (Kafka's group.consumer.session.timeout.ms).
+    /// [default: 45000]
+    #[arg(long, env = "SPATE_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// How often KIP-848 consumer group members heartbeat, as the coordinator tells them
+    /// (Kafka's group.consumer.heartbeat.interval.ms). [default: 5000]
+    #[arg(long, env = "SPATE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
     /// Partitions of __consumer_offsets when it is first created
     /// (offsets.topic.num.partitions). [default: 50]
     #[arg(long, env = "SPATE_OFFSETS_TOPIC_PARTITIONS")]
@@ -468,6 +479,18 @@ impl ServeArgs {
                     .group_max_session_timeout_ms
                     .or(file.group_max_session_timeout_ms)
                     .unwrap_or(1_800_000),
+                consumer: crate::groups::consumer_group::ConsumerGroupConfig {
+                    session_timeout_ms: self
+                        .group_consumer_session_timeout_ms
+                        .or(file.group_consumer_session_timeout_ms)
+                        .unwrap_or(45_000),
+                    heartbeat_interval_ms: self
+                        .group_consumer_heartbeat_interval_ms
+                        .or(file.group_consumer_heartbeat_interval_ms)
+                        .unwrap_or(5_000)
+                        .max(1),
+                    max_size: usize::MAX,
+                },
             },
             offsets_topic_partitions: self
                 .offsets_topic_partitions

@@ -144,6 +144,12 @@ pub fn each_error(response: &ResponseKind, mut each: impl FnMut(i16)) {
         }
         ResponseKind::GetTelemetrySubscriptions(response) => code(response.error_code),
         ResponseKind::PushTelemetry(response) => code(response.error_code),
+        ResponseKind::ConsumerGroupHeartbeat(response) => code(response.error_code),
+        ResponseKind::ConsumerGroupDescribe(response) => {
+            for group in &response.groups {
+                code(group.error_code);
+            }
+        }
         // Every API Spate serves is listed above; another has nothing to count.
         _ => {}
     }

@@ -66,6 +66,47 @@ fn list_offsets_metadata_groups_cluster_and_coordinator_at_their_newest_versions
         .expect("the topic");
     assert!(!described.topic_id.is_nil());
 
+    // v10+: topics asked for by id (as a KIP-848 consumer resolves its assignment) are
+    // described by name; an unknown id is UNKNOWN_TOPIC_ID, answered with that id.
+    let id = described.topic_id;
+    let stranger = uuid::Uuid::from_u128(7);
+    let by_id = client
+        .send(
+            12,
+            &MetadataRequest::default()
+                .with_topics(Some(
+                    [id, stranger]
+                        .into_iter()
+                        .map(|topic_id| {
+                            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                                .with_topic_id(topic_id)
+                                .with_name(None)
+                        })
+                        .collect(),
+                ))
+                .with_allow_auto_topic_creation(false),
+        )
+        .expect("metadata by topic id");
+    let answered: Vec<(i16, Option<&str>, uuid::Uuid, usize)> = by_id
+        .topics
+        .iter()
+        .map(|topic| {
+            (
+                topic.error_code,
+                topic.name.as_ref().map(|name| name.0.as_str()),
+                topic.topic_id,
+                topic.partitions.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            (0, Some("newer"), id, 1),
+            (ResponseError::UnknownTopicId.code(), None, stranger, 0)
+        ]
+    );
+
     let unknown = || {
         DescribeGroupsRequest::default()
             .with_groups(vec![GroupId(StrBytes::from_static_str("nobody"))])

@@ -77,4 +77,18 @@ codes! {
     UNKNOWN_LEADER_EPOCH = 75 => UnknownLeaderEpoch,
     /// OffsetDelete: the group still subscribes to the topic.
     GROUP_SUBSCRIBED_TO_TOPIC = 86 => GroupSubscribedToTopic,
+    /// The request is malformed for its API (a missing field that must be set, ...).
+    INVALID_REQUEST = 42 => InvalidRequest,
+    /// The group has as many members as it may.
+    GROUP_MAX_SIZE_REACHED = 81 => GroupMaxSizeReached,
+    /// KIP-848: the member's epoch is not the one the coordinator holds: rejoin.
+    FENCED_MEMBER_EPOCH = 110 => FencedMemberEpoch,
+    /// KIP-848: the static member holding this instance id has not left.
+    UNRELEASED_INSTANCE_ID = 111 => UnreleasedInstanceId,
+    /// KIP-848: the server-side assignor named is not one the coordinator has.
+    UNSUPPORTED_ASSIGNOR = 112 => UnsupportedAssignor,
+    /// KIP-848: an offset commit or fetch at a member epoch that is no longer current.
+    STALE_MEMBER_EPOCH = 113 => StaleMemberEpoch,
+    /// KIP-848: the subscribed regular expression does not compile.
+    INVALID_REGULAR_EXPRESSION = 128 => InvalidRegularExpression,
 }

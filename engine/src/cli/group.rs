@@ -10,8 +10,8 @@ use kafka_protocol::messages::offset_delete_request::{
     OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
-    OffsetDeleteRequest,
+    ApiKey, ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
+    ListGroupsRequest, OffsetDeleteRequest,
 };
 use serde_json::json;
 
@@ -88,8 +88,8 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
 fn list(cluster: &mut Cluster, json: bool) -> anyhow::Result<()> {
     cluster.metadata(Some(&[]))?;
     let broker_ids: Vec<i32> = cluster.brokers().keys().copied().collect();
-    // group → (protocol type, state); each coordinator lists only its own groups.
-    let mut groups: BTreeMap<String, (String, String)> = BTreeMap::new();
+    // group → (protocol type, state, type); each coordinator lists only its own groups.
+    let mut groups: BTreeMap<String, (String, String, String)> = BTreeMap::new();
     for broker_id in broker_ids {
         let connection = cluster.broker(broker_id)?;
         let version = connection.version(ApiKey::ListGroups, 0..=5)?;
@@ -103,6 +103,12 @@ fn list(cluster: &mut Cluster, json: bool) -> anyhow::Result<()> {
                 (
                     group.protocol_type.to_string(),
                     group.group_state.to_string(),
+                    // ListGroups v5 (KIP-848): "classic" or "consumer".
+                    if group.group_type.is_empty() {
+                        "classic".to_string()
+                    } else {
+                        group.group_type.to_string()
+                    },
                 ),
             );
         }
@@ -110,17 +116,18 @@ fn list(cluster: &mut Cluster, json: bool) -> anyhow::Result<()> {
     if json {
         let entries: Vec<_> = groups
             .iter()
-            .map(|(group, (protocol_type, state))| {
-                json!({ "group": group, "protocol_type": protocol_type, "state": state })
+            .map(|(group, (protocol_type, state, group_type))| {
+                json!({ "group": group, "protocol_type": protocol_type, "state": state, "type": group_type })
             })
             .collect();
         print_json(&json!(entries));
         return Ok(());
     }
-    let mut table = Table::new(&["GROUP", "PROTOCOL-TYPE", "STATE"]);
-    for (group, (protocol_type, state)) in groups {
+    let mut table = Table::new(&["GROUP", "TYPE", "PROTOCOL-TYPE", "STATE"]);
+    for (group, (protocol_type, state, group_type)) in groups {
         table.row(vec![
             group,
+            group_type,
             protocol_type,
             if state.is_empty() { "-".into() } else { state },
         ]);
@@ -147,7 +154,7 @@ pub fn describe_group(cluster: &mut Cluster, name: &str) -> anyhow::Result<Descr
 }
 
 /// One member as `group describe` shows it.
-struct MemberRow {
+pub struct MemberRow {
     member_id: String,
     client_id: String,
     host: String,
@@ -173,7 +180,56 @@ impl OffsetRow {
     }
 }
 
+/// A KIP-848 consumer group as ConsumerGroupDescribe shows it, in DescribeGroups' shape
+/// (protocol type "consumer", the server assignor as the protocol) with its members; `None`
+/// when the group is not one (or the broker does not serve the API).
+pub fn describe_consumer_group(
+    cluster: &mut Cluster,
+    name: &str,
+) -> anyhow::Result<Option<(DescribedGroup, i32, Vec<MemberRow>)>> {
+    let coordinator = cluster.coordinator(name)?;
+    let Ok(version) = coordinator.version(ApiKey::ConsumerGroupDescribe, 0..=1) else {
+        return Ok(None);
+    };
+    let request =
+        ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str_bytes(name))]);
+    let response = coordinator.send(version, &request)?;
+    let Some(group) = response.groups.into_iter().next() else {
+        return Ok(None);
+    };
+    if group.error_code == GROUP_ID_NOT_FOUND {
+        return Ok(None);
+    }
+    check_error(group.error_code, group.error_message.as_deref(), || {
+        format!("cannot describe group {name}")
+    })?;
+    let members = group
+        .members
+        .iter()
+        .map(|member| MemberRow {
+            member_id: member.member_id.to_string(),
+            client_id: member.client_id.to_string(),
+            host: member.client_host.to_string(),
+            assignment: member
+                .assignment
+                .topic_partitions
+                .iter()
+                .map(|topic| (topic.topic_name.0.to_string(), topic.partitions.clone()))
+                .collect(),
+        })
+        .collect();
+    let described = DescribedGroup::default()
+        .with_group_id(group.group_id)
+        .with_group_state(group.group_state)
+        .with_protocol_type(str_bytes("consumer"))
+        .with_protocol_data(group.assignor_name);
+    Ok(Some((described, group.group_epoch, members)))
+}
+
 fn describe(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()> {
+    if let Some((group, epoch, members)) = describe_consumer_group(cluster, name)? {
+        return show(cluster, json, name, &group, Some(epoch), members);
+    }
     let group = match describe_group(cluster, name) {
         Err(error) if error.to_string().contains(&error_name(GROUP_ID_NOT_FOUND)) => {
             bail!("group {name} does not exist")
@@ -194,6 +250,18 @@ fn describe(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()>
             },
         })
         .collect();
+    show(cluster, json, name, &group, None, members)
+}
+
+/// Prints a described group (a KIP-848 consumer group with its group epoch).
+fn show(
+    cluster: &mut Cluster,
+    json: bool,
+    name: &str,
+    group: &DescribedGroup,
+    epoch: Option<i32>,
+    members: Vec<MemberRow>,
+) -> anyhow::Result<()> {
     let coordinator = cluster.coordinator(name)?;
     let coordinator_address = coordinator.address().to_string();
     let committed = fetch_committed(coordinator, name, None)?;
@@ -202,17 +270,24 @@ fn describe(cluster: &mut Cluster, json: bool, name: &str) -> anyhow::Result<()>
     }
     let rows = offset_rows(cluster, &members, &committed)?;
     if json {
-        print_json(&describe_json(
-            name,
-            &group,
-            &coordinator_address,
-            &members,
-            &rows,
-        ));
+        let mut described = describe_json(name, group, &coordinator_address, &members, &rows);
+        described["type"] = json!(if epoch.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        });
+        if let Some(epoch) = epoch {
+            described["group_epoch"] = json!(epoch);
+        }
+        print_json(&described);
         return Ok(());
     }
+    let kind = match epoch {
+        Some(epoch) => format!("  Type: consumer (KIP-848), epoch {epoch}"),
+        None => String::new(),
+    };
     let mut text = format!(
-        "Group: {name}  State: {}  Protocol: {}/{}  Coordinator: {coordinator_address}  Members: {}\n",
+        "Group: {name}  State: {}  Protocol: {}/{}{kind}  Coordinator: {coordinator_address}  Members: {}\n",
         group.group_state,
         dash_if_empty(group.protocol_type.as_str()),
         dash_if_empty(group.protocol_data.as_str()),

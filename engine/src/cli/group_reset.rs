@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::broker::Cluster;
 use super::datetime::{parse_iso8601_duration_ms, parse_iso8601_ms};
-use super::group::describe_group;
+use super::group::{describe_consumer_group, describe_group};
 use super::group_offsets::{commit_all, fetch_committed, Committer};
 use super::offsets::{list_offsets, log_bounds};
 use super::output::{offset_cell, offset_json, print_json, print_text, Table};
@@ -189,13 +189,18 @@ fn reset_offsets(
         layout.leader(*partition)?;
     }
     if execute {
-        let group = describe_group(cluster, plan.group)?;
-        if !group.members.is_empty() {
+        // A KIP-848 consumer group first: DescribeGroups calls it Dead, members or not.
+        let (members, state) = match describe_consumer_group(cluster, plan.group)? {
+            Some((group, _, members)) => (members.len(), group.group_state.to_string()),
+            None => {
+                let group = describe_group(cluster, plan.group)?;
+                (group.members.len(), group.group_state.to_string())
+            }
+        };
+        if members > 0 {
             bail!(
-                "group {} has {} active member(s) (state {}); offsets can only be reset while it is empty: stop its consumers first",
+                "group {} has {members} active member(s) (state {state}); offsets can only be reset while it is empty: stop its consumers first",
                 plan.group,
-                group.members.len(),
-                group.group_state
             );
         }
     }

@@ -1,6 +1,9 @@
 //! The group coordinator of one shard: the groups whose `__consumer_offsets` partition this
 //! shard owns, their committed offsets, and the plumbing between the handlers and each
-//! group's state machine ([`Group`]).
+//! group's state machine: [`Group`] for classic groups, [`ConsumerGroup`] for KIP-848 ones
+//! (`coordinator_consumer.rs`). A group id is one or the other: a KIP-848 heartbeat turns
+//! an empty classic group into a consumer group, a JoinGroup an empty consumer group into a
+//! classic one; a non-empty group of the other kind refuses the request.
 //!
 //! Concurrency contract: owned by its [`Shard`] (`!Send`); its maps are borrowed only
 //! between awaits. Held JoinGroup/SyncGroup requests wait on one-shot channels keyed by
@@ -20,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 use spate_net::records::plain_record;
 
+use super::consumer_group::ConsumerGroup;
 use super::group::{
     code, Completions, Group, GroupConfig, GroupState, JoinRequest, JoinResult, Member, Reply,
     SyncRequest, SyncResult, Waiter,
@@ -37,8 +41,10 @@ const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A group and its committed offsets.
 pub struct GroupEntry {
-    /// Membership state.
+    /// Membership state (Empty while the group is a consumer group).
     pub group: Group,
+    /// Set while the group is a KIP-848 consumer group.
+    pub consumer: Option<ConsumerGroup>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
 }
@@ -58,6 +64,8 @@ pub struct GroupSummary {
     pub protocol_type: String,
     /// The chosen protocol or empty.
     pub protocol_name: String,
+    /// "classic" or "consumer" (KIP-848), as ListGroups v5 names group types.
+    pub group_type: &'static str,
     /// The members.
     pub members: Vec<Member>,
 }
@@ -81,6 +89,8 @@ pub struct Coordinator {
     unloaded: RefCell<std::collections::BTreeSet<i32>>,
     /// A [`Coordinator::retry_loads`] is running.
     retrying: Cell<bool>,
+    /// Settings of KIP-848 consumer groups.
+    consumer_config: super::consumer_group::ConsumerGroupConfig,
 }
 
 impl Coordinator {
@@ -90,6 +100,7 @@ impl Coordinator {
         offsets_partitions: i32,
         offsets_retention_ms: i64,
     ) -> Coordinator {
+        let consumer_config = config.consumer.clone();
         Coordinator {
             config,
             offsets_partitions,
@@ -100,6 +111,7 @@ impl Coordinator {
             epoch: Instant::now(),
             unloaded: RefCell::new(std::collections::BTreeSet::new()),
             retrying: Cell::new(false),
+            consumer_config,
         }
     }
 
@@ -124,6 +136,7 @@ impl Coordinator {
             .entry(group_id.to_string())
             .or_insert_with(|| GroupEntry {
                 group: Group::new(group_id, self.config.clone()),
+                consumer: None,
                 offsets: BTreeMap::new(),
             });
         action(entry)
@@ -136,6 +149,13 @@ impl Coordinator {
         group_id: &str,
         request: JoinRequest,
     ) -> JoinResult {
+        if let Some(refusal) = self.classic_join_refused(shard, group_id) {
+            return JoinResult {
+                error_code: refusal,
+                generation_id: -1,
+                ..JoinResult::default()
+            };
+        }
         let waiter = self.new_waiter();
         let (sender, receiver) = oneshot::channel();
         self.slots.borrow_mut().insert(waiter, Slot::Join(sender));
@@ -257,14 +277,7 @@ impl Coordinator {
                 )
             });
             if let Some(record) = record {
-                let shard = shard.clone();
-                let group_id = group_id.to_string();
-                glommio::spawn_local(async move {
-                    if let Err(error_code) = shard.groups.append(&shard, &group_id, vec![record]).await {
-                        tracing::warn!(group = %group_id, error_code, "cannot persist group metadata");
-                    }
-                })
-                .detach();
+                self.append_in_background(shard, group_id, vec![record], "group metadata");
             }
         }
     }
@@ -277,14 +290,16 @@ impl Coordinator {
         shard: &Rc<Shard>,
         group_id: &str,
         member: (&str, Option<&str>, i32),
+        version: i16,
         offsets: Vec<(String, i32, OffsetValue)>,
     ) -> Result<Vec<i16>, i16> {
         let (member_id, group_instance_id, generation_id) = member;
         let now = self.now_ms();
-        let check = self.with_group(group_id, |entry| {
-            entry
+        let check = self.with_group(group_id, |entry| match &entry.consumer {
+            Some(consumer) => consumer.check_commit(member_id, generation_id, version),
+            None => entry
                 .group
-                .check_commit(now, member_id, group_instance_id, generation_id)
+                .check_commit(now, member_id, group_instance_id, generation_id),
         });
         if check != code::NONE {
             self.forget_if_unused(group_id);
@@ -392,7 +407,18 @@ impl Coordinator {
     /// One group, or `None` if this shard has never heard of it.
     pub fn describe(&self, group_id: &str) -> Option<GroupSummary> {
         let groups = self.groups.borrow();
-        let group = &groups.get(group_id)?.group;
+        let entry = groups.get(group_id)?;
+        if let Some(consumer) = &entry.consumer {
+            return Some(GroupSummary {
+                group_id: group_id.to_string(),
+                state: consumer.state(),
+                protocol_type: "consumer".to_string(),
+                protocol_name: String::new(),
+                group_type: "consumer",
+                members: Vec::new(),
+            });
+        }
+        let group = &entry.group;
         Some(GroupSummary {
             group_id: group_id.to_string(),
             state: group.state().name(),
@@ -404,6 +430,7 @@ impl Coordinator {
             } else {
                 String::new()
             },
+            group_type: "classic",
             members: group.members().cloned().collect(),
         })
     }
@@ -415,11 +442,16 @@ impl Coordinator {
             let Some(entry) = groups.get(group_id) else {
                 return GROUP_ID_NOT_FOUND;
             };
-            if !entry.group.is_empty() {
+            if !entry.group.is_empty() || entry.consumer.as_ref().is_some_and(|c| !c.is_empty()) {
                 return NON_EMPTY_GROUP;
             }
             entry.offsets.keys().cloned().collect()
         };
+        let was_consumer = self
+            .groups
+            .borrow()
+            .get(group_id)
+            .is_some_and(|entry| entry.consumer.is_some());
         let mut records: Vec<(Bytes, Option<Bytes>)> = offsets
             .iter()
             .map(|(topic, partition)| {
@@ -427,6 +459,9 @@ impl Coordinator {
             })
             .collect();
         records.push(offsets_topic::group_record(group_id, None));
+        if was_consumer {
+            records.push(offsets_topic::consumer_group_record(group_id, None));
+        }
         if let Err(error_code) = self.append(shard, group_id, records).await {
             return error_code;
         }
@@ -446,7 +481,16 @@ impl Coordinator {
             let Some(entry) = groups.get(group_id) else {
                 return Err(GROUP_ID_NOT_FOUND);
             };
-            subscribed_topics(&entry.group)
+            let mut topics = subscribed_topics(&entry.group);
+            if let Some(consumer) = &entry.consumer {
+                topics.extend(
+                    partitions
+                        .iter()
+                        .filter(|(topic, _)| consumer.subscribes_to(topic))
+                        .map(|(topic, _)| topic.clone()),
+                );
+            }
+            topics
         };
         let codes: Vec<i16> = partitions
             .iter()
@@ -490,6 +534,7 @@ impl Coordinator {
                 None => continue,
             };
             self.deliver(shard, &group_id, done);
+            self.tick_consumer_group(shard, &group_id, now);
             self.expire_offsets(shard, &group_id);
         }
     }
@@ -501,7 +546,7 @@ impl Coordinator {
             let Some(entry) = groups.get_mut(group_id) else {
                 return;
             };
-            if !entry.group.is_empty() {
+            if !entry.group.is_empty() || entry.consumer.as_ref().is_some_and(|c| !c.is_empty()) {
                 return;
             }
             let expired: Vec<(String, i32)> = entry
@@ -525,11 +570,23 @@ impl Coordinator {
                 offsets_topic::offset_record(group_id, topic, *partition, None)
             })
             .collect();
+        self.append_in_background(shard, group_id, records, "expired-offset tombstones");
+    }
+
+    /// Appends records in their own task (a timer's or a state machine's writes, which no
+    /// request waits for); a failure is logged.
+    fn append_in_background(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        what: &'static str,
+    ) {
         let shard = shard.clone();
         let group_id = group_id.to_string();
         glommio::spawn_local(async move {
             if let Err(error_code) = shard.groups.append(&shard, &group_id, records).await {
-                tracing::warn!(group = %group_id, error_code, "cannot write expired-offset tombstones");
+                tracing::warn!(group = %group_id, error_code, "cannot write the {what}");
             }
         })
         .detach();
@@ -543,6 +600,7 @@ impl Coordinator {
             entry.group.is_empty()
                 && entry.offsets.is_empty()
                 && entry.group.state() == GroupState::Empty
+                && entry.consumer.as_ref().is_none_or(ConsumerGroup::is_empty)
         }) {
             groups.remove(group_id);
         }
@@ -660,3 +718,6 @@ fn wall_clock_ms() -> i64 {
 
 #[path = "coordinator_loading.rs"]
 mod loading;
+
+#[path = "coordinator_consumer.rs"]
+mod consumer;

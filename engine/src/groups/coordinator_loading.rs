@@ -8,6 +8,7 @@ use std::rc::Rc;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::Coordinator;
+use crate::groups::consumer_group::ConsumerGroup;
 use crate::groups::group::Group;
 use crate::groups::offsets_topic::{self, OffsetsRecord};
 use crate::shard::Shard;
@@ -173,11 +174,29 @@ impl Coordinator {
                 let protocol_type = (!protocol_type.is_empty()).then_some(protocol_type);
                 let config = self.config.clone();
                 self.with_group(&group, |entry| {
-                    entry.group = Group::restored(&group, config, generation, protocol_type)
+                    entry.group = Group::restored(&group, config, generation, protocol_type);
+                    entry.consumer = None;
                 });
             }
             OffsetsRecord::Group { group, value: None } => {
                 self.groups.borrow_mut().remove(&group);
+            }
+            // The last record wins: a consumer group's epoch after a classic group's
+            // metadata makes it a consumer group, and the other way round.
+            OffsetsRecord::ConsumerGroup {
+                group,
+                epoch: Some(epoch),
+            } => {
+                let config = self.consumer_config.clone();
+                self.with_group(&group, |entry| {
+                    entry.consumer = Some(ConsumerGroup::new(&group, config, epoch))
+                });
+            }
+            OffsetsRecord::ConsumerGroup { group, epoch: None } => {
+                if let Some(entry) = self.groups.borrow_mut().get_mut(&group) {
+                    entry.consumer = None;
+                }
+                self.forget_if_unused(&group);
             }
         }
     }

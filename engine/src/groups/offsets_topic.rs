@@ -3,7 +3,10 @@
 //! `OffsetCommitKey/Value`, `GroupMetadataKey/Value`).
 //!
 //! Non-flexible schemas: strings are i16-length-prefixed UTF-8 (-1 = null); a null record
-//! value is a tombstone.
+//! value is a tombstone. A KIP-848 consumer group's epoch is Kafka 4's record type 3
+//! (`ConsumerGroupMetadataKey` / `ConsumerGroupMetadataValue`, a flexible value: the epoch,
+//! then an empty tagged-field section); its members are not written (see
+//! `consumer_group`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -16,6 +19,7 @@ const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 const GROUP_METADATA_KEY_VERSION: i16 = 2;
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 const GROUP_METADATA_VALUE_VERSION: i16 = 3;
+const CONSUMER_GROUP_METADATA_KEY_VERSION: i16 = 3;
 
 /// The partition of `__consumer_offsets` that holds a group: Kafka's
 /// `Utils.abs(groupId.hashCode()) % partitions`, with Java's `String.hashCode` over UTF-16.
@@ -54,6 +58,13 @@ pub enum OffsetsRecord {
         partition: i32,
         /// `None` for a tombstone.
         value: Option<OffsetValue>,
+    },
+    /// A KIP-848 consumer group's epoch, or the group's deletion (`None`).
+    ConsumerGroup {
+        /// Group.
+        group: String,
+        /// The group epoch; `None` for a tombstone.
+        epoch: Option<i32>,
     },
     /// A group's metadata, or its deletion (`None`).
     Group {
@@ -111,8 +122,23 @@ pub fn group_record(
     (key.freeze(), value)
 }
 
-/// Decodes one record; `None` for key versions this broker does not know (KIP-848 records
-/// written by a newer Kafka) or malformed bytes.
+/// Encodes a consumer group's epoch record (Kafka's ConsumerGroupMetadata, value v0).
+pub fn consumer_group_record(group: &str, epoch: Option<i32>) -> (Bytes, Option<Bytes>) {
+    let mut key = BytesMut::new();
+    key.put_i16(CONSUMER_GROUP_METADATA_KEY_VERSION);
+    put_string(&mut key, group);
+    let value = epoch.map(|epoch| {
+        let mut bytes = BytesMut::new();
+        bytes.put_i16(0);
+        bytes.put_i32(epoch);
+        bytes.put_u8(0); // no tagged fields
+        bytes.freeze()
+    });
+    (key.freeze(), value)
+}
+
+/// Decodes one record; `None` for key versions this broker does not read (the other KIP-848
+/// records a Kafka broker writes: members, assignments, regexes) or malformed bytes.
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
     let mut key = key;
     let version = get_i16(&mut key)?;
@@ -144,6 +170,17 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<OffsetsRecord> {
                 }
             };
             Some(OffsetsRecord::Group { group, value })
+        }
+        3 => {
+            let group = get_string(&mut key)?;
+            let epoch = match value {
+                None => None,
+                Some(mut bytes) => {
+                    let _version = get_i16(&mut bytes)?;
+                    Some(get_i32(&mut bytes)?)
+                }
+            };
+            Some(OffsetsRecord::ConsumerGroup { group, epoch })
         }
         _ => None,
     }
@@ -253,6 +290,16 @@ mod tests {
                 value: Some(("consumer".into(), 7))
             })
         );
+        for epoch in [Some(12), None] {
+            let (key, bytes) = consumer_group_record("g", epoch);
+            assert_eq!(
+                decode(&key, bytes.as_deref()),
+                Some(OffsetsRecord::ConsumerGroup {
+                    group: "g".into(),
+                    epoch
+                })
+            );
+        }
     }
 
     #[test]

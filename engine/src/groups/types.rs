@@ -18,6 +18,8 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members.
     pub initial_rebalance_delay_ms: u64,
+    /// KIP-848 consumer groups' settings (`group.consumer.*`).
+    pub consumer: super::consumer_group::ConsumerGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -26,6 +28,7 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            consumer: Default::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! DescribeGroups (key 15): state, protocol and members with their assignments. An unknown
 //! group is "Dead"; from v6 it also carries GROUP_ID_NOT_FOUND and a message (KIP-1043), as
-//! Kafka 4 answers.
+//! Kafka 4 answers. So is a KIP-848 consumer group ("not a classic group"): clients describe
+//! those with ConsumerGroupDescribe.
 
 use std::rc::Rc;
 
@@ -38,18 +39,24 @@ pub fn handle(
             if let Err(error_code) = check_coordinator(shard, &group_id) {
                 return described.with_error_code(error_code);
             }
-            let Some(summary) = shard.groups.describe(&group_id) else {
+            let summary = shard.groups.describe(&group_id);
+            let missing = match &summary {
+                None => Some(format!("Group {} not found.", group_id.0)),
+                Some(summary) if summary.group_type != "classic" => {
+                    Some(format!("Group {} is not a classic group.", group_id.0))
+                }
+                Some(_) => None,
+            };
+            if let Some(message) = missing {
                 let dead = described.with_group_state(StrBytes::from_static_str("Dead"));
                 if context.version < NOT_FOUND_VERSION {
                     return dead;
                 }
                 return dead
                     .with_error_code(kafka_protocol::ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(StrBytes::from_string(format!(
-                        "Group {} not found.",
-                        group_id.0
-                    ))));
-            };
+                    .with_error_message(Some(StrBytes::from_string(message)));
+            }
+            let summary = summary.expect("found");
             let protocol = summary.protocol_name.clone();
             let members = summary
                 .members

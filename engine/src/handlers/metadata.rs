@@ -33,13 +33,19 @@ pub async fn handle(
     context: &RequestContext,
     request: MetadataRequest,
 ) -> MetadataResponse {
-    let requested: Option<Vec<String>> = match request.topics {
+    // v10+: a topic may be asked for by id alone (name null), as KIP-848 consumers resolve
+    // the topic ids of their assignment.
+    let requested: Option<Vec<Wanted>> = match request.topics {
         None => None,
         Some(topics) if topics.is_empty() && context.version == 0 => None,
         Some(topics) => Some(
             topics
                 .into_iter()
-                .filter_map(|topic| topic.name.map(|name| name.0.to_string()))
+                .filter_map(|topic| match topic.name {
+                    Some(name) => Some(Wanted::Name(name.0.to_string())),
+                    None if !topic.topic_id.is_nil() => Some(Wanted::Id(topic.topic_id)),
+                    None => None,
+                })
                 .collect(),
         ),
     };
@@ -56,23 +62,40 @@ pub async fn handle(
             .topics()
             .map(|topic| describe_topic(&image, topic, topic_operations, fenced))
             .collect(),
-        Some(names) => {
-            let valid: Vec<&str> = names
+        Some(wanted) => {
+            let valid: Vec<&str> = wanted
                 .iter()
-                .map(String::as_str)
+                .filter_map(|wanted| match wanted {
+                    Wanted::Name(name) => Some(name.as_str()),
+                    Wanted::Id(_) => None,
+                })
                 .filter(|name| validate_topic_name(name).is_ok())
                 .collect();
             let mut found = shard
                 .topics_or_create(&valid, allow_create)
                 .await
                 .into_iter();
-            names
+            let image = shard.image();
+            wanted
                 .iter()
-                .map(|name| match validate_topic_name(name) {
-                    Err(_) => topic_error(name, ResponseError::InvalidTopicException),
-                    Ok(()) => match found.next().flatten() {
-                        Some(topic) => describe_topic(&image, &topic, topic_operations, fenced),
-                        None => topic_error(name, ResponseError::UnknownTopicOrPartition),
+                .map(|wanted| match wanted {
+                    Wanted::Name(name) => match validate_topic_name(name) {
+                        Err(_) => topic_error(name, ResponseError::InvalidTopicException),
+                        Ok(()) => match found.next().flatten() {
+                            Some(topic) => describe_topic(&image, &topic, topic_operations, fenced),
+                            None => topic_error(name, ResponseError::UnknownTopicOrPartition),
+                        },
+                    },
+                    Wanted::Id(id) => match image.topic_by_id(*id) {
+                        Some(topic) => describe_topic(&image, topic, topic_operations, fenced),
+                        // The name is nullable from v12 (Kafka answers null there).
+                        None => MetadataResponseTopic::default()
+                            .with_error_code(ResponseError::UnknownTopicId.code())
+                            .with_name(
+                                (context.version < 12).then(|| TopicName(StrBytes::default())),
+                            )
+                            .with_topic_id(*id)
+                            .with_topic_authorized_operations(acl::NOT_REQUESTED),
                     },
                 })
                 .collect()
@@ -90,6 +113,12 @@ pub async fn handle(
             request.include_cluster_authorized_operations,
             acl::cluster_operations(),
         ))
+}
+
+/// A topic asked for by name or, from v10, by id.
+enum Wanted {
+    Name(String),
+    Id(uuid::Uuid),
 }
 
 /// This node when its controller lease expired: it then names no leader for the replicated

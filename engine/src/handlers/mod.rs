@@ -14,6 +14,8 @@ use crate::shard::Shard;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -134,6 +136,8 @@ pub const APIS: &[ApiSpec] = &[
     reassignments::LIST_SPEC,
     telemetry::SUBSCRIPTIONS_SPEC,
     telemetry::PUSH_SPEC,
+    consumer_group_heartbeat::SPEC,
+    consumer_group_describe::SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -322,6 +326,12 @@ pub async fn dispatch(
         RequestKind::PushTelemetry(body) => {
             ResponseKind::PushTelemetry(telemetry::push(&context, body))
         }
+        RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(shard, &context, body).await,
+        ),
+        RequestKind::ConsumerGroupDescribe(body) => ResponseKind::ConsumerGroupDescribe(
+            consumer_group_describe::handle(shard, &context, body),
+        ),
         other => {
             return Err(CloseReason::Protocol(format!(
                 "no handler for {:?}",

@@ -21,7 +21,7 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
 /// committed.
 pub async fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let now_ms = spate_net::records::now_ms();
@@ -69,7 +69,7 @@ pub async fn handle(
             );
             match shard
                 .groups
-                .commit(shard, &request.group_id, member, offsets)
+                .commit(shard, &request.group_id, member, context.version, offsets)
                 .await
             {
                 Ok(codes) => codes,

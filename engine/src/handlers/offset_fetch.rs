@@ -38,7 +38,19 @@ pub fn handle(
                         .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
                         .collect::<Vec<_>>()
                 });
-                let (error_code, committed) = lookup(shard, &group.group_id, topics.as_deref());
+                let (mut error_code, mut committed) =
+                    lookup(shard, &group.group_id, topics.as_deref());
+                // v9: a KIP-848 member fetches at its member epoch.
+                if error_code == 0 {
+                    error_code = shard.groups.check_fetch(
+                        &group.group_id,
+                        group.member_id.as_deref(),
+                        group.member_epoch,
+                    );
+                    if error_code != 0 {
+                        committed = Vec::new();
+                    }
+                }
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group.group_id.clone())
                     .with_error_code(error_code)

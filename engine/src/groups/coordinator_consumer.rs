@@ -1,0 +1,147 @@
+//! KIP-848 consumer groups on the coordinator: ConsumerGroupHeartbeat and ConsumerGroupDescribe,
+//! the conversions between an empty classic group and a consumer group, and the timers. Part
+//! of [`Coordinator`]; the state machine is [`ConsumerGroup`].
+//!
+//! A heartbeat's state change happens at once; when it changed the group epoch, the answer
+//! waits until the epoch record is durable in `__consumer_offsets` (as Kafka answers after
+//! its records commit), so that a coordinator that takes over never hands out an epoch a
+//! member already saw.
+
+use std::rc::Rc;
+
+use spate_net::error_code::{GROUP_ID_NOT_FOUND, INCONSISTENT_GROUP_PROTOCOL};
+
+use super::{Coordinator, GroupEntry};
+use crate::groups::consumer_group::{
+    ConsumerGroup, Heartbeat, HeartbeatAnswer, Refusal, TopicsView,
+};
+use crate::groups::group::{code, Group};
+use crate::groups::offsets_topic;
+use crate::shard::Shard;
+
+impl Coordinator {
+    /// ConsumerGroupHeartbeat: joins, heartbeats and leaves of a consumer group.
+    pub async fn consumer_heartbeat(
+        &self,
+        shard: &Rc<Shard>,
+        group_id: &str,
+        request: Heartbeat,
+        topics: &TopicsView,
+    ) -> Result<HeartbeatAnswer, Refusal> {
+        let now = self.now_ms();
+        let joining = request.member_epoch == 0;
+        let outcome = {
+            let mut groups = self.groups.borrow_mut();
+            if !groups.contains_key(group_id) && !joining {
+                return Err((
+                    GROUP_ID_NOT_FOUND,
+                    format!("Consumer group {group_id} not found."),
+                ));
+            }
+            let entry = groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| GroupEntry {
+                    group: Group::new(group_id, self.config.clone()),
+                    consumer: None,
+                    offsets: Default::default(),
+                });
+            if entry.consumer.is_none() {
+                // An empty classic group (committed offsets at most) becomes a consumer group
+                // with its offsets; a classic group with members stays classic (Kafka's
+                // online upgrade of a live classic group is not built here).
+                if !entry.group.is_empty() || !joining {
+                    return Err((
+                        GROUP_ID_NOT_FOUND,
+                        format!("Group {group_id} is not a consumer group."),
+                    ));
+                }
+                entry.consumer = Some(ConsumerGroup::new(
+                    group_id,
+                    self.consumer_config.clone(),
+                    0,
+                ));
+            }
+            let consumer = entry.consumer.as_mut().expect("set above");
+            consumer
+                .heartbeat(now, request, topics)
+                .map(|(answer, bumped)| (answer, bumped.then(|| consumer.group_epoch())))
+        };
+        match outcome {
+            Err(refusal) => {
+                self.forget_if_unused(group_id);
+                Err(refusal)
+            }
+            Ok((answer, None)) => Ok(answer),
+            Ok((answer, Some(epoch))) => {
+                let record = offsets_topic::consumer_group_record(group_id, Some(epoch));
+                self.append(shard, group_id, vec![record])
+                    .await
+                    .map_err(|error_code| (error_code, String::new()))?;
+                Ok(answer)
+            }
+        }
+    }
+
+    /// A copy of a consumer group for ConsumerGroupDescribe, or why there is none.
+    pub fn consumer_group(&self, group_id: &str) -> Result<ConsumerGroup, Refusal> {
+        let groups = self.groups.borrow();
+        match groups.get(group_id) {
+            Some(GroupEntry {
+                consumer: Some(consumer),
+                ..
+            }) => Ok(consumer.clone()),
+            Some(_) => Err((
+                GROUP_ID_NOT_FOUND,
+                format!("Group {group_id} is not a consumer group."),
+            )),
+            None => Err((GROUP_ID_NOT_FOUND, format!("Group {group_id} not found."))),
+        }
+    }
+
+    /// OffsetFetch v9's member check for a consumer group (others pass): a group error.
+    pub fn check_fetch(&self, group_id: &str, member_id: Option<&str>, member_epoch: i32) -> i16 {
+        match self.groups.borrow().get(group_id) {
+            Some(GroupEntry {
+                consumer: Some(consumer),
+                ..
+            }) => consumer.check_fetch(member_id, member_epoch),
+            _ => code::NONE,
+        }
+    }
+
+    /// A JoinGroup's answer when the group is a consumer group: INCONSISTENT_GROUP_PROTOCOL
+    /// while it has members (classic members inside a consumer group are not built here);
+    /// an empty one becomes classic again (its epoch record tombstoned).
+    pub(super) fn classic_join_refused(&self, shard: &Rc<Shard>, group_id: &str) -> Option<i16> {
+        let mut groups = self.groups.borrow_mut();
+        let entry = groups.get_mut(group_id)?;
+        let consumer = entry.consumer.as_ref()?;
+        if !consumer.is_empty() {
+            return Some(INCONSISTENT_GROUP_PROTOCOL);
+        }
+        entry.consumer = None;
+        drop(groups);
+        let record = offsets_topic::consumer_group_record(group_id, None);
+        self.append_in_background(shard, group_id, vec![record], "consumer group tombstone");
+        None
+    }
+
+    /// Fences the consumer group's timed-out members; a changed epoch is persisted.
+    pub(super) fn tick_consumer_group(&self, shard: &Rc<Shard>, group_id: &str, now: u64) {
+        let epoch = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(consumer) = groups
+                .get_mut(group_id)
+                .and_then(|entry| entry.consumer.as_mut())
+            else {
+                return;
+            };
+            if !consumer.tick(now) {
+                return;
+            }
+            consumer.group_epoch()
+        };
+        let record = offsets_topic::consumer_group_record(group_id, Some(epoch));
+        self.append_in_background(shard, group_id, vec![record], "consumer group epoch");
+    }
+}
