@@ -734,3 +734,6 @@ mod fencing;
 
 #[path = "cluster_replication/metrics.rs"]
 mod metrics;
+
+#[path = "cluster_replication/consumer_groups.rs"]
+mod consumer_groups;
