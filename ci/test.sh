@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Spate's whole test suite, from a fresh Debian machine (run as root) to a verdict:
-#   1. install what is missing: kcat, promtool, nft, Go and Sarama's sources (always), and
+#   1. install what is missing: kcat, promtool, nft, Go and Sarama's sources, Burrow and
+#      ZooKeeper (always), and
 #      python3/pip/venv, node/npm only if absent;
 #   2. the Python clients in ci/.venv (ci/requirements.txt), kafka-python 3 in
 #      ci/.venv-kafka-python3 (ci/requirements-kafka-python3.txt), kafkajs in ci/node (npm ci);
@@ -67,6 +68,10 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # Go and Sarama's sources for ci/compat/test_sarama.py (built offline in GOPATH mode).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 [[ -d /usr/share/gocode/src/github.com/Shopify/sarama ]] || missing+=(golang-github-shopify-sarama-dev)
+# Burrow (LinkedIn's lag monitor) and the ZooKeeper it keeps its state in, for
+# ci/compat/test_burrow.py.
+command -v Burrow >/dev/null 2>&1 || missing+=(burrow)
+{ [[ -f /usr/share/java/zookeeper.jar ]] && command -v java >/dev/null 2>&1; } || missing+=(zookeeper)
 
 if ((${#missing[@]})); then
     step "installing system packages: ${missing[*]}"
@@ -77,7 +82,7 @@ if ((${#missing[@]})); then
     # only promtool.
     pkill -x prometheus 2>/dev/null || true
 else
-    step "system packages present (kcat, python3, pip, venv, node, npm, promtool, nft, go, sarama)"
+    step "system packages present (kcat, python3, pip, venv, node, npm, promtool, nft, go, sarama, burrow, zookeeper)"
 fi
 
 # --- 2. client libraries --------------------------------------------------------------------

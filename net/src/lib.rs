@@ -23,6 +23,8 @@
 //!   byte what kafka-protocol would.
 //! - [`wire`] holds the primitives those hand-written codecs share: varints, compact and
 //!   classic strings, arrays and bytes, tagged fields.
+//! - [`legacy`] codes request versions kafka-protocol dropped that old tools still send
+//!   (ListOffsets v0).
 //! - [`error_code`] is the one list of Kafka error codes Spate's code matches on.
 //! - [`async_client`] is the client a shard uses to talk to other brokers without blocking:
 //!   [`async_client::BrokerConnection`] (one broker, versions negotiated) and
@@ -41,6 +43,7 @@ pub mod codec;
 pub mod error_code;
 pub mod fetch_response;
 pub mod frame;
+pub mod legacy;
 pub mod produce_stream;
 pub mod records;
 pub mod response;

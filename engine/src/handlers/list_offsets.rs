@@ -20,8 +20,9 @@ use super::{ApiSpec, RequestContext};
 use crate::partition::{Partition, PartitionError};
 use crate::shard::Shard;
 
-/// Served versions.
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 9);
+/// Served versions. v0 (removed in Kafka 4, still sent by Burrow and old Sarama tools) is
+/// decoded and encoded by `spate_net::legacy` around this handler.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 0, 9);
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

@@ -222,6 +222,23 @@ pub async fn dispatch(
             request.api_key, spec.min, spec.max
         )));
     }
+    if request.api_key == ApiKey::ListOffsets && version == 0 {
+        // kafka-protocol no longer codes v0: decoded and encoded by hand around the handler.
+        let (body, wanted) = spate_net::legacy::decode_list_offsets_v0(request.body.clone())?;
+        let response = list_offsets::handle(shard, &context, body).await;
+        let response = ResponseKind::ListOffsets(response);
+        shard
+            .stats()
+            .response_errors(context.api_key as i16, |count| {
+                crate::request_errors::each_error(&response, count)
+            });
+        let ResponseKind::ListOffsets(response) = &response else {
+            unreachable!()
+        };
+        let frame =
+            spate_net::legacy::encode_list_offsets_v0(context.correlation_id, response, &wanted);
+        return Ok(ready(Some(frame.into())));
+    }
     let body = request.decode_body()?;
     let response = match body {
         RequestKind::Produce(body) => return produce::handle(shard, context, body, received).await,
