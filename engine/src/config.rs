@@ -35,6 +35,7 @@ pub struct ConfigFile {
     group_min_session_timeout_ms: Option<i32>,
     group_consumer_session_timeout_ms: Option<u64>,
     group_consumer_heartbeat_interval_ms: Option<i32>,
+    group_consumer_max_size: Option<usize>,
     group_max_session_timeout_ms: Option<i32>,
     offsets_topic_partitions: Option<i32>,
     offsets_topic_replication_factor: Option<i16>,
@@ -143,6 +144,10 @@ pub struct ServeArgs {
     /// (Kafka's group.consumer.heartbeat.interval.ms). [default: 5000]
     #[arg(long, env = "SPATE_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Most members a KIP-848 consumer group may have; a join past it is refused with
+    /// GROUP_MAX_SIZE_REACHED (Kafka's group.consumer.max.size). [default: unbounded]
+    #[arg(long, env = "SPATE_GROUP_CONSUMER_MAX_SIZE")]
+    pub group_consumer_max_size: Option<usize>,
     /// Partitions of __consumer_offsets when it is first created
     /// (offsets.topic.num.partitions). [default: 50]
     #[arg(long, env = "SPATE_OFFSETS_TOPIC_PARTITIONS")]
@@ -489,7 +494,10 @@ impl ServeArgs {
                         .or(file.group_consumer_heartbeat_interval_ms)
                         .unwrap_or(5_000)
                         .max(1),
-                    max_size: usize::MAX,
+                    max_size: self
+                        .group_consumer_max_size
+                        .or(file.group_consumer_max_size)
+                        .unwrap_or(usize::MAX),
                 },
             },
             offsets_topic_partitions: self

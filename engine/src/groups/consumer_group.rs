@@ -71,6 +71,8 @@ pub struct ConsumerMember {
     pub client_host: String,
     pub subscribed_topic_names: BTreeSet<String>,
     pub subscribed_topic_regex: Option<String>,
+    /// `subscribed_topic_regex` compiled, once, when it is set.
+    matcher: Option<regex::Regex>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
     /// -2 after a static member's temporary leave.
@@ -95,6 +97,7 @@ impl ConsumerMember {
             client_host: String::new(),
             subscribed_topic_names: BTreeSet::new(),
             subscribed_topic_regex: None,
+            matcher: None,
             server_assignor: None,
             rebalance_timeout_ms: -1,
             member_epoch: 0,
@@ -266,6 +269,8 @@ impl ConsumerGroup {
         if let Some(regex) = &request.subscribed_topic_regex {
             let regex = (!regex.is_empty()).then(|| regex.clone());
             if regex != member.subscribed_topic_regex {
+                // validate() compiled it already: it compiles.
+                member.matcher = regex.as_deref().and_then(|pattern| compile(pattern).ok());
                 member.subscribed_topic_regex = regex;
                 subscription_changed = true;
             }
@@ -611,11 +616,7 @@ impl ConsumerGroup {
                     subscribed.insert(name.clone(), *topic);
                 }
             }
-            if let Some(regex) = member
-                .subscribed_topic_regex
-                .as_deref()
-                .and_then(|r| compile(r).ok())
-            {
+            if let Some(regex) = &member.matcher {
                 for (name, topic) in topics {
                     if regex.is_match(name) {
                         subscribed.insert(name.clone(), *topic);
@@ -741,11 +742,7 @@ fn member_topic_ids(member: &ConsumerMember, topics: &TopicsView) -> BTreeSet<Uu
         .iter()
         .filter_map(|name| topics.get(name).map(|(id, _)| *id))
         .collect();
-    if let Some(regex) = member
-        .subscribed_topic_regex
-        .as_deref()
-        .and_then(|r| compile(r).ok())
-    {
+    if let Some(regex) = &member.matcher {
         ids.extend(
             topics
                 .iter()

@@ -275,3 +275,22 @@ fn commits_and_fetches_need_the_current_member_epoch() {
     assert_eq!(group.check_fetch(Some("a"), 3), code::STALE_MEMBER_EPOCH);
     assert_eq!(group.check_fetch(Some("x"), 3), code::UNKNOWN_MEMBER_ID);
 }
+
+#[test]
+fn a_full_group_refuses_new_members_but_not_its_own() {
+    let view = topics(2);
+    let config = ConsumerGroupConfig {
+        max_size: 1,
+        ..ConsumerGroupConfig::default()
+    };
+    let mut group = ConsumerGroup::new("g", config, 0);
+    ok(&mut group, 0, join("a"), &view);
+    assert_eq!(
+        err(&mut group, join("b"), &view),
+        code::GROUP_MAX_SIZE_REACHED
+    );
+    assert_eq!(
+        ok(&mut group, 1, beat("a", 1, &[0, 1]), &view).member_epoch,
+        1
+    );
+}

@@ -91,6 +91,14 @@ pub struct Coordinator {
     retrying: Cell<bool>,
     /// Settings of KIP-848 consumer groups.
     consumer_config: super::consumer_group::ConsumerGroupConfig,
+    /// The topics of the last image a KIP-848 heartbeat saw (see `topics_view`).
+    #[allow(clippy::type_complexity)]
+    topics_view: RefCell<
+        Option<(
+            std::sync::Arc<crate::metadata::image::MetadataImage>,
+            Rc<super::consumer_group::TopicsView>,
+        )>,
+    >,
 }
 
 impl Coordinator {
@@ -112,6 +120,7 @@ impl Coordinator {
             unloaded: RefCell::new(std::collections::BTreeSet::new()),
             retrying: Cell::new(false),
             consumer_config,
+            topics_view: RefCell::new(None),
         }
     }
 

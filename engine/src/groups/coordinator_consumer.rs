@@ -8,6 +8,7 @@
 //! member already saw.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use spate_net::error_code::{GROUP_ID_NOT_FOUND, INCONSISTENT_GROUP_PROTOCOL};
 
@@ -17,9 +18,29 @@ use crate::groups::consumer_group::{
 };
 use crate::groups::group::{code, Group};
 use crate::groups::offsets_topic;
+use crate::metadata::image::MetadataImage;
 use crate::shard::Shard;
 
 impl Coordinator {
+    /// Every topic of `image` a group may subscribe to, by name: built once per image, not
+    /// per heartbeat.
+    pub fn topics_view(&self, image: &Arc<MetadataImage>) -> Rc<TopicsView> {
+        let mut cached = self.topics_view.borrow_mut();
+        if let Some((seen, view)) = cached.as_ref() {
+            if Arc::ptr_eq(seen, image) {
+                return view.clone();
+            }
+        }
+        let view: Rc<TopicsView> = Rc::new(
+            image
+                .topics()
+                .map(|topic| (topic.name.clone(), (topic.id, topic.partition_count())))
+                .collect(),
+        );
+        *cached = Some((image.clone(), view.clone()));
+        view
+    }
+
     /// ConsumerGroupHeartbeat: joins, heartbeats and leaves of a consumer group.
     pub async fn consumer_heartbeat(
         &self,

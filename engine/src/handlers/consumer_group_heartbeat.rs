@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::group_common::check_coordinator;
 use super::{ApiSpec, RequestContext};
 use crate::groups::assignor;
-use crate::groups::consumer_group::{Heartbeat, TopicsView};
+use crate::groups::consumer_group::Heartbeat;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -34,7 +34,7 @@ pub async fn handle(
     if let Err(code) = check_coordinator(shard, &request.group_id) {
         return refused(code, String::new());
     }
-    let topics = topics_view(shard);
+    let topics = shard.groups.topics_view(&shard.image());
     let heartbeat = Heartbeat {
         version: context.version,
         member_id: request.member_id.to_string(),
@@ -85,13 +85,4 @@ pub async fn handle(
                 )
             })),
     }
-}
-
-/// Every topic of the shard's image a group may subscribe to, by name.
-pub fn topics_view(shard: &Shard) -> TopicsView {
-    shard
-        .image()
-        .topics()
-        .map(|topic| (topic.name.clone(), (topic.id, topic.partition_count())))
-        .collect()
 }
