@@ -91,6 +91,14 @@ fn consumer_groups_join_refuse_describe_commit_and_keep_their_epoch_over_a_resta
     assert_eq!(ahead.error_code, ResponseError::FencedMemberEpoch.code());
     let stranger = heartbeat(&mut client, 1, "nobody", 1, None);
     assert_eq!(stranger.error_code, ResponseError::UnknownMemberId.code());
+    // A group this coordinator does not know: the member rejoins (not GROUP_ID_NOT_FOUND,
+    // which Java clients take as fatal).
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("never-seen")))
+        .with_member_id(StrBytes::from_static_str("m"))
+        .with_member_epoch(3);
+    let missing = client.send(1, &request).expect("heartbeat");
+    assert_eq!(missing.error_code, ResponseError::UnknownMemberId.code());
 
     // The classic APIs: JoinGroup is refused, DescribeGroups calls it Dead, ListGroups v5
     // names its type.
@@ -191,9 +199,30 @@ fn consumer_groups_join_refuse_describe_commit_and_keep_their_epoch_over_a_resta
     let back = heartbeat(&mut client, 1, "member-one", 0, None);
     assert_eq!((back.error_code, back.member_epoch), (0, 3), "{back:?}");
     assert_eq!(assigned(&back), 4);
-    // Leaving: epoch -1 comes back, and the member is gone.
+    // Leaving: epoch -1 comes back, and the member is gone; the empty group stays, at the
+    // epoch its departure raised, across another restart.
     let left = heartbeat(&mut client, 1, "member-one", -1, Some(Vec::new()));
     assert_eq!((left.error_code, left.member_epoch), (0, -1));
     let after = heartbeat(&mut client, 1, "member-one", 3, Some(Vec::new()));
     assert_eq!(after.error_code, ResponseError::UnknownMemberId.code());
+    drop(client);
+    broker.restart();
+    let mut client = broker.client(0);
+    let described = client
+        .send(
+            1,
+            &ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![GroupId(StrBytes::from_static_str(GROUP))]),
+        )
+        .expect("consumer group describe");
+    let group = &described.groups[0];
+    assert_eq!(
+        (
+            group.error_code,
+            group.group_state.as_str(),
+            group.group_epoch
+        ),
+        (0, "Empty", 4),
+        "{group:?}"
+    );
 }

@@ -167,6 +167,9 @@ pub struct ConsumerGroup {
     target: BTreeMap<String, Assignment>,
     /// The subscribed topics as of the last epoch bump: a change bumps again.
     subscribed_topics: TopicsView,
+    /// The highest group epoch known durable in `__consumer_offsets`: an answer carrying a
+    /// higher one waits until it is (see `coordinator_consumer`).
+    persisted_epoch: i32,
 }
 
 impl ConsumerGroup {
@@ -180,7 +183,18 @@ impl ConsumerGroup {
             members: BTreeMap::new(),
             target: BTreeMap::new(),
             subscribed_topics: TopicsView::new(),
+            persisted_epoch: group_epoch,
         }
+    }
+
+    /// The highest group epoch known durable.
+    pub fn persisted_epoch(&self) -> i32 {
+        self.persisted_epoch
+    }
+
+    /// Records that `epoch` is durable.
+    pub fn mark_persisted(&mut self, epoch: i32) {
+        self.persisted_epoch = self.persisted_epoch.max(epoch);
     }
 
     pub fn group_epoch(&self) -> i32 {
@@ -245,7 +259,7 @@ impl ConsumerGroup {
         request: Heartbeat,
         topics: &TopicsView,
     ) -> Result<(HeartbeatAnswer, bool), Refusal> {
-        validate(&request)?;
+        let matcher = validate(&request)?;
         let epoch_before = self.group_epoch;
         if request.member_epoch == -1 || request.member_epoch == -2 {
             let answer = self.leave(&request)?;
@@ -269,8 +283,7 @@ impl ConsumerGroup {
         if let Some(regex) = &request.subscribed_topic_regex {
             let regex = (!regex.is_empty()).then(|| regex.clone());
             if regex != member.subscribed_topic_regex {
-                // validate() compiled it already: it compiles.
-                member.matcher = regex.as_deref().and_then(|pattern| compile(pattern).ok());
+                member.matcher = matcher;
                 member.subscribed_topic_regex = regex;
                 subscription_changed = true;
             }
@@ -313,6 +326,7 @@ impl ConsumerGroup {
             let target = self.target.get(&member_id).cloned().unwrap_or_default();
             let subscribed = member_topic_ids(member, topics);
             let member = self.members.get_mut(&member_id).expect("looked up");
+            let revoking_before = member.pending_revocation.clone();
             reconcile(
                 member,
                 self.assignment_epoch,
@@ -324,7 +338,9 @@ impl ConsumerGroup {
             // The rebalance timeout runs from the heartbeat that asked for the revocation.
             if member.state != MemberState::UnrevokedPartitions {
                 member.rebalance_deadline_ms = None;
-            } else if member.rebalance_deadline_ms.is_none() {
+            } else if member.rebalance_deadline_ms.is_none()
+                || member.pending_revocation != revoking_before
+            {
                 member.rebalance_deadline_ms =
                     Some(now_ms + member.rebalance_timeout_ms.max(0) as u64);
             }
@@ -386,9 +402,10 @@ impl ConsumerGroup {
 
     /// OffsetFetch v9's check: no member named is an admin's fetch.
     pub fn check_fetch(&self, member_id: Option<&str>, member_epoch: i32) -> i16 {
-        let Some(member_id) = member_id.filter(|_| member_epoch >= 0) else {
+        if member_id.is_none() && member_epoch < 0 {
             return code::NONE;
-        };
+        }
+        let member_id = member_id.unwrap_or_default();
         match self.members.get(member_id) {
             None => code::UNKNOWN_MEMBER_ID,
             Some(member) if member.member_epoch != member_epoch => code::STALE_MEMBER_EPOCH,
@@ -404,19 +421,6 @@ impl ConsumerGroup {
     /// The member a heartbeat at epoch ≥ 0 is for, created on a join.
     fn member_for(&mut self, request: &Heartbeat) -> Result<String, Refusal> {
         let known = self.members.contains_key(&request.member_id);
-        if !known
-            && request.member_epoch == 0
-            && self.members.len() >= self.config.max_size
-            && request.instance_id.is_none()
-        {
-            return Err(refuse(
-                code::GROUP_MAX_SIZE_REACHED,
-                format!(
-                    "The consumer group has reached its maximum capacity of {} members.",
-                    self.config.max_size
-                ),
-            ));
-        }
         if let Some(instance) = &request.instance_id {
             let holder = self
                 .members
@@ -439,7 +443,14 @@ impl ConsumerGroup {
                     }
                     Some((holder, _)) => {
                         // The instance comes back under a new member id: it takes over the
-                        // old member, its target and its partitions.
+                        // old member, its target and its partitions; an id another member
+                        // has is refused rather than overwriting that member.
+                        if known {
+                            return Err(refuse(
+                                code::INVALID_REQUEST,
+                                format!("MemberId {} is already in use.", request.member_id),
+                            ));
+                        }
                         let mut member = self.members.remove(&holder).expect("found");
                         let target = self.target.remove(&holder);
                         member.member_id = self.new_member_id(request);
@@ -476,6 +487,15 @@ impl ConsumerGroup {
             if known {
                 self.rejoin(&request.member_id);
                 return Ok(request.member_id.clone());
+            }
+            if self.members.len() >= self.config.max_size {
+                return Err(refuse(
+                    code::GROUP_MAX_SIZE_REACHED,
+                    format!(
+                        "The consumer group has reached its maximum capacity of {} members.",
+                        self.config.max_size
+                    ),
+                ));
             }
             let id = self.new_member_id(request);
             self.members
@@ -604,6 +624,18 @@ impl ConsumerGroup {
         if self.members.remove(member_id).is_some() {
             self.target.remove(member_id);
             self.group_epoch += 1;
+            // The topics only the member subscribed to go now, so that the next heartbeat
+            // does not bump the epoch a second time for the same departure.
+            let members = &self.members;
+            self.subscribed_topics.retain(|name, _| {
+                members.values().any(|member| {
+                    member.subscribed_topic_names.contains(name)
+                        || member
+                            .matcher
+                            .as_ref()
+                            .is_some_and(|regex| regex.is_match(name))
+                })
+            });
         }
     }
 
@@ -667,7 +699,8 @@ impl ConsumerGroup {
 }
 
 /// Kafka's request checks (GroupCoordinatorService), before any state is touched.
-fn validate(request: &Heartbeat) -> Result<(), Refusal> {
+/// Returns the subscription regex compiled, when the request sets a non-empty one.
+fn validate(request: &Heartbeat) -> Result<Option<regex::Regex>, Refusal> {
     let invalid = |message: &str| Err(refuse(code::INVALID_REQUEST, message));
     if (request.version >= 1 || request.member_epoch > 0 || request.member_epoch == -1)
         && request.member_id.is_empty()
@@ -705,13 +738,14 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
         epoch if epoch < -2 => return invalid("MemberEpoch is invalid."),
         _ => {}
     }
-    if let Some(pattern) = request
+    let matcher = match request
         .subscribed_topic_regex
         .as_deref()
         .filter(|p| !p.is_empty())
     {
-        compile(pattern)?;
-    }
+        Some(pattern) => Some(compile(pattern)?),
+        None => None,
+    };
     if let Some(name) = &request.server_assignor {
         if !assignor::ASSIGNORS.contains(&name.as_str()) {
             return Err(refuse(
@@ -722,17 +756,40 @@ fn validate(request: &Heartbeat) -> Result<(), Refusal> {
             ));
         }
     }
-    Ok(())
+    Ok(matcher)
 }
 
 /// A subscription regex, matching whole topic names (Kafka's RE2J `matches()`).
+///
+/// A client chooses the pattern, so what it may cost is bounded: at most
+/// `REGEX_MAX_BYTES` of pattern, compiled within `REGEX_SIZE_LIMIT` (topic-name patterns
+/// are a few hundred bytes compiled; `\w{100}` over Unicode is megabytes and refused), and
+/// the pattern must compile on its own before it is anchored (so `x)|(?:.*` cannot
+/// unbalance the anchoring).
 fn compile(pattern: &str) -> Result<regex::Regex, Refusal> {
-    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|error| {
+    const REGEX_MAX_BYTES: usize = 1024;
+    const REGEX_SIZE_LIMIT: usize = 64 << 10;
+    const REGEX_DFA_LIMIT: usize = 256 << 10;
+    let invalid = |reason: String| {
         refuse(
             code::INVALID_REGULAR_EXPRESSION,
-            format!("SubscribedTopicRegex `{pattern}` is not a valid regular expression: {error}."),
+            format!(
+                "SubscribedTopicRegex `{pattern}` is not a valid regular expression: {reason}."
+            ),
         )
-    })
+    };
+    if pattern.len() > REGEX_MAX_BYTES {
+        return Err(invalid(format!("longer than {REGEX_MAX_BYTES} bytes")));
+    }
+    let build = |text: &str| {
+        regex::RegexBuilder::new(text)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_DFA_LIMIT)
+            .build()
+            .map_err(|error| invalid(error.to_string()))
+    };
+    build(pattern)?;
+    build(&format!("^(?:{pattern})$"))
 }
 
 /// The ids of the existing topics a member subscribes to.

@@ -294,3 +294,67 @@ fn a_full_group_refuses_new_members_but_not_its_own() {
         1
     );
 }
+
+#[test]
+fn a_departure_bumps_the_epoch_once() {
+    let mut view = topics(2);
+    view.insert("solo".to_string(), (Uuid::from_u128(9), 1));
+    let mut group = ConsumerGroup::new("g", ConsumerGroupConfig::default(), 0);
+    ok(&mut group, 0, join("a"), &view);
+    let mut solo = join("b");
+    solo.subscribed_topic_names = Some(vec!["solo".to_string()]);
+    ok(&mut group, 0, solo, &view);
+    let before = group.group_epoch();
+    ok(&mut group, 1, beat("b", -1, &[]), &view);
+    assert_eq!(group.group_epoch(), before + 1);
+    // The next heartbeat finds nothing new: "solo" left with its only subscriber.
+    let a = ok(&mut group, 2, beat("a", 1, &[0, 1]), &view);
+    assert_eq!(
+        (group.group_epoch(), a.member_epoch),
+        (before + 1, before + 1)
+    );
+}
+
+#[test]
+fn static_joins_respect_the_size_limit_and_cannot_take_another_members_id() {
+    let view = topics(2);
+    let config = ConsumerGroupConfig {
+        max_size: 2,
+        ..ConsumerGroupConfig::default()
+    };
+    let mut group = ConsumerGroup::new("g", config, 0);
+    ok(&mut group, 0, join("a"), &view);
+    let mut first = join("s1");
+    first.instance_id = Some("i".to_string());
+    ok(&mut group, 0, first, &view);
+    let mut another = join("s9");
+    another.instance_id = Some("other".to_string());
+    assert_eq!(
+        err(&mut group, another, &view),
+        code::GROUP_MAX_SIZE_REACHED
+    );
+    // Instance "i" leaves for a while and comes back under a's member id: refused.
+    let mut pause = beat("s1", -2, &[]);
+    pause.instance_id = Some("i".to_string());
+    ok(&mut group, 1, pause, &view);
+    let mut stolen = join("a");
+    stolen.instance_id = Some("i".to_string());
+    assert_eq!(err(&mut group, stolen, &view), code::INVALID_REQUEST);
+    assert_eq!(group.members().count(), 2);
+}
+
+#[test]
+fn costly_or_unbalanced_regexes_are_refused() {
+    let view = topics(1);
+    let mut group = ConsumerGroup::new("g", ConsumerGroupConfig::default(), 0);
+    for pattern in [r"\w{100}", "x)|(?:.*", &"a".repeat(2000)] {
+        let mut request = join("a");
+        request.subscribed_topic_names = None;
+        request.subscribed_topic_regex = Some(pattern.to_string());
+        assert_eq!(
+            err(&mut group, request, &view),
+            code::INVALID_REGULAR_EXPRESSION,
+            "{pattern}"
+        );
+    }
+}

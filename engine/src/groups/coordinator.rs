@@ -605,11 +605,16 @@ impl Coordinator {
     /// or one whose offsets expired).
     fn forget_if_unused(&self, group_id: &str) {
         let mut groups = self.groups.borrow_mut();
+        // A consumer group that ever had an epoch stays while empty (see
+        // `coordinator_consumer`); one whose first join was refused goes.
         if groups.get(group_id).is_some_and(|entry| {
             entry.group.is_empty()
                 && entry.offsets.is_empty()
                 && entry.group.state() == GroupState::Empty
-                && entry.consumer.as_ref().is_none_or(ConsumerGroup::is_empty)
+                && entry
+                    .consumer
+                    .as_ref()
+                    .is_none_or(|consumer| consumer.is_empty() && consumer.group_epoch() == 0)
         }) {
             groups.remove(group_id);
         }

@@ -2,10 +2,18 @@
 //! the conversions between an empty classic group and a consumer group, and the timers. Part
 //! of [`Coordinator`]; the state machine is [`ConsumerGroup`].
 //!
-//! A heartbeat's state change happens at once; when it changed the group epoch, the answer
-//! waits until the epoch record is durable in `__consumer_offsets` (as Kafka answers after
-//! its records commit), so that a coordinator that takes over never hands out an epoch a
-//! member already saw.
+//! A heartbeat's state change happens at once; an answer carrying a group epoch that is not
+//! yet known durable waits until the epoch record is in `__consumer_offsets` (as Kafka
+//! answers after its records commit) — whichever heartbeat raised it, and again after a
+//! failed write — so that a coordinator that takes over never hands out an epoch a member
+//! already saw. Replayed epoch records only ever raise the epoch, so writes that land out
+//! of order cannot lower it.
+//!
+//! An empty consumer group stays (until DeleteGroups), as Kafka keeps it: a member that
+//! comes back after its session ran out, or after the coordinator moved (members are not
+//! persisted here), gets UNKNOWN_MEMBER_ID and rejoins, rather than GROUP_ID_NOT_FOUND,
+//! which Java clients treat as fatal. A heartbeat at epoch > 0 for a group this coordinator
+//! does not know is answered the same way.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -53,11 +61,14 @@ impl Coordinator {
         let joining = request.member_epoch == 0;
         let outcome = {
             let mut groups = self.groups.borrow_mut();
+            let unknown_member = || {
+                (
+                    code::UNKNOWN_MEMBER_ID,
+                    format!("The group {group_id} does not know this member: rejoin."),
+                )
+            };
             if !groups.contains_key(group_id) && !joining {
-                return Err((
-                    GROUP_ID_NOT_FOUND,
-                    format!("Consumer group {group_id} not found."),
-                ));
+                return Err(unknown_member());
             }
             let entry = groups
                 .entry(group_id.to_string())
@@ -70,11 +81,14 @@ impl Coordinator {
                 // An empty classic group (committed offsets at most) becomes a consumer group
                 // with its offsets; a classic group with members stays classic (Kafka's
                 // online upgrade of a live classic group is not built here).
-                if !entry.group.is_empty() || !joining {
+                if !entry.group.is_empty() {
                     return Err((
                         GROUP_ID_NOT_FOUND,
                         format!("Group {group_id} is not a consumer group."),
                     ));
+                }
+                if !joining {
+                    return Err(unknown_member());
                 }
                 entry.consumer = Some(ConsumerGroup::new(
                     group_id,
@@ -83,9 +97,13 @@ impl Coordinator {
                 ));
             }
             let consumer = entry.consumer.as_mut().expect("set above");
-            consumer
-                .heartbeat(now, request, topics)
-                .map(|(answer, bumped)| (answer, bumped.then(|| consumer.group_epoch())))
+            consumer.heartbeat(now, request, topics).map(|(answer, _)| {
+                let epoch = consumer.group_epoch();
+                (
+                    answer,
+                    (epoch > consumer.persisted_epoch()).then_some(epoch),
+                )
+            })
         };
         match outcome {
             Err(refusal) => {
@@ -98,8 +116,20 @@ impl Coordinator {
                 self.append(shard, group_id, vec![record])
                     .await
                     .map_err(|error_code| (error_code, String::new()))?;
+                self.mark_epoch_persisted(group_id, epoch);
                 Ok(answer)
             }
+        }
+    }
+
+    fn mark_epoch_persisted(&self, group_id: &str, epoch: i32) {
+        if let Some(consumer) = self
+            .groups
+            .borrow_mut()
+            .get_mut(group_id)
+            .and_then(|entry| entry.consumer.as_mut())
+        {
+            consumer.mark_persisted(epoch);
         }
     }
 
@@ -162,7 +192,19 @@ impl Coordinator {
             }
             consumer.group_epoch()
         };
-        let record = offsets_topic::consumer_group_record(group_id, Some(epoch));
-        self.append_in_background(shard, group_id, vec![record], "consumer group epoch");
+        // In its own task: no request waits for a timer's fencing. The epoch counts as
+        // durable once written, and a heartbeat before that writes it again.
+        let shard = shard.clone();
+        let group_id = group_id.to_string();
+        glommio::spawn_local(async move {
+            let record = offsets_topic::consumer_group_record(&group_id, Some(epoch));
+            match shard.groups.append(&shard, &group_id, vec![record]).await {
+                Ok(()) => shard.groups.mark_epoch_persisted(&group_id, epoch),
+                Err(error_code) => {
+                    tracing::warn!(group = %group_id, error_code, "cannot write the consumer group epoch")
+                }
+            }
+        })
+        .detach();
     }
 }

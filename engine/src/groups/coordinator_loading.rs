@@ -187,9 +187,16 @@ impl Coordinator {
                 group,
                 epoch: Some(epoch),
             } => {
+                // Epoch records only raise the epoch (writes may land out of order).
                 let config = self.consumer_config.clone();
                 self.with_group(&group, |entry| {
-                    entry.consumer = Some(ConsumerGroup::new(&group, config, epoch))
+                    if entry
+                        .consumer
+                        .as_ref()
+                        .is_none_or(|consumer| consumer.group_epoch() < epoch)
+                    {
+                        entry.consumer = Some(ConsumerGroup::new(&group, config, epoch));
+                    }
                 });
             }
             OffsetsRecord::ConsumerGroup { group, epoch: None } => {

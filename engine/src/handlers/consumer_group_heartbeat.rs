@@ -10,6 +10,7 @@ use kafka_protocol::messages::{
     ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::group_common::check_coordinator;
 use super::{ApiSpec, RequestContext};
@@ -31,6 +32,12 @@ pub async fn handle(
             .with_error_code(code)
             .with_error_message((!message.is_empty()).then(|| StrBytes::from_string(message)))
     };
+    if request.group_id.is_empty() {
+        return refused(
+            ResponseError::InvalidRequest.code(),
+            "GroupId can't be empty.".to_string(),
+        );
+    }
     if let Err(code) = check_coordinator(shard, &request.group_id) {
         return refused(code, String::new());
     }
