@@ -20,6 +20,27 @@ fn elect(
     }
 }
 
+/// The leader of partition 0 of "r" (as `failed_over` shows it) takes `returning` back
+/// into its ISR (AlterPartition).
+fn back_in_sync(
+    controller: &mut ControllerState,
+    topic_id: uuid::Uuid,
+    failed_over: &PartitionAssignment,
+    returning: BrokerId,
+) {
+    let mut isr = failed_over.isr.clone();
+    isr.push(returning);
+    controller.handle(ControllerRequest::AlterPartition(IsrChange {
+        topic_id,
+        partition: 0,
+        leader: failed_over.leader,
+        leader_epoch: failed_over.leader_epoch,
+        partition_epoch: failed_over.partition_epoch,
+        isr,
+        broker_epochs: Vec::new(),
+    }));
+}
+
 #[test]
 fn a_preferred_election_moves_leadership_back_only_to_a_live_in_sync_preferred_replica() {
     let (mut controller, topic_id) = three_nodes_with_a_replicated_topic();
@@ -49,17 +70,7 @@ fn a_preferred_election_moves_leadership_back_only_to_a_live_in_sync_preferred_r
         controller.start_node(None, &node_start(preferred.node().0, 1, 77));
     }
     assert!(controller.imbalanced_partitions(1000).is_empty());
-    let mut isr = failed_over.isr.clone();
-    isr.push(preferred);
-    controller.handle(ControllerRequest::AlterPartition(IsrChange {
-        topic_id,
-        partition: 0,
-        leader: failed_over.leader,
-        leader_epoch: failed_over.leader_epoch,
-        partition_epoch: failed_over.partition_epoch,
-        isr,
-        broker_epochs: Vec::new(),
-    }));
+    back_in_sync(&mut controller, topic_id, &failed_over, preferred);
     // Back in sync: the automatic rebalance would pick it, and an election moves it.
     assert!(controller
         .imbalanced_partitions(1000)
@@ -223,17 +234,7 @@ fn one_partition_back_in_sync_is_balanced_however_many_its_broker_prefers() {
     let failed_over = assignment(&controller, 0);
     assert_ne!(failed_over.leader, preferred);
     assert!(controller.imbalanced_partitions(1000).is_empty());
-    let mut isr = failed_over.isr.clone();
-    isr.push(preferred);
-    controller.handle(ControllerRequest::AlterPartition(IsrChange {
-        topic_id,
-        partition: 0,
-        leader: failed_over.leader,
-        leader_epoch: failed_over.leader_epoch,
-        partition_epoch: failed_over.partition_epoch,
-        isr,
-        broker_epochs: Vec::new(),
-    }));
+    back_in_sync(&mut controller, topic_id, &failed_over, preferred);
     assert_eq!(
         controller.imbalanced_partitions(1000),
         [("r".to_string(), 0)]
