@@ -295,6 +295,7 @@ async fn run_shard(start: ShardStart) {
     crate::cluster::fetcher::spawn(&shard);
     glommio::spawn_local(crate::groups::lag::run(shard.clone())).detach();
     let maintenance = glommio::spawn_local(maintain(shard.clone()));
+    glommio::spawn_local(checkpoint_high_watermarks(shard.clone())).detach();
     crate::cleaner::spawn(&shard);
     if node.config.cluster.is_some() {
         // Clients wait in the listen backlog until this shard's image is the quorum's, not
@@ -445,6 +446,16 @@ async fn maintain(shard: Rc<Shard>) {
             })
             .detach();
         }
+    }
+}
+
+/// Checkpoints the replicated partitions' high watermarks until shutdown (the close of each
+/// log writes the last one).
+async fn checkpoint_high_watermarks(shard: Rc<Shard>) {
+    let interval = shard.node.config.replica_high_watermark_checkpoint_interval;
+    while !shard.node.is_shutting_down() {
+        glommio::timer::sleep(interval).await;
+        shard.partitions.checkpoint_high_watermarks().await;
     }
 }
 

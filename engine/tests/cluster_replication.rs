@@ -737,3 +737,6 @@ mod metrics;
 
 #[path = "cluster_replication/consumer_groups.rs"]
 mod consumer_groups;
+
+#[path = "cluster_replication/high_watermark.rs"]
+mod high_watermark;

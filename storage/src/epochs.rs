@@ -128,6 +128,15 @@ impl LeaderEpochCache {
         Some((epoch, next.start_offset))
     }
 
+    /// The epoch of the batch holding `offset`: the latest entry starting at or below it
+    /// (`None` below the first entry).
+    pub fn epoch_at(&self, offset: Offset) -> Option<i32> {
+        let after = self
+            .entries
+            .partition_point(|entry| entry.start_offset <= offset);
+        Some(self.entries.get(after.checked_sub(1)?)?.epoch)
+    }
+
     /// The log now ends at `end_offset` (Kafka's `truncateFromEnd`): entries starting at or
     /// above it go.
     pub fn truncate_from_end(&mut self, end_offset: Offset) {

@@ -22,6 +22,10 @@
 //!   ([`PartitionLog::truncate_to`]) or restarts it empty at an offset
 //!   ([`PartitionLog::truncate_fully_and_start_at`]), crash-safely and in place, so every
 //!   handle stays valid.
+//! - [`high_watermark`] keeps a replicated partition's high watermark across restarts
+//!   (`high-watermark-checkpoint`, written by the engine), trusted at open only while the
+//!   batch below it is still in the log with the same leader epoch
+//!   ([`PartitionLog::restored_high_watermark`]).
 //! - `appender` owns the pending write buffer: 4 KiB-aligned DMA chunks that `append` copies
 //!   batches into, including the rule for rolling segments. A batch the engine received
 //!   straight into DMA chunks ([`ReceivedBatch`], placed by [`PartitionLog::receive_front`]) is
@@ -61,7 +65,7 @@
 //! `.timeindex`, file names being the segment's base offset padded to 20 digits, plus
 //! `<dir>/log-start-offset` once DeleteRecords has moved the log start,
 //! `<dir>/cleaner-offset-checkpoint` once the cleaner has compacted the log,
-//! `<dir>/leader-epoch-checkpoint`, and `<dir>/<offset>.snapshot` (producer state) from the
+//! `<dir>/leader-epoch-checkpoint`, `<dir>/high-watermark-checkpoint` (replicated partitions), and `<dir>/<offset>.snapshot` (producer state) from the
 //! first roll on.
 
 #![deny(missing_docs)]
@@ -74,6 +78,7 @@ mod error;
 mod flusher;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod high_watermark;
 mod index;
 mod log;
 pub mod metrics;

@@ -220,6 +220,9 @@ pub(crate) struct LogShared {
     /// Called with the new durable end each time a group commit advances it (see
     /// [`PartitionLog::on_durable_end_advanced`]).
     pub durable_end_listener: RefCell<Option<DurableEndListener>>,
+    /// The high watermark checkpointed before the open, if the log still holds it (see
+    /// `high_watermark`).
+    pub restored_high_watermark: Option<Offset>,
 }
 
 /// See [`PartitionLog::on_durable_end_advanced`].
@@ -244,6 +247,16 @@ pub(crate) struct Resumed {
 }
 
 impl Resumed {
+    /// Whether a high watermark checkpoint still describes this log: the batch below it is
+    /// here with the epoch it had then (see `high_watermark`). One at or below the log start
+    /// says nothing the log start does not.
+    fn still_holds(&self, checkpoint: crate::high_watermark::HighWatermarkCheckpoint) -> bool {
+        let offset = checkpoint.offset;
+        offset > self.log_start
+            && offset <= self.log_end
+            && self.recovered.epochs.epoch_at(Offset(offset.0 - 1)) == Some(checkpoint.epoch)
+    }
+
     /// Adds to what recovery found the log start and cleaner checkpoint from their files.
     pub fn new(dir: &Path, mut recovered: RecoveredLog) -> io::Result<Resumed> {
         let segments = &recovered.segments;
@@ -306,6 +319,8 @@ impl PartitionLog {
         config.check()?;
         let recovered = recovery::recover(&dir, &config).await?;
         let resumed = Resumed::new(&dir, recovered)?;
+        let restored_high_watermark = crate::high_watermark::read(&dir)
+            .and_then(|checkpoint| resumed.still_holds(checkpoint).then_some(checkpoint.offset));
         let state = LogState {
             segments: resumed.recovered.segments,
             appender: resumed.recovered.appender,
@@ -340,6 +355,7 @@ impl PartitionLog {
             faults: RefCell::new(None),
             tail_cache: crate::tail_cache::PartitionTail::new(),
             durable_end_listener: RefCell::new(None),
+            restored_high_watermark,
         });
         let flusher = glommio::spawn_local(flusher::run(Rc::downgrade(&shared))).detach();
         shared.state.borrow_mut().flusher = Some(flusher);
@@ -508,6 +524,31 @@ impl PartitionLog {
     /// follower's `last_fetched_epoch`, a leader's term start, on every replica fetch).
     pub fn latest_epoch(&self) -> Option<crate::epochs::EpochEntry> {
         self.shared.state.borrow().epochs.entries().last().copied()
+    }
+
+    /// The high watermark checkpointed before this log was opened, if the log still holds
+    /// the batches below it as they were (see `high_watermark`).
+    pub fn restored_high_watermark(&self) -> Option<Offset> {
+        self.shared.restored_high_watermark
+    }
+
+    /// What to checkpoint for `high_watermark` (at most the durable end): it and the epoch
+    /// of the batch just below it.
+    pub fn high_watermark_checkpoint(
+        &self,
+        high_watermark: Offset,
+    ) -> crate::high_watermark::HighWatermarkCheckpoint {
+        let state = self.shared.state.borrow();
+        let epoch = match high_watermark.0.checked_sub(1) {
+            Some(below) if high_watermark > state.log_start => {
+                state.epochs.epoch_at(Offset(below)).unwrap_or(-1)
+            }
+            _ => -1,
+        };
+        crate::high_watermark::HighWatermarkCheckpoint {
+            offset: high_watermark,
+            epoch,
+        }
     }
 
     /// The leader epochs and where each started, oldest first.

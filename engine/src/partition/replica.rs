@@ -9,7 +9,9 @@
 //!   report in their fetches ([`Partition::follower_fetched`]); it advances only while the
 //!   ISR has at least `min.insync.replicas` members (KIP-966) and never goes back. A follower
 //!   takes the leader's, capped at its own durable end. With the ISR this replica alone (a
-//!   one-node cluster), it is the log's durable end;
+//!   one-node cluster), it is the log's durable end. A replicated partition's is
+//!   checkpointed (by the table, every few seconds and at close) and restored when its log
+//!   opens again;
 //! - **last stable offset**: the most `read_committed` consumers may read; the high watermark
 //!   until transactions exist;
 //! - **log end**: the next offset to assign (appended, maybe not durable yet).
@@ -214,6 +216,8 @@ pub struct Partition {
     reopen_attempted: Cell<Option<std::time::Instant>>,
     /// When a request last went through the table to this replica.
     last_used: Cell<std::time::Instant>,
+    /// The high watermark last checkpointed (or restored from the checkpoint at open).
+    checkpointed: Cell<Option<Offset>>,
 }
 
 /// How often a log that failed for lack of space (or descriptors) is tried again.
@@ -223,9 +227,11 @@ impl Partition {
     /// Broker `broker`'s replica over an open log.
     ///
     /// The high watermark starts at the durable end for a partition with one replica (as a
-    /// one-node broker always did), and at the log start for a replicated one, whose true
-    /// high watermark only the leader's followers can tell: it catches up with their first
-    /// fetches (Kafka keeps a checkpoint for this; Spate does not yet).
+    /// one-node broker always did). A replicated one's true high watermark only the leader's
+    /// followers can tell: it starts at the high watermark checkpointed before the log was
+    /// last closed or the node stopped, if the log still holds it
+    /// (`spate_storage::high_watermark`), else at the log start, and catches up with the
+    /// followers' fetches.
     pub fn new(
         key: TopicPartition,
         topic_id: Uuid,
@@ -236,10 +242,14 @@ impl Partition {
         min_insync: usize,
     ) -> Partition {
         let alone = matches!(&role, Role::Leader { replicas, .. } if replicas.len() == 1);
+        let restored = log.restored_high_watermark();
         let start = if alone {
             log.durable_end_offset()
         } else {
-            log.log_start_offset()
+            restored
+                .unwrap_or(Offset(0))
+                .max(log.log_start_offset())
+                .min(log.durable_end_offset())
         };
         let replication = Rc::new(Replication {
             broker,
@@ -273,7 +283,35 @@ impl Partition {
             replication,
             reopen_attempted: Cell::new(None),
             last_used: Cell::new(std::time::Instant::now()),
+            checkpointed: Cell::new(restored),
         }
+    }
+
+    /// Whether other replicas exist, so that only the ISR can tell the high watermark (a
+    /// follower, or a leader with other replicas).
+    pub fn replicated(&self) -> bool {
+        !matches!(&*self.replication.role.borrow(), Role::Leader { replicas, .. } if replicas.len() == 1)
+    }
+
+    /// The high watermark checkpoint to write for this replica, if it is replicated and its
+    /// high watermark moved since the last one ([`Self::note_checkpointed`] once written).
+    pub fn high_watermark_checkpoint_due(
+        &self,
+    ) -> Option<(
+        std::path::PathBuf,
+        spate_storage::high_watermark::HighWatermarkCheckpoint,
+    )> {
+        let high_watermark = self.high_watermark();
+        if !self.replicated() || self.checkpointed.get() == Some(high_watermark) {
+            return None;
+        }
+        let checkpoint = self.log.high_watermark_checkpoint(high_watermark);
+        Some((self.log.dir().to_path_buf(), checkpoint))
+    }
+
+    /// The checkpoint of `high_watermark` was written.
+    pub fn note_checkpointed(&self, high_watermark: Offset) {
+        self.checkpointed.set(Some(high_watermark));
     }
 
     /// Notes a request's use of this replica (the table closes the least recently used

@@ -622,6 +622,35 @@ impl PartitionTable {
         closed
     }
 
+    /// Writes the high watermark checkpoint of every open replicated replica whose high
+    /// watermark moved since its last one (see `spate_storage::high_watermark`), in one
+    /// blocking job off the shard.
+    pub async fn checkpoint_high_watermarks(&self) {
+        let due: Vec<_> = self
+            .open_replicas()
+            .into_iter()
+            .filter_map(|replica| Some((replica.clone(), replica.high_watermark_checkpoint_due()?)))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let checkpoints: Vec<_> = due
+            .iter()
+            .map(|(_, checkpoint)| checkpoint.clone())
+            .collect();
+        let failed = glommio::executor()
+            .spawn_blocking(move || spate_storage::high_watermark::write_all(&checkpoints, false))
+            .await;
+        for (dir, error) in &failed {
+            tracing::warn!(dir = %dir.display(), %error, "cannot write the high watermark checkpoint");
+        }
+        for (replica, (dir, checkpoint)) in due {
+            if !failed.iter().any(|(failed, _)| *failed == dir) {
+                replica.note_checkpointed(checkpoint.offset);
+            }
+        }
+    }
+
     /// Closes every open log (clean shutdown): pending writes are flushed and synced.
     pub async fn close_all(&self) {
         let replicas: Vec<Rc<Partition>> = self

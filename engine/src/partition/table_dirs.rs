@@ -19,6 +19,18 @@ pub(super) async fn retire(retirement: Retirement) {
             if let Err(error) = replica.log().close().await {
                 tracing::error!(partition = %replica.key(), %error, "error closing partition log");
             }
+            // After the close, which made everything pending durable: the high watermark
+            // the next open starts from, durably (a clean stop's is the exact one).
+            if let Some((dir, checkpoint)) = replica.high_watermark_checkpoint_due() {
+                let written = glommio::executor()
+                    .spawn_blocking(move || {
+                        spate_storage::high_watermark::write(&dir, checkpoint, true)
+                    })
+                    .await;
+                if let Err(error) = written {
+                    tracing::warn!(partition = %replica.key(), %error, "cannot write the high watermark checkpoint");
+                }
+            }
             return;
         }
         Retirement::Delete(replica) => {
