@@ -602,6 +602,11 @@ impl Appender {
         !self.queue.is_empty()
     }
 
+    /// Whether a pending write starts a new segment.
+    pub fn rolls_pending(&self) -> bool {
+        self.queue.iter().any(|write| write.rolled_from.is_some())
+    }
+
     /// Hands every pending write to the flusher and keeps the partial last block, so that the
     /// next write starts where this one's last whole block ends.
     pub fn take(&mut self) -> Vec<PendingWrite> {

@@ -7,7 +7,14 @@
 //! were just sealed (the active segment's index entries stay in memory until it is sealed or
 //! the log closes: recovery rebuilds them after a crash). Appends that arrive while a flush is
 //! in flight accumulate and go in the next one: under load, each `fdatasync` is shared by
-//! every batch appended during the previous flush.
+//! every batch appended during the previous flush. The rounds are pipelined: while one
+//! round's `fdatasync` is in flight, the batches appended meanwhile are already written (not
+//! across a segment roll or a new leader epoch), the first round is acknowledged as soon as
+//! its sync completes, and the second's `fdatasync` follows once its write is done; a
+//! durable end is still published only after the `fdatasync` that covers it, and in order.
+//! On this project's reference disk it neither gained nor lost (BENCHMARKS.md, "Pipelined
+//! group commits"): the device serialises flushes, so what bounds one connection is the
+//! number of `fdatasync`s, not the gap between them.
 //!
 //! Runs on the log's shard, spawned by `PartitionLog::open`. It holds only a `Weak` reference
 //! while idle, so a log whose handles are all dropped lets it end. It exits when the log is
@@ -24,8 +31,10 @@ use crate::time_index::{self, TimeIndexEntry, TIME_INDEX_ENTRY_BYTES};
 use crate::Offset;
 use futures_lite::future::poll_fn;
 use glommio::io::DmaFile;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
@@ -161,63 +170,203 @@ struct WrittenChunks {
     chunks: Vec<crate::appender::WrittenChunk>,
 }
 
+/// A write that reached its file and waits for the `fdatasync` that makes it durable.
+struct Written {
+    synced: Synced,
+    chunks: WrittenChunks,
+    /// Its bytes (for the group commit histogram).
+    bytes: u64,
+}
+
+/// Writes `writes` (in order; several when a segment rolled, each synced before the next
+/// segment starts) and then, pipelined, whatever is appended meanwhile: while one group
+/// commit's `fdatasync` is in flight, the next group's write goes out, so a connection's
+/// requests wait for one sync after another rather than for a write and a sync each. Every
+/// durable end is published only after the `fdatasync` that covers it completed, in order.
 async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> {
-    let mut synced = Vec::with_capacity(writes.len());
-    let mut written = Vec::with_capacity(writes.len());
-    for mut write in writes {
-        if let Some(rolled) = write.rolled_from {
-            start_segment(shared, write.segment_base, rolled).await?;
-        }
-        let (file, allocated_bytes) = {
-            let mut state = shared.state.borrow_mut();
-            let segment = state.segment_mut(write.segment_base);
-            (segment.log_file.clone(), segment.allocated_bytes)
+    let mut writes = writes.into_iter();
+    let Some(mut last) = writes.next() else {
+        return Ok(());
+    };
+    let mut done = Vec::new();
+    for write in writes {
+        // A roll: the earlier segment is synced before its successor's files are made.
+        let written = write_out(shared, last).await?;
+        sync(shared, &written).await?;
+        done.push(written);
+        last = write;
+    }
+    let mut current = write_out(shared, last).await?;
+    loop {
+        let (synced, next) = sync_while_writing_next(shared, &current).await;
+        let index_writes = match synced {
+            Ok(()) => {
+                done.push(current);
+                publish_durable(shared, std::mem::take(&mut done))
+            }
+            Err(error) => {
+                // Nothing more is published; the write already started ends before the
+                // flusher does (a close trims the file after it).
+                if let Some(next) = next {
+                    let _ = next.await;
+                }
+                return Err(error);
+            }
         };
-        preallocate(
-            shared,
-            &file,
-            write.segment_base,
-            allocated_bytes,
-            write.end_position,
-        )
-        .await;
-        synced.push(Synced {
-            segment_base: write.segment_base,
-            end_position: write.end_position,
-            end_offset: write.end_offset,
-            index_entries: std::mem::take(&mut write.index_entries),
-            time_entries: std::mem::take(&mut write.time_entries),
-            max_timestamp: write.max_timestamp,
-            offset_of_max_timestamp: write.offset_of_max_timestamp,
-            rolled_from: write.rolled_from,
-        });
-        let faults = shared.faults.borrow().clone();
-        let io = SegmentIo {
-            file: &file,
-            faults: faults.as_deref(),
+        // The index files of segments just sealed, while the next write goes on.
+        let Some(next) = next else {
+            return write_index_files(index_writes).await;
         };
-        let (segment_base, end_position) = (write.segment_base, write.end_position);
-        let written_bytes = write.end_position - write.start_position;
-        let chunks = write
-            .write_to(io, shared.config.get().write_in_flight_bytes_max)
-            .await?;
-        let sync_started = std::time::Instant::now();
-        if let Err(error) = io.fdatasync().await {
-            shared.state.borrow_mut().fail_sync(&error);
-            return Err(error);
+        let (indexed, written) =
+            futures_lite::future::zip(write_index_files(index_writes), next).await;
+        current = written?;
+        indexed?;
+        shared.state.borrow_mut().in_flight_segments = vec![current.synced.segment_base];
+    }
+}
+
+/// A write under way while the previous round's `fdatasync` was in flight.
+type NextWrite<'log> = Pin<Box<dyn Future<Output = io::Result<Written>> + 'log>>;
+
+/// `current`'s `fdatasync`; meanwhile, as soon as something is appended, its write starts
+/// ([`take_pipelined`]). Returns once the sync is done (so that its round is acknowledged
+/// without waiting for the next write), with the next write, still going, if one started.
+async fn sync_while_writing_next<'log>(
+    shared: &'log LogShared,
+    current: &Written,
+) -> (io::Result<()>, Option<NextWrite<'log>>) {
+    let mut syncing = pin!(sync(shared, current));
+    let mut writing: Option<NextWrite<'log>> = None;
+    let synced = poll_fn(|context| {
+        if let Poll::Ready(outcome) = syncing.as_mut().poll(context) {
+            return Poll::Ready(outcome);
         }
-        let sync_us = sync_started.elapsed().as_micros() as u64;
-        crate::metrics::record(|metrics| {
-            metrics.fsync_latency_us.record(sync_us);
-            metrics.group_commit_bytes.record(written_bytes);
-        });
-        written.push(WrittenChunks {
+        match writing.as_mut() {
+            // Polled here while the sync lasts, then by the caller.
+            Some(write) => {
+                if let Poll::Ready(outcome) = write.as_mut().poll(context) {
+                    writing = Some(Box::pin(std::future::ready(outcome)));
+                }
+            }
+            None => match take_pipelined(shared) {
+                Some(next) => {
+                    let mut write: NextWrite<'log> = Box::pin(write_out(shared, next));
+                    if let Poll::Ready(outcome) = write.as_mut().poll(context) {
+                        write = Box::pin(std::future::ready(outcome));
+                    }
+                    writing = Some(write);
+                }
+                // An append wakes this task (the flusher) again.
+                None => shared.state.borrow_mut().flusher_waker = Some(context.waker().clone()),
+            },
+        }
+        Poll::Pending
+    })
+    .await;
+    // The waker left for appends belongs to this wait: the flusher's own wait sets its own.
+    shared.state.borrow_mut().flusher_waker = None;
+    (synced, writing)
+}
+
+/// What may go out while the previous group commit's `fdatasync` is in flight: everything
+/// pending, unless it rolls a segment (whose predecessor must be synced and trimmed first),
+/// a new leader epoch must reach its checkpoint file first, or producer snapshots wait for
+/// their round (see `flush_round`).
+fn take_pipelined(shared: &LogShared) -> Option<PendingWrite> {
+    let mut state = shared.state.borrow_mut();
+    if !state.appender.has_pending()
+        || state.appender.rolls_pending()
+        || state.epochs.is_dirty()
+        || !state.pending_snapshots.is_empty()
+    {
+        return None;
+    }
+    let mut writes = state.appender.take();
+    assert_eq!(
+        writes.len(),
+        1,
+        "pending writes without a roll are one write"
+    );
+    writes.pop()
+}
+
+/// Starts `write`'s segment if it rolled, reserves its disk and writes its chunks.
+async fn write_out(shared: &LogShared, mut write: PendingWrite) -> io::Result<Written> {
+    if let Some(rolled) = write.rolled_from {
+        start_segment(shared, write.segment_base, rolled).await?;
+    }
+    let (file, allocated_bytes) = {
+        let mut state = shared.state.borrow_mut();
+        let segment = state.segment_mut(write.segment_base);
+        (segment.log_file.clone(), segment.allocated_bytes)
+    };
+    preallocate(
+        shared,
+        &file,
+        write.segment_base,
+        allocated_bytes,
+        write.end_position,
+    )
+    .await;
+    let synced = Synced {
+        segment_base: write.segment_base,
+        end_position: write.end_position,
+        end_offset: write.end_offset,
+        index_entries: std::mem::take(&mut write.index_entries),
+        time_entries: std::mem::take(&mut write.time_entries),
+        max_timestamp: write.max_timestamp,
+        offset_of_max_timestamp: write.offset_of_max_timestamp,
+        rolled_from: write.rolled_from,
+    };
+    let faults = shared.faults.borrow().clone();
+    let io = SegmentIo {
+        file: &file,
+        faults: faults.as_deref(),
+    };
+    let (segment_base, end_position) = (write.segment_base, write.end_position);
+    let bytes = write.end_position - write.start_position;
+    let chunks = write
+        .write_to(io, shared.config.get().write_in_flight_bytes_max)
+        .await?;
+    Ok(Written {
+        synced,
+        chunks: WrittenChunks {
             segment_base,
-            file: file.clone(),
+            file,
             end_position,
             chunks,
-        });
+        },
+        bytes,
+    })
+}
+
+/// The group commit of a write: one `fdatasync` of its file.
+async fn sync(shared: &LogShared, written: &Written) -> io::Result<()> {
+    let faults = shared.faults.borrow().clone();
+    let io = SegmentIo {
+        file: &written.chunks.file,
+        faults: faults.as_deref(),
+    };
+    let sync_started = std::time::Instant::now();
+    if let Err(error) = io.fdatasync().await {
+        shared.state.borrow_mut().fail_sync(&error);
+        return Err(error);
     }
+    let sync_us = sync_started.elapsed().as_micros() as u64;
+    crate::metrics::record(|metrics| {
+        metrics.fsync_latency_us.record(sync_us);
+        metrics.group_commit_bytes.record(written.bytes);
+    });
+    Ok(())
+}
+
+/// Makes synced writes visible (see [`publish`]), hands their chunks to the tail cache and
+/// tells the durable-end listener; returns the index file writes of segments they sealed.
+fn publish_durable(shared: &LogShared, done: Vec<Written>) -> Vec<IndexWrite> {
+    let (synced, written): (Vec<Synced>, Vec<WrittenChunks>) = done
+        .into_iter()
+        .map(|written| (written.synced, written.chunks))
+        .unzip();
     let index_writes = publish(shared, synced);
     // Visible now: reads of these bytes may come from memory.
     for write in written {
@@ -232,7 +381,7 @@ async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> 
     if let Some(listener) = shared.durable_end_listener.borrow().as_ref() {
         listener(durable_end);
     }
-    write_index_files(index_writes).await
+    index_writes
 }
 
 /// Bytes to write to an index file once the data they describe is durable.

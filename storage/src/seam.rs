@@ -41,6 +41,8 @@ pub(crate) struct FaultPlan {
     writes: Cell<u64>,
     syncs: Cell<u64>,
     fired: Cell<bool>,
+    /// While set, every `fdatasync` waits before it starts (a slow disk, held still).
+    hold_syncs: Cell<bool>,
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
@@ -52,7 +54,23 @@ impl FaultPlan {
             writes: Cell::new(0),
             syncs: Cell::new(0),
             fired: Cell::new(false),
+            hold_syncs: Cell::new(false),
         }
+    }
+
+    /// Holds every `fdatasync` (`true`) until released (`false`).
+    pub fn hold_syncs(&self, hold: bool) {
+        self.hold_syncs.set(hold);
+    }
+
+    /// Writes started so far.
+    pub fn writes_started(&self) -> u64 {
+        self.writes.get()
+    }
+
+    /// `fdatasync`s started so far (held ones included).
+    pub fn syncs_started(&self) -> u64 {
+        self.syncs.get()
     }
 
     /// Whether the fault fired.
@@ -124,7 +142,11 @@ impl SegmentIo<'_> {
 
     pub async fn fdatasync(&self) -> io::Result<()> {
         let _in_flight = crate::metrics::in_flight(crate::metrics::IoOp::Fdatasync);
-        match self.faults.and_then(FaultPlan::next_sync) {
+        let fault = self.faults.and_then(FaultPlan::next_sync);
+        while self.faults.is_some_and(|plan| plan.hold_syncs.get()) {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        match fault {
             Some(Fault::SyncError) => Err(io::Error::from_raw_os_error(libc::EIO)),
             _ => Ok(self.file.fdatasync().await?),
         }

@@ -139,3 +139,98 @@ fn enospc_refuses_appends_but_reads_keep_working() {
         assert!(log.close().await.is_err());
     });
 }
+
+/// Waits (a few ms at a time) until `condition` holds.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// The group commits are pipelined: while one round's `fdatasync` is in flight, what was
+/// appended meanwhile is already written; and neither round is durable before its own sync
+/// (nor the second before the first).
+#[test]
+fn the_next_round_is_written_while_the_previous_sync_is_in_flight() {
+    run(async {
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        let plan = Rc::new(FaultPlan::new(Fault::SyncError, u64::MAX));
+        log.shared.faults.replace(Some(plan.clone()));
+        plan.hold_syncs(true);
+        let batch = encode_batch(&BatchSpec::records(2, 10_000));
+        let first = log.append(&batch, 0).unwrap();
+        until("the first round's sync starts", || {
+            plan.syncs_started() == 1
+        })
+        .await;
+        let writes_of_first = plan.writes_started();
+
+        let second = log.append(&batch, 0).unwrap();
+        until("the second round's write, during the first sync", || {
+            plan.writes_started() > writes_of_first
+        })
+        .await;
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            plan.syncs_started(),
+            1,
+            "the second sync waits for the first"
+        );
+        assert_eq!(
+            log.durable_end_offset(),
+            Offset(0),
+            "durable before its sync"
+        );
+
+        plan.hold_syncs(false);
+        log.wait_durable(second.last_offset).await.unwrap();
+        assert_eq!(plan.syncs_started(), 2);
+        assert_eq!(log.durable_end_offset(), Offset(second.last_offset.0 + 1));
+        assert!(first.last_offset < second.last_offset);
+        assert_eq!(read_all(&log, 1 << 20).await.len(), 2);
+        log.close().await.unwrap();
+        let reopened = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(read_all(&reopened, 1 << 20).await.len(), 2);
+        reopened.close().await.unwrap();
+    });
+}
+
+/// A failed `fdatasync` while the next round's write is under way: neither round is
+/// acknowledged, and the log refuses appends from then on.
+#[test]
+fn a_failed_sync_acknowledges_neither_its_round_nor_the_one_written_meanwhile() {
+    run(async {
+        let dir = temp_dir();
+        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
+            .await
+            .unwrap();
+        let plan = Rc::new(FaultPlan::new(Fault::SyncError, 0));
+        log.shared.faults.replace(Some(plan.clone()));
+        plan.hold_syncs(true);
+        let batch = encode_batch(&BatchSpec::records(2, 10_000));
+        let first = log.append(&batch, 0).unwrap();
+        until("the first round's sync starts", || {
+            plan.syncs_started() == 1
+        })
+        .await;
+        let writes_of_first = plan.writes_started();
+        let second = log.append(&batch, 0).unwrap();
+        until("the second round's write, during the first sync", || {
+            plan.writes_started() > writes_of_first
+        })
+        .await;
+        plan.hold_syncs(false);
+        assert!(log.wait_durable(first.last_offset).await.is_err());
+        assert!(log.wait_durable(second.last_offset).await.is_err());
+        assert_eq!(log.durable_end_offset(), Offset(0));
+        assert!(matches!(log.append(&batch, 0), Err(StorageError::Io(_))));
+        assert!(log.close().await.is_err());
+    });
+}
