@@ -149,6 +149,20 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// A log in `dir` whose syncs are held until released, with a sync error at sync `at`
+/// (`u64::MAX`: none).
+async fn log_with_held_syncs(
+    dir: &std::path::Path,
+    config: LogConfig,
+    at: u64,
+) -> (PartitionLog, Rc<FaultPlan>) {
+    let log = PartitionLog::open(dir.join("p"), config).await.unwrap();
+    let plan = Rc::new(FaultPlan::new(Fault::SyncError, at));
+    log.shared.faults.replace(Some(plan.clone()));
+    plan.hold_syncs(true);
+    (log, plan)
+}
+
 /// The group commits are pipelined: while one round's `fdatasync` is in flight, what was
 /// appended meanwhile is already written; and neither round is durable before its own sync
 /// (nor the second before the first).
@@ -156,12 +170,7 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
 fn the_next_round_is_written_while_the_previous_sync_is_in_flight() {
     run(async {
         let dir = temp_dir();
-        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
-            .await
-            .unwrap();
-        let plan = Rc::new(FaultPlan::new(Fault::SyncError, u64::MAX));
-        log.shared.faults.replace(Some(plan.clone()));
-        plan.hold_syncs(true);
+        let (log, plan) = log_with_held_syncs(dir.path(), LogConfig::default(), u64::MAX).await;
         let batch = encode_batch(&BatchSpec::records(2, 10_000));
         let first = log.append(&batch, 0).unwrap();
         until("the first round's sync starts", || {
@@ -208,12 +217,7 @@ fn the_next_round_is_written_while_the_previous_sync_is_in_flight() {
 fn a_failed_sync_acknowledges_neither_its_round_nor_the_one_written_meanwhile() {
     run(async {
         let dir = temp_dir();
-        let log = PartitionLog::open(dir.path().join("p"), LogConfig::default())
-            .await
-            .unwrap();
-        let plan = Rc::new(FaultPlan::new(Fault::SyncError, 0));
-        log.shared.faults.replace(Some(plan.clone()));
-        plan.hold_syncs(true);
+        let (log, plan) = log_with_held_syncs(dir.path(), LogConfig::default(), 0).await;
         let batch = encode_batch(&BatchSpec::records(2, 10_000));
         let first = log.append(&batch, 0).unwrap();
         until("the first round's sync starts", || {
@@ -232,5 +236,41 @@ fn a_failed_sync_acknowledges_neither_its_round_nor_the_one_written_meanwhile() 
         assert_eq!(log.durable_end_offset(), Offset(0));
         assert!(matches!(log.append(&batch, 0), Err(StorageError::Io(_))));
         assert!(log.close().await.is_err());
+    });
+}
+
+/// A roll is not pipelined: its predecessor must be synced and trimmed before the new
+/// segment's files exist, so its write waits for the sync in flight. (Two guards keep it
+/// so, the pending roll and the roll's producer snapshot; the test fails without both.)
+#[test]
+fn a_segment_roll_waits_for_the_sync_in_flight() {
+    run(async {
+        let dir = temp_dir();
+        let config = LogConfig {
+            segment_bytes: 30_000,
+            ..LogConfig::default()
+        };
+        let (log, plan) = log_with_held_syncs(dir.path(), config, u64::MAX).await;
+        let batch = encode_batch(&BatchSpec::records(2, 10_000));
+        log.append(&batch, 0).unwrap();
+        until("the first round's sync starts", || {
+            plan.syncs_started() == 1
+        })
+        .await;
+        let writes_of_first = plan.writes_started();
+        log.append(&batch, 0).unwrap();
+        let rolled = log.append(&batch, 0).unwrap();
+        assert!(log.shared.state.borrow().appender.rolls_pending());
+        glommio::timer::sleep(std::time::Duration::from_millis(30)).await;
+        assert_eq!(
+            plan.writes_started(),
+            writes_of_first,
+            "a rolling write went out during the sync"
+        );
+        plan.hold_syncs(false);
+        log.wait_durable(rolled.last_offset).await.unwrap();
+        assert!(log.segment_count() >= 2);
+        assert_eq!(read_all(&log, 1 << 20).await.len(), 3);
+        log.close().await.unwrap();
     });
 }
