@@ -163,6 +163,27 @@ async fn log_with_held_syncs(
     (log, plan)
 }
 
+/// Appends `batch` twice: the first round's sync starts (and is held), then the second
+/// round's write goes out during it. Returns both appends.
+async fn second_written_during_first_sync(
+    log: &PartitionLog,
+    plan: &FaultPlan,
+    batch: &[u8],
+) -> (crate::Appended, crate::Appended) {
+    let first = log.append(batch, 0).unwrap();
+    until("the first round's sync starts", || {
+        plan.syncs_started() == 1
+    })
+    .await;
+    let writes_of_first = plan.writes_started();
+    let second = log.append(batch, 0).unwrap();
+    until("the second round's write, during the first sync", || {
+        plan.writes_started() > writes_of_first
+    })
+    .await;
+    (first, second)
+}
+
 /// The group commits are pipelined: while one round's `fdatasync` is in flight, what was
 /// appended meanwhile is already written; and neither round is durable before its own sync
 /// (nor the second before the first).
@@ -172,18 +193,7 @@ fn the_next_round_is_written_while_the_previous_sync_is_in_flight() {
         let dir = temp_dir();
         let (log, plan) = log_with_held_syncs(dir.path(), LogConfig::default(), u64::MAX).await;
         let batch = encode_batch(&BatchSpec::records(2, 10_000));
-        let first = log.append(&batch, 0).unwrap();
-        until("the first round's sync starts", || {
-            plan.syncs_started() == 1
-        })
-        .await;
-        let writes_of_first = plan.writes_started();
-
-        let second = log.append(&batch, 0).unwrap();
-        until("the second round's write, during the first sync", || {
-            plan.writes_started() > writes_of_first
-        })
-        .await;
+        let (first, second) = second_written_during_first_sync(&log, &plan, &batch).await;
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(
             plan.syncs_started(),
@@ -219,17 +229,7 @@ fn a_failed_sync_acknowledges_neither_its_round_nor_the_one_written_meanwhile() 
         let dir = temp_dir();
         let (log, plan) = log_with_held_syncs(dir.path(), LogConfig::default(), 0).await;
         let batch = encode_batch(&BatchSpec::records(2, 10_000));
-        let first = log.append(&batch, 0).unwrap();
-        until("the first round's sync starts", || {
-            plan.syncs_started() == 1
-        })
-        .await;
-        let writes_of_first = plan.writes_started();
-        let second = log.append(&batch, 0).unwrap();
-        until("the second round's write, during the first sync", || {
-            plan.writes_started() > writes_of_first
-        })
-        .await;
+        let (first, second) = second_written_during_first_sync(&log, &plan, &batch).await;
         plan.hold_syncs(false);
         assert!(log.wait_durable(first.last_offset).await.is_err());
         assert!(log.wait_durable(second.last_offset).await.is_err());
