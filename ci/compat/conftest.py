@@ -310,9 +310,15 @@ def ci_tmp() -> Path:
     return CI_TMP
 
 
-def make_broker(request, spate_bin, ci_tmp, **options):
+def make_broker(request, spate_bin, ci_tmp, broker_class=None, before_start=None, **options):
+    """A started broker for one test, stopped and checked for a clean exit afterwards.
+
+    `broker_class` replaces `Broker` (a subclass with other listeners, say); `before_start(broker)`
+    runs on the data directory before the first start."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{request.node.name[:40]}-", dir=ci_tmp))
-    broker = Broker(workdir, **options)
+    broker = (broker_class or Broker)(workdir, **options)
+    if before_start is not None:
+        before_start(broker)
     broker.start()
     try:
         yield broker

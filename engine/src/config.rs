@@ -22,6 +22,10 @@ pub struct ConfigFile {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     advertised_host: Option<String>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    sasl_mechanisms: Option<String>,
+    connections_max_reauth_ms: Option<u64>,
     smp: Option<usize>,
     node_id: Option<i32>,
     default_partitions: Option<i32>,
@@ -90,6 +94,26 @@ pub struct ServeArgs {
     /// 127.0.0.1 when listening on 0.0.0.0]
     #[arg(long, env = "SPATE_ADVERTISED_HOST")]
     pub advertised_host: Option<String>,
+    /// Listeners with Kafka's names, instead of --listen: `PLAINTEXT://HOST:PORT`,
+    /// `SASL_PLAINTEXT://HOST:PORT`, comma-separated (shard s of each listens on its port + s).
+    /// Clients are told the endpoints of the listener they connected to. Between nodes of a
+    /// cluster the PLAINTEXT listener is used. [default: PLAINTEXT://<--listen>]
+    #[arg(long, env = "SPATE_LISTENERS", conflicts_with = "listen")]
+    pub listeners: Option<String>,
+    /// What each listener advertises, `NAME://HOST:PORT`, comma-separated; a listener not
+    /// named advertises its own address (with --advertised-host as the host, when given).
+    #[arg(long, env = "SPATE_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// SASL mechanisms clients of SASL listeners may use (Kafka's sasl.enabled.mechanisms):
+    /// any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. PLAIN checks passwords against the users'
+    /// SCRAM credentials (`spate user add`). [default: SCRAM-SHA-256,SCRAM-SHA-512]
+    #[arg(long, alias = "sasl-enabled-mechanisms", env = "SPATE_SASL_MECHANISMS")]
+    pub sasl_mechanisms: Option<String>,
+    /// How long a SASL authentication lasts before the client must authenticate again on the
+    /// same connection (KIP-368, connections.max.reauth.ms); 0: for the connection's life.
+    /// [default: 0]
+    #[arg(long, env = "SPATE_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
     /// Number of shards (one pinned thread each). [default: one per CPU this process may run
     /// on, so `taskset` and cgroup cpusets are honoured]
     #[arg(long, env = "SPATE_SMP")]
@@ -322,6 +346,10 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Host advertised in Metadata.
     pub advertised_host: String,
+    /// Every listener; `listen` and `advertised_host` are the inter-broker one's.
+    pub listeners: Vec<crate::security::Listener>,
+    /// SASL settings of the SASL listeners.
+    pub sasl: crate::security::session::SaslConfig,
     /// Shard count, if fixed by the operator; otherwise one per available CPU.
     pub smp: Option<usize>,
     /// This node's id.
@@ -419,17 +447,26 @@ impl ServeArgs {
             Some(path) => read_config_file(path)?,
             None => ConfigFile::default(),
         };
-        let listen = self
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092)));
-        let advertised_host = self
-            .advertised_host
-            .or(file.advertised_host)
-            .unwrap_or_else(|| match listen.ip() {
-                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-                ip => ip.to_string(),
-            });
+        let listeners = resolve_listeners(
+            self.listen.or(file.listen),
+            self.listeners.or(file.listeners),
+            self.advertised_listeners.or(file.advertised_listeners),
+            self.advertised_host.or(file.advertised_host),
+        )?;
+        let inter_broker = inter_broker_listener(&listeners);
+        let listen = inter_broker.address;
+        let advertised_host = inter_broker.advertised_host.clone();
+        let sasl = crate::security::session::SaslConfig {
+            mechanisms: match self.sasl_mechanisms.or(file.sasl_mechanisms) {
+                Some(list) => crate::security::session::SaslMechanism::parse_list(&list)?,
+                None => crate::security::session::SaslConfig::default().mechanisms,
+            },
+            session_lifetime: self
+                .connections_max_reauth_ms
+                .or(file.connections_max_reauth_ms)
+                .filter(|&ms| ms > 0)
+                .map(std::time::Duration::from_millis),
+        };
         let node_id = self.node_id.or(file.node_id).unwrap_or(0);
         let cluster = resolve_cluster(
             node_id,
@@ -455,6 +492,8 @@ impl ServeArgs {
                 .unwrap_or_else(|| PathBuf::from("spate-data")),
             listen,
             advertised_host,
+            listeners,
+            sasl,
             smp: self.smp.or(file.smp),
             node_id,
             default_partitions: self
@@ -648,6 +687,36 @@ impl ServeArgs {
 }
 
 /// `--replica-selector`: true for rack-aware (the default), false for leader.
+/// `--listeners` (or the single `--listen` address as PLAINTEXT) with what each advertises.
+fn resolve_listeners(
+    listen: Option<SocketAddr>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    advertised_host: Option<String>,
+) -> anyhow::Result<Vec<crate::security::Listener>> {
+    use crate::security::listeners::{parse_advertised_list, parse_bind_list, SecurityProtocol};
+    let bind = match (listen, listeners) {
+        (Some(_), Some(_)) => anyhow::bail!("give --listen or --listeners, not both"),
+        (_, Some(list)) => parse_bind_list(&list)?,
+        (listen, None) => vec![(
+            SecurityProtocol::Plaintext,
+            listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092))),
+        )],
+    };
+    let advertised = match advertised_listeners {
+        Some(list) => parse_advertised_list(&list)?,
+        None => Vec::new(),
+    };
+    crate::security::listeners::resolve(bind, advertised, advertised_host.as_deref())
+}
+
+fn inter_broker_listener(listeners: &[crate::security::Listener]) -> &crate::security::Listener {
+    listeners
+        .iter()
+        .find(|listener| listener.protocol == crate::security::SecurityProtocol::Plaintext)
+        .unwrap_or(&listeners[0])
+}
+
 fn rack_aware_reads(selector: Option<&str>) -> anyhow::Result<bool> {
     match selector {
         None
@@ -660,6 +729,20 @@ fn rack_aware_reads(selector: Option<&str>) -> anyhow::Result<bool> {
 }
 
 impl BrokerConfig {
+    /// The listener nodes reach each other's brokers on (follower fetches, consumer lag):
+    /// the PLAINTEXT one, or the first when there is none.
+    pub fn inter_broker_listener(&self) -> &crate::security::Listener {
+        inter_broker_listener(&self.listeners)
+    }
+
+    /// What this node's brokers register for each listener.
+    pub fn listener_endpoints(&self) -> Vec<crate::security::ListenerEndpoint> {
+        self.listeners
+            .iter()
+            .map(crate::security::Listener::endpoint)
+            .collect()
+    }
+
     /// The rack of this node's brokers: `--broker-rack`, else, on a node of a replicated
     /// cluster, the node itself (so that rack-aware placement puts replicas on distinct
     /// nodes); a one-node cluster has none, as before.
@@ -672,6 +755,12 @@ impl BrokerConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.cluster.is_none()
+                || self.inter_broker_listener().protocol
+                    == crate::security::SecurityProtocol::Plaintext,
+            "a node of a replicated cluster needs a PLAINTEXT listener: replication between nodes does not authenticate with SASL yet"
+        );
         anyhow::ensure!(
             self.default_partitions >= 1,
             "default partitions must be at least 1, got {}",

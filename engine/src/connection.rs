@@ -19,6 +19,8 @@ use spate_net::{FramePiece, FrameReader, NextFrame, Reservation};
 
 use crate::handlers::{self, Frame, Pending};
 use crate::latency::Stage;
+use crate::security::session::{Session, UNAUTHENTICATED_FRAME_BYTES_MAX};
+use crate::security::SecurityProtocol;
 use crate::shard::Shard;
 use crate::splice::Splicer;
 use glommio::io::BufferedFile;
@@ -40,8 +42,9 @@ thread_local! {
     static SPLICE_FALLBACK_LOGGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Serves a connection until the client closes it or breaks the protocol.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves a connection that arrived on a listener of `protocol` until the client closes it or
+/// breaks the protocol.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, protocol: SecurityProtocol) {
     let peer_address = stream.peer_addr().ok();
     let peer =
         peer_address.map_or_else(|| "unknown peer".to_string(), |address| address.to_string());
@@ -65,12 +68,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
     // Large Produce requests are streamed, so that their batches are received straight into
     // the DMA chunks they are written from (`spate_net::produce_stream`, `produce::IntoLogs`).
+    // Until a SASL client has authenticated, frames are small and nothing is streamed into
+    // a log (`security::session`).
     let sleep: spate_net::Sleep = Rc::new(|duration| Box::pin(glommio::timer::sleep(duration)));
+    let mut session = Session::new(protocol);
     let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes)
-        .stream_api_key(kafka_protocol::messages::ApiKey::Produce as i16)
         .with_budget(shard.request_memory.clone())
         .with_receive_timeout(shard.node.config.request_receive_timeout, sleep);
+    let mut opened = false;
     loop {
+        if !opened {
+            opened = open_frames(&mut frames, &session, &shard);
+        }
         let frame = match frames.next(&mut stream).await {
             Ok(Some(NextFrame::Whole(frame))) => frame.into(),
             Ok(Some(NextFrame::Streamed(size))) => {
@@ -92,7 +101,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         // A large request's share of the shard's request memory is held until it is answered.
         let reservation = frames.take_reservation();
         let timing = RequestTiming::of(&frame);
-        match handlers::dispatch(&shard, frame, &client_host).await {
+        match handlers::dispatch(&shard, frame, &client_host, &mut session).await {
             Ok(pending) => {
                 timing.record(&shard, Stage::Local);
                 if sender.send((pending, reservation, timing)).await.is_err() {
@@ -107,6 +116,23 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     }
     drop(sender);
     writer.await;
+}
+
+/// Sets the frame reader for the session: the broker's limits and produce streaming once
+/// requests are served, [`UNAUTHENTICATED_FRAME_BYTES_MAX`] and no streaming before. Returns
+/// whether the session is open.
+fn open_frames(frames: &mut FrameReader, session: &Session, shard: &Shard) -> bool {
+    if session.is_open() {
+        frames.set_max_frame_bytes(shard.node.config.socket_request_max_bytes);
+        frames.set_streamed_api_keys(&[kafka_protocol::messages::ApiKey::Produce as i16]);
+        true
+    } else {
+        frames.set_max_frame_bytes(
+            UNAUTHENTICATED_FRAME_BYTES_MAX.min(shard.node.config.socket_request_max_bytes),
+        );
+        frames.set_streamed_api_keys(&[]);
+        false
+    }
 }
 
 /// A dispatched request on its way to the writer: its response, its share of the request

@@ -43,6 +43,7 @@ pub mod notify;
 pub mod oneshot;
 pub mod partition;
 pub mod request_errors;
+pub mod security;
 pub mod shard;
 pub mod shutdown_marker;
 pub mod splice;

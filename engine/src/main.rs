@@ -42,6 +42,8 @@ enum Command {
     Cluster(cli::cluster::ClusterArgs),
     /// Inspect a partition's files offline: `spate log dump FILE...`.
     Log(cli::log_dump::LogArgs),
+    /// Add, list and remove the users SASL clients authenticate as (SCRAM credentials).
+    User(cli::user::UserArgs),
 }
 
 /// The log filter without `SPATE_LOG`. openraft's heartbeat worker warns about every failed
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => cli::consume::run(args),
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Log(args) => cli::log_dump::run(args),
+        Command::User(args) => cli::user::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,7 @@ use crate::metadata::controller::{ControllerConfig, ControllerLimits};
 use crate::metadata::controller_task::{ControllerTask, MetadataLog};
 use crate::metadata::image::MetadataImage;
 use crate::partition::{ShardId, MAX_SHARDS_PER_NODE};
+use crate::security::{Listener, SecurityProtocol};
 use crate::shard::{NodeContext, Shard};
 
 /// glommio refuses to start below this locked-memory limit (its io_uring rings).
@@ -94,7 +95,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             "more shards than CPUs: some CPUs run several shards"
         );
     }
-    let listeners = bind_listeners(config.listen, shard_count)?;
+    let mut listeners = bind_listeners(&config.listeners, shard_count)?;
     let controller_listener = crate::cluster::member::bind_controller_port(&config)?;
     let open_files_limit = raise_open_files_limit();
     // This start's broker epoch: what its brokers register with, and what its followers
@@ -147,12 +148,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let mesh = crate::mesh::builder(shard_count);
     let mut controller = Some(bootstrapped.controller);
     let mut handles = Vec::with_capacity(shard_count);
-    for (index, listener_fd) in listeners.into_iter().enumerate() {
+    for index in 0..shard_count {
         let id = ShardId(index as u32);
         let start = ShardStart {
             id,
             node: node.clone(),
-            listener_fd,
+            listener_fds: std::mem::take(&mut listeners[index]),
             ready: ready_sender.clone(),
             image: bootstrapped.image.clone(),
             mesh: mesh.clone(),
@@ -187,6 +188,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         shards = shard_count,
         bootstrap = %listen,
         ports = %format!("{}..={}", listen.port(), listen.port() as usize + shard_count - 1),
+        listeners = %node
+            .config
+            .listeners
+            .iter()
+            .map(|listener| format!("{}://{}", listener.name(), listener.address))
+            .collect::<Vec<_>>()
+            .join(","),
         data_dir = %node.config.data_dir.display(),
         startup_ms = node.stats.mark_serving(),
         "spate is serving"
@@ -224,7 +232,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
 struct ShardStart {
     id: ShardId,
     node: Arc<NodeContext>,
-    listener_fd: RawFd,
+    /// Each listener's bound socket for this shard.
+    listener_fds: Vec<(SecurityProtocol, RawFd)>,
     ready: mpsc::Sender<Result<ShardId, String>>,
     image: Arc<MetadataImage>,
     mesh: glommio::channels::channel_mesh::FullMesh<ShardMessage>,
@@ -238,7 +247,7 @@ async fn run_shard(start: ShardStart) {
     let ShardStart {
         id,
         node,
-        listener_fd,
+        listener_fds,
         ready,
         image,
         mesh,
@@ -288,8 +297,15 @@ async fn run_shard(start: ShardStart) {
         glommio::spawn_local(crate::cluster::member::announce_start(shard.clone())).detach();
     }
     shard.groups.load(&shard).await;
-    // SAFETY: the descriptor is a bound, listening socket handed to this shard alone.
-    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
+    let listeners: Vec<_> = listener_fds
+        .into_iter()
+        .map(|(protocol, fd)| {
+            // SAFETY: the descriptor is a bound, listening socket handed to this shard alone.
+            (protocol, unsafe {
+                glommio::net::TcpListener::from_raw_fd(fd)
+            })
+        })
+        .collect();
     let _ = ready.send(Ok(id));
     glommio::spawn_local(open_partitions_ahead(shard.clone())).detach();
     crate::cluster::fetcher::spawn(&shard);
@@ -303,6 +319,18 @@ async fn run_shard(start: ShardStart) {
         crate::cluster::member::caught_up(&shard).await;
         shard.partitions.set_caught_up();
     }
+    let accepting = listeners
+        .into_iter()
+        .map(|(protocol, listener)| accept(shard.clone(), protocol, listener));
+    futures::future::join_all(accepting).await;
+    maintenance.await;
+    shard.close_all().await;
+}
+
+/// Accepts a listener's connections until the node shuts down.
+async fn accept(shard: Rc<Shard>, protocol: SecurityProtocol, listener: glommio::net::TcpListener) {
+    let node = shard.node.clone();
+    let id = shard.id;
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             maintenance_tick_until_shutdown(&node).await;
@@ -325,7 +353,7 @@ async fn run_shard(start: ShardStart) {
                 let shard = shard.clone();
                 shard.stats().connection_opened();
                 glommio::spawn_local(async move {
-                    connection::serve(shard.clone(), stream).await;
+                    connection::serve(shard.clone(), stream, protocol).await;
                     shard.stats().connection_closed();
                     drop(permit);
                 })
@@ -337,8 +365,6 @@ async fn run_shard(start: ShardStart) {
             }
         }
     }
-    maintenance.await;
-    shard.close_all().await;
 }
 
 /// The controller of the controller's shard: over the local journal, or over this node's
@@ -471,7 +497,8 @@ fn controller_config(config: &BrokerConfig, shard_count: u32) -> ControllerConfi
         node_id: crate::partition::NodeId(config.node_id),
         shard_count,
         advertised_host: config.advertised_host.clone(),
-        base_port: config.listen.port(),
+        base_port: config.inter_broker_listener().advertised_port,
+        listeners: config.listener_endpoints(),
         rack: config.rack(),
         default_partitions: config.default_partitions,
         offsets_topic_partitions: config.offsets_topic_partitions,
@@ -633,23 +660,36 @@ fn allowed_cpus() -> anyhow::Result<Vec<usize>> {
     Ok(cpus)
 }
 
-/// Binds every shard's port before any shard starts, so a port in use stops the start with
-/// a clear message. std's listener does not set SO_REUSEPORT, so a second broker on the
-/// same ports fails here rather than silently sharing connections.
-fn bind_listeners(bootstrap: SocketAddr, shard_count: usize) -> anyhow::Result<Vec<RawFd>> {
-    (0..shard_count)
-        .map(|shard| {
+/// Binds every shard's port of every listener before any shard starts, so a port in use
+/// stops the start with a clear message. std's listener does not set SO_REUSEPORT, so a second
+/// broker on the same ports fails here rather than silently sharing connections. Returns, per
+/// shard, each listener's socket.
+fn bind_listeners(
+    listeners: &[Listener],
+    shard_count: usize,
+) -> anyhow::Result<Vec<Vec<(SecurityProtocol, RawFd)>>> {
+    let mut bound: Vec<Vec<(SecurityProtocol, RawFd)>> = vec![Vec::new(); shard_count];
+    for listener in listeners {
+        let bootstrap = listener.address;
+        for (shard, sockets) in bound.iter_mut().enumerate() {
             let port = usize::from(bootstrap.port()) + shard;
-            let port = u16::try_from(port).context("shard ports run past 65535; choose a lower --listen port")?;
-            let address = SocketAddr::new(bootstrap.ip(), port);
-            let listener = TcpListener::bind(address).map_err(|error| {
-                anyhow::anyhow!(
-                    "cannot listen on {address} for shard {shard}: {error}. Is another broker running? Choose another port with --listen (shard s uses port+s)"
+            let port = u16::try_from(port).with_context(|| {
+                format!(
+                    "shard ports of listener {} run past 65535; choose a lower port",
+                    listener.name()
                 )
             })?;
-            Ok(listener.into_raw_fd())
-        })
-        .collect()
+            let address = SocketAddr::new(bootstrap.ip(), port);
+            let socket = TcpListener::bind(address).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot listen on {address} for shard {shard} of listener {}: {error}. Is another broker running, or do two listeners' port ranges overlap? Choose other ports with --listen or --listeners (shard s uses port+s)",
+                    listener.name()
+                )
+            })?;
+            sockets.push((listener.protocol, socket.into_raw_fd()));
+        }
+    }
+    Ok(bound)
 }
 
 fn termination_signals() -> libc::sigset_t {

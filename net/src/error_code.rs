@@ -91,4 +91,16 @@ codes! {
     STALE_MEMBER_EPOCH = 113 => StaleMemberEpoch,
     /// KIP-848: the subscribed regular expression does not compile.
     INVALID_REGULAR_EXPRESSION = 128 => InvalidRegularExpression,
+    /// The SASL mechanism asked for is not enabled on this listener.
+    UNSUPPORTED_SASL_MECHANISM = 33 => UnsupportedSaslMechanism,
+    /// A SASL request out of sequence (or on a listener without SASL).
+    ILLEGAL_SASL_STATE = 34 => IllegalSaslState,
+    /// SASL authentication failed (wrong credentials or a malformed exchange).
+    SASL_AUTHENTICATION_FAILED = 58 => SaslAuthenticationFailed,
+    /// A resource named in a request (a user's credential) does not exist.
+    RESOURCE_NOT_FOUND = 91 => ResourceNotFound,
+    /// A request names the same resource twice.
+    DUPLICATE_RESOURCE = 92 => DuplicateResource,
+    /// A credential does not meet the broker's requirements (iterations, empty name).
+    UNACCEPTABLE_CREDENTIAL = 93 => UnacceptableCredential,
 }

@@ -192,6 +192,18 @@ impl FrameReader {
         }
     }
 
+    /// Changes the largest frame accepted from the next frame on (a SASL listener reads with a
+    /// small limit until the client has authenticated).
+    pub fn set_max_frame_bytes(&mut self, max_frame_bytes: usize) {
+        self.max_frame_bytes = max_frame_bytes;
+    }
+
+    /// Changes which APIs' large frames are streamed, from the next frame on (none until a
+    /// SASL client has authenticated, so that nothing is written for an anonymous one).
+    pub fn set_streamed_api_keys(&mut self, api_keys: &[i16]) {
+        self.streamed_api_keys = api_keys.to_vec();
+    }
+
     /// Large frames reserve their size from `budget` before their body is read, waiting (and
     /// so not reading the socket) while it is spent. Take each frame's reservation with
     /// [`Self::take_reservation`] and keep it until the request is answered.

@@ -14,6 +14,7 @@
 //!   assignor, and [`group_offsets`] commits and fetches group offsets.
 //! - [`records`] encodes and decodes record batches and holds Kafka's murmur2 partitioner.
 //! - [`output`] prints tables and JSON; [`datetime`] parses `--to-datetime`.
+//! - [`user`] is `spate user add|list|remove` (SCRAM credentials, online or offline).
 //! - [`cluster`] is `spate cluster info`, [`cluster_health`] `spate cluster health`,
 //!   [`cluster_elect`] `spate cluster elect-leaders`.
 //!
@@ -40,6 +41,7 @@ pub mod produce;
 pub mod records;
 pub mod topic;
 pub mod topic_partitions;
+pub mod user;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -219,10 +219,11 @@ pub async fn announce_start(shard: Rc<Shard>) {
         node_id: NodeId(config.node_id),
         shard_count: shard.node.shard_count,
         host: config.advertised_host.clone(),
-        base_port: config.listen.port(),
+        base_port: config.inter_broker_listener().advertised_port,
         rack: config.rack(),
         broker_epoch,
         clean_shutdown: shard.node.last_shutdown_clean,
+        listeners: config.listener_endpoints(),
     };
     let mut refusals = 0u64;
     while !shard.node.is_shutting_down() {

@@ -38,19 +38,22 @@ pub fn handle(
             )));
     }
     let image = shard.image();
-    let listed = super::metadata::brokers(&image);
+    let listed = super::metadata::brokers(&image, context.listener);
     let controller = super::metadata::controller_for_clients(&image, &listed, shard.broker_id());
     let include_fenced = context.version >= 2 && request.include_fenced_brokers;
     let brokers = image
         .brokers()
         .filter(|broker| include_fenced || !broker.fenced)
-        .map(|broker| {
-            DescribeClusterBroker::default()
-                .with_broker_id(kafka_protocol::messages::BrokerId(broker.id.0))
-                .with_host(StrBytes::from_string(broker.host.clone()))
-                .with_port(i32::from(broker.port))
-                .with_rack(broker.rack.clone().map(StrBytes::from_string))
-                .with_is_fenced(include_fenced && broker.fenced)
+        .filter_map(|broker| {
+            let (host, port) = broker.endpoint(context.listener)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(kafka_protocol::messages::BrokerId(broker.id.0))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(i32::from(port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(include_fenced && broker.fenced),
+            )
         })
         .collect();
     response

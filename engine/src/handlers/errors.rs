@@ -78,6 +78,7 @@ pub fn controller_error_code(error: &ControllerError) -> i16 {
         ControllerError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
         ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
         ControllerError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+        ControllerError::ResourceNotFound(_) => ResponseError::ResourceNotFound,
         ControllerError::Unavailable | ControllerError::NotController { .. } => {
             ResponseError::NotController
         }

@@ -69,7 +69,7 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
                 .with_session_id(0)
                 .with_responses(read.topics);
             if context.version >= LEADER_HINTS_VERSION {
-                super::leader_hints::add_to_fetch(&shard.image(), &mut response);
+                super::leader_hints::add_to_fetch(&shard.image(), context.listener, &mut response);
             }
             shard
                 .stats()

@@ -32,7 +32,7 @@ pub fn handle(
     };
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
-        .map(|key| find(shard, request.key_type, key))
+        .map(|key| find(shard, request.key_type, key, context.listener))
         .collect();
     if context.version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -49,7 +49,7 @@ pub fn handle(
         .with_port(only.port)
 }
 
-fn find(shard: &Shard, key_type: i8, key: StrBytes) -> Coordinator {
+fn find(shard: &Shard, key_type: i8, key: StrBytes, listener: &str) -> Coordinator {
     let answer = Coordinator::default()
         .with_key(key.clone())
         .with_node_id(BrokerId(-1))
@@ -60,12 +60,13 @@ fn find(shard: &Shard, key_type: i8, key: StrBytes) -> Coordinator {
             let coordinator = shard
                 .group_coordinator(&key)
                 .0
-                .and_then(|leader| image.broker(leader));
+                .and_then(|leader| image.broker(leader))
+                .and_then(|broker| Some((broker.id, broker.endpoint(listener)?)));
             match coordinator {
-                Some(broker) => answer
-                    .with_node_id(BrokerId(broker.id.0))
-                    .with_host(StrBytes::from_string(broker.host.clone()))
-                    .with_port(i32::from(broker.port)),
+                Some((id, (host, port))) => answer
+                    .with_node_id(BrokerId(id.0))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(i32::from(port)),
                 None => answer.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
             }
         }

@@ -38,7 +38,7 @@ fn leader_of<'a>(
 /// message types that share no trait (`$module` holds the response's `LeaderIdAndEpoch` and
 /// `NodeEndpoint`; `$partitions`, `$topic` and `$index` name its fields).
 macro_rules! add_hints {
-    ($image:expr, $response:expr, $module:ident, $partitions:ident, $topic:ident, $index:ident) => {{
+    ($image:expr, $listener:expr, $response:expr, $module:ident, $partitions:ident, $topic:ident, $index:ident) => {{
         let mut endpoints: BTreeMap<i32, &BrokerRegistration> = BTreeMap::new();
         for topic in &mut $response.responses {
             for partition in &mut topic.$partitions {
@@ -57,12 +57,15 @@ macro_rules! add_hints {
         }
         $response.node_endpoints = endpoints
             .into_iter()
-            .map(|(id, broker)| {
-                $module::NodeEndpoint::default()
-                    .with_node_id(WireBrokerId(id))
-                    .with_host(StrBytes::from_string(broker.host.clone()))
-                    .with_port(i32::from(broker.port))
-                    .with_rack(broker.rack.clone().map(StrBytes::from_string))
+            .filter_map(|(id, broker)| {
+                let (host, port) = broker.endpoint($listener)?;
+                Some(
+                    $module::NodeEndpoint::default()
+                        .with_node_id(WireBrokerId(id))
+                        .with_host(StrBytes::from_string(host.to_string()))
+                        .with_port(i32::from(port))
+                        .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+                )
             })
             .collect();
     }};
@@ -70,9 +73,10 @@ macro_rules! add_hints {
 
 /// Adds the hints to a Fetch response (its topics named: the handler fills in names at
 /// every version).
-pub fn add_to_fetch(image: &MetadataImage, response: &mut FetchResponse) {
+pub fn add_to_fetch(image: &MetadataImage, listener: &str, response: &mut FetchResponse) {
     add_hints!(
         image,
+        listener,
         response,
         fetch_response,
         partitions,
@@ -82,9 +86,10 @@ pub fn add_to_fetch(image: &MetadataImage, response: &mut FetchResponse) {
 }
 
 /// Adds the hints to a Produce response.
-pub fn add_to_produce(image: &MetadataImage, response: &mut ProduceResponse) {
+pub fn add_to_produce(image: &MetadataImage, listener: &str, response: &mut ProduceResponse) {
     add_hints!(
         image,
+        listener,
         response,
         produce_response,
         partition_responses,

@@ -102,7 +102,7 @@ pub async fn handle(
         }
     };
     let image = shard.image();
-    let brokers = brokers(&image);
+    let brokers = brokers(&image, context.listener);
     let controller = controller_for_clients(&image, &brokers, shard.broker_id());
     MetadataResponse::default()
         .with_brokers(brokers)
@@ -155,18 +155,21 @@ pub fn controller_for_clients(
         .map_or(BrokerId(-1), BrokerId)
 }
 
-/// Every broker of the cluster that clients may be sent to (fenced ones are left out, as
-/// Kafka does).
-pub fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+/// Every broker of the cluster that clients of `listener` may be sent to, at its endpoint on
+/// that listener (fenced ones, and ones without the listener, are left out, as Kafka does).
+pub fn brokers(image: &MetadataImage, listener: &str) -> Vec<MetadataResponseBroker> {
     image
         .brokers()
         .filter(|broker| !broker.fenced)
-        .map(|broker| {
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(broker.id.0))
-                .with_host(StrBytes::from_string(broker.host.clone()))
-                .with_port(i32::from(broker.port))
-                .with_rack(broker.rack.clone().map(StrBytes::from_string))
+        .filter_map(|broker| {
+            let (host, port) = broker.endpoint(listener)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(broker.id.0))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(i32::from(port))
+                    .with_rack(broker.rack.clone().map(StrBytes::from_string)),
+            )
         })
         .collect()
 }

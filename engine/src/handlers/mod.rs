@@ -10,6 +10,7 @@ use spate_net::produce_stream::StreamedProduce;
 use spate_storage::{ReceivedBatch, RecordsPiece};
 use std::rc::Rc;
 
+use crate::security::session::Session;
 use crate::shard::Shard;
 
 pub mod alter_configs;
@@ -46,6 +47,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+pub mod sasl;
+pub mod scram_credentials;
 pub mod sync_group;
 pub mod telemetry;
 
@@ -138,6 +141,10 @@ pub const APIS: &[ApiSpec] = &[
     telemetry::PUSH_SPEC,
     consumer_group_heartbeat::SPEC,
     consumer_group_describe::SPEC,
+    sasl::HANDSHAKE_SPEC,
+    sasl::AUTHENTICATE_SPEC,
+    scram_credentials::DESCRIBE_SPEC,
+    scram_credentials::ALTER_SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -153,6 +160,8 @@ pub struct RequestContext {
     pub client_id: Option<String>,
     /// The client's address as Kafka reports it in groups ("/127.0.0.1").
     pub client_host: String,
+    /// The listener the request arrived on, whose endpoints the client is told.
+    pub listener: &'static str,
 }
 
 /// A request frame as the connection read it.
@@ -191,6 +200,7 @@ pub async fn dispatch(
     shard: &Rc<Shard>,
     frame: RequestFrame,
     client_host: &str,
+    session: &mut Session,
 ) -> Result<Pending, CloseReason> {
     let RequestFrame {
         bytes: frame,
@@ -198,6 +208,9 @@ pub async fn dispatch(
         frame_bytes,
     } = frame;
     let request = spate_net::Request::decode_header(frame)?;
+    session
+        .admit(request.api_key, std::time::Instant::now())
+        .map_err(CloseReason::Protocol)?;
     shard.stats().request(request.api_key as i16, frame_bytes);
     let version = request.version();
     let context = RequestContext {
@@ -206,6 +219,7 @@ pub async fn dispatch(
         correlation_id: request.header.correlation_id,
         client_id: request.header.client_id.as_ref().map(|id| id.to_string()),
         client_host: client_host.to_string(),
+        listener: session.listener(),
     };
     let spec = APIS
         .iter()
@@ -348,6 +362,20 @@ pub async fn dispatch(
         ),
         RequestKind::ConsumerGroupDescribe(body) => ResponseKind::ConsumerGroupDescribe(
             consumer_group_describe::handle(shard, &context, body),
+        ),
+        RequestKind::SaslHandshake(body) => {
+            ResponseKind::SaslHandshake(sasl::handshake(shard, session, body))
+        }
+        RequestKind::SaslAuthenticate(body) => {
+            ResponseKind::SaslAuthenticate(sasl::authenticate(shard, &context, session, body))
+        }
+        RequestKind::DescribeUserScramCredentials(body) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(
+                shard, &context, body,
+            ))
+        }
+        RequestKind::AlterUserScramCredentials(body) => ResponseKind::AlterUserScramCredentials(
+            scram_credentials::alter(shard, &context, body).await,
         ),
         other => {
             return Err(CloseReason::Protocol(format!(

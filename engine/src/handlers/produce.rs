@@ -186,7 +186,7 @@ pub async fn handle(
         }
         let mut response = ProduceResponse::default().with_responses(responses);
         if context.version >= LEADER_HINTS_VERSION {
-            super::leader_hints::add_to_produce(&shard.image(), &mut response);
+            super::leader_hints::add_to_produce(&shard.image(), context.listener, &mut response);
         }
         shard
             .stats()

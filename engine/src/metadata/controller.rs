@@ -20,10 +20,14 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::image::{BrokerRegistration, MetadataImage, PartitionAssignment, TopicImage};
+use super::image::{
+    BrokerEndpoint, BrokerRegistration, MetadataImage, PartitionAssignment, TopicImage,
+};
 use super::records::MetadataRecord;
 use super::store::LegacyCatalog;
 use crate::partition::{BrokerId, NodeId, ShardId};
+use crate::security::scram::{Mechanism, ScramCredential};
+use crate::security::ListenerEndpoint;
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_MAX_CHARS: usize = 249;
@@ -52,6 +56,8 @@ pub struct ControllerConfig {
     pub advertised_host: String,
     /// Port of shard 0; shard s listens on `base_port + s`.
     pub base_port: u16,
+    /// Every listener's endpoint (empty: `advertised_host` and `base_port` for all).
+    pub listeners: Vec<ListenerEndpoint>,
     /// Rack of its brokers (broker.rack), if set.
     pub rack: Option<String>,
     /// Partitions of a topic created without a count.
@@ -122,6 +128,14 @@ pub enum ControllerRequest {
         topics: Vec<(String, ConfigChange)>,
         /// Check only.
         validate_only: bool,
+    },
+    /// AlterUserScramCredentials, checked by the handler for what needs no image (names,
+    /// mechanisms, iterations, duplicates).
+    AlterScramCredentials {
+        /// Credentials to set.
+        upsertions: Vec<(String, Mechanism, ScramCredential)>,
+        /// Credentials to remove.
+        deletions: Vec<(String, Mechanism)>,
     },
     /// A block of producer ids for a shard to hand out.
     AllocateProducerIds,
@@ -233,6 +247,10 @@ pub struct NodeStart {
     /// does not say).
     #[serde(default)]
     pub clean_shutdown: Option<bool>,
+    /// Its listeners (`host` and `base_port` are the inter-broker one's); empty from nodes
+    /// that predate listeners.
+    #[serde(default)]
+    pub listeners: Vec<ListenerEndpoint>,
 }
 
 /// The controller's answer, one result per item of the request, in order.
@@ -259,6 +277,8 @@ pub enum ControllerReply {
     ElectLeaders(Vec<((String, i32), Result<(), ControllerError>)>),
     /// Per partition asked, in order.
     AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
+    /// Per user named, in order of first mention.
+    AlterScramCredentials(Vec<(String, Result<(), ControllerError>)>),
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -293,6 +313,9 @@ pub enum ControllerError {
     /// changed, and the request can be retried.
     #[error("the metadata change could not be made durable: {0}")]
     NotDurable(String),
+    /// RESOURCE_NOT_FOUND: a credential to delete does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// The controller is not running (the node is shutting down).
     #[error("the controller is not available")]
     Unavailable,
@@ -376,6 +399,7 @@ impl ControllerState {
             // A one-node cluster does not persist registrations; its start says it in its
             // own log.
             clean_shutdown: None,
+            listeners: self.config.listeners.clone(),
         };
         self.start_node(legacy, &start)
     }
@@ -415,6 +439,15 @@ impl ControllerState {
                 epoch: start.broker_epoch,
                 fenced: false,
                 clean_shutdown: start.clean_shutdown,
+                listeners: start
+                    .listeners
+                    .iter()
+                    .map(|listener| BrokerEndpoint {
+                        name: listener.name.clone(),
+                        host: listener.host.clone(),
+                        port: listener.base_port + shard as u16,
+                    })
+                    .collect(),
             }));
         }
         records.push(MetadataRecord::Controller {
@@ -469,6 +502,60 @@ impl ControllerState {
             .map(|broker| (broker.epoch, broker.fenced))
     }
 
+    /// AlterUserScramCredentials: every change of a user is made, or none (a deletion of a
+    /// credential that does not exist refuses the user's whole part, as Kafka's
+    /// ScramControlManager does).
+    fn alter_scram_credentials(
+        &mut self,
+        upsertions: Vec<(String, Mechanism, ScramCredential)>,
+        deletions: Vec<(String, Mechanism)>,
+    ) -> (Vec<MetadataRecord>, ControllerReply) {
+        let mut users: Vec<String> = Vec::new();
+        for user in deletions
+            .iter()
+            .map(|(user, _)| user)
+            .chain(upsertions.iter().map(|(user, _, _)| user))
+        {
+            if !users.contains(user) {
+                users.push(user.clone());
+            }
+        }
+        let mut records = Vec::new();
+        let results = users
+            .into_iter()
+            .map(|user| {
+                let mut changes = Vec::new();
+                for (_, mechanism) in deletions.iter().filter(|(named, _)| *named == user) {
+                    if self.image.scram_credential(&user, *mechanism).is_none() {
+                        return (
+                            user,
+                            Err(ControllerError::ResourceNotFound(
+                                "Attempt to delete a user credential that does not exist".into(),
+                            )),
+                        );
+                    }
+                    changes.push(MetadataRecord::RemoveScramCredential {
+                        user: user.clone(),
+                        mechanism: *mechanism,
+                    });
+                }
+                for (_, mechanism, credential) in
+                    upsertions.iter().filter(|(named, _, _)| *named == user)
+                {
+                    changes.push(MetadataRecord::ScramCredential {
+                        user: user.clone(),
+                        mechanism: *mechanism,
+                        credential: credential.clone(),
+                    });
+                }
+                self.apply(&changes);
+                records.extend(changes);
+                (user, Ok(()))
+            })
+            .collect();
+        (records, ControllerReply::AlterScramCredentials(results))
+    }
+
     /// Makes `broker` the controller in the working image (a newly elected quorum leader;
     /// the caller writes the same record).
     pub fn claim_controller(&mut self, broker: BrokerId) {
@@ -493,6 +580,10 @@ impl ControllerState {
                 topics,
                 validate_only,
             } => self.alter_configs(topics, validate_only),
+            ControllerRequest::AlterScramCredentials {
+                upsertions,
+                deletions,
+            } => self.alter_scram_credentials(upsertions, deletions),
             ControllerRequest::AllocateProducerIds => {
                 let start = self.image.next_producer_id;
                 let records = vec![MetadataRecord::ProducerIds {

@@ -12,6 +12,7 @@ fn config(shard_count: u32) -> ControllerConfig {
         shard_count,
         advertised_host: "127.0.0.1".into(),
         base_port: 9092,
+        listeners: Vec::new(),
         rack: None,
         default_partitions: 3,
         offsets_topic_partitions: 5,
@@ -314,6 +315,7 @@ fn node_start(node: i32, shard_count: u32, broker_epoch: i64) -> NodeStart {
         rack: Some(format!("node-{node}")),
         broker_epoch,
         clean_shutdown: Some(false),
+        listeners: Vec::new(),
     }
 }
 
@@ -689,3 +691,50 @@ mod elections;
 // Partition reassignment, in a file of its own.
 #[path = "controller_reassign_tests.rs"]
 mod reassignments;
+
+#[test]
+fn scram_credentials_change_per_user_all_or_nothing() {
+    let mut controller = started(1);
+    let credential = |password: &str| {
+        ScramCredential::from_password(Mechanism::ScramSha256, password, b"salt", 4096)
+    };
+    let (records, reply) = controller.handle(ControllerRequest::AlterScramCredentials {
+        upsertions: vec![
+            ("alice".into(), Mechanism::ScramSha256, credential("a")),
+            ("bob".into(), Mechanism::ScramSha256, credential("b")),
+        ],
+        deletions: Vec::new(),
+    });
+    assert_eq!(records.len(), 2);
+    let ControllerReply::AlterScramCredentials(results) = reply else {
+        panic!()
+    };
+    assert_eq!(
+        results,
+        vec![("alice".into(), Ok(())), ("bob".into(), Ok(()))]
+    );
+    // Bob's part names a credential he does not have: none of it is made, alice's is.
+    let (records, reply) = controller.handle(ControllerRequest::AlterScramCredentials {
+        upsertions: vec![
+            ("bob".into(), Mechanism::ScramSha256, credential("b2")),
+            ("alice".into(), Mechanism::ScramSha256, credential("a2")),
+        ],
+        deletions: vec![("bob".into(), Mechanism::ScramSha512)],
+    });
+    let ControllerReply::AlterScramCredentials(results) = reply else {
+        panic!()
+    };
+    assert!(
+        matches!(results[0], (ref user, Err(ControllerError::ResourceNotFound(_))) if user == "bob")
+    );
+    assert_eq!(results[1], ("alice".into(), Ok(())));
+    assert_eq!(records.len(), 1);
+    assert!(controller.image().verifies_password("alice", "a2"));
+    assert!(controller.image().verifies_password("bob", "b"));
+    assert!(!controller.image().verifies_password("bob", "b2"));
+    let (_, _) = controller.handle(ControllerRequest::AlterScramCredentials {
+        upsertions: Vec::new(),
+        deletions: vec![("alice".into(), Mechanism::ScramSha256)],
+    });
+    assert!(!controller.image().verifies_password("alice", "a2"));
+}

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::records::MetadataRecord;
 use crate::partition::{BrokerId, LeaderEpoch};
+use crate::security::scram::{Mechanism, ScramCredential};
 
 /// A broker (a shard of some node) that clients can connect to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,36 @@ pub struct BrokerRegistration {
     /// fdatasync'ed, so an unclean stop loses nothing they were counted for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_shutdown: Option<bool>,
+    /// What the broker advertises on each of its node's listeners (`--listeners`). Empty in
+    /// registrations written before listeners existed: `host` and `port` then serve every
+    /// listener.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<BrokerEndpoint>,
+}
+
+/// A broker's host and port on one listener.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    /// The listener's name (its security protocol).
+    pub name: String,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: u16,
+}
+
+impl BrokerRegistration {
+    /// Where clients of `listener` reach this broker; `None` when the broker's node has no
+    /// such listener (Kafka leaves such brokers out of what that listener's clients see).
+    pub fn endpoint(&self, listener: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|endpoint| endpoint.name == listener)
+            .map(|endpoint| (endpoint.host.as_str(), endpoint.port))
+    }
 }
 
 /// Where a partition's replicas live and which one leads.
@@ -203,6 +234,9 @@ pub struct MetadataImage {
     partition_count: u64,
     /// The first producer id not yet given out in a block.
     pub next_producer_id: i64,
+    /// SCRAM credentials by user and mechanism (`crate::security`); behind an `Arc` like the
+    /// rest, since they change far less often than the image.
+    scram: Arc<BTreeMap<(String, Mechanism), ScramCredential>>,
 }
 
 impl MetadataImage {
@@ -226,6 +260,33 @@ impl MetadataImage {
     /// A partition's assignment.
     pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionAssignment> {
         self.topic(topic)?.partition(index)
+    }
+
+    /// A user's SCRAM credential for a mechanism.
+    pub fn scram_credential(&self, user: &str, mechanism: Mechanism) -> Option<ScramCredential> {
+        self.scram.get(&(user.to_string(), mechanism)).cloned()
+    }
+
+    /// Every stored SCRAM credential, by user, then mechanism.
+    pub fn scram_credentials(
+        &self,
+    ) -> impl Iterator<Item = (&str, Mechanism, &ScramCredential)> + '_ {
+        self.scram
+            .iter()
+            .map(|((user, mechanism), credential)| (user.as_str(), *mechanism, credential))
+    }
+
+    /// SASL/PLAIN: whether `password` is `user`'s, by any of the user's SCRAM credentials
+    /// (the strongest first).
+    pub fn verifies_password(&self, user: &str, password: &str) -> bool {
+        [Mechanism::ScramSha512, Mechanism::ScramSha256]
+            .into_iter()
+            .find_map(|mechanism| {
+                self.scram
+                    .get(&(user.to_string(), mechanism))
+                    .map(|credential| credential.verifies_password(mechanism, password))
+            })
+            .unwrap_or(false)
     }
 
     /// Partitions of every topic together.
@@ -353,6 +414,17 @@ impl MetadataImage {
                 }
                 self.next_producer_id = *next;
             }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                Arc::make_mut(&mut self.scram)
+                    .insert((user.clone(), *mechanism), credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                Arc::make_mut(&mut self.scram).remove(&(user.clone(), *mechanism));
+            }
         }
         self.version = version;
         Ok(())
@@ -382,6 +454,13 @@ impl MetadataImage {
         }
         for topic in self.topics.values() {
             records.extend(topic.creation_records());
+        }
+        for ((user, mechanism), credential) in self.scram.iter() {
+            records.push(MetadataRecord::ScramCredential {
+                user: user.clone(),
+                mechanism: *mechanism,
+                credential: credential.clone(),
+            });
         }
         records
     }
@@ -512,8 +591,23 @@ mod tests {
                 epoch: 7,
                 fenced: true,
                 clean_shutdown: Some(false),
+                listeners: vec![BrokerEndpoint {
+                    name: "SASL_PLAINTEXT".into(),
+                    host: "h".into(),
+                    port: 9193,
+                }],
             }),
             MetadataRecord::Controller { broker: broker(1) },
+            MetadataRecord::ScramCredential {
+                user: "alice".into(),
+                mechanism: Mechanism::ScramSha512,
+                credential: ScramCredential::from_password(
+                    Mechanism::ScramSha512,
+                    "secret",
+                    b"salt",
+                    4096,
+                ),
+            },
             MetadataRecord::ProducerIds { next: 3000 },
             MetadataRecord::Topic {
                 name: "orders".into(),
@@ -544,6 +638,13 @@ mod tests {
         assert_eq!(copy.controller, Some(broker(1)));
         assert_eq!(copy.next_producer_id, 3000);
         assert_eq!(copy.partition_count(), 2);
+        assert!(copy.verifies_password("alice", "secret"));
+        assert!(!copy.verifies_password("alice", "wrong"));
+        assert_eq!(
+            copy.broker(broker(1)).unwrap().endpoint("SASL_PLAINTEXT"),
+            Some(("h", 9193))
+        );
+        assert_eq!(copy.broker(broker(1)).unwrap().endpoint("PLAINTEXT"), None);
         assert_eq!(copy.broker(broker(1)).unwrap().rack.as_deref(), Some("r1"));
         assert_eq!(copy.partition("orders", 1), image.partition("orders", 1));
         assert_eq!(copy.topic_by_id(id).unwrap().configs.len(), 1);

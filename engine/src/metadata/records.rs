@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::image::{BrokerRegistration, PartitionAssignment};
 use crate::partition::{BrokerId, NodeId};
+use crate::security::scram::{Mechanism, ScramCredential};
 
 /// One metadata change; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,22 @@ pub enum MetadataRecord {
         /// The first id not given out.
         next: i64,
     },
+    /// A user's SCRAM credential for a mechanism was set (Kafka's `UserScramCredentialRecord`).
+    ScramCredential {
+        /// The user.
+        user: String,
+        /// The mechanism.
+        mechanism: Mechanism,
+        /// Salt, iterations and the derived keys (never the password).
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for a mechanism was removed.
+    RemoveScramCredential {
+        /// The user.
+        user: String,
+        /// The mechanism.
+        mechanism: Mechanism,
+    },
 }
 
 impl MetadataRecord {
@@ -135,6 +152,12 @@ impl MetadataRecord {
             MetadataRecord::TopicConfigs { topic_id, .. } => format!("configs of {topic_id}"),
             MetadataRecord::RemoveTopic { topic_id } => format!("removal of {topic_id}"),
             MetadataRecord::ProducerIds { next } => format!("producer ids up to {next}"),
+            MetadataRecord::ScramCredential {
+                user, mechanism, ..
+            } => format!("{} credential of {user}", mechanism.name()),
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                format!("removal of the {} credential of {user}", mechanism.name())
+            }
         }
     }
 }

@@ -1,0 +1,227 @@
+//! DescribeUserScramCredentials (key 50) and AlterUserScramCredentials (key 51), KIP-554:
+//! users' SCRAM credentials, which live in the metadata image and are changed through the
+//! controller (so every node checks the same ones). A client sends a salted password, never
+//! the password; the broker keeps only the keys derived from it.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::describe_user_scram_credentials_response::{
+    CredentialInfo, DescribeUserScramCredentialsResult,
+};
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use spate_net::error_code::{
+    DUPLICATE_RESOURCE, NONE, RESOURCE_NOT_FOUND, UNACCEPTABLE_CREDENTIAL,
+    UNSUPPORTED_SASL_MECHANISM,
+};
+
+use super::errors::controller_error_code;
+use super::{ApiSpec, RequestContext};
+use crate::metadata::controller::{ControllerReply, ControllerRequest};
+use crate::security::scram::{Mechanism, ScramCredential, MAX_ITERATIONS, MIN_ITERATIONS};
+use crate::shard::Shard;
+
+/// Served versions.
+pub const DESCRIBE_SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeUserScramCredentials, 0, 0);
+/// Served versions.
+pub const ALTER_SPEC: ApiSpec = ApiSpec::new(ApiKey::AlterUserScramCredentials, 0, 0);
+
+/// The users asked for (all when none are named), each with its mechanisms and iterations.
+pub fn describe(
+    shard: &Rc<Shard>,
+    _context: &RequestContext,
+    request: DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
+    let image = shard.image();
+    let infos = |user: &str| -> Vec<CredentialInfo> {
+        image
+            .scram_credentials()
+            .filter(|(named, _, _)| *named == user)
+            .map(|(_, mechanism, credential)| {
+                CredentialInfo::default()
+                    .with_mechanism(mechanism.code())
+                    .with_iterations(credential.iterations as i32)
+            })
+            .collect()
+    };
+    let result = |user: &str, error_code: i16, message: Option<&'static str>| {
+        DescribeUserScramCredentialsResult::default()
+            .with_user(StrBytes::from_string(user.to_string()))
+            .with_error_code(error_code)
+            .with_error_message(message.map(StrBytes::from_static_str))
+    };
+    let results = match request.users.filter(|users| !users.is_empty()) {
+        None => {
+            let mut users: Vec<&str> = image.scram_credentials().map(|(user, _, _)| user).collect();
+            users.dedup();
+            users
+                .into_iter()
+                .map(|user| result(user, NONE, None).with_credential_infos(infos(user)))
+                .collect()
+        }
+        Some(users) => {
+            let names: Vec<&str> = users.iter().map(|user| user.name.as_str()).collect();
+            let mut seen: Vec<&str> = Vec::new();
+            let mut results = Vec::new();
+            for name in &names {
+                if seen.contains(name) {
+                    continue;
+                }
+                seen.push(name);
+                if names.iter().filter(|other| *other == name).count() > 1 {
+                    results.push(result(
+                        name,
+                        DUPLICATE_RESOURCE,
+                        Some("Cannot describe SCRAM credentials for the same user twice in a single request"),
+                    ));
+                    continue;
+                }
+                let credential_infos = infos(name);
+                if credential_infos.is_empty() {
+                    results.push(result(
+                        name,
+                        RESOURCE_NOT_FOUND,
+                        Some("Attempt to describe a user credential that does not exist"),
+                    ));
+                } else {
+                    results.push(result(name, NONE, None).with_credential_infos(credential_infos));
+                }
+            }
+            results
+        }
+    };
+    DescribeUserScramCredentialsResponse::default()
+        .with_error_code(NONE)
+        .with_results(results)
+}
+
+/// Why a user's part of an AlterUserScramCredentials is refused before the controller sees
+/// it (Kafka's broker-side checks).
+fn refusal(user: &str, mechanisms: &[(i8, Option<i32>)]) -> Option<(i16, &'static str)> {
+    if user.is_empty() {
+        return Some((UNACCEPTABLE_CREDENTIAL, "Username must not be empty"));
+    }
+    for (index, (mechanism, iterations)) in mechanisms.iter().enumerate() {
+        if mechanisms[..index]
+            .iter()
+            .any(|(seen, _)| seen == mechanism)
+        {
+            return Some((
+                DUPLICATE_RESOURCE,
+                "A user credential cannot be altered twice in the same request",
+            ));
+        }
+        if Mechanism::from_code(*mechanism).is_none() {
+            return Some((UNSUPPORTED_SASL_MECHANISM, "Unknown SCRAM mechanism"));
+        }
+        match iterations {
+            Some(iterations) if *iterations < MIN_ITERATIONS as i32 => {
+                return Some((UNACCEPTABLE_CREDENTIAL, "Too few iterations"))
+            }
+            Some(iterations) if *iterations > MAX_ITERATIONS as i32 => {
+                return Some((UNACCEPTABLE_CREDENTIAL, "Too many iterations"))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Sets and removes credentials, per user all or nothing.
+pub async fn alter(
+    shard: &Rc<Shard>,
+    _context: &RequestContext,
+    request: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
+    let mut users: Vec<String> = Vec::new();
+    for name in request
+        .deletions
+        .iter()
+        .map(|deletion| &deletion.name)
+        .chain(request.upsertions.iter().map(|upsertion| &upsertion.name))
+    {
+        if !users.iter().any(|user| user == name.as_str()) {
+            users.push(name.to_string());
+        }
+    }
+    let mut results: Vec<(String, i16, Option<String>)> = Vec::new();
+    let mut upsertions = Vec::new();
+    let mut deletions = Vec::new();
+    for user in &users {
+        let mechanisms: Vec<(i8, Option<i32>)> = request
+            .deletions
+            .iter()
+            .filter(|deletion| deletion.name.as_str() == user)
+            .map(|deletion| (deletion.mechanism, None))
+            .chain(
+                request
+                    .upsertions
+                    .iter()
+                    .filter(|upsertion| upsertion.name.as_str() == user)
+                    .map(|upsertion| (upsertion.mechanism, Some(upsertion.iterations))),
+            )
+            .collect();
+        if let Some((code, message)) = refusal(user, &mechanisms) {
+            results.push((user.clone(), code, Some(message.to_string())));
+            continue;
+        }
+        results.push((user.clone(), NONE, None));
+        for deletion in request.deletions.iter().filter(|d| d.name.as_str() == user) {
+            if let Some(mechanism) = Mechanism::from_code(deletion.mechanism) {
+                deletions.push((user.clone(), mechanism));
+            }
+        }
+        for upsertion in request
+            .upsertions
+            .iter()
+            .filter(|u| u.name.as_str() == user)
+        {
+            if let Some(mechanism) = Mechanism::from_code(upsertion.mechanism) {
+                let credential = ScramCredential::from_salted_password(
+                    mechanism,
+                    &upsertion.salted_password,
+                    &upsertion.salt,
+                    upsertion.iterations as u32,
+                );
+                upsertions.push((user.clone(), mechanism, credential));
+            }
+        }
+    }
+    if !upsertions.is_empty() || !deletions.is_empty() {
+        let outcome = shard
+            .controller_call(ControllerRequest::AlterScramCredentials {
+                upsertions,
+                deletions,
+            })
+            .await;
+        for (user, code, message) in results.iter_mut().filter(|(_, code, _)| *code == NONE) {
+            let error = match &outcome {
+                Ok(ControllerReply::AlterScramCredentials(answers)) => answers
+                    .iter()
+                    .find(|(answered, _)| answered == user)
+                    .and_then(|(_, result)| result.clone().err()),
+                Ok(_) => Some(crate::metadata::controller::ControllerError::Unavailable),
+                Err(error) => Some(error.clone()),
+            };
+            if let Some(error) = error {
+                *code = controller_error_code(&error);
+                *message = Some(error.to_string());
+            }
+        }
+    }
+    AlterUserScramCredentialsResponse::default().with_results(
+        results
+            .into_iter()
+            .map(|(user, code, message)| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(StrBytes::from_string(user))
+                    .with_error_code(code)
+                    .with_error_message(message.map(StrBytes::from_string))
+            })
+            .collect(),
+    )
+}
