@@ -255,3 +255,13 @@ def test_the_first_user_is_added_offline_to_a_sasl_only_broker(request, spate_bi
                partition_count=broker.default_partitions)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", broker.base_port), timeout=1).close()
+        # The CLI speaks SASL itself (-X, librdkafka's names): more users are added online.
+        as_admin = ["--brokers", broker.sasl_bootstrap, "-X", "security.protocol=SASL_PLAINTEXT",
+                    "-X", "sasl.mechanism=SCRAM-SHA-256", "-X", "sasl.username=admin",
+                    "-X", "sasl.password=admin-secret"]
+        assert topic in spate("topic", "list", *as_admin).stdout
+        spate("user", "add", "bob", "--password", "bob-secret", *as_admin)
+        listed = json.loads(spate("user", "list", "--json", *as_admin).stdout)
+        assert {row["user"] for row in listed} == {"admin", "bob"}
+        wrong = spate("topic", "list", *as_admin[:-1], "sasl.password=wrong", check=False)
+        assert wrong.returncode != 0 and "SASL authentication as admin failed" in wrong.stderr

@@ -26,6 +26,10 @@ pub struct ConfigFile {
     advertised_listeners: Option<String>,
     sasl_mechanisms: Option<String>,
     connections_max_reauth_ms: Option<u64>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+    ssl_ca: Option<PathBuf>,
+    ssl_client_auth: Option<String>,
     smp: Option<usize>,
     node_id: Option<i32>,
     default_partitions: Option<i32>,
@@ -114,6 +118,19 @@ pub struct ServeArgs {
     /// [default: 0]
     #[arg(long, env = "SPATE_CONNECTIONS_MAX_REAUTH_MS")]
     pub connections_max_reauth_ms: Option<u64>,
+    /// Certificate chain of SSL and SASL_SSL listeners, PEM, leaf first.
+    #[arg(long, env = "SPATE_SSL_CERT")]
+    pub ssl_cert: Option<PathBuf>,
+    /// Private key of --ssl-cert, PEM.
+    #[arg(long, env = "SPATE_SSL_KEY")]
+    pub ssl_key: Option<PathBuf>,
+    /// CA certificates, PEM, that client certificates must chain to.
+    #[arg(long, env = "SPATE_SSL_CA")]
+    pub ssl_ca: Option<PathBuf>,
+    /// Whether TLS clients present a certificate: none, requested or required (Kafka's
+    /// ssl.client.auth). [default: none]
+    #[arg(long, env = "SPATE_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
     /// Number of shards (one pinned thread each). [default: one per CPU this process may run
     /// on, so `taskset` and cgroup cpusets are honoured]
     #[arg(long, env = "SPATE_SMP")]
@@ -350,6 +367,8 @@ pub struct BrokerConfig {
     pub listeners: Vec<crate::security::Listener>,
     /// SASL settings of the SASL listeners.
     pub sasl: crate::security::session::SaslConfig,
+    /// TLS settings of the SSL and SASL_SSL listeners (`None`: none is configured).
+    pub tls: Option<crate::security::tls::TlsSettings>,
     /// Shard count, if fixed by the operator; otherwise one per available CPU.
     pub smp: Option<usize>,
     /// This node's id.
@@ -456,6 +475,13 @@ impl ServeArgs {
         let inter_broker = inter_broker_listener(&listeners);
         let listen = inter_broker.address;
         let advertised_host = inter_broker.advertised_host.clone();
+        let tls = resolve_tls(
+            &listeners,
+            self.ssl_cert.or(file.ssl_cert),
+            self.ssl_key.or(file.ssl_key),
+            self.ssl_ca.or(file.ssl_ca),
+            self.ssl_client_auth.or(file.ssl_client_auth),
+        )?;
         let sasl = crate::security::session::SaslConfig {
             mechanisms: match self.sasl_mechanisms.or(file.sasl_mechanisms) {
                 Some(list) => crate::security::session::SaslMechanism::parse_list(&list)?,
@@ -494,6 +520,7 @@ impl ServeArgs {
             advertised_host,
             listeners,
             sasl,
+            tls,
             smp: self.smp.or(file.smp),
             node_id,
             default_partitions: self
@@ -710,6 +737,34 @@ fn resolve_listeners(
     crate::security::listeners::resolve(bind, advertised, advertised_host.as_deref())
 }
 
+/// The TLS settings, required when a listener is SSL or SASL_SSL.
+fn resolve_tls(
+    listeners: &[crate::security::Listener],
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    client_auth: Option<String>,
+) -> anyhow::Result<Option<crate::security::tls::TlsSettings>> {
+    use crate::security::tls::{ClientAuth, TlsSettings};
+    let needed = listeners.iter().any(|listener| listener.protocol.is_tls());
+    let client_auth = client_auth
+        .as_deref()
+        .map(ClientAuth::parse)
+        .transpose()?
+        .unwrap_or(ClientAuth::None);
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+            cert,
+            key,
+            ca,
+            client_auth,
+        })),
+        (None, None) if !needed => Ok(None),
+        (None, None) => anyhow::bail!("an SSL or SASL_SSL listener needs --ssl-cert and --ssl-key"),
+        _ => anyhow::bail!("give both --ssl-cert and --ssl-key"),
+    }
+}
+
 fn inter_broker_listener(listeners: &[crate::security::Listener]) -> &crate::security::Listener {
     listeners
         .iter()
@@ -844,6 +899,67 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(config.default_partitions, 7);
         assert_eq!(config.node_id, 5);
+    }
+
+    #[test]
+    fn listeners_sasl_and_tls_settings_resolve_and_are_checked() {
+        let resolve = |args: &[&str]| {
+            let mut all = vec!["spate"];
+            all.extend_from_slice(args);
+            Harness::parse_from(all).serve.resolve()
+        };
+        let config = resolve(&[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9192",
+            "--advertised-listeners",
+            "SASL_SSL://broker.example:19192",
+            "--ssl-cert",
+            "c.pem",
+            "--ssl-key",
+            "k.pem",
+            "--sasl-mechanisms",
+            "PLAIN",
+            "--connections-max-reauth-ms",
+            "60000",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.listen.port(),
+            9092,
+            "the PLAINTEXT listener is the inter-broker one"
+        );
+        let endpoints = config.listener_endpoints();
+        assert_eq!(endpoints[1].name, "SASL_SSL");
+        assert_eq!(
+            (endpoints[1].host.as_str(), endpoints[1].base_port),
+            ("broker.example", 19192)
+        );
+        assert!(config.tls.is_some());
+        assert_eq!(config.sasl.mechanisms.len(), 1);
+        assert_eq!(
+            config.sasl.session_lifetime,
+            Some(std::time::Duration::from_secs(60))
+        );
+        // A TLS listener needs a certificate and key; --listen and --listeners exclude each
+        // other; a cluster node needs a PLAINTEXT listener for replication.
+        assert!(resolve(&["--listeners", "SSL://127.0.0.1:9093"]).is_err());
+        assert!(resolve(&["--listeners", "SSL://127.0.0.1:9093", "--ssl-cert", "c"]).is_err());
+        assert!(Harness::try_parse_from([
+            "spate",
+            "--listen",
+            "127.0.0.1:9092",
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:9092"
+        ])
+        .is_err());
+        assert!(resolve(&["--ssl-client-auth", "maybe"]).is_err());
+        assert!(resolve(&[
+            "--listeners",
+            "SASL_PLAINTEXT://127.0.0.1:9092",
+            "--controller-quorum-voters",
+            "0@127.0.0.1:9301",
+        ])
+        .is_err());
     }
 
     #[test]

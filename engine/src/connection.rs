@@ -7,6 +7,10 @@
 //! durable) is a [`Pending`] future that the writer task awaits, in order, while the reader
 //! moves on. That lets one connection's pipelined produces share a group commit, where
 //! Kafka mutes the connection until each response is sent.
+//!
+//! The same code serves a plain socket and TLS over it (`security::tls`); over TLS, file
+//! ranges are read and written instead of spliced. The connection's `security::session`
+//! decides what may be served before a SASL client has authenticated.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -52,15 +56,68 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, protocol: SecurityProtoc
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
-    // Reading and writing proceed independently on two halves of the one socket (glommio
+    let fd = stream.as_raw_fd();
+    if !protocol.is_tls() {
+        let socket = Socket { fd, splice: true };
+        return serve_stream(shard, stream, socket, protocol, peer, client_host).await;
+    }
+    let Some(acceptor) = shard.node.tls.clone() else {
+        tracing::error!(%peer, "a TLS listener without TLS settings; closing");
+        return;
+    };
+    // A peer that opens a connection and never finishes the handshake is cut off like a
+    // request that never arrives whole.
+    let timeout = shard.node.config.request_receive_timeout;
+    let handshake =
+        futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+            glommio::timer::sleep(timeout).await;
+            None
+        });
+    match handshake.await {
+        Some(Ok(tls)) => {
+            // Encrypted in user space: sealed segments are read and written, not spliced.
+            let socket = Socket { fd, splice: false };
+            serve_stream(shard, tls, socket, protocol, peer, client_host).await;
+        }
+        Some(Err(error)) => {
+            crate::security::log_refusal("TLS handshake failed", &client_host, &error.to_string())
+        }
+        None => crate::security::log_refusal(
+            "TLS handshake failed",
+            &client_host,
+            &format!("not finished within {timeout:?}"),
+        ),
+    }
+}
+
+/// The connection's socket under whatever stream it is read through: its descriptor (to
+/// shut it down, and to splice file ranges into when `splice`), and whether bytes may go to
+/// it directly (not when TLS encrypts them in user space).
+#[derive(Clone, Copy)]
+struct Socket {
+    fd: RawFd,
+    splice: bool,
+}
+
+/// Serves the connection's requests over `stream` (the socket, or TLS over it).
+async fn serve_stream<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    socket: Socket,
+    protocol: SecurityProtocol,
+    peer: String,
+    client_host: String,
+) where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
+    // Reading and writing proceed independently on two halves of the one stream (glommio
     // keeps separate read and write readiness per stream; each half locks the stream only
     // while it polls). One descriptor per connection; dropping both halves closes it.
-    let fd = stream.as_raw_fd();
     let (mut stream, writer_stream) = futures_lite::io::split(stream);
     let (sender, receiver) = local_channel::new_bounded::<InFlight>(PIPELINE_DEPTH);
     let writer = glommio::spawn_local(write_responses(
         writer_stream,
-        fd,
+        socket,
         receiver,
         peer.clone(),
         shard.clone(),
@@ -167,9 +224,9 @@ impl RequestTiming {
     }
 }
 
-async fn write_responses(
-    mut stream: WriteHalf<TcpStream>,
-    fd: RawFd,
+async fn write_responses<S: futures_lite::AsyncWrite + Unpin>(
+    mut stream: WriteHalf<S>,
+    socket: Socket,
     receiver: LocalReceiver<InFlight>,
     peer: String,
     shard: Rc<Shard>,
@@ -179,7 +236,7 @@ async fn write_responses(
         timing.record(&shard, Stage::Total);
         match response {
             Ok(Some(frame)) => {
-                if let Err(error) = write_frame(&mut stream, fd, frame).await {
+                if let Err(error) = write_frame(&mut stream, socket, frame).await {
                     tracing::debug!(%peer, %error, "client went away before its response");
                     break;
                 }
@@ -194,14 +251,27 @@ async fn write_responses(
     // Wake the reader if it is blocked on a socket we are giving up on. The reader's half
     // keeps the descriptor open until it returns.
     // SAFETY: `fd` is the connection's socket, open as long as either half lives.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    unsafe { libc::shutdown(socket.fd, libc::SHUT_RDWR) };
 }
 
 /// Sends one response frame. An error leaves part of the frame sent: the caller closes the
 /// connection.
-async fn write_frame(
-    stream: &mut WriteHalf<TcpStream>,
-    fd: RawFd,
+async fn write_frame<S: futures_lite::AsyncWrite + Unpin>(
+    stream: &mut WriteHalf<S>,
+    socket: Socket,
+    frame: Frame,
+) -> std::io::Result<()> {
+    write_pieces(stream, socket, frame).await?;
+    if !socket.splice {
+        // A TLS stream may hold the frame's last record until flushed.
+        stream.flush().await?;
+    }
+    Ok(())
+}
+
+async fn write_pieces<S: futures_lite::AsyncWrite + Unpin>(
+    stream: &mut WriteHalf<S>,
+    socket: Socket,
     frame: Frame,
 ) -> std::io::Result<()> {
     let pieces = match frame {
@@ -215,8 +285,11 @@ async fn write_frame(
             FramePiece::Records(RecordsPiece::Cached(cached)) => {
                 stream.write_all(cached.as_slice()).await?
             }
+            FramePiece::Records(RecordsPiece::File(range)) if socket.splice => {
+                send_range(stream, socket.fd, &range).await?
+            }
             FramePiece::Records(RecordsPiece::File(range)) => {
-                send_range(stream, fd, &range).await?
+                copy_range(stream, &range.file, range.position, range.length).await?
             }
         }
     }
@@ -226,8 +299,8 @@ async fn write_frame(
 /// Sends a file range with splice. If no splicer can be set up (out of descriptors, say), the
 /// range is read and written instead, so that consumers are still served; the shard says so
 /// once.
-async fn send_range(
-    stream: &mut WriteHalf<TcpStream>,
+async fn send_range<S: futures_lite::AsyncWrite + Unpin>(
+    stream: &mut WriteHalf<S>,
     fd: RawFd,
     range: &FileRange,
 ) -> std::io::Result<()> {

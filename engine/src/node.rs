@@ -96,6 +96,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         );
     }
     let mut listeners = bind_listeners(&config.listeners, shard_count)?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(crate::security::tls::acceptor)
+        .transpose()?;
     let controller_listener = crate::cluster::member::bind_controller_port(&config)?;
     let open_files_limit = raise_open_files_limit();
     // This start's broker epoch: what its brokers register with, and what its followers
@@ -141,6 +146,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|cluster| std::time::Duration::from_millis(cluster.session_timeout_ms)),
         ),
+        tls,
         config,
     });
     block_termination_signals()?;

@@ -58,6 +58,8 @@ pub struct NodeContext {
     pub last_shutdown_clean: Option<bool>,
     /// Whether the controller still counts this node in (see `cluster::member`).
     pub controller_lease: crate::cluster::member::ControllerLease,
+    /// The TLS acceptor of SSL and SASL_SSL listeners, if the node has any.
+    pub tls: Option<futures_rustls::TlsAcceptor>,
 }
 
 impl NodeContext {

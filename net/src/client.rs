@@ -1,4 +1,5 @@
-//! A small blocking Kafka client over `std::net::TcpStream`.
+//! A small blocking Kafka client over `std::net::TcpStream` (or TLS over it, given as a
+//! [`Transport`] by the caller).
 //!
 //! It sends one request at a time and waits for its response. That is all the CLI, the
 //! engine's integration tests and control-plane tools need; the bench harness will bring
@@ -15,9 +16,17 @@ use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 
 use crate::codec::encode_client_request;
 
+/// What a client reads and writes through: the socket itself, or a TLS stream over it.
+pub trait Transport: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Transport for T {}
+
 /// A connection to one broker.
 pub struct Client {
-    stream: TcpStream,
+    /// The socket, for its timeouts.
+    socket: TcpStream,
+    /// What requests and responses go through.
+    stream: Box<dyn Transport>,
     next_correlation_id: i32,
     client_id: StrBytes,
 }
@@ -35,10 +44,21 @@ impl Client {
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
         Ok(Client {
-            stream,
+            stream: Box::new(stream.try_clone()?),
+            socket: stream,
             next_correlation_id: 1,
             client_id: StrBytes::from_static_str("spate"),
         })
+    }
+
+    /// The connection's socket (to build a TLS stream over a clone of it).
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// Sends everything through `transport` from now on (TLS over [`Self::socket`]).
+    pub fn set_transport(&mut self, transport: Box<dyn Transport>) {
+        self.stream = transport;
     }
 
     /// Sends `body` at `version` and waits for its response.
@@ -74,14 +94,16 @@ impl Client {
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let frame = encode_client_request(version, correlation_id, &self.client_id, body)?;
         self.stream.write_all(&frame)?;
+        // A TLS stream may hold the last record until flushed.
+        self.stream.flush()?;
         Ok(correlation_id)
     }
 
     /// Changes how long a read or write may block, for requests the broker may hold for a
     /// while (a JoinGroup waits for the whole group to rejoin).
     pub fn set_timeout(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        self.stream.set_read_timeout(Some(timeout))?;
-        self.stream.set_write_timeout(Some(timeout))?;
+        self.socket.set_read_timeout(Some(timeout))?;
+        self.socket.set_write_timeout(Some(timeout))?;
         Ok(())
     }
 

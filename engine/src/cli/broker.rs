@@ -45,6 +45,7 @@ impl BrokerConnection {
             .map_err(|error| anyhow!("cannot connect to {address}: {}", io_reason(&error)))?;
         client.set_timeout(REQUEST_TIMEOUT)?;
         client.set_client_id(CLIENT_ID);
+        super::security::wrap(&mut client, address)?;
         let response: ApiVersionsResponse = client
             .send(0, &ApiVersionsRequest::default())
             .map_err(|error| {
@@ -64,6 +65,7 @@ impl BrokerConnection {
             .iter()
             .map(|api| (api.api_key, (api.min_version, api.max_version)))
             .collect();
+        super::security::authenticate(&mut client, address)?;
         Ok(BrokerConnection {
             client,
             address: address.to_string(),
@@ -255,8 +257,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects to the first answering address of a comma-separated list.
-    pub fn connect(bootstrap: &str) -> anyhow::Result<Cluster> {
+    /// Connects to the first answering address of `--brokers`, with the command's security
+    /// settings (which every later connection uses too).
+    pub fn connect(connection: &super::ConnectionArgs) -> anyhow::Result<Cluster> {
+        super::security::configure(&connection.properties, connection.command_config.as_deref())?;
+        let bootstrap = connection.brokers.as_str();
         let mut last_error = anyhow!("no broker address given");
         for address in bootstrap
             .split(',')

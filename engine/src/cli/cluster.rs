@@ -161,7 +161,7 @@ impl BrokerRow {
 /// Runs `spate cluster ...`.
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let json = args.connection.json;
-    let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    let mut cluster = Cluster::connect(&args.connection)?;
     match args.command {
         ClusterCommand::Info => {}
         ClusterCommand::Health => return super::cluster_health::run(&mut cluster, json),

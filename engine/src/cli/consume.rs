@@ -133,7 +133,7 @@ fn parse_start(text: &str) -> Result<Start, String> {
 
 /// Runs `spate consume`.
 pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    let mut cluster = Cluster::connect(&args.connection)?;
     let topic = cluster.topic(&args.topic)?;
     super::catch_interrupts();
     let mut consumer = Consumer {

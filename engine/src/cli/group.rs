@@ -71,7 +71,7 @@ enum GroupCommand {
 /// Runs `spate group ...`.
 pub fn run(args: GroupArgs) -> anyhow::Result<()> {
     let json = args.connection.json;
-    let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    let mut cluster = Cluster::connect(&args.connection)?;
     match args.command {
         GroupCommand::List => list(&mut cluster, json),
         GroupCommand::Describe { name } => describe(&mut cluster, json, &name),

@@ -14,7 +14,8 @@
 //!   assignor, and [`group_offsets`] commits and fetches group offsets.
 //! - [`records`] encodes and decodes record batches and holds Kafka's murmur2 partitioner.
 //! - [`output`] prints tables and JSON; [`datetime`] parses `--to-datetime`.
-//! - [`user`] is `spate user add|list|remove` (SCRAM credentials, online or offline).
+//! - [`user`] is `spate user add|list|remove` (SCRAM credentials, online or offline);
+//!   [`security`] connects to TLS and SASL listeners (`-X`, `--command-config`).
 //! - [`cluster`] is `spate cluster info`, [`cluster_health`] `spate cluster health`,
 //!   [`cluster_elect`] `spate cluster elect-leaders`.
 //!
@@ -39,6 +40,7 @@ pub mod offsets;
 pub mod output;
 pub mod produce;
 pub mod records;
+pub mod security;
 pub mod topic;
 pub mod topic_partitions;
 pub mod user;
@@ -70,6 +72,19 @@ pub struct ConnectionArgs {
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A client property, librdkafka style (`-X security.protocol=SASL_SSL -X
+    /// sasl.mechanism=SCRAM-SHA-512 -X sasl.username=U -X sasl.password=P -X
+    /// ssl.ca.location=FILE`); repeat for several.
+    #[arg(
+        short = 'X',
+        long = "property",
+        global = true,
+        value_name = "KEY=VALUE"
+    )]
+    pub properties: Vec<String>,
+    /// A file of client properties, one KEY=VALUE per line (Kafka's --command-config).
+    #[arg(long, global = true, env = "SPATE_COMMAND_CONFIG", value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
 }
 
 /// The Kafka name and number of an error code, e.g. `UNKNOWN_TOPIC_OR_PARTITION (3)`.

@@ -134,7 +134,7 @@ impl Summary {
 
 /// Runs `spate produce`.
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    let mut cluster = Cluster::connect(&args.connection)?;
     let topic = cluster.topic(&args.topic)?;
     let partition_count = topic.partitions.len() as i32;
     if let Some(partition) = args.partition {

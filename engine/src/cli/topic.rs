@@ -125,7 +125,7 @@ enum TopicCommand {
 /// Runs `spate topic ...`.
 pub fn run(args: TopicArgs) -> anyhow::Result<()> {
     let json = args.connection.json;
-    let mut cluster = Cluster::connect(&args.connection.brokers)?;
+    let mut cluster = Cluster::connect(&args.connection)?;
     match args.command {
         TopicCommand::Create {
             name,

@@ -268,7 +268,7 @@ fn write_offline(dir: &std::path::Path, records: &[MetadataRecord]) -> anyhow::R
 
 /// A connection to the bootstrap broker, which must serve `api`.
 fn connect_serving(connection: &ConnectionArgs, api: ApiKey) -> anyhow::Result<Cluster> {
-    let mut cluster = Cluster::connect(&connection.brokers)?;
+    let mut cluster = Cluster::connect(connection)?;
     let broker = cluster.any();
     if !broker.supports(api) {
         bail!("{} does not serve {api:?}", broker.address());

@@ -6,9 +6,8 @@
 //! frames instead of SaslAuthenticate requests, which every client since Kafka 1.0 avoids
 //! when the broker offers v1.
 
-use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -25,32 +24,6 @@ use crate::shard::Shard;
 pub const HANDSHAKE_SPEC: ApiSpec = ApiSpec::new(ApiKey::SaslHandshake, 1, 1);
 /// Served versions (v1 adds the session lifetime of KIP-368, v2 is flexible).
 pub const AUTHENTICATE_SPEC: ApiSpec = ApiSpec::new(ApiKey::SaslAuthenticate, 0, 2);
-
-/// Failed authentications are logged at most once a second per shard, with how many were not:
-/// a client retrying with a wrong password (librdkafka reconnects every few tens of
-/// milliseconds) must not flood the log.
-const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(1);
-
-thread_local! {
-    /// When this shard last logged a failure, and failures since that were not logged.
-    static FAILURES: Cell<(Option<Instant>, u64)> = const { Cell::new((None, 0)) };
-}
-
-fn log_failure(client: &str, reason: &str) {
-    let now = Instant::now();
-    let (last, unlogged) = FAILURES.get();
-    if last.is_some_and(|last| now.duration_since(last) < FAILURE_LOG_INTERVAL) {
-        FAILURES.set((last, unlogged + 1));
-        return;
-    }
-    FAILURES.set((Some(now), 0));
-    tracing::info!(
-        %client,
-        reason,
-        not_logged_since = unlogged,
-        "SASL authentication failed (logged at most once a second)"
-    );
-}
 
 /// Picks the mechanism for the connection.
 pub fn handshake(
@@ -95,7 +68,7 @@ pub fn authenticate(
             .as_deref()
             .or(outcome.error_message.as_deref())
             .unwrap_or("");
-        log_failure(&context.client_host, reason);
+        crate::security::log_refusal("SASL authentication failed", &context.client_host, reason);
     }
     SaslAuthenticateResponse::default()
         .with_error_code(outcome.error_code)

@@ -23,10 +23,10 @@ pub enum SecurityProtocol {
     /// SASL authentication, no encryption.
     #[serde(rename = "SASL_PLAINTEXT")]
     SaslPlaintext,
-    /// TLS (not served yet).
+    /// TLS.
     #[serde(rename = "SSL")]
     Ssl,
-    /// SASL over TLS (not served yet).
+    /// SASL over TLS.
     #[serde(rename = "SASL_SSL")]
     SaslSsl,
 }
@@ -52,6 +52,11 @@ impl SecurityProtocol {
         ]
         .into_iter()
         .find(|protocol| protocol.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether connections are encrypted with TLS (`security::tls`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
 
     /// Whether clients must authenticate with SASL before any other request.
@@ -179,9 +184,6 @@ pub fn resolve(
     }
     let mut listeners = Vec::with_capacity(bind.len());
     for (protocol, address) in bind {
-        if matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl) {
-            bail!("listener {protocol}: TLS listeners are not served yet; use PLAINTEXT or SASL_PLAINTEXT");
-        }
         let (advertised_host, advertised_port) =
             match advertised.iter().find(|(named, _, _)| *named == protocol) {
                 Some((_, host, port)) => (host.clone(), *port),
@@ -253,8 +255,6 @@ mod tests {
         assert!(parse_bind_list("PLAINTEXT://127.0.0.1").is_err());
         assert!(parse_bind_list("PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2").is_err());
         assert!(parse_bind_list("").is_err());
-        let tls = parse_bind_list("SSL://127.0.0.1:9093").unwrap();
-        assert!(resolve(tls, Vec::new(), None).is_err());
         let bind = parse_bind_list("PLAINTEXT://127.0.0.1:9092").unwrap();
         let advertised = parse_advertised_list("SASL_PLAINTEXT://h:1").unwrap();
         assert!(resolve(bind, advertised, None).is_err());

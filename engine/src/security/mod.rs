@@ -13,11 +13,61 @@
 //!   cluster, every node checks the same ones. Only SCRAM credentials are stored (salted and
 //!   hashed, never a password); SASL/PLAIN checks its password against them, as Redpanda does.
 //!
-//! Not yet built (issue 18): TLS listeners, ACLs, quotas, SASL between brokers.
+//! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners.
+//!
+//! Not yet built (issue 18): kTLS, the principal of a client certificate, ACLs, quotas, SASL
+//! between brokers.
 
 pub mod listeners;
 pub mod plain;
 pub mod scram;
+pub mod scram_client;
 pub mod session;
+pub mod tls;
 
 pub use listeners::{Listener, ListenerEndpoint, SecurityProtocol};
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How often each kind of refusal is logged per shard.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Per kind of refusal: when this shard last logged one, and how many it did not log since.
+    static REFUSALS: RefCell<HashMap<&'static str, (Instant, u64)>> = RefCell::new(HashMap::new());
+}
+
+/// Logs a refused client (a failed TLS handshake or SASL authentication) as one line, at
+/// most once a second per shard and kind, with how many were not logged: a client retrying
+/// with a wrong password or certificate (librdkafka reconnects every few tens of
+/// milliseconds) must not flood the log.
+pub fn log_refusal(kind: &'static str, client: &str, reason: &str) {
+    let now = Instant::now();
+    let unlogged = REFUSALS.with(|refusals| {
+        let mut refusals = refusals.borrow_mut();
+        match refusals.get_mut(kind) {
+            Some((last, unlogged)) if now.duration_since(*last) < REFUSAL_LOG_INTERVAL => {
+                *unlogged += 1;
+                None
+            }
+            Some((last, unlogged)) => {
+                *last = now;
+                Some(std::mem::take(unlogged))
+            }
+            None => {
+                refusals.insert(kind, (now, 0));
+                Some(0)
+            }
+        }
+    });
+    if let Some(unlogged) = unlogged {
+        tracing::info!(
+            %client,
+            reason,
+            not_logged_since = unlogged,
+            "{kind} (logged at most once a second)"
+        );
+    }
+}

@@ -86,7 +86,7 @@ impl Mechanism {
     }
 
     /// H(data).
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             Mechanism::ScramSha256 => Sha256::digest(data).to_vec(),
             Mechanism::ScramSha512 => Sha512::digest(data).to_vec(),
@@ -94,7 +94,7 @@ impl Mechanism {
     }
 
     /// HMAC(key, data).
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
             Mechanism::ScramSha256 => mac::<Hmac<Sha256>>(key, data),
             Mechanism::ScramSha512 => mac::<Hmac<Sha512>>(key, data),
@@ -376,7 +376,7 @@ pub struct ScramServer {
 impl ScramServer {
     /// A server waiting for client-first, with a fresh random server nonce.
     pub fn new(mechanism: Mechanism) -> ScramServer {
-        ScramServer::with_server_nonce(mechanism, random_server_nonce())
+        ScramServer::with_server_nonce(mechanism, random_nonce())
     }
 
     /// A server whose server nonce is fixed, to reproduce published exchanges in tests.
@@ -528,7 +528,8 @@ pub fn salted_password(
     mechanism.salted_password(password, salt, iterations)
 }
 
-fn random_server_nonce() -> String {
+/// A fresh nonce: 32 random bytes, base64 (printable, without commas); also the client's.
+pub(crate) fn random_nonce() -> String {
     use rand::Rng as _;
     let mut bytes = [0u8; SERVER_NONCE_BYTES];
     rand::rng().fill_bytes(&mut bytes);
@@ -1134,8 +1135,8 @@ mod tests {
 
     #[test]
     fn server_nonces_are_printable_and_fresh() {
-        let a = random_server_nonce();
-        let b = random_server_nonce();
+        let a = random_nonce();
+        let b = random_nonce();
         assert!(is_printable_nonce(&a));
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);

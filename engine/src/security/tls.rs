@@ -1,0 +1,113 @@
+//! TLS for `SSL` and `SASL_SSL` listeners, with rustls (no OpenSSL): the node's certificate
+//! and key (`--ssl-cert`, `--ssl-key`, PEM), and optionally client certificates checked
+//! against `--ssl-ca` (`--ssl-client-auth none|requested|required`, Kafka's
+//! `ssl.client.auth`).
+//!
+//! Encryption runs in user space: `connection.rs` reads and writes through the TLS stream, and
+//! sends sealed segments by reading them (splice cannot encrypt). Handing the keys to the
+//! kernel after the handshake (kTLS), which keeps splice, is the next step; the reference
+//! host's kernel has no TLS module, so it could not be built and measured here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use futures_rustls::TlsAcceptor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// Whether TLS clients must, may or need not present a certificate (Kafka's
+/// `ssl.client.auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// Asked for; a client without one is still served, one with an invalid one is not.
+    Requested,
+    /// A client without a certificate signed by `--ssl-ca` is refused.
+    Required,
+}
+
+impl ClientAuth {
+    /// Parses Kafka's names.
+    pub fn parse(name: &str) -> anyhow::Result<ClientAuth> {
+        match name {
+            "none" => Ok(ClientAuth::None),
+            "requested" => Ok(ClientAuth::Requested),
+            "required" => Ok(ClientAuth::Required),
+            other => bail!("--ssl-client-auth {other}: expected none, requested or required"),
+        }
+    }
+}
+
+/// The TLS settings of a node.
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates that sign client certificates, PEM.
+    pub ca: Option<PathBuf>,
+    /// Whether clients present certificates.
+    pub client_auth: ClientAuth,
+}
+
+/// The acceptor every TLS listener of the node uses; errors name the file at fault, so that
+/// a node with a bad certificate does not start.
+pub fn acceptor(settings: &TlsSettings) -> anyhow::Result<TlsAcceptor> {
+    // ring, not aws-lc-rs: aws-lc-rs needs cmake and a long C build on a fresh host (the
+    // README's two commands). rustls deprecates ring's provider only because it lacks the
+    // post-quantum key exchange; clients fall back to X25519, which ring has.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = certificates(&settings.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&settings.key).with_context(|| {
+        format!(
+            "--ssl-key {}: no PEM private key could be read",
+            settings.key.display()
+        )
+    })?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let builder = match (settings.client_auth, &settings.ca) {
+        (ClientAuth::None, _) => builder.with_no_client_auth(),
+        (_, None) => bail!("--ssl-client-auth requested or required needs --ssl-ca"),
+        (auth, Some(ca)) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(ca)? {
+                roots.add(cert).with_context(|| {
+                    format!("--ssl-ca {}: a certificate is not usable", ca.display())
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if auth == ClientAuth::Requested {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().context("--ssl-ca")?)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).with_context(|| {
+        format!(
+            "--ssl-cert {} and --ssl-key {} do not make a usable pair",
+            settings.cert.display(),
+            settings.key.display()
+        )
+    })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{}: cannot read PEM certificates", path.display()))?;
+    if certs.is_empty() {
+        bail!("{}: holds no PEM certificate", path.display());
+    }
+    Ok(certs)
+}
