@@ -5,6 +5,9 @@
 
 use std::rc::Rc;
 
+use std::collections::{HashMap, HashSet};
+
+use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
     CredentialInfo, DescribeUserScramCredentialsResult,
@@ -38,13 +41,15 @@ pub fn describe(
 ) -> DescribeUserScramCredentialsResponse {
     let image = shard.image();
     let infos = |user: &str| -> Vec<CredentialInfo> {
-        image
-            .scram_credentials()
-            .filter(|(named, _, _)| *named == user)
-            .map(|(_, mechanism, credential)| {
-                CredentialInfo::default()
-                    .with_mechanism(mechanism.code())
-                    .with_iterations(credential.iterations as i32)
+        Mechanism::ALL
+            .into_iter()
+            .filter_map(|mechanism| {
+                let credential = image.scram_credential(user, mechanism)?;
+                Some(
+                    CredentialInfo::default()
+                        .with_mechanism(mechanism.code())
+                        .with_iterations(credential.iterations as i32),
+                )
             })
             .collect()
     };
@@ -54,8 +59,10 @@ pub fn describe(
             .with_error_code(error_code)
             .with_error_message(message.map(StrBytes::from_static_str))
     };
+    // Linear in the request and the stored users: a request may name millions of users.
     let results = match request.users.filter(|users| !users.is_empty()) {
         None => {
+            // Credentials are ordered by user, so equal names are adjacent.
             let mut users: Vec<&str> = image.scram_credentials().map(|(user, _, _)| user).collect();
             users.dedup();
             users
@@ -64,15 +71,17 @@ pub fn describe(
                 .collect()
         }
         Some(users) => {
-            let names: Vec<&str> = users.iter().map(|user| user.name.as_str()).collect();
-            let mut seen: Vec<&str> = Vec::new();
+            let mut mentions: HashMap<&str, usize> = HashMap::new();
+            for user in &users {
+                *mentions.entry(user.name.as_str()).or_default() += 1;
+            }
+            let mut answered: HashSet<&str> = HashSet::new();
             let mut results = Vec::new();
-            for name in &names {
-                if seen.contains(name) {
+            for name in users.iter().map(|user| user.name.as_str()) {
+                if !answered.insert(name) {
                     continue;
                 }
-                seen.push(name);
-                if names.iter().filter(|other| *other == name).count() > 1 {
+                if mentions[name] > 1 {
                     results.push(result(
                         name,
                         DUPLICATE_RESOURCE,
@@ -105,11 +114,9 @@ fn refusal(user: &str, mechanisms: &[(i8, Option<i32>)]) -> Option<(i16, &'stati
     if user.is_empty() {
         return Some((UNACCEPTABLE_CREDENTIAL, "Username must not be empty"));
     }
-    for (index, (mechanism, iterations)) in mechanisms.iter().enumerate() {
-        if mechanisms[..index]
-            .iter()
-            .any(|(seen, _)| seen == mechanism)
-        {
+    let mut seen = [false; 256];
+    for (mechanism, iterations) in mechanisms {
+        if std::mem::replace(&mut seen[*mechanism as u8 as usize], true) {
             return Some((
                 DUPLICATE_RESOURCE,
                 "A user credential cannot be altered twice in the same request",
@@ -131,55 +138,70 @@ fn refusal(user: &str, mechanisms: &[(i8, Option<i32>)]) -> Option<(i16, &'stati
     None
 }
 
+/// One user's entries in an AlterUserScramCredentials.
+#[derive(Default)]
+struct UserPart<'a> {
+    user: String,
+    /// (mechanism, iterations of an upsertion), in request order, for [`refusal`].
+    mechanisms: Vec<(i8, Option<i32>)>,
+    deletions: Vec<i8>,
+    upsertions: Vec<&'a ScramCredentialUpsertion>,
+}
+
+/// The index in `parts` of `name`'s part, added when new.
+fn part_index<'a>(
+    index: &mut HashMap<&'a str, usize>,
+    parts: &mut Vec<UserPart<'a>>,
+    name: &'a StrBytes,
+) -> usize {
+    *index.entry(name.as_str()).or_insert_with(|| {
+        parts.push(UserPart {
+            user: name.to_string(),
+            ..UserPart::default()
+        });
+        parts.len() - 1
+    })
+}
+
 /// Sets and removes credentials, per user all or nothing.
 pub async fn alter(
     shard: &Rc<Shard>,
     _context: &RequestContext,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
-    let mut users: Vec<String> = Vec::new();
-    for name in request
-        .deletions
-        .iter()
-        .map(|deletion| &deletion.name)
-        .chain(request.upsertions.iter().map(|upsertion| &upsertion.name))
-    {
-        if !users.iter().any(|user| user == name.as_str()) {
-            users.push(name.to_string());
-        }
+    // Each user's part, in order of first mention; linear in the request, which may name
+    // millions of entries.
+    let mut parts: Vec<UserPart> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for deletion in &request.deletions {
+        let at = part_index(&mut index, &mut parts, &deletion.name);
+        parts[at].mechanisms.push((deletion.mechanism, None));
+        parts[at].deletions.push(deletion.mechanism);
+    }
+    for upsertion in &request.upsertions {
+        let at = part_index(&mut index, &mut parts, &upsertion.name);
+        parts[at]
+            .mechanisms
+            .push((upsertion.mechanism, Some(upsertion.iterations)));
+        parts[at].upsertions.push(upsertion);
     }
     let mut results: Vec<(String, i16, Option<String>)> = Vec::new();
     let mut upsertions = Vec::new();
     let mut deletions = Vec::new();
-    for user in &users {
-        let mechanisms: Vec<(i8, Option<i32>)> = request
-            .deletions
-            .iter()
-            .filter(|deletion| deletion.name.as_str() == user)
-            .map(|deletion| (deletion.mechanism, None))
-            .chain(
-                request
-                    .upsertions
-                    .iter()
-                    .filter(|upsertion| upsertion.name.as_str() == user)
-                    .map(|upsertion| (upsertion.mechanism, Some(upsertion.iterations))),
-            )
-            .collect();
-        if let Some((code, message)) = refusal(user, &mechanisms) {
-            results.push((user.clone(), code, Some(message.to_string())));
+    for part in parts {
+        if let Some((code, message)) = refusal(&part.user, &part.mechanisms) {
+            results.push((part.user, code, Some(message.to_string())));
             continue;
         }
-        results.push((user.clone(), NONE, None));
-        for deletion in request.deletions.iter().filter(|d| d.name.as_str() == user) {
-            if let Some(mechanism) = Mechanism::from_code(deletion.mechanism) {
-                deletions.push((user.clone(), mechanism));
-            }
-        }
-        for upsertion in request
-            .upsertions
+        for mechanism in part
+            .deletions
             .iter()
-            .filter(|u| u.name.as_str() == user)
+            .copied()
+            .filter_map(Mechanism::from_code)
         {
+            deletions.push((part.user.clone(), mechanism));
+        }
+        for upsertion in &part.upsertions {
             if let Some(mechanism) = Mechanism::from_code(upsertion.mechanism) {
                 let credential = ScramCredential::from_salted_password(
                     mechanism,
@@ -187,9 +209,10 @@ pub async fn alter(
                     &upsertion.salt,
                     upsertion.iterations as u32,
                 );
-                upsertions.push((user.clone(), mechanism, credential));
+                upsertions.push((part.user.clone(), mechanism, credential));
             }
         }
+        results.push((part.user, NONE, None));
     }
     if !upsertions.is_empty() || !deletions.is_empty() {
         let outcome = shard

@@ -13,7 +13,7 @@
 //! per node (KIP-578's `max.broker.partitions`), and internal topics (`__consumer_offsets`,
 //! later `__transaction_state`) that clients may neither delete nor repartition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -510,49 +510,60 @@ impl ControllerState {
         upsertions: Vec<(String, Mechanism, ScramCredential)>,
         deletions: Vec<(String, Mechanism)>,
     ) -> (Vec<MetadataRecord>, ControllerReply) {
-        let mut users: Vec<String> = Vec::new();
-        for user in deletions
-            .iter()
-            .map(|(user, _)| user)
-            .chain(upsertions.iter().map(|(user, _, _)| user))
-        {
-            if !users.contains(user) {
-                users.push(user.clone());
-            }
+        // Each user's changes in order of first mention, grouped in one pass (a request may
+        // name very many users).
+        let mut order: Vec<&str> = Vec::new();
+        type Part<'a> = (Vec<Mechanism>, Vec<(Mechanism, &'a ScramCredential)>);
+        let mut parts: HashMap<&str, Part> = HashMap::new();
+        for (user, mechanism) in &deletions {
+            let part = parts.entry(user).or_insert_with(|| {
+                order.push(user);
+                Default::default()
+            });
+            part.0.push(*mechanism);
+        }
+        for (user, mechanism, credential) in &upsertions {
+            let part = parts.entry(user).or_insert_with(|| {
+                order.push(user);
+                Default::default()
+            });
+            part.1.push((*mechanism, credential));
         }
         let mut records = Vec::new();
-        let results = users
-            .into_iter()
-            .map(|user| {
-                let mut changes = Vec::new();
-                for (_, mechanism) in deletions.iter().filter(|(named, _)| *named == user) {
-                    if self.image.scram_credential(&user, *mechanism).is_none() {
-                        return (
-                            user,
-                            Err(ControllerError::ResourceNotFound(
-                                "Attempt to delete a user credential that does not exist".into(),
-                            )),
-                        );
-                    }
-                    changes.push(MetadataRecord::RemoveScramCredential {
-                        user: user.clone(),
-                        mechanism: *mechanism,
-                    });
-                }
-                for (_, mechanism, credential) in
-                    upsertions.iter().filter(|(named, _, _)| *named == user)
-                {
-                    changes.push(MetadataRecord::ScramCredential {
-                        user: user.clone(),
-                        mechanism: *mechanism,
-                        credential: credential.clone(),
-                    });
-                }
-                self.apply(&changes);
-                records.extend(changes);
-                (user, Ok(()))
-            })
-            .collect();
+        let mut results = Vec::with_capacity(order.len());
+        for user in order {
+            let (removed, set) = &parts[user];
+            if removed
+                .iter()
+                .any(|mechanism| self.image.scram_credential(user, *mechanism).is_none())
+            {
+                results.push((
+                    user.to_string(),
+                    Err(ControllerError::ResourceNotFound(
+                        "Attempt to delete a user credential that does not exist".into(),
+                    )),
+                ));
+                continue;
+            }
+            let changes: Vec<MetadataRecord> = removed
+                .iter()
+                .map(|mechanism| MetadataRecord::RemoveScramCredential {
+                    user: user.to_string(),
+                    mechanism: *mechanism,
+                })
+                .chain(
+                    set.iter()
+                        .map(|(mechanism, credential)| MetadataRecord::ScramCredential {
+                            user: user.to_string(),
+                            mechanism: *mechanism,
+                            credential: (*credential).clone(),
+                        }),
+                )
+                .collect();
+            self.apply(&changes);
+            records.extend(changes);
+            results.push((user.to_string(), Ok(())));
+        }
         (records, ControllerReply::AlterScramCredentials(results))
     }
 

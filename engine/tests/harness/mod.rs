@@ -89,6 +89,26 @@ impl Broker {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // A port accepts connections as soon as it is bound, before the shards serve: wait
+        // for the broker to say it serves, so that a start that fails after binding shows
+        // its log here instead of a reset connection in the test. (Only at the default log
+        // level: a SPATE_LOG of the test's runner may leave the line out.)
+        let logs_serving = std::env::var_os("SPATE_LOG").is_none();
+        while logs_serving && !self.log().contains("spate is serving") {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+            {
+                panic!("broker exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker did not start serving:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn address(&self, shard: usize) -> SocketAddr {
