@@ -27,6 +27,24 @@ def request_header_v2(api_key: int, api_version: int, correlation_id: int,
     return request_header_v1(api_key, api_version, correlation_id, client_id) + b"\x00"
 
 
+def uvarint(value: int) -> bytes:
+    """An unsigned varint, as flexible versions write lengths and tagged-field counts."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def compact_bytes(data: bytes) -> bytes:
+    """A compact string or bytes field of any length."""
+    return uvarint(len(data) + 1) + data
+
+
 def compact_string(text: str) -> bytes:
     data = text.encode()
     assert len(data) + 1 < 0x80, "one-byte unsigned varint only"

@@ -114,16 +114,7 @@ def still_serves(broker, unique_topic, context: str) -> None:
     broker.assert_alive(f"after {context} and a normal round trip")
 
 
-def uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+uvarint = wire.uvarint
 
 
 def header_v1(api_key: int, version: int, correlation_id: int = 1) -> bytes:

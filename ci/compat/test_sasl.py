@@ -267,33 +267,18 @@ def test_the_first_user_is_added_offline_to_a_sasl_only_broker(request, spate_bi
         assert wrong.returncode != 0 and "SASL authentication as admin failed" in wrong.stderr
 
 
-def uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def compact(text: bytes) -> bytes:
-    return uvarint(len(text) + 1) + text
-
-
 def test_requests_naming_very_many_users_are_answered_quickly(sasl_broker):
     """DescribeUserScramCredentials and AlterUserScramCredentials naming 200,000 users (half
     of them twice) are answered in linear time, not a quadratic freeze of the shard."""
     count = 200_000
     names = [f"user-{index % (count // 2)}".encode() for index in range(count)]
-    describe = uvarint(count + 1) + b"".join(compact(name) + b"\x00" for name in names) + b"\x00"
+    varint, compact = kafka_wire.uvarint, kafka_wire.compact_bytes
+    describe = varint(count + 1) + b"".join(compact(name) + b"\x00" for name in names) + b"\x00"
     # Upsertions: name, mechanism 1, iterations 100 (too few: refused before the controller),
     # salt, salted password; no deletions.
     upsertion = lambda name: (compact(name) + b"\x01" + struct.pack(">i", 100) + compact(b"salt")
                               + compact(b"x" * 32) + b"\x00")
-    alter = uvarint(1) + uvarint(count + 1) + b"".join(upsertion(name) for name in names) + b"\x00"
+    alter = varint(1) + varint(count + 1) + b"".join(upsertion(name) for name in names) + b"\x00"
     for api_key, body in ((50, describe), (51, alter)):
         with kafka_wire.connect(sasl_broker.ports[0], timeout_s=60) as sock:
             started = time.monotonic()
