@@ -132,12 +132,10 @@ fn tls_config(
                 format!("ssl.ca.location {}: an unusable certificate", ca.display())
             })?;
     }
-    // ring, as on the broker (`security::tls`).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder =
+        rustls::ClientConfig::builder_with_provider(spate_engine::security::tls::crypto_provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
     let config = match (certificate, key) {
         (Some(certificate), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(certificate)

@@ -58,11 +58,7 @@ pub struct TlsSettings {
 /// The acceptor every TLS listener of the node uses; errors name the file at fault, so that
 /// a node with a bad certificate does not start.
 pub fn acceptor(settings: &TlsSettings) -> anyhow::Result<TlsAcceptor> {
-    // ring, not aws-lc-rs: aws-lc-rs needs cmake and a long C build on a fresh host (the
-    // README's two commands). rustls deprecates ring's provider only because it lacks the
-    // post-quantum key exchange; clients fall back to X25519, which ring has.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crypto_provider();
     let certs = certificates(&settings.cert)?;
     let key = PrivateKeyDer::from_pem_file(&settings.key).with_context(|| {
         format!(
@@ -100,6 +96,15 @@ pub fn acceptor(settings: &TlsSettings) -> anyhow::Result<TlsAcceptor> {
         )
     })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The crypto provider of the broker's TLS and of the CLI's: ring, not aws-lc-rs, which
+/// needs cmake and a long C build on a fresh host (the README's two commands). rustls
+/// deprecates ring's provider only because it lacks the post-quantum key exchange; clients
+/// fall back to X25519, which ring has.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
