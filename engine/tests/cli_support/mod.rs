@@ -5,13 +5,19 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiVersionsRequest;
 use serde_json::Value;
 use spate_net::client::Client;
+
+/// The engine harness, for its port picker (below the ephemeral range, one range per
+/// process).
+#[path = "../harness/mod.rs"]
+mod harness;
+use harness::free_port_range;
 
 /// JoinGroup: the broker serves consumer groups.
 pub const API_JOIN_GROUP: i16 = 11;
@@ -200,22 +206,6 @@ pub fn run_with_deadline(mut command: Command, stdin: &str) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
-}
-
-/// A port P such that P and P+1..P+count are free right now.
-fn free_port_range(count: u16) -> u16 {
-    for _ in 0..100 {
-        let probe = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = probe.local_addr().expect("addr").port();
-        drop(probe);
-        if u32::from(base) + u32::from(count) >= 65535 {
-            continue;
-        }
-        if (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free port range");
 }
 
 // What the tests read back through the CLI.

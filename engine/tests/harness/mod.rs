@@ -212,10 +212,22 @@ impl Drop for Broker {
 /// socket on that port makes the broker's bind fail with "Address already in use" (seen
 /// with two clusters starting at once in one test binary). The Python harness picks its
 /// ports the same way.
+///
+/// A range is handed out once per test process: a port checked free here stays unbound
+/// until its broker starts, and a cluster picks its controller ports before it starts its
+/// nodes, whose own draws could otherwise land on a later node's controller port ("Address
+/// already in use" on that node's start, seen in CI).
 pub fn free_port_range(count: usize) -> u16 {
+    use std::collections::HashSet;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
     const RANGE: std::ops::Range<u64> = 12_000..32_000;
     static DRAWS: AtomicU64 = AtomicU64::new(0);
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     for _ in 0..1000 {
         // A cheap draw that differs between processes and between calls.
         let nanos = std::time::SystemTime::now()
@@ -227,9 +239,12 @@ pub fn free_port_range(count: usize) -> u16 {
             ^ draw.wrapping_mul(0x9e37_79b9_7f4a_7c15))
         .wrapping_mul(0xbf58_476d_1ce4_e5b9);
         let base = (RANGE.start + (mixed >> 16) % (RANGE.end - RANGE.start - count as u64)) as u16;
-        let all_free =
-            (0..count).all(|offset| TcpListener::bind(("127.0.0.1", base + offset as u16)).is_ok());
+        let ports = base..base + count as u16;
+        let all_free = ports.clone().all(|port| {
+            !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        });
         if all_free {
+            handed_out.extend(ports);
             return base;
         }
     }
