@@ -26,6 +26,9 @@ pub struct ConfigFile {
     advertised_listeners: Option<String>,
     sasl_mechanisms: Option<String>,
     connections_max_reauth_ms: Option<u64>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
     ssl_cert: Option<PathBuf>,
     ssl_key: Option<PathBuf>,
     ssl_ca: Option<PathBuf>,
@@ -118,6 +121,18 @@ pub struct ServeArgs {
     /// [default: 0]
     #[arg(long, env = "SPATE_CONNECTIONS_MAX_REAUTH_MS")]
     pub connections_max_reauth_ms: Option<u64>,
+    /// `acl` checks every request against the ACLs (`spate acl add`, CreateAcls) with Kafka's
+    /// semantics; `none` allows everything. [default: none]
+    #[arg(long, env = "SPATE_AUTHORIZER")]
+    pub authorizer: Option<String>,
+    /// Principals the authorizer allows everything, `User:admin;User:ops` (Kafka's
+    /// super.users).
+    #[arg(long, env = "SPATE_SUPER_USERS")]
+    pub super_users: Option<String>,
+    /// With `--authorizer acl`, allow everyone on resources that no ACL names (Kafka's
+    /// allow.everyone.if.no.acl.found). [default: false]
+    #[arg(long, env = "SPATE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
     /// Certificate chain of SSL and SASL_SSL listeners, PEM, leaf first.
     #[arg(long, env = "SPATE_SSL_CERT")]
     pub ssl_cert: Option<PathBuf>,
@@ -369,6 +384,8 @@ pub struct BrokerConfig {
     pub sasl: crate::security::session::SaslConfig,
     /// TLS settings of the SSL and SASL_SSL listeners (`None`: none is configured).
     pub tls: Option<crate::security::tls::TlsSettings>,
+    /// The authorizer's settings (off unless `--authorizer acl`).
+    pub authorizer: crate::security::acl::AuthorizerConfig,
     /// Shard count, if fixed by the operator; otherwise one per available CPU.
     pub smp: Option<usize>,
     /// This node's id.
@@ -493,6 +510,21 @@ impl ServeArgs {
                 .filter(|&ms| ms > 0)
                 .map(std::time::Duration::from_millis),
         };
+        let authorizer = crate::security::acl::AuthorizerConfig {
+            enabled: match self.authorizer.or(file.authorizer).as_deref() {
+                None | Some("none") | Some("") => false,
+                Some("acl") => true,
+                Some(other) => anyhow::bail!("--authorizer {other}: expected acl or none"),
+            },
+            super_users: match self.super_users.or(file.super_users) {
+                Some(list) => crate::security::acl::AuthorizerConfig::parse_super_users(&list)?,
+                None => Vec::new(),
+            },
+            allow_everyone_if_no_acl_found: self
+                .allow_everyone_if_no_acl_found
+                .or(file.allow_everyone_if_no_acl_found)
+                .unwrap_or(false),
+        };
         let node_id = self.node_id.or(file.node_id).unwrap_or(0);
         let cluster = resolve_cluster(
             node_id,
@@ -521,6 +553,7 @@ impl ServeArgs {
             listeners,
             sasl,
             tls,
+            authorizer,
             smp: self.smp.or(file.smp),
             node_id,
             default_partitions: self

@@ -24,7 +24,6 @@
 //! Data path rule: a produce or fetch is served entirely by the shard that owns the
 //! partition; nothing on that path crosses threads.
 
-pub mod acl;
 pub mod cleaner;
 pub mod cluster;
 pub mod config;

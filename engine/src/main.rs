@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "spate",
     version,
     about,
-    after_help = "The operator commands (topic, group, produce, consume, cluster) speak the Kafka protocol to any \
+    after_help = "The operator commands (topic, group, produce, consume, cluster, user, acl) speak the Kafka protocol to any \
 Kafka-compatible broker: --brokers HOST:PORT (or SPATE_BROKERS; default 127.0.0.1:9092) picks it, \
 --json prints machine-readable output. `spate <command> --help` explains every flag."
 )]
@@ -44,6 +44,8 @@ enum Command {
     Log(cli::log_dump::LogArgs),
     /// Add, list and remove the users SASL clients authenticate as (SCRAM credentials).
     User(cli::user::UserArgs),
+    /// Add, list and remove the ACLs a broker's authorizer checks (`--authorizer acl`).
+    Acl(cli::acl::AclArgs),
 }
 
 /// The log filter without `SPATE_LOG`. openraft's heartbeat worker warns about every failed
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Cluster(args) => cli::cluster::run(args),
         Command::Log(args) => cli::log_dump::run(args),
         Command::User(args) => cli::user::run(args),
+        Command::Acl(args) => cli::acl::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

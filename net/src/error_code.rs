@@ -103,4 +103,14 @@ codes! {
     DUPLICATE_RESOURCE = 92 => DuplicateResource,
     /// A credential does not meet the broker's requirements (iterations, empty name).
     UNACCEPTABLE_CREDENTIAL = 93 => UnacceptableCredential,
+    /// The principal may not do this on the topic.
+    TOPIC_AUTHORIZATION_FAILED = 29 => TopicAuthorizationFailed,
+    /// The principal may not do this on the group.
+    GROUP_AUTHORIZATION_FAILED = 30 => GroupAuthorizationFailed,
+    /// The principal may not do this on the cluster.
+    CLUSTER_AUTHORIZATION_FAILED = 31 => ClusterAuthorizationFailed,
+    /// The principal may not use the transactional id.
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53 => TransactionalIdAuthorizationFailed,
+    /// An ACL request to a broker without an authorizer.
+    SECURITY_DISABLED = 54 => SecurityDisabled,
 }

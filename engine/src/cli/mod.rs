@@ -16,6 +16,8 @@
 //! - [`output`] prints tables and JSON; [`datetime`] parses `--to-datetime`.
 //! - [`user`] is `spate user add|list|remove` (SCRAM credentials, online or offline);
 //!   [`security`] connects to TLS and SASL listeners (`-X`, `--command-config`).
+//! - [`acl`] is `spate acl add|list|remove` (CreateAcls, DescribeAcls, DeleteAcls), on the
+//!   broker's ACL types (`spate_engine::security::acl`).
 //! - [`cluster`] is `spate cluster info`, [`cluster_health`] `spate cluster health`,
 //!   [`cluster_elect`] `spate cluster elect-leaders`.
 //!
@@ -23,6 +25,7 @@
 //! and exits non-zero. A command whose verdict is its exit code (`cluster health`) returns
 //! [`ExitWith`], which `main` turns into that code without a line.
 
+pub mod acl;
 pub mod broker;
 pub mod cluster;
 pub mod cluster_elect;

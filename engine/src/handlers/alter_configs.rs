@@ -21,6 +21,8 @@ use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{
     ConfigChange, ControllerError, ControllerReply, ControllerRequest,
 };
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::shard::Shard;
 
 /// Served versions of AlterConfigs.
@@ -29,11 +31,12 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::AlterConfigs, 0, 2);
 pub const INCREMENTAL_SPEC: ApiSpec = ApiSpec::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
 const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
 
 /// Replaces each topic's overrides.
 pub async fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let changes = request.resources.iter().map(|resource| {
@@ -50,7 +53,7 @@ pub async fn handle(
             ConfigChange::Replace(configs),
         )
     });
-    let outcomes = apply(shard, changes.collect(), request.validate_only).await;
+    let outcomes = apply(shard, context, changes.collect(), request.validate_only).await;
     let responses = request
         .resources
         .into_iter()
@@ -69,7 +72,7 @@ pub async fn handle(
 /// Applies each operation to each topic's overrides.
 pub async fn handle_incremental(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let changes = request.resources.iter().map(|resource| {
@@ -90,7 +93,7 @@ pub async fn handle_incremental(
             ConfigChange::Incremental(operations),
         )
     });
-    let outcomes = apply(shard, changes.collect(), request.validate_only).await;
+    let outcomes = apply(shard, context, changes.collect(), request.validate_only).await;
     let responses = request
         .resources
         .into_iter()
@@ -110,13 +113,30 @@ pub async fn handle_incremental(
 /// code and message.
 async fn apply(
     shard: &Shard,
+    context: &RequestContext,
     changes: Vec<(i8, String, ConfigChange)>,
     validate_only: bool,
 ) -> Vec<(i16, Option<String>)> {
+    // ALTER_CONFIGS on the topic, or on the cluster for a broker; a refused change is not
+    // sent to the controller.
+    let access = Access::new(shard, context);
+    let refusals: Vec<Option<i16>> = changes
+        .iter()
+        .map(|(resource_type, name, _)| match *resource_type {
+            RESOURCE_TOPIC => (!access.topic(name, AclOperation::AlterConfigs))
+                .then_some(ResponseError::TopicAuthorizationFailed.code()),
+            RESOURCE_BROKER => (!access.cluster(AclOperation::AlterConfigs))
+                .then_some(ResponseError::ClusterAuthorizationFailed.code()),
+            _ => None,
+        })
+        .collect();
     let topics: Vec<(String, ConfigChange)> = changes
         .iter()
-        .filter(|(resource_type, _, _)| *resource_type == RESOURCE_TOPIC)
-        .map(|(_, name, change)| (name.clone(), change.clone()))
+        .zip(&refusals)
+        .filter(|((resource_type, _, _), refusal)| {
+            *resource_type == RESOURCE_TOPIC && refusal.is_none()
+        })
+        .map(|((_, name, change), _)| (name.clone(), change.clone()))
         .collect();
     let count = topics.len();
     let call = ControllerRequest::AlterTopicConfigs {
@@ -131,7 +151,11 @@ async fn apply(
     .into_iter();
     changes
         .into_iter()
-        .map(|(resource_type, name, _)| {
+        .zip(refusals)
+        .map(|((resource_type, name, _), refusal)| {
+            if let Some(code) = refusal {
+                return (code, Some(AUTHORIZATION_FAILED.into()));
+            }
             if resource_type != RESOURCE_TOPIC {
                 return (
                     ResponseError::InvalidRequest.code(),

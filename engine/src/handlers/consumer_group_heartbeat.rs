@@ -1,7 +1,8 @@
 //! ConsumerGroupHeartbeat (key 68, KIP-848): a consumer of a `group.protocol=consumer` group
 //! joins, heartbeats, reports what it owns and learns its assignment, which the coordinator
 //! computes (`groups::consumer_group`). v1 (Kafka 4, and the only version librdkafka uses)
-//! adds the subscription regex and makes the member id the client's.
+//! adds the subscription regex and makes the member id the client's. The request needs READ
+//! on the group, and DESCRIBE on every topic it subscribes to by name.
 
 use std::rc::Rc;
 
@@ -16,6 +17,8 @@ use super::group_common::check_coordinator;
 use super::{ApiSpec, RequestContext};
 use crate::groups::assignor;
 use crate::groups::consumer_group::Heartbeat;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -32,6 +35,9 @@ pub async fn handle(
             .with_error_code(code)
             .with_error_message((!message.is_empty()).then(|| StrBytes::from_string(message)))
     };
+    if let Some((error, message)) = refusal(&Access::new(shard, context), &request) {
+        return refused(error.code(), message.to_string());
+    }
     if request.group_id.is_empty() {
         return refused(
             ResponseError::InvalidRequest.code(),
@@ -92,4 +98,26 @@ pub async fn handle(
                 )
             })),
     }
+}
+
+/// Kafka's refusal of a heartbeat, with Kafka's message: GROUP_AUTHORIZATION_FAILED without
+/// READ on the group, then TOPIC_AUTHORIZATION_FAILED if a topic subscribed to by name may not
+/// be described (its assignment would tell the client that it exists).
+fn refusal(
+    access: &Access,
+    request: &ConsumerGroupHeartbeatRequest,
+) -> Option<(ResponseError, &'static str)> {
+    if !access.group(&request.group_id, AclOperation::Read) {
+        return Some((
+            ResponseError::GroupAuthorizationFailed,
+            "Group authorization failed.",
+        ));
+    }
+    let mut names = request.subscribed_topic_names.iter().flatten();
+    let hidden_topic =
+        access.enabled() && names.any(|name| !access.topic(&name.0, AclOperation::Describe));
+    hidden_topic.then_some((
+        ResponseError::TopicAuthorizationFailed,
+        "Topic authorization failed.",
+    ))
 }

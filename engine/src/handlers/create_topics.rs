@@ -15,6 +15,8 @@ use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest, NewTopic};
 use crate::metadata::image::TopicImage;
 use crate::partition::BrokerId;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::shard::Shard;
 use crate::topic_config;
 
@@ -30,7 +32,15 @@ pub async fn handle(
 ) -> CreateTopicsResponse {
     let mut new_topics = Vec::with_capacity(request.topics.len());
     let mut refused: Vec<Option<(i16, String)>> = Vec::with_capacity(request.topics.len());
+    let access = Access::new(shard, context);
     for topic in &request.topics {
+        if !access.may_create_topic(&topic.name.0) {
+            refused.push(Some((
+                ResponseError::TopicAuthorizationFailed.code(),
+                AUTHORIZATION_FAILED.into(),
+            )));
+            continue;
+        }
         let assignments = match manual_assignments(topic) {
             Ok(assignments) => assignments,
             Err(refusal) => {
@@ -90,7 +100,9 @@ pub async fn handle(
                     } else {
                         tracing::info!(topic = %created.name, partitions = created.partition_count(), "created topic");
                     }
-                    created_result(shard, context, result, &created)
+                    let configs_allowed =
+                        access.topic(&created.name, AclOperation::DescribeConfigs);
+                    created_result(shard, context, result, &created, configs_allowed)
                 }
                 Err((code, message)) => result
                     .with_error_code(code)
@@ -106,7 +118,14 @@ fn created_result(
     context: &RequestContext,
     result: CreatableTopicResult,
     created: &TopicImage,
+    configs_allowed: bool,
 ) -> CreatableTopicResult {
+    if !configs_allowed && context.version >= 5 {
+        // Kafka's answer without DESCRIBE_CONFIGS: the topic, not its configs.
+        return result
+            .with_topic_id(created.id)
+            .with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code());
+    }
     let configs = topic_config::describe(&created.configs, &shard.node.config)
         .into_iter()
         .map(|config| {

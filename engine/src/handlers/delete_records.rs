@@ -15,7 +15,10 @@ use spate_storage::{Offset, StorageError};
 use super::errors::partition_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::partition::{Partition, PartitionError};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
+use spate_net::error_code::TOPIC_AUTHORIZATION_FAILED;
 
 /// Served versions (v2 is the flexible encoding).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteRecords, 0, 2);
@@ -31,14 +34,20 @@ pub async fn handle(
     context: &RequestContext,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
+    let access = Access::new(shard, context);
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic_request in request.topics {
         let mut partitions = Vec::with_capacity(topic_request.partitions.len());
+        let allowed = access.topic(&topic_request.name.0, AclOperation::Delete);
         for partition in topic_request.partitions {
             let index = partition.partition_index;
             let answer = DeleteRecordsPartitionResult::default()
                 .with_partition_index(index)
                 .with_low_watermark(-1);
+            if !allowed {
+                partitions.push(answer.with_error_code(TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let result = match shard
                 .partitions
                 .leader(&topic_request.name.0, index, ANY_LEADER_EPOCH)

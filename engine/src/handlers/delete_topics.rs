@@ -13,6 +13,8 @@ use uuid::Uuid;
 use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::shard::Shard;
 
 /// Served versions (v6 can name topics by id).
@@ -21,7 +23,7 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
 /// Deletes each named topic, in one call to the controller.
 pub async fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let image = shard.image();
@@ -39,9 +41,21 @@ pub async fn handle(
         });
         (name, state.topic_id)
     }));
+    // DELETE on each topic (which implies DESCRIBE: without it, an unknown topic is refused
+    // alike, so that its existence is not disclosed).
+    let access = Access::new(shard, context);
+    let allowed: Vec<bool> = targets
+        .iter()
+        .map(|(name, _)| {
+            name.as_ref()
+                .is_none_or(|name| access.topic(name, AclOperation::Delete))
+        })
+        .collect();
     let names: Vec<String> = targets
         .iter()
-        .filter_map(|(name, _)| name.clone())
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .filter_map(|((name, _), _)| name.clone())
         .collect();
     let mut outcomes = match shard
         .controller_call(ControllerRequest::DeleteTopics { names })
@@ -54,7 +68,8 @@ pub async fn handle(
     .into_iter();
     let responses = targets
         .into_iter()
-        .map(|(name, id)| {
+        .zip(allowed)
+        .map(|((name, id), allowed)| {
             let result = DeletableTopicResult::default()
                 .with_name(
                     name.clone()
@@ -64,6 +79,11 @@ pub async fn handle(
             let Some(name) = name else {
                 return result.with_error_code(ResponseError::UnknownTopicId.code());
             };
+            if !allowed {
+                return result
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)));
+            }
             match outcomes.next().unwrap_or(Err(ControllerError::Unavailable)) {
                 Ok(deleted) => {
                     tracing::info!(topic = %name, "deleted topic");

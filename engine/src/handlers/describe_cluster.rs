@@ -10,6 +10,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::{AclOperation, ResourceType};
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -17,6 +19,20 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeCluster, 0, 2);
 
 /// endpoint_type for brokers (v1); controllers (2) are not separately addressable here.
 const ENDPOINT_BROKERS: i8 = 1;
+
+/// The cluster's authorized-operations bitfield when asked (KIP-430): 0 for a principal that
+/// may not DESCRIBE the cluster, as Kafka answers (DescribeCluster itself needs no
+/// permission).
+pub fn cluster_operations(shard: &Shard, context: &RequestContext, requested: bool) -> i32 {
+    crate::security::acl::if_requested(requested, || {
+        let access = Access::new(shard, context);
+        if access.cluster(AclOperation::Describe) {
+            access.operations(ResourceType::Cluster, crate::security::acl::CLUSTER_NAME)
+        } else {
+            0
+        }
+    })
+}
 
 /// Describes the node.
 pub fn handle(
@@ -26,9 +42,10 @@ pub fn handle(
 ) -> DescribeClusterResponse {
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_BROKERS)
-        .with_cluster_authorized_operations(crate::acl::if_requested(
+        .with_cluster_authorized_operations(cluster_operations(
+            shard,
+            context,
             request.include_cluster_authorized_operations,
-            crate::acl::cluster_operations(),
         ));
     if context.version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         return response

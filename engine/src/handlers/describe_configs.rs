@@ -11,6 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::shard::Shard;
 use crate::topic_config::{self, ConfigType, DescribedConfig, SOURCE_DEFAULT};
 
@@ -28,6 +30,7 @@ pub fn handle(
     context: &RequestContext,
     request: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
+    let access = Access::new(shard, context);
     let results = request
         .resources
         .into_iter()
@@ -35,6 +38,23 @@ pub fn handle(
             let result = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            // DESCRIBE_CONFIGS on the topic, or on the cluster for a broker.
+            let refusal = match resource.resource_type {
+                RESOURCE_TOPIC
+                    if !access.topic(&resource.resource_name, AclOperation::DescribeConfigs) =>
+                {
+                    Some(ResponseError::TopicAuthorizationFailed)
+                }
+                RESOURCE_BROKER if !access.cluster(AclOperation::DescribeConfigs) => {
+                    Some(ResponseError::ClusterAuthorizationFailed)
+                }
+                _ => None,
+            };
+            if let Some(error) = refusal {
+                return result
+                    .with_error_code(error.code())
+                    .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)));
+            }
             let configs = match resource.resource_type {
                 RESOURCE_TOPIC => match shard.image().topic(&resource.resource_name) {
                     Some(topic) => topic_config::describe(&topic.configs, &shard.node.config),

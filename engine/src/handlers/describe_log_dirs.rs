@@ -21,6 +21,8 @@ use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
 use crate::partition::table::replica_dir;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions (v4 adds the directory's total and usable bytes).
@@ -29,9 +31,13 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::DescribeLogDirs, 1, 4);
 /// Describes the log dir and the asked partitions (all hosted here when `topics` is null).
 pub async fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let image = shard.image();
     let here = shard.partitions.broker();
     // (topic, partitions hosted here that were asked for).

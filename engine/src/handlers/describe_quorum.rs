@@ -23,6 +23,8 @@ use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
 use crate::cluster::status::{MemberStatus, QuorumRole, QuorumStatus};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::shard::Shard;
 
 /// Served versions.
@@ -37,6 +39,13 @@ pub fn handle(
     context: &RequestContext,
     request: DescribeQuorumRequest,
 ) -> DescribeQuorumResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Describe) {
+        return DescribeQuorumResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(
+                (context.version >= 2).then(|| StrBytes::from_static_str(AUTHORIZATION_FAILED)),
+            );
+    }
     let status = shard
         .node
         .quorum_status

@@ -22,7 +22,8 @@ use kafka_protocol::ResponseError;
 
 use super::metadata::{describe_topic, fenced_node};
 use super::{ApiSpec, RequestContext};
-use crate::acl;
+use crate::security::acl::{self, AclOperation, ResourceType};
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -35,13 +36,21 @@ pub const PARTITION_LIMIT: usize = 2000;
 /// Describes the requested topics from the cursor on, up to the limit.
 pub fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
     let image = shard.image();
+    let access = Access::new(shard, context);
     let every_topic = request.topics.is_empty();
+    // All topics: those the principal may DESCRIBE; by name: the others refused below.
     let mut names: Vec<String> = if every_topic {
-        image.topics().map(|topic| topic.name.clone()).collect()
+        image
+            .topics()
+            .filter(|topic| {
+                access.allows_quietly(ResourceType::Topic, &topic.name, AclOperation::Describe)
+            })
+            .map(|topic| topic.name.clone())
+            .collect()
     } else {
         request
             .topics
@@ -77,6 +86,10 @@ pub fn handle(
             next_cursor = Some(cursor(name, 0));
             break;
         }
+        if !every_topic && !access.topic(name, AclOperation::Describe) {
+            topics.push(topic_error(name, ResponseError::TopicAuthorizationFailed));
+            continue;
+        }
         let Some(topic) = image.topic(name) else {
             // Asked for by name and unknown; a topic deleted while paging all of them is
             // simply gone.
@@ -85,7 +98,12 @@ pub fn handle(
             }
             continue;
         };
-        let described = describe_topic(&image, topic, acl::topic_operations(), fenced);
+        let described = describe_topic(
+            &image,
+            topic,
+            access.operations(ResourceType::Topic, name),
+            fenced,
+        );
         let start = usize::try_from(first_partition).unwrap_or(0);
         first_partition = 0;
         let partitions: Vec<DescribeTopicPartitionsResponsePartition> = described

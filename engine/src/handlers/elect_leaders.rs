@@ -15,6 +15,8 @@ use kafka_protocol::ResponseError;
 use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{ControllerError, ControllerReply, ControllerRequest};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -29,6 +31,10 @@ pub async fn handle(
     context: &RequestContext,
     request: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Alter) {
+        return ElectLeadersResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let preferred = context.version == 0 || request.election_type != UNCLEAN;
     if context.version > 0 && !matches!(request.election_type, 0 | UNCLEAN) {
         return ElectLeadersResponse::default()

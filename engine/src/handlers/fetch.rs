@@ -33,6 +33,8 @@ use spate_storage::{Offset, ReadMode, Records, RecordsPiece};
 use super::errors::partition_error_code;
 use super::{ApiSpec, Frame, RequestContext};
 use crate::partition::{Isolation, Partition, PartitionError};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions (see the module's notes for what each adds).
@@ -61,8 +63,9 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let follower = follower_of(context, &request);
+    let refused = refused_topics(shard, context, &request, follower);
     loop {
-        let read = read_all(shard, context, &request, follower).await;
+        let read = read_all(shard, context, &request, follower, &refused).await;
         let now = Instant::now();
         if read.bytes >= min_bytes || read.any_error || now >= deadline {
             let mut response = FetchResponse::default()
@@ -242,11 +245,40 @@ fn topic_name(
     })
 }
 
+/// Per requested topic, whether the authorizer refuses it (empty without an authorizer): a
+/// consumer needs READ on the topic, a follower CLUSTER_ACTION on the cluster. Checked once
+/// per request, not per long-poll round.
+fn refused_topics(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: &FetchRequest,
+    follower: Option<FollowerFetch>,
+) -> Vec<bool> {
+    let access = Access::new(shard, context);
+    if !access.enabled() {
+        return Vec::new();
+    }
+    if follower.is_some() {
+        let refused = !access.cluster(AclOperation::ClusterAction);
+        return vec![refused; request.topics.len()];
+    }
+    let image = shard.image();
+    request
+        .topics
+        .iter()
+        .map(|topic| {
+            topic_name(&image, context, topic)
+                .is_some_and(|name| !access.topic(&name.0, AclOperation::Read))
+        })
+        .collect()
+}
+
 async fn read_all(
     shard: &Rc<Shard>,
     context: &RequestContext,
     request: &FetchRequest,
     follower: Option<FollowerFetch>,
+    refused: &[bool],
 ) -> Read {
     // Kafka's rule: the response holds at most the smaller of the client's max_bytes and the
     // broker's fetch.max.bytes, except that the first batch found is always sent whole
@@ -261,12 +293,18 @@ async fn read_all(
     };
     let image = shard.image();
     let mut seen = std::collections::HashSet::new();
-    for topic in &request.topics {
+    for (topic_index, topic) in request.topics.iter().enumerate() {
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         let mut topic_records = Vec::with_capacity(topic.partitions.len());
         let name = topic_name(&image, context, topic);
+        let authorized = refused.get(topic_index) != Some(&true);
         for partition in &topic.partitions {
-            let (data, records) = if let Some(name) = name
+            let (data, records) = if !authorized {
+                (
+                    refused_as(partition.partition, ResponseError::TopicAuthorizationFailed),
+                    None,
+                )
+            } else if let Some(name) = name
                 .as_ref()
                 .filter(|name| seen.insert((name.0.clone(), partition.partition)))
             {
@@ -324,7 +362,8 @@ async fn read_all(
 }
 
 /// The answer for a partition refused before it is looked up: named more than once
-/// (INVALID_REQUEST), or of a topic id this broker does not know (UNKNOWN_TOPIC_ID).
+/// (INVALID_REQUEST), of a topic id this broker does not know (UNKNOWN_TOPIC_ID), or not
+/// authorized (TOPIC_AUTHORIZATION_FAILED).
 fn refused_as(index: i32, error: ResponseError) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)

@@ -1,5 +1,7 @@
 //! FindCoordinator (key 10): which broker (shard) coordinates a consumer group: the leader of
-//! the group's `__consumer_offsets` partition, from the metadata image.
+//! the group's `__consumer_offsets` partition, from the metadata image. A key the request
+//! may not DESCRIBE (the group, or the transactional id) is refused, as Kafka does, without
+//! saying where it lives.
 
 use std::rc::Rc;
 
@@ -9,6 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::{AclOperation, ResourceType};
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions: v4 batches keys; v5 only allows TRANSACTION_ABORTABLE (KIP-890) and v6
@@ -30,9 +34,10 @@ pub fn handle(
     } else {
         vec![request.key.clone()]
     };
+    let access = Access::new(shard, context);
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
-        .map(|key| find(shard, request.key_type, key, context.listener))
+        .map(|key| find(shard, &access, request.key_type, key, context.listener))
         .collect();
     if context.version >= 4 {
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
@@ -49,12 +54,21 @@ pub fn handle(
         .with_port(only.port)
 }
 
-fn find(shard: &Shard, key_type: i8, key: StrBytes, listener: &str) -> Coordinator {
+fn find(
+    shard: &Shard,
+    access: &Access,
+    key_type: i8,
+    key: StrBytes,
+    listener: &str,
+) -> Coordinator {
     let answer = Coordinator::default()
         .with_key(key.clone())
         .with_node_id(BrokerId(-1))
         .with_port(-1);
     match key_type {
+        KEY_TYPE_GROUP if !access.group(&key, AclOperation::Describe) => {
+            answer.with_error_code(ResponseError::GroupAuthorizationFailed.code())
+        }
         KEY_TYPE_GROUP => {
             let image = shard.image();
             let coordinator = shard
@@ -69,6 +83,11 @@ fn find(shard: &Shard, key_type: i8, key: StrBytes, listener: &str) -> Coordinat
                     .with_port(i32::from(port)),
                 None => answer.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
             }
+        }
+        KEY_TYPE_TRANSACTION
+            if !access.allows(ResourceType::TransactionalId, &key, AclOperation::Describe) =>
+        {
+            answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
         }
         // Until transactions exist: an error clients treat as fatal, so that
         // `init_transactions` fails at once instead of retrying COORDINATOR_NOT_AVAILABLE for

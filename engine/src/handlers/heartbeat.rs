@@ -1,12 +1,13 @@
 //! Heartbeat (key 12): keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to
-//! rejoin.
+//! rejoin. The request needs READ on the group.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 
-use super::group_common::check_coordinator;
+use super::group_common::check_group;
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -15,10 +16,10 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::Heartbeat, 0, 4);
 /// Records the heartbeat.
 pub fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
-    let error_code = match check_coordinator(shard, &request.group_id) {
+    let error_code = match check_group(shard, context, &request.group_id, AclOperation::Read) {
         Err(error_code) => error_code,
         Ok(()) => shard.groups.heartbeat(
             &request.group_id,

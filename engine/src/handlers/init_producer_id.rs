@@ -11,6 +11,8 @@ use kafka_protocol::ResponseError;
 
 use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::{AclOperation, ResourceType};
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -36,6 +38,14 @@ pub async fn handle(
     if request.transactional_id.is_some() {
         tracing::info!(client = ?context.client_id, "refusing transactional producer: transactions are not supported yet");
         return response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+    // (KIP-679, Kafka 3.0+).
+    let access = Access::new(shard, context);
+    if !access.cluster(AclOperation::IdempotentWrite)
+        && !access.any(ResourceType::Topic, AclOperation::Write)
+    {
+        return response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     // Without a transactional id Kafka always hands out a new producer id with epoch 0
     // (TransactionCoordinator.handleInitProducerId): the id and epoch a client sends prove

@@ -1,4 +1,5 @@
 //! JoinGroup (key 11): join or rejoin a consumer group; held until the rebalance completes.
+//! The request needs READ on the group.
 
 use std::rc::Rc;
 
@@ -6,9 +7,10 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_common::{check_coordinator, version_string};
+use super::group_common::{check_group, version_string};
 use super::{ApiSpec, RequestContext};
 use crate::groups::group::JoinRequest;
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -21,7 +23,7 @@ pub async fn handle(
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
     let version = context.version;
-    if let Err(error_code) = check_coordinator(shard, &request.group_id) {
+    if let Err(error_code) = check_group(shard, context, &request.group_id, AclOperation::Read) {
         return JoinGroupResponse::default()
             .with_error_code(error_code)
             .with_generation_id(-1)

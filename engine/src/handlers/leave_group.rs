@@ -1,4 +1,5 @@
-//! LeaveGroup (key 13): members leave (v3+ in batches, by member or instance id).
+//! LeaveGroup (key 13): members leave (v3+ in batches, by member or instance id). The request
+//! needs READ on the group; a refusal is the top-level error, for every version.
 
 use std::rc::Rc;
 
@@ -6,8 +7,9 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_common::check_coordinator;
+use super::group_common::check_group;
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -19,7 +21,7 @@ pub fn handle(
     context: &RequestContext,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
-    if let Err(error_code) = check_coordinator(shard, &request.group_id) {
+    if let Err(error_code) = check_group(shard, context, &request.group_id, AclOperation::Read) {
         return LeaveGroupResponse::default().with_error_code(error_code);
     }
     let members: Vec<(String, Option<String>)> = if context.version >= 3 {

@@ -1,5 +1,6 @@
 //! ListGroups (key 16): the groups this shard coordinates. Admin clients ask every broker
-//! and merge the answers.
+//! and merge the answers. With DESCRIBE on the cluster a request sees every group, else
+//! only those it may DESCRIBE (the others are left out, without an error), as in Kafka.
 
 use std::rc::Rc;
 
@@ -8,6 +9,8 @@ use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsRes
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiSpec, RequestContext};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -16,7 +19,7 @@ pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::ListGroups, 0, 5);
 /// Lists groups, filtered by state (v4+) and type (v5: "classic" or "consumer").
 pub fn handle(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: ListGroupsRequest,
 ) -> ListGroupsResponse {
     let wants_state = |state: &str| {
@@ -33,11 +36,18 @@ pub fn handle(
                 .iter()
                 .any(|wanted| wanted.eq_ignore_ascii_case(group_type))
     };
+    let access = Access::new(shard, context);
+    let sees_all = access.cluster(AclOperation::Describe);
+    let may_describe = |group_id: &str| sees_all || access.group(group_id, AclOperation::Describe);
     let groups = shard
         .groups
         .list()
         .into_iter()
-        .filter(|group| wants_state(group.state) && wants_type(group.group_type))
+        .filter(|group| {
+            wants_state(group.state)
+                && wants_type(group.group_type)
+                && may_describe(&group.group_id)
+        })
         .map(|group| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(group.group_id)))

@@ -18,7 +18,10 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use super::errors::partition_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::partition::{Partition, PartitionError};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
+use spate_net::error_code::TOPIC_AUTHORIZATION_FAILED;
 
 /// Served versions. v0 (removed in Kafka 4, still sent by Burrow and old Sarama tools) is
 /// decoded and encoded by `spate_net::legacy` around this handler.
@@ -38,9 +41,11 @@ pub async fn handle(
     context: &RequestContext,
     request: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
+    let access = Access::new(shard, context);
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic_request in request.topics {
         let mut partitions = Vec::with_capacity(topic_request.partitions.len());
+        let described = access.topic(&topic_request.name.0, AclOperation::Describe);
         for partition in topic_request.partitions {
             let index = partition.partition_index;
             let answer = ListOffsetsPartitionResponse::default()
@@ -48,6 +53,10 @@ pub async fn handle(
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
+            if !described {
+                partitions.push(answer.with_error_code(TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let found = match shard
                 .partitions
                 .leader(&topic_request.name.0, index, partition.current_leader_epoch)

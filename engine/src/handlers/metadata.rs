@@ -16,10 +16,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{ApiSpec, RequestContext};
-use crate::acl;
 use crate::metadata::controller::validate_topic_name;
 use crate::metadata::controller::INTERNAL_TOPICS;
 use crate::metadata::image::{MetadataImage, TopicImage};
+use crate::security::acl::{self, AclOperation, ResourceType};
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions: v13 adds only a top-level error code (KIP-1102's REBOOTSTRAP_REQUIRED),
@@ -51,46 +52,83 @@ pub async fn handle(
     };
     // Before v4 there is no flag and brokers create topics when configured to.
     let allow_create = context.version < 4 || request.allow_auto_topic_creation;
-    let topic_operations = acl::if_requested(
-        request.include_topic_authorized_operations,
-        acl::topic_operations(),
-    );
+    // Topics the principal may not DESCRIBE are left out of an all-topics answer and refused
+    // by name (their existence not disclosed); an unknown one is created only with CREATE,
+    // else refused too when creation was asked, as Kafka answers.
+    let access = Access::new(shard, context);
+    let operations = |topic: &TopicImage| {
+        acl::if_requested(request.include_topic_authorized_operations, || {
+            access.operations(ResourceType::Topic, &topic.name)
+        })
+    };
     let image = shard.image();
     let fenced = fenced_node(shard);
     let topics = match requested {
         None => image
             .topics()
-            .map(|topic| describe_topic(&image, topic, topic_operations, fenced))
+            .filter(|topic| {
+                access.allows_quietly(ResourceType::Topic, &topic.name, AclOperation::Describe)
+            })
+            .map(|topic| describe_topic(&image, topic, operations(topic), fenced))
             .collect(),
         Some(wanted) => {
-            let valid: Vec<&str> = wanted
+            let refusals: Vec<Option<ResponseError>> = wanted
                 .iter()
-                .filter_map(|wanted| match wanted {
-                    Wanted::Name(name) => Some(name.as_str()),
+                .map(|wanted| match wanted {
+                    Wanted::Name(name) => {
+                        if validate_topic_name(name).is_err() {
+                            Some(ResponseError::InvalidTopicException)
+                        } else if !access.enabled() {
+                            None
+                        } else if !access.topic(name, AclOperation::Describe)
+                            || (allow_create
+                                && image.topic(name).is_none()
+                                && !access.may_create_topic(name))
+                        {
+                            Some(ResponseError::TopicAuthorizationFailed)
+                        } else {
+                            None
+                        }
+                    }
                     Wanted::Id(_) => None,
                 })
-                .filter(|name| validate_topic_name(name).is_ok())
+                .collect();
+            let looked_up: Vec<&str> = wanted
+                .iter()
+                .zip(&refusals)
+                .filter_map(|(wanted, refusal)| match (wanted, refusal) {
+                    (Wanted::Name(name), None) => Some(name.as_str()),
+                    _ => None,
+                })
                 .collect();
             let mut found = shard
-                .topics_or_create(&valid, allow_create)
+                .topics_or_create(&looked_up, allow_create)
                 .await
                 .into_iter();
             let image = shard.image();
             wanted
                 .iter()
-                .map(|wanted| match wanted {
-                    Wanted::Name(name) => match validate_topic_name(name) {
-                        Err(_) => topic_error(name, ResponseError::InvalidTopicException),
-                        Ok(()) => match found.next().flatten() {
-                            Some(topic) => describe_topic(&image, &topic, topic_operations, fenced),
+                .zip(refusals)
+                .map(|(wanted, refusal)| match wanted {
+                    Wanted::Name(name) => match refusal {
+                        Some(error) => topic_error(name, error),
+                        None => match found.next().flatten() {
+                            Some(topic) => {
+                                describe_topic(&image, &topic, operations(&topic), fenced)
+                            }
                             None => topic_error(name, ResponseError::UnknownTopicOrPartition),
                         },
                     },
                     Wanted::Id(id) => match image.topic_by_id(*id) {
-                        Some(topic) => describe_topic(&image, topic, topic_operations, fenced),
+                        Some(topic) if access.topic(&topic.name, AclOperation::Describe) => {
+                            describe_topic(&image, topic, operations(topic), fenced)
+                        }
                         // The name is nullable from v12 (Kafka answers null there).
-                        None => MetadataResponseTopic::default()
-                            .with_error_code(ResponseError::UnknownTopicId.code())
+                        found => MetadataResponseTopic::default()
+                            .with_error_code(match found {
+                                Some(_) => ResponseError::TopicAuthorizationFailed.code(),
+                                None => ResponseError::UnknownTopicId.code(),
+                            })
                             .with_name(
                                 (context.version < 12).then(|| TopicName(StrBytes::default())),
                             )
@@ -109,9 +147,10 @@ pub async fn handle(
         .with_cluster_id(Some(StrBytes::from_string(image.cluster_id.clone())))
         .with_controller_id(controller)
         .with_topics(topics)
-        .with_cluster_authorized_operations(acl::if_requested(
+        .with_cluster_authorized_operations(super::describe_cluster::cluster_operations(
+            shard,
+            context,
             request.include_cluster_authorized_operations,
-            acl::cluster_operations(),
         ))
 }
 

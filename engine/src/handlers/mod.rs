@@ -13,6 +13,7 @@ use std::rc::Rc;
 use crate::security::session::Session;
 use crate::shard::Shard;
 
+pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -145,6 +146,9 @@ pub const APIS: &[ApiSpec] = &[
     sasl::AUTHENTICATE_SPEC,
     scram_credentials::DESCRIBE_SPEC,
     scram_credentials::ALTER_SPEC,
+    acls::DESCRIBE_SPEC,
+    acls::CREATE_SPEC,
+    acls::DELETE_SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -162,6 +166,9 @@ pub struct RequestContext {
     pub client_host: String,
     /// The listener the request arrived on, whose endpoints the client is told.
     pub listener: &'static str,
+    /// Who asks (`User:alice`; `User:ANONYMOUS` without authentication), for the
+    /// authorizer (`crate::security::authorizer`).
+    pub principal: Rc<str>,
 }
 
 /// A request frame as the connection read it.
@@ -220,6 +227,7 @@ pub async fn dispatch(
         client_id: request.header.client_id.as_ref().map(|id| id.to_string()),
         client_host: client_host.to_string(),
         listener: session.listener(),
+        principal: session.principal(),
     };
     let spec = APIS
         .iter()
@@ -377,6 +385,15 @@ pub async fn dispatch(
         RequestKind::AlterUserScramCredentials(body) => ResponseKind::AlterUserScramCredentials(
             scram_credentials::alter(shard, &context, body).await,
         ),
+        RequestKind::DescribeAcls(body) => {
+            ResponseKind::DescribeAcls(acls::describe(shard, &context, body))
+        }
+        RequestKind::CreateAcls(body) => {
+            ResponseKind::CreateAcls(acls::create(shard, &context, body).await)
+        }
+        RequestKind::DeleteAcls(body) => {
+            ResponseKind::DeleteAcls(acls::delete(shard, &context, body).await)
+        }
         other => {
             return Err(CloseReason::Protocol(format!(
                 "no handler for {:?}",

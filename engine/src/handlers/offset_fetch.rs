@@ -1,5 +1,7 @@
 //! OffsetFetch (key 9): a group's committed offsets (-1 where none), for one group (v1-7)
-//! or several (v8+).
+//! or several (v8+). Each group needs DESCRIBE (else GROUP_AUTHORIZATION_FAILED for it), and
+//! each topic too: a named one without it answers TOPIC_AUTHORIZATION_FAILED per partition,
+//! and a fetch of every offset leaves it out, as Kafka does.
 
 use std::rc::Rc;
 
@@ -11,11 +13,14 @@ use kafka_protocol::messages::{
     ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
-use super::group_common::check_coordinator;
+use super::group_common::{check_group, is_refused};
 use super::{ApiSpec, RequestContext};
 use crate::groups::coordinator::CommittedByTopic;
 use crate::groups::offsets_topic::OffsetValue;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -38,8 +43,8 @@ pub fn handle(
                         .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
                         .collect::<Vec<_>>()
                 });
-                let (mut error_code, mut committed) =
-                    lookup(shard, &group.group_id, topics.as_deref());
+                let (mut error_code, mut committed, refused) =
+                    lookup(shard, context, &group.group_id, topics.as_deref());
                 // v9: a KIP-848 member fetches at its member epoch.
                 if error_code == 0 {
                     error_code = shard.groups.check_fetch(
@@ -57,7 +62,11 @@ pub fn handle(
                     .with_topics(
                         committed
                             .into_iter()
-                            .map(|(topic, partitions)| topic_v8(topic, partitions))
+                            .enumerate()
+                            .map(|(index, (topic, partitions))| {
+                                let error_code = topic_error(&refused, index, 0);
+                                topic_v8(topic, partitions, error_code)
+                            })
                             .collect(),
                     )
             })
@@ -70,23 +79,30 @@ pub fn handle(
             .map(|topic| (topic.name.0.to_string(), topic.partition_indexes.clone()))
             .collect::<Vec<_>>()
     });
-    let (error_code, committed) = lookup(shard, &request.group_id, topics.as_deref());
+    let (error_code, committed, refused) =
+        lookup(shard, context, &request.group_id, topics.as_deref());
     OffsetFetchResponse::default()
         .with_error_code(if context.version >= 2 { error_code } else { 0 })
         .with_topics(
             committed
                 .into_iter()
-                .map(|(topic, partitions)| topic_v1(topic, partitions, error_code))
+                .enumerate()
+                .map(|(index, (topic, partitions))| {
+                    topic_v1(topic, partitions, topic_error(&refused, index, error_code))
+                })
                 .collect(),
         )
 }
 
+/// A group's committed offsets, or its error with every named partition at -1; with the
+/// flags of [`hide_refused`].
 fn lookup(
     shard: &Shard,
+    context: &RequestContext,
     group_id: &GroupId,
     topics: Option<&[(String, Vec<i32>)]>,
-) -> (i16, CommittedByTopic) {
-    match check_coordinator(shard, group_id) {
+) -> (i16, CommittedByTopic, Vec<bool>) {
+    match check_group(shard, context, group_id, AclOperation::Describe) {
         Err(error_code) => {
             let empty = topics.map(|topics| {
                 topics
@@ -102,9 +118,54 @@ fn lookup(
                     })
                     .collect()
             });
-            (error_code, empty.unwrap_or_default())
+            (error_code, empty.unwrap_or_default(), Vec::new())
         }
-        Ok(()) => (0, shard.groups.committed(group_id, topics)),
+        Ok(()) => {
+            let mut committed = shard.groups.committed(group_id, topics);
+            let access = Access::new(shard, context);
+            let refused = if access.enabled() {
+                hide_refused(&mut committed, topics.is_some(), |topic| {
+                    access.topic(topic, AclOperation::Describe)
+                })
+            } else {
+                Vec::new()
+            };
+            (0, committed, refused)
+        }
+    }
+}
+
+/// Hides the offsets of topics the request may not DESCRIBE: named ones keep their
+/// partitions, without offsets, and are flagged (in `committed`'s order) to answer
+/// TOPIC_AUTHORIZATION_FAILED; when every offset was asked for, they are left out.
+fn hide_refused(
+    committed: &mut CommittedByTopic,
+    named: bool,
+    may_describe: impl Fn(&str) -> bool,
+) -> Vec<bool> {
+    if !named {
+        committed.retain(|(topic, _)| may_describe(topic));
+        return Vec::new();
+    }
+    committed
+        .iter_mut()
+        .map(|(topic, partitions)| {
+            let refused = !may_describe(topic);
+            if refused {
+                partitions.iter_mut().for_each(|(_, value)| *value = None);
+            }
+            refused
+        })
+        .collect()
+}
+
+/// A topic's partition error: TOPIC_AUTHORIZATION_FAILED if [`hide_refused`] flagged it,
+/// else `otherwise`.
+fn topic_error(refused: &[bool], index: usize, otherwise: i16) -> i16 {
+    if is_refused(refused, index) {
+        ResponseError::TopicAuthorizationFailed.code()
+    } else {
+        otherwise
     }
 }
 
@@ -133,6 +194,7 @@ fn topic_v1(
 fn topic_v8(
     topic: String,
     partitions: Vec<(i32, Option<OffsetValue>)>,
+    error_code: i16,
 ) -> OffsetFetchResponseTopics {
     let partitions = partitions
         .into_iter()
@@ -143,6 +205,7 @@ fn topic_v8(
                 .with_committed_offset(offset)
                 .with_committed_leader_epoch(epoch)
                 .with_metadata(Some(metadata))
+                .with_error_code(error_code)
         })
         .collect();
     OffsetFetchResponseTopics::default()
@@ -158,5 +221,49 @@ fn unpack(value: Option<OffsetValue>) -> (i64, i32, StrBytes) {
             StrBytes::from_string(value.metadata),
         ),
         None => (-1, -1, StrBytes::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset(offset: i64) -> Option<OffsetValue> {
+        Some(OffsetValue {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        })
+    }
+
+    fn committed() -> CommittedByTopic {
+        vec![
+            ("public".to_string(), vec![(0, offset(10)), (1, None)]),
+            ("secret".to_string(), vec![(0, offset(20))]),
+        ]
+    }
+
+    #[test]
+    fn named_topics_without_describe_are_refused_and_their_offsets_hidden() {
+        let mut committed = committed();
+        let refused = hide_refused(&mut committed, true, |topic| topic != "secret");
+        assert_eq!(refused, [false, true]);
+        assert_eq!(committed[0].1, [(0, offset(10)), (1, None)]);
+        assert_eq!(committed[1], ("secret".to_string(), vec![(0, None)]));
+        assert_eq!(topic_error(&refused, 0, 0), 0);
+        assert_eq!(
+            topic_error(&refused, 1, 0),
+            ResponseError::TopicAuthorizationFailed.code()
+        );
+    }
+
+    #[test]
+    fn all_offsets_leave_out_topics_without_describe() {
+        let mut committed = committed();
+        let refused = hide_refused(&mut committed, false, |topic| topic != "secret");
+        assert!(refused.is_empty());
+        let topics: Vec<&str> = committed.iter().map(|(topic, _)| topic.as_str()).collect();
+        assert_eq!(topics, ["public"]);
     }
 }

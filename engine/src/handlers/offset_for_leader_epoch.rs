@@ -12,7 +12,10 @@ use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLea
 use super::errors::partition_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::partition::LeaderEpoch;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
+use spate_net::error_code::TOPIC_AUTHORIZATION_FAILED;
 
 /// Served versions (librdkafka sends exactly v2).
 pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::OffsetForLeaderEpoch, 2, 4);
@@ -27,15 +30,25 @@ pub async fn handle(
     context: &RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
+    // A follower (replica_id >= 0, v3+) needs CLUSTER_ACTION, a consumer DESCRIBE on the topic.
+    let access = Access::new(shard, context);
+    let follower_allowed = request.replica_id.0 < 0 || access.cluster(AclOperation::ClusterAction);
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic_request in request.topics {
         let mut partitions = Vec::with_capacity(topic_request.partitions.len());
+        let allowed = follower_allowed
+            && (request.replica_id.0 >= 0
+                || access.topic(&topic_request.topic.0, AclOperation::Describe));
         for partition in topic_request.partitions {
             let index = partition.partition;
             let answer = EpochEndOffset::default()
                 .with_partition(index)
                 .with_leader_epoch(UNDEFINED_EPOCH)
                 .with_end_offset(UNDEFINED_EPOCH_OFFSET);
+            if !allowed {
+                partitions.push(answer.with_error_code(TOPIC_AUTHORIZATION_FAILED));
+                continue;
+            }
             let answer = match shard
                 .partitions
                 .leader(

@@ -23,6 +23,8 @@ use spate_storage::{BatchError, ReceivedBatch, StorageError};
 use super::errors::{partition_error_code, NONE};
 use super::{encode, ApiSpec, CloseReason, Pending, RequestContext};
 use crate::partition::{Acks, Appended, Partition, PartitionError, ProducedBatch};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
 /// Served versions: advertised from 0 as Kafka 4 does, served from 3 (magic 2 only).
@@ -89,17 +91,33 @@ pub async fn handle(
 ) -> Result<Pending, CloseReason> {
     let mut received = received.into_iter().peekable();
     let acks = Acks::from_kafka(request.acks);
-    let names: Vec<&str> = request
+    let mut names: Vec<&str> = request
         .topic_data
         .iter()
         .map(|topic| &*topic.name.0)
         .collect();
+    // WRITE on each topic (an unknown one is created only with CREATE too); nothing is
+    // allocated for this without an authorizer.
+    let access = Access::new(shard, &context);
+    let writable: Vec<bool> = if access.enabled() {
+        let writable: Vec<bool> = names
+            .iter()
+            .map(|name| access.topic(name, AclOperation::Write))
+            .collect();
+        let mut allowed = writable.iter();
+        names.retain(|name| *allowed.next().unwrap_or(&false) && access.may_create_topic(name));
+        writable
+    } else {
+        Vec::new()
+    };
+    drop(access);
     // Unknown topics are created together, in one call to the controller.
     shard.topics_or_create(&names, true).await;
     let mut waits: Vec<Waiting> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
-    for topic_data in request.topic_data {
+    for (topic_index, topic_data) in request.topic_data.into_iter().enumerate() {
         let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        let refused = writable.get(topic_index) == Some(&false);
         for partition_data in topic_data.partition_data {
             let index = partition_data.index;
             let slot = (responses.len(), partition_responses.len());
@@ -110,6 +128,7 @@ pub async fn handle(
             };
             let result = match (&acks, request.transactional_id.is_some()) {
                 (Err(error), _) => Err(partition_error_code(error, context.version).into()),
+                _ if refused => Err(ResponseError::TopicAuthorizationFailed.code().into()),
                 // Transactions are not implemented yet: InitProducerId refuses transactional
                 // ids, so a client never gets this far with one.
                 (Ok(_), true) => Err(ResponseError::TransactionalIdAuthorizationFailed

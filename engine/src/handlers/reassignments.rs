@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
@@ -27,6 +28,8 @@ use crate::metadata::controller::{
 };
 use crate::metadata::image::PartitionAssignment;
 use crate::partition::BrokerId;
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::shard::Shard;
 
 /// Served versions of AlterPartitionReassignments (v1: `allow_replication_factor_change`).
@@ -40,6 +43,11 @@ pub async fn alter(
     context: &RequestContext,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)));
+    }
     let allow_factor_change = context.version == 0 || request.allow_replication_factor_change;
     let asked: Vec<ReassignmentTarget> = request
         .topics
@@ -108,9 +116,14 @@ fn failed(
 /// (partitions that do not exist or are not reassigning are left out, as Kafka does).
 pub fn list(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)));
+    }
     let image = shard.image();
     let mut found: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
     let mut add = |topic: &str, index: i32, assignment: &PartitionAssignment| {

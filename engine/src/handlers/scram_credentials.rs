@@ -18,13 +18,15 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use spate_net::error_code::{
-    DUPLICATE_RESOURCE, NONE, RESOURCE_NOT_FOUND, UNACCEPTABLE_CREDENTIAL,
-    UNSUPPORTED_SASL_MECHANISM,
+    CLUSTER_AUTHORIZATION_FAILED, DUPLICATE_RESOURCE, NONE, RESOURCE_NOT_FOUND,
+    UNACCEPTABLE_CREDENTIAL, UNSUPPORTED_SASL_MECHANISM,
 };
 
 use super::errors::controller_error_code;
 use super::{ApiSpec, RequestContext};
 use crate::metadata::controller::{ControllerReply, ControllerRequest};
+use crate::security::acl::AclOperation;
+use crate::security::authorizer::{Access, AUTHORIZATION_FAILED};
 use crate::security::scram::{Mechanism, ScramCredential, MAX_ITERATIONS, MIN_ITERATIONS};
 use crate::shard::Shard;
 
@@ -36,9 +38,14 @@ pub const ALTER_SPEC: ApiSpec = ApiSpec::new(ApiKey::AlterUserScramCredentials, 
 /// The users asked for (all when none are named), each with its mechanisms and iterations.
 pub fn describe(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+            .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)));
+    }
     let image = shard.image();
     let infos = |user: &str| -> Vec<CredentialInfo> {
         Mechanism::ALL
@@ -166,9 +173,39 @@ fn part_index<'a>(
 /// Sets and removes credentials, per user all or nothing.
 pub async fn alter(
     shard: &Rc<Shard>,
-    _context: &RequestContext,
+    context: &RequestContext,
     request: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !Access::new(shard, context).cluster(AclOperation::Alter) {
+        // Kafka answers every user named with the refusal.
+        let mut users: Vec<&str> = Vec::new();
+        let mut seen = HashSet::new();
+        let named = request
+            .deletions
+            .iter()
+            .map(|deletion| deletion.name.as_str());
+        for user in named.chain(
+            request
+                .upsertions
+                .iter()
+                .map(|upsertion| upsertion.name.as_str()),
+        ) {
+            if seen.insert(user) {
+                users.push(user);
+            }
+        }
+        return AlterUserScramCredentialsResponse::default().with_results(
+            users
+                .into_iter()
+                .map(|user| {
+                    AlterUserScramCredentialsResult::default()
+                        .with_user(StrBytes::from_string(user.to_string()))
+                        .with_error_code(CLUSTER_AUTHORIZATION_FAILED)
+                        .with_error_message(Some(StrBytes::from_static_str(AUTHORIZATION_FAILED)))
+                })
+                .collect(),
+        );
+    }
     // Each user's part, in order of first mention; linear in the request, which may name
     // millions of entries.
     let mut parts: Vec<UserPart> = Vec::new();

@@ -1,13 +1,15 @@
-//! SyncGroup (key 14): the leader hands out assignments; every member receives its own.
+//! SyncGroup (key 14): the leader hands out assignments; every member receives its own. The
+//! request needs READ on the group.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::group_common::check_coordinator;
+use super::group_common::check_group;
 use super::{ApiSpec, RequestContext};
 use crate::groups::group::SyncRequest;
+use crate::security::acl::AclOperation;
 use crate::shard::Shard;
 
 /// Served versions.
@@ -19,7 +21,7 @@ pub async fn handle(
     context: &RequestContext,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
-    if let Err(error_code) = check_coordinator(shard, &request.group_id) {
+    if let Err(error_code) = check_group(shard, context, &request.group_id, AclOperation::Read) {
         return SyncGroupResponse::default().with_error_code(error_code);
     }
     let sync = SyncRequest {

@@ -26,6 +26,7 @@ use super::image::{
 use super::records::MetadataRecord;
 use super::store::LegacyCatalog;
 use crate::partition::{BrokerId, NodeId, ShardId};
+use crate::security::acl::{AclBinding, AclFilter};
 use crate::security::scram::{Mechanism, ScramCredential};
 use crate::security::ListenerEndpoint;
 
@@ -136,6 +137,16 @@ pub enum ControllerRequest {
         upsertions: Vec<(String, Mechanism, ScramCredential)>,
         /// Credentials to remove.
         deletions: Vec<(String, Mechanism)>,
+    },
+    /// CreateAcls, checked by the handler (each binding valid): adds the ACLs not there yet.
+    CreateAcls {
+        /// The ACLs.
+        bindings: Vec<AclBinding>,
+    },
+    /// DeleteAcls: removes every ACL each filter matches.
+    DeleteAcls {
+        /// The filters.
+        filters: Vec<AclFilter>,
     },
     /// A block of producer ids for a shard to hand out.
     AllocateProducerIds,
@@ -279,6 +290,11 @@ pub enum ControllerReply {
     AlterReassignments(Vec<((String, i32), Result<(), ControllerError>)>),
     /// Per user named, in order of first mention.
     AlterScramCredentials(Vec<(String, Result<(), ControllerError>)>),
+    /// The ACLs are stored (those that were already there included).
+    CreateAcls,
+    /// Per filter, in order: the ACLs it removed (an ACL that two filters match is
+    /// reported by the first).
+    DeleteAcls(Vec<Vec<AclBinding>>),
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -567,6 +583,26 @@ impl ControllerState {
         (records, ControllerReply::AlterScramCredentials(results))
     }
 
+    /// DeleteAcls: every ACL a filter matches goes, all in one batch of records.
+    fn delete_acls(&mut self, filters: Vec<AclFilter>) -> (Vec<MetadataRecord>, ControllerReply) {
+        let mut removed = std::collections::BTreeSet::new();
+        let per_filter = filters
+            .iter()
+            .map(|filter| {
+                self.image
+                    .acls()
+                    .matching(filter)
+                    .filter(|binding| removed.insert((*binding).clone()))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let records: Vec<MetadataRecord> =
+            removed.into_iter().map(MetadataRecord::RemoveAcl).collect();
+        self.apply(&records);
+        (records, ControllerReply::DeleteAcls(per_filter))
+    }
+
     /// Makes `broker` the controller in the working image (a newly elected quorum leader;
     /// the caller writes the same record).
     pub fn claim_controller(&mut self, broker: BrokerId) {
@@ -595,6 +631,19 @@ impl ControllerState {
                 upsertions,
                 deletions,
             } => self.alter_scram_credentials(upsertions, deletions),
+            ControllerRequest::CreateAcls { bindings } => {
+                // Each new ACL once, however often the request names it.
+                let records: Vec<MetadataRecord> = bindings
+                    .into_iter()
+                    .filter(|binding| !self.image.acls().contains(binding))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .map(MetadataRecord::Acl)
+                    .collect();
+                self.apply(&records);
+                (records, ControllerReply::CreateAcls)
+            }
+            ControllerRequest::DeleteAcls { filters } => self.delete_acls(filters),
             ControllerRequest::AllocateProducerIds => {
                 let start = self.image.next_producer_id;
                 let records = vec![MetadataRecord::ProducerIds {

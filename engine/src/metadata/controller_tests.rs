@@ -738,3 +738,54 @@ fn scram_credentials_change_per_user_all_or_nothing() {
     });
     assert!(!controller.image().verifies_password("alice", "a2"));
 }
+
+#[test]
+fn acls_are_created_once_and_deleted_by_filter() {
+    use crate::security::acl::{
+        AclBinding, AclFilter, AclOperation, AclPermission, PatternType, ResourceType,
+    };
+    let mut controller = started(1);
+    let acl = |principal: &str, operation| AclBinding {
+        resource_type: ResourceType::Topic,
+        resource_name: "orders".into(),
+        pattern_type: PatternType::Literal,
+        principal: principal.into(),
+        host: "*".into(),
+        operation,
+        permission: AclPermission::Allow,
+    };
+    let alice_write = acl("User:alice", AclOperation::Write);
+    let alice_read = acl("User:alice", AclOperation::Read);
+    let bob_read = acl("User:bob", AclOperation::Read);
+    let (records, reply) = controller.handle(ControllerRequest::CreateAcls {
+        bindings: vec![
+            alice_write.clone(),
+            alice_write.clone(),
+            alice_read,
+            bob_read,
+        ],
+    });
+    assert!(matches!(reply, ControllerReply::CreateAcls));
+    assert_eq!(records.len(), 3, "the same ACL twice is stored once");
+    let (records, _) = controller.handle(ControllerRequest::CreateAcls {
+        bindings: vec![alice_write.clone()],
+    });
+    assert!(records.is_empty(), "an ACL already there makes no record");
+    let alice = AclFilter {
+        principal: Some("User:alice".into()),
+        ..AclFilter::any()
+    };
+    let (records, reply) = controller.handle(ControllerRequest::DeleteAcls {
+        filters: vec![alice, AclFilter::exactly(&alice_write)],
+    });
+    let ControllerReply::DeleteAcls(removed) = reply else {
+        panic!()
+    };
+    assert_eq!(records.len(), 2);
+    assert_eq!(removed[0].len(), 2);
+    assert!(
+        removed[1].is_empty(),
+        "an ACL is reported by the first filter only"
+    );
+    assert_eq!(controller.image().acls().iter().len(), 1);
+}

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::records::MetadataRecord;
 use crate::partition::{BrokerId, LeaderEpoch};
+use crate::security::acl::AclStore;
 use crate::security::scram::{Mechanism, ScramCredential};
 
 /// A broker (a shard of some node) that clients can connect to.
@@ -237,6 +238,8 @@ pub struct MetadataImage {
     /// SCRAM credentials by user and mechanism (`crate::security`); behind an `Arc` like the
     /// rest, since they change far less often than the image.
     scram: Arc<BTreeMap<(String, Mechanism), ScramCredential>>,
+    /// ACLs (`crate::security::acl`), indexed for the authorizer.
+    acls: Arc<AclStore>,
 }
 
 impl MetadataImage {
@@ -260,6 +263,11 @@ impl MetadataImage {
     /// A partition's assignment.
     pub fn partition(&self, topic: &str, index: i32) -> Option<&PartitionAssignment> {
         self.topic(topic)?.partition(index)
+    }
+
+    /// The ACLs.
+    pub fn acls(&self) -> &AclStore {
+        &self.acls
     }
 
     /// A user's SCRAM credential for a mechanism.
@@ -425,6 +433,12 @@ impl MetadataImage {
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 Arc::make_mut(&mut self.scram).remove(&(user.clone(), *mechanism));
             }
+            MetadataRecord::Acl(binding) => {
+                Arc::make_mut(&mut self.acls).insert(binding.clone());
+            }
+            MetadataRecord::RemoveAcl(binding) => {
+                Arc::make_mut(&mut self.acls).remove(binding);
+            }
         }
         self.version = version;
         Ok(())
@@ -462,6 +476,7 @@ impl MetadataImage {
                 credential: credential.clone(),
             });
         }
+        records.extend(self.acls.iter().cloned().map(MetadataRecord::Acl));
         records
     }
 
@@ -609,6 +624,15 @@ mod tests {
                 ),
             },
             MetadataRecord::ProducerIds { next: 3000 },
+            MetadataRecord::Acl(crate::security::acl::AclBinding {
+                resource_type: crate::security::acl::ResourceType::Topic,
+                resource_name: "orders".into(),
+                pattern_type: crate::security::acl::PatternType::Prefixed,
+                principal: "User:alice".into(),
+                host: "*".into(),
+                operation: crate::security::acl::AclOperation::Write,
+                permission: crate::security::acl::AclPermission::Allow,
+            }),
             MetadataRecord::Topic {
                 name: "orders".into(),
                 id,
@@ -638,6 +662,7 @@ mod tests {
         assert_eq!(copy.controller, Some(broker(1)));
         assert_eq!(copy.next_producer_id, 3000);
         assert_eq!(copy.partition_count(), 2);
+        assert_eq!(copy.acls().iter().len(), 1);
         assert!(copy.verifies_password("alice", "secret"));
         assert!(!copy.verifies_password("alice", "wrong"));
         assert_eq!(

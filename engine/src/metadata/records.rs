@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::image::{BrokerRegistration, PartitionAssignment};
 use crate::partition::{BrokerId, NodeId};
+use crate::security::acl::AclBinding;
 use crate::security::scram::{Mechanism, ScramCredential};
 
 /// One metadata change; see the module docs.
@@ -103,6 +104,10 @@ pub enum MetadataRecord {
         /// The mechanism.
         mechanism: Mechanism,
     },
+    /// An ACL was added (Kafka's `AccessControlEntryRecord`).
+    Acl(AclBinding),
+    /// An ACL was removed.
+    RemoveAcl(AclBinding),
 }
 
 impl MetadataRecord {
@@ -158,6 +163,8 @@ impl MetadataRecord {
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 format!("removal of the {} credential of {user}", mechanism.name())
             }
+            MetadataRecord::Acl(binding) => format!("ACL {}", binding.describe()),
+            MetadataRecord::RemoveAcl(binding) => format!("removal of ACL {}", binding.describe()),
         }
     }
 }

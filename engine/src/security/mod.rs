@@ -14,10 +14,15 @@
 //!   hashed, never a password); SASL/PLAIN checks its password against them, as Redpanda does.
 //!
 //! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners.
+//! - [`acl`] holds ACLs with Kafka's semantics (`--authorizer acl`), kept in the metadata
+//!   image (`MetadataRecord::Acl`); [`authorizer`]'s `Access` is what handlers ask before
+//!   they act, with the connection's principal from its [`session`].
 //!
-//! Not yet built (issue 18): kTLS, the principal of a client certificate, ACLs, quotas, SASL
+//! Not yet built (issue 18): kTLS, the principal of a client certificate, quotas, SASL
 //! between brokers.
 
+pub mod acl;
+pub mod authorizer;
 pub mod listeners;
 pub mod plain;
 pub mod scram;
@@ -44,6 +49,11 @@ thread_local! {
 /// with a wrong password or certificate (librdkafka reconnects every few tens of
 /// milliseconds) must not flood the log.
 pub fn log_refusal(kind: &'static str, client: &str, reason: &str) {
+    log_refusal_with(kind, client, || reason.to_string());
+}
+
+/// [`log_refusal`] with a reason made only when the line is logged.
+pub fn log_refusal_with(kind: &'static str, client: &str, reason: impl FnOnce() -> String) {
     let now = Instant::now();
     let unlogged = REFUSALS.with(|refusals| {
         let mut refusals = refusals.borrow_mut();
@@ -63,6 +73,7 @@ pub fn log_refusal(kind: &'static str, client: &str, reason: &str) {
         }
     });
     if let Some(unlogged) = unlogged {
+        let reason = reason();
         tracing::info!(
             %client,
             reason,

@@ -133,6 +133,9 @@ pub struct Session {
     state: State,
     /// The authenticated user (without the `User:` prefix), or [`ANONYMOUS`].
     user: String,
+    /// `User:` and `user`, made once per authentication: every request carries it to the
+    /// authorizer.
+    principal: std::rc::Rc<str>,
     /// When the authentication runs out, if it does.
     expires: Option<Instant>,
     /// Whether the session has authenticated once (so a new exchange is a re-authentication).
@@ -150,6 +153,7 @@ impl Session {
                 State::NotRequired
             },
             user: ANONYMOUS.to_string(),
+            principal: format!("User:{ANONYMOUS}").into(),
             expires: None,
             authenticated_once: false,
         }
@@ -161,8 +165,8 @@ impl Session {
     }
 
     /// The connection's principal, as Kafka writes it (`User:alice`).
-    pub fn principal(&self) -> String {
-        format!("User:{}", self.user)
+    pub fn principal(&self) -> std::rc::Rc<str> {
+        self.principal.clone()
     }
 
     /// Whether the last exchange has completed with an authentication.
@@ -309,6 +313,7 @@ impl Session {
                     log_reason: None,
                     };
                 }
+                self.principal = format!("User:{user}").into();
                 self.user = user;
                 self.state = State::Authenticated;
                 self.authenticated_once = true;
@@ -394,7 +399,7 @@ mod tests {
         let outcome = session.authenticate(b"x", &image_with(&[]), &plain_config(None), now);
         assert_eq!(outcome.error_code, ILLEGAL_SASL_STATE);
         assert!(session.admit(ApiKey::Fetch, now).is_ok());
-        assert_eq!(session.principal(), "User:ANONYMOUS");
+        assert_eq!(&*session.principal(), "User:ANONYMOUS");
     }
 
     #[test]
@@ -422,7 +427,7 @@ mod tests {
         assert_eq!(outcome.error_code, NONE, "{:?}", outcome.error_message);
         assert!(session.is_open());
         assert!(session.admit(ApiKey::Produce, now).is_ok());
-        assert_eq!(session.principal(), "User:alice");
+        assert_eq!(&*session.principal(), "User:alice");
     }
 
     #[test]

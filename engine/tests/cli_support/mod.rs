@@ -30,21 +30,51 @@ pub struct Broker {
     child: Option<Child>,
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The SASL_PLAINTEXT listener's bootstrap port, if the broker has one.
+    sasl_port: Option<u16>,
 }
+
+/// Shards per broker, each listening on its listener's port + its index.
+const SHARDS: u16 = 2;
 
 impl Broker {
     /// Two shards (so partitions have different leaders), two partitions by default, and a
     /// short initial rebalance delay so that group tests do not wait 3 s per join.
     pub fn start() -> Broker {
+        Broker::start_with_args(&[])
+    }
+
+    /// [`Broker::start`] with more `spate serve` flags (`--authorizer acl`, ...).
+    pub fn start_with_args(extra: &[&str]) -> Broker {
+        Broker::spawn(false, extra)
+    }
+
+    /// [`Broker::start_with_args`] with a SASL_PLAINTEXT listener beside the PLAINTEXT one
+    /// ([`Broker::sasl_bootstrap`]).
+    pub fn start_with_sasl_listener(extra: &[&str]) -> Broker {
+        Broker::spawn(true, extra)
+    }
+
+    fn spawn(with_sasl: bool, extra: &[&str]) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port_range(2);
+        let listener_count = if with_sasl { 2 } else { 1 };
+        let port = free_port_range(usize::from(SHARDS * listener_count));
+        let sasl_port = with_sasl.then_some(port + SHARDS);
+        let listen = match sasl_port {
+            Some(sasl_port) => [
+                "--listeners".to_string(),
+                format!("PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}"),
+            ],
+            None => ["--listen".to_string(), format!("127.0.0.1:{port}")],
+        };
         let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_spate"))
             .args(["serve", "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--smp", "2", "--default-partitions", "2"])
+            .args(listen)
+            .args(["--smp", &SHARDS.to_string(), "--default-partitions", "2"])
             .args(["--group-initial-rebalance-delay-ms", "200"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -53,6 +83,7 @@ impl Broker {
             child: Some(child),
             dir,
             port,
+            sasl_port,
         };
         broker.wait_until_listening();
         broker
@@ -60,8 +91,9 @@ impl Broker {
 
     fn wait_until_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for shard in 0..2u16 {
-            while TcpStream::connect(("127.0.0.1", self.port + shard)).is_err() {
+        let listeners = std::iter::once(self.port).chain(self.sasl_port);
+        for port in listeners.flat_map(|base| (0..SHARDS).map(move |shard| base + shard)) {
+            while TcpStream::connect(("127.0.0.1", port)).is_err() {
                 if let Some(status) = self
                     .child
                     .as_mut()
@@ -79,14 +111,21 @@ impl Broker {
         }
     }
 
-    /// The bootstrap address for `--brokers`.
     /// The broker's data directory (`--data-dir`).
     pub fn data_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("data")
     }
 
+    /// The bootstrap address for `--brokers`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The SASL_PLAINTEXT listener's bootstrap address (a broker started with
+    /// [`Broker::start_with_sasl_listener`]).
+    pub fn sasl_bootstrap(&self) -> String {
+        let port = self.sasl_port.expect("a broker with a SASL listener");
+        format!("127.0.0.1:{port}")
     }
 
     pub fn log(&self) -> String {
