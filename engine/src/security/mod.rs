@@ -14,7 +14,7 @@
 //!   hashed, never a password); SASL/PLAIN checks its password against them, as Redpanda does.
 //!
 //! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners.
-//! - [`acl`] holds ACLs with Kafka's semantics (`--authorizer acl`), kept in the metadata
+//! - [`acl`] holds ACLs with Kafka's semantics (`--authorizer acl`; its `store` the index and the checks), kept in the metadata
 //!   image (`MetadataRecord::Acl`); [`authorizer`]'s `Access` is what handlers ask before
 //!   they act, with the connection's principal from its [`session`].
 //!
