@@ -8,6 +8,10 @@
 #
 # Usage: bench-harness/scripts/produce-ab.sh A_BIN B_BIN [OUT_DIR]
 #   ROUNDS=3 SECONDS_MEASURED=10 PRODUCERS=4 PARTITIONS=$PRODUCERS BATCH_RECORDS=256
+#   SETUP_A=... SETUP_B=...: a shell command run once the side's broker listens, before the
+#   load, with $BROKERS set (e.g. SETUP_B='$B_BIN quota set --default-user
+#   --producer-byte-rate 1e10 --brokers $BROKERS' measures a binary against itself with a
+#   quota on; A_BIN and B_BIN may be the same).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -28,6 +32,11 @@ for round in $(seq "$ROUNDS"); do
             --stats-listen 127.0.0.1:29493 2>>"$OUT/broker-$side.log" &
         BROKER_PID=$!
         wait_for_port 29492
+        setup="SETUP_$side"
+        if [ -n "${!setup:-}" ]; then
+            BROKERS=127.0.0.1:29492 A_BIN="$A_BIN" B_BIN="$B_BIN" bash -c "${!setup}" \
+                >>"$OUT/setup-$side.log" 2>&1
+        fi
         taskset -c 1 "$BENCH" produce --brokers 127.0.0.1:29492 --topic ab \
             --partitions "$PARTITIONS" --producers "$PRODUCERS" --batch-records "$BATCH_RECORDS" \
             --record-size 1024 --acks all --duration "$SECONDS_MEASURED" --warmup 2 \

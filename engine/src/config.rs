@@ -65,6 +65,8 @@ pub struct ConfigFile {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     queued_max_request_bytes: Option<usize>,
+    quota_window_num: Option<u32>,
+    quota_window_size_seconds: Option<u64>,
     request_receive_timeout_ms: Option<u64>,
     producer_id_expiration_ms: Option<i64>,
     replica_lag_time_max_ms: Option<u64>,
@@ -282,6 +284,13 @@ pub struct ServeArgs {
     /// [default: 536870912]
     #[arg(long, env = "SPATE_QUEUED_MAX_REQUEST_BYTES")]
     pub queued_max_request_bytes: Option<usize>,
+    /// Samples a client quota's rate is measured over (Kafka's quota.window.num; at least 2).
+    /// [default: 11]
+    #[arg(long, env = "SPATE_QUOTA_WINDOW_NUM")]
+    pub quota_window_num: Option<u32>,
+    /// Each quota sample's span in seconds (Kafka's quota.window.size.seconds). [default: 1]
+    #[arg(long, env = "SPATE_QUOTA_WINDOW_SIZE_SECONDS")]
+    pub quota_window_size_seconds: Option<u64>,
     /// A large request must arrive whole within this time of its start, else the connection
     /// is closed (clients give up on a request after their request.timeout.ms anyway).
     /// [default: 30000]
@@ -437,6 +446,8 @@ pub struct BrokerConfig {
     pub max_connections_per_ip: Option<usize>,
     /// queued.max.request.bytes, per shard.
     pub queued_max_request_bytes: usize,
+    /// How client quotas sample rates (quota.window.num, quota.window.size.seconds).
+    pub quota_window: crate::quota::QuotaWindow,
     /// How long a large request may take to arrive.
     pub request_receive_timeout: std::time::Duration,
     /// producer.id.expiration.ms.
@@ -683,6 +694,19 @@ impl ServeArgs {
                 .queued_max_request_bytes
                 .or(file.queued_max_request_bytes)
                 .unwrap_or(512 * 1024 * 1024),
+            quota_window: crate::quota::QuotaWindow {
+                samples: self
+                    .quota_window_num
+                    .or(file.quota_window_num)
+                    .unwrap_or(11)
+                    .max(2),
+                window: std::time::Duration::from_secs(
+                    self.quota_window_size_seconds
+                        .or(file.quota_window_size_seconds)
+                        .unwrap_or(1)
+                        .max(1),
+                ),
+            },
             request_receive_timeout: std::time::Duration::from_millis(
                 self.request_receive_timeout_ms
                     .or(file.request_receive_timeout_ms)

@@ -108,3 +108,31 @@ fn unknown_file_keys_are_rejected() {
         .unwrap_err();
     assert!(format!("{error:#}").contains("data_dri"));
 }
+
+#[test]
+fn quota_windows_default_to_kafkas_and_are_read_from_flags_and_file() {
+    let config = Harness::parse_from(["spate"]).serve.resolve().unwrap();
+    assert_eq!(config.quota_window, crate::quota::QuotaWindow::default());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spate.toml");
+    std::fs::write(
+        &path,
+        "quota_window_num = 5\nquota_window_size_seconds = 2\n",
+    )
+    .unwrap();
+    let config = Harness::parse_from([
+        "spate",
+        "--config",
+        path.to_str().unwrap(),
+        "--quota-window-num",
+        "3",
+    ])
+    .serve
+    .resolve()
+    .unwrap();
+    assert_eq!(config.quota_window.samples, 3);
+    assert_eq!(
+        config.quota_window.window,
+        std::time::Duration::from_secs(2)
+    );
+}

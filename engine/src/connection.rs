@@ -159,10 +159,21 @@ async fn serve_stream<S>(
         let reservation = frames.take_reservation();
         let timing = RequestTiming::of(&frame);
         match handlers::dispatch(&shard, frame, &client_host, &mut session).await {
-            Ok(pending) => {
+            Ok(dispatched) => {
                 timing.record(&shard, Stage::Local);
-                if sender.send((pending, reservation, timing)).await.is_err() {
+                if sender
+                    .send((dispatched.pending, reservation, timing))
+                    .await
+                    .is_err()
+                {
                     break; // the writer stopped: the socket is gone
+                }
+                if !dispatched.throttle.is_zero() {
+                    // A client over its quota (`crate::quota`): its response goes out now,
+                    // with throttle_time_ms, and nothing more is read from it until the
+                    // throttle has passed (KIP-219), whether or not the client honours it.
+                    shard.stats().throttled(dispatched.throttle);
+                    glommio::timer::sleep(dispatched.throttle).await;
                 }
             }
             Err(reason) => {

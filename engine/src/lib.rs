@@ -13,6 +13,8 @@
 //!   the only list of what we serve. Handlers reach partitions only through
 //!   [`partition::PartitionTable::leader`] and change metadata only through the controller
 //!   ([`shard::Shard::controller_call`]).
+//! - [`security`] has listeners, TLS, SASL and the ACL authorizer; [`quota`] the client
+//!   quotas each shard enforces.
 //! - [`config`] and [`topic_config`] hold broker settings and Kafka's topic configs.
 //! - [`stats`] serves `/stats` and `/metrics` from per-shard counters; [`latency`] and
 //!   [`request_errors`] feed its request latency and error families, and [`gauges`] the
@@ -41,6 +43,7 @@ pub mod node;
 pub mod notify;
 pub mod oneshot;
 pub mod partition;
+pub mod quota;
 pub mod request_errors;
 pub mod security;
 pub mod shard;

@@ -16,7 +16,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "spate",
     version,
     about,
-    after_help = "The operator commands (topic, group, produce, consume, cluster, user, acl) speak the Kafka protocol to any \
+    after_help = "The operator commands (topic, group, produce, consume, cluster, user, acl, quota) speak the Kafka protocol to any \
 Kafka-compatible broker: --brokers HOST:PORT (or SPATE_BROKERS; default 127.0.0.1:9092) picks it, \
 --json prints machine-readable output. `spate <command> --help` explains every flag."
 )]
@@ -46,6 +46,8 @@ enum Command {
     User(cli::user::UserArgs),
     /// Add, list and remove the ACLs a broker's authorizer checks (`--authorizer acl`).
     Acl(cli::acl::AclArgs),
+    /// Set, list and remove the byte-rate and request quotas of users and client ids.
+    Quota(cli::quota::QuotaArgs),
 }
 
 /// The log filter without `SPATE_LOG`. openraft's heartbeat worker warns about every failed
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Log(args) => cli::log_dump::run(args),
         Command::User(args) => cli::user::run(args),
         Command::Acl(args) => cli::acl::run(args),
+        Command::Quota(args) => cli::quota::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

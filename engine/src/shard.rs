@@ -94,6 +94,8 @@ pub struct Shard {
     /// Bytes of large requests this shard's connections may hold from arrival to answer
     /// (queued.max.request.bytes; see `spate_net::budget`).
     pub request_memory: Rc<spate_net::MemoryBudget>,
+    /// This shard's client-quota sensors (`crate::quota`).
+    pub quotas: crate::quota::ShardQuotas,
 }
 
 impl Shard {
@@ -117,6 +119,7 @@ impl Shard {
             offsets_partitions,
             node.config.offsets_retention_minutes.saturating_mul(60_000),
         );
+        let quotas = crate::quota::ShardQuotas::new(node.config.quota_window);
         Shard {
             id,
             partitions: PartitionTable::new(broker, node.config.clone(), image),
@@ -128,6 +131,7 @@ impl Shard {
             next_call: Cell::new(0),
             producer_ids: RefCell::new(0..0),
             request_memory,
+            quotas,
         }
     }
 

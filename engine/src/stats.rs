@@ -96,6 +96,9 @@ pub struct ShardStats {
     /// Error codes in responses, by API and code: `[api * ERROR_SLOTS + code + 1]`.
     request_errors: Box<[AtomicU64]>,
     request_bytes: AtomicU64,
+    /// Requests whose client was over a quota, and the time their connections were muted.
+    throttled_requests: AtomicU64,
+    throttle_ms: AtomicU64,
     connections_accepted: AtomicU64,
     connections_closed: AtomicU64,
     partitions_open: AtomicU64,
@@ -124,6 +127,8 @@ impl Default for ShardStats {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             request_bytes: AtomicU64::new(0),
+            throttled_requests: AtomicU64::new(0),
+            throttle_ms: AtomicU64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_closed: AtomicU64::new(0),
             partitions_open: AtomicU64::new(0),
@@ -171,6 +176,12 @@ impl ShardStats {
         let slot = (api_key.max(0) as usize).min(API_KEY_SLOTS - 1);
         add(&self.requests[slot], 1);
         add(&self.request_bytes, bytes as u64);
+    }
+
+    /// A request whose client is over a quota, and how long its connection is muted.
+    pub fn throttled(&self, throttle: std::time::Duration) {
+        add(&self.throttled_requests, 1);
+        add(&self.throttle_ms, throttle.as_millis() as u64);
     }
 
     /// The error codes of a response to Kafka API `api_key` (see `request_errors`).
@@ -421,6 +432,8 @@ impl NodeStats {
                     "requests": requests,
                     "request_errors": errors,
                     "request_bytes": ShardStats::read(&stats.request_bytes),
+                    "throttled_requests": ShardStats::read(&stats.throttled_requests),
+                    "throttle_ms": ShardStats::read(&stats.throttle_ms),
                     "connections_accepted": accepted,
                     "connections_open": accepted.saturating_sub(closed),
                     "partitions_open": ShardStats::read(&stats.partitions_open),
@@ -562,9 +575,12 @@ impl NodeStats {
                 }
             }
         }
-        let gauges: [Series; 4] = [
+        let gauges: [Series; 5] = [
             ("spate_request_bytes_total", "counter", |stats| {
                 ShardStats::read(&stats.request_bytes)
+            }),
+            ("spate_throttled_requests_total", "counter", |stats| {
+                ShardStats::read(&stats.throttled_requests)
             }),
             ("spate_connections_accepted_total", "counter", |stats| {
                 ShardStats::read(&stats.connections_accepted)
@@ -668,6 +684,7 @@ const HELP: &[(&str, &str)] = &[
     ("spate_bytes_in_total", "Produced batch bytes appended by partition leaders, by topic (one series per shard without --metrics-topic-labels)."),
     ("spate_bytes_out_total", "Record bytes sent in fetch responses to consumers (not followers), by topic (one series per shard without --metrics-topic-labels)."),
     ("spate_request_bytes_total", "Bytes of the request frames received."),
+    ("spate_throttled_requests_total", "Requests whose client was over a client quota: answered with throttle_time_ms, its connection then read nothing until that time passed."),
     ("spate_connections_accepted_total", "Client connections accepted."),
     ("spate_connections_open", "Client connections open now."),
     ("spate_partitions_open", "Partition logs open now."),

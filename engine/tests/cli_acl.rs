@@ -56,21 +56,9 @@ fn set(lines: &[&str]) -> BTreeSet<String> {
 
 /// Polls `acl list ARGS --json` until it shows exactly `expected`.
 fn wait_for_list(broker: &Broker, args: &[&str], expected: &[&str]) {
-    let expected = set(expected);
     let mut command = vec!["acl", "list"];
     command.extend_from_slice(args);
-    let deadline = Instant::now() + LIST_DEADLINE;
-    loop {
-        let listed = acl_lines(&broker.json(&command));
-        if listed == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "spate {command:?} never showed {expected:#?}; last: {listed:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    cli_support::wait_for_json(broker, &command, acl_lines, set(expected));
 }
 
 /// The lines `add` or `remove` printed after `verb ACL: `.

@@ -18,6 +18,8 @@
 //!   [`security`] connects to TLS and SASL listeners (`-X`, `--command-config`).
 //! - [`acl`] is `spate acl add|list|remove` (CreateAcls, DescribeAcls, DeleteAcls), on the
 //!   broker's ACL types (`spate_engine::security::acl`).
+//! - [`quota`] is `spate quota set|list|remove` (AlterClientQuotas, DescribeClientQuotas):
+//!   byte-rate and request-percentage quotas of users and client ids.
 //! - [`cluster`] is `spate cluster info`, [`cluster_health`] `spate cluster health`,
 //!   [`cluster_elect`] `spate cluster elect-leaders`.
 //!
@@ -42,6 +44,7 @@ pub mod log_dump;
 pub mod offsets;
 pub mod output;
 pub mod produce;
+pub mod quota;
 pub mod records;
 pub mod security;
 pub mod topic;

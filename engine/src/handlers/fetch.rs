@@ -33,6 +33,7 @@ use spate_storage::{Offset, ReadMode, Records, RecordsPiece};
 use super::errors::partition_error_code;
 use super::{ApiSpec, Frame, RequestContext};
 use crate::partition::{Isolation, Partition, PartitionError};
+use crate::quota::{QuotaKey, Who};
 use crate::security::acl::AclOperation;
 use crate::security::authorizer::Access;
 use crate::shard::Shard;
@@ -57,17 +58,47 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 const READ_COMMITTED: i8 = 1;
 
 /// Answers once `min_bytes` are available, an error occurs, or `max_wait_ms` passes, with
-/// the records as pieces of the response frame (see `spate_net::fetch_response`).
-pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchRequest) -> Frame {
+/// the records as pieces of the response frame (see `spate_net::fetch_response`), and how
+/// long the connection must wait before its next request (a consumer over its
+/// consumer_byte_rate quota, `crate::quota`).
+pub async fn handle(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    mut request: FetchRequest,
+) -> (Frame, Duration) {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let follower = follower_of(context, &request);
     let refused = refused_topics(shard, context, &request, follower);
+    // Replication is not a consumer: no client quota binds a follower.
+    let who = Who::new(&context.principal, context.client_id.as_deref());
+    let quota = follower.is_none() && shard.image().quotas().any(QuotaKey::ConsumerByteRate);
+    if quota {
+        if let Some(cap) = shard.quotas.fetch_cap(shard.image().quotas(), who) {
+            request.max_bytes = request.max_bytes.min(cap.min(i32::MAX as usize) as i32);
+        }
+    }
     loop {
         let read = read_all(shard, context, &request, follower, &refused).await;
         let now = Instant::now();
         if read.bytes >= min_bytes || read.any_error || now >= deadline {
+            if quota {
+                let image = shard.image();
+                let key = QuotaKey::ConsumerByteRate;
+                let throttle =
+                    shard
+                        .quotas
+                        .record(image.quotas(), key, who, read.bytes as f64, now);
+                if !throttle.is_zero() {
+                    // As Kafka: a throttled consumer is sent nothing, and what it would have
+                    // been sent does not count against it.
+                    shard
+                        .quotas
+                        .unrecord(image.quotas(), key, who, read.bytes as f64);
+                    return (throttled(context, throttle), throttle);
+                }
+            }
             let mut response = FetchResponse::default()
                 .with_session_id(0)
                 .with_responses(read.topics);
@@ -96,12 +127,13 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
                     }
                 }
             }
-            return fetch_response::encode(
+            let frame = fetch_response::encode(
                 context.version,
                 context.correlation_id,
                 &response,
                 read.records,
             );
+            return (frame, Duration::ZERO);
         }
         // Wait for a high watermark of a partition read to advance. The notifications were
         // taken before reading, so data that became visible meanwhile wakes us at once.
@@ -115,6 +147,25 @@ pub async fn handle(shard: &Rc<Shard>, context: &RequestContext, request: FetchR
         })
         .await;
     }
+}
+
+/// Whether a fetch is a follower's (replication, which no client quota binds).
+pub fn is_follower(context: &RequestContext, request: &FetchRequest) -> bool {
+    follower_of(context, request).is_some()
+}
+
+/// The empty answer to a throttled consumer (Kafka's `getThrottledResponse` without a
+/// fetch session).
+fn throttled(context: &RequestContext, throttle: Duration) -> Frame {
+    let response = FetchResponse::default()
+        .with_session_id(0)
+        .with_throttle_time_ms(throttle.as_millis().min(i32::MAX as u128) as i32);
+    fetch_response::encode::<FetchedRecords>(
+        context.version,
+        context.correlation_id,
+        &response,
+        Vec::new(),
+    )
 }
 
 /// Per topic and partition of a response, the records read for it.

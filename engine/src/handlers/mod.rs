@@ -10,12 +10,15 @@ use spate_net::produce_stream::StreamedProduce;
 use spate_storage::{ReceivedBatch, RecordsPiece};
 use std::rc::Rc;
 
+use crate::quota::{QuotaKey, Timed, Who};
 use crate::security::session::Session;
 use crate::shard::Shard;
+use std::time::{Duration, Instant};
 
 pub mod acls;
 pub mod alter_configs;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -149,6 +152,8 @@ pub const APIS: &[ApiSpec] = &[
     acls::DESCRIBE_SPEC,
     acls::CREATE_SPEC,
     acls::DELETE_SPEC,
+    client_quotas::DESCRIBE_SPEC,
+    client_quotas::ALTER_SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -167,8 +172,46 @@ pub struct RequestContext {
     /// The listener the request arrived on, whose endpoints the client is told.
     pub listener: &'static str,
     /// Who asks (`User:alice`; `User:ANONYMOUS` without authentication), for the
-    /// authorizer (`crate::security::authorizer`).
+    /// authorizer (`crate::security::authorizer`) and client quotas (`crate::quota`).
     pub principal: Rc<str>,
+    /// The response's throttle_time_ms, when a byte-rate quota measured before the handler
+    /// ran already throttles the client (Produce).
+    pub throttle_time_ms: i32,
+    /// Under a request-time quota, the throttle that the request's own time on the shard
+    /// adds, known once its in-order part has run: a Produce response, built later, reads it
+    /// here.
+    pub time_throttle_ms: Option<Rc<std::cell::Cell<i32>>>,
+}
+
+impl RequestContext {
+    /// The throttle_time_ms a response built after the in-order part carries.
+    pub fn response_throttle_ms(&self) -> i32 {
+        let late = self.time_throttle_ms.as_ref().map_or(0, |cell| cell.get());
+        self.throttle_time_ms.max(late)
+    }
+}
+
+/// What dispatch leaves the connection.
+pub struct Dispatched {
+    /// The response, once ready.
+    pub pending: Pending,
+    /// How long the connection must read nothing more: its client is over a quota
+    /// (`crate::quota`; KIP-219's muted channel).
+    pub throttle: Duration,
+}
+
+impl From<Pending> for Dispatched {
+    fn from(pending: Pending) -> Dispatched {
+        Dispatched {
+            pending,
+            throttle: Duration::ZERO,
+        }
+    }
+}
+
+/// A throttle time as the wire's `throttle_time_ms`.
+fn millis(throttle: Duration) -> i32 {
+    throttle.as_millis().min(i32::MAX as u128) as i32
 }
 
 /// A request frame as the connection read it.
@@ -208,7 +251,7 @@ pub async fn dispatch(
     frame: RequestFrame,
     client_host: &str,
     session: &mut Session,
-) -> Result<Pending, CloseReason> {
+) -> Result<Dispatched, CloseReason> {
     let RequestFrame {
         bytes: frame,
         received,
@@ -220,7 +263,7 @@ pub async fn dispatch(
         .map_err(CloseReason::Protocol)?;
     shard.stats().request(request.api_key as i16, frame_bytes);
     let version = request.version();
-    let context = RequestContext {
+    let mut context = RequestContext {
         api_key: request.api_key,
         version,
         correlation_id: request.header.correlation_id,
@@ -228,6 +271,8 @@ pub async fn dispatch(
         client_host: client_host.to_string(),
         listener: session.listener(),
         principal: session.principal(),
+        throttle_time_ms: 0,
+        time_throttle_ms: None,
     };
     let spec = APIS
         .iter()
@@ -236,7 +281,8 @@ pub async fn dispatch(
     if request.api_key == ApiKey::ApiVersions && version > spec.max {
         return Ok(ready(Some(
             api_versions::unsupported_version_reply(&context).into(),
-        )));
+        ))
+        .into());
     }
     if version < spec.min || version > spec.max {
         return Err(CloseReason::Protocol(format!(
@@ -259,140 +305,247 @@ pub async fn dispatch(
         };
         let frame =
             spate_net::legacy::encode_list_offsets_v0(context.correlation_id, response, &wanted);
-        return Ok(ready(Some(frame.into())));
+        return Ok(ready(Some(frame.into())).into());
     }
     let body = request.decode_body()?;
+    // Client quotas (`crate::quota`): replication, and a client still authenticating, are
+    // exempt. Each kind costs one check when no quota of it is set.
+    let image = shard.image();
+    let exempt = !session.is_open()
+        || matches!(&body, RequestKind::Fetch(fetch) if fetch::is_follower(&context, fetch));
+    let timed = !exempt && image.quotas().any(QuotaKey::RequestPercentage);
+    let record_time = |principal: &str, client_id: Option<&str>, busy: Duration| {
+        let who = Who::new(principal, client_id);
+        let percent = busy.as_secs_f64() * 100.0;
+        let key = QuotaKey::RequestPercentage;
+        shard
+            .quotas
+            .record(image.quotas(), key, who, percent, Instant::now())
+    };
+    if let RequestKind::Produce(body) = body {
+        let mut throttle = Duration::ZERO;
+        if !exempt && image.quotas().any(QuotaKey::ProducerByteRate) {
+            // As Kafka: a produce counts its request's size, before it is appended.
+            let who = Who::new(&context.principal, context.client_id.as_deref());
+            let key = QuotaKey::ProducerByteRate;
+            throttle =
+                shard
+                    .quotas
+                    .record(image.quotas(), key, who, frame_bytes as f64, Instant::now());
+            context.throttle_time_ms = millis(throttle);
+        }
+        if !timed {
+            return Ok(Dispatched {
+                pending: produce::handle(shard, context, body, received).await?,
+                throttle,
+            });
+        }
+        let (principal, client_id) = (context.principal.clone(), context.client_id.clone());
+        let late = Rc::new(std::cell::Cell::new(0));
+        context.time_throttle_ms = Some(late.clone());
+        let (pending, busy) = Timed::new(produce::handle(shard, context, body, received)).await;
+        let throttle = throttle.max(record_time(&principal, client_id.as_deref(), busy));
+        late.set(millis(throttle));
+        return Ok(Dispatched {
+            pending: pending?,
+            throttle,
+        });
+    }
+    let (handled, busy) = if timed {
+        Timed::new(respond(shard, &context, body, session)).await
+    } else {
+        (
+            respond(shard, &context, body, session).await,
+            Duration::ZERO,
+        )
+    };
+    let mut throttle = if timed {
+        record_time(&context.principal, context.client_id.as_deref(), busy)
+    } else {
+        Duration::ZERO
+    };
+    let mut response = match handled? {
+        Handled::Response(response) => response,
+        Handled::Frame(frame, own) => {
+            return Ok(Dispatched {
+                pending: ready(Some(frame)),
+                throttle: throttle.max(own),
+            })
+        }
+    };
+    if !throttle.is_zero() && !set_throttle(&mut response, millis(throttle)) {
+        // A response with no field to say so (the SASL ones, DescribeQuorum) is not held
+        // back either: Kafka throttles none of them.
+        throttle = Duration::ZERO;
+    }
+    shard
+        .stats()
+        .response_errors(context.api_key as i16, |count| {
+            crate::request_errors::each_error(&response, count)
+        });
+    Ok(Dispatched {
+        pending: ready(Some(encode(&context, &response)?.into())),
+        throttle,
+    })
+}
+
+/// What a handler produced.
+// Moved once, from the handler to `dispatch`: boxing the response would cost every request
+// an allocation to save a copy.
+#[allow(clippy::large_enum_variant)]
+enum Handled {
+    /// A response to encode.
+    Response(ResponseKind),
+    /// A response frame already encoded (Fetch, whose records are pieces of it), and how
+    /// long its client must wait.
+    Frame(Frame, Duration),
+}
+
+/// Runs the handler of a decoded request (all but Produce, which `dispatch` runs itself).
+async fn respond(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    body: RequestKind,
+    session: &mut Session,
+) -> Result<Handled, CloseReason> {
     let response = match body {
-        RequestKind::Produce(body) => return produce::handle(shard, context, body, received).await,
+        RequestKind::Produce(_) => unreachable!("dispatch runs Produce itself"),
         RequestKind::Fetch(body) => {
-            return Ok(ready(Some(fetch::handle(shard, &context, body).await)));
+            let (frame, throttle) = fetch::handle(shard, context, body).await;
+            return Ok(Handled::Frame(frame, throttle));
         }
         RequestKind::ListOffsets(body) => {
-            ResponseKind::ListOffsets(list_offsets::handle(shard, &context, body).await)
+            ResponseKind::ListOffsets(list_offsets::handle(shard, context, body).await)
         }
         RequestKind::Metadata(body) => {
-            ResponseKind::Metadata(metadata::handle(shard, &context, body).await)
+            ResponseKind::Metadata(metadata::handle(shard, context, body).await)
         }
         RequestKind::ApiVersions(body) => {
-            ResponseKind::ApiVersions(api_versions::handle(&context, body))
+            ResponseKind::ApiVersions(api_versions::handle(context, body))
         }
         RequestKind::CreateTopics(body) => {
-            ResponseKind::CreateTopics(create_topics::handle(shard, &context, body).await)
+            ResponseKind::CreateTopics(create_topics::handle(shard, context, body).await)
         }
         RequestKind::DeleteTopics(body) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(shard, &context, body).await)
+            ResponseKind::DeleteTopics(delete_topics::handle(shard, context, body).await)
         }
         RequestKind::DeleteRecords(body) => {
-            ResponseKind::DeleteRecords(delete_records::handle(shard, &context, body).await)
+            ResponseKind::DeleteRecords(delete_records::handle(shard, context, body).await)
         }
         RequestKind::InitProducerId(body) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(shard, &context, body).await)
+            ResponseKind::InitProducerId(init_producer_id::handle(shard, context, body).await)
         }
         RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::handle(shard, &context, body).await,
+            offset_for_leader_epoch::handle(shard, context, body).await,
         ),
         RequestKind::DescribeConfigs(body) => {
-            ResponseKind::DescribeConfigs(describe_configs::handle(shard, &context, body))
+            ResponseKind::DescribeConfigs(describe_configs::handle(shard, context, body))
         }
         RequestKind::CreatePartitions(body) => {
-            ResponseKind::CreatePartitions(create_partitions::handle(shard, &context, body).await)
+            ResponseKind::CreatePartitions(create_partitions::handle(shard, context, body).await)
         }
         RequestKind::DescribeCluster(body) => {
-            ResponseKind::DescribeCluster(describe_cluster::handle(shard, &context, body))
+            ResponseKind::DescribeCluster(describe_cluster::handle(shard, context, body))
         }
         RequestKind::FindCoordinator(body) => {
-            ResponseKind::FindCoordinator(find_coordinator::handle(shard, &context, body))
+            ResponseKind::FindCoordinator(find_coordinator::handle(shard, context, body))
         }
         RequestKind::JoinGroup(body) => {
-            ResponseKind::JoinGroup(join_group::handle(shard, &context, body).await)
+            ResponseKind::JoinGroup(join_group::handle(shard, context, body).await)
         }
         RequestKind::SyncGroup(body) => {
-            ResponseKind::SyncGroup(sync_group::handle(shard, &context, body).await)
+            ResponseKind::SyncGroup(sync_group::handle(shard, context, body).await)
         }
         RequestKind::Heartbeat(body) => {
-            ResponseKind::Heartbeat(heartbeat::handle(shard, &context, body))
+            ResponseKind::Heartbeat(heartbeat::handle(shard, context, body))
         }
         RequestKind::LeaveGroup(body) => {
-            ResponseKind::LeaveGroup(leave_group::handle(shard, &context, body))
+            ResponseKind::LeaveGroup(leave_group::handle(shard, context, body))
         }
         RequestKind::OffsetCommit(body) => {
-            ResponseKind::OffsetCommit(offset_commit::handle(shard, &context, body).await)
+            ResponseKind::OffsetCommit(offset_commit::handle(shard, context, body).await)
         }
         RequestKind::OffsetFetch(body) => {
-            ResponseKind::OffsetFetch(offset_fetch::handle(shard, &context, body))
+            ResponseKind::OffsetFetch(offset_fetch::handle(shard, context, body))
         }
         RequestKind::ListGroups(body) => {
-            ResponseKind::ListGroups(list_groups::handle(shard, &context, body))
+            ResponseKind::ListGroups(list_groups::handle(shard, context, body))
         }
         RequestKind::DescribeGroups(body) => {
-            ResponseKind::DescribeGroups(describe_groups::handle(shard, &context, body))
+            ResponseKind::DescribeGroups(describe_groups::handle(shard, context, body))
         }
         RequestKind::DeleteGroups(body) => {
-            ResponseKind::DeleteGroups(delete_groups::handle(shard, &context, body).await)
+            ResponseKind::DeleteGroups(delete_groups::handle(shard, context, body).await)
         }
         RequestKind::OffsetDelete(body) => {
-            ResponseKind::OffsetDelete(offset_delete::handle(shard, &context, body).await)
+            ResponseKind::OffsetDelete(offset_delete::handle(shard, context, body).await)
         }
         RequestKind::AlterConfigs(body) => {
-            ResponseKind::AlterConfigs(alter_configs::handle(shard, &context, body).await)
+            ResponseKind::AlterConfigs(alter_configs::handle(shard, context, body).await)
         }
         RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
-            alter_configs::handle_incremental(shard, &context, body).await,
+            alter_configs::handle_incremental(shard, context, body).await,
         ),
         RequestKind::DescribeTopicPartitions(body) => ResponseKind::DescribeTopicPartitions(
-            describe_topic_partitions::handle(shard, &context, body),
+            describe_topic_partitions::handle(shard, context, body),
         ),
         RequestKind::DescribeQuorum(body) => {
-            ResponseKind::DescribeQuorum(describe_quorum::handle(shard, &context, body))
+            ResponseKind::DescribeQuorum(describe_quorum::handle(shard, context, body))
         }
         RequestKind::ElectLeaders(body) => {
-            ResponseKind::ElectLeaders(elect_leaders::handle(shard, &context, body).await)
+            ResponseKind::ElectLeaders(elect_leaders::handle(shard, context, body).await)
         }
         RequestKind::AlterPartitionReassignments(body) => {
             ResponseKind::AlterPartitionReassignments(
-                reassignments::alter(shard, &context, body).await,
+                reassignments::alter(shard, context, body).await,
             )
         }
         RequestKind::ListPartitionReassignments(body) => {
-            ResponseKind::ListPartitionReassignments(reassignments::list(shard, &context, body))
+            ResponseKind::ListPartitionReassignments(reassignments::list(shard, context, body))
         }
         RequestKind::DescribeLogDirs(body) => {
-            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(shard, &context, body).await)
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(shard, context, body).await)
         }
         RequestKind::GetTelemetrySubscriptions(body) => {
-            ResponseKind::GetTelemetrySubscriptions(telemetry::subscriptions(&context, body))
+            ResponseKind::GetTelemetrySubscriptions(telemetry::subscriptions(context, body))
         }
         RequestKind::PushTelemetry(body) => {
-            ResponseKind::PushTelemetry(telemetry::push(&context, body))
+            ResponseKind::PushTelemetry(telemetry::push(context, body))
         }
         RequestKind::ConsumerGroupHeartbeat(body) => ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(shard, &context, body).await,
+            consumer_group_heartbeat::handle(shard, context, body).await,
         ),
         RequestKind::ConsumerGroupDescribe(body) => ResponseKind::ConsumerGroupDescribe(
-            consumer_group_describe::handle(shard, &context, body),
+            consumer_group_describe::handle(shard, context, body),
         ),
         RequestKind::SaslHandshake(body) => {
             ResponseKind::SaslHandshake(sasl::handshake(shard, session, body))
         }
         RequestKind::SaslAuthenticate(body) => {
-            ResponseKind::SaslAuthenticate(sasl::authenticate(shard, &context, session, body))
+            ResponseKind::SaslAuthenticate(sasl::authenticate(shard, context, session, body))
         }
         RequestKind::DescribeUserScramCredentials(body) => {
             ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(
-                shard, &context, body,
+                shard, context, body,
             ))
         }
         RequestKind::AlterUserScramCredentials(body) => ResponseKind::AlterUserScramCredentials(
-            scram_credentials::alter(shard, &context, body).await,
+            scram_credentials::alter(shard, context, body).await,
         ),
         RequestKind::DescribeAcls(body) => {
-            ResponseKind::DescribeAcls(acls::describe(shard, &context, body))
+            ResponseKind::DescribeAcls(acls::describe(shard, context, body))
         }
         RequestKind::CreateAcls(body) => {
-            ResponseKind::CreateAcls(acls::create(shard, &context, body).await)
+            ResponseKind::CreateAcls(acls::create(shard, context, body).await)
         }
         RequestKind::DeleteAcls(body) => {
-            ResponseKind::DeleteAcls(acls::delete(shard, &context, body).await)
+            ResponseKind::DeleteAcls(acls::delete(shard, context, body).await)
+        }
+        RequestKind::DescribeClientQuotas(body) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(shard, context, body))
+        }
+        RequestKind::AlterClientQuotas(body) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(shard, context, body).await)
         }
         other => {
             return Err(CloseReason::Protocol(format!(
@@ -401,12 +554,66 @@ pub async fn dispatch(
             )))
         }
     };
-    shard
-        .stats()
-        .response_errors(context.api_key as i16, |count| {
-            crate::request_errors::each_error(&response, count)
-        });
-    Ok(ready(Some(encode(&context, &response)?.into())))
+    Ok(Handled::Response(response))
+}
+
+/// Sets a response's throttle_time_ms; false for the responses that have none.
+fn set_throttle(response: &mut ResponseKind, throttle_time_ms: i32) -> bool {
+    macro_rules! throttled {
+        ($($kind:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$kind(response) => {
+                    response.throttle_time_ms = throttle_time_ms;
+                    true
+                })*
+                _ => false,
+            }
+        };
+    }
+    throttled!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        InitProducerId,
+        OffsetForLeaderEpoch,
+        DescribeConfigs,
+        CreatePartitions,
+        DescribeCluster,
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        ListGroups,
+        DescribeGroups,
+        DeleteGroups,
+        OffsetDelete,
+        AlterConfigs,
+        IncrementalAlterConfigs,
+        DescribeTopicPartitions,
+        ElectLeaders,
+        AlterPartitionReassignments,
+        ListPartitionReassignments,
+        DescribeLogDirs,
+        GetTelemetrySubscriptions,
+        PushTelemetry,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        DescribeAcls,
+        CreateAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+    )
 }
 
 /// Encodes a response frame for a request.

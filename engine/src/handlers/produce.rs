@@ -203,7 +203,9 @@ pub async fn handle(
                 None => Ok(None),
             };
         }
-        let mut response = ProduceResponse::default().with_responses(responses);
+        let mut response = ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(context.response_throttle_ms());
         if context.version >= LEADER_HINTS_VERSION {
             super::leader_hints::add_to_produce(&shard.image(), context.listener, &mut response);
         }

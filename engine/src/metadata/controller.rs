@@ -26,6 +26,7 @@ use super::image::{
 use super::records::MetadataRecord;
 use super::store::LegacyCatalog;
 use crate::partition::{BrokerId, NodeId, ShardId};
+use crate::quota::store::{QuotaEntity, QuotaKey, QuotaValue};
 use crate::security::acl::{AclBinding, AclFilter};
 use crate::security::scram::{Mechanism, ScramCredential};
 use crate::security::ListenerEndpoint;
@@ -147,6 +148,12 @@ pub enum ControllerRequest {
     DeleteAcls {
         /// The filters.
         filters: Vec<AclFilter>,
+    },
+    /// AlterClientQuotas, checked by the handler (entities, keys and values valid): sets
+    /// (`Some`) or removes (`None`) each quota.
+    AlterClientQuotas {
+        /// The changes, in order.
+        changes: Vec<(QuotaEntity, QuotaKey, Option<QuotaValue>)>,
     },
     /// A block of producer ids for a shard to hand out.
     AllocateProducerIds,
@@ -295,6 +302,8 @@ pub enum ControllerReply {
     /// Per filter, in order: the ACLs it removed (an ACL that two filters match is
     /// reported by the first).
     DeleteAcls(Vec<Vec<AclBinding>>),
+    /// The quotas are as asked.
+    ClientQuotasAltered,
 }
 
 /// Why the controller refused (part of) a request. Each maps to one Kafka error code
@@ -644,6 +653,24 @@ impl ControllerState {
                 (records, ControllerReply::CreateAcls)
             }
             ControllerRequest::DeleteAcls { filters } => self.delete_acls(filters),
+            ControllerRequest::AlterClientQuotas { changes } => {
+                // A record per change that changes something: setting a quota to its
+                // value, or removing one that is not there, writes nothing.
+                let mut records = Vec::new();
+                for (entity, key, value) in changes {
+                    let current = self
+                        .image
+                        .quotas()
+                        .get(&entity)
+                        .and_then(|values| values.get(key));
+                    if current.map(QuotaValue) != value {
+                        let record = MetadataRecord::ClientQuota { entity, key, value };
+                        self.apply(std::slice::from_ref(&record));
+                        records.push(record);
+                    }
+                }
+                (records, ControllerReply::ClientQuotasAltered)
+            }
             ControllerRequest::AllocateProducerIds => {
                 let start = self.image.next_producer_id;
                 let records = vec![MetadataRecord::ProducerIds {

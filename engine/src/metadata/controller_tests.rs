@@ -789,3 +789,39 @@ fn acls_are_created_once_and_deleted_by_filter() {
     );
     assert_eq!(controller.image().acls().iter().len(), 1);
 }
+
+#[test]
+fn client_quotas_write_a_record_per_real_change() {
+    use crate::quota::store::{EntityName, QuotaEntity, QuotaKey, QuotaValue};
+    let mut controller = started(1);
+    let alice = QuotaEntity {
+        user: Some(EntityName::Name("alice".into())),
+        client_id: None,
+    };
+    let set = |value: Option<f64>| ControllerRequest::AlterClientQuotas {
+        changes: vec![(
+            alice.clone(),
+            QuotaKey::ProducerByteRate,
+            value.map(QuotaValue),
+        )],
+    };
+    let (records, reply) = controller.handle(set(Some(1024.0)));
+    assert!(matches!(reply, ControllerReply::ClientQuotasAltered));
+    assert_eq!(records.len(), 1);
+    let resolved = controller
+        .image()
+        .quotas()
+        .resolve(QuotaKey::ProducerByteRate, "alice", "any")
+        .unwrap();
+    assert_eq!(resolved.bound, 1024.0);
+    let (records, _) = controller.handle(set(Some(1024.0)));
+    assert!(records.is_empty(), "the same value again changes nothing");
+    let (records, _) = controller.handle(set(None));
+    assert_eq!(records.len(), 1);
+    let (records, _) = controller.handle(set(None));
+    assert!(
+        records.is_empty(),
+        "removing what is not there changes nothing"
+    );
+    assert_eq!(controller.image().quotas().iter().len(), 0);
+}

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::records::MetadataRecord;
 use crate::partition::{BrokerId, LeaderEpoch};
+use crate::quota::store::{QuotaStore, QuotaValue};
 use crate::security::acl::AclStore;
 use crate::security::scram::{Mechanism, ScramCredential};
 
@@ -240,6 +241,8 @@ pub struct MetadataImage {
     scram: Arc<BTreeMap<(String, Mechanism), ScramCredential>>,
     /// ACLs (`crate::security::acl`), indexed for the authorizer.
     acls: Arc<AclStore>,
+    /// Client quotas (`crate::quota`), indexed for each request's lookup.
+    quotas: Arc<QuotaStore>,
 }
 
 impl MetadataImage {
@@ -268,6 +271,11 @@ impl MetadataImage {
     /// The ACLs.
     pub fn acls(&self) -> &AclStore {
         &self.acls
+    }
+
+    /// The client quotas.
+    pub fn quotas(&self) -> &QuotaStore {
+        &self.quotas
     }
 
     /// A user's SCRAM credential for a mechanism.
@@ -439,6 +447,9 @@ impl MetadataImage {
             MetadataRecord::RemoveAcl(binding) => {
                 Arc::make_mut(&mut self.acls).remove(binding);
             }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                Arc::make_mut(&mut self.quotas).set(entity, *key, value.map(|value| value.0));
+            }
         }
         self.version = version;
         Ok(())
@@ -477,6 +488,17 @@ impl MetadataImage {
             });
         }
         records.extend(self.acls.iter().cloned().map(MetadataRecord::Acl));
+        for (entity, values) in self.quotas.iter() {
+            records.extend(
+                values
+                    .iter()
+                    .map(|(key, value)| MetadataRecord::ClientQuota {
+                        entity: entity.clone(),
+                        key,
+                        value: Some(QuotaValue(value)),
+                    }),
+            );
+        }
         records
     }
 
@@ -633,6 +655,14 @@ mod tests {
                 operation: crate::security::acl::AclOperation::Write,
                 permission: crate::security::acl::AclPermission::Allow,
             }),
+            MetadataRecord::ClientQuota {
+                entity: crate::quota::store::QuotaEntity {
+                    user: Some(crate::quota::store::EntityName::Name("alice".into())),
+                    client_id: Some(crate::quota::store::EntityName::Default),
+                },
+                key: crate::quota::QuotaKey::ProducerByteRate,
+                value: Some(QuotaValue(1024.0)),
+            },
             MetadataRecord::Topic {
                 name: "orders".into(),
                 id,
@@ -663,6 +693,7 @@ mod tests {
         assert_eq!(copy.next_producer_id, 3000);
         assert_eq!(copy.partition_count(), 2);
         assert_eq!(copy.acls().iter().len(), 1);
+        assert_eq!(copy.quotas().iter().len(), 1);
         assert!(copy.verifies_password("alice", "secret"));
         assert!(!copy.verifies_password("alice", "wrong"));
         assert_eq!(

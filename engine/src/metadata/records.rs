@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::image::{BrokerRegistration, PartitionAssignment};
 use crate::partition::{BrokerId, NodeId};
+use crate::quota::store::{QuotaEntity, QuotaKey, QuotaValue};
 use crate::security::acl::AclBinding;
 use crate::security::scram::{Mechanism, ScramCredential};
 
@@ -108,6 +109,15 @@ pub enum MetadataRecord {
     Acl(AclBinding),
     /// An ACL was removed.
     RemoveAcl(AclBinding),
+    /// A client quota was set or removed (Kafka's `ClientQuotaRecord`).
+    ClientQuota {
+        /// Whom it binds.
+        entity: QuotaEntity,
+        /// What it bounds.
+        key: QuotaKey,
+        /// The bound; `None` removes the quota.
+        value: Option<QuotaValue>,
+    },
 }
 
 impl MetadataRecord {
@@ -165,6 +175,10 @@ impl MetadataRecord {
             }
             MetadataRecord::Acl(binding) => format!("ACL {}", binding.describe()),
             MetadataRecord::RemoveAcl(binding) => format!("removal of ACL {}", binding.describe()),
+            MetadataRecord::ClientQuota { entity, key, value } => match value {
+                Some(value) => format!("quota {}={} of {}", key.name(), value.0, entity.describe()),
+                None => format!("removal of quota {} of {}", key.name(), entity.describe()),
+            },
         }
     }
 }

@@ -18,8 +18,11 @@
 //!   image (`MetadataRecord::Acl`); [`authorizer`]'s `Access` is what handlers ask before
 //!   they act, with the connection's principal from its [`session`].
 //!
-//! Not yet built (issue 18): kTLS, the principal of a client certificate, quotas, SASL
-//! between brokers.
+//! Client quotas, the other half of keeping one client from taking the broker, are in
+//! `crate::quota`.
+//!
+//! Not yet built (issue 18): kTLS, the principal of a client certificate, SASL between
+//! brokers.
 
 pub mod acl;
 pub mod authorizer;

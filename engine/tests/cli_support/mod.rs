@@ -306,6 +306,29 @@ pub fn committed(broker: &Broker, group: &str, topic: &str) -> BTreeMap<i64, i64
         .collect()
 }
 
+/// Polls `spate COMMAND --json`, seen through `view`, until it shows `expected` (a change
+/// made through one shard reaches the others a moment later).
+#[allow(dead_code)] // not every test binary that includes this module polls
+pub fn wait_for_json<T: PartialEq + std::fmt::Debug>(
+    broker: &Broker,
+    command: &[&str],
+    view: impl Fn(&Value) -> T,
+    expected: T,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = view(&broker.json(command));
+        if seen == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spate {command:?} never showed {expected:#?}; last: {seen:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Polls `group describe` until `check` accepts it.
 pub fn wait_for_group(
     broker: &Broker,
