@@ -135,6 +135,7 @@ pub fn describe(
         DescribeClientQuotasResponse::default()
             .with_error_code(code)
             .with_error_message(Some(StrBytes::from_string(message)))
+            .with_entries(None)
     };
     if !Access::new(shard, context).cluster(AclOperation::DescribeConfigs) {
         return error(
@@ -180,6 +181,7 @@ pub fn describe(
         .collect();
     DescribeClientQuotasResponse::default()
         .with_error_code(NONE)
+        .with_error_message(None)
         .with_entries(Some(entries))
 }
 

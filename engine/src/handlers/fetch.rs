@@ -57,15 +57,25 @@ const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 /// isolation_level value for read_committed.
 const READ_COMMITTED: i8 = 1;
 
+/// A fetch's answer, and what client quotas make of it (`crate::quota`).
+pub struct Fetched {
+    /// The response frame.
+    pub frame: Frame,
+    /// How long the connection must wait before its next request: a consumer over its
+    /// consumer_byte_rate quota, answered empty.
+    pub throttle: Duration,
+    /// The bytes recorded against the consumer's quota (taken back if another quota
+    /// throttles the fetch after all).
+    pub charged: f64,
+}
+
 /// Answers once `min_bytes` are available, an error occurs, or `max_wait_ms` passes, with
-/// the records as pieces of the response frame (see `spate_net::fetch_response`), and how
-/// long the connection must wait before its next request (a consumer over its
-/// consumer_byte_rate quota, `crate::quota`).
+/// the records as pieces of the response frame (see `spate_net::fetch_response`).
 pub async fn handle(
     shard: &Rc<Shard>,
     context: &RequestContext,
     mut request: FetchRequest,
-) -> (Frame, Duration) {
+) -> Fetched {
     let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = request.min_bytes.max(0) as usize;
@@ -83,6 +93,7 @@ pub async fn handle(
         let read = read_all(shard, context, &request, follower, &refused).await;
         let now = Instant::now();
         if read.bytes >= min_bytes || read.any_error || now >= deadline {
+            let mut charged = 0.0;
             if quota {
                 let image = shard.image();
                 let key = QuotaKey::ConsumerByteRate;
@@ -96,8 +107,13 @@ pub async fn handle(
                     shard
                         .quotas
                         .unrecord(image.quotas(), key, who, read.bytes as f64);
-                    return (throttled(context, throttle), throttle);
+                    return Fetched {
+                        frame: throttled(context, throttle),
+                        throttle,
+                        charged,
+                    };
                 }
+                charged = read.bytes as f64;
             }
             let mut response = FetchResponse::default()
                 .with_session_id(0)
@@ -133,7 +149,11 @@ pub async fn handle(
                 &response,
                 read.records,
             );
-            return (frame, Duration::ZERO);
+            return Fetched {
+                frame,
+                throttle: Duration::ZERO,
+                charged,
+            };
         }
         // Wait for a high watermark of a partition read to advance. The notifications were
         // taken before reading, so data that became visible meanwhile wakes us at once.
@@ -156,7 +176,7 @@ pub fn is_follower(context: &RequestContext, request: &FetchRequest) -> bool {
 
 /// The empty answer to a throttled consumer (Kafka's `getThrottledResponse` without a
 /// fetch session).
-fn throttled(context: &RequestContext, throttle: Duration) -> Frame {
+pub fn throttled(context: &RequestContext, throttle: Duration) -> Frame {
     let response = FetchResponse::default()
         .with_session_id(0)
         .with_throttle_time_ms(throttle.as_millis().min(i32::MAX as u128) as i32);

@@ -366,11 +366,23 @@ pub async fn dispatch(
     };
     let mut response = match handled? {
         Handled::Response(response) => response,
-        Handled::Frame(frame, own) => {
+        Handled::Fetch(mut fetched) => {
+            if throttle > fetched.throttle {
+                // As Kafka: a fetch throttled by its request time is answered empty too, and
+                // its bytes do not count against the consumer.
+                if fetched.charged > 0.0 {
+                    let who = Who::new(&context.principal, context.client_id.as_deref());
+                    let key = QuotaKey::ConsumerByteRate;
+                    shard
+                        .quotas
+                        .unrecord(image.quotas(), key, who, fetched.charged);
+                }
+                fetched.frame = fetch::throttled(&context, throttle);
+            }
             return Ok(Dispatched {
-                pending: ready(Some(frame)),
-                throttle: throttle.max(own),
-            })
+                pending: ready(Some(fetched.frame)),
+                throttle: throttle.max(fetched.throttle),
+            });
         }
     };
     if !throttle.is_zero() && !set_throttle(&mut response, millis(throttle)) {
@@ -396,9 +408,8 @@ pub async fn dispatch(
 enum Handled {
     /// A response to encode.
     Response(ResponseKind),
-    /// A response frame already encoded (Fetch, whose records are pieces of it), and how
-    /// long its client must wait.
-    Frame(Frame, Duration),
+    /// A Fetch response, already encoded (its records are pieces of the frame).
+    Fetch(fetch::Fetched),
 }
 
 /// Runs the handler of a decoded request (all but Produce, which `dispatch` runs itself).
@@ -411,8 +422,7 @@ async fn respond(
     let response = match body {
         RequestKind::Produce(_) => unreachable!("dispatch runs Produce itself"),
         RequestKind::Fetch(body) => {
-            let (frame, throttle) = fetch::handle(shard, context, body).await;
-            return Ok(Handled::Frame(frame, throttle));
+            return Ok(Handled::Fetch(fetch::handle(shard, context, body).await));
         }
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(list_offsets::handle(shard, context, body).await)

@@ -657,7 +657,15 @@ impl ControllerState {
                 // A record per change that changes something: setting a quota to its
                 // value, or removing one that is not there, writes nothing.
                 let mut records = Vec::new();
+                // Checked again here, as Kafka's ClientQuotaControlManager does (a call may
+                // come from any node's handler): what is not valid is left out.
                 for (entity, key, value) in changes {
+                    let key_valid = |value: f64| key.validate(value).is_ok();
+                    if !(entity.user.is_some() || entity.client_id.is_some())
+                        || value.is_some_and(|value| !key_valid(value.0))
+                    {
+                        continue;
+                    }
                     let current = self
                         .image
                         .quotas()

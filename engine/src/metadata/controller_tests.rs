@@ -824,4 +824,18 @@ fn client_quotas_write_a_record_per_real_change() {
         "removing what is not there changes nothing"
     );
     assert_eq!(controller.image().quotas().iter().len(), 0);
+    // What a handler should have refused is left out here too.
+    let (records, _) = controller.handle(set(Some(0.0)));
+    assert!(records.is_empty(), "a zero rate is not a quota");
+    let (records, _) = controller.handle(ControllerRequest::AlterClientQuotas {
+        changes: vec![(
+            QuotaEntity {
+                user: None,
+                client_id: None,
+            },
+            QuotaKey::ProducerByteRate,
+            Some(QuotaValue(1.0)),
+        )],
+    });
+    assert!(records.is_empty(), "an entity must name someone");
 }

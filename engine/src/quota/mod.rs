@@ -59,9 +59,6 @@ struct SensorKey {
     client_id: Option<String>,
 }
 
-/// The longest wait the wire's throttle_time_ms can say.
-const MAX_THROTTLE: Duration = Duration::from_millis(i32::MAX as u64);
-
 /// Sensors are dropped once their bucket is full again, when there are more than this.
 const SENSORS_BEFORE_PURGE: usize = 1024;
 
@@ -102,12 +99,13 @@ impl ShardQuotas {
         let Some(resolved) = store.resolve(key, who.user, who.client_id) else {
             return Duration::ZERO;
         };
-        // Kafka bounds a request-time throttle by one window, and byte rates by nothing: a
-        // cap there would forgive the bytes of a request larger than the bound allows in a
-        // span (the samples that held them expire during the wait).
+        // Kafka bounds a request-time throttle by one window. A byte-rate throttle is
+        // bounded by the whole span: the bucket keeps what the client still owes, so its
+        // next request is throttled again, while a muted connection whose client has gone
+        // notices within the span instead of holding its descriptor for days.
         let cap = match key {
             QuotaKey::RequestPercentage => self.window.window,
-            _ => MAX_THROTTLE,
+            _ => self.window.span(),
         };
         self.with_sensor(key, resolved.sensor, who, now, |rate, window| {
             rate.record_and_throttle(value, resolved.bound, now, window, cap)
@@ -152,6 +150,7 @@ impl ShardQuotas {
         if sensors.len() > self.purge_above.get() {
             // A full bucket is what a new sensor starts with: dropping it changes nothing.
             sensors.retain(|_, rate| !rate.is_idle(now));
+            sensors.shrink_to_fit();
             self.purge_above
                 .set((sensors.len() * 2).max(SENSORS_BEFORE_PURGE));
         }

@@ -91,7 +91,7 @@ impl Rate {
         self.refill(bound, now, config);
         self.tokens -= value;
         let missing = (config.max_in_window(bound) - self.tokens).max(0.0);
-        self.full_at = self.updated + Duration::from_secs_f64((missing / bound).min(1e9));
+        self.full_at = self.updated + seconds(missing / bound);
     }
 
     /// Whether the bucket is full again at `now`: the sensor can be dropped.
@@ -113,8 +113,15 @@ impl Rate {
         if self.tokens >= 0.0 {
             return Duration::ZERO;
         }
-        Duration::from_secs_f64((-self.tokens / bound).min(1e9)).min(cap)
+        seconds(-self.tokens / bound).min(cap)
     }
+}
+
+/// A wait in seconds as a duration; what no bound could mean (negative, NaN, past a
+/// billion seconds) is clamped rather than a panic. Bounds are validated positive before
+/// they are stored, so this is the last line, not the first.
+fn seconds(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value.clamp(0.0, 1e9)).unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]

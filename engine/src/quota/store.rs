@@ -170,6 +170,10 @@ impl QuotaEntity {
             if slot.is_some() {
                 return Err(format!("entity type {entity_type} appears twice"));
             }
+            if name == Some("") {
+                // As Kafka: an empty name would bind every client that sends no client id.
+                return Err(format!("empty {entity_type} names are not supported"));
+            }
             *slot = Some(EntityName::from_wire(name));
         }
         if entity.user.is_none() && entity.client_id.is_none() {
@@ -358,7 +362,10 @@ impl QuotaStore {
             return None;
         }
         let found = |values: Option<&QuotaValues>, by_user, by_client_id| {
-            let bound = values?.get(key)?;
+            // Validated positive before stored; a record that says otherwise binds nothing.
+            let bound = values?
+                .get(key)
+                .filter(|bound| bound.is_finite() && *bound > 0.0)?;
             Some(Resolved {
                 bound,
                 sensor: SensorScope {

@@ -95,6 +95,10 @@ fn entities_and_values_are_validated_as_kafka_does() {
     assert!(parse(&[("user", Some("a")), ("user", Some("b"))]).is_err());
     assert!(parse(&[("ip", Some("127.0.0.1"))]).is_err());
     assert!(parse(&[("group", Some("g"))]).is_err());
+    assert!(
+        parse(&[("client-id", Some(""))]).is_err(),
+        "Kafka refuses empty names"
+    );
     assert!(QuotaKey::parse("producer_byte_rate").is_ok());
     assert!(QuotaKey::parse("controller_mutation_rate")
         .unwrap_err()
@@ -113,4 +117,13 @@ fn entities_round_trip_through_json() {
     let json = serde_json::to_string(&alice).unwrap();
     assert_eq!(json, r#"{"user":{"name":"alice"},"client_id":"default"}"#);
     assert_eq!(serde_json::from_str::<QuotaEntity>(&json).unwrap(), alice);
+}
+
+#[test]
+fn a_stored_bound_that_is_not_positive_binds_nothing() {
+    // Only a damaged journal could hold one: the handler and the controller refuse them.
+    let mut store = QuotaStore::default();
+    store.set(&entity(Some(Some("alice")), None), PRODUCE, Some(-1.0));
+    store.set(&entity(None, Some(None)), PRODUCE, Some(f64::NAN));
+    assert_eq!(store.resolve(PRODUCE, "alice", "app"), None);
 }
