@@ -50,8 +50,9 @@ def certs(tmp_path_factory) -> Path:
     signed(directory, "server", "/CN=localhost",
            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
            "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
-    signed(directory, "client", "/CN=alice",
-           "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n")
+    client = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"
+    signed(directory, "client", "/CN=alice", client)
+    signed(directory, "bob", "/O=Acme, Inc./CN=bob", client)
     return directory
 
 
@@ -219,3 +220,47 @@ def test_client_certificates_are_required_when_asked(mtls_broker, unique_topic, 
                                 config)
     assert not errors and len(delivered) == 50
     mtls_broker.assert_alive()
+
+
+@pytest.fixture
+def mtls_acl_broker(request, spate_bin, ci_tmp, certs):
+    yield from make_broker(request, spate_bin, ci_tmp, broker_class=TlsBroker, certs=certs,
+                           client_auth="required",
+                           extra_args=["--authorizer", "acl", "--super-users", "User:ANONYMOUS"])
+
+
+def test_a_client_certificate_is_the_principal(mtls_acl_broker, unique_topic, certs):
+    """On an SSL listener the client certificate's subject, in Kafka's RFC 2253 form, is the
+    principal the authorizer checks: alice's certificate may write where an ACL for
+    User:CN=alice allows it, bob's (O=Acme, Inc.) is refused with TOPIC_AUTHORIZATION_FAILED
+    and allowed once his escaped distinguished name has an ACL too."""
+    broker = mtls_acl_broker
+    topic = unique_topic("cert-principal")
+    create_topic(broker.bootstrap, topic, 1)
+    def allow(principal: str) -> None:
+        spate("acl", "add", "--allow", principal, "--operation", "Write", "--operation",
+              "Describe", "--topic", topic, "--brokers", broker.bootstrap)
+    allow("User:CN=alice")
+
+    def as_client(name: str) -> dict:
+        return tls_config(certs, **{"ssl.certificate.location": str(certs / f"{name}.pem"),
+                                    "ssl.key.location": str(certs / f"{name}.key"),
+                                    "message.timeout.ms": 10000})
+
+    delivered, errors = produce(broker.tls_bootstrap("SSL"), topic, make_records(20, "a"),
+                                as_client("client"))
+    assert not errors and len(delivered) == 20
+    delivered, errors = produce(broker.tls_bootstrap("SSL"), topic, make_records(5, "b"),
+                                as_client("bob"))
+    assert not delivered and errors, "bob wrote without an ACL"
+    assert all("TOPIC_AUTHORIZATION_FAILED" in str(error) for error in errors), errors
+    allow("User:CN=bob,O=Acme\\, Inc.")
+    deadline = time.monotonic() + 20
+    while True:
+        delivered, errors = produce(broker.tls_bootstrap("SSL"), topic, make_records(5, "b"),
+                                    as_client("bob"))
+        if delivered and not errors:
+            break
+        assert time.monotonic() < deadline, f"bob still refused: {errors}"
+        time.sleep(0.2)
+    broker.assert_alive()

@@ -59,7 +59,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, protocol: SecurityProtoc
     let fd = stream.as_raw_fd();
     if !protocol.is_tls() {
         let socket = Socket { fd, splice: true };
-        return serve_stream(shard, stream, socket, protocol, peer, client_host).await;
+        let session = Session::new(protocol);
+        return serve_stream(shard, stream, socket, session, peer, client_host).await;
     }
     let Some(acceptor) = shard.node.tls.clone() else {
         tracing::error!(%peer, "a TLS listener without TLS settings; closing");
@@ -77,7 +78,28 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, protocol: SecurityProtoc
         Some(Ok(tls)) => {
             // Encrypted in user space: sealed segments are read and written, not spliced.
             let socket = Socket { fd, splice: false };
-            serve_stream(shard, tls, socket, protocol, peer, client_host).await;
+            // A client certificate (verified against --ssl-ca) names the principal.
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first());
+            let principal = certificate.and_then(|certificate| {
+                let principal = crate::security::certificate::principal(certificate.as_ref());
+                if principal.is_none() {
+                    crate::security::log_refusal(
+                        "client certificate subject unreadable",
+                        &client_host,
+                        "the connection stays User:ANONYMOUS",
+                    );
+                }
+                principal
+            });
+            let mut session = Session::new(protocol);
+            if let Some(principal) = principal {
+                session.set_certificate_principal(principal);
+            }
+            serve_stream(shard, tls, socket, session, peer, client_host).await;
         }
         Some(Err(error)) => {
             crate::security::log_refusal("TLS handshake failed", &client_host, &error.to_string())
@@ -104,7 +126,7 @@ async fn serve_stream<S>(
     shard: Rc<Shard>,
     stream: S,
     socket: Socket,
-    protocol: SecurityProtocol,
+    mut session: Session,
     peer: String,
     client_host: String,
 ) where
@@ -128,7 +150,6 @@ async fn serve_stream<S>(
     // Until a SASL client has authenticated, frames are small and nothing is streamed into
     // a log (`security::session`).
     let sleep: spate_net::Sleep = Rc::new(|duration| Box::pin(glommio::timer::sleep(duration)));
-    let mut session = Session::new(protocol);
     let mut frames = FrameReader::new(shard.node.config.socket_request_max_bytes)
         .with_budget(shard.request_memory.clone())
         .with_receive_timeout(shard.node.config.request_receive_timeout, sleep);

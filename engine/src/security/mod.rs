@@ -13,7 +13,9 @@
 //!   cluster, every node checks the same ones. Only SCRAM credentials are stored (salted and
 //!   hashed, never a password); SASL/PLAIN checks its password against them, as Redpanda does.
 //!
-//! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners.
+//! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners; [`certificate`]
+//!   reads a verified client certificate's subject as the connection's principal
+//!   (`User:CN=alice,O=acme`, Kafka's default).
 //! - [`acl`] holds ACLs with Kafka's semantics (`--authorizer acl`; its `store` the index and the checks), kept in the metadata
 //!   image (`MetadataRecord::Acl`); [`authorizer`]'s `Access` is what handlers ask before
 //!   they act, with the connection's principal from its [`session`].
@@ -21,11 +23,11 @@
 //! Client quotas, the other half of keeping one client from taking the broker, are in
 //! `crate::quota`.
 //!
-//! Not yet built (issue 18): kTLS, the principal of a client certificate, SASL between
-//! brokers.
+//! Not yet built (issue 18): kTLS, `ssl.principal.mapping.rules`, SASL between brokers.
 
 pub mod acl;
 pub mod authorizer;
+pub mod certificate;
 pub mod listeners;
 pub mod plain;
 pub mod scram;

@@ -159,6 +159,17 @@ impl Session {
         }
     }
 
+    /// Takes a verified client certificate's principal (`User:CN=alice,...`, from
+    /// `security::certificate`) as the connection's, as Kafka's SSL listeners do. On a
+    /// SASL_SSL listener the SASL user replaces it once the client authenticates.
+    pub fn set_certificate_principal(&mut self, principal: String) {
+        self.user = principal
+            .strip_prefix("User:")
+            .unwrap_or(&principal)
+            .to_string();
+        self.principal = principal.into();
+    }
+
     /// The listener's name (its protocol), which picks the endpoints clients are told.
     pub fn listener(&self) -> &'static str {
         self.protocol.name()
