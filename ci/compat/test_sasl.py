@@ -172,7 +172,7 @@ def test_nothing_is_served_before_authentication(sasl_broker, unique_topic):
     with kafka_wire.connect(port) as sock:
         sock.sendall(kafka_wire.api_versions_request(0, 1))
         _, error, apis = kafka_wire.parse_api_versions_v0(kafka_wire.read_frame(sock))
-        assert error == 0 and apis[17] == (1, 1) and apis[36][1] >= 1
+        assert error == 0 and apis[17] == (0, 1) and apis[36][1] >= 1
     # Metadata (which would create topics) closes the connection unanswered.
     topic = unique_topic("anon")
     name = topic.encode()

@@ -35,10 +35,14 @@ function parseArgs () {
   return JSON.parse(process.argv[2])
 }
 
+// options.ssl = { ca: PEM path } turns TLS on; options.sasl = { mechanism: 'plain' |
+// 'scram-sha-256' | 'scram-sha-512', username, password } authenticates.
 function client (options) {
   return new Kafka({
     clientId: 'spate-ci-kafkajs',
     brokers: options.brokers,
+    ssl: options.ssl ? { ca: [require('fs').readFileSync(options.ssl.ca, 'utf8')] } : undefined,
+    sasl: options.sasl,
     logLevel: logLevel.WARN,
     connectionTimeout: 5000,
     requestTimeout: 30000,

@@ -20,8 +20,17 @@ use super::{ApiSpec, RequestContext};
 use crate::security::session::Session;
 use crate::shard::Shard;
 
-/// Served versions.
-pub const HANDSHAKE_SPEC: ApiSpec = ApiSpec::new(ApiKey::SaslHandshake, 1, 1);
+/// Served versions: v1. v0 is advertised as Kafka 4 advertises it (0-1), because
+/// librdkafka before 2.x's KIP-896 work enables SASL only when the broker's range includes
+/// v0 (`rdkafka_feature.c`: "SASL Handshake not supported by broker"; Debian's kcat, on
+/// librdkafka 2.0.2, cannot authenticate otherwise); those clients then send v1. A real v0
+/// handshake (raw, unframed SASL tokens after it) closes the connection.
+pub const HANDSHAKE_SPEC: ApiSpec = ApiSpec {
+    key: ApiKey::SaslHandshake,
+    advertised_min: 0,
+    min: 1,
+    max: 1,
+};
 /// Served versions (v1 adds the session lifetime of KIP-368, v2 is flexible).
 pub const AUTHENTICATE_SPEC: ApiSpec = ApiSpec::new(ApiKey::SaslAuthenticate, 0, 2);
 

@@ -264,6 +264,45 @@ fn wrong_nonce_in_client_final_fails() {
     );
 }
 
+/// librdkafka up to 2.0 (Debian's kcat) sends its nonce again in front of the combined one;
+/// Kafka accepts a final nonce that ends with the combined nonce, and so does Spate.
+#[test]
+fn a_final_nonce_ending_with_the_combined_one_is_accepted_as_kafka_does() {
+    let credential = sha512_alice();
+    let client = Client::new(Mechanism::ScramSha512, "n,,", "alice", "s3cret");
+    let (mut server, server_first) = answered(
+        Mechanism::ScramSha512,
+        client.first().as_bytes(),
+        &credential,
+    );
+    let combined = server_first
+        .split(',')
+        .find_map(|attribute| attribute.strip_prefix("r="))
+        .unwrap();
+    let doubled = format!("{}{combined}", client.nonce);
+    let (last, _) = client.last_with(&server_first, "n,,", Some(&doubled), "");
+    assert!(matches!(
+        server.step(last.as_bytes(), no_lookup),
+        Ok(ScramStep::Done { .. })
+    ));
+    // A nonce that only starts with it is still refused.
+    let client = Client::new(Mechanism::ScramSha512, "n,,", "alice", "s3cret");
+    let (mut server, server_first) = answered(
+        Mechanism::ScramSha512,
+        client.first().as_bytes(),
+        &credential,
+    );
+    let combined = server_first
+        .split(',')
+        .find_map(|attribute| attribute.strip_prefix("r="))
+        .unwrap();
+    let (last, _) = client.last_with(&server_first, "n,,", Some(&format!("{combined}x")), "");
+    assert_eq!(
+        server.step(last.as_bytes(), no_lookup),
+        Err(AuthError::InvalidNonce)
+    );
+}
+
 #[test]
 fn wrong_channel_binding_fails() {
     let credential = sha512_alice();
