@@ -57,7 +57,11 @@ def lz4_available() -> bool:
         [NODE, "-e", "require('kafkajs-lz4')"], cwd=NODE_DIR, capture_output=True).returncode == 0
 
 
-def produce_and_verify(broker, tmp_path, topic, count, codec, idempotent=False):
+def produce_and_verify(broker, tmp_path, topic, count, codec, idempotent=False,
+                       bootstrap=None, client_options=None, partitions=PARTITIONS):
+    """kafkajs produces `count` records to `topic` (through `bootstrap`, with `client_options`
+    such as ssl and sasl, when given); confluent-kafka reads them back over the broker's
+    PLAINTEXT port and checks them against the offsets kafkajs was told."""
     records = make_records(count, f"kafkajs-{codec}{'-idem' if idempotent else ''}")
     input_path = tmp_path / "records.jsonl"
     output_path = tmp_path / "delivered.jsonl"
@@ -65,17 +69,18 @@ def produce_and_verify(broker, tmp_path, topic, count, codec, idempotent=False):
         json.dumps({"key": r.key, "value": r.value, "headers": list(r.headers)}) + "\n"
         for r in records))
     summary = run_script("produce.js", {
-        "brokers": [broker.bootstrap], "topic": topic, "inputPath": str(input_path),
+        "brokers": [bootstrap or broker.bootstrap], "topic": topic, "inputPath": str(input_path),
         "outputPath": str(output_path), "codec": codec, "idempotent": idempotent,
+        **(client_options or {}),
     })
     assert summary["produced"] == count, summary
     delivered = {}
     for line in output_path.read_text().splitlines():
         value, partition, offset = json.loads(line)
         delivered[value] = (partition, offset)
-    consumed = consume(broker.bootstrap, topic, list(range(PARTITIONS)), expected_count=count)
+    consumed = consume(broker.bootstrap, topic, list(range(partitions)), expected_count=count)
     verify(consumed, records, f"kafkajs {codec}{' idempotent' if idempotent else ''}: "
-           f"{count} records through {topic}", delivered=delivered, partition_count=PARTITIONS)
+           f"{count} records through {topic}", delivered=delivered, partition_count=partitions)
 
 
 @pytest.mark.parametrize("codec", CODECS)

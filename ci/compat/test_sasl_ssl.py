@@ -7,15 +7,13 @@ password is refused with nothing delivered; no password reaches the broker's log
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 
 import pytest
 
-from confluent_helpers import consume, create_topic
-from records import make_records, verify
-from test_kafkajs import NODE, NODE_DIR, run_script
+from confluent_helpers import create_topic
+from test_kafkajs import NODE, NODE_DIR, produce_and_verify
 from test_sasl import MECHANISMS, PASSWORD, add_alice
 from test_tls import TlsBroker, certs  # noqa: F401 (certs is a fixture)
 from conftest import make_broker
@@ -79,24 +77,9 @@ def test_kafkajs_over_sasl_ssl(sasl_ssl_broker, unique_topic, certs, tmp_path,  
     add_alice(broker.bootstrap)
     topic = unique_topic("kafkajs-sasl-ssl")
     create_topic(broker.bootstrap, topic, 1)
-    records = make_records(300, f"kafkajs-{mechanism}")
-    input_path = tmp_path / "records.jsonl"
-    output_path = tmp_path / "delivered.jsonl"
-    input_path.write_text("".join(
-        json.dumps({"key": r.key, "value": r.value, "headers": list(r.headers)}) + "\n"
-        for r in records))
-    summary = run_script("produce.js", {
-        "brokers": [broker.tls_bootstrap("SASL_SSL")], "topic": topic,
-        "inputPath": str(input_path), "outputPath": str(output_path), "codec": "none",
-        "idempotent": False, "ssl": {"ca": str(certs / "ca.pem")},
-        "sasl": {"mechanism": mechanism.lower(), "username": "alice", "password": PASSWORD},
-    })
-    assert summary["produced"] == len(records), summary
-    delivered = {}
-    for line in output_path.read_text().splitlines():
-        value, partition, offset = json.loads(line)
-        delivered[value] = (partition, offset)
-    consumed = consume(broker.bootstrap, topic, [0], expected_count=len(records))
-    verify(consumed, records, f"kafkajs over SASL_SSL with {mechanism}", delivered=delivered,
-           partition_count=1)
+    produce_and_verify(broker, tmp_path, topic, 300, "none",
+                       bootstrap=broker.tls_bootstrap("SASL_SSL"), partitions=1,
+                       client_options={"ssl": {"ca": str(certs / "ca.pem")},
+                                       "sasl": {"mechanism": mechanism.lower(),
+                                                "username": "alice", "password": PASSWORD}})
     assert PASSWORD not in broker.stderr_path.read_text(errors="replace")
