@@ -14,7 +14,6 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, DeleteTopicsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use spate_net::client::Client;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,7 +35,7 @@ pub fn ensure_topic(
                 .with_value(Some(StrBytes::from_string(value.to_string()))))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut client = Client::connect(bootstrap, TIMEOUT)?;
+    let mut client = crate::secure::client(bootstrap, TIMEOUT)?;
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(10_000)
         .with_topics(vec![CreatableTopic::default()
@@ -63,7 +62,7 @@ pub fn partition_leaders(
     bootstrap: &str,
     topic: &str,
 ) -> anyhow::Result<BTreeMap<i32, SocketAddr>> {
-    let mut client = Client::connect(bootstrap, TIMEOUT)?;
+    let mut client = crate::secure::client(bootstrap, TIMEOUT)?;
     for _attempt in 0..50 {
         let request =
             MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
@@ -104,7 +103,7 @@ pub fn partition_leaders(
 
 /// Deletes `topic`; a topic that does not exist is not an error.
 pub fn delete_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
-    let mut client = Client::connect(bootstrap, TIMEOUT)?;
+    let mut client = crate::secure::client(bootstrap, TIMEOUT)?;
     let request = DeleteTopicsRequest::default()
         .with_timeout_ms(30_000)
         .with_topic_names(vec![TopicName(StrBytes::from_string(topic.to_string()))]);

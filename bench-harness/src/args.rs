@@ -49,6 +49,21 @@ pub struct CommonArgs {
     /// soak): written as `latency_intervals_us` and drawn in the picture.
     #[arg(long)]
     pub interval_percentiles: Option<f64>,
+    /// A client property, librdkafka style, as the `spate` CLI takes them (`-X
+    /// security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=U -X
+    /// sasl.password=P -X ssl.ca.location=FILE`); repeat for several. Passwords are not
+    /// written to the JSON result.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    #[serde(serialize_with = "redacted")]
+    pub properties: Vec<String>,
+    /// A file of client properties, one KEY=VALUE per line (Kafka's --command-config).
+    #[arg(long, value_name = "FILE")]
+    pub command_config: Option<PathBuf>,
+}
+
+/// Client properties as the JSON result shows them: without passwords.
+fn redacted<S: serde::Serializer>(properties: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(spate_engine::security::client::redacted(properties))
 }
 
 /// Flags of the producing side.

@@ -8,7 +8,7 @@
 use spate_net::error_code::OFFSET_OUT_OF_RANGE;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,7 +155,7 @@ pub fn start_offsets(
     partitions: &[i32],
     from: StartFrom,
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let mut client = spate_net::client::Client::connect(leader, Duration::from_secs(10))?;
+    let mut client = crate::secure::client(&leader.to_string(), Duration::from_secs(10))?;
     client.set_client_id("spate-bench");
     let timestamp = match from {
         StartFrom::Beginning => EARLIEST,
@@ -216,14 +216,12 @@ pub fn run_consumer(
     context: &ConsumerContext<'_>,
 ) -> anyhow::Result<ConsumerResult> {
     let settings = context.settings;
-    let connected = TcpStream::connect(plan.broker)
-        .with_context(|| format!("cannot connect to {}", plan.broker))
-        .and_then(|stream| {
-            stream.set_nodelay(true)?;
+    let connected = crate::secure::client(&plan.broker.to_string(), Duration::from_secs(10))
+        .and_then(|mut client| {
             // A broker that stops answering fails the run instead of hanging it.
             let wait = Duration::from_millis(settings.fetch_max_wait_ms.max(0) as u64);
-            stream.set_read_timeout(Some(wait + Duration::from_secs(60)))?;
-            Ok(stream)
+            client.set_timeout(wait + Duration::from_secs(60))?;
+            Ok(client.into_transport())
         });
     // The gate is passed even when connecting failed, so the other actors are not stranded.
     let start = context.gate.actor_ready();
@@ -283,6 +281,7 @@ pub fn run_consumer(
         let sent_at = Instant::now();
         stream
             .write_all(&request)
+            .and_then(|()| stream.flush())
             .context("the broker closed the connection")?;
         read_frame(&mut stream, &mut frame)?;
         let received_at = Instant::now();

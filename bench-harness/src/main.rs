@@ -18,6 +18,7 @@ mod admin;
 mod args;
 mod catchup;
 mod compare;
+mod connect;
 mod consume;
 mod cpu;
 mod intervals;
@@ -28,6 +29,7 @@ mod records;
 mod report;
 mod run;
 mod schedule;
+mod secure;
 mod sink;
 mod suite;
 mod svg;
@@ -65,6 +67,9 @@ enum Command {
     Soak(args::ProduceCommand),
     /// Write a large backlog, drop the page cache, read it all from offset 0, delete it.
     Catchup(catchup::CatchupArgs),
+    /// Open connections one after another and measure the time until each is served
+    /// (TCP, TLS and SASL as the client properties say).
+    Connect(connect::ConnectArgs),
     /// Measure the machine's limits: O_DIRECT disk bandwidth and loopback TCP.
     Limits(limits::LimitsArgs),
     /// Print two JSON results side by side, with ratios B/A.
@@ -105,6 +110,7 @@ fn main() {
             run::run_produce(&command).and_then(|result| emit(&result, &command.common))
         }
         Command::Catchup(args) => catchup::run(&args).map(|_| ()),
+        Command::Connect(args) => connect::run(&args).map(|_| ()),
         Command::Limits(args) => limits::run(&args).map(|_| ()),
         Command::Compare { a, b, svg, labels } => compare::run(&a, &b, svg.as_deref(), &labels),
         Command::Suite(args) => suite::run(&args),

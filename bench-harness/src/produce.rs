@@ -20,7 +20,6 @@ use anyhow::{bail, Context};
 use bytes::{Bytes, BytesMut};
 use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::AsyncWriteExt;
-use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use hdrhistogram::Histogram;
@@ -30,6 +29,7 @@ use kafka_protocol::protocol::Decodable;
 use crate::intervals::IntervalHistograms;
 use crate::progress::{LatencyRecorder, Progress};
 use crate::schedule::{Schedule, StartGate};
+use crate::secure::AsyncStream;
 use crate::wire::FrameBuffer;
 use crate::workload::{self, BatchShape, StampPlan, PRODUCE_VERSION};
 
@@ -268,7 +268,7 @@ impl Shared {
 struct Prepared {
     frame: BytesMut,
     stamps: Option<StampPlan>,
-    stream: TcpStream,
+    stream: AsyncStream,
     records_per_request: u64,
 }
 
@@ -292,18 +292,7 @@ async fn prepare(
     } else {
         None
     };
-    let stream = TcpStream::connect(plan.broker)
-        .await
-        .map_err(std::io::Error::from)
-        .with_context(|| format!("cannot connect to {}", plan.broker))?;
-    stream.set_nodelay(true).map_err(std::io::Error::from)?;
-    // A broker that stops answering fails the run instead of hanging it.
-    stream
-        .set_read_timeout(Some(RESPONSE_TIMEOUT))
-        .map_err(std::io::Error::from)?;
-    stream
-        .set_write_timeout(Some(RESPONSE_TIMEOUT))
-        .map_err(std::io::Error::from)?;
+    let stream = crate::secure::connect_async(plan.broker, RESPONSE_TIMEOUT).await?;
     Ok(Prepared {
         frame,
         stamps,
@@ -356,7 +345,7 @@ struct Sender<'a> {
 impl Sender<'_> {
     async fn run(
         mut self,
-        mut writer: WriteHalf<TcpStream>,
+        mut writer: WriteHalf<AsyncStream>,
         load: ConnectionLoad,
     ) -> anyhow::Result<()> {
         let shared = self.shared;
@@ -406,6 +395,11 @@ impl Sender<'_> {
                 .write_all(&self.frame)
                 .await
                 .context("the broker closed the connection")?;
+            // TLS may hold the request's last record back until flushed.
+            writer
+                .flush()
+                .await
+                .context("the broker closed the connection")?;
             sent += 1;
             if settings.acks == 0 {
                 shared.sent_unacknowledged(intended, self.records_per_request, payload_bytes);
@@ -420,7 +414,7 @@ impl Sender<'_> {
 }
 
 async fn receive(
-    mut reader: ReadHalf<TcpStream>,
+    mut reader: ReadHalf<AsyncStream>,
     shared: &Shared,
     records_per_request: u64,
     window: &Semaphore,

@@ -31,6 +31,7 @@ use crate::workload::{self, BatchShape, Keys};
 pub fn run_produce(command: &ProduceCommand) -> anyhow::Result<RunResult> {
     let common = &command.common;
     pin_to(&common.cpus)?;
+    crate::secure::configure(common)?;
     let settings = produce_settings(common, &command.producer, false)?;
     let plans = connect_plans(common, command.producer.producers)?;
     let load = ProduceLoad::from_args(&command.producer)?;
@@ -85,6 +86,7 @@ pub fn run_produce(command: &ProduceCommand) -> anyhow::Result<RunResult> {
 pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
     let common = &command.common;
     pin_to(&common.cpus)?;
+    crate::secure::configure(common)?;
     let settings = consume_settings(
         common,
         &command.consumer,
@@ -151,6 +153,7 @@ pub fn run_consume(command: &ConsumeCommand) -> anyhow::Result<RunResult> {
 pub fn run_e2e(command: &EndToEndCommand) -> anyhow::Result<RunResult> {
     let common = &command.common;
     pin_to(&common.cpus)?;
+    crate::secure::configure(common)?;
     let produce_settings = produce_settings(common, &command.producer, true)?;
     let consume_settings = consume_settings(common, &command.consumer, StartFrom::End, true);
     let producer_plans = connect_plans(common, command.producer.producers)?;

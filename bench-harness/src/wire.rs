@@ -3,7 +3,6 @@
 //! producers and the sink, where one `recv` may carry several small responses.
 
 use std::io::Read;
-use std::net::TcpStream;
 
 use anyhow::{bail, Context};
 use bytes::Buf;
@@ -13,7 +12,7 @@ use futures_lite::{AsyncRead, AsyncReadExt};
 pub const FRAME_BYTES_MAX: usize = 1 << 28;
 
 /// Reads one size-prefixed frame into `frame` (without the prefix).
-pub fn read_frame(reader: &mut TcpStream, frame: &mut Vec<u8>) -> anyhow::Result<()> {
+pub fn read_frame<R: Read + ?Sized>(reader: &mut R, frame: &mut Vec<u8>) -> anyhow::Result<()> {
     let mut prefix = [0u8; 4];
     reader
         .read_exact(&mut prefix)

@@ -6,6 +6,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 struct Broker {
@@ -23,27 +24,30 @@ impl Drop for Broker {
 }
 
 fn start_broker() -> Option<Broker> {
-    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/spate");
-    if !binary.exists() {
-        eprintln!(
-            "skipping: {} is absent (cargo build --release -p spate-engine)",
-            binary.display()
-        );
-        return None;
-    }
+    start_broker_with(|address, _| vec!["--listen".to_string(), address.to_string()])
+}
+
+/// A broker with the flags `flags(address, data_dir)` gives (its listener on `address`).
+fn start_broker_with(flags: impl FnOnce(&str, &Path) -> Vec<String>) -> Option<Broker> {
+    let binary = spate_binary()?;
     // A real disk, not tmpfs: the broker writes with O_DIRECT.
-    let data_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("spate-bench-real-{}", std::process::id()));
+    let data_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "spate-bench-real-{}-{}",
+        std::process::id(),
+        NEXT_BROKER.fetch_add(1, Ordering::Relaxed)
+    ));
     let port = TcpListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
         .ok()?
         .port();
     let address = format!("127.0.0.1:{port}");
+    let flags = flags(&address, &data_dir);
     let child = Command::new(binary)
         .args(["serve", "--data-dir"])
         .arg(&data_dir)
-        .args(["--listen", &address, "--smp", "1"])
+        .args(["--smp", "1"])
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -62,6 +66,21 @@ fn start_broker() -> Option<Broker> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Some(broker)
+}
+
+static NEXT_BROKER: AtomicUsize = AtomicUsize::new(0);
+
+/// `target/release/spate`, or `None` (with the reason printed) when it is not built.
+fn spate_binary() -> Option<PathBuf> {
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/spate");
+    if !binary.exists() {
+        eprintln!(
+            "skipping: {} is absent (cargo build --release -p spate-engine)",
+            binary.display()
+        );
+        return None;
+    }
+    Some(binary)
 }
 
 fn bench(words: &str, json: &Path) -> serde_json::Value {
@@ -167,4 +186,128 @@ fn produce_consume_and_e2e_against_a_real_broker() {
     assert_eq!(facts["records_read"], facts["backlog_records"], "{facts}");
     assert_eq!(facts["page_cache_dropped"], false);
     assert_eq!(facts["topic_deleted"], true);
+}
+
+/// Runs `openssl` in `directory`.
+fn openssl(directory: &Path, args: &str) {
+    let status = Command::new("openssl")
+        .args(args.split_whitespace())
+        .current_dir(directory)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 in `directory`.
+fn make_certificates(directory: &Path) {
+    std::fs::create_dir_all(directory).unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    openssl(
+        directory,
+        &format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=bench-ca"),
+    );
+    openssl(
+        directory,
+        &format!("req {ec} -keyout server.key -out server.csr -subj /CN=localhost"),
+    );
+    std::fs::write(
+        directory.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        directory,
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext",
+    );
+}
+
+#[test]
+fn produce_consume_and_connect_over_sasl_ssl() {
+    let Some(binary) = spate_binary() else { return };
+    let certs = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("spate-bench-certs-{}", std::process::id()));
+    make_certificates(&certs);
+    let Some(broker) = start_broker_with(|address, data_dir| {
+        // The first user, written into the data directory before the broker starts.
+        let added = Command::new(&binary)
+            .args(["user", "add", "bench", "--password", "bench-secret"])
+            .args(["--mechanism", "SCRAM-SHA-512", "--data-dir"])
+            .arg(data_dir)
+            .output()
+            .expect("spate user add runs");
+        assert!(added.status.success(), "{added:?}");
+        [
+            "--listeners".to_string(),
+            format!("SASL_SSL://{address}"),
+            "--sasl-mechanisms".to_string(),
+            "PLAIN,SCRAM-SHA-512".to_string(),
+            "--ssl-cert".to_string(),
+            certs.join("server.pem").display().to_string(),
+            "--ssl-key".to_string(),
+            certs.join("server.key").display().to_string(),
+        ]
+        .to_vec()
+    }) else {
+        return;
+    };
+    let out = &broker.data_dir;
+    let secure = |password: &str| {
+        format!(
+            "--brokers {} --quiet -X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512 -X sasl.username=bench -X sasl.password={password} -X ssl.ca.location={}",
+            broker.address,
+            certs.join("ca.pem").display()
+        )
+    };
+    let common = format!(
+        "{} --broker-pid {}",
+        secure("bench-secret"),
+        broker.child.id()
+    );
+    let produce = bench(
+        &format!("produce {common} --topic secure --partitions 2 --duration 1 --warmup 0.2"),
+        &out.join("produce.json"),
+    );
+    assert_contract(&produce);
+    assert!(produce["records_per_s"].as_f64().unwrap() > 0.0);
+    let written = std::fs::read_to_string(out.join("produce.json")).unwrap();
+    assert!(
+        !written.contains("bench-secret"),
+        "the password is not written down"
+    );
+    assert!(written.contains("sasl.password=[hidden]"), "{written}");
+
+    let consume = bench(
+        &format!("consume {common} --topic secure --from beginning --until-caught-up --duration 20 --warmup 0"),
+        &out.join("consume.json"),
+    );
+    assert_contract(&consume);
+    assert_eq!(
+        consume["records_per_s"].as_f64().map(|rate| rate > 0.0),
+        Some(true)
+    );
+
+    let connect = Command::new(env!("CARGO_BIN_EXE_spate-bench"))
+        .args(["connect", "--count", "3", "--json"])
+        .arg(out.join("connect.json"))
+        .args(common.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(connect.status.success(), "{connect:?}");
+    let connect: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("connect.json")).unwrap()).unwrap();
+    assert_eq!(connect["connections"], 3);
+    assert!(connect["p50_ms"].as_f64().unwrap() > 0.0);
+
+    // A wrong password is refused, with Kafka's error named.
+    let refused = Command::new(env!("CARGO_BIN_EXE_spate-bench"))
+        .args(["connect", "--count", "1"])
+        .args(secure("wrong").split_whitespace())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("SASL_AUTHENTICATION_FAILED"), "{stderr}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&certs);
 }

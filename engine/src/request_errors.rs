@@ -180,25 +180,7 @@ pub fn fetch_errors(response: &FetchResponse, mut each: impl FnMut(i16)) {
     }
 }
 
-/// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`), or the number for a code
-/// kafka-protocol does not know.
-pub fn error_name(code: i16) -> String {
-    match kafka_protocol::ResponseError::try_from_code(code) {
-        None => "NONE".to_string(),
-        Some(kafka_protocol::ResponseError::Unknown(code)) => code.to_string(),
-        Some(error) => {
-            let camel = error.to_string();
-            let mut name = String::with_capacity(camel.len() + 8);
-            for (index, ch) in camel.chars().enumerate() {
-                if ch.is_ascii_uppercase() && index > 0 {
-                    name.push('_');
-                }
-                name.push(ch.to_ascii_uppercase());
-            }
-            name
-        }
-    }
-}
+pub use spate_net::error_code::code_name as error_name;
 
 #[cfg(test)]
 mod tests {

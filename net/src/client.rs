@@ -61,6 +61,12 @@ impl Client {
         self.stream = transport;
     }
 
+    /// The stream requests went through, for a caller that frames its own requests from
+    /// now on (a consumer's pipelined fetches) once the connection is set up here.
+    pub fn into_transport(self) -> Box<dyn Transport> {
+        self.stream
+    }
+
     /// Sends `body` at `version` and waits for its response.
     pub fn send<T: Request>(&mut self, version: i16, body: &T) -> anyhow::Result<T::Response> {
         let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("bad key"))?;

@@ -28,6 +28,40 @@ macro_rules! codes {
 /// No error.
 pub const NONE: i16 = 0;
 
+/// Kafka's name of an error code (`UNKNOWN_TOPIC_OR_PARTITION`, `NONE` for 0), or the
+/// number for a code kafka-protocol does not know: a metric label.
+pub fn code_name(code: i16) -> String {
+    use kafka_protocol::ResponseError;
+    match ResponseError::try_from_code(code) {
+        None => "NONE".to_string(),
+        Some(ResponseError::Unknown(code)) => code.to_string(),
+        Some(error) => screaming_snake_case(&format!("{error:?}")),
+    }
+}
+
+/// The Kafka name and number of an error code, e.g. `UNKNOWN_TOPIC_OR_PARTITION (3)`: what
+/// a person reads.
+pub fn error_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(kafka_protocol::ResponseError::Unknown(code)) => {
+            format!("UNKNOWN_ERROR_CODE ({code})")
+        }
+        _ => format!("{} ({code})", code_name(code)),
+    }
+}
+
+/// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, as Kafka's `Errors` names them.
+fn screaming_snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (index, character) in camel.chars().enumerate() {
+        if character.is_ascii_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.push(character.to_ascii_uppercase());
+    }
+    out
+}
+
 codes! {
     /// The offset is outside the log (below its start or past its end).
     OFFSET_OUT_OF_RANGE = 1 => OffsetOutOfRange,
@@ -113,4 +147,22 @@ codes! {
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53 => TransactionalIdAuthorizationFailed,
     /// An ACL request to a broker without an authorizer.
     SECURITY_DISABLED = 54 => SecurityDisabled,
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::{code_name, error_name};
+
+    #[test]
+    fn error_names_follow_kafka() {
+        assert_eq!(code_name(6), "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(code_name(0), "NONE");
+        assert_eq!(code_name(32000), "32000");
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
+        assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS (36)");
+        assert_eq!(error_name(17), "INVALID_TOPIC_EXCEPTION (17)");
+        assert_eq!(error_name(68), "NON_EMPTY_GROUP (68)");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR (-1)");
+        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE (9999)");
+    }
 }

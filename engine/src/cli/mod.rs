@@ -54,7 +54,6 @@ pub mod user;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
-use kafka_protocol::ResponseError;
 
 /// A command's verdict as an exit code, its report already printed: `main` exits with the
 /// code and prints nothing more.
@@ -93,14 +92,7 @@ pub struct ConnectionArgs {
     pub command_config: Option<std::path::PathBuf>,
 }
 
-/// The Kafka name and number of an error code, e.g. `UNKNOWN_TOPIC_OR_PARTITION (3)`.
-pub fn error_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        None => "NONE (0)".to_string(),
-        Some(ResponseError::Unknown(code)) => format!("UNKNOWN_ERROR_CODE ({code})"),
-        Some(error) => format!("{} ({code})", screaming_snake_case(&format!("{error:?}"))),
-    }
-}
+pub use spate_net::error_code::error_name;
 
 /// Fails with `what: NAME (code)[: message]` when `code` is not 0.
 pub fn check_error(
@@ -115,18 +107,6 @@ pub fn check_error(
         Some(message) => anyhow::bail!("{}: {}: {message}", what(), error_name(code)),
         None => anyhow::bail!("{}: {}", what(), error_name(code)),
     }
-}
-
-/// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, as Kafka's `Errors` names them.
-fn screaming_snake_case(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (index, character) in camel.chars().enumerate() {
-        if character.is_ascii_uppercase() && index > 0 {
-            out.push('_');
-        }
-        out.push(character.to_ascii_uppercase());
-    }
-    out
 }
 
 /// Parses `key=value` (the value may itself contain `=`).
@@ -165,16 +145,6 @@ pub fn interrupted() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_names_follow_kafka() {
-        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION (3)");
-        assert_eq!(error_name(36), "TOPIC_ALREADY_EXISTS (36)");
-        assert_eq!(error_name(17), "INVALID_TOPIC_EXCEPTION (17)");
-        assert_eq!(error_name(68), "NON_EMPTY_GROUP (68)");
-        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR (-1)");
-        assert_eq!(error_name(9999), "UNKNOWN_ERROR_CODE (9999)");
-    }
 
     #[test]
     fn key_value_splits_at_the_first_equals_sign() {

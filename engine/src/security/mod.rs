@@ -13,6 +13,8 @@
 //!   cluster, every node checks the same ones. Only SCRAM credentials are stored (salted and
 //!   hashed, never a password); SASL/PLAIN checks its password against them, as Redpanda does.
 //!
+//! - [`client`] is the other side, for Spate's own clients (the CLI, `spate-bench`):
+//!   librdkafka-style properties, the rustls client configuration, a sans-IO SASL login.
 //! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners; [`certificate`]
 //!   reads a verified client certificate's subject as the connection's principal
 //!   (`User:CN=alice,O=acme`, Kafka's default).
@@ -28,6 +30,7 @@
 pub mod acl;
 pub mod authorizer;
 pub mod certificate;
+pub mod client;
 pub mod listeners;
 pub mod plain;
 pub mod scram;
