@@ -10,7 +10,10 @@ Certificates are made per module with the openssl command (a CA, a server certif
 from __future__ import annotations
 
 import os
+import random
 import socket
+import ssl
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -199,6 +202,85 @@ def test_plaintext_garbage_and_stalled_handshakes_are_refused(tls_broker):
     # The listener still serves.
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
+
+
+def client_hello(certs: Path) -> bytes:
+    """The first flight of a real TLS client (Python's ssl, OpenSSL): a ClientHello record."""
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        client.do_handshake()
+    return outgoing.read()
+
+
+def mutations(hello: bytes, count: int, seed: int):
+    """Truncated, bit-flipped, length-lying, spliced and repeated variants of `hello`."""
+    rng = random.Random(seed)
+    for index in range(count):
+        data = bytearray(hello)
+        kind = index % 6
+        if kind == 0:  # truncated anywhere, header included
+            data = data[:rng.randrange(len(data))]
+        elif kind == 1:  # a few bytes flipped
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif kind == 2:  # the record length lies (up to 64 KiB, past TLS's 16 KiB limit)
+            struct.pack_into(">H", data, 3, rng.choice([0, 1, 0x3fff, 0x4000, 0x4001, 0xffff]))
+        elif kind == 3:  # the handshake message's 24-bit length lies
+            data[6:9] = rng.randrange(1 << 24).to_bytes(3, "big")
+        elif kind == 4:  # random bytes after a valid record header
+            data = data[:5] + bytearray(os.urandom(rng.randrange(1, 600)))
+        else:  # the hello repeated, or followed by an alert or application data
+            data += rng.choice([bytes(data), b"\x15\x03\x03\x00\x02\x02\x28",
+                                b"\x17\x03\x03\x00\x10" + os.urandom(16)])
+        yield bytes(data)
+
+
+@pytest.mark.broker_args("--request-receive-timeout-ms", "2000")
+def test_mutated_and_truncated_handshakes_leave_the_broker_serving(tls_broker, unique_topic,
+                                                                    certs):
+    hello = client_hello(certs)
+    assert hello[0] == 0x16, "a handshake record"
+    for name in ("SSL", "SASL_SSL"):
+        port = tls_broker.tls_ports(name)[0]
+        for case, data in enumerate(mutations(hello, 240, seed=len(name))):
+            with kafka_wire.connect(port) as sock:
+                try:
+                    sock.sendall(data)
+                    # The broker sees the end of the input: whatever it makes of the bytes,
+                    # it must answer (a ServerHello or an alert) or close, not wait.
+                    sock.shutdown(socket.SHUT_WR)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # it closed first
+                closed, _ = kafka_wire.closed_by_peer(sock, timeout_s=10)
+                assert closed, f"{name} case {case}: {data[:16].hex()} left the connection open"
+        tls_broker.assert_alive(f"after mutated handshakes on {name}")
+    # Refusals are logged at most once a second per kind, not once per connection.
+    refused = [line for line in tls_broker.stderr_path.read_text(errors="replace").splitlines()
+               if "TLS handshake failed" in line]
+    assert 0 < len(refused) < 100, f"{len(refused)} log lines for 480 bad handshakes"
+    # Clients that close without a TLS close_notify (librdkafka and Java do) end their
+    # connections as plaintext ones do: without a log line each.
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    for correlation_id in range(5):
+        with socket.create_connection(("127.0.0.1", tls_broker.tls_ports("SSL")[0]), 5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(kafka_wire.api_versions_request(0, correlation_id))
+                assert struct.unpack(">i", kafka_wire.read_frame(tls)[:4])[0] == correlation_id
+    # A real client is still served on both listeners.
+    topic = unique_topic("after-fuzz")
+    create_topic(tls_broker.bootstrap, topic, 1)
+    records = make_records(10, "after-fuzz")
+    config = tls_config(certs)
+    delivered, errors = produce(tls_broker.tls_bootstrap("SSL"), topic, records, config)
+    assert not errors, errors[:5]
+    consumed = consume(tls_broker.tls_bootstrap("SSL"), topic, [0],
+                       expected_count=len(records), config=config)
+    verify(consumed, records, "after the mutated handshakes", delivered=delivered)
+    # Checked last: the closes above were logged, if at all, long before this produce ended.
+    log = tls_broker.stderr_path.read_text(errors="replace")
+    assert "close_notify" not in log, "a close without close_notify was logged"
 
 
 @pytest.fixture

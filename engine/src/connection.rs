@@ -99,6 +99,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, protocol: SecurityProtoc
             if let Some(principal) = principal {
                 session.set_certificate_principal(principal);
             }
+            let tls = crate::security::tls::CloseNotifyOptional(tls);
             serve_stream(shard, tls, socket, session, peer, client_host).await;
         }
         Some(Err(error)) => {

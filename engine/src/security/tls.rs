@@ -116,3 +116,51 @@ fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     }
     Ok(certs)
 }
+
+/// A TLS stream whose peer may close without a close_notify alert, as Kafka's clients do
+/// (librdkafka and Java close the socket): such an end reads as an ordinary end of stream,
+/// so that the frame reader tells a close between requests (nothing to log) from one in the
+/// middle of a request (a truncated frame, logged). A truncation attack gains nothing here:
+/// Kafka's size prefixes already show where each request ends.
+pub struct CloseNotifyOptional<S>(pub S);
+
+impl<S: futures_lite::AsyncRead + Unpin> futures_lite::AsyncRead for CloseNotifyOptional<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.0).poll_read(context, buffer) {
+            std::task::Poll::Ready(Err(error))
+                if error.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                std::task::Poll::Ready(Ok(0))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for CloseNotifyOptional<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(context, buffer)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(context)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_close(context)
+    }
+}
