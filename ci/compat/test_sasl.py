@@ -255,6 +255,9 @@ def test_the_first_user_is_added_offline_to_a_sasl_only_broker(request, spate_bi
                partition_count=broker.default_partitions)
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", broker.base_port), timeout=1).close()
+        # A data directory made by `spate user add` is a node that never ran, not one that
+        # crashed: its first start warns of no unclean shutdown.
+        assert "did not stop cleanly" not in broker.stderr_path.read_text(errors="replace")
         # The CLI speaks SASL itself (-X, librdkafka's names): more users are added online.
         as_admin = ["--brokers", broker.sasl_bootstrap, "-X", "security.protocol=SASL_PLAINTEXT",
                     "-X", "sasl.mechanism=SCRAM-SHA-256", "-X", "sasl.username=admin",

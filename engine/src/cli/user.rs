@@ -255,7 +255,10 @@ fn open_store(
 }
 
 /// Appends records to a stopped broker's metadata journal, durably.
+/// A data directory that held no node before is left marked as cleanly stopped, so that the
+/// node's first start does not take the journal written here for the remains of a crash.
 fn write_offline(dir: &std::path::Path, records: &[MetadataRecord]) -> anyhow::Result<()> {
+    let fresh = !dir.join(spate_engine::metadata::store::DIRECTORY).exists();
     let (mut store, loaded) = open_store(dir)?;
     loaded
         .image
@@ -263,7 +266,12 @@ fn write_offline(dir: &std::path::Path, records: &[MetadataRecord]) -> anyhow::R
         .context("the credential does not apply to this data directory's metadata")?;
     store
         .append(records)
-        .with_context(|| format!("cannot write the metadata journal in {}", dir.display()))
+        .with_context(|| format!("cannot write the metadata journal in {}", dir.display()))?;
+    if fresh {
+        spate_engine::shutdown_marker::write(dir)
+            .with_context(|| format!("cannot mark {} as cleanly stopped", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// A connection to the bootstrap broker, which must serve `api`.
