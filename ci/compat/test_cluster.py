@@ -101,10 +101,14 @@ def net_cluster(request, spate_bin, ci_tmp):
         net.close()
 
 
-def run_cluster(request, ci_tmp, net: NetFaults | None = None):
+def run_cluster(request, ci_tmp, net: NetFaults | None = None, make=None, before_start=None):
+    """Starts a cluster (`Cluster(workdir, net)`, or `make(workdir)`), after
+    `before_start(cluster)` if given, and tears it down after the test."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{request.node.name[:40]}-", dir=ci_tmp))
-    cluster = Cluster(workdir, net)
+    cluster = make(workdir) if make is not None else Cluster(workdir, net)
     try:
+        if before_start is not None:
+            before_start(cluster)
         # The nodes start together: each waits for its quorum before it serves.
         for broker in cluster.nodes:
             broker.start_process()
@@ -280,11 +284,11 @@ def verify(cluster: Cluster, load: Load, exclude: set[int]) -> None:
 
 def verify_acked(cluster: Cluster, topic: str, acked: dict[str, tuple[int, int]],
                  exclude: set[int], timeout_s: float = WAIT_S,
-                 consumer_config: dict | None = None) -> None:
+                 consumer_config: dict | None = None, bootstrap: str | None = None) -> None:
     """Every acknowledged record (value -> (partition, offset)) is read back from the live
-    nodes exactly once, in order, at its acknowledged offset (the producers are idempotent:
-    retries leave no duplicates), and nothing else is in the topic."""
-    read = consume(cluster.bootstrap(exclude), topic, list(range(PARTITIONS)),
+    nodes (or `bootstrap`) exactly once, in order, at its acknowledged offset (the producers
+    are idempotent: retries leave no duplicates), and nothing else is in the topic."""
+    read = consume(bootstrap or cluster.bootstrap(exclude), topic, list(range(PARTITIONS)),
                    expected_count=len(acked), timeout_s=timeout_s, config=consumer_config)
     by_partition: dict[int, list[tuple[int, str]]] = {}
     for record in read:

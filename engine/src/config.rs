@@ -33,6 +33,10 @@ pub struct ConfigFile {
     ssl_key: Option<PathBuf>,
     ssl_ca: Option<PathBuf>,
     ssl_client_auth: Option<String>,
+    inter_broker_listener_name: Option<String>,
+    inter_broker_sasl_mechanism: Option<String>,
+    inter_broker_user: Option<String>,
+    inter_broker_password: Option<String>,
     smp: Option<usize>,
     node_id: Option<i32>,
     default_partitions: Option<i32>,
@@ -105,8 +109,8 @@ pub struct ServeArgs {
     pub advertised_host: Option<String>,
     /// Listeners with Kafka's names, instead of --listen: `PLAINTEXT://HOST:PORT`,
     /// `SASL_PLAINTEXT://HOST:PORT`, comma-separated (shard s of each listens on its port + s).
-    /// Clients are told the endpoints of the listener they connected to. Between nodes of a
-    /// cluster the PLAINTEXT listener is used. [default: PLAINTEXT://<--listen>]
+    /// Clients are told the endpoints of the listener they connected to. Brokers reach each
+    /// other on the one --inter-broker-listener-name names. [default: PLAINTEXT://<--listen>]
     #[arg(long, env = "SPATE_LISTENERS", conflicts_with = "listen")]
     pub listeners: Option<String>,
     /// What each listener advertises, `NAME://HOST:PORT`, comma-separated; a listener not
@@ -148,6 +152,26 @@ pub struct ServeArgs {
     /// ssl.client.auth). [default: none]
     #[arg(long, env = "SPATE_SSL_CLIENT_AUTH")]
     pub ssl_client_auth: Option<String>,
+    /// The listener brokers of a cluster reach each other on (Kafka's
+    /// inter.broker.listener.name), by its name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    /// [default: the PLAINTEXT listener, else the first]
+    #[arg(long, env = "SPATE_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// The SASL mechanism brokers log in to each other with on a SASL inter-broker listener
+    /// (Kafka's sasl.mechanism.inter.broker.protocol). [default: SCRAM-SHA-512]
+    #[arg(
+        long,
+        alias = "sasl-mechanism-inter-broker-protocol",
+        env = "SPATE_INTER_BROKER_SASL_MECHANISM"
+    )]
+    pub inter_broker_sasl_mechanism: Option<String>,
+    /// The user brokers log in to each other as on a SASL inter-broker listener (add it with
+    /// `spate user add`, and to --super-users when the authorizer is on).
+    #[arg(long, env = "SPATE_INTER_BROKER_USER")]
+    pub inter_broker_user: Option<String>,
+    /// Its password; prefer the environment variable, which `ps` does not show.
+    #[arg(long, env = "SPATE_INTER_BROKER_PASSWORD", hide_env_values = true)]
+    pub inter_broker_password: Option<String>,
     /// Number of shards (one pinned thread each). [default: one per CPU this process may run
     /// on, so `taskset` and cgroup cpusets are honoured]
     #[arg(long, env = "SPATE_SMP")]
@@ -393,6 +417,8 @@ pub struct BrokerConfig {
     pub sasl: crate::security::session::SaslConfig,
     /// TLS settings of the SSL and SASL_SSL listeners (`None`: none is configured).
     pub tls: Option<crate::security::tls::TlsSettings>,
+    /// How brokers reach each other (`security::inter_broker`).
+    pub inter_broker: crate::security::inter_broker::InterBrokerConfig,
     /// The authorizer's settings (off unless `--authorizer acl`).
     pub authorizer: crate::security::acl::AuthorizerConfig,
     /// Shard count, if fixed by the operator; otherwise one per available CPU.
@@ -500,9 +526,22 @@ impl ServeArgs {
             self.advertised_listeners.or(file.advertised_listeners),
             self.advertised_host.or(file.advertised_host),
         )?;
-        let inter_broker = inter_broker_listener(&listeners);
-        let listen = inter_broker.address;
-        let advertised_host = inter_broker.advertised_host.clone();
+        let inter_broker = crate::security::inter_broker::InterBrokerConfig::resolve(
+            &listeners,
+            crate::security::inter_broker::InterBrokerOptions {
+                listener_name: self
+                    .inter_broker_listener_name
+                    .or(file.inter_broker_listener_name),
+                mechanism: self
+                    .inter_broker_sasl_mechanism
+                    .or(file.inter_broker_sasl_mechanism),
+                user: self.inter_broker_user.or(file.inter_broker_user),
+                password: self.inter_broker_password.or(file.inter_broker_password),
+            },
+        )?;
+        let inter_broker_listener = inter_broker.listener(&listeners);
+        let listen = inter_broker_listener.address;
+        let advertised_host = inter_broker_listener.advertised_host.clone();
         let tls = resolve_tls(
             &listeners,
             self.ssl_cert.or(file.ssl_cert),
@@ -564,6 +603,7 @@ impl ServeArgs {
             listeners,
             sasl,
             tls,
+            inter_broker,
             authorizer,
             smp: self.smp.or(file.smp),
             node_id,
@@ -822,13 +862,6 @@ fn resolve_tls(
     }
 }
 
-fn inter_broker_listener(listeners: &[crate::security::Listener]) -> &crate::security::Listener {
-    listeners
-        .iter()
-        .find(|listener| listener.protocol == crate::security::SecurityProtocol::Plaintext)
-        .unwrap_or(&listeners[0])
-}
-
 fn rack_aware_reads(selector: Option<&str>) -> anyhow::Result<bool> {
     match selector {
         None
@@ -842,9 +875,9 @@ fn rack_aware_reads(selector: Option<&str>) -> anyhow::Result<bool> {
 
 impl BrokerConfig {
     /// The listener nodes reach each other's brokers on (follower fetches, consumer lag):
-    /// the PLAINTEXT one, or the first when there is none.
+    /// `--inter-broker-listener-name`, else the PLAINTEXT one, else the first.
     pub fn inter_broker_listener(&self) -> &crate::security::Listener {
-        inter_broker_listener(&self.listeners)
+        self.inter_broker.listener(&self.listeners)
     }
 
     /// What this node's brokers register for each listener.
@@ -867,12 +900,9 @@ impl BrokerConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.cluster.is_none()
-                || self.inter_broker_listener().protocol
-                    == crate::security::SecurityProtocol::Plaintext,
-            "a node of a replicated cluster needs a PLAINTEXT listener: replication between nodes does not authenticate with SASL yet"
-        );
+        if self.cluster.is_some() {
+            self.inter_broker.check_for_cluster()?;
+        }
         anyhow::ensure!(
             self.default_partitions >= 1,
             "default partitions must be at least 1, got {}",

@@ -101,6 +101,13 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         .as_ref()
         .map(crate::security::tls::acceptor)
         .transpose()?;
+    let inter_broker = config
+        .inter_broker
+        .client_security(config.tls.as_ref())
+        .context("the inter-broker listener")?;
+    if let Some(warning) = config.inter_broker.warning(shard_count) {
+        tracing::warn!("{warning}");
+    }
     let controller_listener = crate::cluster::member::bind_controller_port(&config)?;
     let open_files_limit = raise_open_files_limit();
     // This start's broker epoch: what its brokers register with, and what its followers
@@ -147,6 +154,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
                 .map(|cluster| std::time::Duration::from_millis(cluster.session_timeout_ms)),
         ),
         tls,
+        inter_broker,
+        first_credentials: bootstrapped.first_credentials.clone(),
         config,
     });
     block_termination_signals()?;

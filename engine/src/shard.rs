@@ -60,6 +60,12 @@ pub struct NodeContext {
     pub controller_lease: crate::cluster::member::ControllerLease,
     /// The TLS acceptor of SSL and SASL_SSL listeners, if the node has any.
     pub tls: Option<futures_rustls::TlsAcceptor>,
+    /// How this node's brokers secure their connections to other brokers
+    /// (`security::inter_broker`).
+    pub inter_broker: crate::security::client::ClientSecurity,
+    /// A cluster node's users written before its first start, for its `StartNode`
+    /// (`metadata::bootstrap::start_in_quorum`).
+    pub first_credentials: Vec<crate::metadata::records::MetadataRecord>,
 }
 
 impl NodeContext {

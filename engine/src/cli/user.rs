@@ -5,8 +5,10 @@
 //! DescribeUserScramCredentials (KIP-554), like `kafka-configs --alter --entity-type users`:
 //! the password is salted and hashed here, and only the salted password travels. Offline,
 //! with `--data-dir DIR`, the credential is written straight into a stopped one-node broker's
-//! metadata journal: how the first user is made before a broker serves only SASL listeners
-//! (Kafka's `kafka-storage format --add-scram`).
+//! metadata journal, or into a fresh directory: how the first user is made before a broker
+//! serves only SASL listeners (Kafka's `kafka-storage format --add-scram`). A node of a
+//! replicated cluster started on such a directory sends its users to the controller with its
+//! first registration, which adds those no user has yet (`metadata::bootstrap`).
 
 use std::path::PathBuf;
 
@@ -247,7 +249,7 @@ fn open_store(
 ) -> anyhow::Result<(MetadataStore, spate_engine::metadata::store::Loaded)> {
     if dir.join(spate_engine::cluster::member::DIRECTORY).exists() {
         bail!(
-            "{} belongs to a node of a replicated cluster, whose metadata lives in the controller quorum: add users online (without --data-dir) through any node",
+            "{} belongs to a node of a replicated cluster that has started, whose metadata lives in the controller quorum: add users online (without --data-dir) through any node",
             dir.display()
         );
     }

@@ -31,7 +31,6 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::{ApiKey, BrokerId as WireBrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use spate_net::async_client::BrokerConnection;
 use spate_storage::Offset;
 
 use crate::metadata::image::MetadataImage;
@@ -134,7 +133,7 @@ struct Fetching {
 
 /// Copies every partition this shard follows from `leader` until there is none.
 async fn session(shard: &Rc<Shard>, leader: BrokerId) {
-    let mut connection: Option<BrokerConnection<glommio::net::TcpStream>> = None;
+    let mut connection: Option<super::PeerConnection> = None;
     while !shard.node.is_shutting_down() {
         let image = shard.partitions.image();
         let Some(partitions) = followed(&image, shard.broker_id()).remove(&leader) else {
@@ -143,7 +142,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
         let Some(address) = image
             .broker(leader)
             .filter(|broker| !broker.fenced)
-            .map(|broker| format!("{}:{}", broker.host, broker.port))
+            .and_then(|broker| shard.node.config.inter_broker.address_of(broker))
         else {
             glommio::timer::sleep(BACKOFF).await;
             continue;
@@ -302,17 +301,20 @@ async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fet
     (!round.is_empty()).then_some(round)
 }
 
-async fn connect(
-    shard: &Shard,
-    address: &str,
-) -> Result<BrokerConnection<glommio::net::TcpStream>, String> {
+async fn connect(shard: &Shard, address: &str) -> Result<super::PeerConnection, String> {
     let config = &shard.node.config;
     // A response holds at least one whole batch, even past the limits.
     let max_response_bytes = config
         .replica_fetch_response_max_bytes
         .max(config.replica_fetch_max_bytes)
         + (1 << 20);
-    super::connect(address, "spate-replica-fetcher", max_response_bytes).await
+    super::connect(
+        &shard.node.inter_broker,
+        address,
+        "spate-replica-fetcher",
+        max_response_bytes,
+    )
+    .await
 }
 
 /// One fetch of a round at `version`, with `--replica-fetch-max-bytes` per partition and

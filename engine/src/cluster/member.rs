@@ -224,6 +224,7 @@ pub async fn announce_start(shard: Rc<Shard>) {
         broker_epoch,
         clean_shutdown: shard.node.last_shutdown_clean,
         listeners: config.listener_endpoints(),
+        credentials: shard.node.first_credentials.clone(),
     };
     let mut refusals = 0u64;
     while !shard.node.is_shutting_down() {
@@ -234,6 +235,9 @@ pub async fn announce_start(shard: Rc<Shard>) {
             Ok(_) => {
                 shard.node.controller_lease.answered();
                 tracing::info!(broker_epoch, "this node's brokers are registered");
+                if !start.credentials.is_empty() {
+                    crate::metadata::bootstrap::first_credentials_sent(&config.data_dir);
+                }
                 heartbeat(&shard, start.node_id, broker_epoch).await;
                 return;
             }

@@ -25,26 +25,38 @@ pub mod publisher;
 pub mod raft;
 pub mod status;
 
-/// A Kafka connection from this shard to another broker (`host:port`, this node's or
-/// another's), as a follower's fetcher or a coordinator measuring lag opens it: 5 s to
-/// connect, 10 s per request, responses up to `max_response_bytes`.
+/// A connection from this node's brokers to another broker (see [`connect`]).
+pub type PeerConnection = spate_net::async_client::BrokerConnection<PeerStream>;
+
+/// What a [`PeerConnection`] runs over: the socket, or TLS over it.
+pub type PeerStream = crate::security::client::ClientStream<glommio::net::TcpStream>;
+
+/// A Kafka connection from this shard to another broker (`host:port` on the inter-broker
+/// listener, this node's or another's), as a follower's fetcher or a coordinator measuring
+/// lag opens it: 5 s to connect and log in, 10 s per request, responses up to
+/// `max_response_bytes`; TLS and the SASL login as `--inter-broker-listener-name` and the
+/// inter-broker credentials say (`security::inter_broker`).
 pub async fn connect(
+    security: &crate::security::client::ClientSecurity,
     address: &str,
     client_id: &str,
     max_response_bytes: usize,
-) -> Result<spate_net::async_client::BrokerConnection<glommio::net::TcpStream>, String> {
+) -> Result<PeerConnection, String> {
     use std::time::Duration;
     let connecting = async {
-        glommio::net::TcpStream::connect(address)
+        let socket = glommio::net::TcpStream::connect(address)
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string())?;
+        let _ = socket.set_nodelay(true);
+        crate::security::client::secure_stream(socket, address, security)
+            .await
+            .map_err(|error| format!("{error:#}"))
     };
     let timeout = async {
         glommio::timer::sleep(Duration::from_secs(5)).await;
         Err("connect timed out".to_string())
     };
     let stream = futures_lite::future::or(connecting, timeout).await?;
-    let _ = stream.set_nodelay(true);
     let options = spate_net::async_client::ClientOptions {
         client_id: client_id.into(),
         request_timeout: Duration::from_secs(10),

@@ -21,7 +21,6 @@ use std::rc::Rc;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use spate_net::async_client::BrokerConnection;
 
 use crate::gauges::GroupLag;
 use crate::partition::BrokerId as Broker;
@@ -32,7 +31,7 @@ use crate::shard::Shard;
 const LIST_OFFSETS_VERSIONS: std::ops::RangeInclusive<i16> = 1..=7;
 
 /// Connections to the leader brokers asked, by `host:port`.
-type Connections = HashMap<String, BrokerConnection<glommio::net::TcpStream>>;
+type Connections = HashMap<String, crate::cluster::PeerConnection>;
 
 /// Measures this shard's groups' lag every interval until shutdown (nothing when the
 /// interval is off).
@@ -140,11 +139,13 @@ async fn high_watermarks(
     }
     let mut used = Vec::new();
     for (leader, topics) in remote {
-        let Some(broker) = image.broker(leader) else {
+        let Some(address) = image
+            .broker(leader)
+            .and_then(|broker| shard.node.config.inter_broker.address_of(broker))
+        else {
             continue;
         };
-        let address = format!("{}:{}", broker.host, broker.port);
-        match ask_leader(connections, &address, &topics).await {
+        match ask_leader(&shard.node.inter_broker, connections, &address, &topics).await {
             Ok(answers) => ends.extend(answers),
             Err(error) => {
                 tracing::debug!(%address, %error, "consumer lag: cannot ask the leader");
@@ -159,12 +160,14 @@ async fn high_watermarks(
 
 /// One ListOffsets (latest, read uncommitted: the high watermark) to a leader broker.
 async fn ask_leader(
+    security: &crate::security::client::ClientSecurity,
     connections: &mut Connections,
     address: &str,
     topics: &BTreeMap<String, Vec<i32>>,
 ) -> Result<Vec<((String, i32), i64)>, String> {
     if connections.get(address).is_none_or(|open| open.is_broken()) {
-        let connection = crate::cluster::connect(address, "spate-lag-monitor", 1 << 20).await?;
+        let connection =
+            crate::cluster::connect(security, address, "spate-lag-monitor", 1 << 20).await?;
         connections.insert(address.to_string(), connection);
     }
     let Some(connection) = connections.get_mut(address) else {

@@ -1,7 +1,9 @@
 //! A node's metadata at start: load the journal, register this node's brokers, migrate an
 //! old `topics.json`, place partitions anew on a changed shard count, create
 //! `__consumer_offsets`, and remove the directories of topics deleted before a crash; or, on a
-//! node of a replicated cluster ([`start_in_quorum`]), leave all that to the quorum.
+//! node of a replicated cluster ([`start_in_quorum`]), leave all that to the quorum, except
+//! the users `spate user add --data-dir` wrote before the node's first start, which go to the
+//! controller with its registration.
 //!
 //! Runs on the main thread before any shard serves, so it may block on files.
 
@@ -43,6 +45,9 @@ pub struct Bootstrapped {
     pub image: Arc<MetadataImage>,
     /// For the controller's shard.
     pub controller: ControllerParts,
+    /// On a cluster node's first start, the users `spate user add --data-dir` wrote before
+    /// it (sent with its `StartNode`); empty otherwise.
+    pub first_credentials: Vec<MetadataRecord>,
 }
 
 /// See the module docs. `broker_epoch` is this start's, which the node's brokers register
@@ -79,6 +84,7 @@ pub fn start(
         }
     }
     Ok(Bootstrapped {
+        first_credentials: Vec::new(),
         image,
         controller: ControllerParts {
             state,
@@ -93,18 +99,60 @@ pub fn start(
 /// (`ControllerRequest::StartNode`). Partition directories are not cleaned against the empty
 /// image, which knows no topics yet.
 pub fn start_in_quorum(data_dir: &Path, config: ControllerConfig) -> anyhow::Result<Bootstrapped> {
-    let journal = data_dir.join(super::store::DIRECTORY);
-    anyhow::ensure!(
-        !journal.exists(),
-        "{} holds the metadata of a one-node cluster; a node cannot yet move it into a \
-         controller quorum: start the cluster node on an empty data directory",
-        journal.display()
-    );
+    let first_credentials = first_credentials(data_dir)?;
     Ok(Bootstrapped {
+        first_credentials,
         image: Arc::new(MetadataImage::default()),
         controller: ControllerParts {
             state: ControllerState::new(MetadataImage::default(), config),
             log: PartsLog::Quorum,
         },
     })
+}
+
+/// Where a cluster node's journal goes once its first users are in the quorum's metadata.
+const SENT_CREDENTIALS: &str = "metadata.sent-to-cluster";
+
+/// The users of a cluster node's data directory written before its first start: a journal
+/// that `spate user add --data-dir` made (users and nothing else; a node that ever ran has a
+/// cluster id), which the node sends with its `StartNode`. A one-node cluster's journal is
+/// refused: it cannot yet move into a controller quorum.
+fn first_credentials(data_dir: &Path) -> anyhow::Result<Vec<MetadataRecord>> {
+    let journal = data_dir.join(super::store::DIRECTORY);
+    if !journal.exists() {
+        return Ok(Vec::new());
+    }
+    let (_, loaded) = MetadataStore::open(data_dir)?;
+    let image = loaded.image;
+    anyhow::ensure!(
+        image.cluster_id.is_empty() && image.topics().len() == 0,
+        "{} holds the metadata of a one-node cluster; a node cannot yet move it into a \
+         controller quorum: start the cluster node on an empty data directory",
+        journal.display()
+    );
+    Ok(image
+        .scram_credentials()
+        .map(
+            |(user, mechanism, credential)| MetadataRecord::ScramCredential {
+                user: user.to_string(),
+                mechanism,
+                credential: credential.clone(),
+            },
+        )
+        .collect())
+}
+
+/// Moves the journal of [`first_credentials`] aside once the controller has taken them, so
+/// that a later start does not send them again (a user removed online stays removed).
+/// Blocking, once in a node's life.
+pub fn first_credentials_sent(data_dir: &Path) {
+    let journal = data_dir.join(super::store::DIRECTORY);
+    match std::fs::rename(&journal, data_dir.join(SENT_CREDENTIALS)) {
+        Ok(()) => tracing::info!(
+            "the users written before this node's first start are in the cluster's metadata"
+        ),
+        Err(error) => {
+            tracing::warn!(%error, journal = %journal.display(), "cannot move the first users' journal aside; a restart sends them again (only users still absent are added)")
+        }
+    }
 }

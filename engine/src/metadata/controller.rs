@@ -269,6 +269,12 @@ pub struct NodeStart {
     /// that predate listeners.
     #[serde(default)]
     pub listeners: Vec<ListenerEndpoint>,
+    /// SCRAM credentials written into the node's data directory before its first start
+    /// (`spate user add --data-dir`, Kafka's `kafka-storage format --add-scram`): the
+    /// controller adds each one no user has yet for its mechanism, so that a cluster whose
+    /// listeners all need SASL has its first users (see `metadata::bootstrap`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<MetadataRecord>,
 }
 
 /// The controller's answer, one result per item of the request, in order.
@@ -425,8 +431,23 @@ impl ControllerState {
             // own log.
             clean_shutdown: None,
             listeners: self.config.listeners.clone(),
+            credentials: Vec::new(),
         };
         self.start_node(legacy, &start)
+    }
+
+    /// The credentials of a node's first start that no user has yet for their mechanism
+    /// (a password changed or a user removed online is never undone by them; records of
+    /// other kinds are ignored).
+    fn first_credentials(&self, credentials: &[MetadataRecord]) -> Vec<MetadataRecord> {
+        credentials
+            .iter()
+            .filter(|record| {
+                matches!(record, MetadataRecord::ScramCredential { user, mechanism, .. }
+                    if self.image.scram_credential(user, *mechanism).is_none())
+            })
+            .cloned()
+            .collect()
     }
 
     /// [`Self::startup`] for any node of the cluster, as its `StartNode` call describes it.
@@ -691,7 +712,11 @@ impl ControllerState {
                 )
             }
             ControllerRequest::StartNode(start) => {
-                (self.start_node(None, &start), ControllerReply::NodeStarted)
+                let mut records = self.start_node(None, &start);
+                let users = self.first_credentials(&start.credentials);
+                self.apply(&users);
+                records.extend(users);
+                (records, ControllerReply::NodeStarted)
             }
             ControllerRequest::Heartbeat {
                 node_id,

@@ -316,6 +316,7 @@ fn node_start(node: i32, shard_count: u32, broker_epoch: i64) -> NodeStart {
         broker_epoch,
         clean_shutdown: Some(false),
         listeners: Vec::new(),
+        credentials: Vec::new(),
     }
 }
 
@@ -424,7 +425,13 @@ fn nodes_register_are_fenced_and_return_and_placement_follows() {
 #[test]
 fn a_one_node_data_directory_is_not_taken_into_a_quorum() {
     let dir = tempfile::tempdir().unwrap();
-    let (_store, _) = crate::metadata::store::MetadataStore::open(dir.path()).unwrap();
+    let (mut store, _) = crate::metadata::store::MetadataStore::open(dir.path()).unwrap();
+    store
+        .append(&[MetadataRecord::ClusterId {
+            cluster_id: "one-node".into(),
+        }])
+        .unwrap();
+    drop(store);
     let error = crate::metadata::bootstrap::start_in_quorum(dir.path(), config(1))
         .err()
         .expect("refused");
@@ -432,6 +439,52 @@ fn a_one_node_data_directory_is_not_taken_into_a_quorum() {
     let fresh = tempfile::tempdir().unwrap();
     let started = crate::metadata::bootstrap::start_in_quorum(fresh.path(), config(1)).unwrap();
     assert_eq!(started.image.version, 0);
+    assert!(started.first_credentials.is_empty());
+}
+
+#[test]
+fn users_written_before_a_cluster_nodes_first_start_are_added_once_and_only_where_absent() {
+    use crate::security::scram::{Mechanism, ScramCredential};
+    let credential = |user: &str, password: &str| MetadataRecord::ScramCredential {
+        user: user.into(),
+        mechanism: Mechanism::ScramSha512,
+        credential: ScramCredential::generate(Mechanism::ScramSha512, password, 4096),
+    };
+    // `spate user add --data-dir` on a fresh directory: a journal of users only.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = crate::metadata::store::MetadataStore::open(dir.path()).unwrap();
+    store.append(&[credential("admin", "first")]).unwrap();
+    drop(store);
+    let started = crate::metadata::bootstrap::start_in_quorum(dir.path(), config(1)).unwrap();
+    assert_eq!(started.first_credentials.len(), 1);
+    // The controller adds a user no one has yet; a user who exists keeps their password.
+    let mut controller = started_controller_with_admin(credential("admin", "changed online"));
+    let mut start = node_start(2, 1, 20);
+    start.credentials = vec![credential("admin", "first"), credential("ops", "ops")];
+    let (records, _) = controller.handle(ControllerRequest::StartNode(start));
+    let added: Vec<&str> = records
+        .iter()
+        .filter_map(|record| match record {
+            MetadataRecord::ScramCredential { user, .. } => Some(user.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added, ["ops"]);
+    assert!(controller
+        .image()
+        .scram_credential("admin", Mechanism::ScramSha512)
+        .is_some());
+    // Once sent, the journal is set aside: the next start sends nothing.
+    crate::metadata::bootstrap::first_credentials_sent(dir.path());
+    let again = crate::metadata::bootstrap::start_in_quorum(dir.path(), config(1)).unwrap();
+    assert!(again.first_credentials.is_empty());
+}
+
+/// A started controller whose image holds `credential`.
+fn started_controller_with_admin(credential: MetadataRecord) -> ControllerState {
+    let mut controller = started(1);
+    controller.apply(&[credential]);
+    controller
 }
 
 /// A controller with nodes 1, 2 and 3 registered (one shard each) and an RF=3 topic.

@@ -11,17 +11,22 @@
 //! and `ssl.key.location` (a client certificate). Other keys are ignored with one warning.
 
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use kafka_protocol::messages::{
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    ApiKey, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use spate_net::client::Client;
+use spate_net::codec::encode_client_request;
 use spate_net::error_code::error_name;
 
 use super::scram::Mechanism;
@@ -42,8 +47,9 @@ pub struct ClientSecurity {
     pub sasl: Option<SaslCredentials>,
 }
 
-/// Who a client authenticates as, and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who a client authenticates as, and how (its `Debug` hides the password, so that a
+/// configuration that holds one can be logged).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SaslCredentials {
     /// The mechanism.
     pub mechanism: SaslMechanism,
@@ -51,6 +57,17 @@ pub struct SaslCredentials {
     pub user: String,
     /// The password.
     pub password: String,
+}
+
+impl std::fmt::Debug for SaslCredentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SaslCredentials")
+            .field("mechanism", &self.mechanism)
+            .field("user", &self.user)
+            .field("password", &"[hidden]")
+            .finish()
+    }
 }
 
 impl ClientSecurity {
@@ -175,6 +192,131 @@ pub fn login(
     Ok(())
 }
 
+/// An event-driven client connection: the socket, or TLS over it (rustls in user space).
+pub enum ClientStream<S> {
+    /// No TLS.
+    Plain(S),
+    /// TLS.
+    Tls(Box<futures_rustls::client::TlsStream<S>>),
+}
+
+/// Secures an event-driven connection to `address` just opened: TLS, then the SASL login,
+/// as `security` says (each request of the login framed here, before the caller's first).
+pub async fn secure_stream<S>(
+    socket: S,
+    address: &str,
+    security: &ClientSecurity,
+) -> anyhow::Result<ClientStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut stream = match &security.tls {
+        None => ClientStream::Plain(socket),
+        Some(tls) => {
+            let connector = futures_rustls::TlsConnector::from(tls.clone());
+            let tls = connector
+                .connect(server_name(address)?, socket)
+                .await
+                .with_context(|| format!("TLS handshake with {address}"))?;
+            ClientStream::Tls(Box::new(tls))
+        }
+    };
+    if let Some(credentials) = &security.sasl {
+        let mut login = SaslLogin::new(credentials, address);
+        let handshake = exchange(&mut stream, 1, &login.handshake()).await?;
+        login.handshaken(&handshake)?;
+        let mut answer = None;
+        let mut correlation_id = 1;
+        while let Some(request) = login.next(answer.as_ref())? {
+            correlation_id += 1;
+            answer = Some(exchange(&mut stream, correlation_id, &request).await?);
+        }
+    }
+    Ok(stream)
+}
+
+/// Sends one request at [`SASL_VERSION`] and reads its response.
+async fn exchange<S, T>(
+    stream: &mut S,
+    correlation_id: i32,
+    body: &T,
+) -> anyhow::Result<T::Response>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    T: Request,
+{
+    /// SASL answers are small; a larger frame is not one.
+    const ANSWER_BYTES_MAX: i32 = 1 << 20;
+    let client_id = StrBytes::from_static_str("spate");
+    let frame = encode_client_request(SASL_VERSION, correlation_id, &client_id, body)?;
+    stream.write_all(&frame).await?;
+    stream.flush().await?;
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await?;
+    let size = i32::from_be_bytes(prefix);
+    if !(0..=ANSWER_BYTES_MAX).contains(&size) {
+        bail!("a SASL answer of invalid size {size}");
+    }
+    let mut body = vec![0u8; size as usize];
+    stream.read_exact(&mut body).await?;
+    let mut body = Bytes::from(body);
+    let api_key = ApiKey::try_from(T::KEY).map_err(|_| anyhow::anyhow!("bad key"))?;
+    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(SASL_VERSION))?;
+    if header.correlation_id != correlation_id {
+        bail!(
+            "response for {} instead of {correlation_id}",
+            header.correlation_id
+        );
+    }
+    T::Response::decode(&mut body, SASL_VERSION)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+        buffer: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_read(context, buffer),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(context, buffer),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+        buffer: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write(context, buffer),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(context, buffer),
+        }
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_flush(context),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(context),
+        }
+    }
+
+    fn poll_close(
+        self: Pin<&mut Self>,
+        context: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_close(context),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_close(context),
+        }
+    }
+}
+
 /// Redacts what must not be written down from properties shown back to a user (results
 /// files, logs): values of keys that name a password or a JAAS line.
 pub fn redacted(properties: &[String]) -> Vec<String> {
@@ -196,7 +338,9 @@ fn jaas_option(jaas: &str, name: &str) -> Option<String> {
     Some(jaas[start..end].to_string())
 }
 
-fn tls_config(
+/// A rustls client configuration trusting `ca` (PEM; the system's roots without it) and,
+/// given both, presenting `certificate` with `key` (PEM) as the client's certificate.
+pub fn tls_config(
     ca: Option<&Path>,
     certificate: Option<&Path>,
     key: Option<&Path>,

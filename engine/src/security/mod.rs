@@ -25,12 +25,17 @@
 //! Client quotas, the other half of keeping one client from taking the broker, are in
 //! `crate::quota`.
 //!
-//! Not yet built (issue 18): kTLS, `ssl.principal.mapping.rules`, SASL between brokers.
+//! - [`inter_broker`] is how brokers reach each other: the listener, and the credentials a
+//!   broker logs in with on a SASL one.
+//!
+//! Not yet built (issue 18): kTLS, `ssl.principal.mapping.rules`, authentication on the
+//! controller quorum's port.
 
 pub mod acl;
 pub mod authorizer;
 pub mod certificate;
 pub mod client;
+pub mod inter_broker;
 pub mod listeners;
 pub mod plain;
 pub mod scram;

@@ -235,6 +235,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> BrokerConnection<S> {
             .write_all(&frame)
             .await
             .map_err(|source| self.io(source))?;
+        // A TLS stream may hold the request's last record until flushed.
+        self.stream
+            .flush()
+            .await
+            .map_err(|source| self.io(source))?;
         let mut response = match self.frames.next_frame(&mut self.stream).await {
             Ok(Some(response)) => response,
             Ok(None) => {

@@ -1,0 +1,258 @@
+"""Security in a three-node replicated cluster (issue 18 on top of issue 15): SCRAM users and
+ACLs written through one node hold on every node, and brokers replicate to each other over a
+SASL listener as a super user while the authorizer refuses anonymous clients.
+
+The cluster is secured the way a Kafka operator secures a running one, with rolling restarts
+and no acknowledged record lost. It starts with PLAINTEXT and SASL_PLAINTEXT listeners, no
+authorizer, and PLAINTEXT between brokers. The users (broker, admin, alice) are added online. A first rolling restart moves replication to SASL_PLAINTEXT, with brokers
+logging in as `broker`. A second turns on `--authorizer acl` with `broker` and `admin` as
+super users, and the admin then grants alice WRITE through another node. After each node's
+restart, every partition must be back to its full ISR: that
+is replication working as the new settings say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from confluent_helpers import consume, produce
+from conftest import Broker, pick_base_port
+from records import make_records, verify
+from test_cluster import (NODE_ARGS, NODES, PARTITIONS, WAIT_S, Load, create_replicated_topic,
+                          run_cluster, verify_acked, wait_for)
+from test_sasl import PASSWORD, SaslBroker, sasl_config, spate
+
+BROKER_PASSWORD = "broker-secret"
+ADMIN_PASSWORD = "admin-secret"
+
+
+class SecureNode(SaslBroker):
+    """A cluster node whose environment the test may add to (a password kept off the
+    command line, as an operator would)."""
+
+    def __init__(self, workdir, **options):
+        super().__init__(workdir, **options)
+        self.extra_env: dict[str, str] = {}
+
+    def environment(self) -> dict[str, str]:  # an instance's, unlike Broker's
+        return {**Broker.environment(), **self.extra_env}
+
+
+class SecureCluster:
+    """Three nodes with a PLAINTEXT and a SASL_PLAINTEXT listener each; the same shape as
+    test_cluster.Cluster, so its helpers (create_replicated_topic, wait_for) apply."""
+
+    def __init__(self, workdir: Path, sasl_only: bool = False, more_args: list[str] = ()):
+        controller_base = pick_base_port(NODES)
+        voters = ",".join(f"{n}@127.0.0.1:{controller_base + n - 1}" for n in range(1, NODES + 1))
+        self.nodes = [
+            SecureNode(workdir / f"node-{n}", shard_count=1, sasl_only=sasl_only, extra_args=[
+                "--node-id", str(n), "--controller-quorum-voters", voters, *NODE_ARGS,
+                *more_args], extra_ports=[controller_base + n - 1])
+            for n in range(1, NODES + 1)
+        ]
+
+    def node(self, node_id: int) -> SecureNode:
+        return self.nodes[node_id - 1]
+
+    def bootstrap(self, exclude: set[int] = frozenset()) -> str:
+        return ",".join(node.bootstrap for n, node in enumerate(self.nodes, 1) if n not in exclude)
+
+    def sasl_bootstrap(self) -> str:
+        return ",".join(node.sasl_bootstrap for node in self.nodes)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- node {n} ---\n{node.stderr_tail(40)}"
+                         for n, node in enumerate(self.nodes, 1))
+
+
+@pytest.fixture
+def secure_cluster(request, spate_bin, ci_tmp):
+    yield from run_cluster(request, ci_tmp, make=SecureCluster)
+
+
+def full_isr_as(bootstrap: str, topic: str, config: dict) -> bool:
+    """Whether every partition has a leader and all three replicas in its ISR, as Metadata
+    on `bootstrap` with `config` says."""
+    try:
+        metadata = AdminClient({"bootstrap.servers": bootstrap, **config}).list_topics(
+            topic, timeout=5)
+    except Exception:  # noqa: BLE001 - a node that is down answers nothing
+        return False
+    entry = metadata.topics.get(topic)
+    if entry is None or entry.error is not None or len(entry.partitions) != PARTITIONS:
+        return False
+    return all(p.leader >= 0 and len(p.isrs) == NODES for p in entry.partitions.values())
+
+
+class SaslLoad(Load):
+    """test_cluster.Load (an idempotent acks=all producer) as a SASL client."""
+
+    def __init__(self, cluster: SecureCluster, topic: str, config: dict):
+        super().__init__(cluster, topic)
+        self.producer = Producer({
+            "bootstrap.servers": cluster.sasl_bootstrap(), "enable.idempotence": True,
+            "acks": "all", "linger.ms": 5, "message.timeout.ms": 90_000,
+            "request.timeout.ms": 5_000, "socket.timeout.ms": 5_000,
+            "topic.metadata.refresh.interval.ms": 1_000, **config})
+
+
+def roll(cluster: SecureCluster, topic: str, more_args: list[str], check: dict, load: Load,
+         more_env: dict[str, str] | None = None) -> None:
+    """Restarts each node in turn with `more_args` (and `more_env`) added, while `load`
+    writes; after each, waits until every partition is back to its full ISR, asked as
+    `check` (client properties) on the SASL listeners."""
+    for n, node in enumerate(cluster.nodes, 1):
+        load.send(200)  # in flight as the node stops
+        node.stop()
+        node.extra_args = [*node.extra_args, *more_args]
+        node.extra_env.update(more_env or {})
+        node.start()
+        node.wait_ready(timeout_s=WAIT_S)
+        wait_for(f"the full ISR after node {n} restarted with {more_args[:2]}",
+                   lambda: full_isr_as(cluster.sasl_bootstrap(), topic, check), cluster)
+        load.send(200)
+        load.wait_acked(load.sent, cluster)
+
+
+def test_a_running_cluster_is_secured_by_rolling_restarts_without_losing_a_record(
+        secure_cluster, unique_topic):
+    cluster = secure_cluster
+    admin = sasl_config("SCRAM-SHA-512", "admin", ADMIN_PASSWORD)
+    alice = sasl_config("SCRAM-SHA-512", "alice", PASSWORD)
+    # Users written through node 1 are in the metadata every node serves.
+    for user, password in (("broker", BROKER_PASSWORD), ("admin", ADMIN_PASSWORD),
+                           ("alice", PASSWORD)):
+        spate("user", "add", user, "--password", password, "--mechanism", "SCRAM-SHA-512",
+              "--brokers", cluster.node(1).bootstrap)
+    wait_for("alice logging in on node 3",
+               lambda: _authenticated(cluster.node(3).sasl_bootstrap, alice), cluster)
+
+    topic, alices = unique_topic("secured"), unique_topic("alices")
+    create_replicated_topic(cluster, topic)
+    create_replicated_topic(cluster, alices)
+    # The admin (a super user once the authorizer is on) writes throughout, idempotently.
+    load = SaslLoad(cluster, topic, admin)
+    load.send(300)
+    load.wait_acked(load.sent, cluster)
+
+    # Step 1: brokers replicate over SASL_PLAINTEXT, logging in as `broker`.
+    roll(cluster, topic, ["--inter-broker-listener-name", "SASL_PLAINTEXT",
+                          "--inter-broker-user", "broker"], admin, load,
+         {"SPATE_INTER_BROKER_PASSWORD": BROKER_PASSWORD})
+    # Step 2: the authorizer, with brokers and the admin as super users.
+    roll(cluster, topic, ["--authorizer", "acl", "--super-users", "User:broker;User:admin"],
+         admin, load)
+    load.finish(cluster)
+    # The admin grants alice WRITE through node 2; node 3 learns it from the quorum.
+    spate("acl", "add", "--allow", "User:alice", "--operation", "Write", "--topic", alices,
+          "--brokers", cluster.node(2).sasl_bootstrap, "-X", "security.protocol=SASL_PLAINTEXT",
+          "-X", "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=admin",
+          "-X", f"sasl.password={ADMIN_PASSWORD}")
+    wait_for("alice seeing her topic on node 3",
+               lambda: full_isr_as(cluster.node(3).sasl_bootstrap, alices, alice), cluster)
+    # alice may write, through node 3's SASL listener, with acks=all: the followers that
+    # count for min.insync.replicas=2 replicate as `broker` under the authorizer.
+    records = make_records(600, "alice")
+    delivered, errors = produce(cluster.node(3).sasl_bootstrap, alices, records, alice)
+    assert not errors, errors[:5]
+    # An anonymous client on the PLAINTEXT listener is refused, and writes nothing.
+    refused, errors = produce(cluster.bootstrap(), alices, make_records(1, "anonymous"),
+                              {"message.timeout.ms": 10000})
+    assert not refused and errors and "AUTHORIZATION" in " ".join(errors).upper(), errors
+    # Everything acknowledged is there once, in order, at its offset, read as the admin.
+    verify_acked(cluster, topic, load.acked, set(), consumer_config=admin,
+                 bootstrap=cluster.sasl_bootstrap())
+    consumed = consume(cluster.sasl_bootstrap(), alices, list(range(PARTITIONS)),
+                       expected_count=len(records), config=admin)
+    verify(consumed, records, "alice's records", delivered=delivered, partition_count=PARTITIONS)
+    assert wait_for("the full ISR at the end",
+                      lambda: full_isr_as(cluster.sasl_bootstrap(), topic, admin), cluster)
+    # No broker was refused by another: replication never met the authorizer's no.
+    for n, node in enumerate(cluster.nodes, 1):
+        log = node.stderr_path.read_text(errors="replace")
+        assert "User:broker may not" not in log, f"node {n} refused the broker principal"
+        assert BROKER_PASSWORD not in log and ADMIN_PASSWORD not in log
+
+
+def _authenticated(bootstrap: str, config: dict) -> bool:
+    try:
+        AdminClient({"bootstrap.servers": bootstrap, **config}).list_topics(timeout=5)
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def add_first_users(cluster: SecureCluster) -> None:
+    """What an operator does to each node's data directory before the cluster's first start
+    (Kafka's `kafka-storage format --add-scram`); carol only on node 3."""
+    for node in cluster.nodes:
+        for user, password in (("broker", BROKER_PASSWORD), ("admin", ADMIN_PASSWORD)):
+            spate("user", "add", user, "--password", password, "--mechanism", "SCRAM-SHA-512",
+                  "--data-dir", str(node.data_dir))
+    spate("user", "add", "carol", "--password", "carol-secret", "--mechanism", "SCRAM-SHA-512",
+          "--data-dir", str(cluster.node(3).data_dir))
+
+
+@pytest.fixture
+def sasl_only_cluster(request, spate_bin, ci_tmp):
+    def make(workdir):
+        cluster = SecureCluster(workdir, sasl_only=True, more_args=[
+            "--inter-broker-user", "broker", "--authorizer", "acl",
+            "--super-users", "User:broker;User:admin"])
+        for node in cluster.nodes:
+            node.extra_env["SPATE_INTER_BROKER_PASSWORD"] = BROKER_PASSWORD
+        return cluster
+    yield from run_cluster(request, ci_tmp, make=make, before_start=add_first_users)
+
+
+def test_a_cluster_born_with_only_sasl_listeners_takes_its_first_users_from_its_data_dirs(
+        sasl_only_cluster, unique_topic):
+    cluster = sasl_only_cluster
+    admin = sasl_config("SCRAM-SHA-512", "admin", ADMIN_PASSWORD)
+    carol = sasl_config("SCRAM-SHA-512", "carol", "carol-secret")
+    bootstrap = cluster.sasl_bootstrap()
+    topic = unique_topic("born-secure")
+
+    def created():
+        client = AdminClient({"bootstrap.servers": bootstrap, **admin})
+        futures = client.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
+                                                 replication_factor=NODES,
+                                                 config={"min.insync.replicas": "2"})],
+                                       request_timeout=15)
+        try:
+            futures[topic].result(timeout=20)
+            return True
+        except Exception as error:  # noqa: BLE001 - the quorum may still be forming
+            return "already exists" in str(error).lower()
+    wait_for("CreateTopics as the admin", created, cluster)
+    wait_for("the full ISR, brokers replicating as `broker`",
+               lambda: full_isr_as(bootstrap, topic, admin), cluster)
+    records = make_records(500, "born-secure")
+    delivered, errors = produce(bootstrap, topic, records, admin)
+    assert not errors, errors[:5]
+    consumed = consume(bootstrap, topic, list(range(PARTITIONS)), expected_count=len(records),
+                       config=admin)
+    verify(consumed, records, "a cluster born secure", delivered=delivered,
+           partition_count=PARTITIONS)
+    # Each node's first users were sent once, then set aside.
+    for node in cluster.nodes:
+        assert (node.data_dir / "metadata.sent-to-cluster").is_dir(), node.data_dir
+        assert not (node.data_dir / "metadata").exists(), node.data_dir
+    # carol came from node 3's directory alone; removed online, she stays removed when node 3
+    # restarts.
+    assert _authenticated(cluster.node(1).sasl_bootstrap, carol)
+    as_admin = ["--brokers", cluster.node(1).sasl_bootstrap, "-X",
+                "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=SCRAM-SHA-512",
+                "-X", "sasl.username=admin", "-X", f"sasl.password={ADMIN_PASSWORD}"]
+    spate("user", "remove", "carol", *as_admin)
+    wait_for("carol refused", lambda: not _authenticated(cluster.node(3).sasl_bootstrap, carol),
+               cluster)
+    cluster.node(3).restart()
+    wait_for("the full ISR after node 3 restarted",
+               lambda: full_isr_as(bootstrap, topic, admin), cluster)
+    assert not _authenticated(cluster.node(3).sasl_bootstrap, carol)
