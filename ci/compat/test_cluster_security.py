@@ -1,6 +1,9 @@
 """Security in a three-node replicated cluster (issue 18 on top of issue 15): SCRAM users and
 ACLs written through one node hold on every node, and brokers replicate to each other over a
-SASL listener as a super user while the authorizer refuses anonymous clients.
+SASL listener as a super user while the authorizer refuses anonymous clients. Two more
+clusters are secure from their first start: one with only SASL listeners, whose first users
+come from `spate user add --data-dir` on each node, and one whose brokers replicate over
+mutual TLS as their certificates' principal.
 
 The cluster is secured the way a Kafka operator secures a running one, with rolling restarts
 and no acknowledged record lost. It starts with PLAINTEXT and SASL_PLAINTEXT listeners, no
@@ -25,6 +28,7 @@ from records import make_records, verify
 from test_cluster import (NODE_ARGS, NODES, PARTITIONS, WAIT_S, Load, create_replicated_topic,
                           run_cluster, verify_acked, wait_for)
 from test_sasl import PASSWORD, SaslBroker, sasl_config, spate
+from test_tls import certs, signed, tls_config  # noqa: F401 - certs is a fixture
 
 BROKER_PASSWORD = "broker-secret"
 ADMIN_PASSWORD = "admin-secret"
@@ -46,13 +50,14 @@ class SecureCluster:
     """Three nodes with a PLAINTEXT and a SASL_PLAINTEXT listener each; the same shape as
     test_cluster.Cluster, so its helpers (create_replicated_topic, wait_for) apply."""
 
-    def __init__(self, workdir: Path, sasl_only: bool = False, more_args: list[str] = ()):
+    def __init__(self, workdir: Path, more_args: list[str] = (), node_class=SecureNode,
+                 **node_options):
         controller_base = pick_base_port(NODES)
         voters = ",".join(f"{n}@127.0.0.1:{controller_base + n - 1}" for n in range(1, NODES + 1))
         self.nodes = [
-            SecureNode(workdir / f"node-{n}", shard_count=1, sasl_only=sasl_only, extra_args=[
+            node_class(workdir / f"node-{n}", shard_count=1, extra_args=[
                 "--node-id", str(n), "--controller-quorum-voters", voters, *NODE_ARGS,
-                *more_args], extra_ports=[controller_base + n - 1])
+                *more_args], extra_ports=[controller_base + n - 1], **node_options)
             for n in range(1, NODES + 1)
         ]
 
@@ -179,6 +184,23 @@ def test_a_running_cluster_is_secured_by_rolling_restarts_without_losing_a_recor
         assert BROKER_PASSWORD not in log and ADMIN_PASSWORD not in log
 
 
+def create_topic_as(cluster: SecureCluster, bootstrap: str, topic: str, config: dict) -> None:
+    """CreateTopics (replication factor 3, min.insync.replicas=2) as the client `config`
+    says, retried while the quorum is still forming."""
+    def created():
+        client = AdminClient({"bootstrap.servers": bootstrap, **config})
+        futures = client.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
+                                                 replication_factor=NODES,
+                                                 config={"min.insync.replicas": "2"})],
+                                       request_timeout=15)
+        try:
+            futures[topic].result(timeout=20)
+            return True
+        except Exception as error:  # noqa: BLE001 - the quorum may still be forming
+            return "already exists" in str(error).lower()
+    wait_for(f"CreateTopics of {topic}", created, cluster)
+
+
 def _authenticated(bootstrap: str, config: dict) -> bool:
     try:
         AdminClient({"bootstrap.servers": bootstrap, **config}).list_topics(timeout=5)
@@ -218,20 +240,10 @@ def test_a_cluster_born_with_only_sasl_listeners_takes_its_first_users_from_its_
     bootstrap = cluster.sasl_bootstrap()
     topic = unique_topic("born-secure")
 
-    def created():
-        client = AdminClient({"bootstrap.servers": bootstrap, **admin})
-        futures = client.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
-                                                 replication_factor=NODES,
-                                                 config={"min.insync.replicas": "2"})],
-                                       request_timeout=15)
-        try:
-            futures[topic].result(timeout=20)
-            return True
-        except Exception as error:  # noqa: BLE001 - the quorum may still be forming
-            return "already exists" in str(error).lower()
-    wait_for("CreateTopics as the admin", created, cluster)
-    wait_for("the full ISR, brokers replicating as `broker`",
-               lambda: full_isr_as(bootstrap, topic, admin), cluster)
+    create_topic_as(cluster, bootstrap, topic, admin)
+    wait_for("every partition led", lambda: full_isr_as(bootstrap, topic, admin), cluster)
+    # acks=all with min.insync.replicas=2: acknowledged once the followers fetched, logged in
+    # as `broker` (a new topic's ISR is all its replicas, so that alone proves nothing).
     records = make_records(500, "born-secure")
     delivered, errors = produce(bootstrap, topic, records, admin)
     assert not errors, errors[:5]
@@ -256,3 +268,72 @@ def test_a_cluster_born_with_only_sasl_listeners_takes_its_first_users_from_its_
     wait_for("the full ISR after node 3 restarted",
                lambda: full_isr_as(bootstrap, topic, admin), cluster)
     assert not _authenticated(cluster.node(3).sasl_bootstrap, carol)
+
+
+class TlsClusterNode(Broker):
+    """A cluster node with a PLAINTEXT listener (for the harness) and an SSL one that asks
+    every client, brokers included, for a certificate."""
+
+    def __init__(self, workdir, certs: Path, **options):
+        super().__init__(workdir, **options)
+        while True:
+            self.tls_base_port = pick_base_port(self.shard_count)
+            if abs(self.tls_base_port - self.base_port) >= self.shard_count:
+                break
+        self.certs = certs
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.base_port, self.tls_base_port]
+
+    @property
+    def tls_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.tls_base_port}"
+
+    def command(self) -> list[str]:
+        command = super().command()
+        at = command.index("--listen")
+        command[at:at + 2] = [
+            "--listeners", f"PLAINTEXT://{self.bootstrap},SSL://{self.tls_bootstrap}",
+            "--ssl-cert", str(self.certs / "broker.pem"), "--ssl-key", str(self.certs / "broker.key"),
+            "--ssl-ca", str(self.certs / "ca.pem"), "--ssl-client-auth", "required"]
+        return command
+
+
+@pytest.fixture
+def tls_cluster(request, spate_bin, ci_tmp, certs):
+    # A certificate for brokers, good as a server's and as a client's (Kafka brokers' are).
+    signed(certs, "broker", "/CN=broker",
+           "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+           "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n")
+
+    def make(workdir):
+        return SecureCluster(workdir, node_class=TlsClusterNode, certs=certs, more_args=[
+            "--inter-broker-listener-name", "SSL", "--authorizer", "acl",
+            "--super-users", "User:CN=broker;User:CN=alice"])
+    yield from run_cluster(request, ci_tmp, make=make)
+
+
+def test_brokers_replicate_over_mutual_tls_as_their_certificates_principal(tls_cluster, certs,
+                                                                           unique_topic):
+    cluster = tls_cluster
+    alice = tls_config(certs, **{"ssl.certificate.location": str(certs / "client.pem"),
+                                 "ssl.key.location": str(certs / "client.key")})
+    bootstrap = ",".join(node.tls_bootstrap for node in cluster.nodes)
+    topic = unique_topic("mtls")
+
+    create_topic_as(cluster, bootstrap, topic, alice)
+    wait_for("every partition led", lambda: full_isr_as(bootstrap, topic, alice), cluster)
+    # A new topic's ISR is all its replicas, so the proof of replication is acks=all with
+    # min.insync.replicas=2: the high watermark moves only once the followers fetched, over
+    # TLS as User:CN=broker (without it in --super-users, every record times out).
+    records = make_records(500, "mtls")
+    delivered, errors = produce(bootstrap, topic, records, alice)
+    assert not errors, errors[:5]
+    consumed = consume(bootstrap, topic, list(range(PARTITIONS)), expected_count=len(records),
+                       config=alice)
+    verify(consumed, records, "replicated over mutual TLS", delivered=delivered,
+           partition_count=PARTITIONS)
+    for n, node in enumerate(cluster.nodes, 1):
+        log = node.stderr_path.read_text(errors="replace")
+        assert "User:CN=broker may not" not in log, f"node {n} refused a broker"
