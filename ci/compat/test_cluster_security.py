@@ -337,3 +337,31 @@ def test_brokers_replicate_over_mutual_tls_as_their_certificates_principal(tls_c
     for n, node in enumerate(cluster.nodes, 1):
         log = node.stderr_path.read_text(errors="replace")
         assert "User:CN=broker may not" not in log, f"node {n} refused a broker"
+
+
+@pytest.fixture
+def wrong_password_cluster(request, spate_bin, ci_tmp):
+    def make(workdir):
+        cluster = SecureCluster(workdir, sasl_only=True, more_args=[
+            "--inter-broker-listener-name", "SASL_PLAINTEXT", "--inter-broker-user", "broker"])
+        for n, node in enumerate(cluster.nodes, 1):
+            node.extra_env["SPATE_INTER_BROKER_PASSWORD"] = \
+                "not-the-password" if n == 3 else BROKER_PASSWORD
+        return cluster
+    yield from run_cluster(request, ci_tmp, make=make, before_start=add_first_users)
+
+
+def test_a_broker_whose_inter_broker_login_is_refused_says_so(wrong_password_cluster,
+                                                              unique_topic):
+    cluster = wrong_password_cluster
+    admin = sasl_config("SCRAM-SHA-512", "admin", ADMIN_PASSWORD)
+    create_topic_as(cluster, cluster.sasl_bootstrap(), unique_topic("refused"), admin)
+    node3 = cluster.node(3)
+    wait_for("node 3 warning that its login is refused",
+             lambda: "refuses this broker's inter-broker login"
+             in node3.stderr_path.read_text(errors="replace"), cluster)
+    log = node3.stderr_path.read_text(errors="replace")
+    assert "not-the-password" not in log
+    for node in cluster.nodes[:2]:
+        assert "refuses this broker's inter-broker login" not in \
+            node.stderr_path.read_text(errors="replace")

@@ -25,7 +25,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
@@ -41,6 +41,9 @@ use crate::shard::Shard;
 const FETCH_WAIT: Duration = Duration::from_millis(500);
 /// The pause after an error, and how often the supervisor looks at the image.
 const BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often a follower warns that its leader refuses its inter-broker login.
+const LOGIN_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// The Fetch versions a follower speaks: v12 has `last_fetched_epoch` (KIP-595) for
 /// divergence, v13 topic ids, v15 `replica_state` (KIP-903: the broker epoch, so that a
 /// leader can tell a fetch from an earlier incarnation of this broker), v17 the newest
@@ -134,6 +137,7 @@ struct Fetching {
 /// Copies every partition this shard follows from `leader` until there is none.
 async fn session(shard: &Rc<Shard>, leader: BrokerId) {
     let mut connection: Option<super::PeerConnection> = None;
+    let mut last_login_warning: Option<Instant> = None;
     while !shard.node.is_shutting_down() {
         let image = shard.partitions.image();
         let Some(partitions) = followed(&image, shard.broker_id()).remove(&leader) else {
@@ -161,7 +165,19 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
             connection = match connect(shard, &address).await {
                 Ok(open) => Some(open),
                 Err(error) => {
-                    tracing::debug!(%leader, %address, %error, "cannot reach the leader");
+                    // A leader that is down is routine; one that refuses this broker's TLS
+                    // or SASL login is a configuration to fix (the inter-broker user, its
+                    // password, the CA), so it is a warning, once per LOGIN_WARNING_INTERVAL.
+                    let refused = error.contains("SASL") || error.contains("TLS");
+                    if refused
+                        && last_login_warning
+                            .is_none_or(|at: Instant| at.elapsed() >= LOGIN_WARNING_INTERVAL)
+                    {
+                        last_login_warning = Some(Instant::now());
+                        tracing::warn!(%leader, %address, %error, "the leader refuses this broker's inter-broker login: check --inter-broker-user, its password and the TLS settings");
+                    } else {
+                        tracing::debug!(%leader, %address, %error, "cannot reach the leader");
+                    }
                     glommio::timer::sleep(BACKOFF).await;
                     continue;
                 }
