@@ -1,8 +1,7 @@
-"""SASL_SSL with every mechanism (issue 18): kcat and kafkajs authenticate with PLAIN,
-SCRAM-SHA-256 and SCRAM-SHA-512 over TLS, produce, and read back what they wrote; a wrong
-password is refused with nothing delivered; no password reaches the broker's log.
-
-(confluent-kafka and kafka-python over SASL are in test_sasl.py, over TLS in test_tls.py.)
+"""SASL_SSL with every mechanism (issue 18): kcat, kafkajs, confluent-kafka and kafka-python
+authenticate with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 over TLS, produce, and read back
+what they wrote; a wrong password is refused with nothing delivered; no password reaches the
+broker's log.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ import subprocess
 
 import pytest
 
-from confluent_helpers import create_topic
+from confluent_helpers import consume, create_topic, produce
+from records import make_records, verify
 from test_kafkajs import NODE, NODE_DIR, produce_and_verify
 from test_sasl import MECHANISMS, PASSWORD, add_alice
-from test_tls import TlsBroker, certs  # noqa: F401 (certs is a fixture)
+from test_tls import TlsBroker, certs, tls_config  # noqa: F401 (certs is a fixture)
 from conftest import make_broker
 
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
@@ -83,3 +83,43 @@ def test_kafkajs_over_sasl_ssl(sasl_ssl_broker, unique_topic, certs, tmp_path,  
                                        "sasl": {"mechanism": mechanism.lower(),
                                                 "username": "alice", "password": PASSWORD}})
     assert PASSWORD not in broker.stderr_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_confluent_kafka_over_sasl_ssl(sasl_ssl_broker, unique_topic, certs,  # noqa: F811
+                                       mechanism):
+    broker = sasl_ssl_broker
+    add_alice(broker.bootstrap)
+    topic = unique_topic("confluent-sasl-ssl")
+    create_topic(broker.bootstrap, topic, 2)
+    config = tls_config(certs, **{"security.protocol": "SASL_SSL", "sasl.mechanisms": mechanism,
+                                  "sasl.username": "alice", "sasl.password": PASSWORD})
+    bootstrap = broker.tls_bootstrap("SASL_SSL")
+    records = make_records(300, f"confluent-{mechanism}")
+    delivered, errors = produce(bootstrap, topic, records, config)
+    assert not errors, errors[:5]
+    consumed = consume(bootstrap, topic, [0, 1], expected_count=len(records), config=config)
+    verify(consumed, records, f"confluent-kafka over SASL_SSL with {mechanism}",
+           delivered=delivered, partition_count=2)
+
+
+def test_kafka_python_over_sasl_ssl_with_each_mechanism(sasl_ssl_broker, unique_topic,
+                                                        certs):  # noqa: F811
+    kafka = pytest.importorskip("kafka")
+    broker = sasl_ssl_broker
+    add_alice(broker.bootstrap)
+    topic = unique_topic("kp-sasl-ssl")
+    create_topic(broker.bootstrap, topic, 1)
+    tls = {"bootstrap_servers": broker.tls_bootstrap("SASL_SSL"), "security_protocol": "SASL_SSL",
+           "ssl_cafile": str(certs / "ca.pem"), "sasl_plain_username": "alice",
+           "sasl_plain_password": PASSWORD}
+    for mechanism in MECHANISMS:
+        producer = kafka.KafkaProducer(sasl_mechanism=mechanism, acks="all",
+                                       request_timeout_ms=20000, **tls)
+        producer.send(topic, mechanism.encode()).get(timeout=30)
+        producer.close()
+    consumer = kafka.KafkaConsumer(topic, sasl_mechanism="SCRAM-SHA-256",
+                                   auto_offset_reset="earliest", consumer_timeout_ms=10000, **tls)
+    values = [message.value.decode() for message in consumer]
+    consumer.close()
+    assert values == MECHANISMS
