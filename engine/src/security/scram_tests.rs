@@ -264,21 +264,29 @@ fn wrong_nonce_in_client_final_fails() {
     );
 }
 
+/// A SCRAM-SHA-512 client for alice and a server past their first messages: (client,
+/// server, server-first-message, the combined nonce in it).
+fn first_round_for_alice(credential: &ScramCredential) -> (Client, ScramServer, String, String) {
+    let client = Client::new(Mechanism::ScramSha512, "n,,", "alice", "s3cret");
+    let (server, server_first) = answered(
+        Mechanism::ScramSha512,
+        client.first().as_bytes(),
+        credential,
+    );
+    let combined = server_first
+        .split(',')
+        .find_map(|attribute| attribute.strip_prefix("r="))
+        .unwrap()
+        .to_string();
+    (client, server, server_first, combined)
+}
+
 /// librdkafka up to 2.0 (Debian's kcat) sends its nonce again in front of the combined one;
 /// Kafka accepts a final nonce that ends with the combined nonce, and so does Spate.
 #[test]
 fn a_final_nonce_ending_with_the_combined_one_is_accepted_as_kafka_does() {
     let credential = sha512_alice();
-    let client = Client::new(Mechanism::ScramSha512, "n,,", "alice", "s3cret");
-    let (mut server, server_first) = answered(
-        Mechanism::ScramSha512,
-        client.first().as_bytes(),
-        &credential,
-    );
-    let combined = server_first
-        .split(',')
-        .find_map(|attribute| attribute.strip_prefix("r="))
-        .unwrap();
+    let (client, mut server, server_first, combined) = first_round_for_alice(&credential);
     let doubled = format!("{}{combined}", client.nonce);
     let (last, _) = client.last_with(&server_first, "n,,", Some(&doubled), "");
     assert!(matches!(
@@ -286,16 +294,7 @@ fn a_final_nonce_ending_with_the_combined_one_is_accepted_as_kafka_does() {
         Ok(ScramStep::Done { .. })
     ));
     // A nonce that only starts with it is still refused.
-    let client = Client::new(Mechanism::ScramSha512, "n,,", "alice", "s3cret");
-    let (mut server, server_first) = answered(
-        Mechanism::ScramSha512,
-        client.first().as_bytes(),
-        &credential,
-    );
-    let combined = server_first
-        .split(',')
-        .find_map(|attribute| attribute.strip_prefix("r="))
-        .unwrap();
+    let (client, mut server, server_first, combined) = first_round_for_alice(&credential);
     let (last, _) = client.last_with(&server_first, "n,,", Some(&format!("{combined}x")), "");
     assert_eq!(
         server.step(last.as_bytes(), no_lookup),
