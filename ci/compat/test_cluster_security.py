@@ -201,6 +201,23 @@ def create_topic_as(cluster: SecureCluster, bootstrap: str, topic: str, config: 
     wait_for(f"CreateTopics of {topic}", created, cluster)
 
 
+def replicate_and_read_back(cluster: SecureCluster, bootstrap: str, topic: str, config: dict,
+                            tag: str) -> None:
+    """Creates `topic` (RF=3, min.insync.replicas=2) and writes 500 records with acks=all as
+    the client `config` says, then reads them back once each, in order. A new topic's ISR is
+    all its replicas, so the proof that the followers replicate is the acks=all writes: the
+    high watermark moves only once they fetched."""
+    create_topic_as(cluster, bootstrap, topic, config)
+    wait_for("every partition led", lambda: full_isr_as(bootstrap, topic, config), cluster)
+    records = make_records(500, tag)
+    delivered, errors = produce(bootstrap, topic, records, config)
+    assert not errors, errors[:5]
+    consumed = consume(bootstrap, topic, list(range(PARTITIONS)), expected_count=len(records),
+                       config=config)
+    verify(consumed, records, f"{tag}: replicated and read back", delivered=delivered,
+           partition_count=PARTITIONS)
+
+
 def _authenticated(bootstrap: str, config: dict) -> bool:
     try:
         AdminClient({"bootstrap.servers": bootstrap, **config}).list_topics(timeout=5)
@@ -240,17 +257,8 @@ def test_a_cluster_born_with_only_sasl_listeners_takes_its_first_users_from_its_
     bootstrap = cluster.sasl_bootstrap()
     topic = unique_topic("born-secure")
 
-    create_topic_as(cluster, bootstrap, topic, admin)
-    wait_for("every partition led", lambda: full_isr_as(bootstrap, topic, admin), cluster)
-    # acks=all with min.insync.replicas=2: acknowledged once the followers fetched, logged in
-    # as `broker` (a new topic's ISR is all its replicas, so that alone proves nothing).
-    records = make_records(500, "born-secure")
-    delivered, errors = produce(bootstrap, topic, records, admin)
-    assert not errors, errors[:5]
-    consumed = consume(bootstrap, topic, list(range(PARTITIONS)), expected_count=len(records),
-                       config=admin)
-    verify(consumed, records, "a cluster born secure", delivered=delivered,
-           partition_count=PARTITIONS)
+    # Followers log in as `broker`.
+    replicate_and_read_back(cluster, bootstrap, topic, admin, "born-secure")
     # Each node's first users were sent once, then set aside.
     for node in cluster.nodes:
         assert (node.data_dir / "metadata.sent-to-cluster").is_dir(), node.data_dir
@@ -322,18 +330,9 @@ def test_brokers_replicate_over_mutual_tls_as_their_certificates_principal(tls_c
     bootstrap = ",".join(node.tls_bootstrap for node in cluster.nodes)
     topic = unique_topic("mtls")
 
-    create_topic_as(cluster, bootstrap, topic, alice)
-    wait_for("every partition led", lambda: full_isr_as(bootstrap, topic, alice), cluster)
-    # A new topic's ISR is all its replicas, so the proof of replication is acks=all with
-    # min.insync.replicas=2: the high watermark moves only once the followers fetched, over
-    # TLS as User:CN=broker (without it in --super-users, every record times out).
-    records = make_records(500, "mtls")
-    delivered, errors = produce(bootstrap, topic, records, alice)
-    assert not errors, errors[:5]
-    consumed = consume(bootstrap, topic, list(range(PARTITIONS)), expected_count=len(records),
-                       config=alice)
-    verify(consumed, records, "replicated over mutual TLS", delivered=delivered,
-           partition_count=PARTITIONS)
+    # Followers replicate over TLS as User:CN=broker (without it in --super-users, every
+    # record times out).
+    replicate_and_read_back(cluster, bootstrap, topic, alice, "mtls")
     for n, node in enumerate(cluster.nodes, 1):
         log = node.stderr_path.read_text(errors="replace")
         assert "User:CN=broker may not" not in log, f"node {n} refused a broker"
