@@ -84,12 +84,23 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
+# Ports this process handed out lately. A port is free when picked but taken only when its
+# broker starts, so a cluster that picks a dozen ports before any node starts (or a test
+# right after one whose killed brokers still hold theirs) could be given one twice.
+_PICKED: set[int] = set()
+
+
 def pick_base_port(count: int) -> int:
-    """A base port such that base..base+count-1 are all free on 127.0.0.1."""
+    """A base port such that base..base+count-1 are all free on 127.0.0.1 and none was
+    handed out lately by this process."""
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    if len(_PICKED) > (PORT_RANGE[1] - PORT_RANGE[0]) // 4:
+        _PICKED.clear()
     for _ in range(200):
         base = rng.randrange(PORT_RANGE[0], PORT_RANGE[1] - count)
-        if all(_port_is_free(base + shard) for shard in range(count)):
+        ports = range(base, base + count)
+        if not _PICKED.intersection(ports) and all(_port_is_free(port) for port in ports):
+            _PICKED.update(ports)
             return base
     raise RuntimeError(f"no run of {count} free ports found in {PORT_RANGE}")
 
