@@ -61,16 +61,23 @@ def produce_once(bootstrap: str, topic: str) -> tuple[int | None, str | None]:
 
 
 @pytest.mark.broker_args("--offsets-topic-partitions", "1")
-def test_full_disk_refuses_produce_heals_when_space_returns_and_restarts_full(broker, tmp_path):
+def test_full_disk_refuses_produce_heals_when_space_returns_and_restarts_full(broker):
     broker.stop()
-    image = tmp_path / "small.img"
-    subprocess.run(["truncate", "-s", "48M", str(image)], check=True)
+    # The image's blocks are reserved on the host up front: a sparse image on a host disk
+    # that is itself nearly full fails the loop device's writes with ENOSPC from the first
+    # byte (a CI run once saw exactly that: nothing acknowledged), which is the host's
+    # shortage, not the small file system's.
+    image = broker.data_dir.parent / "small.img"
+    reserved = subprocess.run(["fallocate", "-l", "48M", str(image)], capture_output=True, text=True)
+    if reserved.returncode != 0:
+        pytest.skip(f"cannot reserve 48 MiB for the image on the host: {reserved.stderr.strip()}")
     subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
     shutil.rmtree(broker.data_dir)
     broker.data_dir.mkdir()
     mounted = subprocess.run(["mount", "-o", "loop", str(image), str(broker.data_dir)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
+        image.unlink()
         pytest.skip(f"cannot loop-mount a small file system here: {mounted.stderr.strip()}")
     try:
         # Space to give back later, so that the broker can be seen to heal without a restart.
@@ -132,3 +139,4 @@ def test_full_disk_refuses_produce_heals_when_space_returns_and_restarts_full(br
     finally:
         broker.stop()
         subprocess.run(["umount", str(broker.data_dir)], check=False)
+        image.unlink(missing_ok=True)
