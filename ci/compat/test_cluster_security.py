@@ -3,7 +3,8 @@ ACLs written through one node hold on every node, and brokers replicate to each 
 SASL listener as a super user while the authorizer refuses anonymous clients. Two more
 clusters are secure from their first start: one with only SASL listeners, whose first users
 come from `spate user add --data-dir` on each node, and one whose brokers replicate over
-mutual TLS as their certificates' principal.
+mutual TLS as their certificates' principal and whose controller quorum runs over mutual TLS
+too, admitting only super users' certificates.
 
 The cluster is secured the way a Kafka operator secures a running one, with rolling restarts
 and no acknowledged record lost. It starts with PLAINTEXT and SASL_PLAINTEXT listeners, no
@@ -16,6 +17,10 @@ is replication working as the new settings say.
 
 from __future__ import annotations
 
+import json
+import socket
+import ssl
+import struct
 from pathlib import Path
 
 import pytest
@@ -184,13 +189,14 @@ def test_a_running_cluster_is_secured_by_rolling_restarts_without_losing_a_recor
         assert BROKER_PASSWORD not in log and ADMIN_PASSWORD not in log
 
 
-def create_topic_as(cluster: SecureCluster, bootstrap: str, topic: str, config: dict) -> None:
-    """CreateTopics (replication factor 3, min.insync.replicas=2) as the client `config`
-    says, retried while the quorum is still forming."""
+def create_topic_as(cluster: SecureCluster, bootstrap: str, topic: str, config: dict,
+                    replication_factor: int = NODES) -> None:
+    """CreateTopics (replication factor 3 unless told, min.insync.replicas=2) as the client
+    `config` says, retried while the quorum is still forming."""
     def created():
         client = AdminClient({"bootstrap.servers": bootstrap, **config})
         futures = client.create_topics([NewTopic(topic, num_partitions=PARTITIONS,
-                                                 replication_factor=NODES,
+                                                 replication_factor=replication_factor,
                                                  config={"min.insync.replicas": "2"})],
                                        request_timeout=15)
         try:
@@ -317,25 +323,97 @@ def tls_cluster(request, spate_bin, ci_tmp, certs):
 
     def make(workdir):
         return SecureCluster(workdir, node_class=TlsClusterNode, certs=certs, more_args=[
-            "--inter-broker-listener-name", "SSL", "--authorizer", "acl",
-            "--super-users", "User:CN=broker;User:CN=alice"])
+            "--inter-broker-listener-name", "SSL", "--controller-security-protocol", "SSL",
+            "--authorizer", "acl", "--super-users", "User:CN=broker;User:CN=alice"])
     yield from run_cluster(request, ci_tmp, make=make)
 
 
-def test_brokers_replicate_over_mutual_tls_as_their_certificates_principal(tls_cluster, certs,
-                                                                           unique_topic):
+def quorum_hello(port: int, context: ssl.SSLContext | None) -> bytes:
+    """Opens a connection to a controller port (under TLS if `context`), sends the quorum's
+    hello as a member would (`cluster/raft/network.rs`: `[u32 length][kind 0][JSON]`), and
+    returns what came back before the port closed it or 5 s passed (a refusal in the TLS
+    handshake reads as nothing)."""
+    body = json.dumps({"version": 1, "node_id": 99}).encode()
+    frame = struct.pack(">I", len(body) + 1) + b"\0" + body
+    received = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            stream = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
+            stream.sendall(frame)
+            while len(received) < 4 or len(received) < 4 + struct.unpack(">I", received[:4])[0]:
+                chunk = stream.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    return received
+
+
+def member_context(certs: Path, name: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    if name is not None:
+        context.load_cert_chain(str(certs / f"{name}.pem"), str(certs / f"{name}.key"))
+    return context
+
+
+def test_brokers_replicate_over_mutual_tls_and_the_controller_port_admits_only_members(
+        tls_cluster, certs, unique_topic):
     cluster = tls_cluster
     alice = tls_config(certs, **{"ssl.certificate.location": str(certs / "client.pem"),
                                  "ssl.key.location": str(certs / "client.key")})
     bootstrap = ",".join(node.tls_bootstrap for node in cluster.nodes)
     topic = unique_topic("mtls")
 
-    # Followers replicate over TLS as User:CN=broker (without it in --super-users, every
-    # record times out).
+    # The quorum formed over its TLS port (nodes register through it), and followers
+    # replicate over TLS as User:CN=broker (without it in --super-users, every record times
+    # out).
     replicate_and_read_back(cluster, bootstrap, topic, alice, "mtls")
     for n, node in enumerate(cluster.nodes, 1):
         log = node.stderr_path.read_text(errors="replace")
         assert "User:CN=broker may not" not in log, f"node {n} refused a broker"
+        assert "controller port refused" not in log, f"node {n} refused a member"
+        assert 'security="SSL"' in log or "security=SSL" in log, f"node {n}: {log[-2000:]}"
+
+    # Who may talk to a controller port: only a certificate of the CA whose principal is a
+    # super user (alice is one here); not a plain socket, not TLS without a certificate, not
+    # bob's certificate (same CA, no ClusterAction).
+    node = cluster.node(1)
+    port = node.extra_ports[0]
+    answer = quorum_hello(port, member_context(certs, "client"))
+    assert len(answer) > 5 and answer[4] == 0 and json.loads(answer[5:])["node_id"] == 1, answer
+    for who, context in (("a plain socket", None),
+                         ("TLS without a certificate", member_context(certs, None)),
+                         ("bob's certificate", member_context(certs, "bob"))):
+        answer = quorum_hello(port, context)
+        assert b"node_id" not in answer, f"{who} was answered: {answer!r}"
+    wait_for("node 1 logging bob's refusal",
+             lambda: "CN=bob" in node.stderr_path.read_text(errors="replace"), cluster)
+    assert "controller port refused a member" in node.stderr_path.read_text(errors="replace")
+    node.assert_alive("after refusing strangers on its controller port")
+
+    # The controller's node stops: the other two elect a new controller over TLS, which takes
+    # CreateTopics; the node comes back and rejoins the quorum and its ISRs.
+    controller = controller_node_of(cluster)
+    cluster.node(controller).stop()
+    others = ",".join(other.tls_bootstrap for n, other in enumerate(cluster.nodes, 1)
+                      if n != controller)
+    wait_for("a new controller named", lambda: controller_node_of(cluster, exclude={controller})
+             not in (None, controller), cluster)
+    create_topic_as(cluster, others, unique_topic("after-failover"), alice, replication_factor=2)
+    cluster.node(controller).start()
+    wait_for(f"node {controller} back in every ISR", lambda: full_isr_as(bootstrap, topic, alice),
+             cluster)
+
+
+def controller_node_of(cluster: SecureCluster, exclude: set[int] = frozenset()) -> int | None:
+    """The node of the active controller as Metadata on the PLAINTEXT listeners names it."""
+    try:
+        metadata = AdminClient({"bootstrap.servers": cluster.bootstrap(exclude)}).list_topics(
+            timeout=5)
+    except Exception:  # noqa: BLE001 - a node that is down answers nothing
+        return None
+    return metadata.controller_id // 1024 if metadata.controller_id >= 0 else None
 
 
 @pytest.fixture

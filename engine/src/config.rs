@@ -83,6 +83,7 @@ pub struct ConfigFile {
     open_segments_max: Option<usize>,
     controller_listen: Option<SocketAddr>,
     controller_quorum_voters: Option<String>,
+    controller_security_protocol: Option<String>,
     controller_quorum_election_timeout_ms: Option<u64>,
     broker_rack: Option<String>,
     broker_heartbeat_interval_ms: Option<u64>,
@@ -378,6 +379,13 @@ pub struct ServeArgs {
     /// [default: none: a one-node cluster, as always]
     #[arg(long, env = "SPATE_CONTROLLER_QUORUM_VOTERS")]
     pub controller_quorum_voters: Option<String>,
+    /// How the controller port is secured (Kafka's CONTROLLER listener in
+    /// listener.security.protocol.map): PLAINTEXT, or SSL: mutual TLS with --ssl-cert,
+    /// --ssl-key and --ssl-ca, every member presenting its certificate; with --authorizer acl
+    /// its principal must be a super user or be allowed ClusterAction. Give every node the
+    /// same. [default: PLAINTEXT]
+    #[arg(long, env = "SPATE_CONTROLLER_SECURITY_PROTOCOL")]
+    pub controller_security_protocol: Option<String>,
     /// How long a quorum member waits without hearing from a leader before it stands for
     /// election (controller.quorum.election.timeout.ms); a randomized timeout between this
     /// and twice this is used, and a follower refuses other candidates for twice this after
@@ -581,6 +589,8 @@ impl ServeArgs {
             self.controller_quorum_voters
                 .or(file.controller_quorum_voters),
             self.controller_listen.or(file.controller_listen),
+            self.controller_security_protocol
+                .or(file.controller_security_protocol),
             self.controller_quorum_election_timeout_ms
                 .or(file.controller_quorum_election_timeout_ms)
                 .unwrap_or(500),
@@ -900,8 +910,9 @@ impl BrokerConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
-        if self.cluster.is_some() {
+        if let Some(cluster) = &self.cluster {
             self.inter_broker.check_for_cluster()?;
+            cluster.check_controller_security(self.tls.as_ref())?;
         }
         anyhow::ensure!(
             self.default_partitions >= 1,

@@ -108,6 +108,18 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     if let Some(warning) = config.inter_broker.warning(shard_count) {
         tracing::warn!("{warning}");
     }
+    let controller_tls = match &config.cluster {
+        Some(cluster) => {
+            if let Some(warning) = cluster.controller_warning(config.authorizer.enabled) {
+                tracing::warn!("{warning}");
+            }
+            crate::cluster::raft::transport::for_node(
+                cluster.controller_security,
+                config.tls.as_ref(),
+            )?
+        }
+        None => None,
+    };
     let controller_listener = crate::cluster::member::bind_controller_port(&config)?;
     let open_files_limit = raise_open_files_limit();
     // This start's broker epoch: what its brokers register with, and what its followers
@@ -156,6 +168,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         tls,
         inter_broker,
         first_credentials: bootstrapped.first_credentials.clone(),
+        controller_tls,
         config,
     });
     block_termination_signals()?;
@@ -409,6 +422,7 @@ async fn start_controller(
                 forwarder: Box::new(crate::cluster::raft::network::Forwarder::new(
                     member.quorum.node_id(),
                     member.faults.clone(),
+                    node.controller_tls.clone(),
                 )),
                 voters: member.voters.clone(),
                 faults: member.faults.clone(),

@@ -63,6 +63,9 @@ pub struct NodeContext {
     /// How this node's brokers secure their connections to other brokers
     /// (`security::inter_broker`).
     pub inter_broker: crate::security::client::ClientSecurity,
+    /// The controller port's mutual TLS, if `--controller-security-protocol SSL`
+    /// (`cluster::raft::transport`).
+    pub controller_tls: Option<crate::cluster::raft::transport::ControllerTls>,
     /// A cluster node's users written before its first start, for its `StartNode`
     /// (`metadata::bootstrap::start_in_quorum`).
     pub first_credentials: Vec<crate::metadata::records::MetadataRecord>,

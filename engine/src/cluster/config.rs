@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 
+pub use super::raft::transport::ControllerSecurity;
+
 /// A member of the controller quorum, as `--controller-quorum-voters` lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuorumVoter {
@@ -22,6 +24,8 @@ pub struct ClusterConfig {
     pub voters: Vec<QuorumVoter>,
     /// Where this node's controller port listens, if it is a voter.
     pub controller_listen: Option<SocketAddr>,
+    /// How the controller port is secured (`--controller-security-protocol`).
+    pub controller_security: ControllerSecurity,
     /// controller.quorum.election.timeout.ms.
     pub election_timeout_ms: u64,
     /// broker.heartbeat.interval.ms: how often a node tells the controller it is alive.
@@ -34,6 +38,35 @@ impl ClusterConfig {
     /// Whether `node_id` runs the controller.
     pub fn is_voter(&self, node_id: i32) -> bool {
         self.voters.iter().any(|voter| voter.node_id == node_id)
+    }
+
+    /// A secured controller port has what its TLS needs.
+    pub(crate) fn check_controller_security(
+        &self,
+        tls: Option<&crate::security::tls::TlsSettings>,
+    ) -> anyhow::Result<()> {
+        if self.controller_security == ControllerSecurity::Ssl {
+            anyhow::ensure!(
+                tls.is_some_and(|tls| tls.ca.is_some()),
+                "--controller-security-protocol SSL needs --ssl-cert, --ssl-key and --ssl-ca: \
+                 members present the node's certificate and check each other's against the CA"
+            );
+        }
+        Ok(())
+    }
+
+    /// What to warn about at start: an authorizer that checks Kafka requests while the
+    /// controller port, which changes the same metadata, takes anyone.
+    pub fn controller_warning(&self, authorizer_enabled: bool) -> Option<String> {
+        (authorizer_enabled && self.controller_security == ControllerSecurity::Plaintext).then(
+            || {
+                "--authorizer acl is on but the controller port is PLAINTEXT: anyone who can reach \
+             it can change the cluster's metadata without an ACL check; give every node \
+             --controller-security-protocol SSL (with --ssl-cert, --ssl-key, --ssl-ca), or keep \
+             the port on a network only the nodes reach"
+                    .to_string()
+            },
+        )
     }
 }
 
@@ -76,6 +109,7 @@ pub(crate) fn resolve_cluster(
     node_id: i32,
     voters: Option<String>,
     controller_listen: Option<SocketAddr>,
+    controller_security: Option<String>,
     election_timeout_ms: u64,
     session: (u64, u64),
 ) -> anyhow::Result<Option<ClusterConfig>> {
@@ -85,8 +119,17 @@ pub(crate) fn resolve_cluster(
             controller_listen.is_none(),
             "--controller-listen needs --controller-quorum-voters"
         );
+        anyhow::ensure!(
+            controller_security.is_none(),
+            "--controller-security-protocol needs --controller-quorum-voters"
+        );
         return Ok(None);
     };
+    let controller_security = controller_security
+        .as_deref()
+        .map(ControllerSecurity::parse)
+        .transpose()?
+        .unwrap_or_default();
     let voters = parse_quorum_voters(&voters)?;
     let own = voters.iter().find(|voter| voter.node_id == node_id);
     let controller_listen = match (controller_listen, own) {
@@ -125,6 +168,7 @@ pub(crate) fn resolve_cluster(
     Ok(Some(ClusterConfig {
         voters,
         controller_listen,
+        controller_security,
         election_timeout_ms,
         heartbeat_interval_ms,
         session_timeout_ms,
@@ -230,6 +274,62 @@ mod tests {
             "{error:#}"
         );
         let error = Harness::parse_from(["spate", "--controller-listen", "127.0.0.1:9301"])
+            .serve
+            .resolve()
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("needs"), "{error:#}");
+    }
+
+    #[test]
+    fn a_secured_controller_port_needs_the_nodes_certificate_and_ca() {
+        let resolve = |more: &[&str]| {
+            let mut args = vec![
+                "spate",
+                "--node-id",
+                "1",
+                "--controller-quorum-voters",
+                "1@127.0.0.1:9301",
+            ];
+            args.extend_from_slice(more);
+            Harness::parse_from(args).serve.resolve()
+        };
+        let plain = resolve(&[]).unwrap().cluster.unwrap();
+        assert_eq!(plain.controller_security, ControllerSecurity::Plaintext);
+        assert!(plain.controller_warning(false).is_none());
+        assert!(plain
+            .controller_warning(true)
+            .unwrap()
+            .contains("PLAINTEXT"));
+        for more in [
+            &["--controller-security-protocol", "SSL"][..],
+            &[
+                "--controller-security-protocol",
+                "SSL",
+                "--ssl-cert",
+                "n.pem",
+                "--ssl-key",
+                "n.key",
+            ][..],
+        ] {
+            let error = resolve(more).unwrap_err();
+            assert!(format!("{error:#}").contains("--ssl-ca"), "{error:#}");
+        }
+        let secured = resolve(&[
+            "--controller-security-protocol",
+            "ssl",
+            "--ssl-cert",
+            "n.pem",
+            "--ssl-key",
+            "n.key",
+            "--ssl-ca",
+            "ca.pem",
+        ])
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!(secured.controller_security, ControllerSecurity::Ssl);
+        assert!(secured.controller_warning(true).is_none());
+        let error = Harness::parse_from(["spate", "--controller-security-protocol", "SSL"])
             .serve
             .resolve()
             .unwrap_err();

@@ -15,7 +15,7 @@ use futures::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::publisher::ImagePublisher;
-use super::raft::network::{ForwardedCalls, Forwarder};
+use super::raft::network::{ControllerPort, Forwarder};
 use crate::metadata::controller::{ControllerError, ControllerRequest};
 use crate::metadata::controller_task::ControllerResult;
 use crate::shard::Shard;
@@ -32,7 +32,8 @@ pub struct ForwardedReply {
     pub result: ControllerResult,
 }
 
-/// Answers forwarded calls with this node's controller.
+/// Answers forwarded calls with this node's controller, and admits members to the controller
+/// port by the ACLs of its image.
 pub struct ControllerCalls {
     /// The controller's shard.
     pub shard: Rc<Shard>,
@@ -40,7 +41,23 @@ pub struct ControllerCalls {
     pub publisher: Rc<ImagePublisher>,
 }
 
-impl ForwardedCalls for ControllerCalls {
+impl ControllerPort for ControllerCalls {
+    /// A super user, or a principal allowed ClusterAction on the cluster, as Kafka's
+    /// controllers require of the brokers and controllers that call them; anyone with a
+    /// certificate of the CA when the authorizer is off.
+    fn admits(&self, principal: &str, host: &str) -> bool {
+        use crate::security::acl::{AclOperation, ResourceType, Subject, CLUSTER_NAME};
+        let config = &self.shard.node.config.authorizer;
+        !config.enabled
+            || self.shard.image().acls().authorize(
+                config,
+                Subject { principal, host },
+                ResourceType::Cluster,
+                CLUSTER_NAME,
+                AclOperation::ClusterAction,
+            )
+    }
+
     fn call(&self, request: Vec<u8>) -> LocalBoxFuture<'static, Vec<u8>> {
         let shard = self.shard.clone();
         let publisher = self.publisher.clone();

@@ -103,7 +103,7 @@ pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Resul
     let log = FileLogStore::open(&dir).await?;
     let machine = MetadataStateMachine::open(&dir, publisher.clone())?;
     let faults = Faults::default();
-    let network = TcpNetworkFactory::new(node_id, faults.clone());
+    let network = TcpNetworkFactory::new(node_id, faults.clone(), node.controller_tls.clone());
     let quorum = Quorum::start(options, network, log, machine).await?;
     // SAFETY: the descriptor is the bound controller listener, handed to this shard alone.
     let listener = unsafe { glommio::net::TcpListener::from_raw_fd(listener_fd) };
@@ -111,6 +111,7 @@ pub async fn start(node: &Arc<NodeContext>, listener_fd: RawFd) -> anyhow::Resul
     tracing::info!(
         node = node_id,
         controller_listen = ?cluster.controller_listen,
+        security = cluster.controller_security.name(),
         voters = cluster.voters.len(),
         "controller quorum member started"
     );
@@ -140,6 +141,7 @@ pub fn serve(member: &mut Member, shard: Rc<Shard>) {
         member.quorum.raft().clone(),
         member.faults.clone(),
         calls,
+        shard_for_join.node.controller_tls.clone(),
     ))
     .detach();
     if !member.voters.contains_key(&member.quorum.node_id()) {
@@ -172,7 +174,11 @@ async fn join_as_learner(shard: Rc<Shard>, voters: BTreeMap<u64, String>, faults
         node_id: NodeId(config.node_id),
         address: address.to_string(),
     };
-    let forwarder = network::Forwarder::new(config.node_id as u64, faults);
+    let forwarder = network::Forwarder::new(
+        config.node_id as u64,
+        faults,
+        shard.node.controller_tls.clone(),
+    );
     let ids: Vec<u64> = voters.keys().copied().collect();
     let (mut next, mut leader, mut refusals) = (0usize, None::<u64>, 0u64);
     while !shard.node.is_shutting_down() && !ids.is_empty() {

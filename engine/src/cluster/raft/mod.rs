@@ -14,6 +14,7 @@
 //!   records, kept in `raft-snapshot`.
 //! - [`network`]: openraft's RPCs over TCP on the controller port, forwarded controller calls,
 //!   and the [`network::Faults`] table for partition tests.
+//! - [`transport`]: the port's mutual TLS (`--controller-security-protocol SSL`).
 //! - [`quorum::Quorum`]: the facade the rest of Spate uses.
 //! - Under `cfg(test)`: an in-memory log store, state machine and network (`memory_*`), with
 //!   which three members in one executor elect, commit, fail over and rejoin (`tests.rs`).
@@ -23,6 +24,7 @@ pub mod metadata_machine;
 pub mod network;
 pub mod quorum;
 pub mod runtime;
+pub mod transport;
 
 openraft::declare_raft_types!(
     /// Type configuration of the controller quorum: each log entry is one controller round's

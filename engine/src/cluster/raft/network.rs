@@ -10,9 +10,13 @@
 //! connection with one log line.
 //!
 //! Besides Raft's RPCs, a member that does not lead forwards the controller calls of its node
-//! to the leader on the same port ([`Forwarder`], answered by the leader's [`ForwardedCalls`]),
-//! as Kafka brokers forward admin requests to the active controller (KIP-590). The bytes are
-//! opaque here: `metadata::controller_task` encodes them.
+//! to the leader on the same port ([`Forwarder`], answered by the leader's
+//! [`ControllerPort`]), as Kafka brokers forward admin requests to the active controller
+//! (KIP-590). The bytes are opaque here: `metadata::controller_task` encodes them.
+//!
+//! Under `--controller-security-protocol SSL` every connection is mutual TLS and the peer's
+//! certificate must name a principal the node admits (`transport`, [`ControllerPort::admits`]);
+//! the frames above run inside it unchanged.
 //!
 //! [`Faults`] is the seam for the in-process partition tests of the quorum: a per-peer block
 //! (the client fails the RPC as unreachable, and the server drops connections from a blocked
@@ -34,7 +38,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -47,7 +51,9 @@ use openraft::{BasicNode, OptionalSend};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::transport::{ControllerTls, PeerStream};
 use super::{QuorumRaft, QuorumTypes as C};
+use crate::security::client::ClientStream;
 
 /// Largest frame either side accepts (a snapshot of the metadata image is the largest).
 pub const FRAME_MAX_BYTES: usize = 64 << 20;
@@ -148,7 +154,11 @@ impl Faults {
 }
 
 /// Writes one frame.
-async fn write_frame(stream: &mut TcpStream, kind: u8, body: &[u8]) -> io::Result<()> {
+async fn write_frame<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    kind: u8,
+    body: &[u8],
+) -> io::Result<()> {
     let length = body.len() + 1;
     if length > FRAME_MAX_BYTES {
         return Err(io::Error::new(
@@ -166,7 +176,7 @@ async fn write_frame(stream: &mut TcpStream, kind: u8, body: &[u8]) -> io::Resul
 
 /// Reads one frame: its kind and body. A length above the limit is an error before anything
 /// is allocated for it.
-async fn read_frame(stream: &mut TcpStream) -> io::Result<(u8, Vec<u8>)> {
+async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<(u8, Vec<u8>)> {
     let mut length = [0u8; 4];
     stream.read_exact(&mut length).await?;
     let length = u32::from_be_bytes(length) as usize;
@@ -203,12 +213,17 @@ async fn within<T>(limit: Duration, work: impl Future<Output = io::Result<T>>) -
 pub struct TcpNetworkFactory {
     node_id: u64,
     faults: Faults,
+    tls: Option<ControllerTls>,
 }
 
 impl TcpNetworkFactory {
-    /// The network of node `node_id`.
-    pub fn new(node_id: u64, faults: Faults) -> TcpNetworkFactory {
-        TcpNetworkFactory { node_id, faults }
+    /// The network of node `node_id`, over TLS if `tls` is given.
+    pub fn new(node_id: u64, faults: Faults, tls: Option<ControllerTls>) -> TcpNetworkFactory {
+        TcpNetworkFactory {
+            node_id,
+            faults,
+            tls,
+        }
     }
 }
 
@@ -221,6 +236,7 @@ impl RaftNetworkFactory<C> for TcpNetworkFactory {
             target,
             address: node.addr.clone(),
             faults: self.faults.clone(),
+            tls: self.tls.clone(),
             stream: None,
         }
     }
@@ -232,7 +248,8 @@ pub struct PeerClient {
     target: u64,
     address: String,
     faults: Faults,
-    stream: Option<TcpStream>,
+    tls: Option<ControllerTls>,
+    stream: Option<PeerStream>,
 }
 
 /// Why an RPC failed, before it is put in openraft's error types.
@@ -320,8 +337,8 @@ impl PeerClient {
         Ok(answer)
     }
 
-    async fn connect(&self) -> io::Result<TcpStream> {
-        let mut stream = TcpStream::connect(self.address.as_str())
+    async fn connect(&self) -> io::Result<PeerStream> {
+        let socket = TcpStream::connect(self.address.as_str())
             .await
             .map_err(io::Error::from)
             .inspect_err(|error| {
@@ -329,7 +346,11 @@ impl PeerClient {
                     self.faults.note_refused(self.target);
                 }
             })?;
-        stream.set_nodelay(true)?;
+        socket.set_nodelay(true)?;
+        let mut stream = match &self.tls {
+            None => ClientStream::Plain(socket),
+            Some(tls) => tls.connect(socket, &self.address).await?,
+        };
         let hello = Hello {
             version: PROTOCOL_VERSION,
             node_id: self.source,
@@ -428,25 +449,32 @@ impl RaftNetworkV2<C> for PeerClient {
     }
 }
 
-/// Answers controller calls forwarded to this node (see the module docs).
-pub trait ForwardedCalls {
+/// What the node behind the controller port provides: answers to the controller calls
+/// forwarded to it, and who may connect (see the module docs).
+pub trait ControllerPort {
     /// The answer to one forwarded call.
     fn call(&self, request: Vec<u8>) -> futures::future::LocalBoxFuture<'static, Vec<u8>>;
+
+    /// Whether a member whose certificate names `principal`, connecting from `host`, may use
+    /// the port (asked only under TLS).
+    fn admits(&self, principal: &str, host: &str) -> bool;
 }
 
 /// Forwards this node's controller calls to the quorum's leader over one cached connection.
 pub struct Forwarder {
     node_id: u64,
     faults: Faults,
+    tls: Option<ControllerTls>,
     connection: RefCell<Option<PeerClient>>,
 }
 
 impl Forwarder {
-    /// The forwarder of node `node_id`.
-    pub fn new(node_id: u64, faults: Faults) -> Forwarder {
+    /// The forwarder of node `node_id`, over TLS if `tls` is given.
+    pub fn new(node_id: u64, faults: Faults, tls: Option<ControllerTls>) -> Forwarder {
         Forwarder {
             node_id,
             faults,
+            tls,
             connection: RefCell::new(None),
         }
     }
@@ -471,6 +499,7 @@ impl Forwarder {
                 target: leader,
                 address: address.to_string(),
                 faults: self.faults.clone(),
+                tls: self.tls.clone(),
                 stream: None,
             },
         };
@@ -484,22 +513,25 @@ impl Forwarder {
     }
 }
 
-/// Serves the members that connect to this node's controller port, until the executor ends.
+/// Serves the members that connect to this node's controller port, until the executor ends;
+/// over TLS if `tls` is given.
 pub async fn serve(
     listener: TcpListener,
     raft: QuorumRaft,
     faults: Faults,
-    calls: Rc<dyn ForwardedCalls>,
+    port: Rc<dyn ControllerPort>,
+    tls: Option<ControllerTls>,
 ) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let raft = raft.clone();
                 let faults = faults.clone();
-                let calls = calls.clone();
+                let port = port.clone();
+                let tls = tls.clone();
                 glommio::spawn_local(async move {
                     let peer = stream.peer_addr().ok();
-                    if let Err(error) = serve_connection(stream, raft, faults, calls).await {
+                    if let Err(error) = serve_connection(stream, raft, faults, port, tls).await {
                         if error.kind() != io::ErrorKind::UnexpectedEof {
                             tracing::warn!(?peer, %error, "closing a controller quorum connection");
                         }
@@ -515,13 +547,61 @@ pub async fn serve(
     }
 }
 
+/// One connection: the TLS handshake and admission if the port is secured, then its frames.
 async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     raft: QuorumRaft,
     faults: Faults,
-    calls: Rc<dyn ForwardedCalls>,
+    port: Rc<dyn ControllerPort>,
+    tls: Option<ControllerTls>,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        return serve_frames(stream, raft, faults, port).await;
+    };
+    let host = stream.peer_addr().map_or_else(
+        |_| "unknown".to_string(),
+        |address| address.ip().to_string(),
+    );
+    // Refusals are logged at most once a second (`log_refusal`): whoever can reach the port
+    // must not be able to flood the log.
+    let (stream, principal) = match within(HELLO_TIMEOUT, tls.accept(stream)).await {
+        Ok(accepted) => accepted,
+        // A port probe (connect, close) says nothing.
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+        Err(error) => {
+            crate::security::log_refusal(
+                "controller port TLS handshake failed",
+                &host,
+                &error.to_string(),
+            );
+            return Ok(());
+        }
+    };
+    let Some(principal) = principal else {
+        crate::security::log_refusal(
+            "controller port refused a member",
+            &host,
+            "its certificate's subject cannot be read",
+        );
+        return Ok(());
+    };
+    if !port.admits(&principal, &host) {
+        crate::security::log_refusal_with("controller port refused a member", &host, || {
+            format!("{principal} is neither a super user nor allowed ClusterAction on the cluster")
+        });
+        return Ok(());
+    }
+    serve_frames(stream, raft, faults, port).await
+}
+
+/// Answers the hello, then each request, until the peer closes or breaks the protocol.
+async fn serve_frames<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    raft: QuorumRaft,
+    faults: Faults,
+    port: Rc<dyn ControllerPort>,
+) -> io::Result<()> {
     let (kind, body) = within(HELLO_TIMEOUT, read_frame(&mut stream)).await?;
     let hello: Hello = from_json(&body)?;
     if kind != KIND_HELLO || hello.version != PROTOCOL_VERSION {
@@ -556,7 +636,7 @@ async fn serve_connection(
                 };
                 answer_of(raft.install_full_snapshot(request.vote, snapshot).await)?
             }
-            KIND_FORWARD => calls.call(body).await,
+            KIND_FORWARD => port.call(body).await,
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

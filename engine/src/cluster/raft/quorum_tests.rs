@@ -13,7 +13,7 @@ use super::{Quorum, QuorumOptions, QuorumWriteError};
 use crate::cluster::publisher::ImagePublisher;
 use crate::cluster::raft::log_store::FileLogStore;
 use crate::cluster::raft::metadata_machine::MetadataStateMachine;
-use crate::cluster::raft::network::{self, Faults, ForwardedCalls, TcpNetworkFactory};
+use crate::cluster::raft::network::{self, ControllerPort, Faults, TcpNetworkFactory};
 use crate::metadata::image::MetadataImage;
 use crate::metadata::records::MetadataRecord;
 use crate::partition::{BrokerId, NodeId, ShardId};
@@ -23,9 +23,13 @@ const WAIT: Duration = Duration::from_secs(20);
 /// No node forwards controller calls in these tests.
 struct NoCalls;
 
-impl ForwardedCalls for NoCalls {
+impl ControllerPort for NoCalls {
     fn call(&self, _request: Vec<u8>) -> futures::future::LocalBoxFuture<'static, Vec<u8>> {
         Box::pin(async { Vec::new() })
+    }
+
+    fn admits(&self, _principal: &str, _host: &str) -> bool {
+        true
     }
 }
 
@@ -62,7 +66,7 @@ async fn start_members() -> BTreeMap<u64, Member> {
         };
         let quorum = Quorum::start(
             options,
-            TcpNetworkFactory::new(node_id, faults.clone()),
+            TcpNetworkFactory::new(node_id, faults.clone(), None),
             log,
             machine,
         )
@@ -73,6 +77,7 @@ async fn start_members() -> BTreeMap<u64, Member> {
             quorum.raft().clone(),
             faults.clone(),
             Rc::new(NoCalls),
+            None,
         ))
         .detach();
         members.insert(
