@@ -346,3 +346,40 @@ def test_a_client_certificate_is_the_principal(mtls_acl_broker, unique_topic, ce
         assert time.monotonic() < deadline, f"bob still refused: {errors}"
         time.sleep(0.2)
     broker.assert_alive()
+
+
+@pytest.fixture
+def mapped_principal_broker(request, spate_bin, ci_tmp, certs):
+    yield from make_broker(request, spate_bin, ci_tmp, broker_class=TlsBroker, certs=certs,
+                           client_auth="required",
+                           extra_args=["--authorizer", "acl", "--super-users", "User:ANONYMOUS",
+                                       "--ssl-principal-mapping-rules",
+                                       "RULE:^CN=([a-z]+)$/$1/U"])
+
+
+def test_principal_mapping_rules_rename_certificates_and_refuse_what_no_rule_matches(
+        mapped_principal_broker, unique_topic, certs):
+    """Kafka's ssl.principal.mapping.rules: alice's subject `CN=alice` becomes `User:ALICE`
+    (the rule's group, upper-cased), which is what her ACL names; bob's `CN=bob,O=Acme\\,
+    Inc.` matches no rule, so his connections are refused, as Kafka refuses them."""
+    broker = mapped_principal_broker
+    topic = unique_topic("mapped-principal")
+    create_topic(broker.bootstrap, topic, 1)
+    spate("acl", "add", "--allow", "User:ALICE", "--operation", "Write", "--operation",
+          "Describe", "--topic", topic, "--brokers", broker.bootstrap)
+
+    def as_client(name: str, timeout_ms: int) -> dict:
+        return tls_config(certs, **{"ssl.certificate.location": str(certs / f"{name}.pem"),
+                                    "ssl.key.location": str(certs / f"{name}.key"),
+                                    "message.timeout.ms": timeout_ms})
+
+    delivered, errors = produce(broker.tls_bootstrap("SSL"), topic, make_records(20, "a"),
+                                as_client("client", 10_000))
+    assert not errors and len(delivered) == 20, errors[:3]
+    delivered, errors = produce(broker.tls_bootstrap("SSL"), topic, make_records(5, "b"),
+                                as_client("bob", 3_000))
+    assert not delivered and errors, "bob wrote although no rule maps his subject"
+    log = broker.stderr_tail(lines=10_000)
+    assert "client certificate refused" in log and "applies to CN=bob" in log, log[-3000:]
+    assert "TOPIC_AUTHORIZATION_FAILED" not in str(errors), "bob got as far as a request"
+    broker.assert_alive()

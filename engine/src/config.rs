@@ -33,6 +33,7 @@ pub struct ConfigFile {
     ssl_key: Option<PathBuf>,
     ssl_ca: Option<PathBuf>,
     ssl_client_auth: Option<String>,
+    ssl_principal_mapping_rules: Option<String>,
     inter_broker_listener_name: Option<String>,
     inter_broker_sasl_mechanism: Option<String>,
     inter_broker_user: Option<String>,
@@ -153,6 +154,12 @@ pub struct ServeArgs {
     /// ssl.client.auth). [default: none]
     #[arg(long, env = "SPATE_SSL_CLIENT_AUTH")]
     pub ssl_client_auth: Option<String>,
+    /// How a client certificate's subject becomes its principal (Kafka's
+    /// ssl.principal.mapping.rules): `RULE:pattern/replacement/[L|U]` and `DEFAULT` (the whole
+    /// subject), comma-separated, first match wins; a subject no rule matches is refused.
+    /// [default: DEFAULT]
+    #[arg(long, env = "SPATE_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: Option<String>,
     /// The listener brokers of a cluster reach each other on (Kafka's
     /// inter.broker.listener.name), by its name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     /// [default: the PLAINTEXT listener, else the first]
@@ -556,6 +563,8 @@ impl ServeArgs {
             self.ssl_key.or(file.ssl_key),
             self.ssl_ca.or(file.ssl_ca),
             self.ssl_client_auth.or(file.ssl_client_auth),
+            self.ssl_principal_mapping_rules
+                .or(file.ssl_principal_mapping_rules),
         )?;
         let sasl = crate::security::session::SaslConfig {
             mechanisms: match self.sasl_mechanisms.or(file.sasl_mechanisms) {
@@ -851,6 +860,7 @@ fn resolve_tls(
     key: Option<PathBuf>,
     ca: Option<PathBuf>,
     client_auth: Option<String>,
+    principal_mapping: Option<String>,
 ) -> anyhow::Result<Option<crate::security::tls::TlsSettings>> {
     use crate::security::tls::{ClientAuth, TlsSettings};
     let needed = listeners.iter().any(|listener| listener.protocol.is_tls());
@@ -859,12 +869,18 @@ fn resolve_tls(
         .map(ClientAuth::parse)
         .transpose()?
         .unwrap_or(ClientAuth::None);
+    let principal_mapping = principal_mapping
+        .as_deref()
+        .map(crate::security::principal_mapping::PrincipalMapper::parse)
+        .transpose()?
+        .unwrap_or_default();
     match (cert, key) {
         (Some(cert), Some(key)) => Ok(Some(TlsSettings {
             cert,
             key,
             ca,
             client_auth,
+            principal_mapping,
         })),
         (None, None) if !needed => Ok(None),
         (None, None) => anyhow::bail!("an SSL or SASL_SSL listener needs --ssl-cert and --ssl-key"),

@@ -78,23 +78,37 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, protocol: SecurityProtoc
         Some(Ok(tls)) => {
             // Encrypted in user space: sealed segments are read and written, not spliced.
             let socket = Socket { fd, splice: false };
-            // A client certificate (verified against --ssl-ca) names the principal.
+            // A client certificate (verified against --ssl-ca) names the principal, as the
+            // mapping rules make it; one that no rule applies to is refused, as Kafka does.
             let certificate = tls
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|chain| chain.first());
-            let principal = certificate.and_then(|certificate| {
-                let principal = crate::security::certificate::principal(certificate.as_ref());
-                if principal.is_none() {
-                    crate::security::log_refusal(
-                        "client certificate subject unreadable",
-                        &client_host,
-                        "the connection stays User:ANONYMOUS",
-                    );
+            let principal = match (certificate, shard.node.config.tls.as_ref()) {
+                (Some(certificate), Some(settings)) => {
+                    match settings.principal_of(certificate.as_ref()) {
+                        Ok(principal) => Some(principal),
+                        Err(reason) if settings.principal_mapping.is_default() => {
+                            crate::security::log_refusal(
+                                "client certificate subject unreadable",
+                                &client_host,
+                                &format!("{reason}: the connection stays User:ANONYMOUS"),
+                            );
+                            None
+                        }
+                        Err(reason) => {
+                            crate::security::log_refusal(
+                                "client certificate refused",
+                                &client_host,
+                                &reason,
+                            );
+                            return;
+                        }
+                    }
                 }
-                principal
-            });
+                _ => None,
+            };
             let mut session = Session::new(protocol);
             if let Some(principal) = principal {
                 session.set_certificate_principal(principal);

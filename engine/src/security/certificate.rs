@@ -164,8 +164,14 @@ fn escape(value: &str) -> String {
 }
 
 /// `User:` and the subject of a DER certificate in RFC 2253 form, or `None` when it cannot
-/// be read.
+/// be read (Kafka's default, without `--ssl-principal-mapping-rules`).
 pub fn principal(der: &[u8]) -> Option<String> {
+    subject_name(der).map(|name| format!("User:{name}"))
+}
+
+/// The subject of a DER certificate in RFC 2253 form, as Java's `X500Principal.getName()`
+/// writes it, or `None` when it cannot be read.
+pub fn subject_name(der: &[u8]) -> Option<String> {
     let rdns = subject(der)?;
     let mut parts = Vec::with_capacity(rdns.len());
     for rdn in rdns.iter().rev() {
@@ -197,7 +203,7 @@ pub fn principal(der: &[u8]) -> Option<String> {
         }
         parts.push(attributes.join("+"));
     }
-    Some(format!("User:{}", parts.join(",")))
+    Some(parts.join(","))
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@
 //!   librdkafka-style properties, the rustls client configuration, a sans-IO SASL login.
 //! - [`tls`] builds the rustls acceptor of `SSL` and `SASL_SSL` listeners; [`certificate`]
 //!   reads a verified client certificate's subject as the connection's principal
-//!   (`User:CN=alice,O=acme`, Kafka's default).
+//!   (`User:CN=alice,O=acme`, Kafka's default), which [`principal_mapping`] may rewrite
+//!   (`--ssl-principal-mapping-rules`, Kafka's rules).
 //! - [`acl`] holds ACLs with Kafka's semantics (`--authorizer acl`; its `store` the index and the checks), kept in the metadata
 //!   image (`MetadataRecord::Acl`); [`authorizer`]'s `Access` is what handlers ask before
 //!   they act, with the connection's principal from its [`session`].
@@ -28,8 +29,9 @@
 //! - [`inter_broker`] is how brokers reach each other: the listener, and the credentials a
 //!   broker logs in with on a SASL one.
 //!
-//! Not yet built (issue 18): kTLS, `ssl.principal.mapping.rules`, authentication on the
-//! controller quorum's port.
+//! The controller quorum's port has its own mutual TLS (`cluster::raft::transport`).
+//!
+//! Not yet built (issue 18): kTLS (no kernel TLS module on the reference host).
 
 pub mod acl;
 pub mod authorizer;
@@ -38,6 +40,7 @@ pub mod client;
 pub mod inter_broker;
 pub mod listeners;
 pub mod plain;
+pub mod principal_mapping;
 pub mod scram;
 pub mod scram_client;
 pub mod session;

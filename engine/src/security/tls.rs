@@ -53,6 +53,22 @@ pub struct TlsSettings {
     pub ca: Option<PathBuf>,
     /// Whether clients present certificates.
     pub client_auth: ClientAuth,
+    /// How a certificate's subject becomes a principal (`--ssl-principal-mapping-rules`).
+    pub principal_mapping: super::principal_mapping::PrincipalMapper,
+}
+
+impl TlsSettings {
+    /// The principal a verified certificate (DER) names: `User:` and its subject as the
+    /// mapping rules make it. An error says why it names none: a subject that cannot be read,
+    /// or one that no rule applies to (Kafka then refuses the connection).
+    pub fn principal_of(&self, der: &[u8]) -> Result<String, String> {
+        let subject = super::certificate::subject_name(der)
+            .ok_or_else(|| "its subject cannot be read".to_string())?;
+        self.principal_mapping
+            .name(&subject)
+            .map(|name| format!("User:{name}"))
+            .ok_or_else(|| format!("no --ssl-principal-mapping-rules rule applies to {subject}"))
+    }
 }
 
 /// The acceptor every TLS listener of the node uses; errors name the file at fault, so that

@@ -578,13 +578,12 @@ async fn serve_connection(
             return Ok(());
         }
     };
-    let Some(principal) = principal else {
-        crate::security::log_refusal(
-            "controller port refused a member",
-            &host,
-            "its certificate's subject cannot be read",
-        );
-        return Ok(());
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(reason) => {
+            crate::security::log_refusal("controller port refused a member", &host, &reason);
+            return Ok(());
+        }
     };
     if !port.admits(&principal, &host) {
         crate::security::log_refusal_with("controller port refused a member", &host, || {

@@ -16,6 +16,7 @@
 //! addresses), as Kafka's `ssl.endpoint.identification.algorithm=https` does.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use futures_rustls::{TlsAcceptor, TlsConnector};
@@ -69,6 +70,8 @@ impl ControllerSecurity {
 pub struct ControllerTls {
     connector: TlsConnector,
     acceptor: TlsAcceptor,
+    /// The node's settings, for the principal a member's certificate names.
+    settings: Arc<TlsSettings>,
 }
 
 impl ControllerTls {
@@ -93,6 +96,7 @@ impl ControllerTls {
         Ok(ControllerTls {
             connector: TlsConnector::from(client),
             acceptor,
+            settings: Arc::new(settings.clone()),
         })
     }
 
@@ -109,18 +113,16 @@ impl ControllerTls {
     }
 
     /// The handshake of a connection accepted on the controller port, and the principal its
-    /// certificate names (`None` if its subject cannot be read).
+    /// certificate names (as `--ssl-principal-mapping-rules` map it), or why it names none.
     pub(super) async fn accept(
         &self,
         socket: TcpStream,
-    ) -> std::io::Result<(AcceptedTls, Option<String>)> {
+    ) -> std::io::Result<(AcceptedTls, Result<String, String>)> {
         let stream = self.acceptor.accept(socket).await?;
-        let principal = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|certificate| crate::security::certificate::principal(certificate.as_ref()));
+        let principal = match stream.get_ref().1.peer_certificates() {
+            Some([certificate, ..]) => self.settings.principal_of(certificate.as_ref()),
+            _ => Err("it presented no certificate".to_string()),
+        };
         Ok((CloseNotifyOptional(stream), principal))
     }
 }
@@ -165,6 +167,7 @@ mod tests {
             key: "node.key".into(),
             ca: None,
             client_auth: ClientAuth::None,
+            principal_mapping: Default::default(),
         };
         let error = ControllerTls::new(Some(&settings))
             .err()
