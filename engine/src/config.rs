@@ -20,24 +20,6 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     data_dir: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    advertised_host: Option<String>,
-    listeners: Option<String>,
-    advertised_listeners: Option<String>,
-    sasl_mechanisms: Option<String>,
-    connections_max_reauth_ms: Option<u64>,
-    authorizer: Option<String>,
-    super_users: Option<String>,
-    allow_everyone_if_no_acl_found: Option<bool>,
-    ssl_cert: Option<PathBuf>,
-    ssl_key: Option<PathBuf>,
-    ssl_ca: Option<PathBuf>,
-    ssl_client_auth: Option<String>,
-    ssl_principal_mapping_rules: Option<String>,
-    inter_broker_listener_name: Option<String>,
-    inter_broker_sasl_mechanism: Option<String>,
-    inter_broker_user: Option<String>,
-    inter_broker_password: Option<String>,
     smp: Option<usize>,
     node_id: Option<i32>,
     default_partitions: Option<i32>,
@@ -89,6 +71,65 @@ pub struct ConfigFile {
     broker_rack: Option<String>,
     broker_heartbeat_interval_ms: Option<u64>,
     broker_session_timeout_ms: Option<u64>,
+    // Listener and security settings (`security::settings::SecurityArgs`).
+    listen: Option<SocketAddr>,
+    advertised_host: Option<String>,
+    listeners: Option<String>,
+    advertised_listeners: Option<String>,
+    sasl_mechanisms: Option<String>,
+    connections_max_reauth_ms: Option<u64>,
+    authorizer: Option<String>,
+    super_users: Option<String>,
+    allow_everyone_if_no_acl_found: Option<bool>,
+    ssl_cert: Option<PathBuf>,
+    ssl_key: Option<PathBuf>,
+    ssl_ca: Option<PathBuf>,
+    ssl_client_auth: Option<String>,
+    ssl_principal_mapping_rules: Option<String>,
+    inter_broker_listener_name: Option<String>,
+    inter_broker_sasl_mechanism: Option<String>,
+    inter_broker_user: Option<String>,
+    inter_broker_password: Option<String>,
+}
+
+impl ConfigFile {
+    /// The cluster settings, as flags would give them.
+    fn cluster(&mut self) -> crate::cluster::config::ClusterArgs {
+        crate::cluster::config::ClusterArgs {
+            controller_listen: self.controller_listen.take(),
+            controller_quorum_voters: self.controller_quorum_voters.take(),
+            controller_security_protocol: self.controller_security_protocol.take(),
+            controller_quorum_election_timeout_ms: self
+                .controller_quorum_election_timeout_ms
+                .take(),
+            broker_heartbeat_interval_ms: self.broker_heartbeat_interval_ms.take(),
+            broker_session_timeout_ms: self.broker_session_timeout_ms.take(),
+        }
+    }
+
+    /// The listener and security settings, as flags would give them.
+    fn security(&mut self) -> crate::security::settings::SecurityArgs {
+        crate::security::settings::SecurityArgs {
+            listen: self.listen.take(),
+            advertised_host: self.advertised_host.take(),
+            listeners: self.listeners.take(),
+            advertised_listeners: self.advertised_listeners.take(),
+            sasl_mechanisms: self.sasl_mechanisms.take(),
+            connections_max_reauth_ms: self.connections_max_reauth_ms.take(),
+            authorizer: self.authorizer.take(),
+            super_users: self.super_users.take(),
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found.take(),
+            ssl_cert: self.ssl_cert.take(),
+            ssl_key: self.ssl_key.take(),
+            ssl_ca: self.ssl_ca.take(),
+            ssl_client_auth: self.ssl_client_auth.take(),
+            ssl_principal_mapping_rules: self.ssl_principal_mapping_rules.take(),
+            inter_broker_listener_name: self.inter_broker_listener_name.take(),
+            inter_broker_sasl_mechanism: self.inter_broker_sasl_mechanism.take(),
+            inter_broker_user: self.inter_broker_user.take(),
+            inter_broker_password: self.inter_broker_password.take(),
+        }
+    }
 }
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
@@ -101,85 +142,10 @@ pub struct ServeArgs {
     /// Directory holding topic metadata and partition logs. [default: ./spate-data]
     #[arg(long, env = "SPATE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Bootstrap address. Shard s of this node listens on the same host at port PORT+s and is
-    /// advertised to clients as its own broker. [default: 127.0.0.1:9092]
-    #[arg(long, env = "SPATE_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Host name advertised to clients in Metadata. [default: the --listen host, or
-    /// 127.0.0.1 when listening on 0.0.0.0]
-    #[arg(long, env = "SPATE_ADVERTISED_HOST")]
-    pub advertised_host: Option<String>,
-    /// Listeners with Kafka's names, instead of --listen: `PLAINTEXT://HOST:PORT`,
-    /// `SASL_PLAINTEXT://HOST:PORT`, comma-separated (shard s of each listens on its port + s).
-    /// Clients are told the endpoints of the listener they connected to. Brokers reach each
-    /// other on the one --inter-broker-listener-name names. [default: PLAINTEXT://<--listen>]
-    #[arg(long, env = "SPATE_LISTENERS", conflicts_with = "listen")]
-    pub listeners: Option<String>,
-    /// What each listener advertises, `NAME://HOST:PORT`, comma-separated; a listener not
-    /// named advertises its own address (with --advertised-host as the host, when given).
-    #[arg(long, env = "SPATE_ADVERTISED_LISTENERS")]
-    pub advertised_listeners: Option<String>,
-    /// SASL mechanisms clients of SASL listeners may use (Kafka's sasl.enabled.mechanisms):
-    /// any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512. PLAIN checks passwords against the users'
-    /// SCRAM credentials (`spate user add`). [default: SCRAM-SHA-256,SCRAM-SHA-512]
-    #[arg(long, alias = "sasl-enabled-mechanisms", env = "SPATE_SASL_MECHANISMS")]
-    pub sasl_mechanisms: Option<String>,
-    /// How long a SASL authentication lasts before the client must authenticate again on the
-    /// same connection (KIP-368, connections.max.reauth.ms); 0: for the connection's life.
-    /// [default: 0]
-    #[arg(long, env = "SPATE_CONNECTIONS_MAX_REAUTH_MS")]
-    pub connections_max_reauth_ms: Option<u64>,
-    /// `acl` checks every request against the ACLs (`spate acl add`, CreateAcls) with Kafka's
-    /// semantics; `none` allows everything. [default: none]
-    #[arg(long, env = "SPATE_AUTHORIZER")]
-    pub authorizer: Option<String>,
-    /// Principals the authorizer allows everything, `User:admin;User:ops` (Kafka's
-    /// super.users).
-    #[arg(long, env = "SPATE_SUPER_USERS")]
-    pub super_users: Option<String>,
-    /// With `--authorizer acl`, allow everyone on resources that no ACL names (Kafka's
-    /// allow.everyone.if.no.acl.found). [default: false]
-    #[arg(long, env = "SPATE_ALLOW_EVERYONE_IF_NO_ACL_FOUND", num_args = 0..=1, default_missing_value = "true")]
-    pub allow_everyone_if_no_acl_found: Option<bool>,
-    /// Certificate chain of SSL and SASL_SSL listeners, PEM, leaf first.
-    #[arg(long, env = "SPATE_SSL_CERT")]
-    pub ssl_cert: Option<PathBuf>,
-    /// Private key of --ssl-cert, PEM.
-    #[arg(long, env = "SPATE_SSL_KEY")]
-    pub ssl_key: Option<PathBuf>,
-    /// CA certificates, PEM, that client certificates must chain to.
-    #[arg(long, env = "SPATE_SSL_CA")]
-    pub ssl_ca: Option<PathBuf>,
-    /// Whether TLS clients present a certificate: none, requested or required (Kafka's
-    /// ssl.client.auth). [default: none]
-    #[arg(long, env = "SPATE_SSL_CLIENT_AUTH")]
-    pub ssl_client_auth: Option<String>,
-    /// How a client certificate's subject becomes its principal (Kafka's
-    /// ssl.principal.mapping.rules): `RULE:pattern/replacement/[L|U]` and `DEFAULT` (the whole
-    /// subject), comma-separated, first match wins; a subject no rule matches is refused.
-    /// [default: DEFAULT]
-    #[arg(long, env = "SPATE_SSL_PRINCIPAL_MAPPING_RULES")]
-    pub ssl_principal_mapping_rules: Option<String>,
-    /// The listener brokers of a cluster reach each other on (Kafka's
-    /// inter.broker.listener.name), by its name: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
-    /// [default: the PLAINTEXT listener, else the first]
-    #[arg(long, env = "SPATE_INTER_BROKER_LISTENER_NAME")]
-    pub inter_broker_listener_name: Option<String>,
-    /// The SASL mechanism brokers log in to each other with on a SASL inter-broker listener
-    /// (Kafka's sasl.mechanism.inter.broker.protocol). [default: SCRAM-SHA-512]
-    #[arg(
-        long,
-        alias = "sasl-mechanism-inter-broker-protocol",
-        env = "SPATE_INTER_BROKER_SASL_MECHANISM"
-    )]
-    pub inter_broker_sasl_mechanism: Option<String>,
-    /// The user brokers log in to each other as on a SASL inter-broker listener (add it with
-    /// `spate user add`, and to --super-users when the authorizer is on).
-    #[arg(long, env = "SPATE_INTER_BROKER_USER")]
-    pub inter_broker_user: Option<String>,
-    /// Its password; prefer the environment variable, which `ps` does not show.
-    #[arg(long, env = "SPATE_INTER_BROKER_PASSWORD", hide_env_values = true)]
-    pub inter_broker_password: Option<String>,
+    /// Listeners and their security: TLS, SASL, the authorizer, how brokers reach each
+    /// other (`security::settings`).
+    #[command(flatten)]
+    pub security: crate::security::settings::SecurityArgs,
     /// Number of shards (one pinned thread each). [default: one per CPU this process may run
     /// on, so `taskset` and cgroup cpusets are honoured]
     #[arg(long, env = "SPATE_SMP")]
@@ -376,45 +342,14 @@ pub struct ServeArgs {
     /// request. [default: half the open-files hard limit]
     #[arg(long, env = "SPATE_OPEN_SEGMENTS_MAX")]
     pub open_segments_max: Option<usize>,
-    /// Address of this node's controller port, where the controller quorum's members talk
-    /// to each other (Kafka's controller listener). [default: this node's entry in
-    /// --controller-quorum-voters]
-    #[arg(long, env = "SPATE_CONTROLLER_LISTEN")]
-    pub controller_listen: Option<SocketAddr>,
-    /// The controller quorum, `ID@HOST:PORT,...` (Kafka's controller.quorum.voters): nodes
-    /// listed run the controller on their controller port; with it the node joins a cluster.
-    /// [default: none: a one-node cluster, as always]
-    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_VOTERS")]
-    pub controller_quorum_voters: Option<String>,
-    /// How the controller port is secured (Kafka's CONTROLLER listener in
-    /// listener.security.protocol.map): PLAINTEXT, or SSL: mutual TLS with --ssl-cert,
-    /// --ssl-key and --ssl-ca, every member presenting its certificate; with --authorizer acl
-    /// its principal must be a super user or be allowed ClusterAction. Give every node the
-    /// same. [default: PLAINTEXT]
-    #[arg(long, env = "SPATE_CONTROLLER_SECURITY_PROTOCOL")]
-    pub controller_security_protocol: Option<String>,
-    /// How long a quorum member waits without hearing from a leader before it stands for
-    /// election (controller.quorum.election.timeout.ms); a randomized timeout between this
-    /// and twice this is used, and a follower refuses other candidates for twice this after
-    /// it last heard from its leader (openraft's leader lease). [default: 500, half of
-    /// Kafka's: at 1000 a kill of the controller's node stalled producers 5.3 s (p50), at
-    /// 500 2.0 s, within the 3 s the cluster aims for; BENCHMARKS.md]
-    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS")]
-    pub controller_quorum_election_timeout_ms: Option<u64>,
+    /// How the node joins a replicated cluster: the controller quorum and the port its
+    /// members talk on (`cluster::config`).
+    #[command(flatten)]
+    pub cluster: crate::cluster::config::ClusterArgs,
     /// Rack of this node's brokers, for rack-aware placement and clients (broker.rack).
     /// [default: the node, so that replicas go to distinct nodes]
     #[arg(long, env = "SPATE_BROKER_RACK")]
     pub broker_rack: Option<String>,
-    /// How often a cluster node tells the controller it is alive
-    /// (broker.heartbeat.interval.ms). [default: 500]
-    #[arg(long, env = "SPATE_BROKER_HEARTBEAT_INTERVAL_MS")]
-    pub broker_heartbeat_interval_ms: Option<u64>,
-    /// A cluster node the controller has not heard from for this long is fenced: clients are
-    /// no longer sent to it (broker.session.timeout.ms; Kafka's default is 9000, ours is
-    /// shorter so that a failed node is noticed within the 3 s a producer should stall at
-    /// most). [default: 3000]
-    #[arg(long, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]
-    pub broker_session_timeout_ms: Option<u64>,
 }
 
 /// Settings the broker runs with, after every source has been applied.
@@ -531,87 +466,21 @@ pub struct CleanerConfig {
 impl ServeArgs {
     /// Resolves flags, environment, file and defaults into one configuration.
     pub fn resolve(self) -> anyhow::Result<BrokerConfig> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => read_config_file(path)?,
             None => ConfigFile::default(),
         };
-        let listeners = resolve_listeners(
-            self.listen.or(file.listen),
-            self.listeners.or(file.listeners),
-            self.advertised_listeners.or(file.advertised_listeners),
-            self.advertised_host.or(file.advertised_host),
-        )?;
-        let inter_broker = crate::security::inter_broker::InterBrokerConfig::resolve(
-            &listeners,
-            crate::security::inter_broker::InterBrokerOptions {
-                listener_name: self
-                    .inter_broker_listener_name
-                    .or(file.inter_broker_listener_name),
-                mechanism: self
-                    .inter_broker_sasl_mechanism
-                    .or(file.inter_broker_sasl_mechanism),
-                user: self.inter_broker_user.or(file.inter_broker_user),
-                password: self.inter_broker_password.or(file.inter_broker_password),
-            },
-        )?;
-        let inter_broker_listener = inter_broker.listener(&listeners);
-        let listen = inter_broker_listener.address;
-        let advertised_host = inter_broker_listener.advertised_host.clone();
-        let tls = resolve_tls(
-            &listeners,
-            self.ssl_cert.or(file.ssl_cert),
-            self.ssl_key.or(file.ssl_key),
-            self.ssl_ca.or(file.ssl_ca),
-            self.ssl_client_auth.or(file.ssl_client_auth),
-            self.ssl_principal_mapping_rules
-                .or(file.ssl_principal_mapping_rules),
-        )?;
-        let sasl = crate::security::session::SaslConfig {
-            mechanisms: match self.sasl_mechanisms.or(file.sasl_mechanisms) {
-                Some(list) => crate::security::session::SaslMechanism::parse_list(&list)?,
-                None => crate::security::session::SaslConfig::default().mechanisms,
-            },
-            session_lifetime: self
-                .connections_max_reauth_ms
-                .or(file.connections_max_reauth_ms)
-                .filter(|&ms| ms > 0)
-                .map(std::time::Duration::from_millis),
-        };
-        let authorizer = crate::security::acl::AuthorizerConfig {
-            enabled: match self.authorizer.or(file.authorizer).as_deref() {
-                None | Some("none") | Some("") => false,
-                Some("acl") => true,
-                Some(other) => anyhow::bail!("--authorizer {other}: expected acl or none"),
-            },
-            super_users: match self.super_users.or(file.super_users) {
-                Some(list) => crate::security::acl::AuthorizerConfig::parse_super_users(&list)?,
-                None => Vec::new(),
-            },
-            allow_everyone_if_no_acl_found: self
-                .allow_everyone_if_no_acl_found
-                .or(file.allow_everyone_if_no_acl_found)
-                .unwrap_or(false),
-        };
+        let crate::security::settings::SecuritySettings {
+            listeners,
+            listen,
+            advertised_host,
+            sasl,
+            tls,
+            inter_broker,
+            authorizer,
+        } = self.security.or(file.security()).resolve()?;
         let node_id = self.node_id.or(file.node_id).unwrap_or(0);
-        let cluster = resolve_cluster(
-            node_id,
-            self.controller_quorum_voters
-                .or(file.controller_quorum_voters),
-            self.controller_listen.or(file.controller_listen),
-            self.controller_security_protocol
-                .or(file.controller_security_protocol),
-            self.controller_quorum_election_timeout_ms
-                .or(file.controller_quorum_election_timeout_ms)
-                .unwrap_or(500),
-            (
-                self.broker_heartbeat_interval_ms
-                    .or(file.broker_heartbeat_interval_ms)
-                    .unwrap_or(500),
-                self.broker_session_timeout_ms
-                    .or(file.broker_session_timeout_ms)
-                    .unwrap_or(3_000),
-            ),
-        )?;
+        let cluster = resolve_cluster(node_id, self.cluster.or(file.cluster()))?;
         let config = BrokerConfig {
             data_dir: self
                 .data_dir
@@ -830,64 +699,6 @@ impl ServeArgs {
 }
 
 /// `--replica-selector`: true for rack-aware (the default), false for leader.
-/// `--listeners` (or the single `--listen` address as PLAINTEXT) with what each advertises.
-fn resolve_listeners(
-    listen: Option<SocketAddr>,
-    listeners: Option<String>,
-    advertised_listeners: Option<String>,
-    advertised_host: Option<String>,
-) -> anyhow::Result<Vec<crate::security::Listener>> {
-    use crate::security::listeners::{parse_advertised_list, parse_bind_list, SecurityProtocol};
-    let bind = match (listen, listeners) {
-        (Some(_), Some(_)) => anyhow::bail!("give --listen or --listeners, not both"),
-        (_, Some(list)) => parse_bind_list(&list)?,
-        (listen, None) => vec![(
-            SecurityProtocol::Plaintext,
-            listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9092))),
-        )],
-    };
-    let advertised = match advertised_listeners {
-        Some(list) => parse_advertised_list(&list)?,
-        None => Vec::new(),
-    };
-    crate::security::listeners::resolve(bind, advertised, advertised_host.as_deref())
-}
-
-/// The TLS settings, required when a listener is SSL or SASL_SSL.
-fn resolve_tls(
-    listeners: &[crate::security::Listener],
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    ca: Option<PathBuf>,
-    client_auth: Option<String>,
-    principal_mapping: Option<String>,
-) -> anyhow::Result<Option<crate::security::tls::TlsSettings>> {
-    use crate::security::tls::{ClientAuth, TlsSettings};
-    let needed = listeners.iter().any(|listener| listener.protocol.is_tls());
-    let client_auth = client_auth
-        .as_deref()
-        .map(ClientAuth::parse)
-        .transpose()?
-        .unwrap_or(ClientAuth::None);
-    let principal_mapping = principal_mapping
-        .as_deref()
-        .map(crate::security::principal_mapping::PrincipalMapper::parse)
-        .transpose()?
-        .unwrap_or_default();
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
-            cert,
-            key,
-            ca,
-            client_auth,
-            principal_mapping,
-        })),
-        (None, None) if !needed => Ok(None),
-        (None, None) => anyhow::bail!("an SSL or SASL_SSL listener needs --ssl-cert and --ssl-key"),
-        _ => anyhow::bail!("give both --ssl-cert and --ssl-key"),
-    }
-}
-
 fn rack_aware_reads(selector: Option<&str>) -> anyhow::Result<bool> {
     match selector {
         None

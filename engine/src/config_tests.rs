@@ -18,6 +18,47 @@ fn defaults_need_no_config() {
 }
 
 #[test]
+fn the_flags_are_well_formed() {
+    // clap checks conflicts, names and flattened groups here even in release builds.
+    use clap::CommandFactory;
+    Harness::command().debug_assert();
+}
+
+#[test]
+fn security_and_cluster_keys_come_from_the_file_under_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spate.toml");
+    std::fs::write(
+        &path,
+        "listeners = \"PLAINTEXT://127.0.0.1:9300,SASL_PLAINTEXT://127.0.0.1:9400\"\n\
+         authorizer = \"acl\"\nsuper_users = \"User:admin\"\n\
+         controller_quorum_voters = \"1@127.0.0.1:9301\"\nnode_id = 1\n\
+         broker_session_timeout_ms = 4000\n",
+    )
+    .unwrap();
+    let config = Harness::parse_from([
+        "spate",
+        "--config",
+        path.to_str().unwrap(),
+        "--super-users",
+        "User:ops",
+    ])
+    .serve
+    .resolve()
+    .unwrap();
+    assert_eq!(config.listeners.len(), 2);
+    assert_eq!(config.listen.port(), 9300);
+    assert!(config.authorizer.enabled);
+    assert_eq!(config.authorizer.super_users, vec!["User:ops".to_string()]);
+    let cluster = config.cluster.expect("a cluster node");
+    assert_eq!(cluster.session_timeout_ms, 4000);
+    assert_eq!(
+        cluster.controller_listen,
+        Some("127.0.0.1:9301".parse().unwrap())
+    );
+}
+
+#[test]
 fn flags_override_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spate.toml");

@@ -1,10 +1,13 @@
 //! How a node joins a replicated cluster: the controller quorum's voters and this node's
-//! place in it (`--controller-quorum-voters`, `--controller-listen`; Kafka's names), resolved
-//! by `crate::config` with the other `spate serve` settings.
+//! place in it (`--controller-quorum-voters`, `--controller-listen`,
+//! `--controller-security-protocol`, the heartbeat and session timeouts; Kafka's names).
+//! [`ClusterArgs`] holds those flags, flattened into `config::ServeArgs`; [`resolve_cluster`]
+//! checks them into a [`ClusterConfig`].
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use clap::Args;
 
 pub use super::raft::transport::ControllerSecurity;
 
@@ -104,16 +107,82 @@ pub fn parse_quorum_voters(text: &str) -> anyhow::Result<Vec<QuorumVoter>> {
     Ok(voters)
 }
 
+/// The flags of `spate serve` that make a node part of a replicated cluster (also read from
+/// the environment and the config file); flattened into `config::ServeArgs`.
+#[derive(Debug, Default, Args)]
+pub struct ClusterArgs {
+    /// Address of this node's controller port, where the controller quorum's members talk
+    /// to each other (Kafka's controller listener). [default: this node's entry in
+    /// --controller-quorum-voters]
+    #[arg(long, env = "SPATE_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum, `ID@HOST:PORT,...` (Kafka's controller.quorum.voters): nodes
+    /// listed run the controller on their controller port; with it the node joins a cluster.
+    /// [default: none: a one-node cluster, as always]
+    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+    /// How the controller port is secured (Kafka's CONTROLLER listener in
+    /// listener.security.protocol.map): PLAINTEXT, or SSL: mutual TLS with --ssl-cert,
+    /// --ssl-key and --ssl-ca, every member presenting its certificate; with --authorizer acl
+    /// its principal must be a super user or be allowed ClusterAction. Give every node the
+    /// same. [default: PLAINTEXT]
+    #[arg(long, env = "SPATE_CONTROLLER_SECURITY_PROTOCOL")]
+    pub controller_security_protocol: Option<String>,
+    /// How long a quorum member waits without hearing from a leader before it stands for
+    /// election (controller.quorum.election.timeout.ms); a randomized timeout between this
+    /// and twice this is used, and a follower refuses other candidates for twice this after
+    /// it last heard from its leader (openraft's leader lease). [default: 500, half of
+    /// Kafka's: at 1000 a kill of the controller's node stalled producers 5.3 s (p50), at
+    /// 500 2.0 s, within the 3 s the cluster aims for; BENCHMARKS.md]
+    #[arg(long, env = "SPATE_CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS")]
+    pub controller_quorum_election_timeout_ms: Option<u64>,
+    /// How often a cluster node tells the controller it is alive
+    /// (broker.heartbeat.interval.ms). [default: 500]
+    #[arg(long, env = "SPATE_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// A cluster node the controller has not heard from for this long is fenced: clients are
+    /// no longer sent to it (broker.session.timeout.ms; Kafka's default is 9000, ours is
+    /// shorter so that a failed node is noticed within the 3 s a producer should stall at
+    /// most). [default: 3000]
+    #[arg(long, env = "SPATE_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+}
+
+impl ClusterArgs {
+    /// Each setting from `self` (flags and environment), else from `file`.
+    pub fn or(self, file: ClusterArgs) -> ClusterArgs {
+        ClusterArgs {
+            controller_listen: self.controller_listen.or(file.controller_listen),
+            controller_quorum_voters: self
+                .controller_quorum_voters
+                .or(file.controller_quorum_voters),
+            controller_security_protocol: self
+                .controller_security_protocol
+                .or(file.controller_security_protocol),
+            controller_quorum_election_timeout_ms: self
+                .controller_quorum_election_timeout_ms
+                .or(file.controller_quorum_election_timeout_ms),
+            broker_heartbeat_interval_ms: self
+                .broker_heartbeat_interval_ms
+                .or(file.broker_heartbeat_interval_ms),
+            broker_session_timeout_ms: self
+                .broker_session_timeout_ms
+                .or(file.broker_session_timeout_ms),
+        }
+    }
+}
+
 /// The cluster settings, from the voters list and the flags around it.
 pub(crate) fn resolve_cluster(
     node_id: i32,
-    voters: Option<String>,
-    controller_listen: Option<SocketAddr>,
-    controller_security: Option<String>,
-    election_timeout_ms: u64,
-    session: (u64, u64),
+    args: ClusterArgs,
 ) -> anyhow::Result<Option<ClusterConfig>> {
-    let (heartbeat_interval_ms, session_timeout_ms) = session;
+    let voters = args.controller_quorum_voters;
+    let controller_listen = args.controller_listen;
+    let controller_security = args.controller_security_protocol;
+    let election_timeout_ms = args.controller_quorum_election_timeout_ms.unwrap_or(500);
+    let heartbeat_interval_ms = args.broker_heartbeat_interval_ms.unwrap_or(500);
+    let session_timeout_ms = args.broker_session_timeout_ms.unwrap_or(3_000);
     let Some(voters) = voters else {
         anyhow::ensure!(
             controller_listen.is_none(),

@@ -1,6 +1,7 @@
 //! Security: listeners with Kafka's security protocols, and SASL authentication.
 //!
 //! A tour:
+//! - [`settings`] holds `spate serve`'s listener and security flags and resolves them.
 //! - [`listeners`] parses `--listeners` / `--advertised-listeners`; each connection knows the
 //!   listener it arrived on, and clients are told that listener's endpoints.
 //! - [`session`] is one connection's SASL state: on a SASL listener nothing but ApiVersions,
@@ -44,6 +45,7 @@ pub mod principal_mapping;
 pub mod scram;
 pub mod scram_client;
 pub mod session;
+pub mod settings;
 pub mod tls;
 
 pub use listeners::{Listener, ListenerEndpoint, SecurityProtocol};
