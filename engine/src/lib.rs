@@ -20,6 +20,8 @@
 //!   [`request_errors`] feed its request latency and error families, and [`gauges`] the
 //!   values each shard publishes about itself once a second (log sizes, busy time, partition
 //!   health, consumer lag from [`groups::lag`]).
+//! - [`transactions`] is the transaction coordinator in progress (issue 17): its state
+//!   machine and `__transaction_state` records so far.
 //! - [`cluster`] is the replicated cluster in progress: the controller quorum's Raft
 //!   ([`cluster::raft`]), the only module that names openraft.
 //!
@@ -51,3 +53,4 @@ pub mod shutdown_marker;
 pub mod splice;
 pub mod stats;
 pub mod topic_config;
+pub mod transactions;

@@ -205,7 +205,8 @@ fn decode_offset_value(mut bytes: &[u8]) -> Option<OffsetValue> {
     })
 }
 
-fn put_string(bytes: &mut BytesMut, text: &str) {
+/// Writes a non-flexible string (i16 length, UTF-8), also for `transactions::state_log`.
+pub(crate) fn put_string(bytes: &mut BytesMut, text: &str) {
     let length = i16::try_from(text.len()).unwrap_or(i16::MAX);
     bytes.put_i16(length);
     bytes.put_slice(&text.as_bytes()[..length as usize]);
@@ -218,19 +219,20 @@ fn put_nullable_string(bytes: &mut BytesMut, text: Option<&str>) {
     }
 }
 
-fn get_i16(bytes: &mut &[u8]) -> Option<i16> {
+/// Reads a big-endian i16, `None` past the end (these readers serve `transactions` too).
+pub(crate) fn get_i16(bytes: &mut &[u8]) -> Option<i16> {
     (bytes.len() >= 2).then(|| bytes.get_i16())
 }
 
-fn get_i32(bytes: &mut &[u8]) -> Option<i32> {
+pub(crate) fn get_i32(bytes: &mut &[u8]) -> Option<i32> {
     (bytes.len() >= 4).then(|| bytes.get_i32())
 }
 
-fn get_i64(bytes: &mut &[u8]) -> Option<i64> {
+pub(crate) fn get_i64(bytes: &mut &[u8]) -> Option<i64> {
     (bytes.len() >= 8).then(|| bytes.get_i64())
 }
 
-fn get_string(bytes: &mut &[u8]) -> Option<String> {
+pub(crate) fn get_string(bytes: &mut &[u8]) -> Option<String> {
     let length = get_i16(bytes)?;
     if length < 0 {
         return Some(String::new());
