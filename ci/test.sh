@@ -23,7 +23,8 @@ PYTEST_TIMEOUT_S=300
 CARGO_TEST_TIMEOUT_S="${SPATE_CARGO_TEST_TIMEOUT_S:-1800}"
 START_S=$SECONDS
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the run has taken so far, so that a slow step shows in CI's log.
+step() { printf '\n==> [%ss] %s\n' "$((SECONDS - START_S))" "$*"; }
 fail() {
     printf '\nci/test.sh: FAILED at step: %s (after %ss)\n' "$1" "$((SECONDS - START_S))" >&2
     exit 1

@@ -163,3 +163,15 @@ def verify(consumed: list[Consumed], produced: list[Record], context: str,
             verdict.add(f"{len(misplaced)} records not at their acknowledged (partition, offset): "
                         f"{_examples(misplaced)}")
     verdict.raise_if_any(context)
+
+
+def first_values(messages, count: int) -> list[str]:
+    """The decoded values of the first `count` messages of a kafka-python consumer, without
+    waiting out its `consumer_timeout_ms` once they are in (iteration ends early only when
+    that timeout passes with nothing new)."""
+    values: list[str] = []
+    for message in messages:
+        values.append(message.value.decode())
+        if len(values) == count:
+            break
+    return values

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from confluent_helpers import consume, create_topic, produce
-from records import make_records, verify
+from records import first_values, make_records, verify
 from test_kafkajs import NODE, NODE_DIR, produce_and_verify
 from test_sasl import MECHANISMS, PASSWORD, add_alice
 from test_tls import TlsBroker, certs, tls_config  # noqa: F401 (certs is a fixture)
@@ -120,6 +120,6 @@ def test_kafka_python_over_sasl_ssl_with_each_mechanism(sasl_ssl_broker, unique_
         producer.close()
     consumer = kafka.KafkaConsumer(topic, sasl_mechanism="SCRAM-SHA-256",
                                    auto_offset_reset="earliest", consumer_timeout_ms=10000, **tls)
-    values = [message.value.decode() for message in consumer]
+    values = first_values(consumer, len(MECHANISMS))
     consumer.close()
     assert values == MECHANISMS

@@ -25,7 +25,7 @@ from confluent_kafka.admin import AdminClient
 import kafka_wire
 from conftest import Broker, make_broker, pick_base_port
 from confluent_helpers import consume, create_topic, produce
-from records import make_records, verify
+from records import first_values, make_records, verify
 from test_sasl import add_alice, spate, PASSWORD
 
 EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
@@ -173,7 +173,7 @@ def test_kafka_python_over_tls(tls_broker, unique_topic, certs):
     consumer = kafka.KafkaConsumer(topic, bootstrap_servers=tls_broker.tls_bootstrap("SSL"),
                                    security_protocol="SSL", ssl_cafile=str(certs / "ca.pem"),
                                    auto_offset_reset="earliest", consumer_timeout_ms=10000)
-    values = [message.value.decode() for message in consumer]
+    values = first_values(consumer, 20)
     consumer.close()
     assert values == [f"kp-{index}" for index in range(20)]
 
