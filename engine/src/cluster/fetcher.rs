@@ -168,8 +168,7 @@ async fn session(shard: &Rc<Shard>, leader: BrokerId) {
                     // A leader that is down is routine; one that refuses this broker's TLS
                     // or SASL login is a configuration to fix (the inter-broker user, its
                     // password, the CA), so it is a warning, once per LOGIN_WARNING_INTERVAL.
-                    let refused = error.contains("SASL") || error.contains("TLS");
-                    if refused
+                    if error.refused
                         && last_login_warning
                             .is_none_or(|at: Instant| at.elapsed() >= LOGIN_WARNING_INTERVAL)
                     {
@@ -317,7 +316,10 @@ async fn prepare(shard: &Rc<Shard>, partitions: Vec<Followed>) -> Option<Vec<Fet
     (!round.is_empty()).then_some(round)
 }
 
-async fn connect(shard: &Shard, address: &str) -> Result<super::PeerConnection, String> {
+async fn connect(
+    shard: &Shard,
+    address: &str,
+) -> Result<super::PeerConnection, super::ConnectError> {
     let config = &shard.node.config;
     // A response holds at least one whole batch, even past the limits.
     let max_response_bytes = config

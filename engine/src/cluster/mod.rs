@@ -31,6 +31,26 @@ pub type PeerConnection = spate_net::async_client::BrokerConnection<PeerStream>;
 /// What a [`PeerConnection`] runs over: the socket, or TLS over it.
 pub type PeerStream = crate::security::client::ClientStream<glommio::net::TcpStream>;
 
+/// Why [`connect`] could not open a connection.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    /// The broker refused this broker's TLS handshake or SASL login
+    /// (`security::client::Refused`): its inter-broker settings need fixing. Otherwise it
+    /// could not be reached, or the connection broke, which is routine while a node is down.
+    pub refused: bool,
+    message: String,
+}
+
+impl ConnectError {
+    fn unreachable(message: impl Into<String>) -> ConnectError {
+        ConnectError {
+            refused: false,
+            message: message.into(),
+        }
+    }
+}
+
 /// A Kafka connection from this shard to another broker (`host:port` on the inter-broker
 /// listener, this node's or another's), as a follower's fetcher or a coordinator measuring
 /// lag opens it: 5 s to connect and log in, 10 s per request, responses up to
@@ -41,20 +61,23 @@ pub async fn connect(
     address: &str,
     client_id: &str,
     max_response_bytes: usize,
-) -> Result<PeerConnection, String> {
+) -> Result<PeerConnection, ConnectError> {
     use std::time::Duration;
     let connecting = async {
         let socket = glommio::net::TcpStream::connect(address)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| ConnectError::unreachable(error.to_string()))?;
         let _ = socket.set_nodelay(true);
         crate::security::client::secure_stream(socket, address, security)
             .await
-            .map_err(|error| format!("{error:#}"))
+            .map_err(|error| ConnectError {
+                refused: crate::security::client::is_refusal(&error),
+                message: format!("{error:#}"),
+            })
     };
     let timeout = async {
         glommio::timer::sleep(Duration::from_secs(5)).await;
-        Err("connect timed out".to_string())
+        Err(ConnectError::unreachable("connect timed out"))
     };
     let stream = futures_lite::future::or(connecting, timeout).await?;
     let options = spate_net::async_client::ClientOptions {
@@ -65,5 +88,5 @@ pub async fn connect(
     };
     spate_net::async_client::BrokerConnection::start(stream, address.to_string(), options)
         .await
-        .map_err(|error| error.to_string())
+        .map_err(|error| ConnectError::unreachable(error.to_string()))
 }

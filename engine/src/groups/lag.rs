@@ -166,8 +166,9 @@ async fn ask_leader(
     topics: &BTreeMap<String, Vec<i32>>,
 ) -> Result<Vec<((String, i32), i64)>, String> {
     if connections.get(address).is_none_or(|open| open.is_broken()) {
-        let connection =
-            crate::cluster::connect(security, address, "spate-lag-monitor", 1 << 20).await?;
+        let connection = crate::cluster::connect(security, address, "spate-lag-monitor", 1 << 20)
+            .await
+            .map_err(|error| error.to_string())?;
         connections.insert(address.to_string(), connection);
     }
     let Some(connection) = connections.get_mut(address) else {

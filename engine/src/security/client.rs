@@ -200,8 +200,23 @@ pub enum ClientStream<S> {
     Tls(Box<futures_rustls::client::TlsStream<S>>),
 }
 
+/// The server refused this client's TLS handshake or SASL login: a matter of configuration
+/// (credentials, certificates, mechanisms) to fix, not of a server being unreachable.
+/// [`secure_stream`] returns it inside its error; see [`is_refusal`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// Whether an error of [`secure_stream`] is a [`Refused`].
+pub fn is_refusal(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Refused>().is_some()
+}
+
 /// Secures an event-driven connection to `address` just opened: TLS, then the SASL login,
 /// as `security` says (each request of the login framed here, before the caller's first).
+/// A handshake the server's TLS refused (an alert, a certificate it does not trust or that
+/// does not name it) or a SASL login it refused is a [`Refused`]; a connection that breaks
+/// meanwhile is not.
 pub async fn secure_stream<S>(
     socket: S,
     address: &str,
@@ -217,17 +232,29 @@ where
             let tls = connector
                 .connect(server_name(address)?, socket)
                 .await
-                .with_context(|| format!("TLS handshake with {address}"))?;
+                .map_err(|error| {
+                    let refused = error
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<rustls::Error>());
+                    if refused {
+                        anyhow::Error::new(Refused(format!(
+                            "TLS handshake with {address}: {error}"
+                        )))
+                    } else {
+                        anyhow::Error::new(error).context(format!("TLS handshake with {address}"))
+                    }
+                })?;
             ClientStream::Tls(Box::new(tls))
         }
     };
     if let Some(credentials) = &security.sasl {
         let mut login = SaslLogin::new(credentials, address);
+        let refused = |error: anyhow::Error| anyhow::Error::new(Refused(format!("{error:#}")));
         let handshake = exchange(&mut stream, 1, &login.handshake()).await?;
-        login.handshaken(&handshake)?;
+        login.handshaken(&handshake).map_err(refused)?;
         let mut answer = None;
         let mut correlation_id = 1;
-        while let Some(request) = login.next(answer.as_ref())? {
+        while let Some(request) = login.next(answer.as_ref()).map_err(refused)? {
             correlation_id += 1;
             answer = Some(exchange(&mut stream, correlation_id, &request).await?);
         }
