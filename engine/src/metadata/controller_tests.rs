@@ -1,7 +1,9 @@
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::*;
 use crate::groups::offsets_topic;
+use crate::metadata::image::PartitionAssignment;
 use crate::metadata::placement;
 use crate::metadata::store::LegacyTopic;
 use crate::partition::LeaderEpoch;
