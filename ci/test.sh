@@ -62,7 +62,7 @@ else
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
-# promtool (Debian's prometheus package) lints /metrics in engine/tests/stats.rs.
+# promtool (Debian's prometheus package) lints /metrics in engine/tests/integration/stats.rs.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # nft makes the network partitions of the cluster tests (ci/compat/netfaults.py).
 command -v nft >/dev/null 2>&1 || missing+=(nftables)

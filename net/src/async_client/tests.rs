@@ -1,6 +1,6 @@
 //! The connection against a scripted broker in memory: negotiation, version choice, and
 //! every way a broker can fail a call. (The whole client against a real broker is in
-//! `engine/tests/async_client.rs`.)
+//! `engine/tests/integration/async_client.rs`.)
 
 use super::*;
 use bytes::BytesMut;

@@ -2,7 +2,7 @@
 //! would run it: versions negotiated, calls routed to each partition's leader (shard), the
 //! answers a follower relies on, and a broker that goes away and comes back.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeSet;
 use std::rc::Rc;

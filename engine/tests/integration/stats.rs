@@ -1,7 +1,7 @@
 //! The stats endpoint against a real `spate serve`: produce and fetch traffic cause no
 //! cross-shard interaction on any shard, while an admin change is counted.
 
-mod harness;
+use crate::harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

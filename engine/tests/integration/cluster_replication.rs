@@ -4,8 +4,8 @@
 //! every acknowledged record is read back exactly once, in the order it was produced, at the
 //! offset its acknowledgement gave, and every replica holds the same batches.
 
-mod cluster_harness;
-mod harness;
+use crate::cluster_harness;
+use crate::harness;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

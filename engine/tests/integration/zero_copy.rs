@@ -2,7 +2,7 @@
 //! segment files to the socket (no tail cache, small segments), arrive whole and in order at
 //! every fetch size, are counted as spliced, and clients that hang up mid-send cost nothing.
 
-mod harness;
+use crate::harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

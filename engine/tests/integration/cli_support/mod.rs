@@ -15,9 +15,7 @@ use spate_net::client::Client;
 
 /// The engine harness, for its port picker (below the ephemeral range, one range per
 /// process).
-#[path = "../harness/mod.rs"]
-mod harness;
-use harness::free_port_range;
+use crate::harness::free_port_range;
 
 /// JoinGroup: the broker serves consumer groups.
 pub const API_JOIN_GROUP: i16 = 11;

@@ -1,7 +1,7 @@
 //! `spate acl add|list|remove` against a real broker with `--authorizer acl`, and against
 //! one without an authorizer.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `spate produce` with headers and timestamps, and `spate consume` from a time, with
 //! headers and an isolation level, against a real broker.
 
-mod cli_support;
+use crate::cli_support;
 
 use cli_support::Broker;
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! What the broker sets up in its own process at start, checked on a real `spate serve`.
 
-mod harness;
+use crate::harness;
 
 use harness::{batch, create_topic, produce, Broker};
 

@@ -3,7 +3,7 @@
 //! changed shard count moves partitions with a new leader epoch, deleted topics leave no
 //! directories even across a crash, and the node's partition limits hold.
 
-mod harness;
+use crate::harness;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! DescribeLogDirs and the KIP-714 telemetry APIs against a real two-shard broker.
 
-mod harness;
+use crate::harness;
 
 use std::collections::BTreeMap;
 

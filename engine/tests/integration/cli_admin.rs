@@ -1,7 +1,7 @@
 //! `spate topic add-partitions|trim-prefix`, `spate group offset-delete` and `spate cluster
 //! info` against a real broker, as an operator runs them.
 
-mod cli_support;
+use crate::cli_support;
 
 use cli_support::{committed, Broker};
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! The assignment rules themselves are the state machine's unit tests
 //! (`groups::consumer_group`); a real client's run is `ci/compat/test_groups_kip848.py`.
 
-mod harness;
+use crate::harness;
 
 use harness::{create_topic, Broker};
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;

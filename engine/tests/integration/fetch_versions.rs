@@ -2,7 +2,7 @@
 //! the leader hints of v16 (KIP-951), and a follower naming itself in v15's
 //! `replica_state`. Produce v10's leader hints too.
 
-mod harness;
+use crate::harness;
 
 use harness::{batch, create_topic, decode_values, metadata, produce, topic_name, Broker};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};

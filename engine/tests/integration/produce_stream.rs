@@ -4,7 +4,7 @@
 //! request; what was acknowledged reads back whole. Lying lengths, a client that hangs up
 //! mid-batch and corrupt batches append nothing and cost the broker nothing.
 
-mod harness;
+use crate::harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

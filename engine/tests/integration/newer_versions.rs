@@ -3,7 +3,7 @@
 //! group is GROUP_ID_NOT_FOUND), DescribeCluster v2, FindCoordinator v6, and
 //! DescribeTopicPartitions with its cursor.
 
-mod harness;
+use crate::harness;
 
 use harness::{batch, create_topic, produce, topic_name, Broker};
 use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};

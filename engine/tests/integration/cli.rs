@@ -3,7 +3,7 @@
 //! Every test starts its own `spate serve` and runs the `spate` binary as a user would,
 //! checking what it prints (tables for people, `--json` for scripts) and its exit status.
 
-mod cli_support;
+use crate::cli_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;

@@ -1,6 +1,6 @@
 //! End-to-end tests against a real `spate serve` process.
 
-mod harness;
+use crate::harness;
 
 use spate_net::error_code::{
     CORRUPT_MESSAGE, MESSAGE_TOO_LARGE, NONE, NOT_LEADER_OR_FOLLOWER, OFFSET_OUT_OF_RANGE,

@@ -1,7 +1,7 @@
 //! `spate log dump` on the files a real broker wrote: what was produced is what the dump
 //! shows, every CRC checks, and damage done to the file afterwards is reported where it is.
 
-mod harness;
+use crate::harness;
 
 use std::process::Command;
 

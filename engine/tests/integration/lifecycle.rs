@@ -1,7 +1,7 @@
 //! Log lifecycle against a real `spate serve` process: ListOffsets by timestamp through the
 //! time index, retention by time and size while producing, and DeleteRecords.
 
-mod harness;
+use crate::harness;
 
 use spate_net::error_code::{NONE, OFFSET_OUT_OF_RANGE};
 use std::path::Path;
@@ -227,8 +227,8 @@ fn read_at_log_start(client: &mut Client, topic: &str) -> (i64, i64) {
         }
         assert_eq!(at.error_code, NONE);
         let mut records = at.records.clone().expect("records at the log start");
-        let batches = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
-            .expect("decode");
+        let batches =
+            kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records).expect("decode");
         let first = batches
             .iter()
             .flat_map(|batch| batch.records.iter())

@@ -1,7 +1,7 @@
 //! `spate quota set|list|remove` against a real broker (AlterClientQuotas and
 //! DescribeClientQuotas, KIP-546).
 
-mod cli_support;
+use crate::cli_support;
 
 use cli_support::Broker;
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@
 //! same batches; and a restart with fewer shards moves a replica of a shard that is gone to
 //! a free one without moving its data.
 
-mod harness;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 

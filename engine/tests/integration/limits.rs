@@ -4,7 +4,7 @@
 //! `max.connections` are closed at once instead of exhausting descriptors; and idle
 //! partitions are closed when their segments hold more descriptors than the budget.
 
-mod harness;
+use crate::harness;
 
 use bytes::Bytes;
 use harness::{create_topic, produce, topic_name, Broker};

@@ -4,8 +4,7 @@
 //! of two nodes out of three. Observed the way an operator would, with DescribeQuorum on each
 //! node's Kafka port.
 
-mod cluster_harness;
-mod harness;
+use crate::cluster_harness;
 
 use std::time::{Duration, Instant};
 
