@@ -104,6 +104,10 @@ pub struct BatchInfo {
     pub base_offset: i64,
     /// `partitionLeaderEpoch` as stored in the bytes (meaningful for stored batches only).
     pub partition_leader_epoch: i32,
+    /// For a stored control batch holding a transaction marker, which one (read from its
+    /// record's key); `None` for every other batch, and for batches described from their
+    /// header alone (client batches, which may not be control batches).
+    pub marker: Option<crate::txn::TxnMarker>,
 }
 
 impl BatchInfo {
@@ -120,6 +124,7 @@ impl BatchInfo {
             batch_bytes,
             base_offset: header.base_offset.get(),
             partition_leader_epoch: header.partition_leader_epoch.get(),
+            marker: None,
         }
     }
 
@@ -357,9 +362,13 @@ fn peek(bytes: &[u8], verify_crc: bool) -> StoredBatch {
     if verify_crc && crc32c::crc32c(&bytes[CRC_COVERAGE_START..batch_bytes]) != header.crc.get() {
         return StoredBatch::Invalid;
     }
-    let info = BatchInfo::from_header(header, batch_bytes);
+    let mut info = BatchInfo::from_header(header, batch_bytes);
     if info.last_offset_delta < 0 || info.record_count < 0 || info.base_offset < 0 {
         return StoredBatch::Invalid;
+    }
+    if info.is_control() {
+        // Two dozen bytes; read so that recovery and followers know a commit from an abort.
+        info.marker = crate::txn::marker_of(&bytes[HEADER_BYTES..batch_bytes]);
     }
     StoredBatch::Complete(info)
 }

@@ -24,6 +24,11 @@
 //!    loses some is rebuilt (compressed batches are decompressed, filtered and recompressed
 //!    with the same codec; CRC recomputed), one that loses all is dropped. Offsets therefore
 //!    stay as they were, with gaps.
+//!    Transactional batches and markers are kept as they are, and their records are not
+//!    mapped: a record of an aborted transaction must never supersede a committed one, and
+//!    Kafka's removal of aborted data is not built yet. So a transaction's records outlive
+//!    later values of their keys, and read_committed consumers still skip aborted ones by the
+//!    aborted-transaction index (whose entries keep their offsets).
 //! 4. **Swap**, crash-safe: the new segment is written to `<base>.<end>.cleaned` and synced,
 //!    then renamed to `<base>.<end>.swap` (the commit point) and the directory synced; the old
 //!    segments' files are renamed to `*.deleted`, the swap file to `<base>.log`, the directory
@@ -130,6 +135,7 @@ fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
         .take_while(|segment| {
             segment.end_offset <= state.durable_end
                 && !state.in_flight_segments.contains(&segment.base_offset)
+                && !state.txn_indexes_unwritten.contains(&segment.base_offset)
                 && now_ms.saturating_sub(segment.largest_timestamp_ms())
                     >= config.min_compaction_lag_ms
         })
@@ -305,7 +311,8 @@ impl Retain<'_> {
     }
 
     fn filter(&mut self, batch: &[u8], info: &BatchInfo) -> Result<Filtered, BatchError> {
-        if info.is_control() {
+        // Transactions are kept whole (see the module docs).
+        if info.is_control() || info.is_transactional() {
             return Ok(Filtered::Unchanged);
         }
         let section = records::records_section(batch, info)?;
@@ -428,6 +435,22 @@ impl PartitionLog {
         options: &CompactionOptions,
     ) -> Result<Option<CompactionOutcome>, StorageError> {
         let config = self.shared.config.get();
+        // A roll's `.txnindex` is written after the group commit that makes it durable: wait
+        // for those in progress, so that the index this pass writes for a merged segment is
+        // the last word on it (see `txn`). A failed or closing log plans nothing below.
+        futures_lite::future::poll_fn(|context| {
+            let mut state = self.shared.state.borrow_mut();
+            if state.txn_indexes_unwritten.is_empty()
+                || state.failure.is_some()
+                || state.status != Status::Open
+            {
+                return std::task::Poll::Ready(());
+            }
+            state.flusher_idle_waiters.push(context.waker().clone());
+            state.wake_flusher();
+            std::task::Poll::Pending
+        })
+        .await;
         let plan = {
             let mut state = self.shared.state.borrow_mut();
             let Some(plan) = plan(&state, &config, now_ms) else {
@@ -471,7 +494,7 @@ impl PartitionLog {
             }
             let mut cursor = BatchCursor::new(candidate);
             while let Some((info, batch)) = cursor.next().await? {
-                if !info.is_control() {
+                if !info.is_control() && !info.is_transactional() {
                     let section = records::records_section(batch, &info)?;
                     for record in records::iterate(&section, info.record_count) {
                         let record = record?;
@@ -572,6 +595,10 @@ impl PartitionLog {
             renamed.push(rename_for_deletion(&dir, candidate.base_offset)?);
         }
         std::fs::rename(&swap_path, segment::log_file_path(&dir, base))?;
+        // The merged segment's `.txnindex`: its sources' entries, whose offsets it kept (a
+        // crash before this costs the next open a replay of the log, see `txn`).
+        let aborted = self.shared.state.borrow().aborted.in_segment(base, end);
+        crate::txn::write_txn_index(&dir, base, &crate::txn::encode_entries(&aborted))?;
         // The new segment keeps the age of the data it holds (retention and the lag rules).
         let last_modified_ms = group
             .iter()

@@ -52,6 +52,14 @@ pub enum StorageError {
     /// fenced by a newer instance. The engine answers `INVALID_PRODUCER_EPOCH` (47).
     #[error("producer epoch is older than the current one")]
     InvalidProducerEpoch,
+    /// A transactional producer sent a batch outside a transaction while its transaction is
+    /// open in this partition. The engine answers `INVALID_TXN_STATE` (48).
+    #[error("a non-transactional batch from a producer whose transaction is open")]
+    InvalidTxnState,
+    /// A transaction marker came from a coordinator older than the one that wrote this
+    /// producer's last marker. The engine answers `TRANSACTION_COORDINATOR_FENCED` (52).
+    #[error("transaction marker from a fenced coordinator")]
+    CoordinatorFenced,
     /// A read asked for an offset below the log start or above the durable end (or a
     /// DeleteRecords above it). The engine answers `OFFSET_OUT_OF_RANGE` (1).
     #[error("offset {requested} out of range [{log_start}, {durable_end}]")]

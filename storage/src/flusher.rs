@@ -24,7 +24,7 @@
 
 use crate::appender::{PendingWrite, RolledSegment};
 use crate::index;
-use crate::log::{LogShared, Status};
+use crate::log::{LogShared, PendingSnapshot, Status};
 use crate::seam::SegmentIo;
 use crate::segment::{align_up, Segment, PREALLOCATE_FIRST_STEP_BYTES, PREALLOCATE_STEP_BYTES};
 use crate::time_index::{self, TimeIndexEntry, TIME_INDEX_ENTRY_BYTES};
@@ -94,17 +94,25 @@ async fn flush_round(shared: &LogShared) -> bool {
     true
 }
 
-/// Writes producer snapshots off the shard. A failure costs only a longer scan at the next
-/// open, so it is logged, not a failure of the log.
-async fn write_snapshots(shared: &LogShared, snapshots: Vec<(Offset, Vec<u8>)>) {
-    for (offset, bytes) in snapshots {
+/// Writes producer snapshots off the shard, each after the `.txnindex` of the segment its roll
+/// sealed (a snapshot vouches for the index files below it, see `txn`). A failure costs only
+/// a longer scan at the next open, so it is logged, not a failure of the log.
+async fn write_snapshots(shared: &LogShared, snapshots: Vec<PendingSnapshot>) {
+    for pending in snapshots {
         let dir = shared.dir.clone();
         let log_start = shared.state.borrow().log_start;
+        let (offset, sealed_base) = (pending.offset, pending.sealed_base);
         let written = glommio::executor()
             .spawn_blocking(move || {
-                crate::producer_snapshot::write(&dir, offset, &bytes, log_start)
+                crate::txn::write_txn_index(&dir, sealed_base, &pending.txn_index)?;
+                crate::producer_snapshot::write(&dir, offset, &pending.snapshot, log_start)
             })
             .await;
+        shared
+            .state
+            .borrow_mut()
+            .txn_indexes_unwritten
+            .retain(|&base| base != sealed_base);
         if let Err(error) = written {
             tracing::warn!(dir = %shared.dir.display(), %offset, %error, "producer snapshot write failed");
         }

@@ -51,6 +51,10 @@
 //! - `seam` is where the flusher's writes and syncs meet the disk, and where tests inject
 //!   faults (ENOSPC, EIO, short and torn writes, failed `fdatasync`); `fuzzing` has the entry
 //!   points of the fuzz targets in `storage/fuzz/`.
+//! - [`txn`] holds what transactions leave in a log: markers (control batches, appended by
+//!   [`PartitionLog::append_marker`]), the open transactions behind
+//!   [`PartitionLog::last_stable_offset`], and the aborted-transaction index (`.txnindex`)
+//!   behind [`PartitionLog::aborted_transactions`].
 //! - `recovery` rebuilds the in-memory state on open (and after a truncation): it scans the
 //!   last segment, truncates a torn tail, rebuilds indexes and the producer state.
 //! - `segment` also holds a workaround for a glommio 0.9 bug (its polled-I/O probe is fooled by
@@ -65,8 +69,8 @@
 //! `.timeindex`, file names being the segment's base offset padded to 20 digits, plus
 //! `<dir>/log-start-offset` once DeleteRecords has moved the log start,
 //! `<dir>/cleaner-offset-checkpoint` once the cleaner has compacted the log,
-//! `<dir>/leader-epoch-checkpoint`, `<dir>/high-watermark-checkpoint` (replicated partitions), and `<dir>/<offset>.snapshot` (producer state) from the
-//! first roll on.
+//! `<dir>/leader-epoch-checkpoint`, `<dir>/high-watermark-checkpoint` (replicated partitions), and `<dir>/<offset>.snapshot` (producer state) and
+//! `<base>.txnindex` (aborted transactions of a sealed segment) from the first roll on.
 
 #![deny(missing_docs)]
 
@@ -99,6 +103,7 @@ mod testing;
 mod time_index;
 mod timestamps;
 mod truncate;
+pub mod txn;
 pub mod wakeup;
 
 pub use compaction::{CompactionOptions, CompactionOutcome};

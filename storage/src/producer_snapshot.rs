@@ -21,11 +21,14 @@
 //! most two). A truncation deletes those above the new end (all of them when the log starts
 //! afresh).
 //!
-//! Format, big-endian: `version: u16 = 1`, `crc: u32` (CRC-32C of everything after it), then
+//! Format, big-endian: `version: u16 = 2`, `crc: u32` (CRC-32C of everything after it), then
 //! the body: `offset: i64` (as in the file name), `producer_count: u32`, and per producer
-//! `producer_id: i64`, `epoch: i16`, `last_append_ms: i64`, `batch_count: u8` (1 to 5), and
-//! per batch, oldest first, `first_sequence: i32`, `last_sequence: i32`, `base_offset: i64`,
-//! `last_offset: i64`.
+//! `producer_id: i64`, `epoch: i16`, `last_append_ms: i64`, `current_txn_first_offset: i64`
+//! (-1: no open transaction), `coordinator_epoch: i32`, `batch_count: u8` (0 to 5: a producer
+//! known only from a transaction marker has none), and per batch, oldest first,
+//! `first_sequence: i32`, `last_sequence: i32`, `base_offset: i64`, `last_offset: i64`.
+//! Version 1 (before transactions) lacks the two transaction fields and has at least one
+//! batch per producer; it is still read.
 
 use crate::batch::StoredBatch;
 use crate::producer_state::{
@@ -33,18 +36,22 @@ use crate::producer_state::{
 };
 use crate::reader::{SegmentWindow, READ_WINDOW_BYTES};
 use crate::segment::Segment;
+use crate::txn::{AbortedTxn, AbortedTxns};
 use crate::Offset;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const SNAPSHOT_SUFFIX: &str = ".snapshot";
-const FORMAT_VERSION: u16 = 1;
+const FORMAT_VERSION: u16 = 2;
+/// Before transactions: no `current_txn_first_offset` nor `coordinator_epoch`.
+const FORMAT_VERSION_1: u16 = 1;
 /// `version` and `crc`.
 const PREFIX_BYTES: usize = 6;
 /// Snapshots kept after each write.
 const SNAPSHOTS_KEPT: usize = 2;
 const BATCH_BYTES: usize = 4 + 4 + 8 + 8;
+/// The smallest producer entry (version 1's).
 const PRODUCER_BYTES: usize = 8 + 2 + 8 + 1;
 
 /// `<dir>/<offset, 20 digits>.snapshot`.
@@ -67,10 +74,13 @@ pub(crate) fn encode(table: &ProducerStateTable, offset: Offset) -> Vec<u8> {
     body.extend_from_slice(&offset.0.to_be_bytes());
     body.extend_from_slice(&(table.producers.len() as u32).to_be_bytes());
     for (producer_id, entry) in &table.producers {
-        assert!(!entry.batches.is_empty() && entry.batches.len() <= RETAINED_BATCHES_PER_PRODUCER);
+        assert!(entry.batches.len() <= RETAINED_BATCHES_PER_PRODUCER);
         body.extend_from_slice(&producer_id.to_be_bytes());
         body.extend_from_slice(&entry.epoch.to_be_bytes());
         body.extend_from_slice(&entry.last_append_ms.to_be_bytes());
+        let first_offset = entry.current_txn_first_offset.map_or(-1, |offset| offset.0);
+        body.extend_from_slice(&first_offset.to_be_bytes());
+        body.extend_from_slice(&entry.coordinator_epoch.to_be_bytes());
         body.push(entry.batches.len() as u8);
         for batch in &entry.batches {
             body.extend_from_slice(&batch.first_sequence.to_be_bytes());
@@ -107,7 +117,8 @@ impl Fields<'_> {
 /// name) and shape are right.
 pub(crate) fn decode(bytes: &[u8], offset: Offset) -> Option<ProducerStateTable> {
     let mut fields = Fields(bytes);
-    if u16::from_be_bytes(fields.take()?) != FORMAT_VERSION {
+    let version = u16::from_be_bytes(fields.take()?);
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
         return None;
     }
     let crc = u32::from_be_bytes(fields.take()?);
@@ -116,7 +127,7 @@ pub(crate) fn decode(bytes: &[u8], offset: Offset) -> Option<ProducerStateTable>
     }
     let producer_count = u32::from_be_bytes(fields.take()?) as usize;
     // Bounded by the bytes there are, not by what the count claims.
-    if producer_count > fields.0.len() / (PRODUCER_BYTES + BATCH_BYTES) {
+    if producer_count > fields.0.len() / PRODUCER_BYTES {
         return None;
     }
     let mut table = ProducerStateTable::default();
@@ -124,8 +135,19 @@ pub(crate) fn decode(bytes: &[u8], offset: Offset) -> Option<ProducerStateTable>
         let producer_id = fields.i64()?;
         let epoch = i16::from_be_bytes(fields.take()?);
         let last_append_ms = fields.i64()?;
+        let (current_txn_first_offset, coordinator_epoch) = if version == FORMAT_VERSION_1 {
+            (None, -1)
+        } else {
+            let first_offset = fields.i64()?;
+            (
+                (first_offset >= 0).then_some(Offset(first_offset)),
+                fields.i32()?,
+            )
+        };
         let batch_count = fields.take::<1>()?[0] as usize;
-        if batch_count == 0 || batch_count > RETAINED_BATCHES_PER_PRODUCER {
+        if batch_count > RETAINED_BATCHES_PER_PRODUCER
+            || (batch_count == 0 && version == FORMAT_VERSION_1)
+        {
             return None;
         }
         let mut batches = VecDeque::with_capacity(RETAINED_BATCHES_PER_PRODUCER);
@@ -141,11 +163,14 @@ pub(crate) fn decode(bytes: &[u8], offset: Offset) -> Option<ProducerStateTable>
             epoch,
             batches,
             last_append_ms,
+            current_txn_first_offset,
+            coordinator_epoch,
         };
         if table.producers.insert(producer_id, entry).is_some() {
             return None;
         }
     }
+    table.index_ongoing();
     fields.0.is_empty().then_some(table)
 }
 
@@ -201,12 +226,13 @@ pub(crate) fn delete_above(dir: &Path, end: Option<Offset>) -> io::Result<()> {
 
 /// The producer table as of the start of the active segment (`active_base`): the newest
 /// usable snapshot at or below it, and the batches of `sealed` segments from there on (see
-/// the module docs). The caller records the active segment's batches on top.
+/// the module docs); with the aborted transactions of the sealed segments (see `txn`). The
+/// caller records the active segment's batches on top.
 pub(crate) async fn load(
     dir: &Path,
     sealed: &[Segment],
     active_base: Offset,
-) -> io::Result<ProducerStateTable> {
+) -> io::Result<(ProducerStateTable, AbortedTxns)> {
     let mut start = (Offset(0), ProducerStateTable::default());
     for offset in list(dir)?.into_iter().rev() {
         if offset > active_base {
@@ -226,24 +252,59 @@ pub(crate) async fn load(
             }
         }
     }
-    let (from, mut table) = start;
+    let (mut from, mut table) = start;
+    // The aborts whose markers lie below the snapshot come from the `.txnindex` files its
+    // roll wrote first; without one, the whole log is replayed (see `txn`).
+    let mut aborted = AbortedTxns::default();
+    for segment in sealed.iter().filter(|segment| segment.base_offset < from) {
+        match crate::txn::read_txn_index(dir, segment.base_offset)? {
+            Some(entries) => {
+                aborted.extend(entries.into_iter().filter(|entry| entry.last_offset < from))
+            }
+            None => {
+                tracing::info!(dir = %dir.display(), segment = %segment.base_offset, %from,
+                    "a segment below the producer snapshot has no transaction index: replaying the whole log");
+                (from, table, aborted) = (
+                    Offset(0),
+                    ProducerStateTable::default(),
+                    AbortedTxns::default(),
+                );
+                break;
+            }
+        }
+    }
     let opened_ms = crate::now_ms();
     for segment in sealed.iter().filter(|segment| segment.end_offset > from) {
-        record_segment(segment, from, &mut table, opened_ms).await?;
+        let found = record_segment(segment, from, &mut table, opened_ms).await?;
+        if segment.base_offset >= from
+            && crate::txn::read_txn_index(dir, segment.base_offset)?.as_ref() != Some(&found)
+        {
+            // Replayed whole: its index, for the next open to trust (missing, or left from
+            // before a truncation cut this segment and a crash came before its new roll
+            // finished).
+            crate::txn::write_txn_index(
+                dir,
+                segment.base_offset,
+                &crate::txn::encode_entries(&found),
+            )?;
+        }
+        aborted.extend(found);
     }
-    Ok(table)
+    Ok((table, aborted))
 }
 
-/// Records the batches of a recovered sealed segment that start at or above `from`.
+/// Records the batches of a recovered sealed segment that start at or above `from`; returns
+/// the aborts among them.
 async fn record_segment(
     segment: &Segment,
     from: Offset,
     table: &mut ProducerStateTable,
     now_ms: i64,
-) -> io::Result<()> {
+) -> io::Result<Vec<AbortedTxn>> {
     let relative = u32::try_from(from.0 - segment.base_offset.0).unwrap_or(0);
     let mut position = segment.index.floor_position(relative);
     let mut window = SegmentWindow::new(&segment.log_file, segment.size_bytes, READ_WINDOW_BYTES);
+    let mut aborted = Vec::new();
     while position < segment.size_bytes {
         // Recovery checked this segment's end; a bad header before it is reported, and the
         // rest of the segment's producers are missed (a retry is then appended again).
@@ -252,16 +313,16 @@ async fn record_segment(
             break;
         };
         if info.base_offset >= from.0 {
-            table.record(
+            aborted.extend(table.replay(
                 &info,
                 Offset(info.base_offset),
                 Offset(info.last_offset()),
                 now_ms,
-            );
+            ));
         }
         position += info.batch_bytes as u64;
     }
-    Ok(())
+    Ok(aborted)
 }
 
 #[cfg(test)]

@@ -18,10 +18,44 @@ fn table() -> ProducerStateTable {
             epoch: 3,
             batches,
             last_append_ms: 1_700_000_000_123,
+            // One producer with its transaction open.
+            current_txn_first_offset: (producer_id == 7).then_some(Offset(105)),
+            coordinator_epoch: 4,
         };
         table.producers.insert(producer_id, entry);
     }
+    // A producer known only from a marker: no batches.
     table
+        .producers
+        .insert(8, ProducerEntry::new(2, 1_700_000_000_000));
+    table.index_ongoing();
+    table
+}
+
+#[test]
+fn a_snapshot_from_before_transactions_still_loads() {
+    // Version 1: no transaction fields, one producer with one batch.
+    let mut body = Vec::new();
+    body.extend_from_slice(&50i64.to_be_bytes());
+    body.extend_from_slice(&1u32.to_be_bytes());
+    body.extend_from_slice(&7i64.to_be_bytes());
+    body.extend_from_slice(&3i16.to_be_bytes());
+    body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+    body.push(1);
+    for field in [0i32, 9] {
+        body.extend_from_slice(&field.to_be_bytes());
+    }
+    for field in [40i64, 49] {
+        body.extend_from_slice(&field.to_be_bytes());
+    }
+    let mut bytes = 1u16.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+    bytes.extend_from_slice(&body);
+    let table = decode(&bytes, Offset(50)).expect("a version 1 snapshot");
+    let entry = &table.producers[&7];
+    assert_eq!((entry.epoch, entry.batches.len()), (3, 1));
+    assert_eq!(entry.current_txn_first_offset, None);
+    assert!(table.ongoing.is_empty());
 }
 
 #[test]

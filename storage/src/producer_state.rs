@@ -16,8 +16,9 @@
 
 use crate::batch::{increment_sequence, BatchInfo};
 use crate::error::StorageError;
+use crate::txn::{AbortedTxn, TxnMarker};
 use crate::Offset;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`; clients cap in-flight requests at 5.
 pub(crate) const RETAINED_BATCHES_PER_PRODUCER: usize = 5;
@@ -39,6 +40,24 @@ pub(crate) struct ProducerEntry {
     pub batches: VecDeque<RetainedBatch>,
     /// When its last batch was appended (wall clock, ms since the epoch).
     pub last_append_ms: i64,
+    /// The first offset of its open transaction in this partition, if one is open (see
+    /// `txn`).
+    pub current_txn_first_offset: Option<Offset>,
+    /// The epoch of the transaction coordinator that wrote its last marker (-1: none yet);
+    /// markers of an older coordinator are refused.
+    pub coordinator_epoch: i32,
+}
+
+impl ProducerEntry {
+    pub fn new(epoch: i16, now_ms: i64) -> ProducerEntry {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::with_capacity(RETAINED_BATCHES_PER_PRODUCER),
+            last_append_ms: now_ms,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
 }
 
 /// What `append` does with a batch that passed the sequence checks.
@@ -57,9 +76,37 @@ pub(crate) enum SequenceCheck {
 pub(crate) struct ProducerStateTable {
     /// By producer id.
     pub producers: HashMap<i64, ProducerEntry>,
+    /// The open transactions: first offset -> producer id (the producers' own
+    /// `current_txn_first_offset`, ordered, for the last stable offset).
+    pub ongoing: BTreeMap<Offset, i64>,
+    /// Transactions completed while their marker may still be above the high watermark:
+    /// first offset -> marker offset (Kafka's `unreplicatedTxns`). They bound the last stable
+    /// offset until the high watermark passes their marker. Not kept across a restart.
+    pub unstable_completed: BTreeMap<Offset, Offset>,
+}
+
+/// What a marker ended, for the caller to index an abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub producer_id: i64,
+    /// `None` when the producer wrote nothing to this partition in the transaction (the
+    /// marker is written anyway).
+    pub first_offset: Option<Offset>,
+    pub marker_offset: Offset,
+    pub commit: bool,
 }
 
 impl ProducerStateTable {
+    /// Builds the ordered index of open transactions from the entries (after loading a
+    /// snapshot).
+    pub fn index_ongoing(&mut self) {
+        self.ongoing = self
+            .producers
+            .iter()
+            .filter_map(|(&id, entry)| Some((entry.current_txn_first_offset?, id)))
+            .collect();
+    }
+
     /// Checks a validated client batch against the producer's state, changing nothing.
     pub fn check(&self, batch: &BatchInfo) -> Result<SequenceCheck, StorageError> {
         if batch.producer_id < 0 {
@@ -70,6 +117,11 @@ impl ProducerStateTable {
         };
         if batch.producer_epoch < entry.epoch {
             return Err(StorageError::InvalidProducerEpoch);
+        }
+        // Kafka's `ProducerAppendInfo.checkProducerEpoch`/`append`: a plain batch while the
+        // producer's transaction is open here is refused.
+        if !batch.is_transactional() && entry.current_txn_first_offset.is_some() {
+            return Err(StorageError::InvalidTxnState);
         }
         if batch.producer_epoch > entry.epoch {
             return if batch.base_sequence == 0 {
@@ -118,11 +170,7 @@ impl ProducerStateTable {
         let entry = self
             .producers
             .entry(batch.producer_id)
-            .or_insert_with(|| ProducerEntry {
-                epoch: batch.producer_epoch,
-                batches: VecDeque::with_capacity(RETAINED_BATCHES_PER_PRODUCER),
-                last_append_ms: now_ms,
-            });
+            .or_insert_with(|| ProducerEntry::new(batch.producer_epoch, now_ms));
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
@@ -133,14 +181,137 @@ impl ProducerStateTable {
         }
         entry.batches.push_back(retained);
         assert!(entry.batches.len() <= RETAINED_BATCHES_PER_PRODUCER);
+        if batch.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(base_offset);
+            self.ongoing.insert(base_offset, batch.producer_id);
+        }
+    }
+
+    /// Checks a transaction marker the coordinator asks to append for `producer_id` (Kafka's
+    /// `ProducerAppendInfo.appendEndTxnMarker`): refused if the producer has moved to a newer
+    /// epoch (`INVALID_PRODUCER_EPOCH`) or a newer coordinator wrote its last marker
+    /// (`TRANSACTION_COORDINATOR_FENCED`).
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TxnMarker,
+    ) -> Result<(), StorageError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(StorageError::InvalidProducerEpoch);
+        }
+        if marker.coordinator_epoch < entry.coordinator_epoch {
+            return Err(StorageError::CoordinatorFenced);
+        }
+        Ok(())
+    }
+
+    /// Records a marker appended (or found in the log) at `marker_offset`: the producer's open
+    /// transaction here, if any, ends. A newer epoch starts the producer's sequences afresh.
+    pub fn record_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TxnMarker,
+        marker_offset: Offset,
+        now_ms: i64,
+    ) -> CompletedTxn {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(producer_epoch, now_ms));
+        if producer_epoch != entry.epoch {
+            entry.epoch = producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = entry.coordinator_epoch.max(marker.coordinator_epoch);
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
+        let first_offset = entry.current_txn_first_offset.take();
+        if let Some(first_offset) = first_offset {
+            self.ongoing.remove(&first_offset);
+            self.unstable_completed.insert(first_offset, marker_offset);
+        }
+        CompletedTxn {
+            producer_id,
+            first_offset,
+            marker_offset,
+            commit: marker.commit,
+        }
+    }
+
+    /// Records a batch found in the log (recovery, a follower's append): a marker ends a
+    /// transaction, any other batch is recorded as appended. Returns the abort to index, if
+    /// the batch was one.
+    pub fn replay(
+        &mut self,
+        batch: &BatchInfo,
+        base_offset: Offset,
+        last_offset: Offset,
+        now_ms: i64,
+    ) -> Option<AbortedTxn> {
+        if !batch.is_control() {
+            self.record(batch, base_offset, last_offset, now_ms);
+            return None;
+        }
+        let marker = batch.marker?;
+        let completed = self.record_marker(
+            batch.producer_id,
+            batch.producer_epoch,
+            marker,
+            base_offset,
+            now_ms,
+        );
+        self.aborted(completed)
+    }
+
+    /// The abort to index for a completed transaction (none for a commit, or a transaction
+    /// that wrote nothing here), with the last stable offset as it stands once it completed.
+    pub fn aborted(&self, completed: CompletedTxn) -> Option<AbortedTxn> {
+        if completed.commit {
+            return None;
+        }
+        let first_offset = completed.first_offset?;
+        let last_stable_offset = self
+            .ongoing
+            .first_key_value()
+            .map_or(completed.marker_offset.next(), |(&first, _)| first);
+        Some(AbortedTxn {
+            producer_id: completed.producer_id,
+            first_offset,
+            last_offset: completed.marker_offset,
+            last_stable_offset,
+        })
+    }
+
+    /// The first offset not yet stable given the high watermark: the oldest open transaction,
+    /// or a completed one whose marker the high watermark has not passed. Forgets completed
+    /// transactions the high watermark has passed.
+    pub fn first_unstable_offset(&mut self, high_watermark: Offset) -> Option<Offset> {
+        self.unstable_completed
+            .retain(|_, &mut marker_offset| marker_offset >= high_watermark);
+        let open = self.ongoing.first_key_value().map(|(&first, _)| first);
+        let completed = self
+            .unstable_completed
+            .first_key_value()
+            .map(|(&first, _)| first);
+        match (open, completed) {
+            (Some(open), Some(completed)) => Some(open.min(completed)),
+            (open, completed) => open.or(completed),
+        }
     }
 
     /// Drops the producers whose last batch was appended `expiration_ms` or longer before
     /// `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) < expiration_ms);
+        // Never one whose transaction is open here (Kafka's `isProducerExpired`).
+        self.producers.retain(|_, entry| {
+            entry.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(entry.last_append_ms) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -167,6 +338,7 @@ mod tests {
             batch_bytes: 100,
             base_offset: 0,
             partition_leader_epoch: 0,
+            marker: None,
         }
     }
 

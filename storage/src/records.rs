@@ -28,7 +28,7 @@ pub(crate) struct RawRecord<'a> {
 }
 
 /// Reads a zigzag varint of at most `max_bytes` bytes (5 for varint, 10 for varlong).
-fn read_varint(bytes: &mut &[u8], max_bytes: usize) -> Option<i64> {
+pub(crate) fn read_varint(bytes: &mut &[u8], max_bytes: usize) -> Option<i64> {
     let mut value: u64 = 0;
     for (number, &byte) in bytes.iter().enumerate().take(max_bytes) {
         value |= ((byte & 0x7f) as u64) << (7 * number);
@@ -41,7 +41,7 @@ fn read_varint(bytes: &mut &[u8], max_bytes: usize) -> Option<i64> {
 }
 
 /// A length-prefixed optional byte string (`-1` is null).
-fn read_nullable<'a>(bytes: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
+pub(crate) fn read_nullable<'a>(bytes: &mut &'a [u8]) -> Option<Option<&'a [u8]>> {
     let length = read_varint(bytes, 5)?;
     if length < 0 {
         return Some(None);

@@ -29,6 +29,7 @@ use crate::producer_state::ProducerStateTable;
 use crate::reader::{SegmentWindow, READ_WINDOW_BYTES};
 use crate::segment::{self, align_down, Segment, SegmentFiles};
 use crate::time_index::{self, TimeIndex, TimeIndexEntry, TimeTracker};
+use crate::txn::AbortedTxns;
 use crate::{LogConfig, Offset};
 use glommio::io::DmaFile;
 use std::io;
@@ -40,6 +41,8 @@ pub(crate) struct RecoveredLog {
     /// At least one; the last is the active segment.
     pub segments: Vec<Segment>,
     pub producers: ProducerStateTable,
+    /// The aborted transactions (see `txn`).
+    pub aborted: AbortedTxns,
     pub appender: Appender,
     /// From the checkpoint file, cut to the recovered end, plus the epochs of the active
     /// segment's batches.
@@ -67,6 +70,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
         return Ok(RecoveredLog {
             segments: vec![segment],
             producers: ProducerStateTable::default(),
+            aborted: AbortedTxns::default(),
             appender,
             epochs,
         });
@@ -77,9 +81,10 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
     }
     let checkpoint = epochs::read_checkpoint(dir)?;
     // From a snapshot and the sealed segments after it; the active segment's batches next.
-    let producers = crate::producer_snapshot::load(dir, &segments, active_base).await?;
+    let (producers, mut aborted) =
+        crate::producer_snapshot::load(dir, &segments, active_base).await?;
     let (active, producers, appender, active_epochs) =
-        recover_active_segment(dir, active_base, config, producers).await?;
+        recover_active_segment(dir, active_base, config, producers, &mut aborted).await?;
     if let Some(previous) = segments.last() {
         if previous.end_offset != active.base_offset {
             tracing::warn!(dir = %dir.display(), end = %previous.end_offset, next = %active.base_offset,
@@ -105,6 +110,7 @@ pub(crate) async fn recover(dir: &Path, config: &LogConfig) -> io::Result<Recove
     Ok(RecoveredLog {
         segments,
         producers,
+        aborted,
         appender,
         epochs,
     })
@@ -373,6 +379,7 @@ async fn recover_active_segment(
     base: Offset,
     config: &LogConfig,
     mut producers: ProducerStateTable,
+    aborted: &mut AbortedTxns,
 ) -> io::Result<RecoveredActive> {
     let files = Segment::open_files(dir, base).await?;
     let (file, file_bytes) = (&files.log_file, files.log_bytes);
@@ -391,12 +398,12 @@ async fn recover_active_segment(
         tracker,
         config,
         |info| {
-            producers.record(
+            aborted.extend(producers.replay(
                 info,
                 Offset(info.base_offset),
                 Offset(info.last_offset()),
                 opened_ms,
-            );
+            ));
             if epoch_starts.last().map(|&(epoch, _)| epoch) != Some(info.partition_leader_epoch) {
                 epoch_starts.push((info.partition_leader_epoch, Offset(info.base_offset)));
             }

@@ -73,9 +73,13 @@ impl PartitionLog {
                 now_ms,
             };
             state.append_to_segment(to_append, &config);
-            state
+            // The leader's markers end transactions here too (see `txn`).
+            if let Some(aborted) = state
                 .producers
-                .record(info, base_offset, last_offset, now_ms);
+                .replay(info, base_offset, last_offset, now_ms)
+            {
+                state.aborted.push(aborted);
+            }
             // A leader's log holds batches of every epoch it kept: only a newer one starts.
             state
                 .epochs

@@ -72,6 +72,7 @@ impl PartitionLog {
             }
             let log_start = state.log_start;
             state.epochs.truncate_from_start(log_start);
+            state.aborted.retain_from(log_start);
             removed
         };
         let mut outcome = RetentionOutcome {
@@ -114,6 +115,7 @@ impl PartitionLog {
             }
             state.log_start = offset;
             state.epochs.truncate_from_start(offset);
+            state.aborted.retain_from(offset);
         }
         // DeleteRecords calls may finish out of order: write the value current at our turn.
         self.persist_offset_file(LOG_START_FILE, || self.log_start_offset())

@@ -65,12 +65,14 @@ pub(crate) fn time_index_file_path(dir: &Path, base_offset: Offset) -> PathBuf {
     dir.join(format!("{:020}{TIME_INDEX_SUFFIX}", base_offset.0))
 }
 
-/// The three files of a segment, `.log` first.
-pub(crate) fn segment_file_paths(dir: &Path, base_offset: Offset) -> [PathBuf; 3] {
+/// The files of a segment, `.log` first: its `.index`, `.timeindex` and `.txnindex` follow
+/// (the last exists from the roll that sealed it, see `txn`).
+pub(crate) fn segment_file_paths(dir: &Path, base_offset: Offset) -> [PathBuf; 4] {
     [
         log_file_path(dir, base_offset),
         index_file_path(dir, base_offset),
         time_index_file_path(dir, base_offset),
+        crate::txn::txn_index_path(dir, base_offset),
     ]
 }
 
@@ -81,9 +83,14 @@ pub(crate) fn is_leftover_file(name: &str, has_log: impl Fn(Offset) -> bool) -> 
     if name.ends_with(DELETED_SUFFIX) {
         return true;
     }
+    // A `<base>.txnindex.<n>.tmp` is a write a crash interrupted.
+    if name.ends_with(".tmp") && name.contains(".txnindex.") {
+        return true;
+    }
     let digits = name
         .strip_suffix(INDEX_SUFFIX)
-        .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX));
+        .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX))
+        .or_else(|| name.strip_suffix(".txnindex"));
     match digits {
         Some(digits) if digits.len() == FILE_NAME_DIGITS => match digits.parse::<i64>() {
             Ok(base) => !has_log(Offset(base)),

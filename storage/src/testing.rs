@@ -16,6 +16,8 @@ pub(crate) struct BatchSpec {
     pub fill: u8,
     /// Each record's timestamp; empty means `1_700_000_000_000 + offset delta`.
     pub timestamps: Vec<i64>,
+    /// The batch belongs to a transaction (attribute bit 4).
+    pub transactional: bool,
 }
 
 impl BatchSpec {
@@ -28,6 +30,7 @@ impl BatchSpec {
             base_sequence: -1,
             fill: 0x5A,
             timestamps: Vec::new(),
+            transactional: false,
         }
     }
 
@@ -54,6 +57,12 @@ impl BatchSpec {
         self.producer_id = producer_id;
         self.producer_epoch = epoch;
         self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch transactional.
+    pub fn transactional(mut self) -> BatchSpec {
+        self.transactional = true;
         self
     }
 
@@ -100,7 +109,8 @@ pub(crate) fn encode_batch(spec: &BatchSpec) -> Vec<u8> {
     bytes.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
     bytes.push(2); // magic
     bytes.extend_from_slice(&[0; 4]); // crc, filled below
-    bytes.extend_from_slice(&0i16.to_be_bytes()); // attributes
+    let attributes: i16 = if spec.transactional { 0x10 } else { 0 };
+    bytes.extend_from_slice(&attributes.to_be_bytes());
     bytes.extend_from_slice(&(spec.record_count - 1).to_be_bytes());
     bytes.extend_from_slice(&base_timestamp.to_be_bytes());
     let max_timestamp = timestamps.iter().copied().max().unwrap_or(base_timestamp);

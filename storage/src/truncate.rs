@@ -344,6 +344,7 @@ impl<'log> Truncation<'log> {
             }
             state.appender = resumed.recovered.appender;
             state.producers = resumed.recovered.producers;
+            state.aborted = resumed.recovered.aborted;
             state.epochs = resumed.recovered.epochs;
             state.log_start = resumed.log_start;
             state.log_end = resumed.log_end;

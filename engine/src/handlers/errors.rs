@@ -26,6 +26,8 @@ pub fn storage_error_code(error: &StorageError, produce_version: i16) -> i16 {
         StorageError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
         StorageError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidTxnState => ResponseError::InvalidTxnState,
+        StorageError::CoordinatorFenced => ResponseError::TransactionCoordinatorFenced,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Closed => ResponseError::NotLeaderOrFollower,
         // Only a replica that stopped leading truncates its log: retry at the leader.

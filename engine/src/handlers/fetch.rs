@@ -22,8 +22,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::FetchPartition;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
 use spate_net::fetch_response;
@@ -525,6 +527,18 @@ async fn read_partition(
         )
         .await
     {
+        Ok(records) if request.isolation_level == READ_COMMITTED && !records.is_empty() => {
+            let aborted = partition
+                .aborted_transactions(Offset(fetched.fetch_offset))
+                .into_iter()
+                .map(|entry| {
+                    AbortedTransaction::default()
+                        .with_producer_id(ProducerId(entry.producer_id))
+                        .with_first_offset(entry.first_offset.0)
+                })
+                .collect();
+            Ok((data.with_aborted_transactions(Some(aborted)), records))
+        }
         Ok(records) => Ok((data, records)),
         Err(error) => Err(refused(data, error)),
     }

@@ -291,6 +291,14 @@ async fn append(
     if compression_of(first_bytes) == Some(ZSTD) && context.version < ZSTD_MIN_PRODUCE_VERSION {
         return Err(ResponseError::UnsupportedCompressionType.code().into());
     }
+    // Transactional records come only in a request with a transactional id (Kafka's
+    // `hasTransactionalRecords` check): a batch that claims a transaction without one would
+    // open a transaction no coordinator ever ends, and hold read_committed readers back.
+    if is_transactional(first_bytes) {
+        return Err(ResponseError::TransactionalIdAuthorizationFailed
+            .code()
+            .into());
+    }
     let refused = |error: PartitionError| log_error(context, topic, index, &error);
     let partition = shard
         .partitions
@@ -382,10 +390,19 @@ fn is_disk_full(error: &StorageError) -> bool {
 }
 
 /// The codec bits of a batch's attributes, if the batch is long enough to have them.
-fn compression_of(batch: &[u8]) -> Option<i16> {
+fn attributes_of(batch: &[u8]) -> Option<i16> {
     const ATTRIBUTES_AT: usize = 21;
     let attributes = batch.get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)?;
-    Some(i16::from_be_bytes([attributes[0], attributes[1]]) & 0x7)
+    Some(i16::from_be_bytes([attributes[0], attributes[1]]))
+}
+
+fn compression_of(batch: &[u8]) -> Option<i16> {
+    attributes_of(batch).map(|attributes| attributes & 0x7)
+}
+
+/// Whether the batch says it belongs to a transaction (attribute bit 4).
+fn is_transactional(batch: &[u8]) -> bool {
+    attributes_of(batch).is_some_and(|attributes| attributes & 0x10 != 0)
 }
 
 fn partition_response(

@@ -432,10 +432,21 @@ impl Partition {
         self.log.durable_end_offset()
     }
 
-    /// The most `read_committed` consumers may read: the high watermark until transactions
-    /// exist.
+    /// The most `read_committed` consumers may read: the high watermark, or below it the
+    /// first offset of the oldest transaction not yet decided with its marker below the high
+    /// watermark (see `spate_storage::txn`).
     pub fn last_stable_offset(&self) -> Offset {
-        self.high_watermark()
+        self.log.last_stable_offset(self.high_watermark())
+    }
+
+    /// The aborted transactions a `read_committed` fetch from `fetch_offset` answers with
+    /// (up to the last stable offset): the consumer drops those producers' batches.
+    pub fn aborted_transactions(
+        &self,
+        fetch_offset: Offset,
+    ) -> Vec<spate_storage::txn::AbortedTxn> {
+        self.log
+            .aborted_transactions(fetch_offset, self.last_stable_offset())
     }
 
     /// Fired each time the high watermark advances: long-polling fetches take its

@@ -1,0 +1,307 @@
+//! Transactions in one partition's log, as Kafka keeps them (issue 17): transaction markers
+//! (control batches), the aborted-transaction index, and what the last stable offset needs.
+//!
+//! - A transactional producer's batches carry attribute bit 4; the first one of a transaction
+//!   opens it in this partition (`producer_state` keeps its first offset per producer, and the
+//!   open transactions by first offset). The coordinator ends it by appending a **marker**: a
+//!   control batch (bits 4 and 5) of one record whose key is `version: i16 = 0, type: i16`
+//!   (0 abort, 1 commit) and whose value is `version: i16 = 0, coordinator_epoch: i32`
+//!   ([`marker_batch`], appended by [`crate::PartitionLog::append_marker`]).
+//! - The **last stable offset** is the first offset of the oldest transaction not yet decided
+//!   and replicated: min(first offset of every open transaction, first offset of every
+//!   completed one whose marker is not below the high watermark yet, high watermark)
+//!   ([`crate::PartitionLog::last_stable_offset`]). read_committed consumers read below it.
+//! - An abort leaves an [`AbortedTxn`] (producer id, first offset, the marker's offset, and the
+//!   last stable offset at that moment), kept in memory for the whole log ([`AbortedTxns`];
+//!   32 bytes each, dropped with their segments) so that a read_committed fetch learns which
+//!   producers' batches in its range to drop ([`crate::PartitionLog::aborted_transactions`]).
+//! - On disk, each sealed segment has a `<base>.txnindex` in Kafka's format: 34-byte entries
+//!   `version: i16 = 0, producer_id: i64, first_offset: i64, last_offset: i64,
+//!   last_stable_offset: i64`, one per abort whose marker is in that segment. It is written
+//!   (temporary file, `fdatasync`, rename) at the roll that seals the segment, just before the
+//!   producer snapshot of that roll, so a snapshot at offset S vouches for the index files of
+//!   every segment below S. Recovery reads those files and replays the batches from the
+//!   snapshot on; a sealed segment below the snapshot without its file (a log written before
+//!   transactions existed, a failed write, a segment the cleaner merged) makes recovery replay
+//!   the whole log once, writing the missing files as it goes.
+
+use crate::records::{read_nullable, read_varint};
+use crate::Offset;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The transaction marker in a control batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxnMarker {
+    /// Commit (type 1) or abort (type 0).
+    pub commit: bool,
+    /// The epoch of the coordinator that wrote it (from the record's value).
+    pub coordinator_epoch: i32,
+}
+
+const CONTROL_KEY_VERSION: i16 = 0;
+const MARKER_VALUE_VERSION: i16 = 0;
+const CONTROL_TYPE_ABORT: i16 = 0;
+const CONTROL_TYPE_COMMIT: i16 = 1;
+/// Attributes of a marker batch: transactional and control, no codec.
+const MARKER_ATTRIBUTES: i16 = 0x10 | 0x20;
+
+/// The marker in the records section of a control batch (uncompressed, as Kafka writes
+/// them), or `None` for any other control record (Kafka's leader-change records and the like)
+/// or one that does not parse.
+pub(crate) fn marker_of(records: &[u8]) -> Option<TxnMarker> {
+    let mut cursor = records;
+    let length = usize::try_from(read_varint(&mut cursor, 5)?).ok()?;
+    let mut record = cursor.get(..length)?;
+    let (_attributes, rest) = record.split_first()?;
+    record = rest;
+    read_varint(&mut record, 10)?; // timestampDelta
+    read_varint(&mut record, 5)?; // offsetDelta
+    let key = read_nullable(&mut record)??;
+    let value = read_nullable(&mut record)?;
+    let (version, kind) = (
+        i16::from_be_bytes(key.get(..2)?.try_into().ok()?),
+        i16::from_be_bytes(key.get(2..4)?.try_into().ok()?),
+    );
+    if version < CONTROL_KEY_VERSION {
+        return None;
+    }
+    let commit = match kind {
+        CONTROL_TYPE_ABORT => false,
+        CONTROL_TYPE_COMMIT => true,
+        _ => return None,
+    };
+    // Kafka reads the coordinator epoch from bytes 2..6 of the value.
+    let coordinator_epoch = value.and_then(|value| value.get(2..6)).map_or(0, |bytes| {
+        i32::from_be_bytes(bytes.try_into().unwrap_or_default())
+    });
+    Some(TxnMarker {
+        commit,
+        coordinator_epoch,
+    })
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        let byte = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The control batch of a transaction marker for `producer_id` at `producer_epoch`, as Kafka's
+/// `MemoryRecords.withEndTransactionMarker` builds it (base offset 0 and leader epoch -1: the
+/// append assigns both).
+pub fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: TxnMarker,
+    timestamp_ms: i64,
+) -> Vec<u8> {
+    let mut record = vec![0u8]; // attributes
+    put_varint(&mut record, 0); // timestampDelta
+    put_varint(&mut record, 0); // offsetDelta
+    put_varint(&mut record, 4);
+    record.extend_from_slice(&CONTROL_KEY_VERSION.to_be_bytes());
+    let kind = if marker.commit {
+        CONTROL_TYPE_COMMIT
+    } else {
+        CONTROL_TYPE_ABORT
+    };
+    record.extend_from_slice(&kind.to_be_bytes());
+    put_varint(&mut record, 6);
+    record.extend_from_slice(&MARKER_VALUE_VERSION.to_be_bytes());
+    record.extend_from_slice(&marker.coordinator_epoch.to_be_bytes());
+    put_varint(&mut record, 0); // headers
+    let mut records = Vec::with_capacity(record.len() + 1);
+    put_varint(&mut records, record.len() as i64);
+    records.extend_from_slice(&record);
+
+    let total = crate::batch::HEADER_BYTES + records.len();
+    let mut bytes = Vec::with_capacity(total);
+    bytes.extend_from_slice(&0i64.to_be_bytes()); // baseOffset
+    bytes.extend_from_slice(&((total - crate::batch::LOG_OVERHEAD_BYTES) as i32).to_be_bytes());
+    bytes.extend_from_slice(&(-1i32).to_be_bytes()); // partitionLeaderEpoch
+    bytes.push(crate::batch::MAGIC_V2 as u8);
+    bytes.extend_from_slice(&[0; 4]); // crc, below
+    bytes.extend_from_slice(&MARKER_ATTRIBUTES.to_be_bytes());
+    bytes.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta
+    bytes.extend_from_slice(&timestamp_ms.to_be_bytes()); // baseTimestamp
+    bytes.extend_from_slice(&timestamp_ms.to_be_bytes()); // maxTimestamp
+    bytes.extend_from_slice(&producer_id.to_be_bytes());
+    bytes.extend_from_slice(&producer_epoch.to_be_bytes());
+    bytes.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence
+    bytes.extend_from_slice(&1i32.to_be_bytes()); // recordsCount
+    bytes.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&bytes[crate::batch::CRC_COVERAGE_START..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// One aborted transaction of this partition (Kafka's `AbortedTxn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The transactional producer.
+    pub producer_id: i64,
+    /// Its transaction's first offset in this partition.
+    pub first_offset: Offset,
+    /// The abort marker's offset.
+    pub last_offset: Offset,
+    /// The last stable offset once the marker was appended: no transaction that completes
+    /// later began below it (what lets a search stop early).
+    pub last_stable_offset: Offset,
+}
+
+const ENTRY_VERSION: i16 = 0;
+const ENTRY_BYTES: usize = 2 + 8 + 8 + 8 + 8;
+const TXN_INDEX_SUFFIX: &str = ".txnindex";
+
+/// `<dir>/<base, 20 digits>.txnindex`.
+pub(crate) fn txn_index_path(dir: &Path, base: Offset) -> PathBuf {
+    dir.join(format!("{:020}{TXN_INDEX_SUFFIX}", base.0))
+}
+
+pub(crate) fn encode_entries(entries: &[AbortedTxn]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * ENTRY_BYTES);
+    for entry in entries {
+        bytes.extend_from_slice(&ENTRY_VERSION.to_be_bytes());
+        bytes.extend_from_slice(&entry.producer_id.to_be_bytes());
+        bytes.extend_from_slice(&entry.first_offset.0.to_be_bytes());
+        bytes.extend_from_slice(&entry.last_offset.0.to_be_bytes());
+        bytes.extend_from_slice(&entry.last_stable_offset.0.to_be_bytes());
+    }
+    bytes
+}
+
+/// The entries of a `.txnindex`, or `None` if it is not a whole number of version-0 entries
+/// (Kafka refuses other versions too).
+pub(crate) fn decode_entries(bytes: &[u8]) -> Option<Vec<AbortedTxn>> {
+    if !bytes.len().is_multiple_of(ENTRY_BYTES) {
+        return None;
+    }
+    let i64_at = |entry: &[u8], at: usize| {
+        i64::from_be_bytes(entry[at..at + 8].try_into().expect("8 bytes"))
+    };
+    bytes
+        .chunks_exact(ENTRY_BYTES)
+        .map(|entry| {
+            (i16::from_be_bytes([entry[0], entry[1]]) == ENTRY_VERSION).then(|| AbortedTxn {
+                producer_id: i64_at(entry, 2),
+                first_offset: Offset(i64_at(entry, 10)),
+                last_offset: Offset(i64_at(entry, 18)),
+                last_stable_offset: Offset(i64_at(entry, 26)),
+            })
+        })
+        .collect()
+}
+
+/// Writes a segment's `.txnindex` durably (blocking: run it off the shard, or at open).
+pub(crate) fn write_txn_index(dir: &Path, base: Offset, bytes: &[u8]) -> io::Result<()> {
+    // A name of its own: the flusher, the cleaner and a reopening of the log (in tests, while
+    // a "crashed" log's flusher still runs) may write the same index at once.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = txn_index_path(dir, base);
+    let temporary = path.with_extension(format!("txnindex.{write}.tmp"));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A sealed segment's aborted transactions from its `.txnindex`; `None` if the file is
+/// missing or damaged (the caller replays the log instead).
+pub(crate) fn read_txn_index(dir: &Path, base: Offset) -> io::Result<Option<Vec<AbortedTxn>>> {
+    match std::fs::read(txn_index_path(dir, base)) {
+        Ok(bytes) => {
+            let entries = decode_entries(&bytes);
+            if entries.is_none() {
+                tracing::warn!(dir = %dir.display(), segment = %base, "ignoring a damaged transaction index");
+            }
+            Ok(entries)
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The aborted transactions of the whole log, in the order of their markers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AbortedTxns {
+    entries: VecDeque<AbortedTxn>,
+}
+
+impl AbortedTxns {
+    pub fn push(&mut self, entry: AbortedTxn) {
+        debug_assert!(self
+            .entries
+            .back()
+            .is_none_or(|last| last.last_offset < entry.last_offset));
+        self.entries.push_back(entry);
+    }
+
+    pub fn extend(&mut self, entries: impl IntoIterator<Item = AbortedTxn>) {
+        for entry in entries {
+            self.push(entry);
+        }
+    }
+
+    /// The aborted transactions a read of `[start, upper)` must know about: those whose
+    /// marker is at or after `start` and that began before `upper` (Kafka's
+    /// `collectAbortedTxns`). The scan stops at the first abort that completed once every
+    /// transaction begun below `upper` had.
+    pub fn overlapping(&self, start: Offset, upper: Offset) -> Vec<AbortedTxn> {
+        let from = self
+            .entries
+            .partition_point(|entry| entry.last_offset < start);
+        let mut found = Vec::new();
+        for entry in self.entries.range(from..) {
+            if entry.first_offset < upper {
+                found.push(*entry);
+            }
+            if entry.last_stable_offset >= upper {
+                break;
+            }
+        }
+        found
+    }
+
+    /// The entries whose marker lies in `[base, end)`: one segment's `.txnindex`.
+    pub fn in_segment(&self, base: Offset, end: Offset) -> Vec<AbortedTxn> {
+        let from = self
+            .entries
+            .partition_point(|entry| entry.last_offset < base);
+        self.entries
+            .range(from..)
+            .take_while(|entry| entry.last_offset < end)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets the aborts whose marker is below the new log start.
+    pub fn retain_from(&mut self, log_start: Offset) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|entry| entry.last_offset < log_start)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "txn_tests.rs"]
+mod tests;
