@@ -129,13 +129,18 @@ fn plain(fill: u8) -> Vec<u8> {
     encode_batch(&BatchSpec::records(1, 60).fill(fill))
 }
 
-/// What a read_committed reader learns of a log: (last stable offset, aborts below it as
-/// (producer, first offset, marker offset)).
+/// What read_committed readers learn of a log: (last stable offset, aborts below it as
+/// (producer, first offset, marker offset)), over the whole log: one read learns those of
+/// the segment it reads (checked in `log_with_transactions`).
 fn committed_view(log: &PartitionLog) -> (Offset, Vec<(i64, i64, i64)>) {
     let high_watermark = log.durable_end_offset();
     let stable = log.last_stable_offset(high_watermark);
     let aborted = log
-        .aborted_transactions(Offset(0), stable)
+        .shared
+        .state
+        .borrow()
+        .aborted
+        .overlapping(Offset(0), stable)
         .iter()
         .map(|entry| (entry.producer_id, entry.first_offset.0, entry.last_offset.0))
         .collect();
@@ -235,6 +240,16 @@ async fn log_with_transactions(path: &std::path::Path) -> (Offset, Vec<(i64, i64
     assert!(log.segment_count() > 5, "the test wants rolls");
     let view = committed_view(&log);
     assert_eq!(view.1.len(), 6);
+    // A read from the start learns the aborts that begin in its segment, not all of them.
+    let first_segment_end = log.shared.state.borrow().segments[1].base_offset;
+    let one_read = log.aborted_transactions(Offset(0), view.0);
+    let expected: Vec<_> = view
+        .1
+        .iter()
+        .filter(|&&(_, first, _)| first < first_segment_end.0)
+        .collect();
+    assert_eq!(one_read.len(), expected.len());
+    assert!(one_read.len() < 6);
     log.close().await.unwrap();
     view
 }

@@ -55,6 +55,7 @@ pub mod sasl;
 pub mod scram_credentials;
 pub mod sync_group;
 pub mod telemetry;
+pub mod write_txn_markers;
 
 /// A response frame, size prefix included: whole, or encoded bytes with the log's records
 /// between them (see `spate_net::response`).
@@ -154,6 +155,7 @@ pub const APIS: &[ApiSpec] = &[
     acls::DELETE_SPEC,
     client_quotas::DESCRIBE_SPEC,
     client_quotas::ALTER_SPEC,
+    write_txn_markers::SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -438,6 +440,9 @@ async fn respond(
         }
         RequestKind::DeleteTopics(body) => {
             ResponseKind::DeleteTopics(delete_topics::handle(shard, context, body).await)
+        }
+        RequestKind::WriteTxnMarkers(body) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers::handle(shard, context, body).await)
         }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, context, body).await)

@@ -23,7 +23,7 @@ use spate_storage::{BatchError, ReceivedBatch, StorageError};
 use super::errors::{partition_error_code, NONE};
 use super::{encode, ApiSpec, CloseReason, Pending, RequestContext};
 use crate::partition::{Acks, Appended, Partition, PartitionError, ProducedBatch};
-use crate::security::acl::AclOperation;
+use crate::security::acl::{AclOperation, ResourceType};
 use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
@@ -110,6 +110,11 @@ pub async fn handle(
     } else {
         Vec::new()
     };
+    // A transactional producer needs WRITE on its transactional id too.
+    let transactional_id_allowed = request
+        .transactional_id
+        .as_ref()
+        .is_none_or(|id| access.allows(ResourceType::TransactionalId, &id.0, AclOperation::Write));
     drop(access);
     // Unknown topics are created together, in one call to the controller.
     shard.topics_or_create(&names, true).await;
@@ -126,16 +131,18 @@ pub async fn handle(
                 Some((_, batch)) => Batch::Received(batch),
                 None => Batch::InRequest(partition_data.records.as_deref()),
             };
-            let result = match (&acks, request.transactional_id.is_some()) {
-                (Err(error), _) => Err(partition_error_code(error, context.version).into()),
+            let in_transaction = request.transactional_id.is_some();
+            let result = match &acks {
+                Err(error) => Err(partition_error_code(error, context.version).into()),
                 _ if refused => Err(ResponseError::TopicAuthorizationFailed.code().into()),
-                // Transactions are not implemented yet: InitProducerId refuses transactional
-                // ids, so a client never gets this far with one.
-                (Ok(_), true) => Err(ResponseError::TransactionalIdAuthorizationFailed
-                    .code()
-                    .into()),
-                (Ok(acks), false) => {
-                    append(shard, &context, *acks, &topic_data.name.0, index, batch)
+                Ok(_) if !transactional_id_allowed => {
+                    Err(ResponseError::TransactionalIdAuthorizationFailed
+                        .code()
+                        .into())
+                }
+                Ok(acks) => {
+                    let target = (&*topic_data.name.0, index);
+                    append(shard, &context, *acks, target, in_transaction, batch)
                         .await
                         .map(|(partition, appended)| {
                             let accepted = Accepted::of(&partition, &appended);
@@ -276,8 +283,8 @@ async fn append(
     shard: &Shard,
     context: &RequestContext,
     acks: Acks,
-    topic: &str,
-    index: i32,
+    (topic, index): (&str, i32),
+    in_transaction: bool,
     batch: Batch<'_>,
 ) -> Result<(Rc<Partition>, Appended), Refusal> {
     let first_bytes = match &batch {
@@ -294,7 +301,7 @@ async fn append(
     // Transactional records come only in a request with a transactional id (Kafka's
     // `hasTransactionalRecords` check): a batch that claims a transaction without one would
     // open a transaction no coordinator ever ends, and hold read_committed readers back.
-    if is_transactional(first_bytes) {
+    if is_transactional(first_bytes) && !in_transaction {
         return Err(ResponseError::TransactionalIdAuthorizationFailed
             .code()
             .into());

@@ -532,6 +532,33 @@ impl Partition {
         })
     }
 
+    /// Appends a transaction marker for `producer_id` as this partition's leader (the broker
+    /// side of WriteTxnMarkers, see `spate_storage::txn`); wait for it like an acks=all
+    /// produce.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: spate_storage::txn::TxnMarker,
+    ) -> Result<Appended, PartitionError> {
+        if !self.is_leader() {
+            return Err(PartitionError::NotLeaderOrFollower);
+        }
+        let leader_epoch = self.leader_epoch.get();
+        let appended =
+            self.log
+                .append_marker(producer_id, producer_epoch, marker, leader_epoch.0)?;
+        Ok(Appended {
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            log_append_time_ms: None,
+            duplicate: false,
+            appended_bytes: 0,
+            in_place: false,
+            leader_epoch,
+        })
+    }
+
     /// Resolves when the producer of `appended` may be answered for its acks level. Every
     /// level waits until the batch is durable here: acks=1 shares the group commit with
     /// acks=all. On a replicated partition acks=all then waits for the high watermark to

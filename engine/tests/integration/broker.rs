@@ -156,24 +156,10 @@ fn idempotent_retries_get_the_original_offset_and_gaps_are_refused() {
     assert_eq!(next.responses[0].partition_responses[0].base_offset, 2);
     // A batch that claims a transaction, in a request without a transactional id, is refused
     // as Kafka refuses it: it would open a transaction no coordinator ever ends.
-    let records: Vec<_> = (0..2)
-        .map(|index| {
-            let mut record = spate_net::records::plain_record(
-                index,
-                None,
-                Some(bytes::Bytes::from("in a transaction")),
-                1_700_000_000_000,
-            );
-            (record.producer_id, record.producer_epoch) = (producer.0, producer.1);
-            record.sequence = 3 + index as i32;
-            record.transactional = true;
-            record
-        })
-        .collect();
-    let transactional =
-        spate_net::records::encode_batch(&records, kafka_protocol::records::Compression::None)
-            .unwrap()
-            .freeze();
+    let transactional = harness::transactional_batch(
+        &["in a transaction", "in a transaction"],
+        (producer.0, producer.1, 3),
+    );
     let refused = produce(&mut client, "exactly-once", 0, transactional, -1);
     assert_eq!(
         refused.responses[0].partition_responses[0].error_code,

@@ -34,4 +34,5 @@ mod newer_versions;
 mod produce_stream;
 mod shard_replication;
 mod stats;
+mod transactions;
 mod zero_copy;

@@ -288,6 +288,21 @@ pub fn create_topic_with_configs(
 
 /// A v2 batch of `values`, optionally idempotent.
 pub fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
+    batch_of(values, producer, false, 1_700_000_000_000)
+}
+
+/// A transactional v2 batch of `values` from `producer` (id, epoch, first sequence), stamped
+/// now (a record of long ago would roll its segment and meet retention under the test).
+pub fn transactional_batch(values: &[&str], producer: (i64, i16, i32)) -> Bytes {
+    batch_of(values, Some(producer), true, spate_net::records::now_ms())
+}
+
+fn batch_of(
+    values: &[&str],
+    producer: Option<(i64, i16, i32)>,
+    transactional: bool,
+    first_timestamp: i64,
+) -> Bytes {
     let (producer_id, producer_epoch, first_sequence) = producer.unwrap_or((-1, -1, 0));
     let records: Vec<_> = values
         .iter()
@@ -297,11 +312,12 @@ pub fn batch(values: &[&str], producer: Option<(i64, i16, i32)>) -> Bytes {
                 index,
                 Some(Bytes::from(format!("key-{index}"))),
                 Some(Bytes::from(value.to_string())),
-                1_700_000_000_000 + index as i64,
+                first_timestamp + index as i64,
             );
             record.producer_id = producer_id;
             record.producer_epoch = producer_epoch;
             record.sequence = first_sequence + index as i32;
+            record.transactional = transactional;
             record
         })
         .collect();
