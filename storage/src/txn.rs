@@ -25,8 +25,10 @@
 //!   transactions existed, a failed write, a segment the cleaner merged) makes recovery replay
 //!   the whole log once, writing the missing files as it goes.
 
+use crate::appender::{BatchBytes, BatchToAppend};
+use crate::batch::{BASE_OFFSET_BYTES, HEADER_BYTES, LEADER_EPOCH_BYTES};
 use crate::records::{read_nullable, read_varint};
-use crate::Offset;
+use crate::{Appended, Offset, StorageError};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -299,6 +301,101 @@ impl AbortedTxns {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+}
+
+// The log's transaction API, beside the rest of `txn` (log.rs keeps appends, reads and
+// the lifecycle).
+impl crate::PartitionLog {
+    /// Appends a transaction marker for `producer_id` (the coordinator's WriteTxnMarkers, see
+    /// `txn`): a control batch that ends the producer's open transaction in this partition,
+    /// if it has one (the marker is written even if it wrote nothing here). Refused with
+    /// `InvalidProducerEpoch` if the producer has a newer epoch here, `CoordinatorFenced` if a
+    /// newer coordinator wrote its last marker. Durable like any append: wait for it with
+    /// [`Self::wait_durable`].
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        marker: TxnMarker,
+        leader_epoch: i32,
+    ) -> Result<Appended, StorageError> {
+        let config = self.shared.config.get();
+        let mut state = self.shared.state.borrow_mut();
+        crate::replica::check_open(&state)?;
+        state
+            .producers
+            .check_marker(producer_id, producer_epoch, marker)?;
+        let now_ms = crate::now_ms();
+        let mut bytes = crate::txn::marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let base_offset = state.log_end;
+        bytes[BASE_OFFSET_BYTES].copy_from_slice(&base_offset.0.to_be_bytes());
+        bytes[LEADER_EPOCH_BYTES].copy_from_slice(&leader_epoch.to_be_bytes());
+        let to_append = BatchToAppend {
+            bytes: BatchBytes::Slices {
+                header: bytes[..HEADER_BYTES].try_into().expect("a whole header"),
+                body: &bytes[HEADER_BYTES..],
+            },
+            base_offset,
+            last_offset: base_offset,
+            max_timestamp: now_ms,
+            now_ms,
+        };
+        state.append_to_segment(to_append, &config);
+        let completed =
+            state
+                .producers
+                .record_marker(producer_id, producer_epoch, marker, base_offset, now_ms);
+        if let Some(aborted) = state.producers.aborted(completed) {
+            state.aborted.push(aborted);
+        }
+        state.epochs.assign(leader_epoch, base_offset);
+        state.log_end = base_offset.next();
+        state.wake_flusher();
+        Ok(Appended {
+            base_offset,
+            last_offset: base_offset,
+            duplicate: false,
+            log_append_time_ms: None,
+            in_place: false,
+        })
+    }
+
+    /// The last stable offset given the partition's high watermark: below it, every
+    /// transaction is decided and its marker below the high watermark (see `txn`). What a
+    /// read_committed consumer may read up to.
+    pub fn last_stable_offset(&self, high_watermark: Offset) -> Offset {
+        let mut state = self.shared.state.borrow_mut();
+        let log_start = state.log_start;
+        state
+            .producers
+            .first_unstable_offset(high_watermark)
+            // A transaction whose start retention deleted holds nothing below the log start.
+            .map_or(high_watermark, |first| {
+                first.max(log_start).min(high_watermark)
+            })
+    }
+
+    /// The aborted transactions a read_committed fetch of `[start, upper)` answers with
+    /// (Kafka's `abortedTransactions`): its consumer drops those producers' batches from each
+    /// transaction's first offset to its abort marker.
+    ///
+    /// A read stays within the segment holding `start`, so the search stops at the next
+    /// segment's base too (Kafka's `fetchUpperBoundOffset` does the same per segment): a
+    /// consumer far behind gets the aborts of what it reads, not of the whole log.
+    pub fn aborted_transactions(&self, start: Offset, upper: Offset) -> Vec<AbortedTxn> {
+        let state = self.shared.state.borrow();
+        let next_segment = state
+            .segments
+            .iter()
+            .find(|segment| segment.base_offset > start)
+            .map_or(upper, |segment| segment.base_offset);
+        state.aborted.overlapping(start, upper.min(next_segment))
+    }
+
+    /// Number of aborted transactions the log remembers (metrics, tests).
+    pub fn aborted_transaction_count(&self) -> usize {
+        self.shared.state.borrow().aborted.len()
     }
 }
 
