@@ -35,23 +35,6 @@ def test_offset_commit_for_a_missing_topic_or_partition_is_refused_per_partition
         consumer.close()
 
 
-def test_init_transactions_fails_at_once_with_a_clear_error(broker):
-    import time
-
-    from confluent_kafka import Producer
-
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "spate-txn"})
-    started = time.monotonic()
-    try:
-        producer.init_transactions(30)
-        raise AssertionError("init_transactions succeeded on a broker without transactions")
-    except KafkaException as error:
-        elapsed = time.monotonic() - started
-        assert elapsed < 15, f"init_transactions took {elapsed:.1f} s to fail"
-        assert not error.args[0].retriable(), error
-    broker.assert_alive("after a transactional producer")
-
-
 def test_keyless_records_on_a_compacted_topic_are_named_in_record_errors(broker, unique_topic):
     """KIP-467: the broker says which records of the batch it refused (Produce v8)."""
     import struct

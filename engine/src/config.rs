@@ -38,6 +38,11 @@ pub struct ConfigFile {
     offsets_topic_partitions: Option<i32>,
     offsets_topic_replication_factor: Option<i16>,
     offsets_retention_minutes: Option<i64>,
+    transaction_state_log_num_partitions: Option<i32>,
+    transaction_state_log_replication_factor: Option<i16>,
+    transaction_state_log_min_isr: Option<i16>,
+    transaction_max_timeout_ms: Option<i32>,
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
     log_cleaner_enable: Option<bool>,
     log_cleaner_backoff_ms: Option<u64>,
     log_cleaner_io_max_bytes_per_second: Option<u64>,
@@ -218,6 +223,30 @@ pub struct ServeArgs {
     /// [default: 10080]
     #[arg(long, env = "SPATE_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: Option<i64>,
+    /// Partitions of __transaction_state when the first transactional producer makes it
+    /// (transaction.state.log.num.partitions). [default: 50]
+    #[arg(long, env = "SPATE_TRANSACTION_STATE_LOG_NUM_PARTITIONS")]
+    pub transaction_state_log_num_partitions: Option<i32>,
+    /// Replicas of each __transaction_state partition
+    /// (transaction.state.log.replication.factor). [default: as
+    /// --offsets-topic-replication-factor]
+    #[arg(long, env = "SPATE_TRANSACTION_STATE_LOG_REPLICATION_FACTOR")]
+    pub transaction_state_log_replication_factor: Option<i16>,
+    /// min.insync.replicas of __transaction_state (transaction.state.log.min.isr), at most
+    /// its replication factor. [default: 2]
+    #[arg(long, env = "SPATE_TRANSACTION_STATE_LOG_MIN_ISR")]
+    pub transaction_state_log_min_isr: Option<i16>,
+    /// The longest transaction.timeout.ms a producer may ask; a longer one gets
+    /// INVALID_TRANSACTION_TIMEOUT (transaction.max.timeout.ms). [default: 900000]
+    #[arg(long, env = "SPATE_TRANSACTION_MAX_TIMEOUT_MS")]
+    pub transaction_max_timeout_ms: Option<i32>,
+    /// How often each transaction coordinator aborts transactions past their timeout
+    /// (transaction.abort.timed.out.transaction.cleanup.interval.ms). [default: 10000]
+    #[arg(
+        long,
+        env = "SPATE_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
+    )]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
     /// Run the log cleaner that compacts topics with cleanup.policy=compact
     /// (log.cleaner.enable). [default: true]
     #[arg(long, env = "SPATE_LOG_CLEANER_ENABLE")]
@@ -400,6 +429,8 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: usize,
     /// offsets.retention.minutes.
     pub offsets_retention_minutes: i64,
+    /// The transaction coordinator's settings.
+    pub transactions: crate::transactions::TxnConfig,
     /// The log cleaner's settings.
     pub cleaner: CleanerConfig,
     /// Where the stats endpoint listens, if anywhere.
@@ -566,6 +597,31 @@ impl ServeArgs {
                 .offsets_retention_minutes
                 .or(file.offsets_retention_minutes)
                 .unwrap_or(10_080),
+            transactions: crate::transactions::TxnConfig {
+                state_partitions: self
+                    .transaction_state_log_num_partitions
+                    .or(file.transaction_state_log_num_partitions)
+                    .unwrap_or(crate::transactions::state_log::DEFAULT_PARTITIONS),
+                state_replication_factor: self
+                    .transaction_state_log_replication_factor
+                    .or(file.transaction_state_log_replication_factor)
+                    .map(|factor| factor.max(1) as usize),
+                state_min_isr: self
+                    .transaction_state_log_min_isr
+                    .or(file.transaction_state_log_min_isr)
+                    .unwrap_or(2)
+                    .max(1) as usize,
+                max_timeout_ms: self
+                    .transaction_max_timeout_ms
+                    .or(file.transaction_max_timeout_ms)
+                    .unwrap_or(900_000),
+                abort_interval: std::time::Duration::from_millis(
+                    self.transaction_abort_timed_out_transaction_cleanup_interval_ms
+                        .or(file.transaction_abort_timed_out_transaction_cleanup_interval_ms)
+                        .unwrap_or(10_000)
+                        .max(1),
+                ),
+            },
             cleaner: CleanerConfig {
                 enable: self
                     .log_cleaner_enable
@@ -763,6 +819,14 @@ impl BrokerConfig {
         anyhow::ensure!(
             self.offsets_topic_partitions >= 1,
             "offsets topic partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.transactions.state_partitions >= 1,
+            "transaction state log partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            self.transactions.max_timeout_ms >= 1,
+            "transaction max timeout must be at least 1 ms"
         );
         anyhow::ensure!(
             self.groups.min_session_timeout_ms <= self.groups.max_session_timeout_ms,

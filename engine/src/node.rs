@@ -325,6 +325,10 @@ async fn run_shard(start: ShardStart) {
         glommio::spawn_local(crate::cluster::member::announce_start(shard.clone())).detach();
     }
     shard.groups.load(&shard).await;
+    shard.follow_txn_coordinator_leadership(
+        &crate::metadata::image::MetadataImage::default(),
+        &shard.image(),
+    );
     let listeners: Vec<_> = listener_fds
         .into_iter()
         .map(|(protocol, fd)| {
@@ -472,9 +476,14 @@ async fn maintain(shard: Rc<Shard>) {
     const TICKS_PER_GAUGES: u64 = 10;
     let mut gauges = crate::gauges::GaugePublisher::default();
     let mut ticks = 0u64;
+    let mut next_txn_abort = std::time::Instant::now();
     while !shard.node.is_shutting_down() {
         glommio::timer::sleep(MAINTENANCE_INTERVAL).await;
         shard.groups.tick(&shard);
+        if std::time::Instant::now() >= next_txn_abort {
+            next_txn_abort = std::time::Instant::now() + shard.txns.config().abort_interval;
+            shard.txns.abort_timed_out(&shard);
+        }
         shard.enforce_retention();
         crate::cluster::isr::shrink_lagging(&shard, shard.node.config.replica_lag_time_max);
         ticks += 1;
@@ -491,6 +500,9 @@ async fn maintain(shard: Rc<Shard>) {
             glommio::spawn_local(async move {
                 if shard.groups.has_unloaded() {
                     shard.groups.retry_loads(&shard).await;
+                }
+                if shard.txns.has_unloaded() {
+                    shard.txns.load(&shard).await;
                 }
                 let segments_max =
                     shard.node.config.open_segments_max / shard.node.shard_count as usize;

@@ -93,6 +93,8 @@ pub struct Shard {
     pub partitions: PartitionTable,
     /// The consumer groups whose `__consumer_offsets` partitions this shard leads.
     pub groups: Coordinator,
+    /// The transactional ids whose `__transaction_state` partitions this shard leads.
+    pub txns: crate::transactions::coordinator::TxnCoordinator,
     mesh: Mesh,
     controller: Option<Rc<ControllerTask>>,
     /// Controller calls of this shard's tasks awaiting an answer, by call id.
@@ -133,6 +135,9 @@ impl Shard {
             id,
             partitions: PartitionTable::new(broker, node.config.clone(), image),
             groups,
+            txns: crate::transactions::coordinator::TxnCoordinator::new(
+                node.config.transactions.clone(),
+            ),
             node,
             mesh,
             controller,
@@ -244,6 +249,7 @@ impl Shard {
         let previous = self.partitions.image();
         let retirements = self.partitions.apply(update);
         self.follow_coordinator_leadership(&previous, &update.image);
+        self.follow_txn_coordinator_leadership(&previous, &update.image);
         if !retirements.is_empty() {
             let shard = self.clone();
             glommio::spawn_local(async move { shard.partitions.retire(retirements).await })
@@ -295,6 +301,58 @@ impl Shard {
             shard.groups.retry_loads(&shard).await;
         })
         .detach();
+    }
+
+    /// Transaction coordination follows the leadership of `__transaction_state` partitions,
+    /// as group coordination follows `__consumer_offsets` (the coordinator epoch of a
+    /// partition is its leader epoch, so a new term of the same leader reloads it too).
+    /// `previous` is `None` at start: every partition led is gained.
+    pub fn follow_txn_coordinator_leadership(
+        self: &Rc<Self>,
+        previous: &MetadataImage,
+        current: &MetadataImage,
+    ) {
+        use crate::transactions::state_log;
+        let me = self.broker_id();
+        let led = |image: &MetadataImage| -> std::collections::BTreeMap<i32, i32> {
+            image
+                .topic(state_log::TOPIC)
+                .map(|topic| {
+                    topic
+                        .partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, assignment)| assignment.leader == me)
+                        .map(|(index, assignment)| (index as i32, assignment.leader_epoch.0))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (before, after) = (led(previous), led(current));
+        for partition in before.keys() {
+            if !after.contains_key(partition) {
+                tracing::info!(
+                    partition,
+                    "no longer coordinating the transactions of this __transaction_state partition"
+                );
+                self.txns.lost(*partition);
+            }
+        }
+        let count = current
+            .topic(state_log::TOPIC)
+            .map_or(0, |topic| topic.partition_count());
+        let mut gained = false;
+        for (partition, epoch) in &after {
+            if before.get(partition) != Some(epoch) {
+                tracing::debug!(partition, epoch, "coordinating the transactions of this __transaction_state partition: loading them");
+                self.txns.gained(*partition, *epoch, count);
+                gained = true;
+            }
+        }
+        if gained {
+            let shard = self.clone();
+            glommio::spawn_local(async move { shard.txns.load(&shard).await }).detach();
+        }
     }
 
     /// Handles the messages another shard sends this one, in order, until the mesh closes.

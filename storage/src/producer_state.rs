@@ -107,6 +107,20 @@ impl ProducerStateTable {
             .collect();
     }
 
+    /// The base sequence the producer's next batch here must carry at `epoch`: one past its
+    /// last retained batch, or 0 for an epoch this partition has not seen (how a coordinator
+    /// that writes as the producer, the group coordinator's TxnOffsetCommit, numbers its
+    /// batches so that they pass [`Self::check`]).
+    pub fn next_sequence(&self, producer_id: i64, epoch: i16) -> i32 {
+        match self.producers.get(&producer_id) {
+            Some(entry) if entry.epoch == epoch => entry
+                .batches
+                .back()
+                .map_or(0, |last| increment_sequence(last.last_sequence, 1)),
+            _ => 0,
+        }
+    }
+
     /// Checks a validated client batch against the producer's state, changing nothing.
     pub fn check(&self, batch: &BatchInfo) -> Result<SequenceCheck, StorageError> {
         if batch.producer_id < 0 {

@@ -393,6 +393,17 @@ impl crate::PartitionLog {
         state.aborted.overlapping(start, upper.min(next_segment))
     }
 
+    /// The base sequence `producer_id`'s next batch must carry at `epoch` (see
+    /// `ProducerStateTable::next_sequence`): for the broker's own transactional writes, which
+    /// it makes as the client's producer.
+    pub fn next_sequence(&self, producer_id: i64, epoch: i16) -> i32 {
+        self.shared
+            .state
+            .borrow()
+            .producers
+            .next_sequence(producer_id, epoch)
+    }
+
     /// Number of aborted transactions the log remembers (metrics, tests).
     pub fn aborted_transaction_count(&self) -> usize {
         self.shared.state.borrow().aborted.len()

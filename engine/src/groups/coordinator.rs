@@ -47,6 +47,9 @@ pub struct GroupEntry {
     pub consumer: Option<ConsumerGroup>,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets of TxnOffsetCommits by producer id, written but not yet committed: their
+    /// transaction's marker makes them committed offsets (commit) or drops them (abort).
+    pub pending_txn: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
 }
 
 enum Slot {
@@ -147,6 +150,7 @@ impl Coordinator {
                 group: Group::new(group_id, self.config.clone()),
                 consumer: None,
                 offsets: BTreeMap::new(),
+                pending_txn: BTreeMap::new(),
             });
         action(entry)
     }
@@ -302,28 +306,8 @@ impl Coordinator {
         version: i16,
         offsets: Vec<(String, i32, OffsetValue)>,
     ) -> Result<Vec<i16>, i16> {
-        let (member_id, group_instance_id, generation_id) = member;
-        let now = self.now_ms();
-        let check = self.with_group(group_id, |entry| match &entry.consumer {
-            Some(consumer) => consumer.check_commit(member_id, generation_id, version),
-            None => entry
-                .group
-                .check_commit(now, member_id, group_instance_id, generation_id),
-        });
-        if check != code::NONE {
-            self.forget_if_unused(group_id);
-            return Err(check);
-        }
-        let codes: Vec<i16> = offsets
-            .iter()
-            .map(|(_, _, value)| {
-                if value.metadata.len() > OFFSET_METADATA_MAX_BYTES {
-                    OFFSET_METADATA_TOO_LARGE
-                } else {
-                    code::NONE
-                }
-            })
-            .collect();
+        self.check_committer(group_id, member, version)?;
+        let codes = metadata_codes(&offsets);
         let accepted: Vec<&(String, i32, OffsetValue)> = offsets
             .iter()
             .zip(&codes)
@@ -345,6 +329,30 @@ impl Coordinator {
             }
         });
         Ok(codes)
+    }
+
+    /// The membership check of a commit (OffsetCommit, TxnOffsetCommit): the member's
+    /// generation (classic) or epoch (KIP-848) must be current; a refused new group is not
+    /// kept.
+    pub(super) fn check_committer(
+        &self,
+        group_id: &str,
+        member: (&str, Option<&str>, i32),
+        version: i16,
+    ) -> Result<(), i16> {
+        let (member_id, group_instance_id, generation_id) = member;
+        let now = self.now_ms();
+        let check = self.with_group(group_id, |entry| match &entry.consumer {
+            Some(consumer) => consumer.check_commit(member_id, generation_id, version),
+            None => entry
+                .group
+                .check_commit(now, member_id, group_instance_id, generation_id),
+        });
+        if check != code::NONE {
+            self.forget_if_unused(group_id);
+            return Err(check);
+        }
+        Ok(())
     }
 
     /// Committed offsets of a group: the named partitions, or all of them.
@@ -610,6 +618,7 @@ impl Coordinator {
         if groups.get(group_id).is_some_and(|entry| {
             entry.group.is_empty()
                 && entry.offsets.is_empty()
+                && entry.pending_txn.is_empty()
                 && entry.group.state() == GroupState::Empty
                 && entry
                     .consumer
@@ -632,38 +641,72 @@ impl Coordinator {
             return Ok(());
         }
         let partition = self.partition_for(group_id);
-        let leader = shard
-            .partitions
-            .leader(offsets_topic::TOPIC, partition, -1)
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "cannot open __consumer_offsets");
-                offsets_write_error(&error)
-            })?;
-        let batch = encode_batch(&records).map_err(|_| code::COORDINATOR_NOT_AVAILABLE)?;
-        // Written with acks=all: refused up front, as Kafka does, while the ISR is smaller
-        // than min.insync.replicas.
-        leader
-            .check_enough_replicas()
-            .map_err(|error| offsets_write_error(&error))?;
-        let appended = leader
-            .append(crate::partition::ProducedBatch::InRequest(&batch))
-            .map_err(|error| {
-                tracing::error!(%error, "cannot append to __consumer_offsets");
-                offsets_write_error(&error)
-            })?;
-        leader
-            .wait_acknowledged(
-                &appended,
-                crate::partition::Acks::All,
-                std::time::Instant::now() + COMMIT_TIMEOUT,
-            )
-            .await
-            .map_err(|error| {
-                tracing::error!(%error, "cannot make __consumer_offsets durable");
-                offsets_write_error(&error)
-            })
+        append_internal(shard, offsets_topic::TOPIC, partition, |_| {
+            encode_batch(&records, None)
+        })
+        .await
     }
+}
+
+/// Appends a batch the coordinator makes (`encode`, given the leader, so that a
+/// transactional batch can take the producer's next sequence there) to partition `partition`
+/// of an internal topic (`__consumer_offsets`, `__transaction_state`) on the leader here,
+/// and waits until it is on every in-sync replica, as Kafka's coordinators write with
+/// acks=all. Errors are the codes the coordinator answers (see [`offsets_write_error`]).
+pub(crate) async fn append_internal(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: i32,
+    encode: impl FnOnce(&crate::partition::Partition) -> anyhow::Result<BytesMut>,
+) -> Result<(), i16> {
+    let leader = shard
+        .partitions
+        .leader(topic, partition, -1)
+        .await
+        .map_err(|error| {
+            tracing::error!(%topic, %error, "cannot open an internal topic's partition");
+            offsets_write_error(&error)
+        })?;
+    // Written with acks=all: refused up front, as Kafka does, while the ISR is smaller
+    // than min.insync.replicas.
+    leader
+        .check_enough_replicas()
+        .map_err(|error| offsets_write_error(&error))?;
+    // Encoded and appended with no await between: a transactional batch's sequence is the
+    // one the log expects next.
+    let batch = encode(&leader).map_err(|_| code::COORDINATOR_NOT_AVAILABLE)?;
+    let appended = leader
+        .append(crate::partition::ProducedBatch::InRequest(&batch))
+        .map_err(|error| {
+            tracing::error!(%topic, %error, "cannot append to an internal topic");
+            offsets_write_error(&error)
+        })?;
+    leader
+        .wait_acknowledged(
+            &appended,
+            crate::partition::Acks::All,
+            std::time::Instant::now() + COMMIT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| {
+            tracing::error!(%topic, %error, "cannot make an internal topic's write durable");
+            offsets_write_error(&error)
+        })
+}
+
+/// Per offset of a commit, OFFSET_METADATA_TOO_LARGE for metadata over
+/// `offset.metadata.max.bytes`, else NONE (to write).
+pub(super) fn metadata_codes(offsets: &[(String, i32, OffsetValue)]) -> Vec<i16> {
+    offsets
+        .iter()
+        .map(|(_, _, value)| {
+            if value.metadata.len() > OFFSET_METADATA_MAX_BYTES {
+                OFFSET_METADATA_TOO_LARGE
+            } else {
+                code::NONE
+            }
+        })
+        .collect()
 }
 
 /// The code a group request gets when its `__consumer_offsets` write failed, as Kafka's group
@@ -713,14 +756,27 @@ fn subscribed_topics(group: &Group) -> Vec<String> {
     topics
 }
 
-/// One v2 batch holding the records (no compression, no producer id).
-fn encode_batch(records: &[(Bytes, Option<Bytes>)]) -> anyhow::Result<BytesMut> {
+/// One v2 batch holding the records (no compression); without a producer id, or transactional
+/// for `(producer id, epoch, base sequence)`.
+pub(crate) fn encode_batch(
+    records: &[(Bytes, Option<Bytes>)],
+    producer: Option<(i64, i16, i32)>,
+) -> anyhow::Result<BytesMut> {
     let timestamp = wall_clock_ms();
     let records: Vec<_> = records
         .iter()
         .enumerate()
         .map(|(index, (key, value))| {
-            plain_record(index, Some(key.clone()), value.clone(), timestamp)
+            let mut record = plain_record(index, Some(key.clone()), value.clone(), timestamp);
+            if let Some((producer_id, epoch, base_sequence)) = producer {
+                record.producer_id = producer_id;
+                record.producer_epoch = epoch;
+                // Sequences wrap past i32::MAX to 0, as Kafka's do.
+                record.sequence =
+                    ((i64::from(base_sequence) + index as i64) % (i64::from(i32::MAX) + 1)) as i32;
+                record.transactional = true;
+            }
+            record
         })
         .collect();
     spate_net::records::encode_batch(&records, Compression::None)
@@ -735,3 +791,6 @@ mod loading;
 
 #[path = "coordinator_consumer.rs"]
 mod consumer;
+
+#[path = "coordinator_txn.rs"]
+mod txn;

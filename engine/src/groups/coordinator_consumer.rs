@@ -76,6 +76,7 @@ impl Coordinator {
                     group: Group::new(group_id, self.config.clone()),
                     consumer: None,
                     offsets: Default::default(),
+                    pending_txn: Default::default(),
                 });
             if entry.consumer.is_none() {
                 // An empty classic group (committed offsets at most) becomes a consumer group

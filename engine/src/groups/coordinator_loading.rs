@@ -125,13 +125,41 @@ impl Coordinator {
                 let mut bytes = batch.clone();
                 if let Ok(set) = RecordBatchDecoder::decode(&mut bytes) {
                     for record in set.records {
-                        if let Some(key) = &record.key {
-                            if let Some(decoded) =
-                                offsets_topic::decode(key, record.value.as_deref())
-                            {
-                                self.apply(decoded);
-                                records += 1;
+                        let Some(key) = &record.key else {
+                            continue;
+                        };
+                        if record.control {
+                            // A transaction's marker: `[i16 version][i16 type]`, type 1 a
+                            // commit; it ends the producer's held offsets of this partition.
+                            let commit = match key.get(..4) {
+                                Some([0, 0, 0, 0]) => Some(false),
+                                Some([0, 0, 0, 1]) => Some(true),
+                                _ => None,
+                            };
+                            if let Some(commit) = commit {
+                                self.complete_txn(partition, record.producer_id, commit);
                             }
+                            continue;
+                        }
+                        let Some(decoded) = offsets_topic::decode(key, record.value.as_deref())
+                        else {
+                            continue;
+                        };
+                        records += 1;
+                        match decoded {
+                            OffsetsRecord::Offset {
+                                group,
+                                topic,
+                                partition,
+                                value,
+                            } if record.transactional => self.apply_pending(
+                                record.producer_id,
+                                group,
+                                topic,
+                                partition,
+                                value,
+                            ),
+                            decoded => self.apply(decoded),
                         }
                     }
                 }

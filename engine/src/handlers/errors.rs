@@ -92,3 +92,13 @@ pub fn controller_error_code(error: &ControllerError) -> i16 {
 pub fn code(error: ResponseError) -> i16 {
     error.code()
 }
+
+/// PRODUCER_FENCED (KIP-588) as a request of `version` can hear it: versions before
+/// `since`, the first that knows it, hear INVALID_PRODUCER_EPOCH, as Kafka answers them.
+pub fn fenced_for_version(code: i16, version: i16, since: i16) -> i16 {
+    if code == ResponseError::ProducerFenced.code() && version < since {
+        ResponseError::InvalidProducerEpoch.code()
+    } else {
+        code
+    }
+}

@@ -1,5 +1,6 @@
-//! FindCoordinator (key 10): which broker (shard) coordinates a consumer group: the leader of
-//! the group's `__consumer_offsets` partition, from the metadata image. A key the request
+//! FindCoordinator (key 10): which broker (shard) coordinates a consumer group (the leader of
+//! the group's `__consumer_offsets` partition) or a transactional id (the leader of its
+//! `__transaction_state` partition, made on the first lookup), from the metadata image. A key the request
 //! may not DESCRIBE (the group, or the transactional id) is refused, as Kafka does, without
 //! saying where it lives.
 
@@ -14,6 +15,7 @@ use super::{ApiSpec, RequestContext};
 use crate::security::acl::{AclOperation, ResourceType};
 use crate::security::authorizer::Access;
 use crate::shard::Shard;
+use crate::transactions::coordinator::TxnCoordinator;
 
 /// Served versions: v4 batches keys; v5 only allows TRANSACTION_ABORTABLE (KIP-890) and v6
 /// the share-group key type (KIP-932), which Spate answers with INVALID_REQUEST like any
@@ -55,7 +57,7 @@ pub fn handle(
 }
 
 fn find(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     access: &Access,
     key_type: i8,
     key: StrBytes,
@@ -65,38 +67,53 @@ fn find(
         .with_key(key.clone())
         .with_node_id(BrokerId(-1))
         .with_port(-1);
+    let not_available = ResponseError::CoordinatorNotAvailable.code();
     match key_type {
         KEY_TYPE_GROUP if !access.group(&key, AclOperation::Describe) => {
             answer.with_error_code(ResponseError::GroupAuthorizationFailed.code())
         }
         KEY_TYPE_GROUP => {
-            let image = shard.image();
-            let coordinator = shard
-                .group_coordinator(&key)
-                .0
-                .and_then(|leader| image.broker(leader))
-                .and_then(|broker| Some((broker.id, broker.endpoint(listener)?)));
-            match coordinator {
-                Some((id, (host, port))) => answer
-                    .with_node_id(BrokerId(id.0))
-                    .with_host(StrBytes::from_string(host.to_string()))
-                    .with_port(i32::from(port)),
-                None => answer.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
-            }
+            let leader = shard.group_coordinator(&key).0;
+            located(shard, answer, leader, listener, |answer| {
+                answer.with_error_code(not_available)
+            })
         }
         KEY_TYPE_TRANSACTION
             if !access.allows(ResourceType::TransactionalId, &key, AclOperation::Describe) =>
         {
             answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
         }
-        // Until transactions exist: an error clients treat as fatal, so that
-        // `init_transactions` fails at once instead of retrying COORDINATOR_NOT_AVAILABLE for
-        // max.block.ms (librdkafka and the Java client both give up on this one).
-        KEY_TYPE_TRANSACTION => answer
-            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
-            .with_error_message(Some(StrBytes::from_static_str(
-                "transactions are not supported by this broker yet",
-            ))),
+        KEY_TYPE_TRANSACTION => {
+            let leader = TxnCoordinator::coordinator_of(shard, &key).map(|(_, leader)| leader);
+            located(shard, answer, leader, listener, |answer| {
+                // Kafka makes `__transaction_state` on the first lookup; clients retry
+                // COORDINATOR_NOT_AVAILABLE meanwhile.
+                shard.txns.ensure_topic(shard);
+                answer.with_error_code(not_available)
+            })
+        }
         _ => answer.with_error_code(ResponseError::InvalidRequest.code()),
     }
+}
+
+/// The answer naming `leader`'s endpoint on `listener`; `otherwise(answer)` if there is no
+/// leader or it has no such endpoint.
+fn located(
+    shard: &Shard,
+    answer: Coordinator,
+    leader: Option<crate::partition::BrokerId>,
+    listener: &str,
+    otherwise: impl FnOnce(Coordinator) -> Coordinator,
+) -> Coordinator {
+    let image = shard.image();
+    let Some((id, (host, port))) = leader
+        .and_then(|leader| image.broker(leader))
+        .and_then(|broker| Some((broker.id, broker.endpoint(listener)?)))
+    else {
+        return otherwise(answer);
+    };
+    answer
+        .with_node_id(BrokerId(id.0))
+        .with_host(StrBytes::from_string(host.to_string()))
+        .with_port(i32::from(port))
 }

@@ -16,6 +16,8 @@ use crate::shard::Shard;
 use std::time::{Duration, Instant};
 
 pub mod acls;
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod client_quotas;
@@ -33,6 +35,7 @@ pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod errors;
 pub mod fetch;
 pub mod find_coordinator;
@@ -55,6 +58,7 @@ pub mod sasl;
 pub mod scram_credentials;
 pub mod sync_group;
 pub mod telemetry;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 /// A response frame, size prefix included: whole, or encoded bytes with the log's records
@@ -156,6 +160,10 @@ pub const APIS: &[ApiSpec] = &[
     client_quotas::DESCRIBE_SPEC,
     client_quotas::ALTER_SPEC,
     write_txn_markers::SPEC,
+    add_partitions_to_txn::SPEC,
+    add_offsets_to_txn::SPEC,
+    end_txn::SPEC,
+    txn_offset_commit::SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -444,6 +452,18 @@ async fn respond(
         RequestKind::WriteTxnMarkers(body) => {
             ResponseKind::WriteTxnMarkers(write_txn_markers::handle(shard, context, body).await)
         }
+        RequestKind::AddPartitionsToTxn(body) => ResponseKind::AddPartitionsToTxn(
+            add_partitions_to_txn::handle(shard, context, body).await,
+        ),
+        RequestKind::AddOffsetsToTxn(body) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(shard, context, body).await)
+        }
+        RequestKind::EndTxn(body) => {
+            ResponseKind::EndTxn(end_txn::handle(shard, context, body).await)
+        }
+        RequestKind::TxnOffsetCommit(body) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(shard, context, body).await)
+        }
         RequestKind::DeleteRecords(body) => {
             ResponseKind::DeleteRecords(delete_records::handle(shard, context, body).await)
         }
@@ -628,6 +648,10 @@ fn set_throttle(response: &mut ResponseKind, throttle_time_ms: i32) -> bool {
         DeleteAcls,
         DescribeClientQuotas,
         AlterClientQuotas,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
     )
 }
 

@@ -56,6 +56,7 @@ pub fn handle(
                         committed = Vec::new();
                     }
                 }
+                let unstable = unstable_check(shard, &group.group_id, request.require_stable);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(group.group_id.clone())
                     .with_error_code(error_code)
@@ -65,7 +66,7 @@ pub fn handle(
                             .enumerate()
                             .map(|(index, (topic, partitions))| {
                                 let error_code = topic_error(&refused, index, 0);
-                                topic_v8(topic, partitions, error_code)
+                                topic_v8(topic, partitions, error_code, &unstable)
                             })
                             .collect(),
                     )
@@ -81,6 +82,7 @@ pub fn handle(
     });
     let (error_code, committed, refused) =
         lookup(shard, context, &request.group_id, topics.as_deref());
+    let unstable = unstable_check(shard, &request.group_id, request.require_stable);
     OffsetFetchResponse::default()
         .with_error_code(if context.version >= 2 { error_code } else { 0 })
         .with_topics(
@@ -88,7 +90,8 @@ pub fn handle(
                 .into_iter()
                 .enumerate()
                 .map(|(index, (topic, partitions))| {
-                    topic_v1(topic, partitions, topic_error(&refused, index, error_code))
+                    let error_code = topic_error(&refused, index, error_code);
+                    topic_v1(topic, partitions, error_code, &unstable)
                 })
                 .collect(),
         )
@@ -169,15 +172,55 @@ fn topic_error(refused: &[bool], index: usize, otherwise: i16) -> i16 {
     }
 }
 
+/// With `require_stable` (v7+, KIP-447: a read_committed consumer), whether a partition's
+/// offset is held by an open transaction of the group (a TxnOffsetCommit whose marker has not
+/// arrived): it answers UNSTABLE_OFFSET_COMMIT, which the client retries, rather than an
+/// offset the transaction is about to replace.
+fn unstable_check<'a>(
+    shard: &'a Shard,
+    group_id: &'a str,
+    require_stable: bool,
+) -> impl Fn(&str, i32) -> bool + 'a {
+    move |topic, partition| {
+        require_stable
+            && shard
+                .groups
+                .has_pending_txn_offset(group_id, topic, partition)
+    }
+}
+
+/// A partition's offset and code, UNSTABLE_OFFSET_COMMIT (and no offset) where `unstable`.
+fn partition_answer(
+    topic: &str,
+    partition: i32,
+    value: Option<OffsetValue>,
+    error_code: i16,
+    unstable: &impl Fn(&str, i32) -> bool,
+) -> (i64, i32, StrBytes, i16) {
+    if error_code == 0 && unstable(topic, partition) {
+        let (offset, epoch, metadata) = unpack(None);
+        return (
+            offset,
+            epoch,
+            metadata,
+            ResponseError::UnstableOffsetCommit.code(),
+        );
+    }
+    let (offset, epoch, metadata) = unpack(value);
+    (offset, epoch, metadata, error_code)
+}
+
 fn topic_v1(
     topic: String,
     partitions: Vec<(i32, Option<OffsetValue>)>,
     error_code: i16,
+    unstable: &impl Fn(&str, i32) -> bool,
 ) -> OffsetFetchResponseTopic {
     let partitions = partitions
         .into_iter()
         .map(|(partition, value)| {
-            let (offset, epoch, metadata) = unpack(value);
+            let (offset, epoch, metadata, error_code) =
+                partition_answer(&topic, partition, value, error_code, unstable);
             OffsetFetchResponsePartition::default()
                 .with_partition_index(partition)
                 .with_committed_offset(offset)
@@ -195,11 +238,13 @@ fn topic_v8(
     topic: String,
     partitions: Vec<(i32, Option<OffsetValue>)>,
     error_code: i16,
+    unstable: &impl Fn(&str, i32) -> bool,
 ) -> OffsetFetchResponseTopics {
     let partitions = partitions
         .into_iter()
         .map(|(partition, value)| {
-            let (offset, epoch, metadata) = unpack(value);
+            let (offset, epoch, metadata, error_code) =
+                partition_answer(&topic, partition, value, error_code, unstable);
             OffsetFetchResponsePartitions::default()
                 .with_partition_index(partition)
                 .with_committed_offset(offset)

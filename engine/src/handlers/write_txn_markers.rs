@@ -10,8 +10,8 @@
 //! An inter-broker API: only a principal allowed CLUSTER_ACTION on the cluster may call it
 //! (Kafka's check); others get CLUSTER_AUTHORIZATION_FAILED for every partition.
 //!
-//! Not yet: materialising the offsets of a committed TxnOffsetCommit when the marker lands on
-//! a `__consumer_offsets` partition (the group coordinator's side of transactions).
+//! A marker on a `__consumer_offsets` partition also ends the producer's TxnOffsetCommits
+//! held by the group coordinator there: a commit makes them the groups' committed offsets.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -38,10 +38,6 @@ const ANY_LEADER_EPOCH: i32 = -1;
 /// How long a marker may wait for its in-sync replicas (Kafka uses the request timeout).
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A marker appended (or refused with a code), by its place in the answer: (marker, topic,
-/// partition).
-type Pending = (usize, usize, usize, Result<(Rc<Partition>, Appended), i16>);
-
 /// Appends every marker, then answers each partition once its marker is acknowledged.
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -49,65 +45,112 @@ pub async fn handle(
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let allowed = Access::new(shard, context).cluster(AclOperation::ClusterAction);
-    let deadline = Instant::now() + MARKER_TIMEOUT;
-    // All markers are appended first, then waited for together: one group commit for all.
-    let mut pending: Vec<Pending> = Vec::new();
     let mut markers = Vec::with_capacity(request.markers.len());
-    for (marker_index, marker) in request.markers.into_iter().enumerate() {
+    for marker in request.markers {
         let kind = TxnMarker {
             commit: marker.transaction_result,
             coordinator_epoch: marker.coordinator_epoch,
         };
-        let mut topics = Vec::with_capacity(marker.topics.len());
-        for (topic_index, topic) in marker.topics.into_iter().enumerate() {
-            let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
-            for (partition_index, &index) in topic.partition_indexes.iter().enumerate() {
-                partitions
-                    .push(WritableTxnMarkerPartitionResult::default().with_partition_index(index));
-                let result = if !allowed {
-                    Err(ResponseError::ClusterAuthorizationFailed.code())
-                } else {
-                    append(
-                        shard,
-                        &topic.name.0,
-                        index,
-                        marker.producer_id.0,
-                        marker.producer_epoch,
-                        kind,
-                    )
-                    .await
-                    .map_err(|error| log_refusal(&topic.name.0, index, &error, context))
-                };
-                pending.push((marker_index, topic_index, partition_index, result));
-            }
-            topics.push(
+        let partitions: Vec<(String, i32)> = marker
+            .topics
+            .iter()
+            .flat_map(|topic| {
+                let name = topic.name.0.to_string();
+                topic
+                    .partition_indexes
+                    .iter()
+                    .map(move |&index| (name.clone(), index))
+            })
+            .collect();
+        let mut codes = if allowed {
+            write_local(
+                shard,
+                marker.producer_id.0,
+                marker.producer_epoch,
+                kind,
+                &partitions,
+                context.version,
+            )
+            .await
+        } else {
+            vec![ResponseError::ClusterAuthorizationFailed.code(); partitions.len()]
+        }
+        .into_iter();
+        let topics = marker
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partition_indexes
+                    .iter()
+                    .map(|&index| {
+                        WritableTxnMarkerPartitionResult::default()
+                            .with_partition_index(index)
+                            .with_error_code(codes.next().unwrap_or_default())
+                    })
+                    .collect();
                 WritableTxnMarkerTopicResult::default()
                     .with_name(topic.name)
-                    .with_partitions(partitions),
-            );
-        }
+                    .with_partitions(partitions)
+            })
+            .collect();
         markers.push(
             WritableTxnMarkerResult::default()
                 .with_producer_id(marker.producer_id)
                 .with_topics(topics),
         );
     }
-    for (marker_index, topic_index, partition_index, result) in pending {
+    WriteTxnMarkersResponse::default().with_markers(markers)
+}
+
+/// Writes one producer's marker to each of `partitions` that this shard leads and answers
+/// each (in order) once it is on every in-sync replica: the handler's work, and what the
+/// transaction coordinator does for the partitions it leads itself. All are appended first,
+/// then waited for together (one group commit for all). A marker acknowledged on a
+/// `__consumer_offsets` partition completes the producer's transactional offset commits
+/// there (the group coordinator's side, as Kafka's `scheduleHandleTxnCompletion`).
+pub async fn write_local(
+    shard: &Rc<Shard>,
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: TxnMarker,
+    partitions: &[(String, i32)],
+    version: i16,
+) -> Vec<i16> {
+    let deadline = Instant::now() + MARKER_TIMEOUT;
+    let mut pending: Vec<Result<(Rc<Partition>, Appended), i16>> =
+        Vec::with_capacity(partitions.len());
+    for (topic, index) in partitions {
+        pending.push(
+            append(shard, topic, *index, producer_id, producer_epoch, marker)
+                .await
+                .map_err(|error| log_refusal(topic, *index, &error, version)),
+        );
+    }
+    let mut codes = Vec::with_capacity(partitions.len());
+    for ((topic, index), result) in partitions.iter().zip(pending) {
         let code = match result {
             Ok((partition, appended)) => {
                 match partition
                     .wait_acknowledged(&appended, Acks::All, deadline)
                     .await
                 {
-                    Ok(()) => spate_net::error_code::NONE,
-                    Err(error) => partition_error_code(&error, context.version),
+                    Ok(()) => {
+                        if topic == crate::groups::offsets_topic::TOPIC {
+                            shard
+                                .groups
+                                .complete_txn(*index, producer_id, marker.commit);
+                        }
+                        spate_net::error_code::NONE
+                    }
+                    Err(error) => partition_error_code(&error, version),
                 }
             }
             Err(code) => code,
         };
-        markers[marker_index].topics[topic_index].partitions[partition_index].error_code = code;
+        codes.push(code);
     }
-    WriteTxnMarkersResponse::default().with_markers(markers)
+    codes
 }
 
 /// Appends one marker on the partition's leader here.
@@ -127,12 +170,7 @@ async fn append(
     Ok((partition, appended))
 }
 
-fn log_refusal(
-    topic: &str,
-    partition: i32,
-    error: &PartitionError,
-    context: &RequestContext,
-) -> i16 {
+fn log_refusal(topic: &str, partition: i32, error: &PartitionError, version: i16) -> i16 {
     tracing::debug!(%topic, partition, %error, "transaction marker refused");
-    partition_error_code(error, context.version)
+    partition_error_code(error, version)
 }

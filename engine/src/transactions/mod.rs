@@ -1,26 +1,63 @@
-//! Transactions (issue 17): the transaction coordinator's state, on the internal topic
+//! Transactions (issue 17): the transaction coordinator, on the internal topic
 //! `__transaction_state`, as Kafka keeps it.
 //!
-//! Built so far, free of I/O:
+//! A tour:
 //! - [`state`]: one transactional id's state machine (Kafka's `TransactionMetadata` and the
-//!   decisions of its coordinator for transaction protocol v1): InitProducerId with a
-//!   transactional id (epoch bumps fence zombies; an open transaction of the previous
+//!   decisions of its coordinator for transaction protocol v1), free of I/O: InitProducerId
+//!   with a transactional id (epoch bumps fence zombies; an open transaction of the previous
 //!   producer is aborted first), AddPartitionsToTxn / AddOffsetsToTxn, EndTxn, and the abort
 //!   of a transaction past its timeout; property-tested against Kafka's promises.
 //! - [`state_log`]: the `__transaction_state` records in Kafka's key and value schemas, and
 //!   the partition a transactional id lives on.
+//! - [`coordinator::TxnCoordinator`]: one shard's coordinator, for the transactional ids of
+//!   the `__transaction_state` partitions the shard leads (loaded from them when it gains
+//!   one, like the group coordinator): every transition is written to the partition, on
+//!   every in-sync replica, before it is answered; a prepared commit or abort then has its
+//!   markers written ([`markers`]) and is completed; abandoned transactions are aborted when
+//!   their timeout passes.
+//! - [`markers`]: the markers of one transaction, written to every partition's leader (this
+//!   shard's directly, others' with WriteTxnMarkers over an inter-broker connection) and
+//!   retried until each is written or its topic is gone.
 //!
-//! Built beside it, outside this module: what transactions leave in a partition's log
-//! (`spate_storage::txn`: markers as control batches, the last stable offset, the aborted
-//! transaction index and `.txnindex` files), the broker side of WriteTxnMarkers
-//! (`handlers::write_txn_markers`), transactional produce (WRITE on the transactional id),
-//! and read_committed Fetch and ListOffsets.
+//! Built beside it: what transactions leave in a partition's log (`spate_storage::txn`:
+//! markers as control batches, the last stable offset, the aborted transaction index and
+//! `.txnindex` files), the broker side of WriteTxnMarkers (`handlers::write_txn_markers`),
+//! transactional produce (WRITE on the transactional id), read_committed Fetch and
+//! ListOffsets, and the group coordinator's side (TxnOffsetCommit's offsets held per
+//! producer until the marker reaches the group's `__consumer_offsets` partition).
 //!
-//! Still to come: the coordinator on the shards that lead `__transaction_state`'s partitions
-//! (like the group coordinator) with its loading, FindCoordinator for transactions,
-//! InitProducerId with a transactional id, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn
-//! (sending WriteTxnMarkers to each partition's leader), TxnOffsetCommit and the group
-//! coordinator's side of committed offsets, timeouts, and the inspection APIs.
+//! Still to come: transaction protocol v2 (KIP-890: Produce v12, EndTxn v5), the expiry of
+//! idle transactional ids, and the inspection APIs (DescribeTransactions, ListTransactions,
+//! DescribeProducers, `spate txn`).
 
+pub mod coordinator;
+pub mod markers;
 pub mod state;
 pub mod state_log;
+
+/// The transaction coordinator's settings (Kafka's `transaction.*` broker configs).
+#[derive(Clone, Debug)]
+pub struct TxnConfig {
+    /// transaction.state.log.num.partitions: partitions of `__transaction_state` when made.
+    pub state_partitions: i32,
+    /// transaction.state.log.replication.factor (`None`: as `__consumer_offsets`).
+    pub state_replication_factor: Option<usize>,
+    /// transaction.state.log.min.isr, at most the replication factor.
+    pub state_min_isr: usize,
+    /// transaction.max.timeout.ms.
+    pub max_timeout_ms: i32,
+    /// transaction.abort.timed.out.transaction.cleanup.interval.ms.
+    pub abort_interval: std::time::Duration,
+}
+
+impl Default for TxnConfig {
+    fn default() -> TxnConfig {
+        TxnConfig {
+            state_partitions: state_log::DEFAULT_PARTITIONS,
+            state_replication_factor: None,
+            state_min_isr: 2,
+            max_timeout_ms: 900_000,
+            abort_interval: std::time::Duration::from_secs(10),
+        }
+    }
+}
