@@ -1,4 +1,4 @@
-"""Transactions with a real client (confluent-kafka, librdkafka): a transactional producer's
+"""Transactions with real clients (confluent-kafka, librdkafka; kafkajs): a transactional producer's
 commits and aborts, the fencing of a zombie by a second producer with the same
 transactional.id, `send_offsets_to_transaction` in a consume-transform-produce application,
 an abandoned transaction aborted by its timeout, and the same application surviving kill -9
@@ -18,6 +18,9 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcept
 from confluent_helpers import MESSAGE_TIMEOUT_MS, create_topic, produce
 from conftest import make_broker
 from records import make_records
+from test_kafkajs import NODE, NODE_DIR, run_script
+
+KAFKAJS = NODE is not None and (NODE_DIR / "node_modules" / "kafkajs").is_dir()
 
 PARTITIONS = 3
 TXN_TIMEOUT_S = 30
@@ -276,6 +279,26 @@ def test_an_exactly_once_pipeline_survives_kill9_with_a_transaction_open(broker,
     everything = read_all(broker.bootstrap, sink, "read_uncommitted", len(records) + 1,
                           timeout_s=30)
     assert len(everything) > len(records), "the transaction open at the kill wrote nothing"
+
+
+@pytest.mark.skipif(not KAFKAJS, reason="node or ci/node/node_modules missing (ci/test.sh runs npm ci)")
+def test_kafkajs_transactions_commit_abort_and_fence(broker, unique_topic):
+    topic = unique_topic()
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    count = 50
+    result = run_script("transactions.js", {"brokers": [broker.bootstrap], "topic": topic,
+                                            "transactionalId": f"{topic}-kafkajs", "count": count})
+    # Its next produce is refused for its old epoch, as Kafka refuses it.
+    assert result["zombieError"] in ("INVALID_PRODUCER_EPOCH", "PRODUCER_FENCED"), \
+        f"the zombie was not fenced: {result['zombieError']}"
+    committed = read_all(broker.bootstrap, topic, "read_committed", 2 * count)
+    expected = [f"kafkajs-committed-{i}" for i in range(count)] + \
+        [f"kafkajs-successor-{i}" for i in range(count)]
+    assert sorted(values(committed)) == sorted(expected)
+    # Aborted and fenced records are in the log, for read_uncommitted only.
+    uncommitted = values(read_all(broker.bootstrap, topic, "read_uncommitted", 4 * count))
+    assert sum(v.startswith("kafkajs-aborted-") for v in uncommitted) == count
+    assert sum(v.startswith("kafkajs-zombie-") for v in uncommitted) >= count
 
 
 class ApplicationCrash(Exception):
