@@ -34,6 +34,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod errors;
@@ -47,6 +48,7 @@ pub mod leader_hints;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -164,6 +166,8 @@ pub const APIS: &[ApiSpec] = &[
     add_offsets_to_txn::SPEC,
     end_txn::SPEC,
     txn_offset_commit::SPEC,
+    describe_transactions::SPEC,
+    list_transactions::SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -461,6 +465,12 @@ async fn respond(
         RequestKind::EndTxn(body) => {
             ResponseKind::EndTxn(end_txn::handle(shard, context, body).await)
         }
+        RequestKind::DescribeTransactions(body) => {
+            ResponseKind::DescribeTransactions(describe_transactions::handle(shard, context, body))
+        }
+        RequestKind::ListTransactions(body) => {
+            ResponseKind::ListTransactions(list_transactions::handle(shard, context, body))
+        }
         RequestKind::TxnOffsetCommit(body) => {
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(shard, context, body).await)
         }
@@ -652,6 +662,8 @@ fn set_throttle(response: &mut ResponseKind, throttle_time_ms: i32) -> bool {
         AddOffsetsToTxn,
         EndTxn,
         TxnOffsetCommit,
+        DescribeTransactions,
+        ListTransactions,
     )
 }
 

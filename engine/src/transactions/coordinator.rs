@@ -461,6 +461,32 @@ impl TxnCoordinator {
             .map(|entry| entry.current.clone())
     }
 
+    /// DescribeTransactions: an id's metadata as last written, or the code to answer
+    /// (TRANSACTIONAL_ID_NOT_FOUND for an id this coordinator does not know).
+    pub fn describe(&self, shard: &Shard, transactional_id: &str) -> Result<TxnMetadata, i16> {
+        self.locate(shard, transactional_id)?;
+        self.metadata(transactional_id)
+            .ok_or(ResponseError::TransactionalIdNotFound.code())
+    }
+
+    /// ListTransactions: every id this shard coordinates that `keep` accepts, or
+    /// COORDINATOR_LOAD_IN_PROGRESS while some partition is not loaded (Kafka's answer).
+    pub fn list(&self, keep: impl Fn(&TxnMetadata) -> bool) -> Result<Vec<TxnMetadata>, i16> {
+        if self.has_unloaded() {
+            return Err(ResponseError::CoordinatorLoadInProgress.code());
+        }
+        let mut listed: Vec<TxnMetadata> = self
+            .entries
+            .borrow()
+            .values()
+            .map(|entry| &entry.current)
+            .filter(|metadata| keep(metadata))
+            .cloned()
+            .collect();
+        listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        Ok(listed)
+    }
+
     /// Whether some partition this shard leads is not loaded yet.
     pub fn has_unloaded(&self) -> bool {
         !self.unloaded.borrow().is_empty()

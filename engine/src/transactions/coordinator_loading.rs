@@ -7,6 +7,7 @@
 //! its markers written again, as Kafka's coordinator does after loading; an ongoing one is
 //! left to its producer or its timeout.
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use kafka_protocol::records::RecordBatchDecoder;
@@ -51,8 +52,20 @@ impl TxnCoordinator {
         if self.loading.replace(true) {
             return;
         }
-        let waiting: Vec<i32> = self.unloaded.borrow().iter().copied().collect();
-        for partition in waiting {
+        // Partitions gained while this load runs are loaded by it too (one that fails is
+        // tried once here, then again by the maintenance tick).
+        let mut tried = BTreeSet::new();
+        loop {
+            let Some(partition) = self
+                .unloaded
+                .borrow()
+                .iter()
+                .copied()
+                .find(|partition| !tried.contains(partition))
+            else {
+                break;
+            };
+            tried.insert(partition);
             // An `Err` stays unloaded: the maintenance tick tries again.
             if let Ok(loaded) = self.load_partition(shard, partition).await {
                 // Applied only if the partition is still this shard's and still waiting (it

@@ -26,9 +26,11 @@
 //! ListOffsets, and the group coordinator's side (TxnOffsetCommit's offsets held per
 //! producer until the marker reaches the group's `__consumer_offsets` partition).
 //!
+//! Inspection (KIP-664): DescribeTransactions and ListTransactions answer from the
+//! coordinator's ids (`handlers::describe_transactions`, `handlers::list_transactions`).
+//!
 //! Still to come: transaction protocol v2 (KIP-890: Produce v12, EndTxn v5), the expiry of
-//! idle transactional ids, and the inspection APIs (DescribeTransactions, ListTransactions,
-//! DescribeProducers, `spate txn`).
+//! idle transactional ids, DescribeProducers and `spate txn`.
 
 pub mod coordinator;
 pub mod markers;

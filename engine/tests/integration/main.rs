@@ -35,4 +35,5 @@ mod produce_stream;
 mod shard_replication;
 mod stats;
 mod transactions;
+mod txn_coordinator;
 mod zero_copy;
