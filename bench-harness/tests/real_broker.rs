@@ -28,7 +28,7 @@ fn start_broker() -> Option<Broker> {
 }
 
 /// A broker with the flags `flags(address, data_dir)` gives (its listener on `address`).
-fn start_broker_with(flags: impl FnOnce(&str, &Path) -> Vec<String>) -> Option<Broker> {
+fn start_broker_with(flags: impl Fn(&str, &Path) -> Vec<String>) -> Option<Broker> {
     let binary = spate_binary()?;
     // A real disk, not tmpfs: the broker writes with O_DIRECT.
     let data_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
@@ -36,36 +36,51 @@ fn start_broker_with(flags: impl FnOnce(&str, &Path) -> Vec<String>) -> Option<B
         std::process::id(),
         NEXT_BROKER.fetch_add(1, Ordering::Relaxed)
     ));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .ok()?
-        .local_addr()
-        .ok()?
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let flags = flags(&address, &data_dir);
-    let child = Command::new(binary)
-        .args(["serve", "--data-dir"])
-        .arg(&data_dir)
-        .args(["--smp", "1"])
-        .args(flags)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let broker = Broker {
-        child,
-        address,
-        data_dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&broker.address).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the broker did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    // A free port is only free when asked: a client's ephemeral port can take it before the
+    // broker binds it (the broker then exits, and a probe of the port can even connect to
+    // itself). So the probe must reach another socket while the broker runs, and a broker
+    // that exited is started again on another port.
+    for _attempt in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let chosen_flags = flags(&address, &data_dir);
+        let child = Command::new(&binary)
+            .args(["serve", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--smp", "1"])
+            .args(&chosen_flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut broker = Broker {
+            child,
+            address,
+            data_dir: data_dir.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if broker.child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            let listening = TcpStream::connect(&broker.address)
+                .is_ok_and(|probe| probe.local_addr().ok() != probe.peer_addr().ok());
+            if listening {
+                return Some(broker);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("the broker exited at start (its port was taken?): trying another port");
     }
-    Some(broker)
+    panic!("the broker exited at start five times")
 }
 
 static NEXT_BROKER: AtomicUsize = AtomicUsize::new(0);
