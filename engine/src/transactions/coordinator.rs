@@ -310,11 +310,14 @@ impl TxnCoordinator {
             };
             tracing::info!(transactional_id = %id, producer_id = aborting.producer_id,
                 "aborting a transaction past its timeout");
+            // Marked pending now, in the step that decided it: a request arriving before the
+            // write task runs must not start a transition of its own.
+            self.begin_transition(&id, &aborting);
             let shard = shard.clone();
             glommio::spawn_local(async move {
                 if shard
                     .txns
-                    .transit(&shard, &id, partition, aborting)
+                    .write_transition(&shard, &id, partition, aborting)
                     .await
                     .is_ok()
                 {
@@ -335,6 +338,14 @@ impl TxnCoordinator {
         partition: i32,
         next: TxnMetadata,
     ) -> Result<TxnMetadata, i16> {
+        self.begin_transition(transactional_id, &next);
+        self.write_transition(shard, transactional_id, partition, next)
+            .await
+    }
+
+    /// Marks `next` pending: from here until [`Self::write_transition`] ends, other requests
+    /// for the id get CONCURRENT_TRANSACTIONS. Called in the same step as the decision.
+    fn begin_transition(&self, transactional_id: &str, next: &TxnMetadata) {
         self.entries
             .borrow_mut()
             .entry(transactional_id.to_string())
@@ -347,6 +358,16 @@ impl TxnCoordinator {
                 ))
             })
             .begin(next.clone());
+    }
+
+    /// Writes the pending `next` and applies it, or drops it if the write failed.
+    async fn write_transition(
+        &self,
+        shard: &Rc<Shard>,
+        transactional_id: &str,
+        partition: i32,
+        next: TxnMetadata,
+    ) -> Result<TxnMetadata, i16> {
         let (key, value) = state_log::record(&next);
         let written =
             crate::groups::coordinator::append_internal(shard, state_log::TOPIC, partition, |_| {
