@@ -5,137 +5,12 @@
 //! winning; anything still `None` falls back to the file, then to the default.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::cluster::config::resolve_cluster;
 pub use crate::cluster::config::{ClusterConfig, QuorumVoter};
-use serde::Deserialize;
-
-/// Broker settings as a file may give them. Every field is optional; see [`BrokerConfig`]
-/// for meanings and defaults.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    data_dir: Option<PathBuf>,
-    smp: Option<usize>,
-    node_id: Option<i32>,
-    default_partitions: Option<i32>,
-    auto_create_topics: Option<bool>,
-    socket_request_max_bytes: Option<usize>,
-    tail_cache_bytes: Option<usize>,
-    segment_bytes: Option<u64>,
-    max_message_bytes: Option<u32>,
-    io_properties: Option<PathBuf>,
-    group_initial_rebalance_delay_ms: Option<u64>,
-    group_min_session_timeout_ms: Option<i32>,
-    group_consumer_session_timeout_ms: Option<u64>,
-    group_consumer_heartbeat_interval_ms: Option<i32>,
-    group_consumer_max_size: Option<usize>,
-    group_max_session_timeout_ms: Option<i32>,
-    offsets_topic_partitions: Option<i32>,
-    offsets_topic_replication_factor: Option<i16>,
-    offsets_retention_minutes: Option<i64>,
-    transaction_state_log_num_partitions: Option<i32>,
-    transaction_state_log_replication_factor: Option<i16>,
-    transaction_state_log_min_isr: Option<i16>,
-    transaction_max_timeout_ms: Option<i32>,
-    transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
-    log_cleaner_enable: Option<bool>,
-    log_cleaner_backoff_ms: Option<u64>,
-    log_cleaner_io_max_bytes_per_second: Option<u64>,
-    log_cleaner_dedupe_buffer_size: Option<usize>,
-    stats_listen: Option<SocketAddr>,
-    metrics_topic_labels: Option<bool>,
-    metrics_consumer_lag_interval_ms: Option<u64>,
-    max_partitions_per_request: Option<u32>,
-    max_broker_partitions: Option<u64>,
-    auto_create_topics_max_per_request: Option<usize>,
-    fetch_max_bytes: Option<usize>,
-    max_connections: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-    queued_max_request_bytes: Option<usize>,
-    quota_window_num: Option<u32>,
-    quota_window_size_seconds: Option<u64>,
-    request_receive_timeout_ms: Option<u64>,
-    producer_id_expiration_ms: Option<i64>,
-    replica_lag_time_max_ms: Option<u64>,
-    replica_high_watermark_checkpoint_interval_ms: Option<u64>,
-    replica_fetch_max_bytes: Option<usize>,
-    replica_fetch_response_max_bytes: Option<usize>,
-    auto_leader_rebalance_enable: Option<bool>,
-    leader_imbalance_check_interval_seconds: Option<u64>,
-    replica_selector: Option<String>,
-    open_segments_max: Option<usize>,
-    controller_listen: Option<SocketAddr>,
-    controller_quorum_voters: Option<String>,
-    controller_security_protocol: Option<String>,
-    controller_quorum_election_timeout_ms: Option<u64>,
-    broker_rack: Option<String>,
-    broker_heartbeat_interval_ms: Option<u64>,
-    broker_session_timeout_ms: Option<u64>,
-    // Listener and security settings (`security::settings::SecurityArgs`).
-    listen: Option<SocketAddr>,
-    advertised_host: Option<String>,
-    listeners: Option<String>,
-    advertised_listeners: Option<String>,
-    sasl_mechanisms: Option<String>,
-    connections_max_reauth_ms: Option<u64>,
-    authorizer: Option<String>,
-    super_users: Option<String>,
-    allow_everyone_if_no_acl_found: Option<bool>,
-    ssl_cert: Option<PathBuf>,
-    ssl_key: Option<PathBuf>,
-    ssl_ca: Option<PathBuf>,
-    ssl_client_auth: Option<String>,
-    ssl_principal_mapping_rules: Option<String>,
-    inter_broker_listener_name: Option<String>,
-    inter_broker_sasl_mechanism: Option<String>,
-    inter_broker_user: Option<String>,
-    inter_broker_password: Option<String>,
-}
-
-impl ConfigFile {
-    /// The cluster settings, as flags would give them.
-    fn cluster(&mut self) -> crate::cluster::config::ClusterArgs {
-        crate::cluster::config::ClusterArgs {
-            controller_listen: self.controller_listen.take(),
-            controller_quorum_voters: self.controller_quorum_voters.take(),
-            controller_security_protocol: self.controller_security_protocol.take(),
-            controller_quorum_election_timeout_ms: self
-                .controller_quorum_election_timeout_ms
-                .take(),
-            broker_heartbeat_interval_ms: self.broker_heartbeat_interval_ms.take(),
-            broker_session_timeout_ms: self.broker_session_timeout_ms.take(),
-        }
-    }
-
-    /// The listener and security settings, as flags would give them.
-    fn security(&mut self) -> crate::security::settings::SecurityArgs {
-        crate::security::settings::SecurityArgs {
-            listen: self.listen.take(),
-            advertised_host: self.advertised_host.take(),
-            listeners: self.listeners.take(),
-            advertised_listeners: self.advertised_listeners.take(),
-            sasl_mechanisms: self.sasl_mechanisms.take(),
-            connections_max_reauth_ms: self.connections_max_reauth_ms.take(),
-            authorizer: self.authorizer.take(),
-            super_users: self.super_users.take(),
-            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found.take(),
-            ssl_cert: self.ssl_cert.take(),
-            ssl_key: self.ssl_key.take(),
-            ssl_ca: self.ssl_ca.take(),
-            ssl_client_auth: self.ssl_client_auth.take(),
-            ssl_principal_mapping_rules: self.ssl_principal_mapping_rules.take(),
-            inter_broker_listener_name: self.inter_broker_listener_name.take(),
-            inter_broker_sasl_mechanism: self.inter_broker_sasl_mechanism.take(),
-            inter_broker_user: self.inter_broker_user.take(),
-            inter_broker_password: self.inter_broker_password.take(),
-        }
-    }
-}
 
 /// `spate serve` flags. Each can also be set by the environment variable named in `--help`
 /// or by the same key (with underscores) in the `--config` TOML file.
@@ -844,11 +719,10 @@ impl BrokerConfig {
     }
 }
 
-fn read_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
-}
+#[path = "config_file.rs"]
+mod file;
+use file::read_config_file;
+pub use file::ConfigFile;
 
 #[cfg(test)]
 #[path = "config_tests.rs"]
