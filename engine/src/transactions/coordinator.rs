@@ -474,7 +474,7 @@ impl TxnCoordinator {
         }
     }
 
-    /// The ids this shard coordinates (tests, inspection).
+    /// A transactional id's metadata as last written, if this shard knows the id.
     pub fn metadata(&self, transactional_id: &str) -> Option<TxnMetadata> {
         self.entries
             .borrow()
