@@ -48,6 +48,9 @@ enum Command {
     Acl(cli::acl::AclArgs),
     /// Set, list and remove the byte-rate and request quotas of users and client ids.
     Quota(cli::quota::QuotaArgs),
+    /// List and describe transactions, show partitions' producers, find and abort hanging
+    /// transactions.
+    Txn(cli::txn::TxnArgs),
 }
 
 /// The log filter without `SPATE_LOG`. openraft's heartbeat worker warns about every failed
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::User(args) => cli::user::run(args),
         Command::Acl(args) => cli::acl::run(args),
         Command::Quota(args) => cli::quota::run(args),
+        Command::Txn(args) => cli::txn::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -146,6 +146,25 @@ pub fn marker_batch(
     bytes
 }
 
+/// What a partition remembers of one producer (see [`crate::PartitionLog::active_producers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveProducer {
+    /// The producer id.
+    pub producer_id: i64,
+    /// Its epoch as this partition last saw it.
+    pub epoch: i16,
+    /// The last sequence of its last batch here; -1 when only markers were written for it.
+    pub last_sequence: i32,
+    /// When its last batch was appended (ms since the epoch; Kafka reports the batch's
+    /// largest timestamp, which for clients' CreateTime is about the same).
+    pub last_append_ms: i64,
+    /// The epoch of the transaction coordinator that wrote its last marker (-1: none).
+    pub coordinator_epoch: i32,
+    /// The first offset of its open transaction here: a transaction that stays open long
+    /// is a hanging one, which `spate txn abort` ends.
+    pub current_txn_first_offset: Option<Offset>,
+}
+
 /// One aborted transaction of this partition (Kafka's `AbortedTxn`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AbortedTxn {
@@ -402,6 +421,26 @@ impl crate::PartitionLog {
             .borrow()
             .producers
             .next_sequence(producer_id, epoch)
+    }
+
+    /// Every producer the partition remembers (DescribeProducers, KIP-664), by producer id.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        let state = self.shared.state.borrow();
+        let mut producers: Vec<ActiveProducer> = state
+            .producers
+            .producers
+            .iter()
+            .map(|(&producer_id, entry)| ActiveProducer {
+                producer_id,
+                epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |batch| batch.last_sequence),
+                last_append_ms: entry.last_append_ms,
+                coordinator_epoch: entry.coordinator_epoch,
+                current_txn_first_offset: entry.current_txn_first_offset,
+            })
+            .collect();
+        producers.sort_by_key(|producer| producer.producer_id);
+        producers
     }
 
     /// Number of aborted transactions the log remembers (metrics, tests).

@@ -361,13 +361,34 @@ impl Cluster {
     /// The id and address of `group`'s coordinator (FindCoordinator), retrying while the
     /// coordinator is still loading.
     pub fn find_coordinator(&mut self, group: &str) -> anyhow::Result<(i32, String)> {
-        let version = self.bootstrap.version(ApiKey::FindCoordinator, 0..=6)?;
+        self.find_coordinator_of(group, KeyType::Group)
+    }
+
+    /// The id and address of the coordinator of a group or transactional id.
+    pub fn find_coordinator_of(
+        &mut self,
+        key: &str,
+        key_type: KeyType,
+    ) -> anyhow::Result<(i32, String)> {
+        let lowest = match key_type {
+            KeyType::Group => 0,
+            // Key types came with v1.
+            KeyType::Transaction => 1,
+        };
+        let version = self
+            .bootstrap
+            .version(ApiKey::FindCoordinator, lowest..=6)?;
+        let what = match key_type {
+            KeyType::Group => "group",
+            KeyType::Transaction => "transactional id",
+        };
         for attempt in 0.. {
             let request = if version >= 4 {
-                FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(group)])
+                FindCoordinatorRequest::default().with_coordinator_keys(vec![str_bytes(key)])
             } else {
-                FindCoordinatorRequest::default().with_key(str_bytes(group))
-            };
+                FindCoordinatorRequest::default().with_key(str_bytes(key))
+            }
+            .with_key_type(key_type as i8);
             let response = self.bootstrap.send(version, &request)?;
             let (code, message, node_id, host, port) = match response.coordinators.first() {
                 Some(found) if version >= 4 => (
@@ -395,7 +416,7 @@ impl Cluster {
                 continue;
             }
             super::check_error(code, message.as_deref(), || {
-                format!("cannot find the coordinator of group {group}")
+                format!("cannot find the coordinator of {what} {key}")
             })?;
             return Ok((node_id, format!("{host}:{port}")));
         }
@@ -404,7 +425,16 @@ impl Cluster {
 
     /// The connection to `group`'s coordinator.
     pub fn coordinator(&mut self, group: &str) -> anyhow::Result<&mut BrokerConnection> {
-        let (node_id, address) = self.find_coordinator(group)?;
+        self.coordinator_of(group, KeyType::Group)
+    }
+
+    /// The connection to the coordinator of a group or transactional id.
+    pub fn coordinator_of(
+        &mut self,
+        key: &str,
+        key_type: KeyType,
+    ) -> anyhow::Result<&mut BrokerConnection> {
+        let (node_id, address) = self.find_coordinator_of(key, key_type)?;
         self.brokers.entry(node_id).or_insert(address);
         self.broker(node_id)
     }
@@ -436,6 +466,15 @@ fn layout_of(
         internal: topic.is_internal,
         partitions,
     }
+}
+
+/// FindCoordinator's key types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// A consumer group.
+    Group = 0,
+    /// A transactional id.
+    Transaction = 1,
 }
 
 /// A `TopicName` from a `&str`.

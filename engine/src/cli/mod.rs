@@ -1,4 +1,5 @@
-//! The operator commands of the `spate` binary: `topic`, `group`, `produce` and `consume`.
+//! The operator commands of the `spate` binary: `topic`, `group`, `produce`, `consume`,
+//! `cluster`, `user`, `acl`, `quota` and `txn`.
 //!
 //! They speak the Kafka protocol to any Kafka-compatible broker, not only to Spate, so they
 //! negotiate every API version with ApiVersions and route each request the way a Kafka
@@ -20,6 +21,9 @@
 //!   broker's ACL types (`spate_engine::security::acl`).
 //! - [`quota`] is `spate quota set|list|remove` (AlterClientQuotas, DescribeClientQuotas):
 //!   byte-rate and request-percentage quotas of users and client ids.
+//! - [`txn`] is `spate txn list|describe|producers|find-hanging|abort` (KIP-664's
+//!   ListTransactions, DescribeTransactions, DescribeProducers; WriteTxnMarkers to abort a
+//!   hanging transaction).
 //! - [`cluster`] is `spate cluster info`, [`cluster_health`] `spate cluster health`,
 //!   [`cluster_elect`] `spate cluster elect-leaders`.
 //!
@@ -49,6 +53,7 @@ pub mod records;
 pub mod security;
 pub mod topic;
 pub mod topic_partitions;
+pub mod txn;
 pub mod user;
 
 use std::sync::atomic::{AtomicBool, Ordering};

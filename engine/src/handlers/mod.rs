@@ -32,6 +32,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
@@ -168,6 +169,7 @@ pub const APIS: &[ApiSpec] = &[
     txn_offset_commit::SPEC,
     describe_transactions::SPEC,
     list_transactions::SPEC,
+    describe_producers::SPEC,
 ];
 
 /// What a handler learns from the request header.
@@ -471,6 +473,9 @@ async fn respond(
         RequestKind::ListTransactions(body) => {
             ResponseKind::ListTransactions(list_transactions::handle(shard, context, body))
         }
+        RequestKind::DescribeProducers(body) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(shard, context, body).await)
+        }
         RequestKind::TxnOffsetCommit(body) => {
             ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(shard, context, body).await)
         }
@@ -664,6 +669,7 @@ fn set_throttle(response: &mut ResponseKind, throttle_time_ms: i32) -> bool {
         TxnOffsetCommit,
         DescribeTransactions,
         ListTransactions,
+        DescribeProducers,
     )
 }
 

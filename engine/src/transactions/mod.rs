@@ -27,7 +27,9 @@
 //! producer until the marker reaches the group's `__consumer_offsets` partition).
 //!
 //! Inspection (KIP-664): DescribeTransactions and ListTransactions answer from the
-//! coordinator's ids (`handlers::describe_transactions`, `handlers::list_transactions`).
+//! coordinator's ids (`handlers::describe_transactions`, `handlers::list_transactions`);
+//! DescribeProducers from a partition leader's producer state (`handlers::describe_producers`).
+//! `spate txn` (`cli::txn`) uses them, and finds and aborts hanging transactions.
 //!
 //! Still to come: transaction protocol v2 (KIP-890: Produce v12, EndTxn v5), the expiry of
 //! idle transactional ids, DescribeProducers and `spate txn`.

@@ -20,6 +20,7 @@ mod cli_acl;
 mod cli_admin;
 mod cli_quota;
 mod cli_records;
+mod cli_txn;
 mod cluster_quorum;
 mod cluster_replication;
 mod consumer_groups;
