@@ -3,7 +3,8 @@
 //! coordinator never heard of, so no marker will ever end them and read_committed readers
 //! stop at its first offset). `txn producers` shows both open, `txn find-hanging` names only
 //! the hanging one, `txn abort` ends it, and once the live one commits the last stable
-//! offset reaches the log end.
+//! offset reaches the log end. With the ACL authorizer, DescribeProducers needs READ on the
+//! topic and `txn abort` CLUSTER_ACTION.
 
 use std::time::{Duration, Instant};
 
@@ -263,4 +264,91 @@ fn a_hanging_transaction_is_found_and_aborted_and_a_live_one_is_left_alone() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(latest(&mut data, 0), 5);
+}
+
+/// With the ACL authorizer: DescribeProducers needs READ on the topic, and aborting (a
+/// WriteTxnMarkers, an inter-broker request) needs CLUSTER_ACTION on the cluster.
+#[test]
+fn txn_commands_are_authorized_as_kafka_authorizes_them() {
+    let broker = Broker::start_with_sasl_listener(&[
+        "--authorizer",
+        "acl",
+        "--super-users",
+        "User:ANONYMOUS",
+    ]);
+    broker.ok(&["topic", "create", TOPIC, "--partitions", "1"]);
+    for user in ["alice", "bob"] {
+        broker.ok(&["user", "add", user, "--password", "secret"]);
+    }
+    broker.ok(&[
+        "acl",
+        "add",
+        "--allow",
+        "User:alice",
+        "--operation",
+        "Read",
+        "--topic",
+        TOPIC,
+    ]);
+    let sasl = broker.sasl_bootstrap();
+    let as_user = |user: &'static str, args: &[&'static str]| {
+        let mut command: Vec<&str> = args.to_vec();
+        command.extend_from_slice(&[
+            "--brokers",
+            &sasl,
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            if user == "alice" {
+                "sasl.username=alice"
+            } else {
+                "sasl.username=bob"
+            },
+            "-X",
+            "sasl.password=secret",
+        ]);
+        broker.run(&command, "")
+    };
+    let producers = ["txn", "producers", "--topic", TOPIC, "--json"];
+    // Alice may read the topic once her credential and ACL have reached the shards.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let output = as_user("alice", &producers);
+        if output.status.success() {
+            assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "[]");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice never described the producers: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let abort = [
+        "txn",
+        "abort",
+        "--topic",
+        TOPIC,
+        "--partition",
+        "0",
+        "--producer-id",
+        "7",
+        "--producer-epoch",
+        "0",
+        "--coordinator-epoch",
+        "0",
+    ];
+    let refused = as_user("alice", &abort);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("CLUSTER_AUTHORIZATION_FAILED (31)"),
+        "{stderr}"
+    );
+    // Bob may not even see the topic.
+    let refused = as_user("bob", &producers);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(stderr.contains("AUTHORIZATION_FAILED"), "{stderr}");
 }
