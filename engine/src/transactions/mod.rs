@@ -38,6 +38,7 @@ pub mod coordinator;
 pub mod markers;
 pub mod state;
 pub mod state_log;
+pub mod state_v2;
 
 /// The transaction coordinator's settings (Kafka's `transaction.*` broker configs).
 #[derive(Clone, Debug)]

@@ -91,7 +91,11 @@ impl TxnState {
             Empty => matches!(from, Empty | CompleteCommit | CompleteAbort),
             Ongoing => matches!(from, Ongoing | Empty | CompleteCommit | CompleteAbort),
             PrepareCommit => from == Ongoing,
-            PrepareAbort => matches!(from, Ongoing | PrepareEpochFence),
+            // From Empty and Complete*: an abort of nothing, which protocol v2 allows.
+            PrepareAbort => matches!(
+                from,
+                Ongoing | PrepareEpochFence | Empty | CompleteCommit | CompleteAbort
+            ),
             CompleteCommit => from == PrepareCommit,
             CompleteAbort => from == PrepareAbort,
             Dead => matches!(from, Empty | CompleteCommit | CompleteAbort),
@@ -200,7 +204,8 @@ impl TxnMetadata {
         self.state == TxnState::Ongoing && self.start_ms + i64::from(self.timeout_ms) < now_ms
     }
 
-    fn to(&self, state: TxnState, now_ms: i64) -> TxnMetadata {
+    /// This metadata moved to `state` at `now_ms`, everything else kept.
+    pub(crate) fn to(&self, state: TxnState, now_ms: i64) -> TxnMetadata {
         debug_assert!(
             state.may_follow(self.state),
             "{:?} -> {state:?}",
@@ -214,7 +219,8 @@ impl TxnMetadata {
     }
 
     /// The metadata once the markers of a prepared commit or abort are written: complete,
-    /// with no partitions.
+    /// with no partitions. A protocol v2 prepare that exhausted the epoch took a new producer
+    /// id: the completion switches to it, at epoch 0 (Kafka's `prepareComplete`).
     pub fn completed(&self, now_ms: i64) -> TxnMetadata {
         let state = match self.state {
             TxnState::PrepareCommit => TxnState::CompleteCommit,
@@ -222,6 +228,14 @@ impl TxnMetadata {
         };
         let mut next = self.to(state, now_ms);
         next.partitions.clear();
+        if self.client_transaction_version >= super::state_v2::TRANSACTION_VERSION_2
+            && self.next_producer_id >= 0
+        {
+            next.previous_producer_id = self.producer_id;
+            next.producer_id = self.next_producer_id;
+            next.producer_epoch = 0;
+            next.next_producer_id = -1;
+        }
         next
     }
 }

@@ -21,6 +21,8 @@ pub const DEFAULT_PARTITIONS: i32 = 50;
 
 const KEY_VERSION: i16 = 0;
 const VALUE_VERSION: i16 = 0;
+/// Kafka 4's flexible value version (KIP-890).
+const FLEXIBLE_VALUE_VERSION: i16 = 1;
 
 /// The partition of `__transaction_state` that holds a transactional id: Kafka's
 /// `Utils.abs(transactionalId.hashCode()) % partitions`, as for groups.
@@ -28,30 +30,84 @@ pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
     crate::groups::offsets_topic::partition_for(transactional_id, partitions)
 }
 
-/// The record that stores `metadata` (key and value).
+/// The record that stores `metadata` (key and value). The value is Kafka's version 0 unless
+/// it carries what only version 1 (flexible, Kafka 4) holds: a protocol v2 client, or the
+/// previous or next producer id of a rotation, written as tagged fields (which Kafka 4.0
+/// leaves out: its coordinator that takes over forgets them).
 pub fn record(metadata: &TxnMetadata) -> (Bytes, Bytes) {
     let mut key = BytesMut::new();
     key.put_i16(KEY_VERSION);
     put_string(&mut key, &metadata.transactional_id);
+    let flexible = metadata.client_transaction_version != 0
+        || metadata.previous_producer_id >= 0
+        || metadata.next_producer_id >= 0;
     let mut value = BytesMut::new();
-    value.put_i16(VALUE_VERSION);
+    value.put_i16(if flexible {
+        FLEXIBLE_VALUE_VERSION
+    } else {
+        VALUE_VERSION
+    });
     value.put_i64(metadata.producer_id);
     value.put_i16(metadata.producer_epoch);
     value.put_i32(metadata.timeout_ms);
     value.put_i8(metadata.state.id());
     // Kafka writes the partitions grouped by topic, and none once a transaction is complete.
     let topics = metadata.partitions_by_topic();
-    value.put_i32(topics.len() as i32);
-    for (topic, partitions) in &topics {
-        put_string(&mut value, topic);
-        value.put_i32(partitions.len() as i32);
-        for partition in partitions {
-            value.put_i32(*partition);
+    if flexible {
+        put_varint(&mut value, topics.len() as u32 + 1);
+        for (topic, partitions) in &topics {
+            put_varint(&mut value, topic.len() as u32 + 1);
+            value.put_slice(topic.as_bytes());
+            put_varint(&mut value, partitions.len() as u32 + 1);
+            for partition in partitions {
+                value.put_i32(*partition);
+            }
+            value.put_u8(0); // the topic's tagged fields
+        }
+    } else {
+        value.put_i32(topics.len() as i32);
+        for (topic, partitions) in &topics {
+            put_string(&mut value, topic);
+            value.put_i32(partitions.len() as i32);
+            for partition in partitions {
+                value.put_i32(*partition);
+            }
         }
     }
     value.put_i64(metadata.last_update_ms);
     value.put_i64(metadata.start_ms);
+    if flexible {
+        // Tagged fields, each only when not its default: 0 PreviousProducerId, 1
+        // NextProducerId, 2 ClientTransactionVersion.
+        let mut tagged: Vec<(u32, Vec<u8>)> = Vec::new();
+        if metadata.previous_producer_id >= 0 {
+            tagged.push((0, metadata.previous_producer_id.to_be_bytes().to_vec()));
+        }
+        if metadata.next_producer_id >= 0 {
+            tagged.push((1, metadata.next_producer_id.to_be_bytes().to_vec()));
+        }
+        if metadata.client_transaction_version != 0 {
+            tagged.push((
+                2,
+                metadata.client_transaction_version.to_be_bytes().to_vec(),
+            ));
+        }
+        put_varint(&mut value, tagged.len() as u32);
+        for (tag, bytes) in tagged {
+            put_varint(&mut value, tag);
+            put_varint(&mut value, bytes.len() as u32);
+            value.put_slice(&bytes);
+        }
+    }
     (key.freeze(), value.freeze())
+}
+
+fn put_varint(bytes: &mut BytesMut, mut value: u32) {
+    while value >= 0x80 {
+        bytes.put_u8((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    bytes.put_u8(value as u8);
 }
 
 /// The tombstone of an expired transactional id.
@@ -266,6 +322,31 @@ mod tests {
         assert_eq!(read.client_transaction_version, 2);
         assert!(read.partitions.contains(&("orders".to_string(), 1)));
         assert_eq!((read.last_update_ms, read.start_ms), (9, 8));
+    }
+
+    #[test]
+    fn a_protocol_v2_value_is_written_as_version_1_and_reads_back() {
+        let mut metadata = ongoing();
+        metadata.client_transaction_version = 2;
+        metadata.previous_producer_id = 3999;
+        metadata.next_producer_id = 4001;
+        let (key, value) = record(&metadata);
+        assert_eq!(&value[..2], &[0, 1]);
+        let (_, read) = decode(&key, Some(&value)).unwrap();
+        let read = read.unwrap();
+        assert_eq!(read.partitions, metadata.partitions);
+        assert_eq!(
+            (
+                read.previous_producer_id,
+                read.next_producer_id,
+                read.client_transaction_version
+            ),
+            (3999, 4001, 2)
+        );
+        assert_eq!((read.start_ms, read.last_update_ms), (1_500, 1_600));
+        for cut in 0..value.len() {
+            assert!(decode(&key, Some(&value[..cut])).is_none(), "cut at {cut}");
+        }
     }
 
     #[test]
