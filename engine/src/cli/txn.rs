@@ -33,9 +33,13 @@ use serde_json::json;
 use super::broker::{str_bytes, topic_name, Cluster, KeyType};
 use super::output::{print_json, print_text, Table};
 use super::{check_error, error_name, ConnectionArgs};
+use spate_net::error_code::COORDINATOR_LOAD_IN_PROGRESS;
 
 /// Kafka's default `transaction.max.timeout.ms`, in minutes (`find-hanging`'s default).
 const DEFAULT_MAX_TRANSACTION_TIMEOUT_MIN: i64 = 15;
+/// How often and how long a coordinator still loading is asked again (20 × 250 ms).
+const LOADING_RETRIES: usize = 20;
+const LOADING_BACKOFF: std::time::Duration = std::time::Duration::from_millis(250);
 /// States in which a coordinator still owes a transaction its markers.
 const OPEN_STATES: [&str; 4] = [
     "Ongoing",
@@ -209,7 +213,16 @@ fn list_all(
         if let Some(duration) = duration_ms {
             request = request.with_duration_filter(duration);
         }
-        let response = connection.send(version, &request)?;
+        // A coordinator still loading its partitions answers COORDINATOR_LOAD_IN_PROGRESS
+        // for a moment (a broker just started, or `__transaction_state` just made).
+        let mut response = connection.send(version, &request)?;
+        for _ in 0..LOADING_RETRIES {
+            if response.error_code != COORDINATOR_LOAD_IN_PROGRESS {
+                break;
+            }
+            std::thread::sleep(LOADING_BACKOFF);
+            response = connection.send(version, &request)?;
+        }
         check_error(response.error_code, None, || {
             format!("cannot list the transactions of broker {broker_id}")
         })?;
@@ -269,12 +282,20 @@ fn describe_one(cluster: &mut Cluster, transactional_id: &str) -> anyhow::Result
         .context("the broker cannot describe transactions (DescribeTransactions)")?;
     let request = DescribeTransactionsRequest::default()
         .with_transactional_ids(vec![TransactionalId(str_bytes(transactional_id))]);
-    let response = connection.send(version, &request)?;
-    let state = response
-        .transaction_states
-        .into_iter()
-        .next()
-        .context("the coordinator described nothing")?;
+    let mut attempts = 0;
+    let state = loop {
+        let response = connection.send(version, &request)?;
+        let state = response
+            .transaction_states
+            .into_iter()
+            .next()
+            .context("the coordinator described nothing")?;
+        if state.error_code != COORDINATOR_LOAD_IN_PROGRESS || attempts == LOADING_RETRIES {
+            break state;
+        }
+        attempts += 1;
+        std::thread::sleep(LOADING_BACKOFF);
+    };
     check_error(state.error_code, None, || {
         format!("cannot describe transactional id {transactional_id}")
     })?;
