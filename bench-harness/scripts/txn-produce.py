@@ -15,7 +15,8 @@ idempotent. Then one topic holding committed and aborted transactions is read fr
 with read_uncommitted and read_committed: records/s of each.
 
     bench-harness/scripts/txn-produce.py [--spate target/release/spate] [--seconds 10] \
-        [--rounds 2] [--per-txn 100 10] [--out bench-harness/results/txn-produce/run.json]
+        [--rounds 2] [--per-txn 100 10] [--out bench-harness/results/txn-produce/run.json] \
+        [--broker-arg=--transaction-partition-verification-enable --broker-arg=false]
 """
 
 from __future__ import annotations
@@ -134,12 +135,14 @@ def main() -> None:
     parser.add_argument("--per-txn", type=int, nargs="+", default=[100, 10])
     parser.add_argument("--record-size", type=int, default=1024)
     parser.add_argument("--out")
+    parser.add_argument("--broker-arg", action="append", default=[],
+                        help="one more `spate serve` argument (repeat for several)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="txn-produce-"))
     port = free_port()
     broker = subprocess.Popen(
         ["taskset", "-c", "0", args.spate, "serve", "--data-dir", str(workdir / "data"),
-         "--listen", f"127.0.0.1:{port}", "--smp", "1"],
+         "--listen", f"127.0.0.1:{port}", "--smp", "1", *args.broker_arg],
         stdout=subprocess.DEVNULL, stderr=open(workdir / "broker.log", "w"))
     os.sched_setaffinity(0, {1})
     bootstrap = f"127.0.0.1:{port}"

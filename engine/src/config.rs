@@ -122,6 +122,18 @@ pub struct ServeArgs {
         env = "SPATE_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
     )]
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// The transaction.version feature level clients are told (what Kafka's
+    /// `kafka-features.sh upgrade --feature transaction.version=N` finalizes): 2 has Kafka 4
+    /// clients use transaction protocol v2 (KIP-890: partitions added by their leaders, an
+    /// epoch bump per transaction); 0 or 1 keeps every client on protocol v1. [default: 2]
+    #[arg(long, env = "SPATE_TRANSACTION_VERSION", value_parser = clap::value_parser!(i16).range(0..=2))]
+    pub transaction_version: Option<i16>,
+    /// Before a partition leader takes a protocol v1 producer's first transactional batch of a
+    /// transaction, ask its coordinator whether the producer added the partition (KIP-890
+    /// part 1; Kafka's transaction.partition.verification.enable): a batch of no transaction
+    /// the coordinator knows is refused rather than left hanging. [default: true]
+    #[arg(long, env = "SPATE_TRANSACTION_PARTITION_VERIFICATION_ENABLE")]
+    pub transaction_partition_verification_enable: Option<bool>,
     /// Run the log cleaner that compacts topics with cleanup.policy=compact
     /// (log.cleaner.enable). [default: true]
     #[arg(long, env = "SPATE_LOG_CLEANER_ENABLE")]
@@ -496,6 +508,15 @@ impl ServeArgs {
                         .unwrap_or(10_000)
                         .max(1),
                 ),
+                transaction_version: self
+                    .transaction_version
+                    .or(file.transaction_version)
+                    .unwrap_or(crate::handlers::api_versions::MAX_TRANSACTION_VERSION)
+                    .clamp(0, crate::handlers::api_versions::MAX_TRANSACTION_VERSION),
+                partition_verification: self
+                    .transaction_partition_verification_enable
+                    .or(file.transaction_partition_verification_enable)
+                    .unwrap_or(true),
             },
             cleaner: CleanerConfig {
                 enable: self

@@ -37,6 +37,8 @@ pub struct ConfigFile {
     pub(super) transaction_state_log_min_isr: Option<i16>,
     pub(super) transaction_max_timeout_ms: Option<i32>,
     pub(super) transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    pub(super) transaction_version: Option<i16>,
+    pub(super) transaction_partition_verification_enable: Option<bool>,
     pub(super) log_cleaner_enable: Option<bool>,
     pub(super) log_cleaner_backoff_ms: Option<u64>,
     pub(super) log_cleaner_io_max_bytes_per_second: Option<u64>,

@@ -28,7 +28,7 @@ pub const RECEIVED_BATCH_BYTES_MIN: usize = crate::frame::STREAMED_BUFFERED_BYTE
 
 /// Produce versions whose layout this module walks (the ones the broker serves); frames of
 /// other versions are read whole and refused by the dispatcher as usual.
-const WALKED_VERSIONS: std::ops::RangeInclusive<i16> = 3..=11;
+const WALKED_VERSIONS: std::ops::RangeInclusive<i16> = 3..=12;
 /// The first flexible (KIP-482) Produce version.
 const FIRST_FLEXIBLE_VERSION: i16 = 9;
 
@@ -472,7 +472,7 @@ mod tests {
         #[test]
         fn the_skeleton_and_the_received_batches_are_the_request(
             topics in shapes(),
-            version in 3i16..=11,
+            version in 3i16..=12,
         ) {
             let sent = request(&topics);
             let streamed = walk(frame(version, &sent)).expect("streamed").expect("walked");
@@ -507,7 +507,7 @@ mod tests {
         #[test]
         fn cut_or_damaged_requests_are_refused_not_panicked_on(
             topics in shapes(),
-            version in 3i16..=11,
+            version in 3i16..=12,
             cut in any::<proptest::sample::Index>(),
             flip in any::<proptest::sample::Index>(),
             damage in any::<u8>(),

@@ -423,6 +423,19 @@ impl crate::PartitionLog {
             .next_sequence(producer_id, epoch)
     }
 
+    /// Whether `producer_id` holds a transaction open here at `epoch` (Kafka's
+    /// `hasOngoingTransaction`): a protocol v2 leader adds the partition to the transaction at
+    /// the coordinator only when not.
+    pub fn has_ongoing_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.shared
+            .state
+            .borrow()
+            .producers
+            .producers
+            .get(&producer_id)
+            .is_some_and(|entry| entry.epoch == epoch && entry.current_txn_first_offset.is_some())
+    }
+
     /// Every producer the partition remembers (DescribeProducers, KIP-664), by producer id.
     pub fn active_producers(&self) -> Vec<ActiveProducer> {
         let state = self.shared.state.borrow();

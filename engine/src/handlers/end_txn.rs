@@ -2,10 +2,14 @@
 //! the coordinator has written the prepared commit or abort to `__transaction_state`; the
 //! markers follow (the producer's next transaction waits for them with
 //! CONCURRENT_TRANSACTIONS). WRITE on the transactional id, as Kafka checks.
+//!
+//! v5 is transaction protocol v2's (KIP-890): the coordinator bumps the producer's epoch as
+//! it prepares (`transactions::state_v2`) and answers the producer id and epoch for the next
+//! transaction.
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse};
+use kafka_protocol::messages::{ApiKey, EndTxnRequest, EndTxnResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
 use super::errors::fenced_for_version;
@@ -14,8 +18,11 @@ use crate::security::acl::{AclOperation, ResourceType};
 use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
-/// Served versions (v5 is transaction protocol v2's, KIP-890, not served yet).
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::EndTxn, 0, 4);
+/// Served versions.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::EndTxn, 0, 5);
+
+/// The first version of transaction protocol v2.
+const PROTOCOL_V2_VERSION: i16 = 5;
 
 /// Commits or aborts the producer's transaction.
 pub async fn handle(
@@ -24,26 +31,32 @@ pub async fn handle(
     request: EndTxnRequest,
 ) -> EndTxnResponse {
     let transactional_id = request.transactional_id.0.as_str();
-    let code = if !Access::new(shard, context).allows(
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let result = if !Access::new(shard, context).allows(
         ResourceType::TransactionalId,
         transactional_id,
         AclOperation::Write,
     ) {
-        ResponseError::TransactionalIdAuthorizationFailed.code()
-    } else {
-        match shard
+        Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if context.version >= PROTOCOL_V2_VERSION {
+        shard
             .txns
-            .end_txn(
-                shard,
-                transactional_id,
-                (request.producer_id.0, request.producer_epoch),
-                request.committed,
-            )
+            .end_txn_v2(shard, transactional_id, producer, request.committed)
             .await
-        {
-            Ok(()) => 0,
-            Err(code) => fenced_for_version(code, context.version, 2),
-        }
+    } else {
+        shard
+            .txns
+            .end_txn(shard, transactional_id, producer, request.committed)
+            .await
+            .map(|()| producer)
     };
-    EndTxnResponse::default().with_error_code(code)
+    match result {
+        Ok((producer_id, producer_epoch)) => EndTxnResponse::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch),
+        Err(code) => EndTxnResponse::default()
+            .with_error_code(fenced_for_version(code, context.version, 2))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
 }

@@ -447,7 +447,7 @@ async fn respond(
             ResponseKind::Metadata(metadata::handle(shard, context, body).await)
         }
         RequestKind::ApiVersions(body) => {
-            ResponseKind::ApiVersions(api_versions::handle(context, body))
+            ResponseKind::ApiVersions(api_versions::handle(shard, context, body))
         }
         RequestKind::CreateTopics(body) => {
             ResponseKind::CreateTopics(create_topics::handle(shard, context, body).await)

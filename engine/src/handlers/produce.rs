@@ -26,13 +26,14 @@ use crate::partition::{Acks, Appended, Partition, PartitionError, ProducedBatch}
 use crate::security::acl::{AclOperation, ResourceType};
 use crate::security::authorizer::Access;
 use crate::shard::Shard;
+use crate::transactions::partition_add;
 
 /// Served versions: advertised from 0 as Kafka 4 does, served from 3 (magic 2 only).
 pub const SPEC: ApiSpec = ApiSpec {
     key: ApiKey::Produce,
     advertised_min: 0,
     min: 3,
-    max: 11,
+    max: 12,
 };
 
 /// The compression codec number of zstd in a batch's attributes.
@@ -41,6 +42,11 @@ const ZSTD: i16 = 4;
 const ZSTD_MIN_PRODUCE_VERSION: i16 = 7;
 /// Produce v10 is the first with leader hints (KIP-951).
 const LEADER_HINTS_VERSION: i16 = 10;
+/// Produce v12 is transaction protocol v2's (KIP-890): its transactional batches add their
+/// partitions to the transaction.
+const IMPLICIT_ADD_VERSION: i16 = 12;
+/// Where a v2 batch header has the producer id (then the epoch).
+const PRODUCER_ID_AT: usize = 43;
 /// Produce requests carry no leader epoch: any is accepted.
 const ANY_LEADER_EPOCH: i32 = -1;
 
@@ -131,7 +137,7 @@ pub async fn handle(
                 Some((_, batch)) => Batch::Received(batch),
                 None => Batch::InRequest(partition_data.records.as_deref()),
             };
-            let in_transaction = request.transactional_id.is_some();
+            let transactional_id = request.transactional_id.as_ref().map(|id| &*id.0);
             let result = match &acks {
                 Err(error) => Err(partition_error_code(error, context.version).into()),
                 _ if refused => Err(ResponseError::TopicAuthorizationFailed.code().into()),
@@ -142,7 +148,7 @@ pub async fn handle(
                 }
                 Ok(acks) => {
                     let target = (&*topic_data.name.0, index);
-                    append(shard, &context, *acks, target, in_transaction, batch)
+                    append(shard, &context, *acks, target, transactional_id, batch)
                         .await
                         .map(|(partition, appended)| {
                             let accepted = Accepted::of(&partition, &appended);
@@ -280,11 +286,11 @@ enum Batch<'request> {
 
 /// Validates and appends one partition's batch on its leader.
 async fn append(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     context: &RequestContext,
     acks: Acks,
     (topic, index): (&str, i32),
-    in_transaction: bool,
+    transactional_id: Option<&str>,
     batch: Batch<'_>,
 ) -> Result<(Rc<Partition>, Appended), Refusal> {
     let first_bytes = match &batch {
@@ -301,7 +307,8 @@ async fn append(
     // Transactional records come only in a request with a transactional id (Kafka's
     // `hasTransactionalRecords` check): a batch that claims a transaction without one would
     // open a transaction no coordinator ever ends, and hold read_committed readers back.
-    if is_transactional(first_bytes) && !in_transaction {
+    let transactional = is_transactional(first_bytes);
+    if transactional && transactional_id.is_none() {
         return Err(ResponseError::TransactionalIdAuthorizationFailed
             .code()
             .into());
@@ -322,6 +329,31 @@ async fn append(
     }
     if acks == Acks::All {
         partition.check_enough_replicas().map_err(refused)?;
+    }
+    if let (true, Some(transactional_id), Some(producer)) =
+        (transactional, transactional_id, producer_of(first_bytes))
+    {
+        // The first batch of a transaction here (`transactions::partition_add`): protocol v2
+        // adds the partition to the transaction, protocol v1 checks that the client did.
+        let first = !partition
+            .log()
+            .has_ongoing_transaction(producer.0, producer.1);
+        if first && context.version >= IMPLICIT_ADD_VERSION {
+            partition_add::add(shard, transactional_id, producer, topic, index, true)
+                .await
+                .map_err(Refusal::from)?;
+        } else if first && shard.node.config.transactions.partition_verification {
+            partition_add::verify(
+                shard,
+                transactional_id,
+                producer,
+                topic,
+                index,
+                context.version,
+            )
+            .await
+            .map_err(Refusal::from)?;
+        }
     }
     let produced = match batch {
         Batch::InRequest(records) => ProducedBatch::InRequest(records.unwrap_or_default()),
@@ -408,6 +440,16 @@ fn compression_of(batch: &[u8]) -> Option<i16> {
 }
 
 /// Whether the batch says it belongs to a transaction (attribute bit 4).
+/// The producer id and epoch of a batch (v2 header), if its header is whole.
+fn producer_of(batch: &[u8]) -> Option<(i64, i16)> {
+    let id = batch.get(PRODUCER_ID_AT..PRODUCER_ID_AT + 8)?;
+    let epoch = batch.get(PRODUCER_ID_AT + 8..PRODUCER_ID_AT + 10)?;
+    Some((
+        i64::from_be_bytes(id.try_into().ok()?),
+        i16::from_be_bytes(epoch.try_into().ok()?),
+    ))
+}
+
 fn is_transactional(batch: &[u8]) -> bool {
     attributes_of(batch).is_some_and(|attributes| attributes & 0x10 != 0)
 }

@@ -5,6 +5,10 @@
 //!
 //! Kafka's checks: WRITE on the transactional id, READ on the group (either refuses every
 //! partition), READ on each topic and each partition's existence (that partition only).
+//!
+//! v5 is transaction protocol v2's (KIP-890): the client sent no AddOffsetsToTxn, so the
+//! group's `__consumer_offsets` partition joins the transaction here, as a produce's
+//! partition does (`transactions::partition_add`).
 
 use std::rc::Rc;
 
@@ -18,13 +22,16 @@ use kafka_protocol::ResponseError;
 use super::errors::fenced_for_version;
 use super::group_common::{check_coordinator, is_refused, merge_codes, refused_topics};
 use super::{ApiSpec, RequestContext};
-use crate::groups::offsets_topic::OffsetValue;
+use crate::groups::offsets_topic::{self, OffsetValue};
 use crate::security::acl::{AclOperation, ResourceType};
 use crate::security::authorizer::Access;
 use crate::shard::Shard;
 
-/// Served versions (v5 is transaction protocol v2's, KIP-890, not served yet).
-pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 4);
+/// Served versions.
+pub const SPEC: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
+
+/// The first version of transaction protocol v2.
+const PROTOCOL_V2_VERSION: i16 = 5;
 
 /// Writes the offsets into the producer's transaction.
 pub async fn handle(
@@ -86,29 +93,83 @@ pub async fn handle(
     let committed = match check_coordinator(shard, &request.group_id) {
         Err(code) => vec![code; count],
         Ok(()) if offsets.is_empty() => Vec::new(),
-        Ok(()) => {
-            let member = (
-                &*request.member_id,
-                request.group_instance_id.as_deref(),
-                request.generation_id,
-            );
-            match shard
-                .groups
-                .txn_commit(
-                    shard,
-                    &request.group_id,
-                    (request.producer_id.0, request.producer_epoch),
-                    member,
-                    offsets,
-                )
-                .await
-            {
-                Ok(codes) => codes,
-                Err(code) => vec![fenced_for_version(code, context.version, 3); count],
+        Ok(()) if context.version >= PROTOCOL_V2_VERSION => {
+            match add_offsets_partition(shard, &request).await {
+                Ok(()) => commit(shard, context, &request, offsets).await,
+                Err(code) => vec![code; count],
             }
         }
+        Ok(()) => commit(shard, context, &request, offsets).await,
     };
     answer(request.topics, merge_codes(prechecks, committed))
+}
+
+/// The group's `__consumer_offsets` partition in the producer's transaction (protocol v2),
+/// unless it holds the producer's open transaction at this epoch already.
+async fn add_offsets_partition(
+    shard: &Rc<Shard>,
+    request: &TxnOffsetCommitRequest,
+) -> Result<(), i16> {
+    let producer = (request.producer_id.0, request.producer_epoch);
+    let index = shard.groups.partition_for(&request.group_id);
+    let partition = shard
+        .partitions
+        .leader(offsets_topic::TOPIC, index, -1)
+        .await
+        .map_err(|_| ResponseError::NotCoordinator.code())?;
+    if partition
+        .log()
+        .has_ongoing_transaction(producer.0, producer.1)
+    {
+        return Ok(());
+    }
+    crate::transactions::partition_add::add(
+        shard,
+        &request.transactional_id,
+        producer,
+        offsets_topic::TOPIC,
+        index,
+        false,
+    )
+    .await
+    .map_err(|code| {
+        // The group coordinator's answer for a coordinator it cannot reach: the client
+        // retries it.
+        if code == ResponseError::NotEnoughReplicas.code() {
+            ResponseError::CoordinatorNotAvailable.code()
+        } else {
+            code
+        }
+    })
+}
+
+/// The group coordinator's commit of the offsets into the transaction.
+async fn commit(
+    shard: &Rc<Shard>,
+    context: &RequestContext,
+    request: &TxnOffsetCommitRequest,
+    offsets: Vec<(String, i32, OffsetValue)>,
+) -> Vec<i16> {
+    let count = offsets.len();
+    let member = (
+        &*request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id,
+    );
+    match shard
+        .groups
+        .txn_commit(
+            shard,
+            &request.group_id,
+            (request.producer_id.0, request.producer_epoch),
+            member,
+            offsets,
+        )
+        .await
+    {
+        Ok(codes) => codes,
+        Err(code) => vec![fenced_for_version(code, context.version, 3); count],
+    }
 }
 
 /// The response: the request's partitions with `codes`, in order.

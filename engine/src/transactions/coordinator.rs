@@ -77,6 +77,12 @@ impl TxnCoordinator {
         &self.config
     }
 
+    /// The shard's inter-broker connections for transactions (markers to leaders, a leader's
+    /// adds to coordinators).
+    pub(crate) fn connections(&self) -> &markers::Connections {
+        &self.connections
+    }
+
     /// The `__transaction_state` partition of a transactional id and its leader, if the
     /// topic exists (FindCoordinator's answer).
     pub fn coordinator_of(
@@ -235,15 +241,22 @@ impl TxnCoordinator {
         producer: (i64, i16),
         partitions: &[(String, i32)],
     ) -> Result<(), i16> {
+        self.add_with(shard, transactional_id, |entry| {
+            state::add_partitions(entry, producer.0, producer.1, partitions, now_ms())
+        })
+        .await
+    }
+
+    /// An add decided by `decide` on the id's entry, written if it changes anything.
+    async fn add_with(
+        &self,
+        shard: &Rc<Shard>,
+        transactional_id: &str,
+        decide: impl FnOnce(Option<&TxnEntry>) -> Result<AddOutcome, state::TxnError>,
+    ) -> Result<(), i16> {
         let (partition, _) = self.locate(shard, transactional_id)?;
-        let outcome = state::add_partitions(
-            self.entries.borrow().get(transactional_id),
-            producer.0,
-            producer.1,
-            partitions,
-            now_ms(),
-        )
-        .map_err(|error| error.code())?;
+        let outcome =
+            decide(self.entries.borrow().get(transactional_id)).map_err(|error| error.code())?;
         match outcome {
             AddOutcome::AlreadyAdded => Ok(()),
             AddOutcome::Write(next) => self
@@ -520,3 +533,6 @@ fn now_ms() -> i64 {
 
 #[path = "coordinator_loading.rs"]
 mod loading;
+
+#[path = "coordinator_v2.rs"]
+mod v2;

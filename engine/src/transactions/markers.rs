@@ -148,6 +148,50 @@ fn done(partition: &(String, i32), code: i16, markers: &Markers) -> bool {
     }
 }
 
+/// A connection to broker `broker` (kept in `connections`, or opened) and its address;
+/// `None` when the broker is unknown or unreachable. The connection is out of the map while
+/// in use (no borrow is held across an await): put it back with [`checkin`].
+pub async fn checkout(
+    shard: &Rc<Shard>,
+    connections: &Connections,
+    broker: BrokerId,
+) -> Option<(String, crate::cluster::PeerConnection)> {
+    let image = shard.image();
+    let address = image
+        .broker(broker)
+        .and_then(|broker| shard.node.config.inter_broker.address_of(broker))?;
+    let cached = connections.borrow_mut().remove(&address);
+    if let Some(open) = cached.filter(|open| !open.is_broken()) {
+        return Some((address, open));
+    }
+    match crate::cluster::connect(
+        &shard.node.inter_broker,
+        &address,
+        "spate-txn-coordinator",
+        1 << 20,
+    )
+    .await
+    {
+        Ok(connection) => Some((address, connection)),
+        Err(error) => {
+            tracing::debug!(%address, %error, "cannot reach a broker for transactions");
+            None
+        }
+    }
+}
+
+/// Keeps a connection from [`checkout`] for the next request, unless its call failed.
+pub fn checkin(
+    connections: &Connections,
+    address: String,
+    connection: crate::cluster::PeerConnection,
+    failed: bool,
+) {
+    if !failed {
+        connections.borrow_mut().insert(address, connection);
+    }
+}
+
 /// WriteTxnMarkers to another broker; one code per partition (a failed request: a retriable
 /// code for each).
 async fn send(
@@ -158,31 +202,8 @@ async fn send(
     partitions: &[(String, i32)],
 ) -> Vec<i16> {
     let retry = vec![ResponseError::NotLeaderOrFollower.code(); partitions.len()];
-    let image = shard.image();
-    let Some(address) = image
-        .broker(leader)
-        .and_then(|broker| shard.node.config.inter_broker.address_of(broker))
-    else {
+    let Some((address, mut connection)) = checkout(shard, connections, leader).await else {
         return retry;
-    };
-    // Taken out of the map while in use: no borrow is held across an await.
-    let cached = connections.borrow_mut().remove(&address);
-    let mut connection = match cached.filter(|open| !open.is_broken()) {
-        Some(open) => open,
-        None => match crate::cluster::connect(
-            &shard.node.inter_broker,
-            &address,
-            "spate-txn-coordinator",
-            1 << 20,
-        )
-        .await
-        {
-            Ok(connection) => connection,
-            Err(error) => {
-                tracing::debug!(%address, %error, "cannot reach a partition leader for markers");
-                return retry;
-            }
-        },
     };
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (topic, partition) in partitions {
@@ -205,12 +226,11 @@ async fn send(
                     .collect(),
             )]);
     let answer = connection.call_holding(VERSIONS, &request, HELD).await;
-    connections.borrow_mut().insert(address.clone(), connection);
+    checkin(connections, address.clone(), connection, answer.is_err());
     let response = match answer {
         Ok((_, response)) => response,
         Err(error) => {
             tracing::debug!(%address, %error, "WriteTxnMarkers failed; retrying");
-            connections.borrow_mut().remove(&address);
             return retry;
         }
     };

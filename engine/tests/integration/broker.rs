@@ -244,7 +244,7 @@ fn too_new_api_versions_gets_unsupported_version_with_our_range() {
         .iter()
         .find(|api| api.api_key == 0)
         .unwrap();
-    assert_eq!((produce.min_version, produce.max_version), (0, 11));
+    assert_eq!((produce.min_version, produce.max_version), (0, 12));
 }
 
 #[test]

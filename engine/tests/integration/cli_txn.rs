@@ -160,7 +160,9 @@ fn open_transactions(broker: &Broker) -> Vec<(i64, Option<i64>)> {
 
 #[test]
 fn a_hanging_transaction_is_found_and_aborted_and_a_live_one_is_left_alone() {
-    let broker = Broker::start();
+    // A hanging transaction needs a leader that does not verify first batches with their
+    // coordinator (Kafka's transaction.partition.verification.enable=false, as before 3.6).
+    let broker = Broker::start_with_args(&crate::transactions::UNVERIFIED);
     broker.ok(&["topic", "create", TOPIC, "--partitions", "1"]);
     let described = broker.json(&["topic", "describe", TOPIC]);
     let leader = described["partitions"][0]["leader"].as_i64().unwrap();

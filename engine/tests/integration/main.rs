@@ -37,4 +37,5 @@ mod shard_replication;
 mod stats;
 mod transactions;
 mod txn_coordinator;
+mod txn_v2;
 mod zero_copy;
