@@ -24,11 +24,16 @@
 //!    loses some is rebuilt (compressed batches are decompressed, filtered and recompressed
 //!    with the same codec; CRC recomputed), one that loses all is dropped. Offsets therefore
 //!    stay as they were, with gaps.
-//!    Transactional batches and markers are kept as they are, and their records are not
-//!    mapped: a record of an aborted transaction must never supersede a committed one, and
-//!    Kafka's removal of aborted data is not built yet. So a transaction's records outlive
-//!    later values of their keys, and read_committed consumers still skip aborted ones by the
-//!    aborted-transaction index (whose entries keep their offsets).
+//!    Transactions are cleaned as Kafka's cleaner cleans them (KIP-98): only below the
+//!    first unstable offset (every transaction there is decided), the records of committed
+//!    transactions are mapped and compacted like any others, the batches of aborted ones are
+//!    removed whole (they are never mapped, so they supersede nothing), and a marker stays
+//!    while any batch of its transaction was still there when the pass began. A marker whose
+//!    transaction's batches are all gone goes once its timestamp is older than
+//!    `delete.retention.ms` (as a tombstone: consumers reading meanwhile see it), and an
+//!    abort marker takes its aborted-transaction index entry with it (a read_committed
+//!    consumer must never learn of an abort whose marker it cannot meet, or it would drop
+//!    that producer's later, committed batches).
 //! 4. **Swap**, crash-safe: the new segment is written to `<base>.<end>.cleaned` and synced,
 //!    then renamed to `<base>.<end>.swap` (the commit point) and the directory synced; the old
 //!    segments' files are renamed to `*.deleted`, the swap file to `<base>.log`, the directory
@@ -52,7 +57,7 @@ use crate::segment::{self, Segment};
 use crate::{recovery, retention, LogConfig, Offset};
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriterBuilder, OpenOptions};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -120,7 +125,14 @@ struct Plan {
     first_dirty_candidate: usize,
 }
 
-fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
+/// `first_unstable`: Kafka's first uncleanable offset, that of the first transaction not yet
+/// decided (or decided by a marker not yet durable); nothing from there on is cleaned.
+fn plan(
+    state: &LogState,
+    config: &LogConfig,
+    now_ms: i64,
+    first_unstable: Option<Offset>,
+) -> Option<Plan> {
     if !config.compact
         || state.status != Status::Open
         || state.failure.is_some()
@@ -130,10 +142,12 @@ fn plan(state: &LogState, config: &LogConfig, now_ms: i64) -> Option<Plan> {
         return None;
     }
     let closed = state.segments.len().saturating_sub(1);
+    let first_unstable = first_unstable.unwrap_or(Offset::MAX);
     let candidates: Vec<Candidate> = state.segments[..closed]
         .iter()
         .take_while(|segment| {
             segment.end_offset <= state.durable_end
+                && segment.end_offset <= first_unstable
                 && !state.in_flight_segments.contains(&segment.base_offset)
                 && !state.txn_indexes_unwritten.contains(&segment.base_offset)
                 && now_ms.saturating_sub(segment.largest_timestamp_ms())
@@ -284,9 +298,44 @@ struct Retain<'map> {
     map: &'map OffsetMap,
     now_ms: i64,
     delete_retention_ms: i64,
-    /// Earliest time at which a tombstone kept by this pass may go.
+    /// Earliest time at which a tombstone or marker kept by this pass may go.
     tombstone_deadline_ms: Option<i64>,
     records_removed: u64,
+    /// The aborted transactions of the cleaned range.
+    aborted: &'map AbortedRanges,
+    /// Producers with a batch of their current aborted (or committed) transaction read in
+    /// this pass: that transaction's marker stays (Kafka's `CleanedTransactionMetadata`).
+    aborted_seen: HashSet<i64>,
+    committed_seen: HashSet<i64>,
+    /// Abort markers this pass removes (by offset): their index entries go with them.
+    removed_abort_markers: Vec<Offset>,
+}
+
+/// Each producer's aborted transactions in the cleaned range: (first offset, marker offset).
+#[derive(Default)]
+struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    fn of(entries: &[crate::txn::AbortedTxn]) -> AbortedRanges {
+        let mut ranges: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for entry in entries {
+            ranges
+                .entry(entry.producer_id)
+                .or_default()
+                .push((entry.first_offset.0, entry.last_offset.0));
+        }
+        AbortedRanges(ranges)
+    }
+
+    /// Whether a transactional batch of `producer_id` at `offset` belongs to an aborted
+    /// transaction (every transaction of the cleaned range is decided: otherwise committed).
+    fn contains(&self, producer_id: i64, offset: i64) -> bool {
+        self.0.get(&producer_id).is_some_and(|ranges| {
+            ranges
+                .iter()
+                .any(|&(first, marker)| first <= offset && offset < marker)
+        })
+    }
 }
 
 impl Retain<'_> {
@@ -310,10 +359,47 @@ impl Retain<'_> {
         true
     }
 
+    /// A marker: kept while its transaction had a batch in this pass, else removed once
+    /// older than `delete.retention.ms` (see the module docs).
+    fn filter_marker(&mut self, info: &BatchInfo) -> Filtered {
+        let Some(marker) = info.marker else {
+            return Filtered::Unchanged;
+        };
+        let seen = if marker.commit {
+            self.committed_seen.remove(&info.producer_id)
+        } else {
+            self.aborted_seen.remove(&info.producer_id)
+        };
+        let deadline = info.max_timestamp.saturating_add(self.delete_retention_ms);
+        if seen || self.now_ms < deadline {
+            // Kept: a pass is due again once it may go (for one seen now, its transaction's
+            // aborted batches are gone by then, or its committed ones may be).
+            self.tombstone_deadline_ms = Some(
+                self.tombstone_deadline_ms
+                    .map_or(deadline, |earliest| earliest.min(deadline)),
+            );
+            return Filtered::Unchanged;
+        }
+        if !marker.commit {
+            self.removed_abort_markers.push(Offset(info.base_offset));
+        }
+        self.records_removed += info.record_count.max(0) as u64;
+        Filtered::Dropped
+    }
+
     fn filter(&mut self, batch: &[u8], info: &BatchInfo) -> Result<Filtered, BatchError> {
-        // Transactions are kept whole (see the module docs).
-        if info.is_control() || info.is_transactional() {
-            return Ok(Filtered::Unchanged);
+        if info.is_control() {
+            return Ok(self.filter_marker(info));
+        }
+        if info.is_transactional() {
+            if self.aborted.contains(info.producer_id, info.base_offset) {
+                // An aborted transaction's batch goes whole; its marker stays this pass.
+                self.aborted_seen.insert(info.producer_id);
+                self.records_removed += info.record_count.max(0) as u64;
+                return Ok(Filtered::Dropped);
+            }
+            // Committed: compacted like any batch; its marker stays this pass.
+            self.committed_seen.insert(info.producer_id);
         }
         let section = records::records_section(batch, info)?;
         let log_append_time = info.attributes & TIMESTAMP_TYPE_LOG_APPEND_TIME != 0;
@@ -453,7 +539,8 @@ impl PartitionLog {
         .await;
         let plan = {
             let mut state = self.shared.state.borrow_mut();
-            let Some(plan) = plan(&state, &config, now_ms) else {
+            let first_unstable = state.producers.first_undecided_offset(state.durable_end);
+            let Some(plan) = plan(&state, &config, now_ms, first_unstable) else {
                 return Ok(None);
             };
             state.cleaning = true;
@@ -485,6 +572,15 @@ impl PartitionLog {
             started: Instant::now(),
             bytes: 0,
         };
+        // The aborted transactions of every candidate (all decided: see `plan`).
+        let aborted = {
+            let state = self.shared.state.borrow();
+            let (first, end) = (
+                plan.candidates.first().map_or(Offset(0), |c| c.base_offset),
+                plan.candidates.last().map_or(Offset(0), |c| c.end_offset),
+            );
+            AbortedRanges::of(&state.aborted.overlapping(first, end))
+        };
         // Map the dirty segments, as many as the map holds.
         let mut map = OffsetMap::new();
         let mut mapped = plan.first_dirty_candidate;
@@ -494,7 +590,10 @@ impl PartitionLog {
             }
             let mut cursor = BatchCursor::new(candidate);
             while let Some((info, batch)) = cursor.next().await? {
-                if !info.is_control() && !info.is_transactional() {
+                // Committed transactions' records are mapped; aborted ones never supersede.
+                let aborted_batch =
+                    info.is_transactional() && aborted.contains(info.producer_id, info.base_offset);
+                if !info.is_control() && !aborted_batch {
                     let section = records::records_section(batch, &info)?;
                     for record in records::iterate(&section, info.record_count) {
                         let record = record?;
@@ -520,6 +619,10 @@ impl PartitionLog {
             delete_retention_ms: config.delete_retention_ms,
             tombstone_deadline_ms: None,
             records_removed: 0,
+            aborted: &aborted,
+            aborted_seen: HashSet::new(),
+            committed_seen: HashSet::new(),
+            removed_abort_markers: Vec::new(),
         };
         let mut outcome = CompactionOutcome {
             cleaned_up_to,
@@ -597,7 +700,15 @@ impl PartitionLog {
         std::fs::rename(&swap_path, segment::log_file_path(&dir, base))?;
         // The merged segment's `.txnindex`: its sources' entries, whose offsets it kept (a
         // crash before this costs the next open a replay of the log, see `txn`).
-        let aborted = self.shared.state.borrow().aborted.in_segment(base, end);
+        // Abort markers this pass removed take their entries with them; their transactions'
+        // batches were gone before the pass began, so no reader can meet them.
+        let aborted = {
+            let mut state = self.shared.state.borrow_mut();
+            state
+                .aborted
+                .remove_markers(&std::mem::take(&mut retain.removed_abort_markers));
+            state.aborted.in_segment(base, end)
+        };
         crate::txn::write_txn_index(&dir, base, &crate::txn::encode_entries(&aborted))?;
         // The new segment keeps the age of the data it holds (retention and the lag rules).
         let last_modified_ms = group

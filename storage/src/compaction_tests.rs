@@ -1,6 +1,7 @@
 //! Tests of compaction: the latest record per key survives (checked against a model over
 //! random histories and codecs), tombstones go after `delete.retention.ms`, the dirty ratio and
-//! lag rules, keyless records are refused, and a crash at any step of the swap loses nothing.
+//! lag rules, keyless records are refused, a crash at any step of the swap loses nothing, and
+//! transactions are compacted as Kafka compacts them.
 
 use super::*;
 use crate::testing::{encode_keyed, names_with_suffix, run, split_batches, temp_dir, KeyValue};
@@ -542,4 +543,167 @@ proptest! {
             log.close().await.unwrap();
         });
     }
+}
+
+/// A keyed transactional batch of `producer_id` (epoch 0, first sequence `sequence`).
+fn transactional_batch(updates: &[Update], producer_id: i64, sequence: i32) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let records: Vec<Record> = updates
+        .iter()
+        .enumerate()
+        .map(|(number, (key, value))| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: number as i64,
+            sequence: sequence + number as i32,
+            timestamp: crate::now_ms(),
+            key: Some(Bytes::from(format!("key-{key}"))),
+            value: value.map(|value| Bytes::from(format!("value-{value:08}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buffer = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buffer, &records, &options).unwrap();
+    buffer.freeze()
+}
+
+/// (offset, key, value) of every data record, and the offsets of the markers, in the log.
+async fn contents(log: &PartitionLog) -> (Vec<(i64, String)>, Vec<i64>) {
+    let mut records = Vec::new();
+    let mut markers = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.durable_end_offset() {
+        let bytes = log.read(next, 64 * 1024, Offset::MAX).await.unwrap();
+        for (info, batch) in split_batches(&bytes) {
+            if info.is_control() {
+                markers.push(info.base_offset);
+            } else {
+                let mut buffer = Bytes::from(batch);
+                for record in RecordBatchDecoder::decode(&mut buffer).unwrap().records {
+                    let text = |bytes: Option<Bytes>| {
+                        String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
+                    };
+                    records.push((
+                        record.offset,
+                        format!("{}={}", text(record.key), text(record.value)),
+                    ));
+                }
+            }
+            next = Offset(info.last_offset() + 1);
+        }
+    }
+    (records, markers)
+}
+
+#[test]
+fn transactions_are_compacted_as_kafka_compacts_them() {
+    const COMMIT: crate::txn::TxnMarker = crate::txn::TxnMarker {
+        commit: true,
+        coordinator_epoch: 0,
+    };
+    const ABORT: crate::txn::TxnMarker = crate::txn::TxnMarker {
+        commit: false,
+        coordinator_epoch: 0,
+    };
+    run(async {
+        let dir = temp_dir();
+        let config = LogConfig {
+            delete_retention_ms: 1_000,
+            ..small_segments()
+        };
+        let log = PartitionLog::open(dir.path().join("t-0"), config)
+            .await
+            .unwrap();
+        let now = crate::now_ms();
+        // Producer 10 commits key-1=1 and key-2=2; producer 11 aborts key-1=100 and
+        // key-3=300; then key-2 is written again outside any transaction.
+        log.append(
+            &transactional_batch(&[(1, Some(1)), (2, Some(2))], 10, 0),
+            0,
+        )
+        .unwrap(); // 0-1
+        log.append(
+            &transactional_batch(&[(1, Some(100)), (3, Some(300))], 11, 0),
+            0,
+        )
+        .unwrap(); // 2-3
+        log.append_marker(10, 0, COMMIT, 0).unwrap(); // 4
+        log.append_marker(11, 0, ABORT, 0).unwrap(); // 5
+        append_all(&log, &[vec![(2, Some(3))]], now).await; // 6
+                                                            // Filler that rolls the segments, so that all of the above may be cleaned.
+        let filler: Vec<Vec<Update>> = (0..40).map(|n| vec![(50 + n as u8 % 5, Some(n))]).collect();
+        append_all(&log, &filler, now).await;
+        assert_eq!(log.aborted_transaction_count(), 1);
+
+        log.compact(now + 10, &CompactionOptions::default())
+            .await
+            .unwrap()
+            .expect("a pass is due");
+        let (records, markers) = contents(&log).await;
+        let early: Vec<&(i64, String)> = records.iter().filter(|(offset, _)| *offset < 7).collect();
+        // The committed key-1 stays: the aborted write never supersedes it. The committed
+        // key-2 is superseded; the aborted batch is gone; both markers stay this pass (their
+        // transactions had batches in it), with the abort's index entry.
+        assert_eq!(
+            early,
+            vec![
+                &(0, "key-1=value-00000001".to_string()),
+                &(6, "key-2=value-00000003".to_string())
+            ]
+        );
+        assert_eq!(&markers[..2], &[4, 5]);
+        assert_eq!(log.aborted_transaction_count(), 1);
+
+        // Past delete.retention.ms: the abort marker, whose batches are gone, goes with its
+        // index entry; the commit marker stays while key-1 of its transaction does.
+        log.compact(now + 5_000, &CompactionOptions::default())
+            .await
+            .unwrap()
+            .expect("a pass is due for the markers");
+        let (records, markers) = contents(&log).await;
+        assert!(records.contains(&(0, "key-1=value-00000001".to_string())));
+        assert_eq!(
+            markers
+                .iter()
+                .filter(|&&offset| offset < 7)
+                .collect::<Vec<_>>(),
+            vec![&4]
+        );
+        assert_eq!(log.aborted_transaction_count(), 0);
+
+        // An open transaction bounds every later pass: nothing from its first offset on is
+        // cleaned until it is decided.
+        let open = log
+            .append(&transactional_batch(&[(1, Some(7))], 12, 0), 0)
+            .unwrap()
+            .base_offset;
+        let more: Vec<Vec<Update>> = (0..40).map(|n| vec![(1, Some(1_000 + n))]).collect();
+        append_all(&log, &more, now).await;
+        if let Some(outcome) = log
+            .compact(now + 6_000, &CompactionOptions::default())
+            .await
+            .unwrap()
+        {
+            assert!(
+                outcome.cleaned_up_to <= open,
+                "{outcome:?} past the open transaction at {open}"
+            );
+        }
+        let (records, _) = contents(&log).await;
+        assert!(
+            records.contains(&(0, "key-1=value-00000001".to_string())),
+            "key-1 is rewritten only past the open transaction"
+        );
+        assert!(records.iter().any(|(offset, _)| *offset == open.0));
+        log.close().await.unwrap();
+    });
 }

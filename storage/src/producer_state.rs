@@ -317,6 +317,23 @@ impl ProducerStateTable {
         }
     }
 
+    /// The first offset of a transaction still open, or decided by a marker at or past
+    /// `end`, without forgetting anything (the cleaner's bound: [`Self::first_unstable_offset`]
+    /// prunes by the high watermark, which only the engine knows).
+    pub fn first_undecided_offset(&self, end: Offset) -> Option<Offset> {
+        let open = self.ongoing.first_key_value().map(|(&first, _)| first);
+        let completed = self
+            .unstable_completed
+            .iter()
+            .filter(|(_, &marker_offset)| marker_offset >= end)
+            .map(|(&first, _)| first)
+            .min();
+        match (open, completed) {
+            (Some(open), Some(completed)) => Some(open.min(completed)),
+            (open, completed) => open.or(completed),
+        }
+    }
+
     /// Drops the producers whose last batch was appended `expiration_ms` or longer before
     /// `now_ms`; returns how many.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {

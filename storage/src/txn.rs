@@ -307,6 +307,14 @@ impl AbortedTxns {
             .collect()
     }
 
+    /// Forgets the aborts whose markers (by offset) compaction removed.
+    pub fn remove_markers(&mut self, markers: &[Offset]) {
+        if !markers.is_empty() {
+            self.entries
+                .retain(|entry| !markers.contains(&entry.last_offset));
+        }
+    }
+
     /// Forgets the aborts whose marker is below the new log start.
     pub fn retain_from(&mut self, log_start: Offset) {
         while self

@@ -203,3 +203,166 @@ fn an_exhausted_epoch_moves_to_a_new_producer_id_at_completion() {
         })
     );
 }
+
+mod model {
+    use super::*;
+    use crate::transactions::state::{abort_timed_out, init_producer_id, InitOutcome};
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A partition leader adds a partition for the producer (Produce v12).
+        Add { who: Who, partition: i32 },
+        /// EndTxn v5; `retry`: with the epoch before the current one.
+        End { who: Who, commit: bool, retry: bool },
+        /// The markers of a prepared transaction are written: it completes.
+        Markers,
+        /// Time passes; a transaction past its timeout is aborted.
+        Tick { ms: i64 },
+        /// A new instance of the producer (InitProducerId).
+        Init,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Who {
+        Current,
+        Fenced,
+        Stranger,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let who = prop_oneof![
+            4 => Just(Who::Current),
+            1 => Just(Who::Fenced),
+            1 => Just(Who::Stranger)
+        ];
+        prop_oneof![
+            5 => (who.clone(), 0..3i32).prop_map(|(who, partition)| Step::Add { who, partition }),
+            3 => (who, any::<bool>(), prop::bool::weighted(0.2))
+                .prop_map(|(who, commit, retry)| Step::End { who, commit, retry }),
+            3 => Just(Step::Markers),
+            1 => (1..5_000i64).prop_map(|ms| Step::Tick { ms }),
+            1 => Just(Step::Init),
+        ]
+    }
+
+    proptest! {
+        /// Against protocol v2's promises: transitions are legal; (producer id, epoch) only
+        /// moves forward; every EndTxn that writes bumps the epoch by one (or rotates the
+        /// producer id at an exhausted epoch) and answers what the completion holds; a
+        /// producer of an earlier epoch (a zombie of an ended transaction) or a stranger
+        /// never changes anything; nothing is added while markers are due; a retried EndTxn
+        /// of a completed transaction answers the current producer id and epoch; partitions
+        /// are held only by an open or ending transaction; every metadata reads back from
+        /// its log record.
+        #[test]
+        fn protocol_v2_keeps_kafkas_promises(
+            start_epoch in prop_oneof![Just(0i16), Just(i16::MAX - 4)],
+            steps in proptest::collection::vec(step(), 1..80),
+        ) {
+            let mut entry = initialised();
+            entry.as_mut().unwrap().current.producer_epoch = start_epoch;
+            let mut now = 100i64;
+            let mut next_id = 100i64;
+            let mut fenced: Option<(i64, i16)> = None;
+            let mut markers_due = false;
+            for step in steps {
+                now += 1;
+                let before = entry.as_ref().unwrap().current.clone();
+                let producer = (before.producer_id, before.producer_epoch);
+                let who_ids = |who: Who| match who {
+                    Who::Current => producer,
+                    Who::Fenced => fenced.unwrap_or((-2, 0)),
+                    Who::Stranger => (9_999, 0),
+                };
+                let written = match step {
+                    Step::Add { who, partition } => {
+                        let (id, epoch) = who_ids(who);
+                        let outcome = add_partitions(entry.as_ref(), id, epoch, &orders(partition), now);
+                        if !matches!(who, Who::Current) || markers_due {
+                            prop_assert!(outcome.is_err(), "{who:?} added (markers due: {markers_due}): {outcome:?}");
+                        }
+                        match outcome {
+                            Ok(AddOutcome::Write(next)) => Some(next),
+                            _ => None,
+                        }
+                    }
+                    Step::End { who, commit, retry } => {
+                        let (id, epoch) = who_ids(who);
+                        let epoch = if retry { epoch.wrapping_sub(1) } else { epoch };
+                        next_id += 1;
+                        let fresh = next_id;
+                        let outcome = end_txn(entry.as_ref(), id, epoch, commit, now, || fresh);
+                        match outcome {
+                            Ok(EndOutcome::Write(next)) => {
+                                prop_assert!(!retry && matches!(who, Who::Current), "{who:?} (retry {retry}) ended: {next:?}");
+                                prop_assert_eq!(i32::from(next.producer_epoch), i32::from(before.producer_epoch) + 1);
+                                let answer = next.completed(now);
+                                if before.producer_epoch >= i16::MAX - 1 {
+                                    prop_assert_eq!((answer.producer_id, answer.producer_epoch), (fresh, 0));
+                                }
+                                markers_due = true;
+                                Some(next)
+                            }
+                            Ok(EndOutcome::AlreadyDone { producer_id, producer_epoch }) => {
+                                // A zombie one epoch behind looks like a retry, as in Kafka.
+                                prop_assert!(retry || matches!(who, Who::Fenced), "an end that was no retry answered done");
+                                prop_assert!(matches!(before.state, TxnState::CompleteCommit | TxnState::CompleteAbort));
+                                prop_assert_eq!((producer_id, producer_epoch), producer);
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                    Step::Markers if markers_due => {
+                        markers_due = false;
+                        Some(before.completed(now))
+                    }
+                    Step::Markers => None,
+                    Step::Tick { ms } => {
+                        now += ms;
+                        match abort_timed_out(entry.as_ref().unwrap(), now) {
+                            Some(next) => { markers_due = true; Some(next) }
+                            None => None,
+                        }
+                    }
+                    Step::Init => {
+                        next_id += 1;
+                        let fresh = next_id;
+                        let request = InitRequest { timeout_ms: 2_000, expected: None };
+                        match init_producer_id("t", entry.as_ref(), request, 900_000, now, || fresh) {
+                            Ok(InitOutcome::Write(next)) => Some(next),
+                            Ok(InitOutcome::AbortThenRetry(next)) => { markers_due = true; Some(next) }
+                            Err(_) => None,
+                        }
+                    }
+                };
+                let Some(next) = written else { continue };
+                prop_assert!(next.state.may_follow(before.state), "{:?} -> {:?}", before.state, next.state);
+                if next.producer_id == before.producer_id {
+                    prop_assert!(next.producer_epoch >= before.producer_epoch, "{before:?} -> {next:?}");
+                }
+                if (next.producer_id, next.producer_epoch) != producer {
+                    fenced = Some(producer);
+                }
+                if !matches!(next.state, TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                    prop_assert!(next.partitions.is_empty(), "{next:?}");
+                }
+                let (key, value) = crate::transactions::state_log::record(&next);
+                let (_, read) = crate::transactions::state_log::decode(&key, Some(&value)).unwrap();
+                let read = read.unwrap();
+                prop_assert_eq!(
+                    (read.producer_id, read.producer_epoch, read.state, &read.partitions,
+                     read.next_producer_id, read.client_transaction_version),
+                    (next.producer_id, next.producer_epoch, next.state, &next.partitions,
+                     next.next_producer_id, next.client_transaction_version));
+                apply(&mut entry, next);
+                // An epoch exhausted under v1 rules (init, fence) rotates through init; the
+                // model stops where the epoch would overflow.
+                if entry.as_ref().unwrap().current.producer_epoch == i16::MAX {
+                    prop_assert!(markers_due, "only a prepare may sit at the last epoch");
+                }
+            }
+        }
+    }
+}
