@@ -449,6 +449,16 @@ pub fn add_partitions(
 ) -> Result<AddOutcome, TxnError> {
     let entry = entry.ok_or(TxnError::InvalidProducerIdMapping)?;
     let current = current_producer(entry, producer_id, epoch)?;
+    add_to(current, partitions, now_ms)
+}
+
+/// The add itself, once the producer checks passed (both protocols): the partitions join the
+/// open transaction, or start one from Empty or Complete*.
+pub(crate) fn add_to(
+    current: &TxnMetadata,
+    partitions: &[(String, i32)],
+    now_ms: i64,
+) -> Result<AddOutcome, TxnError> {
     match current.state {
         TxnState::PrepareCommit | TxnState::PrepareAbort => Err(TxnError::ConcurrentTransactions),
         TxnState::Ongoing

@@ -21,7 +21,9 @@
 //! a transition in flight is answered CONCURRENT_TRANSACTIONS before the producer checks, so
 //! that a new transaction's first add does not fence itself).
 
-use super::state::{epoch_exhausted, AddOutcome, TxnEntry, TxnError, TxnMetadata, TxnState};
+use super::state::{
+    add_to, epoch_exhausted, AddOutcome, TxnEntry, TxnError, TxnMetadata, TxnState,
+};
 
 /// `ClientTransactionVersion` of a v2 client, written with its transitions.
 pub const TRANSACTION_VERSION_2: i16 = 2;
@@ -46,28 +48,12 @@ pub fn add_partitions(
     if current.producer_epoch != epoch {
         return Err(TxnError::ProducerFenced);
     }
-    match current.state {
-        TxnState::PrepareCommit | TxnState::PrepareAbort => Err(TxnError::ConcurrentTransactions),
-        TxnState::Ongoing
-            if partitions
-                .iter()
-                .all(|partition| current.partitions.contains(partition)) =>
-        {
-            Ok(AddOutcome::AlreadyAdded)
-        }
-        TxnState::Ongoing
-        | TxnState::Empty
-        | TxnState::CompleteCommit
-        | TxnState::CompleteAbort => {
-            let mut next = current.to(TxnState::Ongoing, now_ms);
-            if current.state != TxnState::Ongoing {
-                next.start_ms = now_ms;
-            }
-            next.partitions.extend(partitions.iter().cloned());
+    match add_to(current, partitions, now_ms)? {
+        AddOutcome::Write(mut next) => {
             next.client_transaction_version = TRANSACTION_VERSION_2;
             Ok(AddOutcome::Write(next))
         }
-        TxnState::Dead | TxnState::PrepareEpochFence => Err(TxnError::ConcurrentTransactions),
+        already => Ok(already),
     }
 }
 
