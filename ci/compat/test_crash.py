@@ -169,6 +169,11 @@ def check_recovered(consumed, acked, previously_read, cycle):
     return problems
 
 
+# A lead of 256 KiB (zeroing once a segment holds 128 KiB, in 16 KiB pieces) so that zero
+# writes ahead of the data (storage/src/zeroing.rs) are in flight at every kill, as they are
+# under load with the 16 MiB lead an operator would choose: a zero piece must never land on
+# acknowledged data.
+@pytest.mark.broker_args('--log-zero-ahead-bytes', '262144')
 @pytest.mark.timeout(420)
 def test_acknowledged_records_survive_kill9(broker, unique_topic):
     topic = unique_topic()

@@ -21,6 +21,7 @@ pub struct ConfigFile {
     pub(super) socket_request_max_bytes: Option<usize>,
     pub(super) tail_cache_bytes: Option<usize>,
     pub(super) segment_bytes: Option<u64>,
+    pub(super) log_zero_ahead_bytes: Option<u64>,
     pub(super) max_message_bytes: Option<u32>,
     pub(super) io_properties: Option<PathBuf>,
     pub(super) group_initial_rebalance_delay_ms: Option<u64>,

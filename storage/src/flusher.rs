@@ -47,6 +47,10 @@ pub(crate) async fn run(log: Weak<LogShared>) {
         // `truncate`): between here and the end of the round, files are being written.
         shared.state.borrow_mut().flusher_busy = true;
         let go_on = flush_round(&shared).await;
+        if !go_on {
+            // No zero write may outlive the flusher: close and truncation cut files after.
+            crate::zeroing::stop(&shared, None).await;
+        }
         let mut state = shared.state.borrow_mut();
         state.flusher_busy = false;
         for waker in state.flusher_idle_waiters.drain(..) {
@@ -61,7 +65,7 @@ pub(crate) async fn run(log: Weak<LogShared>) {
 /// One round of work: the leader epoch checkpoint if it changed, then everything pending.
 /// Returns whether the flusher goes on (not after a failure, nor when closing with nothing
 /// left).
-async fn flush_round(shared: &LogShared) -> bool {
+async fn flush_round(shared: &Rc<LogShared>) -> bool {
     let (writes, epochs, snapshots) = {
         let mut state = shared.state.borrow_mut();
         let writes = state.appender.take();
@@ -191,7 +195,7 @@ struct Written {
 /// commit's `fdatasync` is in flight, the next group's write goes out, so a connection's
 /// requests wait for one sync after another rather than for a write and a sync each. Every
 /// durable end is published only after the `fdatasync` that covers it completed, in order.
-async fn flush(shared: &LogShared, writes: Vec<PendingWrite>) -> io::Result<()> {
+async fn flush(shared: &Rc<LogShared>, writes: Vec<PendingWrite>) -> io::Result<()> {
     let mut writes = writes.into_iter();
     let Some(mut last) = writes.next() else {
         return Ok(());
@@ -240,7 +244,7 @@ type NextWrite<'log> = Pin<Box<dyn Future<Output = io::Result<Written>> + 'log>>
 /// ([`take_pipelined`]). Returns once the sync is done (so that its round is acknowledged
 /// without waiting for the next write), with the next write, still going, if one started.
 async fn sync_while_writing_next<'log>(
-    shared: &'log LogShared,
+    shared: &'log Rc<LogShared>,
     current: &Written,
 ) -> (io::Result<()>, Option<NextWrite<'log>>) {
     let mut syncing = pin!(sync(shared, current));
@@ -299,7 +303,7 @@ fn take_pipelined(shared: &LogShared) -> Option<PendingWrite> {
 }
 
 /// Starts `write`'s segment if it rolled, reserves its disk and writes its chunks.
-async fn write_out(shared: &LogShared, mut write: PendingWrite) -> io::Result<Written> {
+async fn write_out(shared: &Rc<LogShared>, mut write: PendingWrite) -> io::Result<Written> {
     if let Some(rolled) = write.rolled_from {
         start_segment(shared, write.segment_base, rolled).await?;
     }
@@ -333,9 +337,11 @@ async fn write_out(shared: &LogShared, mut write: PendingWrite) -> io::Result<Wr
     };
     let (segment_base, end_position) = (write.segment_base, write.end_position);
     let bytes = write.end_position - write.start_position;
+    crate::zeroing::before_write(shared, segment_base, write.start_position, end_position).await;
     let chunks = write
         .write_to(io, shared.config.get().write_in_flight_bytes_max)
         .await?;
+    crate::zeroing::after_write(shared, &file, segment_base, end_position);
     Ok(Written {
         synced,
         chunks: WrittenChunks {
@@ -511,13 +517,16 @@ async fn start_segment(
         let mut state = shared.state.borrow_mut();
         let previous = state.segment_mut(rolled.base_offset);
         previous.allocated_bytes = 0;
+        previous.zeroed_to = 0;
         let file = previous.log_file.clone();
         assert!(state.segments.last().map(|last| last.base_offset) == Some(rolled.base_offset));
         state.segments.push(segment);
         file
     };
     // The previous segment's last bytes were written and synced before this point (writes are
-    // flushed in order), so trimming cuts only padding and preallocation.
+    // flushed in order), so trimming cuts only padding, preallocation and zeroes written
+    // ahead, once no more of those can land.
+    crate::zeroing::stop(shared, Some(rolled.base_offset)).await;
     Segment::trim_file(&previous_file, rolled.size_bytes).await
 }
 

@@ -105,6 +105,7 @@ mod timestamps;
 mod truncate;
 pub mod txn;
 pub mod wakeup;
+mod zeroing;
 
 pub use compaction::{CompactionOptions, CompactionOutcome};
 pub use error::{BatchError, StorageError};
@@ -144,6 +145,10 @@ impl fmt::Display for Offset {
     }
 }
 
+/// [`LogConfig::zero_ahead_bytes`] unless set: off. 16 MiB trades tail latency for CPU and
+/// throughput (see `zeroing` and BENCHMARKS.md, "Zeroes ahead").
+pub const DEFAULT_ZERO_AHEAD_BYTES: u64 = 0;
+
 /// Per-partition log settings, named after Kafka's topic configs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogConfig {
@@ -161,6 +166,10 @@ pub struct LogConfig {
     /// bandwidth at a few MiB in flight (the knee `spate-tune iotune` reports as
     /// `write_in_flight_bytes`); the broker sets this from its io-properties file.
     pub write_in_flight_bytes_max: usize,
+    /// How far ahead of the data a busy segment's blocks are overwritten with zeroes, so that
+    /// group commits sync data without extent conversions (see `zeroing`); 0 turns it off.
+    /// Spate's own setting (the broker's `--log-zero-ahead-bytes`), not a Kafka topic config.
+    pub zero_ahead_bytes: u64,
     /// `segment.ms`: a new segment starts when an appended batch's maxTimestamp is more than
     /// this much later than the first batch of the active segment (wall clock since the
     /// segment was created when batches carry no timestamps), as in Kafka.
@@ -202,6 +211,7 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             log_append_time: false,
             write_in_flight_bytes_max: 8 * 1024 * 1024,
+            zero_ahead_bytes: DEFAULT_ZERO_AHEAD_BYTES,
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             retention_delete: true,
             retention_ms: 7 * 24 * 60 * 60 * 1000,
@@ -237,6 +247,9 @@ impl LogConfig {
         }
         if self.segment_ms < 1 {
             return invalid("segment.ms must be at least 1");
+        }
+        if self.zero_ahead_bytes > 1 << 30 {
+            return invalid("the zero-ahead lead must be at most 1 GiB");
         }
         Ok(())
     }

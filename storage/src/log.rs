@@ -122,6 +122,8 @@ pub(crate) struct LogState {
     /// Sealed segments whose `.txnindex` the flusher has yet to write: the cleaner leaves
     /// them alone until it has (its own index of a merged segment must not be overwritten).
     pub txn_indexes_unwritten: Vec<Offset>,
+    /// Zeroes written ahead of the data of the active segment (see `zeroing`).
+    pub zeroing: crate::zeroing::ZeroAhead,
 }
 
 /// What a roll leaves for the flusher to write once it is durable.
@@ -372,6 +374,7 @@ impl PartitionLog {
             pending_snapshots: Vec::new(),
             aborted: resumed.recovered.aborted,
             txn_indexes_unwritten: Vec::new(),
+            zeroing: Default::default(),
         };
         let shared = Rc::new(LogShared {
             dir,

@@ -355,6 +355,7 @@ fn segment_from(
         size_bytes: outcome.end_position,
         end_offset: outcome.end_offset,
         allocated_bytes,
+        zeroed_to: 0,
     }
 }
 

@@ -43,6 +43,11 @@ pub(crate) struct FaultPlan {
     fired: Cell<bool>,
     /// While set, every `fdatasync` waits before it starts (a slow disk, held still).
     hold_syncs: Cell<bool>,
+    /// While set, every zero write ahead (see `zeroing`) waits before it starts, registered
+    /// as in flight.
+    hold_zeroes: Cell<bool>,
+    /// Zero writes completed.
+    zero_writes: Cell<u64>,
 }
 
 #[cfg_attr(not(test), allow(dead_code))]
@@ -55,7 +60,27 @@ impl FaultPlan {
             syncs: Cell::new(0),
             fired: Cell::new(false),
             hold_syncs: Cell::new(false),
+            hold_zeroes: Cell::new(false),
+            zero_writes: Cell::new(0),
         }
+    }
+
+    /// Holds every zero write ahead (`true`) until released (`false`).
+    pub fn hold_zeroes(&self, hold: bool) {
+        self.hold_zeroes.set(hold);
+    }
+
+    pub(crate) fn zeroes_held(&self) -> bool {
+        self.hold_zeroes.get()
+    }
+
+    pub(crate) fn count_zero_write(&self) {
+        self.zero_writes.set(self.zero_writes.get() + 1);
+    }
+
+    /// Zero writes ahead completed so far.
+    pub fn zero_writes(&self) -> u64 {
+        self.zero_writes.get()
     }
 
     /// Holds every `fdatasync` (`true`) until released (`false`).

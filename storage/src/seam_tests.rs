@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::error::StorageError;
-use crate::testing::{encode_batch, read_all, run, same_batch, temp_dir, BatchSpec};
+use crate::testing::{encode_batch, read_all, run, same_batch, temp_dir, until, BatchSpec};
 use crate::{LogConfig, Offset, PartitionLog};
 use proptest::prelude::*;
 use std::cell::RefCell;
@@ -138,15 +138,6 @@ fn enospc_refuses_appends_but_reads_keep_working() {
         assert_eq!(log.durable_end_offset(), Offset(2));
         assert!(log.close().await.is_err());
     });
-}
-
-/// Waits (a few ms at a time) until `condition` holds.
-async fn until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "never: {what}");
-        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-    }
 }
 
 /// A log in `dir` whose syncs are held until released, with a sync error at sync `at`

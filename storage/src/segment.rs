@@ -208,6 +208,9 @@ pub(crate) struct Segment {
     pub end_offset: Offset,
     /// How far the file is preallocated, 0 if never (or since its last trim).
     pub allocated_bytes: u64,
+    /// How far the file's blocks are known written (data or zeroes ahead of it, see
+    /// `zeroing`); 0 if unknown (a recovered segment) or since its last trim.
+    pub zeroed_to: u64,
 }
 
 impl Segment {
@@ -240,6 +243,7 @@ impl Segment {
             size_bytes: 0,
             end_offset: base_offset,
             allocated_bytes: 0,
+            zeroed_to: 0,
         })
     }
 

@@ -185,6 +185,15 @@ pub(crate) async fn wait_for_unlink(dir: &std::path::Path) {
     );
 }
 
+/// Waits until `condition` holds, checking every millisecond; panics after 10 s.
+pub(crate) async fn until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
 /// A temporary directory on the real disk (O_DIRECT does not work on tmpfs).
 pub(crate) fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()

@@ -324,6 +324,9 @@ impl<'log> Truncation<'log> {
             Poll::Pending
         })
         .await?;
+        // Appends are refused, so no new zeroing starts; the one under way must end before
+        // files are cut (see `zeroing`).
+        crate::zeroing::stop(shared, None).await;
         Ok(truncation)
     }
 

@@ -26,6 +26,7 @@ pub fn log_config(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> 
             .unwrap_or(defaults.max_message_bytes),
         log_append_time: setting("message.timestamp.type") == "LogAppendTime",
         write_in_flight_bytes_max: broker.write_in_flight_bytes_max,
+        zero_ahead_bytes: broker.log_zero_ahead_bytes,
         segment_ms: setting("segment.ms")
             .parse::<i64>()
             .map_or(defaults.segment_ms, |segment_ms| segment_ms.max(1)),
